@@ -1,0 +1,85 @@
+//! The connection to the Kubernetes API server: in-cluster config, `--kubeconfig`, or the
+//! `KUBECONFIG` / `~/.kube/config` that kubectl would use.
+
+use std::path::{Path, PathBuf};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "no Kubernetes connection configured: not running in a cluster, and no kubeconfig found ({source}); pass --kubeconfig FILE or set KUBECONFIG"
+    )]
+    NoConfig {
+        #[source]
+        source: kube::config::InferConfigError,
+    },
+    #[error("cannot build a Kubernetes client for {server}: {source}")]
+    Client {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the Kubernetes API server at {server} did not answer: {source}; check that it is running and that the kubeconfig points at it"
+    )]
+    Unreachable {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A client and what the server said about itself.
+pub struct Connection {
+    pub client: kube::Client,
+    pub server: String,
+    pub version: k8s_openapi::apimachinery::pkg::version::Info,
+}
+
+/// Loads the client config: an explicit kubeconfig file, or what kube infers (in-cluster first).
+pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, ClusterError> {
+    match kubeconfig {
+        Some(path) => {
+            let err = |source| ClusterError::Kubeconfig {
+                path: path.to_owned(),
+                source,
+            };
+            let kc = Kubeconfig::read_from(path).map_err(err)?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(err)
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|source| ClusterError::NoConfig { source }),
+    }
+}
+
+/// Connects and asks the server for its version, so a wrong address fails at start-up.
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Connection, ClusterError> {
+    let config = client_config(kubeconfig).await?;
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
+        server: server.clone(),
+        source,
+    })?;
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(|source| ClusterError::Unreachable {
+            server: server.clone(),
+            source,
+        })?;
+    Ok(Connection {
+        client,
+        server,
+        version,
+    })
+}

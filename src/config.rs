@@ -1,0 +1,677 @@
+//! The daemon config (`gitopsd.yaml`): typed, validated once at start-up.
+//!
+//! Every error names the file, the field (as a path such as `tiers[2].policy.low`) and what was
+//! expected there, because an operator reading a crash-looping pod's log has nothing else.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What went wrong reading the config, always with the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}{location}: {field}: {message}")]
+    Parse {
+        path: PathBuf,
+        /// ` line L column C`, or empty where the parser knows no position.
+        location: String,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// The whole daemon config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub source: SourceConfig,
+    pub tiers: Vec<TierConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Where the config repo comes from and how often to look.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourceConfig {
+    pub url: RepoUrl,
+    #[serde(default)]
+    pub auth: GitAuth,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Git credentials: a token for https, or an SSH key with the known_hosts that checks the host.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitAuth {
+    pub token_file: Option<PathBuf>,
+    pub ssh_key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+/// A config repo location: `https://`, `ssh://`, `file://`, scp-like `git@host:path`, or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoUrl {
+    pub kind: RepoUrlKind,
+    raw: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoUrlKind {
+    Https,
+    Ssh,
+    File,
+}
+
+impl RepoUrl {
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl FromStr for RepoUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let raw = s.trim().to_owned();
+        if raw.is_empty() {
+            return Err("expected a repository URL (https://, ssh://, file://) or a path".into());
+        }
+        let kind = if let Some((scheme, _)) = raw.split_once("://") {
+            match scheme {
+                "https" => RepoUrlKind::Https,
+                "ssh" => RepoUrlKind::Ssh,
+                "file" => RepoUrlKind::File,
+                "http" => {
+                    return Err(
+                        "plain http:// sends credentials in the clear; use https://".to_owned()
+                    );
+                }
+                other => {
+                    return Err(format!(
+                        "unsupported scheme `{other}://`; expected https://, ssh://, file:// or a path"
+                    ));
+                }
+            }
+        } else if looks_like_scp(&raw) {
+            RepoUrlKind::Ssh
+        } else {
+            RepoUrlKind::File
+        };
+        if kind == RepoUrlKind::Https && raw.contains('@') {
+            let authority = raw["https://".len()..].split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err("the URL carries credentials; put the token in source.auth.tokenFile instead".into());
+            }
+        }
+        Ok(RepoUrl { kind, raw })
+    }
+}
+
+/// `git@example.com:platform/config.git`, as git itself accepts.
+fn looks_like_scp(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((host, _)) => !host.contains('/') && host.contains('@'),
+        None => false,
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One stage of environments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TierConfig {
+    pub name: String,
+    /// The branch, tag or commit this tier follows.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Namespaces this tier may write to.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Whether the tier may create cluster-scoped objects.
+    #[serde(default)]
+    pub cluster_scoped: bool,
+    #[serde(default)]
+    pub prune: bool,
+    pub promote_from: Option<String>,
+    #[serde(default)]
+    pub windows: Vec<ChangeWindow>,
+    #[serde(default)]
+    pub policy: Policy,
+    pub rollback: Option<RollbackConfig>,
+}
+
+/// What to do about a drift of each severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default = "Action::apply")]
+    pub critical: Action,
+    #[serde(default = "Action::apply")]
+    pub high: Action,
+    #[serde(default = "Action::apply")]
+    pub medium: Action,
+    #[serde(default = "Action::apply")]
+    pub low: Action,
+}
+
+/// Git is the source of truth: with no policy given, every drift is corrected (as Flux does).
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            critical: Action::Apply,
+            high: Action::Apply,
+            medium: Action::Apply,
+            low: Action::Apply,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Correct the drift now.
+    Apply,
+    /// Report it (status, metric, event); leave the cluster alone.
+    Alert,
+    Ignore,
+}
+
+impl Action {
+    fn apply() -> Self {
+        Action::Apply
+    }
+}
+
+/// A change window: opens at each firing of `schedule` in `timezone`, for `duration`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangeWindow {
+    pub schedule: CronSchedule,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    #[serde(default = "default_timezone")]
+    pub timezone: Timezone,
+}
+
+fn default_timezone() -> Timezone {
+    Timezone(chrono_tz::Tz::UTC)
+}
+
+/// A standard 5-field cron expression (minute hour day-of-month month day-of-week).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronSchedule {
+    pub expression: String,
+    pub schedule: cron::Schedule,
+}
+
+impl FromStr for CronSchedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fields = s.split_whitespace().count();
+        if fields != 5 {
+            return Err(format!(
+                "expected a 5-field cron schedule (minute hour day-of-month month day-of-week, e.g. \"0 8 * * 1-5\"), found {fields} fields in {s:?}"
+            ));
+        }
+        // The cron crate counts seconds as well; windows start on the minute.
+        let schedule = cron::Schedule::from_str(&format!("0 {s}"))
+            .map_err(|e| format!("invalid cron schedule {s:?}: {e}"))?;
+        Ok(CronSchedule {
+            expression: s.to_owned(),
+            schedule,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CronSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IANA timezone such as `Europe/Berlin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timezone(pub chrono_tz::Tz);
+
+impl<'de> Deserialize<'de> for Timezone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<chrono_tz::Tz>().map(Timezone).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "unknown timezone {s:?}; expected an IANA name such as \"Europe/Berlin\" or \"UTC\""
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollbackConfig {
+    #[serde(default)]
+    pub on_health_failure: bool,
+    #[serde(default = "default_health_timeout", with = "humantime_serde")]
+    pub health_timeout: Duration,
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+            token_file: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+/// Durations written as operators write them: `30s`, `1m`, `10h`, `1h 30m`.
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); expected a number with a unit, e.g. \"30s\", \"5m\", \"10h\""
+            ))
+        })
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = match e.path().to_string() {
+                p if p == "." => "(top level)".to_owned(),
+                p => p,
+            };
+            let inner = e.into_inner();
+            let location = inner
+                .location()
+                .map(|l| format!(" line {} column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                location,
+                field,
+                message: strip_location(&inner.to_string()),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Rules that span fields, which serde cannot check alone.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        if self.source.interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "source.interval".into(),
+                "expected at least 1s between polls".into(),
+            ));
+        }
+        let auth = &self.source.auth;
+        if auth.token_file.is_some() && auth.ssh_key_file.is_some() {
+            return Err(invalid(
+                "source.auth".into(),
+                "expected either tokenFile (https) or sshKeyFile (ssh), not both".into(),
+            ));
+        }
+        if auth.ssh_key_file.is_some() && auth.known_hosts_file.is_none() {
+            return Err(invalid(
+                "source.auth.knownHostsFile".into(),
+                "expected a known_hosts file beside sshKeyFile: gitopsd never connects to an unchecked host".into(),
+            ));
+        }
+        if auth.token_file.is_some() && self.source.url.kind != RepoUrlKind::Https {
+            return Err(invalid(
+                "source.auth.tokenFile".into(),
+                format!("a token authenticates https:// URLs only, and source.url is {}", self.source.url),
+            ));
+        }
+        if auth.ssh_key_file.is_some() && self.source.url.kind != RepoUrlKind::Ssh {
+            return Err(invalid(
+                "source.auth.sshKeyFile".into(),
+                format!("an SSH key authenticates ssh:// URLs only, and source.url is {}", self.source.url),
+            ));
+        }
+        if self.tiers.is_empty() {
+            return Err(invalid(
+                "tiers".into(),
+                "expected at least one tier".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, tier) in self.tiers.iter().enumerate() {
+            let at = |field: &str| format!("tiers[{i}].{field}");
+            if let Err(why) = check_dns_label(&tier.name) {
+                return Err(invalid(at("name"), why));
+            }
+            if !seen.insert(tier.name.as_str()) {
+                return Err(invalid(
+                    at("name"),
+                    format!("tier {:?} is defined twice; tier names must be unique", tier.name),
+                ));
+            }
+            if tier.git_ref.trim().is_empty() {
+                return Err(invalid(
+                    at("ref"),
+                    "expected a branch, tag or commit to follow".into(),
+                ));
+            }
+            for (j, ns) in tier.namespaces.iter().enumerate() {
+                if let Err(why) = check_dns_label(ns) {
+                    return Err(invalid(at(&format!("namespaces[{j}]")), why));
+                }
+            }
+            if tier.namespaces.is_empty() && !tier.cluster_scoped {
+                return Err(invalid(
+                    at("namespaces"),
+                    "expected at least one namespace the tier may write to (or clusterScoped: true)".into(),
+                ));
+            }
+            if let Some(from) = &tier.promote_from {
+                // Promotion flows down the list: a tier may only follow one defined before it,
+                // which also rules out cycles.
+                if !self.tiers[..i].iter().any(|t| &t.name == from) {
+                    let known: Vec<&str> = self.tiers.iter().map(|t| t.name.as_str()).collect();
+                    return Err(invalid(
+                        at("promoteFrom"),
+                        format!(
+                            "expected the name of a tier listed before {:?}; found {from:?} (tiers: {})",
+                            tier.name,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for (j, w) in tier.windows.iter().enumerate() {
+                if w.duration < Duration::from_secs(60) {
+                    return Err(invalid(
+                        at(&format!("windows[{j}].duration")),
+                        "expected a window of at least 1m".into(),
+                    ));
+                }
+            }
+            if let Some(rb) = &tier.rollback
+                && rb.health_timeout < Duration::from_secs(1)
+            {
+                return Err(invalid(
+                    at("rollback.healthTimeout"),
+                    "expected at least 1s".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tier(&self, name: &str) -> Option<&TierConfig> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+}
+
+/// serde_yaml appends " at line L column C"; the error shows the position once, beside the file.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Tier names become label values and namespace names become namespaces: RFC 1123 labels.
+fn check_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit); found {s:?}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESIGN_EXAMPLE: &str = include_str!("../examples/gitopsd.yaml");
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("gitopsd.yaml"))
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).expect_err("config should be rejected").to_string()
+    }
+
+    #[test]
+    fn the_example_config_parses_into_typed_tiers() {
+        let c = parse(DESIGN_EXAMPLE).expect("example config is valid");
+        assert_eq!(c.source.url.kind, RepoUrlKind::File);
+        assert_eq!(c.source.interval, Duration::from_secs(60));
+        let names: Vec<_> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["experimental", "validation", "operational"]);
+        let op = c.tier("operational").expect("operational tier");
+        assert_eq!(op.promote_from.as_deref(), Some("validation"));
+        assert_eq!(op.policy.high, Action::Alert);
+        assert_eq!(op.policy.low, Action::Ignore);
+        assert_eq!(op.windows[0].duration, Duration::from_secs(10 * 3600));
+        assert_eq!(op.windows[0].timezone.0, chrono_tz::Europe::Berlin);
+        let rb = op.rollback.expect("rollback");
+        assert!(rb.on_health_failure);
+        assert_eq!(rb.health_timeout, Duration::from_secs(300));
+        assert_eq!(c.http.listen, "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn defaults_fill_what_the_config_leaves_out() {
+        let c = parse(
+            "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n",
+        )
+        .unwrap();
+        assert_eq!(c.source.interval, Duration::from_secs(60));
+        assert_eq!(c.tiers[0].policy, Policy::default());
+        assert!(!c.tiers[0].prune);
+        assert_eq!(c.http.listen, default_listen());
+    }
+
+    #[test]
+    fn a_wrong_policy_action_names_file_field_line_and_the_choices() {
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    policy: {critical: fix}\n",
+        );
+        assert!(e.starts_with("gitopsd.yaml line 6"), "{e}");
+        assert!(e.contains("tiers[0].policy.critical"), "{e}");
+        assert!(e.contains("`apply`, `alert`, `ignore`"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_the_fields_expected() {
+        let e = error_of(
+            "source: {url: /srv/config, intervall: 5m}\ntiers: [{name: dev, ref: main, namespaces: [dev]}]\n",
+        );
+        assert!(e.contains("source"), "{e}");
+        assert!(e.contains("unknown field `intervall`"), "{e}");
+        assert!(e.contains("`interval`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_a_duration_looks_like() {
+        let e = error_of(
+            "source: {url: /srv/config, interval: soon}\ntiers: [{name: dev, ref: main, namespaces: [dev]}]\n",
+        );
+        assert!(e.contains("source.interval"), "{e}");
+        assert!(e.contains("\"30s\""), "{e}");
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let e = error_of("source: {url: /srv/config}\ntiers: [{name: dev, namespaces: [dev]}]\n");
+        assert!(e.contains("tiers[0]"), "{e}");
+        assert!(e.contains("missing field `ref`"), "{e}");
+    }
+
+    #[test]
+    fn promote_from_must_name_an_earlier_tier() {
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a], promoteFrom: b}\n  - {name: b, ref: main, namespaces: [b]}\n",
+        );
+        assert_eq!(
+            e,
+            "gitopsd.yaml: tiers[0].promoteFrom: expected the name of a tier listed before \"a\"; found \"b\" (tiers: a, b)"
+        );
+    }
+
+    #[test]
+    fn duplicate_tier_names_are_rejected() {
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a]}\n  - {name: a, ref: x, namespaces: [b]}\n",
+        );
+        assert!(e.contains("tiers[1].name: tier \"a\" is defined twice"), "{e}");
+    }
+
+    #[test]
+    fn tier_and_namespace_names_must_be_dns_labels() {
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers: [{name: Prod, ref: main, namespaces: [x]}]\n",
+        );
+        assert!(e.contains("tiers[0].name: expected a DNS label"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers: [{name: prod, ref: main, namespaces: [ok, Not_OK]}]\n",
+        );
+        assert!(e.contains("tiers[0].namespaces[1]"), "{e}");
+    }
+
+    #[test]
+    fn a_cron_schedule_needs_five_fields_and_a_known_timezone() {
+        let base = "source: {url: /srv/config}\ntiers:\n  - name: p\n    ref: main\n    namespaces: [p]\n    windows:\n";
+        let e = error_of(&format!(
+            "{base}      - {{schedule: \"0 8 * *\", duration: 1h}}\n"
+        ));
+        assert!(e.contains("tiers[0].windows[0].schedule"), "{e}");
+        assert!(e.contains("found 4 fields"), "{e}");
+        let e = error_of(&format!(
+            "{base}      - {{schedule: \"0 8 * * 1-5\", duration: 1h, timezone: Mars/Olympus}}\n"
+        ));
+        assert!(e.contains("tiers[0].windows[0].timezone"), "{e}");
+        assert!(e.contains("IANA"), "{e}");
+        let e = error_of(&format!(
+            "{base}      - {{schedule: \"0 8 * * 1-9\", duration: 1h}}\n"
+        ));
+        assert!(e.contains("invalid cron schedule"), "{e}");
+    }
+
+    #[test]
+    fn ssh_keys_require_known_hosts_and_tokens_require_https() {
+        let e = error_of(
+            "source: {url: \"ssh://git@example.com/c.git\", auth: {sshKeyFile: /k}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("source.auth.knownHostsFile"), "{e}");
+        let e = error_of(
+            "source: {url: \"git@example.com:c.git\", auth: {tokenFile: /t}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("source.auth.tokenFile"), "{e}");
+    }
+
+    #[test]
+    fn repo_urls_are_classified_and_unsafe_ones_refused() {
+        let kind = |s: &str| s.parse::<RepoUrl>().map(|u| u.kind);
+        assert_eq!(kind("https://git.example.com/c.git"), Ok(RepoUrlKind::Https));
+        assert_eq!(kind("ssh://git@example.com/c.git"), Ok(RepoUrlKind::Ssh));
+        assert_eq!(kind("git@example.com:platform/c.git"), Ok(RepoUrlKind::Ssh));
+        assert_eq!(kind("file:///srv/c"), Ok(RepoUrlKind::File));
+        assert_eq!(kind("./config"), Ok(RepoUrlKind::File));
+        assert!(kind("http://example.com/c.git").unwrap_err().contains("https://"));
+        assert!(kind("ftp://example.com/c.git").unwrap_err().contains("`ftp://`"));
+        assert!(
+            kind("https://user:secret@example.com/c.git")
+                .unwrap_err()
+                .contains("tokenFile")
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_errors_carry_the_position() {
+        let e = error_of("source: {url: /srv/config\ntiers: [\n");
+        assert!(e.starts_with("gitopsd.yaml line "), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let e = Config::load(Path::new("/nonexistent/gitopsd.yaml")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read config file /nonexistent/gitopsd.yaml"));
+    }
+}

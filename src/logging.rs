@@ -1,0 +1,37 @@
+//! Log set-up: JSON lines in a cluster (for log collectors), readable text on a terminal.
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON when running in a Kubernetes pod, text otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn use_json(self) -> bool {
+        match self {
+            LogFormat::Json => true,
+            LogFormat::Text => false,
+            // Every pod has this variable; a developer's shell does not.
+            LogFormat::Auto => std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides `default_level` (e.g. `gitopsd=debug`).
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format.use_json() {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,101 @@
+//! The local control plane is a real Kubernetes: a real API server, real controllers that roll
+//! out Deployments, and kwok nodes on which Pods become Ready.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, ResourceExt};
+
+#[tokio::test]
+async fn the_api_server_runs_the_pinned_kubernetes_version() {
+    let client = support::client().await;
+    let version = client.apiserver_version().await.expect("server version");
+    assert_eq!(version.git_version, support::pinned_kubernetes_version());
+}
+
+#[tokio::test]
+async fn kwok_nodes_are_registered_and_ready() {
+    let client = support::client().await;
+    let nodes: Api<Node> = Api::all(client);
+    let list = nodes
+        .list(&ListParams::default().labels("type=kwok"))
+        .await
+        .expect("list nodes");
+    assert!(!list.items.is_empty(), "no kwok nodes registered");
+    for node in list {
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.as_str());
+        assert_eq!(ready, Some("True"), "node {} is not Ready", node.name_any());
+    }
+}
+
+#[tokio::test]
+async fn a_server_side_applied_deployment_becomes_available_on_kwok_nodes() {
+    support::with_namespace("ssa-deployment-available", |client, ns| async move {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let desired: Deployment = support::fixture("deployment-api.yaml");
+        let applied = deployments
+            .patch(
+                "api",
+                &PatchParams::apply("gitopsd"),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .expect("server-side apply the Deployment");
+        let manager = applied
+            .managed_fields()
+            .iter()
+            .find(|m| m.manager.as_deref() == Some("gitopsd"))
+            .expect("gitopsd owns fields of the applied Deployment");
+        assert_eq!(manager.operation.as_deref(), Some("Apply"));
+
+        // Available needs the deployment controller, the replicaset controller, the scheduler
+        // and kwok to have done their parts.
+        let available = tokio::time::timeout(
+            Duration::from_secs(90),
+            await_condition(deployments.clone(), "api", is_available),
+        )
+        .await
+        .expect("the Deployment became Available within 90s")
+        .expect("watch the Deployment");
+        let status = available.and_then(|d| d.status).expect("Deployment status");
+        assert_eq!(status.ready_replicas, Some(2));
+        assert_eq!(status.available_replicas, Some(2));
+
+        let pods: Api<Pod> = Api::namespaced(client, &ns);
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=api"))
+            .await
+            .expect("list pods");
+        assert_eq!(list.items.len(), 2);
+        for pod in list {
+            let spec = pod.spec.as_ref().expect("pod spec");
+            let node = spec.node_name.as_deref().unwrap_or_default();
+            assert!(node.starts_with("kwok-node-"), "pod {} on {node:?}", pod.name_any());
+            let status = pod.status.as_ref().expect("pod status");
+            assert_eq!(status.phase.as_deref(), Some("Running"));
+            assert!(status.pod_ip.is_some(), "pod {} has no IP", pod.name_any());
+        }
+    })
+    .await;
+}
+
+/// The Deployment's `Available` condition is True and every wanted replica is available.
+fn is_available(d: Option<&Deployment>) -> bool {
+    let Some(d) = d else { return false };
+    let wanted = d.spec.replicas.unwrap_or(1);
+    let Some(status) = &d.status else { return false };
+    let available = status.conditions.iter().flatten().any(|c| {
+        c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
+    });
+    available && status.available_replicas == Some(wanted)
+}
