@@ -51,30 +51,40 @@ pub struct RunArgs {
 const EXIT_CONFIG: u8 = 2;
 
 pub async fn execute(cli: Cli) -> ExitCode {
-    crate::logging::init(cli.log_format, "info");
+    // kube-client logs each failed request itself; gitopsd reports the same failure with the
+    // object and the fix, so the client's own line is noise by default (RUST_LOG brings it back).
+    let json = crate::logging::init(cli.log_format, "info,kube_client=off");
+    let report = Report { json };
     match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(args, report).await,
     }
 }
 
-async fn run(args: RunArgs) -> ExitCode {
+/// Says why a command failed: a JSON log line for log collectors, a plain `error:` line for a
+/// person at a terminal; never both.
+#[derive(Clone, Copy)]
+struct Report {
+    json: bool,
+}
+
+impl Report {
+    fn error(self, what: &str, err: &dyn std::fmt::Display) {
+        if self.json {
+            error!(error = %err, "{what}");
+        } else {
+            eprintln!("error: {err}");
+        }
+    }
+}
+
+async fn run(args: RunArgs, report: Report) -> ExitCode {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            error!(error = %e, "invalid config");
-            eprintln!("error: {e}");
+            report.error("invalid config", &e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    for tier in &config.tiers {
-        info!(
-            tier = %tier.name,
-            git_ref = %tier.git_ref,
-            namespaces = ?tier.namespaces,
-            promote_from = tier.promote_from.as_deref().unwrap_or("-"),
-            "tier configured"
-        );
-    }
     if args.check {
         println!(
             "{}: valid ({} tiers: {})",
@@ -92,17 +102,26 @@ async fn run(args: RunArgs) -> ExitCode {
     let conn = match crate::cluster::connect(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
-            error!(error = %e, "cannot connect to Kubernetes");
-            eprintln!("error: {e}");
+            report.error("cannot connect to Kubernetes", &e);
             return ExitCode::FAILURE;
         }
     };
     info!(server = %conn.server, version = %conn.version.git_version, "connected to Kubernetes");
+    for tier in &config.tiers {
+        info!(
+            tier = %tier.name,
+            git_ref = %tier.git_ref,
+            namespaces = ?tier.namespaces,
+            promote_from = tier.promote_from.as_deref().unwrap_or("-"),
+            "tier configured"
+        );
+    }
     // The reconcile loop (source -> render -> diff -> policy -> apply) is not built yet: say so
     // plainly instead of idling as if it were working.
-    let msg = "the reconcile loop is not part of this build yet; `gitopsd run` only validates the config and the cluster connection";
-    error!("{msg}");
-    eprintln!("error: {msg}");
+    report.error(
+        "reconcile loop missing",
+        &"the reconcile loop is not part of this build yet; `gitopsd run` only checks the config and the cluster connection",
+    );
     ExitCode::FAILURE
 }
 

@@ -128,9 +128,15 @@ impl FromStr for RepoUrl {
             RepoUrlKind::File
         };
         if kind == RepoUrlKind::Https && raw.contains('@') {
-            let authority = raw["https://".len()..].split('/').next().unwrap_or_default();
+            let authority = raw["https://".len()..]
+                .split('/')
+                .next()
+                .unwrap_or_default();
             if authority.contains('@') {
-                return Err("the URL carries credentials; put the token in source.auth.tokenFile instead".into());
+                return Err(
+                    "the URL carries credentials; put the token in source.auth.tokenFile instead"
+                        .into(),
+                );
             }
         }
         Ok(RepoUrl { kind, raw })
@@ -251,8 +257,13 @@ impl FromStr for CronSchedule {
             ));
         }
         // The cron crate counts seconds as well; windows start on the minute.
-        let schedule = cron::Schedule::from_str(&format!("0 {s}"))
-            .map_err(|e| format!("invalid cron schedule {s:?}: {e}"))?;
+        let schedule = cron::Schedule::from_str(&format!("0 {s}")).map_err(|e| {
+            // The cron crate draws a caret under the bad field over several lines; the
+            // last line says what is wrong, which is what a one-line log needs.
+            let e = e.to_string();
+            let why = e.lines().last().unwrap_or_default().trim().to_owned();
+            format!("invalid cron schedule {s:?}: {why}")
+        })?;
         Ok(CronSchedule {
             expression: s.to_owned(),
             schedule,
@@ -348,6 +359,8 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = match e.path().to_string() {
                 p if p == "." => "(top level)".to_owned(),
+                // The parser stopped before it knew the field: the YAML itself is broken.
+                p if p.contains('?') => "YAML syntax".to_owned(),
                 p => p,
             };
             let inner = e.into_inner();
@@ -395,20 +408,23 @@ impl Config {
         if auth.token_file.is_some() && self.source.url.kind != RepoUrlKind::Https {
             return Err(invalid(
                 "source.auth.tokenFile".into(),
-                format!("a token authenticates https:// URLs only, and source.url is {}", self.source.url),
+                format!(
+                    "a token authenticates https:// URLs only, and source.url is {}",
+                    self.source.url
+                ),
             ));
         }
         if auth.ssh_key_file.is_some() && self.source.url.kind != RepoUrlKind::Ssh {
             return Err(invalid(
                 "source.auth.sshKeyFile".into(),
-                format!("an SSH key authenticates ssh:// URLs only, and source.url is {}", self.source.url),
+                format!(
+                    "an SSH key authenticates ssh:// URLs only, and source.url is {}",
+                    self.source.url
+                ),
             ));
         }
         if self.tiers.is_empty() {
-            return Err(invalid(
-                "tiers".into(),
-                "expected at least one tier".into(),
-            ));
+            return Err(invalid("tiers".into(), "expected at least one tier".into()));
         }
         let mut seen = HashSet::new();
         for (i, tier) in self.tiers.iter().enumerate() {
@@ -419,7 +435,10 @@ impl Config {
             if !seen.insert(tier.name.as_str()) {
                 return Err(invalid(
                     at("name"),
-                    format!("tier {:?} is defined twice; tier names must be unique", tier.name),
+                    format!(
+                        "tier {:?} is defined twice; tier names must be unique",
+                        tier.name
+                    ),
                 ));
             }
             if tier.git_ref.trim().is_empty() {
@@ -479,11 +498,21 @@ impl Config {
     }
 }
 
-/// serde_yaml appends " at line L column C"; the error shows the position once, beside the file.
+/// serde_yaml wraps its message as "PATH: MESSAGE at line L column C"; the error shows the
+/// field and the position once each, so both are cut from the message.
 fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    let is_path = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_' | '-'))
+    };
+    match message.split_once(": ") {
+        Some((path, rest)) if is_path(path) => rest.to_owned(),
+        _ => message.to_owned(),
     }
 }
 
@@ -491,7 +520,8 @@ fn strip_location(message: &str) -> String {
 fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     if ok {
@@ -514,7 +544,9 @@ mod tests {
     }
 
     fn error_of(text: &str) -> String {
-        parse(text).expect_err("config should be rejected").to_string()
+        parse(text)
+            .expect_err("config should be rejected")
+            .to_string()
     }
 
     #[test]
@@ -553,9 +585,10 @@ mod tests {
         let e = error_of(
             "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    policy: {critical: fix}\n",
         );
-        assert!(e.starts_with("gitopsd.yaml line 6"), "{e}");
-        assert!(e.contains("tiers[0].policy.critical"), "{e}");
-        assert!(e.contains("`apply`, `alert`, `ignore`"), "{e}");
+        assert_eq!(
+            e,
+            "gitopsd.yaml line 6 column 24: tiers[0].policy.critical: unknown variant `fix`, expected one of `apply`, `alert`, `ignore`"
+        );
     }
 
     #[test]
@@ -563,9 +596,10 @@ mod tests {
         let e = error_of(
             "source: {url: /srv/config, intervall: 5m}\ntiers: [{name: dev, ref: main, namespaces: [dev]}]\n",
         );
-        assert!(e.contains("source"), "{e}");
-        assert!(e.contains("unknown field `intervall`"), "{e}");
-        assert!(e.contains("`interval`"), "{e}");
+        assert_eq!(
+            e,
+            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`"
+        );
     }
 
     #[test]
@@ -600,7 +634,10 @@ mod tests {
         let e = error_of(
             "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a]}\n  - {name: a, ref: x, namespaces: [b]}\n",
         );
-        assert!(e.contains("tiers[1].name: tier \"a\" is defined twice"), "{e}");
+        assert!(
+            e.contains("tiers[1].name: tier \"a\" is defined twice"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -631,7 +668,12 @@ mod tests {
         let e = error_of(&format!(
             "{base}      - {{schedule: \"0 8 * * 1-9\", duration: 1h}}\n"
         ));
-        assert!(e.contains("invalid cron schedule"), "{e}");
+        assert!(
+            e.ends_with(
+                "tiers[0].windows[0].schedule: invalid cron schedule \"0 8 * * 1-9\": Invalid range for Days of Week: 1-9"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -649,13 +691,24 @@ mod tests {
     #[test]
     fn repo_urls_are_classified_and_unsafe_ones_refused() {
         let kind = |s: &str| s.parse::<RepoUrl>().map(|u| u.kind);
-        assert_eq!(kind("https://git.example.com/c.git"), Ok(RepoUrlKind::Https));
+        assert_eq!(
+            kind("https://git.example.com/c.git"),
+            Ok(RepoUrlKind::Https)
+        );
         assert_eq!(kind("ssh://git@example.com/c.git"), Ok(RepoUrlKind::Ssh));
         assert_eq!(kind("git@example.com:platform/c.git"), Ok(RepoUrlKind::Ssh));
         assert_eq!(kind("file:///srv/c"), Ok(RepoUrlKind::File));
         assert_eq!(kind("./config"), Ok(RepoUrlKind::File));
-        assert!(kind("http://example.com/c.git").unwrap_err().contains("https://"));
-        assert!(kind("ftp://example.com/c.git").unwrap_err().contains("`ftp://`"));
+        assert!(
+            kind("http://example.com/c.git")
+                .unwrap_err()
+                .contains("https://")
+        );
+        assert!(
+            kind("ftp://example.com/c.git")
+                .unwrap_err()
+                .contains("`ftp://`")
+        );
         assert!(
             kind("https://user:secret@example.com/c.git")
                 .unwrap_err()
@@ -666,12 +719,20 @@ mod tests {
     #[test]
     fn yaml_syntax_errors_carry_the_position() {
         let e = error_of("source: {url: /srv/config\ntiers: [\n");
-        assert!(e.starts_with("gitopsd.yaml line "), "{e}");
+        assert!(
+            e.starts_with(
+                "gitopsd.yaml line 2 column 6: YAML syntax: did not find expected ',' or '}'"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_missing_file_is_named() {
         let e = Config::load(Path::new("/nonexistent/gitopsd.yaml")).unwrap_err();
-        assert!(e.to_string().starts_with("cannot read config file /nonexistent/gitopsd.yaml"));
+        assert!(
+            e.to_string()
+                .starts_with("cannot read config file /nonexistent/gitopsd.yaml")
+        );
     }
 }

@@ -23,15 +23,22 @@ impl LogFormat {
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level` (e.g. `gitopsd=debug`).
-pub fn init(format: LogFormat, default_level: &str) {
+/// Returns whether the logs are JSON.
+pub fn init(format: LogFormat, default_level: &str) -> bool {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format.use_json() {
-        builder.json().flatten_event(true).with_current_span(true).init();
+    let json = format.use_json();
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.init();
     }
+    json
 }

@@ -80,7 +80,11 @@ async fn a_server_side_applied_deployment_becomes_available_on_kwok_nodes() {
         for pod in list {
             let spec = pod.spec.as_ref().expect("pod spec");
             let node = spec.node_name.as_deref().unwrap_or_default();
-            assert!(node.starts_with("kwok-node-"), "pod {} on {node:?}", pod.name_any());
+            assert!(
+                node.starts_with("kwok-node-"),
+                "pod {} on {node:?}",
+                pod.name_any()
+            );
             let status = pod.status.as_ref().expect("pod status");
             assert_eq!(status.phase.as_deref(), Some("Running"));
             assert!(status.pod_ip.is_some(), "pod {} has no IP", pod.name_any());
@@ -93,9 +97,12 @@ async fn a_server_side_applied_deployment_becomes_available_on_kwok_nodes() {
 fn is_available(d: Option<&Deployment>) -> bool {
     let Some(d) = d else { return false };
     let wanted = d.spec.replicas.unwrap_or(1);
-    let Some(status) = &d.status else { return false };
-    let available = status.conditions.iter().flatten().any(|c| {
-        c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
-    });
+    let Some(status) = &d.status else {
+        return false;
+    };
+    let available =
+        status.conditions.iter().flatten().any(|c| {
+            c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
+        });
     available && status.available_replicas == Some(wanted)
 }

@@ -133,7 +133,13 @@ fn unique_namespace_name(test_name: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let slug: String = test_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     let nanos = std::time::SystemTime::now()
@@ -165,7 +171,10 @@ async fn dump_namespace(client: &Client, ns: &str) {
                 report += &format!(
                     "pod {} node={} phase={} conditions=[{}]\n",
                     p.name_any(),
-                    p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_default(),
                     status.phase.unwrap_or_default(),
                     conditions.join(", ")
                 );

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the scripts and tests need on a fresh Debian machine, and only what is missing
+# (so a warm machine pays nothing). Rust and Go come with the machine; see README.md.
+set -euo pipefail
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have openssl || need+=(openssl)
+have curl || need+=(curl ca-certificates)
+have git || need+=(git)
+have flock || need+=(util-linux)
+have ss || need+=(iproute2)
+have cc || need+=(build-essential)
+have pkg-config || need+=(pkg-config)
+# Headers for git2's https (OpenSSL) and ssh (libssh2) transports.
+for pkg in libssl-dev zlib1g-dev libssh2-1-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  log "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+  [[ -x $HOME/.cargo/bin/cargo ]] || {
+    log "ERROR: no Rust toolchain (cargo) found; install Rust >= 1.89 (rustup) and retry"
+    exit 1
+  }
+fi
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    log "installing the Rust component for cargo $tool"
+    rustup component add "$([[ $tool == fmt ]] && echo rustfmt || echo clippy)"
+  fi
+done

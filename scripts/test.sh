@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+# installs what is missing, builds the local control plane (cached in ~/.cache/gitopsd),
+# starts it unless one is already up, checks formatting and lints, runs every test, and stops
+# the control plane again if it started it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ -d $HOME/.cargo/bin ]] && export PATH=$HOME/.cargo/bin:$PATH
+
+scripts/install-deps.sh
+scripts/build-control-plane.sh
+
+started=0
+if ! scripts/cluster.sh status >/dev/null 2>&1; then
+  started=1
+fi
+stop() { if ((started)); then scripts/cluster.sh down; fi; }
+trap stop EXIT
+GITOPSD_TEST_KUBECONFIG=$(scripts/cluster.sh up | tail -n 1)
+export GITOPSD_TEST_KUBECONFIG
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test (cluster: $GITOPSD_TEST_KUBECONFIG)"
+cargo test --locked

@@ -1,0 +1,104 @@
+//! The `gitopsd` binary as a user runs it: exit codes, messages, and the cluster connection.
+
+mod support;
+
+use std::process::{Command, Output};
+
+fn gitopsd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(args)
+        .current_dir(support::repo_root())
+        .env_remove("GITOPSD_CONFIG")
+        .env("GITOPSD_LOG_FORMAT", "text")
+        .output()
+        .expect("run gitopsd")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let out = gitopsd(&["run", "--config", "examples/gitopsd.yaml", "--check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "examples/gitopsd.yaml: valid (3 tiers: experimental, validation, operational)\n"
+    );
+}
+
+#[test]
+fn a_broken_config_exits_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gitopsd.yaml");
+    std::fs::write(
+        &path,
+        "source: {url: /srv/config}\ntiers:\n  - {name: exp, ref: main, namespaces: [exp], prune: maybe}\n",
+    )
+    .unwrap();
+    let out = gitopsd(&["run", "--config", path.to_str().unwrap(), "--check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {} line 3 column 54: tiers[0].prune: invalid type: string \"maybe\", expected a boolean\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn help_shows_examples_and_the_config_flag() {
+    let out = gitopsd(&["run", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--config <FILE>"), "{help}");
+    assert!(help.contains("[env: GITOPSD_CONFIG=]"), "{help}");
+    assert!(help.contains("--check"), "{help}");
+    let top = gitopsd(&["--help"]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains("Examples:"));
+}
+
+#[test]
+fn an_unreachable_api_server_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
+    )
+    .unwrap();
+    let out = gitopsd(&[
+        "run",
+        "--config",
+        "examples/gitopsd.yaml",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: the Kubernetes API server at https://127.0.0.1:1/ did not answer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_connects_to_the_api_server_of_the_kubeconfig() {
+    let kubeconfig = support::kubeconfig().to_str().unwrap().to_owned();
+    let out = gitopsd(&[
+        "run",
+        "--config",
+        "examples/gitopsd.yaml",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    let err = stderr(&out);
+    let version = support::pinned_kubernetes_version();
+    assert!(
+        err.contains("connected to Kubernetes") && err.contains(&version),
+        "{err}"
+    );
+}
