@@ -8,7 +8,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR
 . "$here/versions.env"
 
 CACHE=${GITOPSD_CACHE:-$HOME/.cache/gitopsd}
@@ -37,7 +37,7 @@ ensure_go() {
   if ! command -v go >/dev/null 2>&1; then
     log "no Go toolchain found; installing Debian's golang-go (GOTOOLCHAIN=auto upgrades it as needed)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq golang-go >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; } ||
       die "could not install Go with apt-get; install Go >= 1.26 and retry"
   fi
   export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}

@@ -16,7 +16,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR
 . "$here/versions.env"
 eval "$("$here/build-control-plane.sh" --print-bin-dirs)"
 
@@ -43,23 +43,15 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# Debian packages the scripts need; installed when missing, so a fresh machine needs no setup.
-ensure_tools() {
-  local missing=()
-  command -v openssl >/dev/null || missing+=(openssl)
-  command -v curl >/dev/null || missing+=(curl)
-  command -v flock >/dev/null || missing+=(util-linux)
-  command -v ss >/dev/null || missing+=(iproute2)
-  if ((${#missing[@]})); then
-    log "installing ${missing[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null ||
-      die "could not install ${missing[*]}; install them and retry"
-  fi
-}
-
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [[ -n $p ]] && kill -0 "$p" 2>/dev/null; }
+# Alive and still the component: a pid file left by a killed session may name a process id
+# that the system has since given to something else, which must never be signalled.
+alive() {
+  local p
+  p=$(pid_of "$1")
+  [[ -n $p ]] && kill -0 "$p" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "/$1 "
+}
 
 curl_api() {
   curl -sS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"
@@ -183,7 +175,7 @@ status:
 }
 
 cmd_up() {
-  ensure_tools
+  "$here/install-deps.sh"
   mkdir -p "$DIR"
   exec 8>"$DIR/.lock"
   flock 8 # two test processes starting at once: the second waits and reuses the first's cluster
@@ -272,7 +264,7 @@ stop_all() { # [quiet]
     name=${COMPONENTS[$i]}
     pid=$(pid_of "$name")
     [[ -n $pid ]] || continue
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$name"; then
       [[ ${1:-} == quiet ]] || log "stopping $name (pid $pid)"
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the scripts and tests need on a fresh Debian machine, and only what is missing
 # (so a warm machine pays nothing). Rust and Go come with the machine; see README.md.
+# Usage: scripts/install-deps.sh [--rust]
 set -euo pipefail
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -14,6 +15,7 @@ have flock || need+=(util-linux)
 have ss || need+=(iproute2)
 have cc || need+=(build-essential)
 have pkg-config || need+=(pkg-config)
+have shellcheck || need+=(shellcheck)
 # Headers for git2's https (OpenSSL) and ssh (libssh2) transports.
 for pkg in libssl-dev zlib1g-dev libssh2-1-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
@@ -25,6 +27,8 @@ if ((${#need[@]})); then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# With --rust, also check the Rust toolchain and its fmt and clippy components (tests, builds).
+[[ ${1:-} == --rust ]] || exit 0
 if ! have cargo; then
   [[ -x $HOME/.cargo/bin/cargo ]] || {
     log "ERROR: no Rust toolchain (cargo) found; install Rust >= 1.89 (rustup) and retry"

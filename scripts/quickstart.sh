@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "Installing missing prerequisites"
-scripts/install-deps.sh
+scripts/install-deps.sh --rust
 step "Building the local control plane (cached in ~/.cache/gitopsd after the first run)"
 scripts/build-control-plane.sh
 step "Starting the local control plane"

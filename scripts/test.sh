@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -d $HOME/.cargo/bin ]] && export PATH=$HOME/.cargo/bin:$PATH
 
-scripts/install-deps.sh
+scripts/install-deps.sh --rust
 scripts/build-control-plane.sh
 
 started=0
@@ -19,6 +19,8 @@ trap stop EXIT
 GITOPSD_TEST_KUBECONFIG=$(scripts/cluster.sh up | tail -n 1)
 export GITOPSD_TEST_KUBECONFIG
 
+echo "== shellcheck"
+shellcheck -x -S warning scripts/*.sh .ci/run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
