@@ -175,13 +175,16 @@ impl Source {
 
         let advertised = self.list_remote(&creds, port, &refs_label)?;
         let mut results: Vec<Option<Result<RefUpdate, SourceError>>> = Vec::new();
+        let mut specs: Vec<Option<String>> = Vec::new();
         let mut refspecs = Vec::new();
         let mut previous = Vec::new();
         for r in refs {
             previous.push(self.last_good(r));
             match want(r, &advertised) {
                 Some(Want::Remote(name)) => {
-                    refspecs.push(format!("+{name}:{}", follow_ref(r)));
+                    let spec = format!("+{name}:{}", follow_ref(r));
+                    refspecs.push(spec.clone());
+                    specs.push(Some(spec));
                     results.push(None);
                 }
                 Some(Want::Commit(oid)) => {
@@ -189,12 +192,16 @@ impl Source {
                     if self.repo.find_commit(oid).is_err() {
                         refspecs.push(format!("+{oid}:{}", follow_ref(r)));
                     }
+                    specs.push(None);
                     results.push(None);
                 }
-                None => results.push(Some(Err(SourceError::RefNotFound {
-                    url: self.url.clone(),
-                    git_ref: r.clone(),
-                }))),
+                None => {
+                    specs.push(None);
+                    results.push(Some(Err(SourceError::RefNotFound {
+                        url: self.url.clone(),
+                        git_ref: r.clone(),
+                    })));
+                }
             }
         }
         if !refspecs.is_empty() {
@@ -202,13 +209,13 @@ impl Source {
         }
 
         let mut out = Vec::new();
-        for ((r, prev), result) in refs.iter().zip(previous).zip(results) {
+        for (((r, prev), result), spec) in refs.iter().zip(previous).zip(results).zip(specs) {
             let result = match result {
                 Some(err) => {
                     warn!(git_ref = %r, last_good = ?prev.map(|o| o.to_string()), "followed ref is gone from the remote; keeping the last good commit");
                     err
                 }
-                None => self.settle(r, prev, &creds, port),
+                None => self.settle(r, prev, spec.as_deref(), &creds, port),
             };
             out.push(RefOutcome {
                 git_ref: r.clone(),
@@ -223,6 +230,7 @@ impl Source {
         &self,
         r: &str,
         prev: Option<Oid>,
+        spec: Option<&str>,
         creds: &auth::Credentials,
         port: Option<u16>,
     ) -> Result<RefUpdate, SourceError> {
@@ -248,8 +256,8 @@ impl Source {
         };
         let changed = prev != Some(commit);
         let mut rewrite = false;
-        if let (true, Some(old)) = (changed, prev) {
-            rewrite = !self.descends(r, commit, old, creds, port)?;
+        if let (true, Some(old), Some(spec)) = (changed, prev, spec) {
+            rewrite = !self.descends(r, spec, commit, old, creds, port)?;
         }
         if rewrite {
             warn!(git_ref = %r, old = %prev.map(|o| o.to_string()).unwrap_or_default(), new = %commit, "history of a followed ref was rewritten (force-push); following the new commit");
@@ -267,9 +275,12 @@ impl Source {
     }
 
     /// Whether `new` descends from `old`, deepening a shallow mirror until the answer is sure.
+    /// Deepening fetches the ref again (`spec`), not the commit: servers rarely allow wants
+    /// of bare commit ids.
     fn descends(
         &self,
         r: &str,
+        spec: &str,
         new: Oid,
         old: Oid,
         creds: &auth::Credentials,
@@ -287,8 +298,7 @@ impl Source {
                 return Ok(false);
             };
             debug!(git_ref = %r, depth, "deepening the shallow mirror to tell a fast-forward from a rewrite");
-            let spec = format!("+{new}:refs/gitopsd/deepen");
-            self.fetch_refspecs(&[spec], Some(depth), creds, port, r)?;
+            self.fetch_refspecs(&[spec.to_owned()], Some(depth), creds, port, r)?;
         }
     }
 
