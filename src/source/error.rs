@@ -1,0 +1,86 @@
+//! What can go wrong in the source stage. Every variant names the repository URL (never with
+//! credentials: the config rejects them in URLs and tokens only ever go to libgit2's
+//! credential callback), and the ref or commit where there is one.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open the mirror of {url} at {path}: {source}")]
+    Mirror {
+        url: String,
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot read {what} {path} for {url}: {source}")]
+    AuthFile {
+        url: String,
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url} refused the credentials while fetching {refs}: {source}")]
+    AuthRefused {
+        url: String,
+        refs: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("ssh host key of {host} ({url}) {reason}; fetch of {refs} refused")]
+    HostKey {
+        url: String,
+        host: String,
+        reason: String,
+        refs: String,
+    },
+    #[error("fetch of {refs} from {url} failed: {source}")]
+    Fetch {
+        url: String,
+        refs: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("ref {git_ref:?} not found in {url} (neither a branch nor a tag there)")]
+    RefNotFound { url: String, git_ref: String },
+    #[error("ref {git_ref:?} in {url} does not lead to a commit: {source}")]
+    NotACommit {
+        url: String,
+        git_ref: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot read commit {commit} from the mirror of {url}: {source}")]
+    Read {
+        url: String,
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error(
+        "commit {commit} of {url}: symlink {path} points outside the repository (to {target:?})"
+    )]
+    SymlinkEscapes {
+        url: String,
+        commit: String,
+        path: String,
+        target: String,
+    },
+    #[error("commit {commit} of {url}: refusing the unsafe path {path:?}")]
+    UnsafePath {
+        url: String,
+        commit: String,
+        path: String,
+    },
+    #[error("cannot export commit {commit} of {url} to {path}: {source}")]
+    Export {
+        url: String,
+        commit: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the fetch task for {url} stopped: {reason}")]
+    Task { url: String, reason: String },
+}

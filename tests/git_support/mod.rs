@@ -1,0 +1,130 @@
+//! Shared by the source transport tests: upstream repositories made with the git CLI, free
+//! loopback ports, and servers started (and killed on drop) by the test.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("run {program} {args:?}: {e} (scripts/install-deps.sh installs it)")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A bare repository at `bare` and a working clone the test commits in and pushes from.
+pub struct Upstream {
+    pub bare: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Upstream {
+    pub fn new(root: &Path, name: &str) -> Upstream {
+        let bare = root.join(name);
+        let work = root.join(format!("{name}.work"));
+        std::fs::create_dir_all(root).expect("mkdir");
+        run(root, "git", &["init", "-q", "--bare", "-b", "main", name]);
+        run(
+            root,
+            "git",
+            &["init", "-q", "-b", "main", &work.to_string_lossy()],
+        );
+        run(
+            &work,
+            "git",
+            &["remote", "add", "origin", &bare.to_string_lossy()],
+        );
+        Upstream { bare, work }
+    }
+
+    pub fn commit(&self, file: &str, content: &str) -> String {
+        std::fs::write(self.work.join(file), content).expect("write file");
+        run(&self.work, "git", &["add", "-A"]);
+        run(
+            &self.work,
+            "git",
+            &["commit", "-q", "-m", &format!("change {file}")],
+        );
+        run(&self.work, "git", &["rev-parse", "HEAD"])
+    }
+
+    pub fn push(&self, spec: &str) {
+        run(
+            &self.work,
+            "git",
+            &["push", "-q", "--force", "origin", spec],
+        );
+    }
+
+    pub fn reset_hard(&self, commit: &str) {
+        run(&self.work, "git", &["reset", "-q", "--hard", commit]);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A server process, killed when the test ends however it ends.
+pub struct Server {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `cmd` and waits until it accepts connections on `port`.
+    pub fn start(mut cmd: Command, port: u16, log: PathBuf) -> Server {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e} (scripts/install-deps.sh installs it)"));
+        let mut server = Server { child, log };
+        // Waiting for a real process to listen: no clock to pause here.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{cmd:?} exited ({status}): {}", server.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{cmd:?} did not listen on {port} within 10s: {}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
