@@ -2,11 +2,13 @@
 //!
 //! The pipeline, one module per stage, grows with each capability; see ARCHITECTURE.md.
 //! So far: the daemon config ([`config`]), the command line ([`cli`]), the connection to the
-//! Kubernetes API server ([`cluster`]), and the config repo mirror ([`source`]).
+//! Kubernetes API server ([`cluster`]), the config repo mirror ([`source`]), the desired set of
+//! each tier ([`render`]) and its validation ([`validate`]).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod logging;
+pub mod render;
 pub mod source;

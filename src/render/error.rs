@@ -1,0 +1,175 @@
+//! Everything that stops a tier from rendering. Every message names the file (relative to the
+//! repo root), the line where it is known, the object where there is one, and the rule broken,
+//! because the operator reading it has only the log line to go on.
+
+use std::path::PathBuf;
+
+/// Why a tier rendered nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "tier name {tier:?} is not a DNS label (lowercase letters, digits and '-'); it names a directory under tiers/"
+    )]
+    InvalidTierName { tier: String },
+
+    #[error("{dir}: no such tier directory in the config repo")]
+    TierNotFound { dir: String },
+
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file}: is not a regular file (rule: only regular files and directories are read)")]
+    NotARegularFile { file: String },
+
+    #[error(
+        "{file}: symlink resolves to {target}, outside the repository (rule: symlinks must stay inside the repo)"
+    )]
+    SymlinkEscapes { file: String, target: PathBuf },
+
+    #[error(
+        "{file}: {size} bytes is over the limit of {limit} bytes per file (rule: max_file_bytes)"
+    )]
+    FileTooLarge { file: String, size: u64, limit: u64 },
+
+    #[error("{file} line {line}: not valid UTF-8 (rule: manifests are UTF-8 text)")]
+    NotUtf8 { file: String, line: usize },
+
+    #[error("{file} line {line}: YAML syntax: {message}")]
+    Yaml {
+        file: String,
+        line: usize,
+        message: String,
+    },
+
+    #[error(
+        "{file} line {line}: document {document} expands to more than {limit} nodes; a YAML alias bomb? (rule: max_document_nodes)"
+    )]
+    DocumentTooLarge {
+        file: String,
+        line: usize,
+        document: usize,
+        limit: usize,
+    },
+
+    #[error("{file} line {line}: nesting deeper than {limit} levels (rule: max_depth)")]
+    TooDeep {
+        file: String,
+        line: usize,
+        limit: usize,
+    },
+
+    #[error(
+        "{file} line {line}: document {document} is not a Kubernetes object: {why} (rule: every document is a mapping with apiVersion, kind and metadata.name)"
+    )]
+    NotAnObject {
+        file: String,
+        line: usize,
+        document: usize,
+        why: String,
+    },
+
+    #[error(
+        "{file} line {line}: ${{{name}}} is not defined in {tier_file} vars (rule: every ${{VAR}} must be defined; write $${{{name}}} for a literal ${{{name}}})"
+    )]
+    UndefinedVar {
+        file: String,
+        line: usize,
+        name: String,
+        tier_file: String,
+    },
+
+    #[error(
+        "{file} line {line}: malformed variable reference {text:?}; expected ${{NAME}} with NAME of letters, digits and '_' (write $${{ for a literal ${{)"
+    )]
+    MalformedVar {
+        file: String,
+        line: usize,
+        text: String,
+    },
+
+    #[error("{file}: {field}: {message}")]
+    InvalidOverlay {
+        file: String,
+        field: String,
+        message: String,
+    },
+
+    #[error(
+        "{file}: patches[{index}]: no object matches target {target} (rule: a patch must target an existing object)"
+    )]
+    PatchTargetMissing {
+        file: String,
+        index: usize,
+        target: String,
+    },
+
+    #[error("{file}: patches[{index}] on {object}: {message}")]
+    PatchFailed {
+        file: String,
+        index: usize,
+        object: String,
+        message: String,
+    },
+
+    #[error(
+        "{object} is defined twice in tier {tier}: {first} and {second} (rule: one definition per apiVersion group, kind, namespace and name)"
+    )]
+    Duplicate {
+        tier: String,
+        object: String,
+        first: String,
+        second: String,
+    },
+
+    #[error(
+        "{file} line {line}: {object} is cluster-scoped and must not set metadata.namespace {namespace:?}"
+    )]
+    NamespaceOnClusterScoped {
+        file: String,
+        line: usize,
+        object: String,
+        namespace: String,
+    },
+
+    #[error("tier {tier} renders {count} objects, over the limit of {limit} (rule: max_objects)")]
+    TooManyObjects {
+        tier: String,
+        count: usize,
+        limit: usize,
+    },
+
+    #[error(
+        "{file}: {field} references {reference:?}, which leaves the repository (rule: kustomize paths must stay inside the repo)"
+    )]
+    PathEscapes {
+        file: String,
+        field: String,
+        reference: String,
+    },
+
+    #[error(
+        "{file}: {field} references {reference:?}, a remote or absolute location (rule: render reads only the checked-out repo)"
+    )]
+    RemoteReference {
+        file: String,
+        field: String,
+        reference: String,
+    },
+
+    #[error(
+        "{file}: needs kustomize, which was not found: set GITOPSD_KUSTOMIZE or put kustomize on PATH (scripts/build-kustomize.sh builds it)"
+    )]
+    KustomizeMissing { file: String },
+
+    #[error("{file}: kustomize build {dir} failed ({status}): {stderr}")]
+    KustomizeFailed {
+        file: String,
+        dir: String,
+        status: String,
+        stderr: String,
+    },
+}

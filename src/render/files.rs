@@ -1,0 +1,156 @@
+//! Reading the checked-out repo without trusting it: every path is checked to stay inside the
+//! repo root (symlinks included), only regular files are opened (a FIFO would block us
+//! forever), sizes are bounded before and while reading, and the text must be UTF-8.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::RenderError;
+
+/// The repo root, canonical, with the helpers that keep reads inside it.
+pub(crate) struct Repo {
+    root: PathBuf,
+}
+
+impl Repo {
+    pub(crate) fn open(root: &Path) -> Result<Repo, RenderError> {
+        let root = root.canonicalize().map_err(|source| RenderError::Io {
+            file: root.display().to_string(),
+            source,
+        })?;
+        Ok(Repo { root })
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `rel` as the repo shows it in messages: `base/app.yaml`.
+    pub(crate) fn display(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// Resolves `path` (symlinks followed) and refuses it when it lands outside the root.
+    /// Returns `None` when nothing exists there.
+    pub(crate) fn resolve(&self, path: &Path) -> Result<Option<PathBuf>, RenderError> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(RenderError::Io {
+                    file: self.display(path),
+                    source,
+                });
+            }
+            Ok(_) => {}
+        }
+        let real = path.canonicalize().map_err(|source| RenderError::Io {
+            file: self.display(path),
+            source,
+        })?;
+        if !real.starts_with(&self.root) {
+            return Err(RenderError::SymlinkEscapes {
+                file: self.display(path),
+                target: real,
+            });
+        }
+        Ok(Some(real))
+    }
+
+    /// The `*.yaml` / `*.yml` files directly in `dir`, sorted by name, except `skip`.
+    /// Dotfiles are left out (editor swap and backup files).
+    pub(crate) fn yaml_files(
+        &self,
+        dir: &Path,
+        skip: &[&str],
+    ) -> Result<Vec<PathBuf>, RenderError> {
+        let io = |source| RenderError::Io {
+            file: self.display(dir),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if name.starts_with('.') || skip.contains(&name) {
+                continue;
+            }
+            if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                continue;
+            }
+            let path = dir.join(name);
+            let Some(real) = self.resolve(&path)? else {
+                continue;
+            };
+            // A directory named `x.yaml` is not a manifest; anything else that is not a regular
+            // file (FIFO, device, socket) is refused when read.
+            if real.is_dir() {
+                continue;
+            }
+            files.push(path);
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Reads a whole file as UTF-8, refusing symlinks out of the repo, non-regular files and
+    /// files over `limit` bytes.
+    pub(crate) fn read_text(&self, path: &Path, limit: u64) -> Result<String, RenderError> {
+        let file = self.display(path);
+        let Some(real) = self.resolve(path)? else {
+            return Err(RenderError::Io {
+                file,
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        };
+        let meta = std::fs::metadata(&real).map_err(|source| RenderError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(RenderError::NotARegularFile { file });
+        }
+        if meta.len() > limit {
+            return Err(RenderError::FileTooLarge {
+                file,
+                size: meta.len(),
+                limit,
+            });
+        }
+        let f = std::fs::File::open(&real).map_err(|source| RenderError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        // The file may grow between the size check and the read: read at most one byte more
+        // than the limit.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        f.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| RenderError::Io {
+                file: file.clone(),
+                source,
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(RenderError::FileTooLarge {
+                file,
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
+        utf8(bytes, file)
+    }
+}
+
+/// UTF-8 text, or an error naming the line of the first bad byte.
+pub(crate) fn utf8(bytes: Vec<u8>, file: String) -> Result<String, RenderError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..good].iter().filter(|&&b| b == b'\n').count();
+        RenderError::NotUtf8 { file, line }
+    })
+}

@@ -1,0 +1,426 @@
+//! The render stage: a checked-out config repo and a tier name in, the tier's desired set
+//! out: ordered, labelled, hashed objects, or an error that names the file and renders
+//! nothing. Pure logic on a directory; fetching the repo is the source stage's job.
+//!
+//! A tier is `base/*.yaml` plus `tiers/<tier>/*.yaml`, with `tiers/<tier>/tier.yaml` applied
+//! on top (see DESIGN.md). A directory holding a kustomization is built by kustomize instead;
+//! when the tier directory holds one, its build is the tier's whole input (kustomize overlays
+//! pull in their bases themselves), and tier.yaml, if present, is still applied.
+
+mod digest;
+mod error;
+mod files;
+mod kustomize;
+mod overlay;
+mod scope;
+mod vars;
+mod yaml;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+pub use digest::canonical_json;
+pub use error::RenderError;
+pub use kustomize::Kustomize;
+
+use files::Repo;
+use overlay::Overlay;
+use scope::Scopes;
+use yaml::YamlLimits;
+
+/// The label every rendered object carries; the live set of a tier is found by it.
+pub const TIER_LABEL: &str = "gitopsd.io/tier";
+
+/// Bounds that keep a hostile or broken repo from exhausting the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest manifest file read (1 MiB by default).
+    pub max_file_bytes: u64,
+    /// Deepest nesting of mappings and sequences in a document (64 by default).
+    pub max_depth: usize,
+    /// Most objects one tier may render (20,000 by default).
+    pub max_objects: usize,
+    /// Most YAML nodes one document may expand to, aliases expanded (250,000 by default):
+    /// the bound on alias bombs.
+    pub max_document_nodes: usize,
+    /// Largest `kustomize build` output (64 MiB by default).
+    pub max_kustomize_output_bytes: u64,
+    /// How long `kustomize build` may run (60 s by default).
+    pub kustomize_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 1024 * 1024,
+            max_depth: 64,
+            max_objects: 20_000,
+            max_document_nodes: 250_000,
+            max_kustomize_output_bytes: 64 * 1024 * 1024,
+            kustomize_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where an object was defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLocation {
+    /// Relative to the repo root. For a kustomize directory, its kustomization file.
+    pub file: PathBuf,
+    /// Index of the document in the file (or in the `kustomize build` output), from 0.
+    pub document: usize,
+    /// 1-based line where the document's content starts (in the build output for kustomize).
+    pub line: usize,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} line {}", self.file.display(), self.line)
+    }
+}
+
+/// One object of a tier's desired set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The object as it will be applied: overlay applied, tier label set.
+    pub manifest: Value,
+    pub source: SourceLocation,
+    /// sha256 hex of the manifest's canonical JSON.
+    pub digest: String,
+}
+
+impl DesiredObject {
+    /// `Deployment shop-exp/api`, `Namespace shop-exp`: how messages name the object.
+    pub fn display_name(&self) -> String {
+        object_name(&self.kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
+/// A tier's objects in apply order, with one digest for the whole set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSet {
+    pub tier: String,
+    pub objects: Vec<DesiredObject>,
+    /// sha256 over the objects' digests in order.
+    pub digest: String,
+}
+
+/// Renders `tier` from the repo checked out at `repo_root`, finding kustomize (if a directory
+/// needs it) through `GITOPSD_KUSTOMIZE` or `PATH`.
+pub fn render_tier(
+    repo_root: &Path,
+    tier: &str,
+    limits: &Limits,
+) -> Result<DesiredSet, RenderError> {
+    render_tier_with(repo_root, tier, limits, &Kustomize::from_env())
+}
+
+/// [`render_tier`] with the kustomize binary given.
+pub fn render_tier_with(
+    repo_root: &Path,
+    tier: &str,
+    limits: &Limits,
+    kustomize: &Kustomize,
+) -> Result<DesiredSet, RenderError> {
+    // The tier name becomes a path: `../x` must never get that far.
+    if !overlay::is_dns_label(tier) {
+        return Err(RenderError::InvalidTierName {
+            tier: tier.to_owned(),
+        });
+    }
+    let repo = Repo::open(repo_root)?;
+    let yaml = YamlLimits {
+        max_depth: limits.max_depth,
+        max_nodes: limits.max_document_nodes,
+    };
+    let root = repo.root().to_owned();
+    let tier_dir = root.join("tiers").join(tier);
+    let tier_dir_display = format!("tiers/{tier}/");
+    match repo.resolve(&tier_dir)? {
+        Some(real) if real.is_dir() => {}
+        _ => {
+            return Err(RenderError::TierNotFound {
+                dir: tier_dir_display,
+            });
+        }
+    }
+
+    let tier_file = tier_dir.join("tier.yaml");
+    let tier_file_display = repo.display(&tier_file);
+    let (overlay, vars) = match repo.resolve(&tier_file)? {
+        Some(_) => {
+            let text = repo.read_text(&tier_file, limits.max_file_bytes)?;
+            overlay::load(&text, &tier_file_display, &yaml)?
+        }
+        None => (Overlay::default(), Default::default()),
+    };
+
+    // Every input as (text, file shown in messages, file recorded in the source location).
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    let build =
+        |dir: &Path, kfile: &Path| kustomize::build(&repo, dir, kfile, kustomize, &yaml, limits);
+    if let Some(kfile) = kustomize::kustomization_in(&repo, &tier_dir)? {
+        inputs.push((build(&tier_dir, &kfile)?, repo.display(&kfile)));
+    } else {
+        let base = root.join("base");
+        match repo.resolve(&base)? {
+            Some(real) if real.is_dir() => {
+                if let Some(kfile) = kustomize::kustomization_in(&repo, &base)? {
+                    inputs.push((build(&base, &kfile)?, repo.display(&kfile)));
+                } else {
+                    for f in repo.yaml_files(&base, &[])? {
+                        inputs.push((repo.read_text(&f, limits.max_file_bytes)?, repo.display(&f)));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for f in repo.yaml_files(&tier_dir, &["tier.yaml", "tier.yml"])? {
+            inputs.push((repo.read_text(&f, limits.max_file_bytes)?, repo.display(&f)));
+        }
+    }
+
+    let mut objects: Vec<Pending> = Vec::new();
+    for (text, file) in &inputs {
+        let text = vars::substitute(text, &vars, file, &tier_file_display)?;
+        for doc in yaml::parse_documents(&text, file, &yaml)? {
+            let source = SourceLocation {
+                file: PathBuf::from(file),
+                document: doc.index,
+                line: doc.line,
+            };
+            identify(&doc.value, &source)?;
+            objects.push(Pending {
+                manifest: doc.value,
+                source,
+            });
+            // Stop reading early: a repo with a million objects should not be parsed whole.
+            if objects.len() > limits.max_objects {
+                return Err(RenderError::TooManyObjects {
+                    tier: tier.to_owned(),
+                    count: objects.len(),
+                    limit: limits.max_objects,
+                });
+            }
+        }
+    }
+
+    let scopes = Scopes::new(objects.iter().map(|o| &o.manifest));
+    for o in &mut objects {
+        let (api_version, kind, namespace, _) = identify(&o.manifest, &o.source)?;
+        let cluster = scopes.is_cluster_scoped(api_version, kind);
+        match (cluster, namespace, &overlay.namespace) {
+            (true, Some(ns), _) => {
+                return Err(RenderError::NamespaceOnClusterScoped {
+                    file: o.source.file.display().to_string(),
+                    line: o.source.line,
+                    object: object_name(kind, None, identify(&o.manifest, &o.source)?.3),
+                    namespace: ns.to_owned(),
+                });
+            }
+            (false, None, Some(ns)) => {
+                if let Some(meta) = metadata_mut(&mut o.manifest) {
+                    meta.insert("namespace".into(), Value::String(ns.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    apply_patches(&mut objects, &overlay, &tier_file_display)?;
+
+    let mut labels: Map<String, Value> = overlay
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    labels.insert(TIER_LABEL.into(), Value::String(tier.to_owned()));
+
+    let mut out = Vec::with_capacity(objects.len());
+    let mut ranks = Vec::with_capacity(objects.len());
+    for mut o in objects {
+        let not_object = |why: &str| RenderError::NotAnObject {
+            file: o.source.file.display().to_string(),
+            line: o.source.line,
+            document: o.source.document,
+            why: why.into(),
+        };
+        let Some(meta) = metadata_mut(&mut o.manifest) else {
+            return Err(not_object("metadata is missing or not a mapping"));
+        };
+        let entry = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if entry.is_null() {
+            *entry = Value::Object(Map::new());
+        }
+        let Some(obj_labels) = entry.as_object_mut() else {
+            return Err(not_object("metadata.labels is not a mapping"));
+        };
+        for (k, v) in &labels {
+            obj_labels.insert(k.clone(), v.clone());
+        }
+        // A patch may have changed identity fields: read them from the final manifest.
+        let (api_version, kind, namespace, name) = identify(&o.manifest, &o.source)?;
+        let cluster = scopes.is_cluster_scoped(api_version, kind);
+        ranks.push(scope::rank(api_version, kind, cluster));
+        let obj = DesiredObject {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+            digest: digest::sha256_hex(canonical_json(&o.manifest).as_bytes()),
+            manifest: o.manifest,
+            source: o.source,
+        };
+        out.push(obj);
+    }
+
+    check_duplicates(&out, tier)?;
+
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|&a, &b| scope::compare(&out[a], &out[b], ranks[a], ranks[b]));
+    let mut slots: Vec<Option<DesiredObject>> = out.into_iter().map(Some).collect();
+    let objects: Vec<DesiredObject> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    let digest = digest::set_digest(objects.iter().map(|o| o.digest.as_str()));
+    Ok(DesiredSet {
+        tier: tier.to_owned(),
+        objects,
+        digest,
+    })
+}
+
+struct Pending {
+    manifest: Value,
+    source: SourceLocation,
+}
+
+fn object_name(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// apiVersion, kind, metadata.namespace and metadata.name, or an error saying which is wrong.
+fn identify<'v>(
+    v: &'v Value,
+    source: &SourceLocation,
+) -> Result<(&'v str, &'v str, Option<&'v str>, &'v str), RenderError> {
+    let bad = |why: &str| RenderError::NotAnObject {
+        file: source.file.display().to_string(),
+        line: source.line,
+        document: source.document,
+        why: why.to_owned(),
+    };
+    if !v.is_object() {
+        return Err(bad("it is not a mapping"));
+    }
+    let text = |field: &str, value: &'v Value| -> Result<&'v str, RenderError> {
+        match value.as_str() {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            _ => Err(bad(&format!(
+                "{field} is missing or not a non-empty string"
+            ))),
+        }
+    };
+    let api_version = text("apiVersion", &v["apiVersion"])?;
+    let kind = text("kind", &v["kind"])?;
+    if !v["metadata"].is_object() {
+        return Err(bad("metadata is missing or not a mapping"));
+    }
+    let name = text("metadata.name", &v["metadata"]["name"])?;
+    let namespace = match &v["metadata"]["namespace"] {
+        Value::Null => None,
+        ns => Some(text("metadata.namespace", ns)?),
+    };
+    Ok((api_version, kind, namespace, name))
+}
+
+/// `metadata` as a map. [`identify`] has checked that it is one; should it not be, the
+/// caller's changes go to a scratch map and the final [`identify`] reports the object.
+fn metadata_mut(v: &mut Value) -> Option<&mut Map<String, Value>> {
+    v.as_object_mut()?.get_mut("metadata")?.as_object_mut()
+}
+
+fn apply_patches(
+    objects: &mut [Pending],
+    overlay: &Overlay,
+    file: &str,
+) -> Result<(), RenderError> {
+    for (index, patch) in overlay.patches.iter().enumerate() {
+        let mut matched = false;
+        for o in objects.iter_mut() {
+            let (_, kind, namespace, name) = identify(&o.manifest, &o.source)?;
+            let t = &patch.target;
+            if t.kind != kind || t.name != name {
+                continue;
+            }
+            if t.namespace.is_some() && t.namespace.as_deref() != namespace {
+                continue;
+            }
+            matched = true;
+            let object = object_name(kind, namespace, name);
+            if let Some(merge) = &patch.merge {
+                json_patch::merge(&mut o.manifest, merge);
+            }
+            if let Some(ops) = &patch.json {
+                json_patch::patch(&mut o.manifest, ops).map_err(|e| RenderError::PatchFailed {
+                    file: file.to_owned(),
+                    index,
+                    object: object.clone(),
+                    message: format!("{e} (rule: RFC 6902 JSON patch)"),
+                })?;
+            }
+            // A patch must leave a well-formed object behind.
+            identify(&o.manifest, &o.source).map_err(|e| RenderError::PatchFailed {
+                file: file.to_owned(),
+                index,
+                object,
+                message: format!("the patched object is no longer valid: {e}"),
+            })?;
+        }
+        if !matched {
+            return Err(RenderError::PatchTargetMissing {
+                file: file.to_owned(),
+                index,
+                target: patch.target.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_duplicates(objects: &[DesiredObject], tier: &str) -> Result<(), RenderError> {
+    let mut seen: HashMap<(&str, &str, Option<&str>, &str), &DesiredObject> =
+        HashMap::with_capacity(objects.len());
+    for o in objects {
+        let key = (
+            scope::group(&o.api_version),
+            o.kind.as_str(),
+            o.namespace.as_deref(),
+            o.name.as_str(),
+        );
+        if let Some(first) = seen.insert(key, o) {
+            return Err(RenderError::Duplicate {
+                tier: tier.to_owned(),
+                object: o.display_name(),
+                first: first.source.to_string(),
+                second: o.source.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! `tiers/<tier>/tier.yaml`: the tier's namespace, labels, vars and patches.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::RenderError;
+use super::vars::{is_var_name, substitute};
+use super::yaml::{YamlLimits, parse_documents};
+
+/// A tier's overlay, as written in tier.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Overlay {
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Read in a first pass (see [`load`]); kept here so deny_unknown_fields accepts the key.
+    #[serde(default, rename = "vars")]
+    _vars: Value,
+    #[serde(default)]
+    pub patches: Vec<Patch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Patch {
+    pub target: Target,
+    /// RFC 7386 merge patch.
+    pub merge: Option<Value>,
+    /// RFC 6902 JSON patch.
+    pub json: Option<json_patch::Patch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Target {
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Parses tier.yaml text: vars first (they are substituted into the rest of the file too, so a
+/// patch can say `worker:${TAG}`), then the whole overlay.
+pub(crate) fn load(
+    text: &str,
+    file: &str,
+    limits: &YamlLimits,
+) -> Result<(Overlay, BTreeMap<String, String>), RenderError> {
+    let invalid = |field: &str, message: String| RenderError::InvalidOverlay {
+        file: file.to_owned(),
+        field: field.to_owned(),
+        message,
+    };
+    let first = single_document(text, file, limits)?;
+    let mut vars = BTreeMap::new();
+    match first.get("vars") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                let field = format!("vars.{name}");
+                if !is_var_name(name) {
+                    return Err(invalid(
+                        &field,
+                        "a var name is letters, digits and '_', not starting with a digit".into(),
+                    ));
+                }
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(invalid(
+                            &field,
+                            "expected a string, number or boolean".into(),
+                        ));
+                    }
+                };
+                // Vars are not expanded recursively; a reference in a value would be read
+                // one way here and another way in the substituted text.
+                if value.contains("${") {
+                    return Err(invalid(&field, "a var value may not contain ${...}".into()));
+                }
+                vars.insert(name.clone(), value);
+            }
+        }
+        Some(_) => return Err(invalid("vars", "expected a mapping of NAME: value".into())),
+    }
+    let text = substitute(text, &vars, file, file)?;
+    let value = single_document(&text, file, limits)?;
+    let overlay: Overlay = serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "(top level)".to_owned(),
+            p => p,
+        };
+        invalid(&field, e.into_inner().to_string())
+    })?;
+    if let Some(ns) = &overlay.namespace
+        && !is_dns_label(ns)
+    {
+        return Err(invalid(
+            "namespace",
+            format!("expected a DNS label (lowercase letters, digits and '-'); found {ns:?}"),
+        ));
+    }
+    for (i, p) in overlay.patches.iter().enumerate() {
+        if p.merge.is_some() == p.json.is_some() {
+            return Err(invalid(
+                &format!("patches[{i}]"),
+                "expected exactly one of `merge` (RFC 7386) or `json` (RFC 6902)".into(),
+            ));
+        }
+    }
+    Ok((overlay, vars))
+}
+
+fn single_document(text: &str, file: &str, limits: &YamlLimits) -> Result<Value, RenderError> {
+    let mut docs = parse_documents(text, file, limits)?;
+    match docs.len() {
+        0 => Ok(Value::Object(Default::default())),
+        1 => Ok(docs.remove(0).value),
+        _ => Err(RenderError::InvalidOverlay {
+            file: file.to_owned(),
+            field: "(top level)".into(),
+            message: format!("expected one YAML document, found {}", docs.len()),
+        }),
+    }
+}
+
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

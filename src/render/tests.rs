@@ -1,0 +1,809 @@
+//! Render tests over the fixture repos in `testdata/` (a shop: Deployments, Service,
+//! ConfigMap, HPA, NetworkPolicies, PriorityClass, three tiers) and over hostile repos built
+//! in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::json;
+
+use super::*;
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/render/testdata")
+        .join(name)
+}
+
+fn render(repo: &Path, tier: &str) -> Result<DesiredSet, RenderError> {
+    render_tier_with(repo, tier, &Limits::default(), &Kustomize::none())
+}
+
+fn error(repo: &Path, tier: &str) -> String {
+    match render(repo, tier) {
+        Ok(set) => panic!("expected an error, rendered {} objects", set.objects.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn names(set: &DesiredSet) -> Vec<String> {
+    set.objects
+        .iter()
+        .map(DesiredObject::display_name)
+        .collect()
+}
+
+fn object<'s>(set: &'s DesiredSet, kind: &str, name: &str) -> &'s DesiredObject {
+    set.objects
+        .iter()
+        .find(|o| o.kind == kind && o.name == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not in {:?}", names(set)))
+}
+
+/// A copy of a fixture repo that a test may change.
+fn copy_of(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&testdata(name), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn write(repo: &Path, rel: &str, text: &str) {
+    let p = repo.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A minimal repo: one tier `t` with the given tier.yaml and base files.
+fn repo_with(tier_yaml: &str, base: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "tiers/t/tier.yaml", tier_yaml);
+    std::fs::create_dir_all(dir.path().join("base")).unwrap();
+    for (name, text) in base {
+        write(dir.path(), &format!("base/{name}"), text);
+    }
+    dir
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b}\n";
+
+#[test]
+fn each_shop_tier_renders_the_base_plus_its_own_files() {
+    let shop = testdata("shop");
+    let exp = render(&shop, "experimental").unwrap();
+    assert_eq!(
+        names(&exp),
+        [
+            "Namespace shop-exp",
+            "PriorityClass shop-low",
+            "ConfigMap shop-exp/shop-config",
+            "Deployment shop-exp/api",
+            "Deployment shop-exp/worker",
+            "HorizontalPodAutoscaler shop-exp/api",
+            "NetworkPolicy shop-exp/api-ingress",
+            "NetworkPolicy shop-exp/default-deny",
+            "Pod shop-exp/toolbox",
+            "Service shop-exp/api",
+        ]
+    );
+    let op = render(&shop, "operational").unwrap();
+    assert!(names(&op).contains(&"PodDisruptionBudget shop/api".to_owned()));
+    assert!(!names(&op).iter().any(|n| n.contains("toolbox")));
+    assert_eq!(render(&shop, "validation").unwrap().objects.len(), 9);
+}
+
+#[test]
+fn objects_are_ordered_namespaces_then_crds_then_cluster_scoped_then_namespaced() {
+    let repo = repo_with(
+        "namespace: app\n",
+        &[(
+            "all.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: z}\n---\n\
+             apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
+             spec: {group: example.com, scope: Namespaced, names: {kind: Widget, plural: widgets}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: other}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n---\n\
+             apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast}\nprovisioner: x\n",
+        )],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    assert_eq!(
+        names(&set),
+        [
+            "Namespace app",
+            "CustomResourceDefinition widgets.example.com",
+            "ClusterRole z",
+            "StorageClass fast",
+            "ConfigMap app/a",
+            "ConfigMap other/b",
+            "Service app/a",
+        ]
+    );
+}
+
+#[test]
+fn the_tier_namespace_goes_only_on_namespaced_objects_that_name_none() {
+    let set = render(&testdata("shop"), "validation").unwrap();
+    assert_eq!(
+        object(&set, "Deployment", "api").namespace.as_deref(),
+        Some("shop-val")
+    );
+    assert_eq!(
+        object(&set, "Deployment", "api").manifest["metadata"]["namespace"],
+        "shop-val"
+    );
+    assert_eq!(object(&set, "PriorityClass", "shop-medium").namespace, None);
+    assert!(
+        object(&set, "Namespace", "shop-val").manifest["metadata"]
+            .get("namespace")
+            .is_none()
+    );
+
+    let repo = repo_with(
+        "namespace: app\n",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: own}\n",
+        )],
+    );
+    assert_eq!(
+        render(repo.path(), "t").unwrap().objects[0]
+            .namespace
+            .as_deref(),
+        Some("own")
+    );
+}
+
+#[test]
+fn a_crd_with_cluster_scope_makes_its_kind_cluster_scoped() {
+    let repo = repo_with(
+        "namespace: app\n",
+        &[(
+            "issuer.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: clusterissuers.cert-manager.io}\n\
+             spec: {group: cert-manager.io, scope: Cluster, names: {kind: ClusterIssuer, plural: clusterissuers}}\n---\n\
+             apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: letsencrypt}\n",
+        )],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    assert_eq!(names(&set)[1], "ClusterIssuer letsencrypt");
+    assert_eq!(object(&set, "ClusterIssuer", "letsencrypt").namespace, None);
+}
+
+#[test]
+fn a_cluster_scoped_object_that_names_a_namespace_is_refused() {
+    let repo = repo_with(
+        "",
+        &[(
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, namespace: b}\n",
+        )],
+    );
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/ns.yaml line 1: Namespace a is cluster-scoped and must not set metadata.namespace \"b\""
+    );
+}
+
+#[test]
+fn tier_labels_and_the_tier_label_go_on_every_object() {
+    let set = render(&testdata("shop"), "operational").unwrap();
+    for o in &set.objects {
+        let labels = &o.manifest["metadata"]["labels"];
+        assert_eq!(labels[TIER_LABEL], "operational", "{}", o.display_name());
+        assert_eq!(labels["env"], "operational", "{}", o.display_name());
+        assert_eq!(labels["team"], "shop", "{}", o.display_name());
+    }
+    // Labels the manifest had stay; selectors and pod templates are left alone.
+    let api = &object(&set, "Deployment", "api").manifest;
+    assert_eq!(api["metadata"]["labels"]["app.kubernetes.io/name"], "api");
+    assert!(api["spec"]["selector"]["matchLabels"].get("env").is_none());
+    assert!(
+        api["spec"]["template"]["metadata"]["labels"]
+            .get(TIER_LABEL)
+            .is_none()
+    );
+}
+
+#[test]
+fn vars_are_substituted_in_base_and_tier_files_and_keep_their_yaml_type() {
+    let set = render(&testdata("shop"), "operational").unwrap();
+    let api = &object(&set, "Deployment", "api").manifest;
+    assert_eq!(api["spec"]["replicas"], json!(3));
+    assert_eq!(
+        api["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/shop/api:1.4.2"
+    );
+    assert_eq!(
+        object(&set, "PriorityClass", "shop-high").manifest["value"],
+        json!(100000)
+    );
+    // `$${HOME}` is the escape for a literal `${HOME}`.
+    let cm = &object(&set, "ConfigMap", "shop-config").manifest;
+    assert_eq!(
+        cm["data"]["entrypoint.sh"],
+        "#!/bin/sh\nexec /app/api --home \"${HOME}\"\n"
+    );
+}
+
+#[test]
+fn an_undefined_var_is_an_error_naming_file_and_line() {
+    let shop = copy_of("shop");
+    write(
+        shop.path(),
+        "tiers/validation/extra.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata: {v: \"${MISSING}\"}\n",
+    );
+    assert_eq!(
+        error(shop.path(), "validation"),
+        "tiers/validation/extra.yaml line 5: ${MISSING} is not defined in tiers/validation/tier.yaml vars (rule: every ${VAR} must be defined; write $${MISSING} for a literal ${MISSING})"
+    );
+}
+
+#[test]
+fn merge_and_json_patches_change_their_targets_and_nothing_else() {
+    let shop = testdata("shop");
+    let op = render(&shop, "operational").unwrap();
+    let api = &object(&op, "Deployment", "api").manifest;
+    assert_eq!(
+        api["spec"]["template"]["spec"]["priorityClassName"],
+        "shop-high"
+    );
+    assert_eq!(
+        api["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        60
+    );
+    // The merge patch did not touch what it does not name.
+    assert_eq!(
+        api["spec"]["template"]["spec"]["containers"][0]["name"],
+        "api"
+    );
+    let worker = &object(&op, "Deployment", "worker").manifest;
+    assert_eq!(worker["spec"]["replicas"], 4);
+    assert_eq!(
+        worker["spec"]["template"]["spec"]["priorityClassName"],
+        "shop-high"
+    );
+    assert_eq!(
+        object(&op, "HorizontalPodAutoscaler", "api").manifest["spec"]["maxReplicas"],
+        30
+    );
+
+    let val = render(&shop, "validation").unwrap();
+    assert_eq!(
+        object(&val, "Deployment", "worker").manifest["spec"]["template"]["spec"]["containers"][0]
+            ["image"],
+        "registry.example.com/shop/worker:1.4.2"
+    );
+    let exp = render(&shop, "experimental").unwrap();
+    let cm = &object(&exp, "ConfigMap", "shop-config").manifest;
+    assert_eq!(cm["data"]["LOG_LEVEL"], "debug");
+    assert_eq!(cm["data"]["CHECKOUT_URL"], "http://api/checkout");
+}
+
+#[test]
+fn a_patch_whose_target_does_not_exist_names_tier_yaml_and_the_patch_index() {
+    let repo = repo_with(
+        "patches:\n  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: c}}\n  - target: {kind: Deployment, name: gone, namespace: x}\n    merge: {spec: {}}\n",
+        &[("cm.yaml", CM)],
+    );
+    assert_eq!(
+        error(repo.path(), "t"),
+        "tiers/t/tier.yaml: patches[1]: no object matches target Deployment x/gone (rule: a patch must target an existing object)"
+    );
+}
+
+#[test]
+fn a_json_patch_that_fails_names_the_patch_and_the_object() {
+    let repo = repo_with(
+        "namespace: app\npatches:\n  - target: {kind: ConfigMap, name: cm}\n    json: [{op: remove, path: /data/nope}]\n",
+        &[("cm.yaml", CM)],
+    );
+    let e = error(repo.path(), "t");
+    assert!(
+        e.starts_with("tiers/t/tier.yaml: patches[0] on ConfigMap app/cm: "),
+        "{e}"
+    );
+    assert!(e.ends_with("(rule: RFC 6902 JSON patch)"), "{e}");
+}
+
+#[test]
+fn a_patch_with_both_or_neither_kind_of_patch_is_refused() {
+    let repo = repo_with(
+        "patches:\n  - target: {kind: ConfigMap, name: cm}\n",
+        &[("cm.yaml", CM)],
+    );
+    assert_eq!(
+        error(repo.path(), "t"),
+        "tiers/t/tier.yaml: patches[0]: expected exactly one of `merge` (RFC 7386) or `json` (RFC 6902)"
+    );
+}
+
+#[test]
+fn an_unknown_field_in_tier_yaml_is_named() {
+    let repo = repo_with("namespace: a\nlabel: {x: y}\n", &[("cm.yaml", CM)]);
+    let e = error(repo.path(), "t");
+    assert!(
+        e.starts_with("tiers/t/tier.yaml: label: unknown field `label`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_objects_in_a_tier_name_both_files() {
+    let shop = copy_of("shop");
+    write(
+        shop.path(),
+        "tiers/experimental/again.yaml",
+        "# same group (apps), kind and name as base/worker.yaml\napiVersion: apps/v1beta2\nkind: Deployment\nmetadata: {name: worker}\n",
+    );
+    assert_eq!(
+        error(shop.path(), "experimental"),
+        "Deployment shop-exp/worker is defined twice in tier experimental: base/worker.yaml line 1 and tiers/experimental/again.yaml line 2 (rule: one definition per apiVersion group, kind, namespace and name)"
+    );
+}
+
+#[test]
+fn the_same_name_in_different_namespaces_or_groups_is_not_a_duplicate() {
+    let repo = repo_with(
+        "namespace: a\n",
+        &[(
+            "x.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: b}\n",
+        )],
+    );
+    assert_eq!(render(repo.path(), "t").unwrap().objects.len(), 2);
+}
+
+#[test]
+fn a_document_that_is_not_an_object_names_file_line_and_what_is_missing() {
+    let repo = repo_with(
+        "",
+        &[(
+            "x.yaml",
+            "# one\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+        )],
+    );
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/x.yaml line 3: document 1 is not a Kubernetes object: metadata.name is missing or not a non-empty string (rule: every document is a mapping with apiVersion, kind and metadata.name)"
+    );
+}
+
+#[test]
+fn empty_documents_and_files_are_skipped() {
+    let repo = repo_with(
+        "",
+        &[
+            ("a.yaml", "---\n# nothing\n---\n"),
+            ("b.yaml", ""),
+            ("c.yaml", &format!("---\n{CM}---\n---\n")),
+        ],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    assert_eq!(names(&set), ["ConfigMap cm"]);
+    assert_eq!(set.objects[0].source.file, Path::new("base/c.yaml"));
+    assert_eq!(
+        (set.objects[0].source.document, set.objects[0].source.line),
+        (0, 2)
+    );
+}
+
+#[test]
+fn rendering_twice_gives_the_same_digests() {
+    let a = render(&testdata("shop"), "operational").unwrap();
+    let b = render(&testdata("shop"), "operational").unwrap();
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.digest.len(), 64);
+    let c = render(&testdata("shop"), "validation").unwrap();
+    assert_ne!(a.digest, c.digest);
+}
+
+#[test]
+fn key_order_and_formatting_do_not_change_digests_but_values_do() {
+    let one = repo_with(
+        "",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b, c: d}\n",
+        )],
+    );
+    let two = repo_with(
+        "",
+        &[(
+            "cm.yaml",
+            "data:\n  c: d\n  a: b\nmetadata:\n  name: cm\nkind: ConfigMap\napiVersion: v1\n",
+        )],
+    );
+    let three = repo_with(
+        "",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b, c: e}\n",
+        )],
+    );
+    let (one, two, three) = (
+        render(one.path(), "t").unwrap(),
+        render(two.path(), "t").unwrap(),
+        render(three.path(), "t").unwrap(),
+    );
+    assert_eq!(one.objects[0].digest, two.objects[0].digest);
+    assert_eq!(one.digest, two.digest);
+    assert_ne!(one.objects[0].digest, three.objects[0].digest);
+    assert_ne!(one.digest, three.digest);
+    // The object digest is the sha256 of the canonical JSON.
+    let canonical = canonical_json(&one.objects[0].manifest);
+    assert!(
+        canonical.starts_with(r#"{"apiVersion":"v1","data":{"a":"b","c":"d"},"kind":"ConfigMap""#)
+    );
+    assert_eq!(
+        one.objects[0].digest,
+        digest::sha256_hex(canonical.as_bytes())
+    );
+}
+
+#[test]
+fn a_missing_tier_directory_or_a_tier_name_that_is_a_path_is_refused() {
+    assert_eq!(
+        error(&testdata("shop"), "staging"),
+        "tiers/staging/: no such tier directory in the config repo"
+    );
+    assert!(
+        error(&testdata("shop"), "../shop").starts_with("tier name \"../shop\" is not a DNS label")
+    );
+}
+
+// ---- hostile repositories ----
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_file_that_leaves_the_repo_is_refused() {
+    let repo = repo_with("", &[("cm.yaml", CM)]);
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "secret.yaml", CM);
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.yaml"),
+        repo.path().join("base/leak.yaml"),
+    )
+    .unwrap();
+    let e = error(repo.path(), "t");
+    assert!(e.starts_with("base/leak.yaml: symlink resolves to "), "{e}");
+    assert!(
+        e.ends_with("outside the repository (rule: symlinks must stay inside the repo)"),
+        "{e}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_directory_that_leaves_the_repo_is_refused() {
+    let repo = repo_with("", &[]);
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "cm.yaml", CM);
+    std::fs::remove_dir(repo.path().join("base")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.path().join("base")).unwrap();
+    let e = error(repo.path(), "t");
+    assert!(e.starts_with("base: symlink resolves to "), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_that_stays_inside_the_repo_is_followed() {
+    let repo = repo_with("", &[]);
+    write(repo.path(), "shared/cm.yaml", CM);
+    std::os::unix::fs::symlink("../shared/cm.yaml", repo.path().join("base/cm.yaml")).unwrap();
+    assert_eq!(names(&render(repo.path(), "t").unwrap()), ["ConfigMap cm"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_like_a_manifest_is_refused_rather_than_read() {
+    let repo = repo_with("", &[]);
+    let fifo = repo.path().join("base/pipe.yaml");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/pipe.yaml: is not a regular file (rule: only regular files and directories are read)"
+    );
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused() {
+    let big = format!("{CM}# {}\n", "x".repeat(2 * 1024 * 1024));
+    let repo = repo_with("", &[("big.yaml", &big)]);
+    assert_eq!(
+        error(repo.path(), "t"),
+        format!(
+            "base/big.yaml: {} bytes is over the limit of 1048576 bytes per file (rule: max_file_bytes)",
+            big.len()
+        )
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_with_its_line() {
+    let repo = repo_with("", &[]);
+    std::fs::write(
+        repo.path().join("base/latin1.yaml"),
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caf\xe9}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/latin1.yaml line 3: not valid UTF-8 (rule: manifests are UTF-8 text)"
+    );
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_refused() {
+    // "Billion laughs": nine levels of nine aliases expand to 9^9 strings.
+    let mut bomb =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\nl0: &l0 lol\n");
+    for i in 1..=9 {
+        let prev = format!("*l{}", i - 1);
+        bomb.push_str(&format!("l{i}: &l{i} [{}]\n", vec![prev; 9].join(", ")));
+    }
+    let repo = repo_with("", &[("bomb.yaml", &bomb)]);
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/bomb.yaml line 1: document 0 expands to more than 250000 nodes; a YAML alias bomb? (rule: max_document_nodes)"
+    );
+}
+
+#[test]
+fn a_document_that_expands_past_the_node_limit_is_refused_even_without_a_bomb() {
+    let repo = repo_with(
+        "",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: '1', b: '2', c: '3'}\n",
+        )],
+    );
+    let limits = Limits {
+        max_document_nodes: 5,
+        ..Limits::default()
+    };
+    let e = render_tier_with(repo.path(), "t", &limits, &Kustomize::none()).unwrap_err();
+    assert!(
+        e.to_string().contains("expands to more than 5 nodes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_deeply_nested_document_is_refused() {
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata: {}{}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let repo = repo_with("", &[("deep.yaml", &deep)]);
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/deep.yaml line 4: nesting deeper than 64 levels (rule: max_depth)"
+    );
+    // serde_yaml's own limit (128) is reported the same way.
+    let deeper = format!("a: {}{}\n", "[".repeat(200), "]".repeat(200));
+    let repo = repo_with("", &[("deep.yaml", &deeper)]);
+    assert!(error(repo.path(), "t").contains("nesting deeper than 64 levels"));
+}
+
+#[test]
+fn a_tier_over_the_object_limit_is_refused() {
+    let many: String = (0..11)
+        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"))
+        .collect();
+    let repo = repo_with("", &[("many.yaml", &many)]);
+    let limits = Limits {
+        max_objects: 10,
+        ..Limits::default()
+    };
+    let e = render_tier_with(repo.path(), "t", &limits, &Kustomize::none()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "tier t renders 11 objects, over the limit of 10 (rule: max_objects)"
+    );
+}
+
+// ---- kustomize ----
+
+/// The pinned kustomize, built once per machine by the repo's own script (a no-op when built).
+fn kustomize() -> Kustomize {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-kustomize.sh");
+        let out = std::process::Command::new(&script)
+            .output()
+            .expect("run scripts/build-kustomize.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-kustomize.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("the script prints the binary path")
+                .trim(),
+        )
+    });
+    Kustomize::at(bin)
+}
+
+#[test]
+fn a_base_with_a_kustomization_is_built_by_kustomize_and_gets_the_tier_overlay() {
+    let set = render_tier_with(
+        &testdata("kustomized"),
+        "experimental",
+        &Limits::default(),
+        &kustomize(),
+    )
+    .unwrap();
+    let n = names(&set);
+    assert!(
+        n.iter()
+            .any(|n| n.starts_with("ConfigMap shop-exp/worker-config-")),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&"Deployment shop-exp/worker".to_owned()),
+        "{n:?}"
+    );
+    for o in &set.objects {
+        assert_eq!(o.manifest["metadata"]["labels"][TIER_LABEL], "experimental");
+        assert_eq!(o.source.file, Path::new("base/kustomization.yaml"));
+    }
+}
+
+#[test]
+fn a_tier_directory_with_a_kustomization_is_the_tiers_whole_input() {
+    let set = render_tier_with(
+        &testdata("kustomized"),
+        "validation",
+        &Limits::default(),
+        &kustomize(),
+    )
+    .unwrap();
+    let worker = object(&set, "Deployment", "worker");
+    assert_eq!(worker.namespace.as_deref(), Some("shop-val"));
+    assert_eq!(worker.manifest["spec"]["replicas"], 2);
+    assert_eq!(worker.manifest["metadata"]["labels"]["env"], "validation");
+    // base/ came in once, through the overlay's resources, not a second time beside it.
+    assert_eq!(set.objects.len(), 4, "{:?}", names(&set));
+}
+
+#[test]
+fn a_kustomization_path_that_leaves_the_repo_is_refused_before_kustomize_runs() {
+    let repo = copy_of("kustomized");
+    write(
+        repo.path(),
+        "tiers/validation/kustomization.yaml",
+        "resources: [../../base, ../../../../etc]\n",
+    );
+    assert_eq!(
+        render_tier_with(
+            repo.path(),
+            "validation",
+            &Limits::default(),
+            &Kustomize::none()
+        )
+        .unwrap_err()
+        .to_string(),
+        "tiers/validation/kustomization.yaml: resources[1] references \"../../../../etc\", which leaves the repository (rule: kustomize paths must stay inside the repo)"
+    );
+}
+
+#[test]
+fn a_kustomization_that_references_remote_or_absolute_locations_is_refused() {
+    for (reference, field) in [
+        ("https://github.com/org/repo//deploy?ref=v1", "resources[0]"),
+        ("github.com/org/repo/deploy", "resources[0]"),
+        ("/etc/kubernetes", "resources[0]"),
+    ] {
+        let repo = copy_of("kustomized");
+        write(
+            repo.path(),
+            "base/kustomization.yaml",
+            &format!("resources: [\"{reference}\"]\n"),
+        );
+        let e = render_tier_with(
+            repo.path(),
+            "experimental",
+            &Limits::default(),
+            &Kustomize::none(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "base/kustomization.yaml: {field} references {reference:?}, a remote or absolute location (rule: render reads only the checked-out repo)"
+            )
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_kustomization_resource_symlinked_out_of_the_repo_is_refused() {
+    let repo = copy_of("kustomized");
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "cm.yaml", CM);
+    std::os::unix::fs::symlink(
+        outside.path().join("cm.yaml"),
+        repo.path().join("base/leak.yaml"),
+    )
+    .unwrap();
+    write(
+        repo.path(),
+        "base/kustomization.yaml",
+        "resources: [worker.yaml, leak.yaml]\n",
+    );
+    let e = render_tier_with(
+        repo.path(),
+        "experimental",
+        &Limits::default(),
+        &Kustomize::none(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("base/leak.yaml: symlink resolves to "), "{e}");
+}
+
+#[test]
+fn a_failing_kustomize_build_names_the_kustomization_and_says_why() {
+    let repo = copy_of("kustomized");
+    write(
+        repo.path(),
+        "base/kustomization.yaml",
+        "resources: [missing.yaml]\n",
+    );
+    let e = render_tier_with(
+        repo.path(),
+        "experimental",
+        &Limits::default(),
+        &kustomize(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("base/kustomization.yaml: kustomize build base failed (exit status: 1): "),
+        "{e}"
+    );
+    assert!(e.contains("missing.yaml"), "{e}");
+}
+
+#[test]
+fn a_missing_kustomize_binary_is_a_clear_error() {
+    let e = render_tier_with(
+        &testdata("kustomized"),
+        "experimental",
+        &Limits::default(),
+        &Kustomize::at("/nonexistent/kustomize"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "base/kustomization.yaml: needs kustomize, which was not found: set GITOPSD_KUSTOMIZE or put kustomize on PATH (scripts/build-kustomize.sh builds it)"
+    );
+}
