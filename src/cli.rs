@@ -1,13 +1,15 @@
 //! The command line: `gitopsd <command>`. Each command is a thin layer over the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
 
-use crate::config::Config;
+use crate::config::{Config, SourceConfig};
 use crate::logging::LogFormat;
+use crate::render::{DesiredSet, Limits};
+use crate::validate::{self, Finding, Level, Stage};
 
 /// gitopsd keeps Kubernetes clusters in step with a config git repository, tier by tier
 /// (experimental -> validation -> operational), and tells a harmless drift from a dangerous one.
@@ -30,6 +32,79 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: load the config, connect to the cluster, reconcile every tier.
     Run(RunArgs),
+    /// Print a tier's desired set: base plus the tier's overlay, ordered, labelled, hashed.
+    #[command(after_help = "Examples:\n  \
+        gitopsd render --tier experimental --repo examples/config-repo\n  \
+        gitopsd render --tier operational --repo https://git.example.com/platform/config.git --ref tier/operational -o json\n  \
+        gitopsd render --tier validation --config /etc/gitopsd/gitopsd.yaml")]
+    Render(RenderArgs),
+    /// Render and validate tiers (schema, security, scope; kinds against the cluster when one
+    /// answers); print every finding; exit 1 when one blocks.
+    #[command(after_help = "Examples:\n  \
+        gitopsd validate --config examples/gitopsd.yaml --repo examples/config-repo\n  \
+        gitopsd validate --config gitopsd.yaml --tier operational --kubeconfig ~/.kube/config")]
+    Validate(ValidateArgs),
+}
+
+/// Where the config repo comes from, for the commands that read it once.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// The config repo: a directory (its files as they are on disk, unless --ref is given), a
+    /// path to a git repository, or an https://, ssh:// or file:// URL. Default: the config's
+    /// source.url.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub repo: Option<String>,
+
+    /// The branch, tag or commit to render. Default: the tier's ref in the config, or the files
+    /// on disk when --repo is a directory.
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The tier to render.
+    #[arg(short, long)]
+    pub tier: String,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    /// The daemon config, for the repo URL, credentials and the tier's ref.
+    #[arg(short, long, value_name = "FILE", env = "GITOPSD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The daemon config: which tiers exist, their namespaces and validation levels.
+    #[arg(short, long, value_name = "FILE", env = "GITOPSD_CONFIG")]
+    pub config: PathBuf,
+
+    /// Validate only this tier (default: every tier).
+    #[arg(short, long)]
+    pub tier: Option<String>,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    /// Check kinds against this cluster (default: in-cluster config or KUBECONFIG, if any).
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Do not contact a cluster: skip the check that every kind is served.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +132,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
     let report = Report { json };
     match cli.command {
         Command::Run(args) => run(args, report).await,
+        Command::Render(args) => render(args, report).await,
+        Command::Validate(args) => validate(args, report).await,
     }
 }
 
@@ -125,6 +202,339 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// A config repo read once, at one revision, for `render` and `validate`.
+struct Checkout {
+    root: PathBuf,
+    /// The commit, or `None` for files read as they are on disk.
+    revision: Option<String>,
+    /// A temporary mirror, removed when the command ends.
+    _scratch: Option<Scratch>,
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads the repo at `git_ref`: a directory without a ref is read as it is on disk; anything
+/// else is fetched into a temporary mirror by the source stage and exported.
+fn checkout(
+    source: &SourceConfig,
+    repo: Option<&str>,
+    git_ref: Option<&str>,
+) -> Result<Checkout, String> {
+    let url = repo.unwrap_or(source.url.as_str());
+    if git_ref.is_none() && Path::new(url).is_dir() {
+        return Ok(Checkout {
+            root: PathBuf::from(url),
+            revision: None,
+            _scratch: None,
+        });
+    }
+    let git_ref = git_ref.unwrap_or("main").to_owned();
+    let mut source = source.clone();
+    source.url = url.parse().map_err(|e| format!("--repo {url}: {e}"))?;
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "gitopsd-checkout-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )));
+    let mut mirror =
+        crate::source::Source::new(&source, scratch.0.clone()).map_err(|e| e.to_string())?;
+    let outcome = mirror
+        .fetch(std::slice::from_ref(&git_ref))
+        .map_err(|e| e.to_string())?;
+    let update = match outcome.get(&git_ref) {
+        Some(Ok(update)) => *update,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => {
+            return Err(format!(
+                "{url}: the fetch returned nothing for ref {git_ref}"
+            ));
+        }
+    };
+    let root = mirror.export(update.commit).map_err(|e| e.to_string())?;
+    Ok(Checkout {
+        root,
+        revision: Some(update.commit.to_string()),
+        _scratch: Some(scratch),
+    })
+}
+
+/// The source section to use when there is no config file: just the repo, no credentials.
+fn bare_source(repo: Option<&str>) -> Result<SourceConfig, String> {
+    let url = repo.ok_or("give --repo PATH_OR_URL, or --config FILE to use its source.url")?;
+    Ok(SourceConfig {
+        url: url.parse().map_err(|e| format!("--repo {url}: {e}"))?,
+        auth: Default::default(),
+        interval: std::time::Duration::from_secs(60),
+        webhook_secret_file: None,
+    })
+}
+
+async fn render(args: RenderArgs, report: Report) -> ExitCode {
+    let config = match args.config.as_deref().map(Config::load).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            report.error("invalid config", &e);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let source = match &config {
+        Some(c) => c.source.clone(),
+        None => match bare_source(args.repo.repo.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                report.error("no repo", &e);
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let tier_ref = config
+        .as_ref()
+        .and_then(|c| c.tier(&args.tier))
+        .map(|t| t.git_ref.clone());
+    let git_ref = match (&args.repo.git_ref, &args.repo.repo) {
+        (Some(r), _) => Some(r.clone()),
+        // An explicit directory means "the files on disk", unless a ref is asked for.
+        (None, Some(_)) => None,
+        (None, None) => tier_ref,
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let checkout = checkout(&source, args.repo.repo.as_deref(), git_ref.as_deref())?;
+        let set = crate::render::render_tier(&checkout.root, &args.tier, &Limits::default())
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((set, checkout.revision))
+    })
+    .await;
+    let (set, revision) = match result {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            report.error("render failed", &e);
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            report.error("render failed", &e);
+            return ExitCode::FAILURE;
+        }
+    };
+    match print_set(&set, revision.as_deref(), args.output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report.error("cannot print the desired set", &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_set(set: &DesiredSet, revision: Option<&str>, format: OutputFormat) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let revision = revision.unwrap_or("files on disk");
+    let text = match format {
+        OutputFormat::Json => {
+            let items: Vec<&serde_json::Value> = set.objects.iter().map(|o| &o.manifest).collect();
+            let list = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "metadata": {"annotations": {
+                    "gitopsd.io/tier": set.tier,
+                    "gitopsd.io/revision": revision,
+                    "gitopsd.io/digest": format!("sha256:{}", set.digest),
+                }},
+                "items": items,
+            });
+            serde_json::to_string_pretty(&list).map_err(|e| e.to_string())? + "\n"
+        }
+        OutputFormat::Yaml => {
+            let mut text = format!(
+                "# tier {}: {} objects at {revision}, digest sha256:{}\n",
+                set.tier,
+                set.objects.len(),
+                set.digest
+            );
+            for o in &set.objects {
+                text += &format!("---\n# {} ({})\n", o.display_name(), o.source);
+                text += &serde_yaml::to_string(&o.manifest).map_err(|e| e.to_string())?;
+            }
+            text
+        }
+    };
+    out.write_all(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            report.error("invalid config", &e);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let tiers: Vec<_> = match &args.tier {
+        Some(name) => match config.tier(name) {
+            Some(t) => vec![t.clone()],
+            None => {
+                let known: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
+                report.error(
+                    "unknown tier",
+                    &format!(
+                        "{}: no tier {name:?} (tiers: {})",
+                        args.config.display(),
+                        known.join(", ")
+                    ),
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => config.tiers.clone(),
+    };
+    let last_tier = config.tiers.last().map(|t| t.name.clone());
+    let served = if args.offline {
+        None
+    } else {
+        match crate::cluster::connect(args.kubeconfig.as_deref()).await {
+            Ok(conn) => Some(conn.client),
+            Err(e) if args.kubeconfig.is_some() => {
+                report.error("cannot connect to Kubernetes", &e);
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("note: kinds are not checked against a cluster: {e}");
+                None
+            }
+        }
+    };
+    let mut blocked = false;
+    for tier in tiers {
+        let source = config.source.clone();
+        let repo = args.repo.repo.clone();
+        let git_ref = match (&args.repo.git_ref, &repo) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(tier.git_ref.clone()),
+        };
+        let name = tier.name.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
+            crate::render::render_tier(&checkout.root, &name, &Limits::default())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let set = match rendered {
+            Ok(set) => set,
+            Err(e) => {
+                println!("tier {}: error: {e}", tier.name);
+                blocked = true;
+                continue;
+            }
+        };
+        let mut findings = validate::validate(
+            &set,
+            &tier,
+            last_tier.as_deref() == Some(tier.name.as_str()),
+        );
+        if let Some(client) = &served {
+            findings.extend(unserved_kinds(client, &set).await);
+        }
+        let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
+        for f in &findings {
+            println!("tier {}: {f}", tier.name);
+        }
+        println!(
+            "tier {}: {} objects, {} blocking, {} warnings",
+            tier.name,
+            set.objects.len(),
+            blocking,
+            findings.len() - blocking
+        );
+        blocked |= blocking > 0;
+    }
+    if blocked {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Kinds the API server does not serve (CRDs in the same set count as served): a schema
+/// finding each, found by discovery, one request per apiVersion.
+async fn unserved_kinds(client: &kube::Client, set: &DesiredSet) -> Vec<Finding> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut from_crds: BTreeSet<(String, String)> = BTreeSet::new();
+    for o in set
+        .objects
+        .iter()
+        .filter(|o| o.kind == "CustomResourceDefinition")
+    {
+        let m = &o.manifest;
+        let group = m
+            .pointer("/spec/group")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let kind = m
+            .pointer("/spec/names/kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        for v in m
+            .pointer("/spec/versions")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
+                from_crds.insert((format!("{group}/{name}"), kind.to_owned()));
+            }
+        }
+    }
+    let mut served: BTreeMap<String, Result<BTreeSet<String>, String>> = BTreeMap::new();
+    let mut findings = Vec::new();
+    for o in &set.objects {
+        if from_crds.contains(&(o.api_version.clone(), o.kind.clone())) {
+            continue;
+        }
+        if !served.contains_key(&o.api_version) {
+            let resources = if o.api_version.contains('/') {
+                client.list_api_group_resources(&o.api_version).await
+            } else {
+                client.list_core_api_resources(&o.api_version).await
+            };
+            let kinds = resources
+                .map(|r| r.resources.into_iter().map(|r| r.kind).collect())
+                .map_err(|e| e.to_string());
+            served.insert(o.api_version.clone(), kinds);
+        }
+        let message = match &served[&o.api_version] {
+            Ok(kinds) if kinds.contains(&o.kind) => continue,
+            Ok(_) => format!(
+                "kind {} is not served by the cluster in {} (is a CRD missing?)",
+                o.kind, o.api_version
+            ),
+            Err(_) => format!(
+                "apiVersion {} is not served by the cluster (is a CRD or an API service missing?)",
+                o.api_version
+            ),
+        };
+        findings.push(Finding {
+            level: Level::Block,
+            stage: Stage::Schema,
+            rule: "unknown-kind",
+            location: o.source.to_string(),
+            object: o.display_name(),
+            message,
+        });
+    }
+    findings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +554,9 @@ mod tests {
     #[test]
     fn run_parses_config_and_check() {
         let cli = Cli::try_parse_from(["gitopsd", "run", "-c", "x.yaml", "--check"]).unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("expected the run command");
+        };
         assert_eq!(args.config, PathBuf::from("x.yaml"));
         assert!(args.check);
     }

@@ -180,6 +180,9 @@ pub struct TierConfig {
     #[serde(default)]
     pub policy: Policy,
     pub rollback: Option<RollbackConfig>,
+    /// How the rendered tier is validated: the level (block or warn) of the security rules.
+    #[serde(default)]
+    pub validation: crate::validate::ValidationConfig,
 }
 
 /// What to do about a drift of each severity.

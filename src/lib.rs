@@ -12,3 +12,4 @@ pub mod config;
 pub mod logging;
 pub mod render;
 pub mod source;
+pub mod validate;

@@ -1,0 +1,632 @@
+//! Validation of a rendered tier, in stages: schema, security, scope. Each finding names the
+//! file, the object and the rule; a blocking finding means the tier applies nothing and keeps
+//! its last good desired set. (Reference errors, such as a duplicate object, a patch without a
+//! target or an undefined `${VAR}`, stop the render itself: see `render::RenderError`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::TierConfig;
+use crate::render::{DesiredObject, DesiredSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Schema,
+    Security,
+    Scope,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Schema => "schema",
+            Stage::Security => "security",
+            Stage::Scope => "scope",
+        })
+    }
+}
+
+/// Whether a finding stops the tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Block,
+    Warn,
+}
+
+/// The security rules, each blocking or warning as the tier's config says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecurityRule {
+    PrivilegedContainer,
+    RunAsNonRoot,
+    HostPath,
+    HostNamespaces,
+    PlaintextSecret,
+    ImageTag,
+}
+
+impl SecurityRule {
+    pub const ALL: [SecurityRule; 6] = [
+        SecurityRule::PrivilegedContainer,
+        SecurityRule::RunAsNonRoot,
+        SecurityRule::HostPath,
+        SecurityRule::HostNamespaces,
+        SecurityRule::PlaintextSecret,
+        SecurityRule::ImageTag,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            SecurityRule::PrivilegedContainer => "privileged-container",
+            SecurityRule::RunAsNonRoot => "run-as-non-root",
+            SecurityRule::HostPath => "host-path",
+            SecurityRule::HostNamespaces => "host-namespaces",
+            SecurityRule::PlaintextSecret => "plaintext-secret",
+            SecurityRule::ImageTag => "image-tag",
+        }
+    }
+}
+
+impl std::str::FromStr for SecurityRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SecurityRule::ALL
+            .into_iter()
+            .find(|r| r.id() == s)
+            .ok_or_else(|| {
+                let ids: Vec<&str> = SecurityRule::ALL.iter().map(|r| r.id()).collect();
+                format!(
+                    "unknown security rule {s:?}; expected one of {}",
+                    ids.join(", ")
+                )
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for SecurityRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A tier's `validation:` config: the level of every security rule, and overrides per rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ValidationConfig {
+    /// The level of every security rule; by default `block` for the last tier of the config
+    /// (the one closest to production) and `warn` for the others.
+    pub security: Option<Level>,
+    /// Per-rule overrides, e.g. `{image-tag: warn}`.
+    #[serde(default)]
+    pub rules: BTreeMap<SecurityRule, Level>,
+}
+
+impl ValidationConfig {
+    fn level(&self, rule: SecurityRule, last_tier: bool) -> Level {
+        self.rules.get(&rule).copied().unwrap_or_else(|| {
+            self.security
+                .unwrap_or(if last_tier { Level::Block } else { Level::Warn })
+        })
+    }
+}
+
+/// One problem found, with everything a person needs to find and fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub stage: Stage,
+    pub rule: &'static str,
+    /// `base/api.yaml line 3`
+    pub location: String,
+    /// `Deployment shop-exp/api`
+    pub object: String,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Block => "error",
+            Level::Warn => "warning",
+        };
+        write!(
+            f,
+            "{level}: {}: {}: {} [{}/{}]",
+            self.location, self.object, self.message, self.stage, self.rule
+        )
+    }
+}
+
+/// Validates a rendered tier. `last_tier` picks the default security level (see
+/// [`ValidationConfig::security`]). Findings come in object order, then stage order.
+pub fn validate(set: &DesiredSet, tier: &TierConfig, last_tier: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for object in &set.objects {
+        let mut push = |level, stage, rule, message: String| {
+            findings.push(Finding {
+                level,
+                stage,
+                rule,
+                location: object.source.to_string(),
+                object: object.display_name(),
+                message,
+            })
+        };
+        for (rule, message) in schema_findings(object) {
+            push(Level::Block, Stage::Schema, rule, message);
+        }
+        for (rule, message) in security_findings(&object.kind, &object.manifest) {
+            let level = tier.validation.level(rule, last_tier);
+            push(level, Stage::Security, rule.id(), message);
+        }
+        for (rule, message) in scope_findings(object, tier) {
+            push(Level::Block, Stage::Scope, rule, message);
+        }
+    }
+    findings
+}
+
+/// Whether any finding stops the tier.
+pub fn blocks(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.level == Level::Block)
+}
+
+fn schema_findings(object: &DesiredObject) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let av = object.api_version.as_str();
+    let well_formed_av = match av.split_once('/') {
+        None => is_version(av),
+        Some((group, version)) => is_dns_subdomain(group) && is_version(version),
+    };
+    if !well_formed_av {
+        out.push((
+            "api-version",
+            format!("apiVersion {av:?} is not `v1` or `group/version` (e.g. `apps/v1`)"),
+        ));
+    }
+    let kind = object.kind.as_str();
+    if !kind.starts_with(|c: char| c.is_ascii_uppercase())
+        || !kind.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        out.push((
+            "kind",
+            format!("kind {kind:?} is not a Kubernetes kind name (e.g. `Deployment`)"),
+        ));
+    }
+    // RBAC objects may use path-segment names such as `system:aggregate-to-view`.
+    let rbac = av.starts_with("rbac.authorization.k8s.io/");
+    let name = object.name.as_str();
+    let name_ok = if rbac {
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
+    } else {
+        is_dns_subdomain(name)
+    };
+    if !name_ok {
+        out.push((
+            "name",
+            format!(
+                "metadata.name {name:?} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)"
+            ),
+        ));
+    }
+    out
+}
+
+fn is_version(v: &str) -> bool {
+    // v1, v2beta1, v1alpha3
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let tail = &rest[digits..];
+    tail.is_empty()
+        || ["alpha", "beta"].iter().any(|p| {
+            tail.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The pod spec inside a workload, wherever the kind keeps it.
+fn pod_spec<'a>(kind: &str, manifest: &'a Value) -> Option<&'a Value> {
+    let path: &[&str] = match kind {
+        "Pod" => &["spec"],
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController"
+        | "PodTemplate" => &["spec", "template", "spec"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        _ => return None,
+    };
+    // PodTemplate keeps its template at the top level.
+    let path = if kind == "PodTemplate" {
+        &["template", "spec"][..]
+    } else {
+        path
+    };
+    path.iter().try_fold(manifest, |v, key| v.get(key))
+}
+
+fn security_findings(kind: &str, manifest: &Value) -> Vec<(SecurityRule, String)> {
+    let mut out = Vec::new();
+    if kind == "Secret" && manifest.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+        let keys: BTreeSet<&str> = ["data", "stringData"]
+            .iter()
+            .filter_map(|k| manifest.get(*k).and_then(Value::as_object))
+            .flat_map(|m| m.keys().map(String::as_str))
+            .collect();
+        if !keys.is_empty() {
+            out.push((
+                SecurityRule::PlaintextSecret,
+                format!(
+                    "a plaintext Secret in git (keys: {}); use a sealed or external secret instead",
+                    keys.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let Some(spec) = pod_spec(kind, manifest) else {
+        return out;
+    };
+    for key in ["hostNetwork", "hostPID", "hostIPC"] {
+        if spec.get(key).and_then(Value::as_bool) == Some(true) {
+            out.push((
+                SecurityRule::HostNamespaces,
+                format!("spec.{key} shares the node's namespace with the pod"),
+            ));
+        }
+    }
+    for volume in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(path) = volume.pointer("/hostPath/path").and_then(Value::as_str) {
+            let name = volume.get("name").and_then(Value::as_str).unwrap_or("?");
+            out.push((
+                SecurityRule::HostPath,
+                format!("volume {name:?} mounts the node's {path}"),
+            ));
+        }
+    }
+    let pod_non_root = spec
+        .pointer("/securityContext/runAsNonRoot")
+        .and_then(Value::as_bool);
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+            if c.pointer("/securityContext/privileged")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                out.push((
+                    SecurityRule::PrivilegedContainer,
+                    format!("container {name:?} is privileged"),
+                ));
+            }
+            let non_root = c
+                .pointer("/securityContext/runAsNonRoot")
+                .and_then(Value::as_bool)
+                .or(pod_non_root);
+            if non_root != Some(true) {
+                out.push((
+                    SecurityRule::RunAsNonRoot,
+                    format!(
+                        "container {name:?} may run as root: set securityContext.runAsNonRoot: true on the pod or the container"
+                    ),
+                ));
+            }
+            match c.get("image").and_then(Value::as_str) {
+                Some(image) => {
+                    if let Some(why) = image_tag_problem(image) {
+                        out.push((
+                            SecurityRule::ImageTag,
+                            format!("container {name:?} image {image:?} {why}"),
+                        ));
+                    }
+                }
+                None => out.push((
+                    SecurityRule::ImageTag,
+                    format!("container {name:?} names no image"),
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// `None` when the image is pinned by a tag other than `latest`, or by a digest.
+fn image_tag_problem(image: &str) -> Option<&'static str> {
+    if image.contains('@') {
+        return None;
+    }
+    // The tag follows the last ':' after the last '/': `host:5000/app` has no tag.
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        None => Some("has no tag (it means :latest, which moves)"),
+        Some((_, "latest")) => Some("uses :latest, which moves; pin a version"),
+        Some(_) => None,
+    }
+}
+
+fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static str, String)> {
+    match &object.namespace {
+        Some(ns) if !tier.namespaces.iter().any(|allowed| allowed == ns) => vec![(
+            "namespace",
+            format!(
+                "namespace {ns:?} is outside tier {:?}'s namespaces ({})",
+                tier.name,
+                if tier.namespaces.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tier.namespaces.join(", ")
+                }
+            ),
+        )],
+        None if !tier.cluster_scoped => vec![(
+            "cluster-scoped",
+            format!(
+                "{} is cluster-scoped and tier {:?} may not create cluster-scoped objects (set clusterScoped: true)",
+                object.kind, tier.name
+            ),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::render::SourceLocation;
+
+    fn object(manifest: Value) -> DesiredObject {
+        let get = |p: &str| {
+            manifest
+                .pointer(p)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        DesiredObject {
+            api_version: get("/apiVersion").unwrap_or_default(),
+            kind: get("/kind").unwrap_or_default(),
+            namespace: get("/metadata/namespace"),
+            name: get("/metadata/name").unwrap_or_default(),
+            source: SourceLocation {
+                file: PathBuf::from("base/app.yaml"),
+                document: 0,
+                line: 1,
+            },
+            digest: String::new(),
+            manifest,
+        }
+    }
+
+    fn tier(yaml: &str) -> TierConfig {
+        serde_yaml::from_str(yaml).expect("tier config")
+    }
+
+    fn findings(manifest: Value, last_tier: bool) -> Vec<Finding> {
+        let set = DesiredSet {
+            tier: "t".into(),
+            objects: vec![object(manifest)],
+            digest: String::new(),
+        };
+        let t = tier("{name: t, ref: main, namespaces: [shop], clusterScoped: false}");
+        validate(&set, &t, last_tier)
+    }
+
+    fn deployment(container: Value, pod_security: Value) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {"template": {"spec": {"securityContext": pod_security, "containers": [container]}}}
+        })
+    }
+
+    #[test]
+    fn a_hardened_deployment_has_no_findings() {
+        let f = findings(
+            deployment(
+                json!({"name": "api", "image": "registry.example.com/shop/api:1.4.2"}),
+                json!({"runAsNonRoot": true}),
+            ),
+            true,
+        );
+        assert_eq!(f, vec![]);
+    }
+
+    #[test]
+    fn a_privileged_root_latest_container_is_blocked_in_the_last_tier() {
+        let f = findings(
+            deployment(
+                json!({"name": "api", "image": "shop/api:latest", "securityContext": {"privileged": true}}),
+                json!({}),
+            ),
+            true,
+        );
+        let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+        assert_eq!(
+            rules,
+            ["privileged-container", "run-as-non-root", "image-tag"]
+        );
+        assert!(f.iter().all(|f| f.level == Level::Block));
+        assert_eq!(
+            f[0].to_string(),
+            "error: base/app.yaml line 1: Deployment shop/api: container \"api\" is privileged [security/privileged-container]"
+        );
+        assert!(blocks(&f));
+    }
+
+    #[test]
+    fn security_findings_only_warn_before_the_last_tier() {
+        let f = findings(
+            deployment(json!({"name": "api", "image": "shop/api"}), json!({})),
+            false,
+        );
+        assert_eq!(f.len(), 2);
+        assert!(f.iter().all(|f| f.level == Level::Warn));
+        assert!(!blocks(&f));
+        assert_eq!(
+            f[1].message,
+            "container \"api\" image \"shop/api\" has no tag (it means :latest, which moves)"
+        );
+    }
+
+    #[test]
+    fn per_rule_levels_override_the_tier_default() {
+        let t = tier(
+            "{name: t, ref: main, namespaces: [shop], validation: {security: block, rules: {image-tag: warn}}}",
+        );
+        let set = DesiredSet {
+            tier: "t".into(),
+            objects: vec![object(deployment(
+                json!({"name": "api", "image": "shop/api:latest"}),
+                json!({"runAsNonRoot": true}),
+            ))],
+            digest: String::new(),
+        };
+        let f = validate(&set, &t, false);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].rule, f[0].level), ("image-tag", Level::Warn));
+    }
+
+    #[test]
+    fn an_unknown_rule_name_in_config_lists_the_known_ones() {
+        let e = serde_yaml::from_str::<TierConfig>(
+            "{name: t, ref: main, namespaces: [a], validation: {rules: {no-root: warn}}}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown security rule \"no-root\"; expected one of privileged-container, run-as-non-root, host-path, host-namespaces, plaintext-secret, image-tag"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn host_path_host_network_and_container_level_root_are_found_in_a_cronjob() {
+        let f = findings(
+            json!({
+                "apiVersion": "batch/v1", "kind": "CronJob",
+                "metadata": {"name": "backup", "namespace": "shop"},
+                "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+                    "hostNetwork": true,
+                    "securityContext": {"runAsNonRoot": true},
+                    "volumes": [{"name": "logs", "hostPath": {"path": "/var/log"}}],
+                    "containers": [{"name": "b", "image": "backup@sha256:abc", "securityContext": {"runAsNonRoot": false}}]
+                }}}}}
+            }),
+            true,
+        );
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.rule, f.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "host-namespaces",
+                    "spec.hostNetwork shares the node's namespace with the pod"
+                ),
+                ("host-path", "volume \"logs\" mounts the node's /var/log"),
+                (
+                    "run-as-non-root",
+                    "container \"b\" may run as root: set securityContext.runAsNonRoot: true on the pod or the container"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plaintext_secret_is_named_with_its_keys_never_its_values() {
+        let f = findings(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+                   "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "shop"}}),
+            true,
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].message,
+            "a plaintext Secret in git (keys: password, user); use a sealed or external secret instead"
+        );
+        assert!(!f[0].to_string().contains("aHVudGVyMg=="));
+    }
+
+    #[test]
+    fn objects_outside_the_tier_scope_are_blocked() {
+        let f = findings(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "kube-system"}}),
+            false,
+        );
+        assert_eq!(
+            f[0].to_string(),
+            "error: base/app.yaml line 1: ConfigMap kube-system/c: namespace \"kube-system\" is outside tier \"t\"'s namespaces (shop) [scope/namespace]"
+        );
+        let f = findings(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:shop-reader"}}),
+            false,
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "cluster-scoped");
+        assert!(blocks(&f));
+    }
+
+    #[test]
+    fn malformed_api_version_kind_and_name_are_schema_errors() {
+        let f = findings(
+            json!({"apiVersion": "apps/version1", "kind": "deployment", "metadata": {"name": "Api_1", "namespace": "shop"}}),
+            false,
+        );
+        let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["api-version", "kind", "name"]);
+        assert!(
+            f.iter()
+                .all(|f| f.stage == Stage::Schema && f.level == Level::Block)
+        );
+    }
+
+    #[test]
+    fn versions_and_image_tags_parse_as_kubernetes_and_registries_mean_them() {
+        for ok in ["v1", "v2beta1", "v1alpha3"] {
+            assert!(is_version(ok), "{ok}");
+        }
+        for bad in ["1", "v", "vbeta1", "v1beta", "v1gamma1"] {
+            assert!(!is_version(bad), "{bad}");
+        }
+        assert_eq!(image_tag_problem("registry:5000/shop/api:1.2"), None);
+        assert!(image_tag_problem("registry:5000/shop/api").is_some());
+        assert_eq!(image_tag_problem("api@sha256:0123"), None);
+    }
+}

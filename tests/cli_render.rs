@@ -1,0 +1,247 @@
+//! `gitopsd render` and `gitopsd validate` as a user runs them: on the example config repo, on
+//! a real git repository at a ref, and against the local cluster's discovery.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gitopsd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(args)
+        .current_dir(support::repo_root())
+        .env_remove("GITOPSD_CONFIG")
+        .env("GITOPSD_LOG_FORMAT", "text")
+        .output()
+        .expect("run gitopsd")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn render_prints_the_example_tier_in_apply_order_with_its_digest() {
+    let out = gitopsd(&[
+        "render",
+        "--tier",
+        "experimental",
+        "--repo",
+        "examples/config-repo",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("# tier experimental: 25 objects at files on disk, digest sha256:"),
+        "{header}"
+    );
+    let docs: Vec<serde_yaml::Value> = text
+        .split("\n---\n")
+        .skip(1)
+        .map(|d| serde_yaml::from_str(d).expect("each document is YAML"))
+        .collect();
+    assert_eq!(docs.len(), 25);
+    assert_eq!(docs[0]["kind"].as_str(), Some("Namespace"));
+    assert_eq!(docs[1]["kind"].as_str(), Some("CustomResourceDefinition"));
+    for d in &docs {
+        assert_eq!(
+            d["metadata"]["labels"]["gitopsd.io/tier"].as_str(),
+            Some("experimental"),
+            "{d:?}"
+        );
+    }
+    // Same input, same digest.
+    let again = stdout(&gitopsd(&[
+        "render",
+        "--tier",
+        "experimental",
+        "--repo",
+        "examples/config-repo",
+    ]));
+    assert_eq!(again.lines().next(), Some(header));
+}
+
+#[test]
+fn render_json_is_a_list_annotated_with_tier_and_digest() {
+    let out = gitopsd(&[
+        "render",
+        "-t",
+        "operational",
+        "--repo",
+        "examples/config-repo",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(
+        list["metadata"]["annotations"]["gitopsd.io/tier"],
+        "operational"
+    );
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 24);
+    assert!(
+        items.iter().all(|i| i["kind"] != "Secret"),
+        "operational has no plaintext Secret"
+    );
+}
+
+#[test]
+fn render_reads_a_git_repository_at_the_ref_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q", "-b", "main"]);
+    write(
+        repo,
+        "base/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: ${LEVEL}}\n",
+    );
+    write(
+        repo,
+        "tiers/exp/tier.yaml",
+        "namespace: exp\nvars: {LEVEL: debug}\n",
+    );
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-qm", "first"]);
+    let first = git(repo, &["rev-parse", "HEAD"]);
+    git(repo, &["branch", "tier/exp"]);
+    write(
+        repo,
+        "tiers/exp/tier.yaml",
+        "namespace: exp\nvars: {LEVEL: info}\n",
+    );
+    git(repo, &["commit", "-qam", "second"]);
+
+    let path = repo.to_str().unwrap();
+    let out = gitopsd(&[
+        "render", "--tier", "exp", "--repo", path, "--ref", "tier/exp",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("# tier exp: 1 objects at {first}, digest sha256:")),
+        "{text}"
+    );
+    assert!(text.contains("level: debug"), "{text}");
+
+    let out = gitopsd(&["render", "--tier", "exp", "--repo", path, "--ref", "main"]);
+    assert!(stdout(&out).contains("level: info"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_render_error_names_file_and_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "base/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  level: ${LEVEL}\n",
+    );
+    write(dir.path(), "tiers/exp/tier.yaml", "namespace: exp\n");
+    let out = gitopsd(&[
+        "render",
+        "--tier",
+        "exp",
+        "--repo",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: base/cm.yaml line 5"), "{err}");
+    assert!(err.contains("LEVEL"), "{err}");
+}
+
+#[test]
+fn validate_passes_the_example_config_repo_against_the_cluster() {
+    let kubeconfig = support::kubeconfig().to_str().unwrap().to_owned();
+    let out = gitopsd(&[
+        "validate",
+        "--config",
+        "examples/gitopsd.yaml",
+        "--repo",
+        "examples/config-repo",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("tier operational: 24 objects, 0 blocking, 0 warnings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tier experimental: 25 objects, 0 blocking, 1 warnings"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_blocks_a_kind_the_cluster_does_not_serve_and_a_privileged_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    write(
+        repo,
+        "base/widget.yaml",
+        "apiVersion: shop.example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
+    );
+    write(
+        repo,
+        "base/pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: debug}\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: sh, image: 'busybox:1.36', securityContext: {privileged: true}}\n",
+    );
+    write(repo, "tiers/ops/tier.yaml", "namespace: ops\n");
+    write(
+        repo,
+        "gitopsd.yaml",
+        "source: {url: .}\ntiers:\n  - {name: ops, ref: main, namespaces: [ops]}\n",
+    );
+    let kubeconfig = support::kubeconfig().to_str().unwrap().to_owned();
+    let config = repo.join("gitopsd.yaml");
+    let args = [
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+    ];
+    let out = gitopsd(&[&args[..], &["--kubeconfig", &kubeconfig]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("tier ops: error: base/pod.yaml line 1: Pod ops/debug: container \"sh\" is privileged [security/privileged-container]"), "{text}");
+    assert!(text.contains("tier ops: error: base/widget.yaml line 1: Widget ops/w: apiVersion shop.example.com/v1 is not served by the cluster (is a CRD or an API service missing?) [schema/unknown-kind]"), "{text}");
+    assert!(
+        text.contains("tier ops: 2 objects, 2 blocking, 0 warnings"),
+        "{text}"
+    );
+
+    // Offline, the kind cannot be checked; the security rule still blocks.
+    let out = gitopsd(&[&args[..], &["--offline"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("tier ops: 2 objects, 1 blocking, 0 warnings"),
+        "{}",
+        stdout(&out)
+    );
+}
