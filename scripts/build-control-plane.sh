@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds the local control plane from the Go module proxy, once per machine:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok.
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
+# and kustomize, which the render stage runs for directories with a kustomization.yaml.
 # Binaries land in $GITOPSD_CACHE/bin/<component>-<version>/ (default ~/.cache/gitopsd),
 # so a version bump in versions.env builds anew and an unchanged one costs nothing.
 #
-# Usage: scripts/build-control-plane.sh [--print-bin-dirs]
+# Usage: scripts/build-control-plane.sh                  build what is missing
+#        scripts/build-control-plane.sh --print-bin-dirs  print where each component lives
+#        scripts/build-control-plane.sh --kustomize       build kustomize only; print its path
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,11 +18,13 @@ CACHE=${GITOPSD_CACHE:-$HOME/.cache/gitopsd}
 K8S_BIN=$CACHE/bin/kubernetes-$KUBERNETES_VERSION
 ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
 KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
+KUSTOMIZE_BIN=$CACHE/bin/kustomize-$KUSTOMIZE_VERSION
 
 if [[ ${1:-} == --print-bin-dirs ]]; then
   echo "K8S_BIN=$K8S_BIN"
   echo "ETCD_BIN=$ETCD_BIN"
   echo "KWOK_BIN=$KWOK_BIN"
+  echo "KUSTOMIZE_BIN=$KUSTOMIZE_BIN"
   exit 0
 fi
 
@@ -156,11 +161,28 @@ build_kwok() {
   touch "$stamp"
 }
 
+build_kustomize() {
+  local stamp=$KUSTOMIZE_BIN/.complete
+  [[ -f $stamp ]] && return 0
+  mkdir -p "$KUSTOMIZE_BIN" "$CACHE/src"
+  run_logged "build kustomize $KUSTOMIZE_VERSION" "$CACHE/src/kustomize-$KUSTOMIZE_VERSION.log" \
+    env GOBIN="$KUSTOMIZE_BIN" go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  [[ -x $KUSTOMIZE_BIN/kustomize ]] || die "go install succeeded but $KUSTOMIZE_BIN/kustomize is missing"
+  touch "$stamp"
+}
+
 mkdir -p "$CACHE"
 # One build at a time per machine: parallel test runs must not build into the same directory.
 exec 9>"$CACHE/.build.lock"
 flock 9
-if [[ -f $K8S_BIN/.complete && -f $ETCD_BIN/.complete && -f $KWOK_BIN/.complete ]]; then
+if [[ ${1:-} == --kustomize ]]; then
+  [[ -f $KUSTOMIZE_BIN/.complete ]] || { ensure_go; build_kustomize; }
+  echo "$KUSTOMIZE_BIN/kustomize"
+  exit 0
+fi
+if [[ -f $K8S_BIN/.complete && -f $ETCD_BIN/.complete && -f $KWOK_BIN/.complete &&
+  -f $KUSTOMIZE_BIN/.complete ]]; then
   exit 0
 fi
 ensure_go
@@ -168,5 +190,6 @@ log "building the control plane into $CACHE/bin (first run on this machine: this
 total=$SECONDS
 build_etcd
 build_kwok
+build_kustomize
 build_kubernetes
 log "control plane built in $((SECONDS - total))s"

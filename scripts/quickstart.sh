@@ -13,6 +13,8 @@ step "Installing missing prerequisites"
 scripts/install-deps.sh --rust
 step "Building the local control plane (cached in ~/.cache/gitopsd after the first run)"
 scripts/build-control-plane.sh
+GITOPSD_KUSTOMIZE=$(scripts/build-kustomize.sh | tail -n 1)
+export GITOPSD_KUSTOMIZE
 step "Starting the local control plane"
 kubeconfig=$(scripts/cluster.sh up | tail -n 1)
 eval "$(scripts/cluster.sh env)"

@@ -9,6 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh --rust
 scripts/build-control-plane.sh
+GITOPSD_KUSTOMIZE=$(scripts/build-kustomize.sh | tail -n 1)
+export GITOPSD_KUSTOMIZE
 
 started=0
 if ! scripts/cluster.sh status >/dev/null 2>&1; then
