@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod desired;
 pub mod logging;
 pub mod render;
 pub mod source;
