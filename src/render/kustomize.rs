@@ -133,8 +133,8 @@ pub(crate) fn build(
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(failed(
-                    format!("killed after {}s", timeout.as_secs()),
-                    String::new(),
+                    format!("killed after {timeout:?}"),
+                    "no result within the deadline (rule: kustomize_timeout)".into(),
                 ));
             }
             Err(e) => return Err(failed("wait failed".into(), e.to_string())),

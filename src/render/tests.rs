@@ -872,3 +872,42 @@ fn custom_yaml_tags_are_refused_with_the_file_and_line() {
     assert!(e.starts_with("base/t.yaml line 4: YAML syntax: "), "{e}");
     assert!(e.contains("custom YAML tags"), "{e}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_is_an_error_naming_the_file() {
+    let repo = repo_with("", &[]);
+    let base = repo.path().join("base");
+    std::os::unix::fs::symlink("b.yaml", base.join("a.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", base.join("b.yaml")).unwrap();
+    let e = error(repo.path(), "t");
+    assert!(e.starts_with("base/a.yaml: cannot read: "), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_kustomize_that_hangs_is_killed_at_the_deadline() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("kustomize");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let limits = Limits {
+        kustomize_timeout: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let start = std::time::Instant::now();
+    let e = render_tier_with(
+        &testdata("kustomized"),
+        "experimental",
+        &limits,
+        &Kustomize::at(&fake),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        e,
+        "base/kustomization.yaml: kustomize build base failed (killed after 200ms): no result within the deadline (rule: kustomize_timeout)"
+    );
+}
