@@ -70,19 +70,24 @@ impl Repo {
             file: self.display(dir),
             source,
         };
-        let mut files = Vec::new();
+        let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name();
+            let name = entry.map_err(io)?.file_name();
+            // Names that are not UTF-8 cannot end in `.yaml` as we compare it.
             let Some(name) = name.to_str() else {
                 continue;
             };
             if name.starts_with('.') || skip.contains(&name) {
                 continue;
             }
-            if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
-                continue;
+            if name.ends_with(".yaml") || name.ends_with(".yml") {
+                names.push(name.to_owned());
             }
+        }
+        // Sorted before anything is resolved, so the same repo fails on the same file.
+        names.sort();
+        let mut files = Vec::new();
+        for name in names {
             let path = dir.join(name);
             let Some(real) = self.resolve(&path)? else {
                 continue;
@@ -94,7 +99,6 @@ impl Repo {
             }
             files.push(path);
         }
-        files.sort();
         Ok(files)
     }
 

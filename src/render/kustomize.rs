@@ -133,8 +133,8 @@ pub(crate) fn build(
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(failed(
-                    format!("killed after {}s", timeout.as_secs()),
-                    String::new(),
+                    format!("killed after {timeout:?}"),
+                    "no result within the deadline (rule: kustomize_timeout)".into(),
                 ));
             }
             Err(e) => return Err(failed("wait failed".into(), e.to_string())),
@@ -146,16 +146,18 @@ pub(crate) fn build(
         .map_err(|e| failed("reading output".into(), e.to_string()))?
         .unwrap_or_default();
     let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    if !status.success() {
-        let stderr = String::from_utf8_lossy(&err).trim().to_owned();
-        return Err(failed(status.to_string(), stderr));
-    }
+    // Checked before the exit status: once we stop reading at the cap, kustomize dies of a
+    // broken pipe, and the size is the real reason.
     if out.len() as u64 > max_output_bytes {
         return Err(RenderError::FileTooLarge {
             file: format!("{file} (kustomize build output)"),
             size: out.len() as u64,
             limit: max_output_bytes,
         });
+    }
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&err).trim().to_owned();
+        return Err(failed(status.to_string(), stderr));
     }
     super::files::utf8(out, format!("{file} (kustomize build output)"))
 }

@@ -189,10 +189,10 @@ pub fn render_tier_with(
         }
     }
 
+    let parsed = parse_inputs(&inputs, &vars, &tier_file_display, &yaml);
     let mut objects: Vec<Pending> = Vec::new();
-    for (text, file) in &inputs {
-        let text = vars::substitute(text, &vars, file, &tier_file_display)?;
-        for doc in yaml::parse_documents(&text, file, &yaml)? {
+    for (docs, (_, file)) in parsed.into_iter().zip(&inputs) {
+        for doc in docs? {
             let source = SourceLocation {
                 file: PathBuf::from(file),
                 document: doc.index,
@@ -203,14 +203,14 @@ pub fn render_tier_with(
                 manifest: doc.value,
                 source,
             });
-            // Stop reading early: a repo with a million objects should not be parsed whole.
-            if objects.len() > limits.max_objects {
-                return Err(RenderError::TooManyObjects {
-                    tier: tier.to_owned(),
-                    count: objects.len(),
-                    limit: limits.max_objects,
-                });
-            }
+        }
+        // Checked per file so a huge repo fails before the rest of the overlay work.
+        if objects.len() > limits.max_objects {
+            return Err(RenderError::TooManyObjects {
+                tier: tier.to_owned(),
+                count: objects.len(),
+                limit: limits.max_objects,
+            });
         }
     }
 
@@ -296,6 +296,39 @@ pub fn render_tier_with(
         tier: tier.to_owned(),
         objects,
         digest,
+    })
+}
+
+/// Substitutes and parses every input, files spread over the available cores (YAML parsing
+/// is most of a render's time); results stay in input order so the first error reported is
+/// the same on every run.
+fn parse_inputs(
+    inputs: &[(String, String)],
+    vars: &std::collections::BTreeMap<String, String>,
+    tier_file: &str,
+    yaml: &YamlLimits,
+) -> Vec<Result<Vec<yaml::Document>, RenderError>> {
+    let parse = |(text, file): &(String, String)| {
+        let text = vars::substitute(text, vars, file, tier_file)?;
+        yaml::parse_documents(&text, file, yaml)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || inputs.len() < 2 {
+        return inputs.iter().map(parse).collect();
+    }
+    let chunk = inputs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                // A panic in a parser thread is a bug of ours; re-raise it where it happened.
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
     })
 }
 

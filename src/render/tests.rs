@@ -807,3 +807,107 @@ fn a_missing_kustomize_binary_is_a_clear_error() {
         "base/kustomization.yaml: needs kustomize, which was not found: set GITOPSD_KUSTOMIZE or put kustomize on PATH (scripts/build-kustomize.sh builds it)"
     );
 }
+
+#[test]
+fn kustomize_output_over_its_limit_is_refused() {
+    let limits = Limits {
+        max_kustomize_output_bytes: 100,
+        ..Limits::default()
+    };
+    let e = render_tier_with(
+        &testdata("kustomized"),
+        "experimental",
+        &limits,
+        &kustomize(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("base/kustomization.yaml (kustomize build output): "),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("over the limit of 100 bytes per file (rule: max_file_bytes)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn vars_in_tier_yaml_are_substituted_into_its_patches_and_escapes_work_there_too() {
+    let repo = repo_with(
+        "vars: {V: x}\npatches:\n  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: \"${V}\", b: \"$${V}\"}}\n",
+        &[("cm.yaml", CM)],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    assert_eq!(
+        set.objects[0].manifest["data"],
+        json!({"a": "x", "b": "${V}"})
+    );
+}
+
+#[test]
+fn var_names_and_values_are_checked_in_tier_yaml() {
+    let repo = repo_with("vars: {1BAD: x}\n", &[("cm.yaml", CM)]);
+    assert_eq!(
+        error(repo.path(), "t"),
+        "tiers/t/tier.yaml: vars.1BAD: a var name is letters, digits and '_', not starting with a digit"
+    );
+    let repo = repo_with("vars: {A: \"${B}\", B: x}\n", &[("cm.yaml", CM)]);
+    assert_eq!(
+        error(repo.path(), "t"),
+        "tiers/t/tier.yaml: vars.A: a var value may not contain ${...}"
+    );
+}
+
+#[test]
+fn custom_yaml_tags_are_refused_with_the_file_and_line() {
+    let repo = repo_with(
+        "",
+        &[(
+            "t.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: !include secrets.yaml\n",
+        )],
+    );
+    let e = error(repo.path(), "t");
+    assert!(e.starts_with("base/t.yaml line 4: YAML syntax: "), "{e}");
+    assert!(e.contains("custom YAML tags"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_is_an_error_naming_the_file() {
+    let repo = repo_with("", &[]);
+    let base = repo.path().join("base");
+    std::os::unix::fs::symlink("b.yaml", base.join("a.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", base.join("b.yaml")).unwrap();
+    let e = error(repo.path(), "t");
+    assert!(e.starts_with("base/a.yaml: cannot read: "), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_kustomize_that_hangs_is_killed_at_the_deadline() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("kustomize");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let limits = Limits {
+        kustomize_timeout: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let start = std::time::Instant::now();
+    let e = render_tier_with(
+        &testdata("kustomized"),
+        "experimental",
+        &limits,
+        &Kustomize::at(&fake),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        e,
+        "base/kustomization.yaml: kustomize build base failed (killed after 200ms): no result within the deadline (rule: kustomize_timeout)"
+    );
+}
