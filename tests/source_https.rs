@@ -1,13 +1,15 @@
 //! The source stage over `https://`, against `git http-backend` behind Debian's lighttpd on a
 //! loopback port, TLS with a CA made by the test, and a token checked by the web server.
 //!
-//! One test in this binary on purpose: the test CA reaches libgit2's OpenSSL through
-//! `SSL_CERT_FILE`, which must be set before the first git2 call in the process.
+//! The test CA reaches libgit2's OpenSSL through `SSL_CERT_FILE`, which must be set before the
+//! first git2 call in the process: one CA and server certificate serve every test of this
+//! binary, made and announced once ([`certs`]) before any test touches git2.
 
 mod git_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use git_support::{Server, Upstream, free_port, run};
@@ -96,33 +98,54 @@ fn source(url: &str, token_file: &Path) -> (tempfile::TempDir, Source) {
     (work, s)
 }
 
-#[test]
-fn https_remote_with_the_right_token_fetches_shallow_and_a_wrong_token_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = dir.path();
-    make_certs(d);
-    // SAFETY: the only test of this binary, before any git2 call; no other thread reads the
-    // environment yet.
-    unsafe { std::env::set_var("SSL_CERT_FILE", d.join("ca.pem")) };
+/// The directory holding `ca.pem`, `server.pem` and `server.key`, made on first use; sets
+/// `SSL_CERT_FILE` to the CA. Every test calls it (through [`HttpsFixture::start`]) before any
+/// git2 call. The directory lives under cargo's test tmp dir and outlives the process (a
+/// static is never dropped).
+fn certs() -> &'static Path {
+    static CERTS: OnceLock<PathBuf> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("source_https-certs-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir")
+            .keep();
+        make_certs(&dir);
+        // SAFETY: inside the OnceLock, before any git2 call in the process; the other test
+        // threads wait on this OnceLock before reading anything.
+        unsafe { std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem")) };
+        dir
+    })
+}
 
-    let repos = d.join("repos");
-    let up = Upstream::new(&repos, "config.git");
-    for i in 0..3 {
-        up.commit("x.yaml", &format!("v: {i}\n"));
-    }
-    let a = up.commit("x.yaml", "v: a\n");
-    up.push("main");
-    std::fs::write(d.join("users"), format!("x-access-token:{TOKEN}\n")).expect("users");
-    let port = free_port();
-    let conf = format!(
-        r#"server.document-root = "{d}"
+/// An upstream served by lighttpd + `git http-backend` over TLS, behind a token.
+struct HttpsFixture {
+    dir: tempfile::TempDir,
+    url: String,
+    upstream: Upstream,
+    /// A file holding the right token.
+    token: PathBuf,
+    server: Server,
+}
+
+impl HttpsFixture {
+    fn start() -> HttpsFixture {
+        let certs = certs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let repos = d.join("repos");
+        let upstream = Upstream::new(&repos, "config.git");
+        std::fs::write(d.join("users"), format!("x-access-token:{TOKEN}\n")).expect("users");
+        let port = free_port();
+        let conf = format!(
+            r#"server.document-root = "{d}"
 server.bind = "127.0.0.1"
 server.port = {port}
 server.errorlog = "{d}/lighttpd-error.log"
 server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv", "mod_openssl")
 ssl.engine = "enable"
-ssl.pemfile = "{d}/server.pem"
-ssl.privkey = "{d}/server.key"
+ssl.pemfile = "{certs}/server.pem"
+ssl.privkey = "{certs}/server.key"
 auth.backend = "plain"
 auth.backend.plain.userfile = "{d}/users"
 auth.require = ( "/git" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )
@@ -132,25 +155,46 @@ $HTTP["url"] =~ "^/git" {{
   setenv.add-environment = ( "GIT_PROJECT_ROOT" => "{repos}", "GIT_HTTP_EXPORT_ALL" => "" )
 }}
 "#,
-        d = d.display(),
-        repos = repos.display()
-    );
-    std::fs::write(d.join("lighttpd.conf"), conf).expect("lighttpd.conf");
-    let mut cmd = Command::new("/usr/sbin/lighttpd");
-    cmd.arg("-D").arg("-f").arg(d.join("lighttpd.conf"));
-    let server = Server::start(cmd, port, d.join("lighttpd.log"));
-    let url = format!("https://127.0.0.1:{port}/git/config.git");
+            d = d.display(),
+            certs = certs.display(),
+            repos = repos.display()
+        );
+        std::fs::write(d.join("lighttpd.conf"), conf).expect("lighttpd.conf");
+        let mut cmd = Command::new("/usr/sbin/lighttpd");
+        cmd.arg("-D").arg("-f").arg(d.join("lighttpd.conf"));
+        let server = Server::start(cmd, port, d.join("lighttpd.log"));
+        let url = format!("https://127.0.0.1:{port}/git/config.git");
+        let token = d.join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+        HttpsFixture {
+            dir,
+            url,
+            upstream,
+            token,
+            server,
+        }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("lighttpd-error.log")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn https_remote_with_the_right_token_fetches_shallow_and_a_wrong_token_is_refused() {
+    let fx = HttpsFixture::start();
+    let (d, up, url) = (fx.dir.path(), &fx.upstream, &fx.url);
+    for i in 0..3 {
+        up.commit("x.yaml", &format!("v: {i}\n"));
+    }
+    let a = up.commit("x.yaml", "v: a\n");
+    up.push("main");
 
     // The right token: the tip only, over TLS checked against the test CA.
-    let good = d.join("token");
-    std::fs::write(&good, format!("{TOKEN}\n")).expect("token");
-    let (work, mut s) = source(&url, &good);
-    let out = s.fetch(&["main".into()]).unwrap_or_else(|e| {
-        panic!(
-            "{e}\nlighttpd: {}",
-            std::fs::read_to_string(d.join("lighttpd-error.log")).unwrap_or_default()
-        )
-    });
+    let (work, mut s) = source(url, &fx.token);
+    let out = s
+        .fetch(&["main".into()])
+        .unwrap_or_else(|e| panic!("{e}\nlighttpd: {}", fx.error_log()));
     match out.get("main") {
         Some(Ok(u)) => assert_eq!(u.commit.to_string(), a),
         other => panic!("main: {other:?}"),
@@ -170,16 +214,74 @@ $HTTP["url"] =~ "^/git" {{
     // A wrong token: refused, the URL named, the token in no message.
     let bad = d.join("bad-token");
     std::fs::write(&bad, "not-the-token").expect("token");
-    let (_work2, mut s2) = source(&url, &bad);
+    let (_work2, mut s2) = source(url, &bad);
     let err = s2
         .fetch(&["main".into()])
         .expect_err("a wrong token must be refused");
     assert!(matches!(err, SourceError::AuthRefused { .. }), "{err:?}");
     let msg = format!("{err} {err:?}");
-    assert!(msg.contains(&url), "{msg}");
+    assert!(msg.contains(url.as_str()), "{msg}");
     assert!(
         !msg.contains("not-the-token") && !msg.contains(TOKEN),
         "{msg}"
     );
-    drop(server);
+    drop(fx.server);
+}
+
+#[test]
+fn https_follows_a_commit_that_is_no_branch_tip_beside_a_branch_in_the_same_fetch() {
+    let fx = HttpsFixture::start();
+    let up = &fx.upstream;
+    for i in 0..3 {
+        up.commit("x.yaml", &format!("v: {i}\n"));
+    }
+    // Plain git http-backend refuses a want that is no advertised tip: the commit must come
+    // as history of a branch.
+    let older = up.commit("x.yaml", "v: older\n");
+    let tip = up.commit("x.yaml", "v: tip\n");
+    up.push("main");
+    let (_work, mut s) = source(&fx.url, &fx.token);
+
+    let wanted = vec!["main".to_owned(), older.clone()];
+    let out = s
+        .fetch(&wanted)
+        .unwrap_or_else(|e| panic!("{e}\nlighttpd: {}", fx.error_log()));
+    match out.get("main") {
+        Some(Ok(u)) => assert_eq!(u.commit.to_string(), tip),
+        other => panic!("main: {other:?}"),
+    }
+    match out.get(&older) {
+        Some(Ok(u)) => assert_eq!(u.commit.to_string(), older),
+        other => panic!("{older}: {other:?}\nlighttpd: {}", fx.error_log()),
+    }
+    assert_eq!(
+        s.last_good(&older).map(|o| o.to_string()),
+        Some(older.clone())
+    );
+}
+
+#[test]
+fn https_a_commit_that_exists_nowhere_fails_only_its_own_ref() {
+    let fx = HttpsFixture::start();
+    let tip = fx.upstream.commit("x.yaml", "v: a\n");
+    fx.upstream.push("main");
+    let (_work, mut s) = source(&fx.url, &fx.token);
+    let nowhere = "0123456789abcdef0123456789abcdef01234567";
+
+    let out = s
+        .fetch(&["main".into(), nowhere.into()])
+        .unwrap_or_else(|e| panic!("the branch must still be fetched: {e}"));
+    match out.get("main") {
+        Some(Ok(u)) => assert_eq!(u.commit.to_string(), tip),
+        other => panic!("main: {other:?}"),
+    }
+    match out.get(nowhere) {
+        Some(Err(e @ SourceError::CommitNotReachable { .. })) => {
+            let msg = format!("{e} {e:?}");
+            assert!(msg.contains(nowhere) && msg.contains(&fx.url), "{msg}");
+            assert!(!msg.contains(TOKEN), "{msg}");
+        }
+        other => panic!("{nowhere}: {other:?}"),
+    }
+    assert_eq!(s.last_good(nowhere), None);
 }

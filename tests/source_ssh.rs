@@ -218,3 +218,63 @@ fn ssh_remote_with_a_wrong_host_key_is_refused_naming_the_host() {
         )
     );
 }
+
+#[test]
+fn ssh_follows_a_commit_that_is_no_branch_tip_beside_a_branch_in_the_same_fetch() {
+    let fx = SshFixture::start();
+    let up = &fx.upstream;
+    for i in 0..3 {
+        up.commit("x.yaml", &format!("v: {i}\n"));
+    }
+    // sshd's git-upload-pack refuses a want that is no advertised tip: the commit must come
+    // as history of a branch.
+    let older = up.commit("x.yaml", "v: older\n");
+    let tip = up.commit("x.yaml", "v: tip\n");
+    up.push("main");
+    let known = fx.known_hosts(&public_key(&fx.dir.path().join("host_key")));
+    let (_work, mut source) = fx.source(&fx.dir.path().join("client_key"), &known);
+
+    let wanted = vec!["main".to_owned(), older.clone()];
+    let out = source.fetch(&wanted).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(main_update(&out).commit.to_string(), tip);
+    match out.get(&older) {
+        Some(Ok(u)) => assert_eq!(u.commit.to_string(), older),
+        other => panic!("{older}: {other:?}"),
+    }
+    assert_eq!(
+        source.last_good(&older).map(|o| o.to_string()),
+        Some(older.clone())
+    );
+
+    // The second time the mirror has it: nothing moved.
+    let again = source.fetch(&wanted).expect("second fetch");
+    for r in &wanted {
+        match again.get(r) {
+            Some(Ok(u)) => assert!(!u.changed, "{r}: {u:?}"),
+            other => panic!("{r}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn ssh_a_commit_that_exists_nowhere_fails_only_its_own_ref() {
+    let fx = SshFixture::start();
+    let tip = fx.upstream.commit("x.yaml", "v: a\n");
+    fx.upstream.push("main");
+    let known = fx.known_hosts(&public_key(&fx.dir.path().join("host_key")));
+    let (_work, mut source) = fx.source(&fx.dir.path().join("client_key"), &known);
+    let nowhere = "0123456789abcdef0123456789abcdef01234567";
+
+    let out = source
+        .fetch(&["main".into(), nowhere.into()])
+        .unwrap_or_else(|e| panic!("the branch must still be fetched: {e}"));
+    assert_eq!(main_update(&out).commit.to_string(), tip);
+    match out.get(nowhere) {
+        Some(Err(e @ SourceError::CommitNotReachable { .. })) => {
+            let msg = e.to_string();
+            assert!(msg.contains(nowhere) && msg.contains(&fx.url()), "{msg}");
+        }
+        other => panic!("{nowhere}: {other:?}"),
+    }
+    assert_eq!(source.last_good(nowhere), None);
+}

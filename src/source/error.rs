@@ -44,6 +44,10 @@ pub enum SourceError {
     },
     #[error("ref {git_ref:?} not found in {url} (neither a branch nor a tag there)")]
     RefNotFound { url: String, git_ref: String },
+    #[error(
+        "commit {commit} is not reachable from any branch or tag of {url} (or the server refused it)"
+    )]
+    CommitNotReachable { url: String, commit: String },
     #[error("ref {git_ref:?} in {url} does not lead to a commit: {source}")]
     NotACommit {
         url: String,
@@ -83,4 +87,41 @@ pub enum SourceError {
     },
     #[error("the fetch task for {url} stopped: {reason}")]
     Task { url: String, reason: String },
+}
+
+impl SourceError {
+    /// A copy of a fetch error, for each of several refs that failed by the same fetch
+    /// (`git2::Error` is not `Clone`). Other variants (a fetch never returns them) become a
+    /// [`SourceError::Fetch`] of `url` with the same message.
+    pub(crate) fn duplicate(&self, url: &str) -> SourceError {
+        let copy = |e: &git2::Error| git2::Error::new(e.code(), e.class(), e.message());
+        match self {
+            SourceError::AuthRefused { url, refs, source } => SourceError::AuthRefused {
+                url: url.clone(),
+                refs: refs.clone(),
+                source: copy(source),
+            },
+            SourceError::HostKey {
+                url,
+                host,
+                reason,
+                refs,
+            } => SourceError::HostKey {
+                url: url.clone(),
+                host: host.clone(),
+                reason: reason.clone(),
+                refs: refs.clone(),
+            },
+            SourceError::Fetch { url, refs, source } => SourceError::Fetch {
+                url: url.clone(),
+                refs: refs.clone(),
+                source: copy(source),
+            },
+            other => SourceError::Fetch {
+                url: url.to_owned(),
+                refs: String::new(),
+                source: git2::Error::from_str(&other.to_string()),
+            },
+        }
+    }
 }

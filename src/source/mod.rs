@@ -9,6 +9,10 @@
 //!   shallow fetches, so file:// and paths fetch normally. When a shallow fetch leaves it
 //!   unknown whether the new commit descends from the old one, the fetch deepens step by step
 //!   until it knows; a force-push is reported as a rewrite and still followed.
+//! - A followed commit sha is fetched apart from the named refs: most servers refuse a want
+//!   that is no advertised tip (protocol v0/v1, which libgit2 speaks). Then every branch and
+//!   tag is fetched with full history into `refs/gitopsd/all/` and the commit looked up there;
+//!   a commit found nowhere fails its own ref only.
 //!
 //! Limits: known_hosts lines with hashed host names (`|1|...`) or `@cert-authority` are
 //! ignored; a custom CA for https comes from the system store (or `SSL_CERT_FILE`).
@@ -40,7 +44,14 @@ const FOLLOW_PREFIX: &str = "refs/gitopsd/follow/";
 
 /// Depths tried, in turn, when a shallow fetch cannot tell whether a move was a rewrite; the
 /// last (libgit2's "unshallow") fetches the whole history.
-const DEEPEN_STEPS: [i32; 3] = [32, 1024, i32::MAX];
+const DEEPEN_STEPS: [i32; 3] = [32, 1024, UNSHALLOW];
+
+/// libgit2's fetch depth meaning "the whole history" (`GIT_FETCH_DEPTH_UNSHALLOW`).
+const UNSHALLOW: i32 = i32::MAX;
+
+/// Where every advertised branch and tag is fetched when a followed commit must be found in
+/// their history (the server refused the commit by sha).
+const ALL_PREFIX: &str = "refs/gitopsd/all/";
 
 /// The config repo mirror.
 pub struct Source {
@@ -164,8 +175,8 @@ impl Source {
     /// Fetches `refs` (branches, tags or full commit shas) and resolves each to a commit.
     ///
     /// An error means nothing was fetched (unreachable, auth refused, corrupt pack): every
-    /// ref keeps its last good commit. A ref missing on the remote is an error in its own
-    /// entry of the outcome only.
+    /// ref keeps its last good commit. A ref missing on the remote (or a commit reachable from
+    /// no branch or tag) is an error in its own entry of the outcome only.
     pub fn fetch(&mut self, refs: &[String]) -> Result<FetchOutcome, SourceError> {
         let span = info_span!("git_fetch", url = %self.url, refs = refs.len());
         let _enter = span.enter();
@@ -177,8 +188,10 @@ impl Source {
         let mut results: Vec<Option<Result<RefUpdate, SourceError>>> = Vec::new();
         let mut specs: Vec<Option<String>> = Vec::new();
         let mut refspecs = Vec::new();
+        // (index into `refs`, commit) of the commit wants the mirror lacks.
+        let mut missing: Vec<(usize, Oid)> = Vec::new();
         let mut previous = Vec::new();
-        for r in refs {
+        for (i, r) in refs.iter().enumerate() {
             previous.push(self.last_good(r));
             match want(r, &advertised) {
                 Some(Want::Remote(name)) => {
@@ -190,7 +203,7 @@ impl Source {
                 Some(Want::Commit(oid)) => {
                     // A commit never changes; fetch it only if the mirror lacks it.
                     if self.repo.find_commit(oid).is_err() {
-                        refspecs.push(format!("+{oid}:{}", follow_ref(r)));
+                        missing.push((i, oid));
                     }
                     specs.push(None);
                     results.push(None);
@@ -207,12 +220,24 @@ impl Source {
         if !refspecs.is_empty() {
             self.fetch_refspecs(&refspecs, self.initial_depth(), &creds, port, &refs_label)?;
         }
+        // Commit wants go in a fetch of their own, after the named refs: many servers refuse
+        // a want that is not an advertised tip, and that refusal must not cost the branches
+        // and tags their update.
+        if !missing.is_empty() {
+            let commits: Vec<Oid> = missing.iter().map(|&(_, oid)| oid).collect();
+            for (i, err) in self.fetch_commits(&commits, &creds, port) {
+                if let Some(&(r, _)) = missing.get(i) {
+                    results[r] = Some(Err(err));
+                }
+            }
+        }
 
         let mut out = Vec::new();
         for (((r, prev), result), spec) in refs.iter().zip(previous).zip(results).zip(specs) {
             let result = match result {
                 Some(err) => {
-                    warn!(git_ref = %r, last_good = ?prev.map(|o| o.to_string()), "followed ref is gone from the remote; keeping the last good commit");
+                    let error = err.as_ref().err().map(ToString::to_string);
+                    warn!(git_ref = %r, last_good = ?prev.map(|o| o.to_string()), error = ?error, "cannot follow the ref; keeping the last good commit");
                     err
                 }
                 None => self.settle(r, prev, spec.as_deref(), &creds, port),
@@ -223,6 +248,60 @@ impl Source {
             });
         }
         Ok(FetchOutcome { refs: out })
+    }
+
+    /// Fetches commits named by full sha; returns, by index into `commits`, those still
+    /// unavailable afterwards with why.
+    ///
+    /// First asks for the shas themselves (servers that allow unadvertised wants, and the
+    /// local transport). When that is refused or leaves a commit missing, fetches every
+    /// advertised branch and tag with their whole history into [`ALL_PREFIX`], since a
+    /// commit that is no tip can only come as history of one.
+    fn fetch_commits(
+        &self,
+        commits: &[Oid],
+        creds: &auth::Credentials,
+        port: Option<u16>,
+    ) -> Vec<(usize, SourceError)> {
+        let label = commits
+            .iter()
+            .map(Oid::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let specs: Vec<String> = commits
+            .iter()
+            .map(|oid| format!("+{oid}:{}", follow_ref(&oid.to_string())))
+            .collect();
+        if let Err(e) = self.fetch_refspecs(&specs, self.initial_depth(), creds, port, &label) {
+            debug!(commits = %label, error = %e, "the server refused the commit wants; fetching all branches and tags instead");
+        }
+        let absent = |c: &Oid| self.repo.find_commit(*c).is_err();
+        if !commits.iter().any(absent) {
+            return Vec::new();
+        }
+        let all = [
+            format!("+refs/heads/*:{ALL_PREFIX}heads/*"),
+            format!("+refs/tags/*:{ALL_PREFIX}tags/*"),
+        ];
+        // A shallow mirror must be unshallowed: the server treats its shallow commits as
+        // the end of history and would not send their ancestors otherwise.
+        let depth = self.initial_depth().map(|_| UNSHALLOW);
+        let fallback = self.fetch_refspecs(&all, depth, creds, port, &label);
+        commits
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| absent(c))
+            .map(|(i, c)| {
+                let err = match &fallback {
+                    Err(e) => e.duplicate(&self.url),
+                    Ok(()) => SourceError::CommitNotReachable {
+                        url: self.url.clone(),
+                        commit: c.to_string(),
+                    },
+                };
+                (i, err)
+            })
+            .collect()
     }
 
     /// Resolves one ref after the fetch and decides whether its move was a rewrite.

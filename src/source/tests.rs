@@ -193,6 +193,31 @@ fn a_ref_that_disappears_is_an_error_of_its_own_and_keeps_its_last_good_commit()
 }
 
 #[test]
+fn a_commit_that_exists_nowhere_is_an_error_of_its_own_and_the_branch_still_resolves() {
+    let up = Upstream::new();
+    let a = up.commit("x.yaml", "v: a\n");
+    up.push("main");
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut source = Source::new(&up.config(), work.path().to_owned()).expect("source");
+    let nowhere = "0123456789abcdef0123456789abcdef01234567";
+    let out = source
+        .fetch(&refs(&["main", nowhere]))
+        .expect("the branch is fetched");
+    assert_eq!(update(&out, "main").commit.to_string(), a);
+    match out.get(nowhere) {
+        Some(Err(e @ SourceError::CommitNotReachable { .. })) => assert_eq!(
+            e.to_string(),
+            format!(
+                "commit {nowhere} is not reachable from any branch or tag of {} (or the server refused it)",
+                up.bare.display()
+            )
+        ),
+        other => panic!("expected CommitNotReachable, got {other:?}"),
+    }
+    assert_eq!(source.last_good(nowhere), None);
+}
+
+#[test]
 fn an_unreachable_repository_fails_the_fetch_naming_the_url_and_keeps_the_last_good_commit() {
     let up = Upstream::new();
     let a = up.commit("x.yaml", "v: a\n");
