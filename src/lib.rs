@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod desired;
+pub mod diff;
 pub mod logging;
 pub mod render;
 pub mod source;
