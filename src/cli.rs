@@ -61,6 +61,18 @@ pub struct RepoArgs {
     pub git_ref: Option<String>,
 }
 
+impl RepoArgs {
+    /// The ref to read: `--ref` if given; none (the files on disk) when `--repo` names the
+    /// repo without a ref; otherwise the tier's ref from the config.
+    fn effective_ref(&self, tier_ref: Option<&str>) -> Option<String> {
+        match (&self.git_ref, &self.repo) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(_)) => None,
+            (None, None) => tier_ref.map(str::to_owned),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Yaml,
@@ -299,13 +311,8 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
     let tier_ref = config
         .as_ref()
         .and_then(|c| c.tier(&args.tier))
-        .map(|t| t.git_ref.clone());
-    let git_ref = match (&args.repo.git_ref, &args.repo.repo) {
-        (Some(r), _) => Some(r.clone()),
-        // An explicit directory means "the files on disk", unless a ref is asked for.
-        (None, Some(_)) => None,
-        (None, None) => tier_ref,
-    };
+        .map(|t| t.git_ref.as_str());
+    let git_ref = args.repo.effective_ref(tier_ref);
     let result = tokio::task::spawn_blocking(move || {
         let checkout = checkout(&source, args.repo.repo.as_deref(), git_ref.as_deref())?;
         let set = crate::render::render_tier(&checkout.root, &args.tier, &Limits::default())
@@ -415,11 +422,7 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     for tier in tiers {
         let source = config.source.clone();
         let repo = args.repo.repo.clone();
-        let git_ref = match (&args.repo.git_ref, &repo) {
-            (Some(r), _) => Some(r.clone()),
-            (None, Some(_)) => None,
-            (None, None) => Some(tier.git_ref.clone()),
-        };
+        let git_ref = args.repo.effective_ref(Some(&tier.git_ref));
         let name = tier.name.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;

@@ -2,21 +2,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
-
-fn gitopsd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gitopsd"))
-        .args(args)
-        .current_dir(support::repo_root())
-        .env_remove("GITOPSD_CONFIG")
-        .env("GITOPSD_LOG_FORMAT", "text")
-        .output()
-        .expect("run gitopsd")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{gitopsd, stderr};
 
 #[test]
 fn check_accepts_the_example_config() {

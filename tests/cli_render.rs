@@ -3,26 +3,10 @@
 
 mod support;
 
+use support::{gitopsd, stderr, stdout};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn gitopsd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gitopsd"))
-        .args(args)
-        .current_dir(support::repo_root())
-        .env_remove("GITOPSD_CONFIG")
-        .env("GITOPSD_LOG_FORMAT", "text")
-        .output()
-        .expect("run gitopsd")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Command;
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -223,4 +223,24 @@ pub fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("read fixture {}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse fixture {}: {e}", path.display()))
+}
+
+/// Runs the gitopsd binary from the repo root, with text logs and no config from the
+/// environment, as a user at a terminal would.
+pub fn gitopsd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("GITOPSD_CONFIG")
+        .env("GITOPSD_LOG_FORMAT", "text")
+        .output()
+        .expect("run gitopsd")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
