@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart: on a fresh machine, installs what is missing, builds the local control plane
-# (first run only), starts it, builds gitopsd, checks the example config and shows a Deployment
-# rolled out on kwok nodes. The cluster stays up for you to explore; `scripts/cluster.sh down`
+# (first run only), starts it, builds gitopsd, checks the example config, renders and validates
+# the example config repo, and shows a Deployment rolled out on kwok nodes. The cluster stays up for you to explore; `scripts/cluster.sh down`
 # stops it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +22,10 @@ step "Building gitopsd"
 cargo build --locked --quiet
 step "Checking the example daemon config"
 target/debug/gitopsd run --config examples/gitopsd.yaml --check
+step "Rendering the example config repo's experimental tier (first objects)"
+target/debug/gitopsd render --tier experimental --repo examples/config-repo | sed -n '1,20p'
+step "Validating every tier of the example config repo against the cluster"
+target/debug/gitopsd validate --config examples/gitopsd.yaml --repo examples/config-repo --kubeconfig "$kubeconfig"
 step "Connecting gitopsd to the cluster"
 # `run` checks the config and the connection; the reconcile loop is not in this build yet
 # (it exits non-zero saying so), so the demo Deployment is applied with kubectl below.
