@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::classify::PathPattern;
 
 /// What went wrong reading the config, always with the file it came from.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +185,31 @@ pub struct TierConfig {
     /// How the rendered tier is validated: the level (block or warn) of the security rules.
     #[serde(default)]
     pub validation: crate::validate::ValidationConfig,
+    /// Severity overrides, checked in order before the default rules.
+    #[serde(default)]
+    pub severity: Vec<SeverityOverride>,
+}
+
+/// One severity override: drifts of `kind` (any kind if absent) at a field path matching
+/// `path` get `severity`, or are not drift at all with `ignore`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeverityOverride {
+    pub kind: Option<String>,
+    /// Checked when the config is read, so a typo fails at start-up, not at the first drift.
+    pub path: PathPattern,
+    pub severity: OverrideSeverity,
+}
+
+/// A severity, or `ignore`: not drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverrideSeverity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Ignore,
 }
 
 /// What to do about a drift of each severity.
@@ -211,7 +238,7 @@ impl Default for Policy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Correct the drift now.
@@ -224,6 +251,20 @@ pub enum Action {
 impl Action {
     fn apply() -> Self {
         Action::Apply
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Apply => "apply",
+            Action::Alert => "alert",
+            Action::Ignore => "ignore",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -726,6 +767,44 @@ mod tests {
             e.starts_with(
                 "gitopsd.yaml line 2 column 6: YAML syntax: did not find expected ',' or '}'"
             ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn severity_overrides_parse_with_kind_path_and_severity_or_ignore() {
+        let c = parse(
+            "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    severity:\n      - {kind: Deployment, path: spec.replicas, severity: low}\n      - {path: 'metadata.annotations.**', severity: ignore}\n",
+        )
+        .expect("overrides are valid");
+        let o = &c.tiers[0].severity;
+        assert_eq!(o[0].kind.as_deref(), Some("Deployment"));
+        assert_eq!(o[0].path.as_str(), "spec.replicas");
+        assert_eq!(o[0].severity, OverrideSeverity::Low);
+        assert_eq!(o[1].kind, None);
+        assert_eq!(o[1].severity, OverrideSeverity::Ignore);
+    }
+
+    #[test]
+    fn an_invalid_severity_pattern_names_the_override_and_why() {
+        let base = "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    severity:\n      - {path: spec.replicas, severity: low}\n";
+        let e = error_of(&format!(
+            "{base}      - {{path: 'spec.rep*', severity: low}}\n"
+        ));
+        assert!(e.starts_with("gitopsd.yaml line 8 column "), "{e}");
+        assert!(
+            e.contains(": tiers[0].severity[1].path: invalid path pattern: field \"rep*\""),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{base}      - {{path: spec.replicas, severity: urgent}}\n"
+        ));
+        assert!(e.contains("tiers[0].severity[1].severity: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`, `ignore`"), "{e}");
+        let e = error_of(&format!(
+            "{base}      - {{path: spec.replicas, level: low}}\n"
+        ));
+        assert!(
+            e.contains("tiers[0].severity[1].level: unknown field `level`"),
             "{e}"
         );
     }

@@ -3,9 +3,11 @@
 //! The pipeline, one module per stage, grows with each capability; see ARCHITECTURE.md.
 //! So far: the daemon config ([`config`]), the command line ([`cli`]), the connection to the
 //! Kubernetes API server ([`cluster`]), the config repo mirror ([`source`]), the desired set of
-//! each tier ([`render`]) and its validation ([`validate`]).
+//! each tier ([`render`]) and its validation ([`validate`]), the diff stage ([`diff`]) and where a
+//! drift is classified ([`classify`]).
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod cli;
 pub mod cluster;
 pub mod config;

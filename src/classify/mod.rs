@@ -1,0 +1,310 @@
+//! The classify stage: where a drift is classified. Each difference the diff stage found
+//! becomes a [`DriftItem`] with a severity, the id of the rule that decided it, and the action
+//! the tier's policy assigns to that severity. Secret values are masked here, so no caller
+//! can forget to.
+//!
+//! Order of decisions for one field: replicas of an HPA-scaled workload are not drift; then
+//! the tier's `severity` overrides from config, in order; then the [default rules](rules).
+
+mod mask;
+pub mod rules;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{Action, OverrideSeverity, Policy, TierConfig};
+use crate::diff::{FieldDiff, ObjectDiff};
+use crate::render::DesiredObject;
+
+pub use mask::{marker, mask_secret_values};
+pub use rules::{PathPattern, PatternError, Rule, default_rules};
+
+use rules::{Condition, Verdict, condition_holds};
+
+/// How much a drift matters. Ordered: `Low < Medium < High < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a tier's policy does about a drift of `severity`.
+pub fn action_for(policy: &Policy, severity: Severity) -> Action {
+    match severity {
+        Severity::Critical => policy.critical,
+        Severity::High => policy.high,
+        Severity::Medium => policy.medium,
+        Severity::Low => policy.low,
+    }
+}
+
+/// Which object a drift is in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl From<&DesiredObject> for ObjectRef {
+    fn from(o: &DesiredObject) -> Self {
+        ObjectRef {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            namespace: o.namespace.clone(),
+            name: o.name.clone(),
+        }
+    }
+}
+
+/// One classified difference. Secret values in `desired` and `live` are always masked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftItem {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// Field paths in display form (`spec.template.spec.containers[name=api].image`); empty
+    /// when the whole object is missing or extra.
+    pub paths: Vec<String>,
+    /// `None`: absent on that side.
+    pub desired: Option<Value>,
+    pub live: Option<Value>,
+    pub severity: Severity,
+    /// The id of the rule that decided the severity, e.g. `container-image`.
+    pub rule: String,
+    pub action: Action,
+}
+
+impl fmt::Display for DriftItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<Value>| match v {
+            Some(v) => v.to_string(),
+            None => "(absent)".to_owned(),
+        };
+        write!(f, "{} {}", self.severity, self.kind)?;
+        match &self.namespace {
+            Some(ns) => write!(f, " {ns}/{}", self.name)?,
+            None => write!(f, " {}", self.name)?,
+        }
+        if !self.paths.is_empty() {
+            write!(f, " {}", self.paths.join(", "))?;
+        }
+        write!(
+            f,
+            ": {} -> {} (rule {}, action {})",
+            show(&self.live),
+            show(&self.desired),
+            self.rule,
+            self.action
+        )
+    }
+}
+
+/// The workloads HPAs scale, as `(namespace, kind, name)`, from HorizontalPodAutoscaler
+/// manifests (desired and live alike); other objects are skipped.
+pub fn hpa_scale_targets<'a>(
+    objects: impl IntoIterator<Item = &'a Value>,
+) -> HashSet<(String, String, String)> {
+    objects
+        .into_iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
+        .filter_map(|hpa| {
+            let namespace = hpa
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let target = hpa.pointer("/spec/scaleTargetRef")?;
+            let kind = target.get("kind")?.as_str()?;
+            let name = target.get("name")?.as_str()?;
+            Some((namespace.to_owned(), kind.to_owned(), name.to_owned()))
+        })
+        .collect()
+}
+
+/// Classifies one object's diff: one item for a missing or extra object, one per field
+/// otherwise (fields that are not drift, by HPA or by an `ignore` override, are dropped).
+///
+/// `manifest` is the object as known (desired, or live for an extra object): the workload's
+/// own `spec.selector` is read from it. `hpa_targets` comes from [`hpa_scale_targets`].
+pub fn classify(
+    object: &ObjectRef,
+    manifest: Option<&Value>,
+    diff: &ObjectDiff,
+    tier: &TierConfig,
+    hpa_targets: &HashSet<(String, String, String)>,
+) -> Vec<DriftItem> {
+    let item = |paths: Vec<String>, desired, live, severity, rule: &str| {
+        let mut item = DriftItem {
+            api_version: object.api_version.clone(),
+            kind: object.kind.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            paths,
+            desired,
+            live,
+            severity,
+            rule: rule.to_owned(),
+            action: action_for(&tier.policy, severity),
+        };
+        mask_secret_values(&mut item);
+        item
+    };
+    match diff {
+        ObjectDiff::Missing => vec![item(
+            Vec::new(),
+            manifest.cloned(),
+            None,
+            Severity::Critical,
+            "object-deleted",
+        )],
+        ObjectDiff::Extra => vec![item(
+            Vec::new(),
+            None,
+            manifest.cloned(),
+            Severity::Medium,
+            "extra-object",
+        )],
+        ObjectDiff::Changed(fields) => {
+            let selector_keys = manifest.map(selector_label_keys).unwrap_or_default();
+            let overrides = override_rules(tier);
+            fields
+                .iter()
+                .filter(|fd| !owned_by_hpa(object, fd, hpa_targets))
+                .filter_map(|fd| {
+                    let (severity, rule) = decide(object, fd, &overrides, &selector_keys)?;
+                    Some(item(
+                        vec![fd.path.to_string()],
+                        fd.desired.clone(),
+                        fd.live.clone(),
+                        severity,
+                        rule,
+                    ))
+                })
+                .collect()
+        }
+    }
+}
+
+/// An HPA sets the replicas of its target; the manifest's number is only a starting point.
+fn owned_by_hpa(
+    object: &ObjectRef,
+    fd: &FieldDiff,
+    hpa_targets: &HashSet<(String, String, String)>,
+) -> bool {
+    fd.path.fields().eq(["spec", "replicas"])
+        && hpa_targets.contains(&(
+            object.namespace.clone().unwrap_or_default(),
+            object.kind.clone(),
+            object.name.clone(),
+        ))
+}
+
+/// The first rule that matches, overrides first; `None` when an override says `ignore`.
+fn decide<'r>(
+    object: &ObjectRef,
+    fd: &FieldDiff,
+    overrides: &'r [Rule],
+    selector_keys: &[String],
+) -> Option<(Severity, &'r str)> {
+    let fields: Vec<&str> = fd.path.fields().collect();
+    let values = [fd.desired.as_ref(), fd.live.as_ref()];
+    let rule = overrides.iter().chain(default_rules()).find(|r| {
+        r.applies_to_kind(&object.kind)
+            && r.matches_path(&fields)
+            && condition_holds(r.condition, &fields, values, selector_keys)
+    });
+    match rule {
+        Some(r) => match r.verdict {
+            Verdict::Severity(s) => Some((s, r.id.as_str())),
+            Verdict::Ignore => None,
+        },
+        // The defaults end with a catch-all, so this is not reached; medium if it ever is.
+        None => Some((Severity::Medium, "other-field")),
+    }
+}
+
+/// The tier's config overrides as rules, ids naming kind and path so a reader finds the entry.
+fn override_rules(tier: &TierConfig) -> Vec<Rule> {
+    tier.severity
+        .iter()
+        .map(|o| Rule {
+            id: format!(
+                "override:{}:{}",
+                o.kind.as_deref().unwrap_or("*"),
+                o.path.as_str()
+            ),
+            kinds: o.kind.clone().map(|k| vec![k]),
+            patterns: vec![o.path.clone()],
+            condition: Condition::Always,
+            verdict: match o.severity {
+                OverrideSeverity::Critical => Verdict::Severity(Severity::Critical),
+                OverrideSeverity::High => Verdict::Severity(Severity::High),
+                OverrideSeverity::Medium => Verdict::Severity(Severity::Medium),
+                OverrideSeverity::Low => Verdict::Severity(Severity::Low),
+                OverrideSeverity::Ignore => Verdict::Ignore,
+            },
+            why: "set in the tier's config",
+        })
+        .collect()
+}
+
+/// Label keys the object's own `spec.selector` reads: `matchLabels`, `matchExpressions`, or a
+/// plain map (ReplicationController).
+fn selector_label_keys(manifest: &Value) -> Vec<String> {
+    let Some(selector) = manifest
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    let structured =
+        selector.contains_key("matchLabels") || selector.contains_key("matchExpressions");
+    let mut keys: Vec<String> = if structured {
+        selector
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        selector.keys().cloned().collect()
+    };
+    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
+        keys.extend(
+            exprs
+                .iter()
+                .filter_map(|e| e.get("key").and_then(Value::as_str))
+                .map(str::to_owned),
+        );
+    }
+    keys
+}
