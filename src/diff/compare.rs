@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fields_v1::OwnedFields;
+use super::fields_v1::{OwnedFields, OwnedKey};
 use super::merge_keys::{MergeKey, item_key, merge_keys};
 use super::quantity::Quantity;
 use super::{FieldDiff, FieldPath, PathSegment};
@@ -68,6 +68,8 @@ pub fn applied_fields_v1<'a>(live: &'a Value, manager: &str) -> Option<&'a Value
         .find(|e| {
             e.get("manager").and_then(Value::as_str) == Some(manager)
                 && e.get("operation").and_then(Value::as_str) == Some("Apply")
+                // A status subresource entry owns status only, which is never compared.
+                && e.get("subresource").and_then(Value::as_str).is_none_or(str::is_empty)
         })?
         .get("fieldsV1")
 }
@@ -80,23 +82,63 @@ pub fn applied_fields_v1<'a>(live: &'a Value, manager: &str) -> Option<&'a Value
 /// status, server-set metadata) is not drift. A malformed `owned` is ignored, with a warning:
 /// the comparison then sees only what the manifest sets.
 pub fn compare(desired: &Value, live: &Value, owned: Option<&Value>) -> Vec<FieldDiff> {
-    let owned = owned.and_then(|v| match OwnedFields::parse(v) {
+    let mut owned = owned.and_then(|v| match OwnedFields::parse(v) {
         Ok(o) => Some(o),
         Err(error) => {
             tracing::warn!(%error, "ignoring gitopsd's managedFields entry");
             None
         }
     });
+    let folded = fold_string_data(desired, owned.as_mut());
     let mut out = Vec::new();
     walk(
         &FieldPath::default(),
-        Some(desired),
+        Some(folded.as_ref().unwrap_or(desired)),
         Some(live),
         owned.as_ref(),
         &mut out,
     );
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
+}
+
+/// A Secret's `stringData` is write-only: the server merges it into `data` (base64, over
+/// `data`'s keys) and never returns it. Fold it the same way, in the manifest and in what
+/// gitopsd owns, so it compares against the live `data`. `None` when there is nothing to fold.
+fn fold_string_data(desired: &Value, owned: Option<&mut OwnedFields>) -> Option<Value> {
+    use base64::Engine as _;
+    let is_secret = desired.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && desired.get("kind").and_then(Value::as_str) == Some("Secret");
+    if !is_secret {
+        return None;
+    }
+    if let Some(owned) = owned
+        && let Some(string_data) = owned.children.remove(&OwnedKey::Field("stringData".into()))
+    {
+        owned
+            .children
+            .entry(OwnedKey::Field("data".into()))
+            .or_default()
+            .children
+            .extend(string_data.children);
+    }
+    let string_data = desired.get("stringData")?.as_object()?;
+    let mut folded = desired.clone();
+    let obj = folded.as_object_mut()?;
+    let mut data = match obj.remove("data") {
+        Some(Value::Object(d)) => d,
+        _ => Map::new(),
+    };
+    for (key, v) in string_data {
+        // A non-string value is invalid for the API; leave it out rather than guess.
+        if let Some(text) = v.as_str() {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key.clone(), Value::String(encoded));
+        }
+    }
+    obj.remove("stringData");
+    obj.insert("data".into(), Value::Object(data));
+    Some(folded)
 }
 
 /// Null, `{}`, `[]` and absent all mean "not set".

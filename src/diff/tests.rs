@@ -48,6 +48,53 @@ fn a_freshly_applied_object_shows_no_drift_although_the_server_defaulted_it() {
 }
 
 #[test]
+fn every_object_of_the_example_tier_shows_no_drift_right_after_apply() {
+    let desired = fixture("tier-experimental-desired");
+    let live = fixture("tier-experimental-fresh");
+    let desired = desired["items"].as_array().unwrap();
+    let live = live["items"].as_array().unwrap();
+    assert_eq!(desired.len(), 25);
+    assert_eq!(desired.len(), live.len());
+    for (d, l) in desired.iter().zip(live) {
+        let name = format!("{}/{}", d["kind"], d["metadata"]["name"]);
+        assert_eq!(name, format!("{}/{}", l["kind"], l["metadata"]["name"]));
+        assert!(applied_fields_v1(l, FIELD_MANAGER).is_some(), "{name}");
+        let diffs = diff(d, l);
+        assert!(diffs.is_empty(), "{name}: {diffs:#?}");
+    }
+}
+
+#[test]
+fn a_secrets_string_data_compares_against_its_live_data() {
+    let desired = fixture("secret-stringdata-desired");
+    let live = fixture("secret-stringdata-fresh");
+    assert!(live.get("stringData").is_none());
+    assert!(diff(&desired, &live).is_empty());
+
+    let mut changed = desired.clone();
+    changed["stringData"]["c"] = json!("other");
+    assert_eq!(paths(&diff(&changed, &live)), ["data.c"]);
+
+    // gitopsd owned stringData.c; a manifest without it would remove data.c.
+    let mut dropped = desired.clone();
+    dropped["stringData"].as_object_mut().unwrap().remove("c");
+    assert_eq!(paths(&diff(&dropped, &live)), ["data.c"]);
+}
+
+#[test]
+fn a_status_subresource_entry_is_not_taken_for_gitopsds_apply() {
+    let live = json!({"metadata": {"managedFields": [
+        {"manager": "gitopsd", "operation": "Apply", "subresource": "status", "fieldsV1": {"f:status": {}}},
+        {"manager": "gitopsd", "operation": "Update", "fieldsV1": {"f:spec": {}}},
+        {"manager": "gitopsd", "operation": "Apply", "fieldsV1": {"f:spec": {"f:a": {}}}},
+    ]}});
+    assert_eq!(
+        applied_fields_v1(&live, FIELD_MANAGER),
+        Some(&json!({"f:spec": {"f:a": {}}}))
+    );
+}
+
+#[test]
 fn the_fresh_fixtures_carry_gitopsd_apply_entries() {
     for live in [
         "deployment-fresh",
