@@ -195,10 +195,13 @@ fn walk(
     match desired {
         Some(Value::Object(d)) => match live {
             Some(Value::Object(l)) => walk_map(path, d, l, owned, out),
+            // A map the live object lacks is reported leaf by leaf, so that classification
+            // sees `securityContext.privileged`, not only `securityContext`.
+            None | Some(Value::Null) => walk_map(path, d, &Map::new(), owned, out),
             _ => push(out, path, desired, live),
         },
         Some(Value::Array(d)) => walk_list(path, d, live, owned, out),
-        Some(d) if !scalar_equal(path, d, live) => push(out, path, desired, live),
+        Some(d) if !scalar_equal(path, d, live, owned.is_some()) => push(out, path, desired, live),
         _ => {}
     }
 }
@@ -370,11 +373,13 @@ fn removed_owned(path: &FieldPath, live: &Value, owned: &OwnedFields, out: &mut 
 
 /// Scalars by meaning: quantities by value where the field is a quantity, IntOrString
 /// fields across their two spellings, numbers by value (`1 == 1.0`).
-fn scalar_equal(path: &FieldPath, desired: &Value, live: Option<&Value>) -> bool {
+fn scalar_equal(path: &FieldPath, desired: &Value, live: Option<&Value>, applied: bool) -> bool {
     let Some(live) = live else {
-        // Go's omitempty leaves zero values (false, 0, "") out of what the server returns,
-        // so a manifest that spells them out matches their absence.
-        return is_zero(desired);
+        // Go's omitempty drops zero values (PriorityClass `globalDefault: false`): a zero
+        // value gitopsd applied (it owns the field) and the live object lacks was dropped so.
+        // Not applied, a zero value may be a pointer field that is really unset
+        // (`runAsUser: 0`), so it is reported and left to the server-side dry-run.
+        return applied && is_zero(desired);
     };
     if desired == live {
         return true;
@@ -405,7 +410,7 @@ fn scalar_equal(path: &FieldPath, desired: &Value, live: Option<&Value>) -> bool
 fn is_zero(v: &Value) -> bool {
     match v {
         Value::Bool(b) => !b,
-        Value::Number(n) => Quantity::from_json(&Value::Number(n.clone())) == Quantity::parse("0"),
+        Value::Number(_) => Quantity::from_json(v) == Quantity::parse("0"),
         Value::String(s) => s.is_empty(),
         _ => false,
     }

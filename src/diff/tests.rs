@@ -308,10 +308,10 @@ fn values_compare_by_meaning() {
             true,
         ),
         (
-            "false equals absent (omitempty)",
-            json!({"spec": {"hostNetwork": false}}),
+            "a zero value not applied before against an absent field is reported",
+            json!({"spec": {"runAsUser": 0}}),
             json!({"spec": {}}),
-            true,
+            false,
         ),
         (
             "status and server metadata are never compared",
@@ -348,6 +348,48 @@ fn values_compare_by_meaning() {
         let diffs = compare(&desired, &live, None);
         assert_eq!(diffs.is_empty(), equal, "{name}: {diffs:#?}");
     }
+}
+
+#[test]
+fn a_map_the_live_object_lacks_is_reported_leaf_by_leaf() {
+    let diffs = compare(
+        &json!({"spec": {"securityContext": {"privileged": true, "runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}}}}),
+        &json!({"spec": {}}),
+        None,
+    );
+    assert_eq!(
+        paths(&diffs),
+        [
+            "spec.securityContext.capabilities.add",
+            "spec.securityContext.privileged",
+            "spec.securityContext.runAsUser",
+        ]
+    );
+    assert_eq!(diffs[1].desired, Some(json!(true)));
+    assert_eq!(diffs[1].live, None);
+}
+
+#[test]
+fn a_zero_value_gitopsd_applied_and_the_server_dropped_is_not_drift() {
+    let owned = json!({"f:spec": {"f:hostNetwork": {}, "f:replicas": {}}});
+    let desired = json!({"spec": {"hostNetwork": false, "replicas": 0, "paused": false}});
+    let live = json!({"spec": {}});
+    // `paused` was not applied by gitopsd: it may be unset for real, so it is reported.
+    assert_eq!(
+        paths(&compare(&desired, &live, Some(&owned))),
+        ["spec.paused"]
+    );
+}
+
+#[test]
+fn a_value_of_another_type_differs_as_a_whole() {
+    let diffs = compare(
+        &json!({"spec": {"a": {"b": 1}}}),
+        &json!({"spec": {"a": "x"}}),
+        None,
+    );
+    assert_eq!(paths(&diffs), ["spec.a"]);
+    assert_eq!(diffs[0].live, Some(json!("x")));
 }
 
 #[test]
