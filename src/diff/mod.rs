@@ -5,7 +5,19 @@
 //! values compare by meaning; lists by their merge keys. Deciding how much a difference
 //! matters is the classify stage's job.
 
+mod compare;
+mod fields_v1;
+mod merge_keys;
+mod quantity;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
+
+pub use compare::{FIELD_MANAGER, applied_fields_v1, compare};
+pub use fields_v1::{FieldsV1Error, OwnedFields, OwnedKey};
+pub use merge_keys::{MergeKey, merge_keys};
+pub use quantity::Quantity;
 
 use serde_json::Value;
 

@@ -1,0 +1,252 @@
+//! The `fieldsV1` format of `metadata.managedFields`: which fields one field manager owns.
+//!
+//! A JSON object whose keys are `f:<name>` (a map field), `k:<json object>` (a list item by
+//! its merge keys), `v:<json value>` (an item of a set list), `i:<index>` (an item by
+//! position) or `.` (the node itself, for items and maps that exist because of this
+//! manager); each value is the same kind of object for the owned fields below it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// A step in a fieldsV1 tree.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OwnedKey {
+    /// `f:name`
+    Field(String),
+    /// `k:{"name":"api"}`: the item's merge key values, as canonical JSON text so that keys
+    /// order and compare.
+    Keyed(String),
+    /// `v:"value"`: canonical JSON text of the value.
+    Value(String),
+    /// `i:0`
+    Index(usize),
+}
+
+/// The fields one manager owns at one node. An empty node (`{}`) owns the whole value there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedFields {
+    /// `.` was present: the manager owns the existence of this map or item.
+    pub owns_self: bool,
+    pub children: BTreeMap<OwnedKey, OwnedFields>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FieldsV1Error {
+    #[error("fieldsV1 at {path}: expected a JSON object")]
+    NotAnObject { path: String },
+    #[error("fieldsV1 at {path}: unknown key {key:?} (expected f:, k:, v:, i: or .)")]
+    UnknownKey { path: String, key: String },
+    #[error("fieldsV1 at {path}: key {key:?} does not hold valid JSON: {reason}")]
+    BadKeyJson {
+        path: String,
+        key: String,
+        reason: String,
+    },
+    #[error("fieldsV1 at {path}: key {key:?} is not an index")]
+    BadIndex { path: String, key: String },
+    #[error("fieldsV1 nested deeper than {max} levels")]
+    TooDeep { max: usize },
+}
+
+/// Deeper than any Kubernetes object; bounds recursion on a hostile managedFields entry.
+const MAX_DEPTH: usize = 128;
+
+impl OwnedFields {
+    /// Parses a `fieldsV1` value.
+    pub fn parse(v: &Value) -> Result<OwnedFields, FieldsV1Error> {
+        parse_node(v, "", 0)
+    }
+
+    /// Whether this node owns nothing below it: the manager owns the value here as a whole.
+    pub fn is_leaf(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&OwnedFields> {
+        self.children.get(&OwnedKey::Field(name.to_owned()))
+    }
+
+    /// The owned node of a keyed list item, by its merge key values.
+    pub fn keyed(&self, key: &Map<String, Value>) -> Option<&OwnedFields> {
+        self.children
+            .get(&OwnedKey::Keyed(canonical(&Value::Object(key.clone()))))
+    }
+}
+
+fn parse_node(v: &Value, path: &str, depth: usize) -> Result<OwnedFields, FieldsV1Error> {
+    if depth > MAX_DEPTH {
+        return Err(FieldsV1Error::TooDeep { max: MAX_DEPTH });
+    }
+    let Value::Object(map) = v else {
+        return Err(FieldsV1Error::NotAnObject {
+            path: path.to_owned(),
+        });
+    };
+    let mut node = OwnedFields::default();
+    for (key, child) in map {
+        if key == "." {
+            node.owns_self = true;
+            continue;
+        }
+        let owned_key = parse_key(key, path)?;
+        let child_path = format!("{path}/{key}");
+        node.children
+            .insert(owned_key, parse_node(child, &child_path, depth + 1)?);
+    }
+    Ok(node)
+}
+
+fn parse_key(key: &str, path: &str) -> Result<OwnedKey, FieldsV1Error> {
+    let json = |text: &str| {
+        serde_json::from_str::<Value>(text).map_err(|e| FieldsV1Error::BadKeyJson {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
+    };
+    if let Some(name) = key.strip_prefix("f:") {
+        Ok(OwnedKey::Field(name.to_owned()))
+    } else if let Some(text) = key.strip_prefix("k:") {
+        match json(text)? {
+            v @ Value::Object(_) => Ok(OwnedKey::Keyed(canonical(&v))),
+            _ => Err(FieldsV1Error::BadKeyJson {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                reason: "not a JSON object".to_owned(),
+            }),
+        }
+    } else if let Some(text) = key.strip_prefix("v:") {
+        Ok(OwnedKey::Value(canonical(&json(text)?)))
+    } else if let Some(text) = key.strip_prefix("i:") {
+        text.parse()
+            .map(OwnedKey::Index)
+            .map_err(|_| FieldsV1Error::BadIndex {
+                path: path.to_owned(),
+                key: key.to_owned(),
+            })
+    } else {
+        Err(FieldsV1Error::UnknownKey {
+            path: path.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// JSON text with object keys sorted, so two spellings of one key compare equal (whether or
+/// not serde_json keeps insertion order in this build).
+pub(crate) fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let parts: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical(v)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_key_kind_parses_into_the_tree() {
+        let v = json!({
+            "f:metadata": {"f:labels": {"f:app": {}}},
+            "f:spec": {
+                "f:containers": {
+                    "k:{\"name\":\"api\"}": {".": {}, "f:image": {}}
+                },
+                "f:finalizers": {"v:\"a/b\"": {}},
+                "f:args": {"i:0": {}}
+            }
+        });
+        let owned = OwnedFields::parse(&v).unwrap();
+        let spec = owned.field("spec").unwrap();
+        let mut key = Map::new();
+        key.insert("name".into(), json!("api"));
+        let api = spec.field("containers").unwrap().keyed(&key).unwrap();
+        assert!(api.owns_self);
+        assert!(api.field("image").unwrap().is_leaf());
+        assert!(
+            spec.field("finalizers")
+                .unwrap()
+                .children
+                .contains_key(&OwnedKey::Value("\"a/b\"".into()))
+        );
+        assert!(
+            spec.field("args")
+                .unwrap()
+                .children
+                .contains_key(&OwnedKey::Index(0))
+        );
+        assert!(
+            owned
+                .field("metadata")
+                .unwrap()
+                .field("labels")
+                .unwrap()
+                .field("app")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn keyed_items_match_whatever_the_order_of_their_keys() {
+        let v = json!({"k:{\"protocol\":\"TCP\",\"containerPort\":8080}": {}});
+        let owned = OwnedFields::parse(&v).unwrap();
+        let mut key = Map::new();
+        key.insert("containerPort".into(), json!(8080));
+        key.insert("protocol".into(), json!("TCP"));
+        assert!(owned.keyed(&key).is_some());
+    }
+
+    #[test]
+    fn malformed_fields_v1_is_an_error_not_a_panic() {
+        let cases = [
+            (json!([]), "expected a JSON object"),
+            (json!({"x:y": {}}), "unknown key"),
+            (json!({"k:{not json": {}}), "does not hold valid JSON"),
+            (json!({"k:[1]": {}}), "not a JSON object"),
+            (json!({"i:-1": {}}), "not an index"),
+            (json!({"f:a": 3}), "expected a JSON object"),
+        ];
+        for (v, want) in cases {
+            let err = OwnedFields::parse(&v).unwrap_err().to_string();
+            assert!(err.contains(want), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn nesting_past_the_depth_bound_is_refused() {
+        let mut v = json!({});
+        for _ in 0..200 {
+            v = json!({ "f:a": v });
+        }
+        assert_eq!(
+            OwnedFields::parse(&v),
+            Err(FieldsV1Error::TooDeep { max: MAX_DEPTH })
+        );
+    }
+
+    #[test]
+    fn a_real_deployment_entry_parses() {
+        let live: Value =
+            serde_json::from_str(include_str!("testdata/deployment-fresh.json")).unwrap();
+        let entry = &live["metadata"]["managedFields"][0];
+        assert_eq!(entry["manager"], "gitopsd");
+        let owned = OwnedFields::parse(&entry["fieldsV1"]).unwrap();
+        assert!(owned.field("spec").unwrap().field("template").is_some());
+    }
+}
