@@ -1,0 +1,49 @@
+//! Live state: the objects in the cluster that the diff stage compares the desired set with.
+//!
+//! Two sources answer the same questions: the API server directly (one-shot commands such as
+//! `gitopsd diff`), and a cache fed by watches (the daemon, so that a reconcile with no change
+//! sends no request at all).
+
+use std::future::Future;
+
+use serde_json::Value;
+
+/// An object's identity, as the desired set names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The API server does not serve this kind (a CRD missing?).
+    #[error("{api_version} {kind}: not served by the API server")]
+    UnknownKind { api_version: String, kind: String },
+    #[error("reading {what} from the API server failed: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The watch cache has not listed this kind yet; the answer would be a guess.
+    #[error("{api_version} {kind}: the live cache has not synced yet")]
+    NotSynced { api_version: String, kind: String },
+}
+
+/// Where live objects come from.
+pub trait LiveObjects {
+    /// The live object (as JSON, with managedFields), or `None` when it does not exist.
+    fn get(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<Value>, LiveError>> + Send;
+
+    /// Every live object of the given kinds (apiVersion, kind) that carries the label
+    /// `gitopsd.io/tier=<tier>`: with the desired set, this finds extra objects.
+    fn labelled(
+        &self,
+        tier: &str,
+        kinds: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<Value>, LiveError>> + Send;
+}
