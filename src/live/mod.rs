@@ -37,7 +37,8 @@ pub enum LiveError {
 /// Where live objects come from.
 pub trait LiveObjects {
     /// The live object (as JSON, with managedFields), or `None` when it does not exist.
-    fn get(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<Value>, LiveError>> + Send;
+    fn get(&self, key: &ObjectKey)
+    -> impl Future<Output = Result<Option<Value>, LiveError>> + Send;
 
     /// Every live object of the given kinds (apiVersion, kind) that carries the label
     /// `gitopsd.io/tier=<tier>`: with the desired set, this finds extra objects.
