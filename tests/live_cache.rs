@@ -284,3 +284,49 @@ async fn a_deleted_object_disappears_from_the_cache() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn many_desired_objects_in_a_namespace_share_one_watch_that_keeps_only_the_desired_names() {
+    support::with_namespace("cache many names", |client, ns| async move {
+        let count = gitopsd::live::MAX_NAME_WATCHES_PER_NAMESPACE + 2;
+        let mut names = Vec::new();
+        for i in 0..count {
+            let name = format!("plain-{i}");
+            apply(&client, &ns, &config_map(&ns, &name, None)).await;
+            names.push(key("v1", "ConfigMap", &ns, &name));
+        }
+        apply(&client, &ns, &config_map(&ns, "not-desired", None)).await;
+        let (cache, _) = synced_cache(&ns, &names).await;
+
+        assert_eq!(
+            cache.watches(),
+            2 + 1,
+            "two label watches, one namespace-wide watch"
+        );
+        for key in &names {
+            assert!(
+                cache.get(key).await.expect("get").is_some(),
+                "{key:?} is cached"
+            );
+        }
+        let stranger = key("v1", "ConfigMap", &ns, "not-desired");
+        let err = cache
+            .get(&stranger)
+            .await
+            .expect_err("not desired, not labelled");
+        assert!(
+            err.to_string().contains("not-desired"),
+            "the error names the object: {err}"
+        );
+        let other_kind = ObjectKey {
+            kind: "Secret".to_owned(),
+            ..stranger
+        };
+        assert!(
+            cache.get(&other_kind).await.is_err(),
+            "an unwatched kind is an error"
+        );
+        assert!(cache.labelled("another-tier", &kinds()).await.is_err());
+    })
+    .await;
+}
