@@ -4,9 +4,15 @@
 //! `gitopsd diff`), and a cache fed by watches (the daemon, so that a reconcile with no change
 //! sends no request at all).
 
+mod cache;
+mod counter;
+
 use std::future::Future;
 
 use serde_json::Value;
+
+pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE};
+pub use counter::{Counted, RequestCounter, Verb, counted_client};
 
 /// An object's identity, as the desired set names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,6 +38,24 @@ pub enum LiveError {
     /// The watch cache has not listed this kind yet; the answer would be a guess.
     #[error("{api_version} {kind}: the live cache has not synced yet")]
     NotSynced { api_version: String, kind: String },
+    /// The watch cache was not started for this kind: it cannot answer for it.
+    #[error("{api_version} {kind}: the live cache does not watch this kind")]
+    NotWatched { api_version: String, kind: String },
+    /// The object is neither labelled for the cache's tier nor in its desired set, so no watch
+    /// covers it and its absence from the cache proves nothing.
+    #[error(
+        "{object}: neither labelled for the tier nor desired, so the live cache does not watch it"
+    )]
+    NotCached { object: String },
+    /// A cache holds one tier; asking it about another would answer with nothing, wrongly.
+    #[error("the live cache holds tier {cached}, not tier {asked}")]
+    OtherTier { asked: String, cached: String },
+    #[error("{object}: cannot encode the cached object as JSON: {source}")]
+    Encode {
+        object: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Where live objects come from.

@@ -1,0 +1,423 @@
+//! The live cache the daemon diffs against: kube-runtime watchers feeding reflector stores, so
+//! that a reconcile with no change reads memory and sends no request, and a live edit is seen
+//! as soon as the API server streams it.
+//!
+//! Per kind of the desired set:
+//! - one watch selected by the label `gitopsd.io/tier=<tier>`: every object of the tier, and so
+//!   the extra objects too;
+//! - watches for the desired objects by name, since an object gitopsd has not applied yet (or
+//!   whose label someone removed) does not match the label. Field selectors have no OR, so a
+//!   name costs one watch (`metadata.name=<name>`); to keep the number of connections bounded,
+//!   a namespace with more than [`MAX_NAME_WATCHES_PER_NAMESPACE`] desired objects of a kind
+//!   gets a single namespace-wide watch instead, whose events are filtered to the desired names
+//!   before they reach the store, so memory stays bounded by the desired set.
+//!
+//! Each watch is one tokio task; stores are plain reflector stores (no channel at all), and the
+//! change notification is a `tokio::sync::watch` (one slot, never a queue).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
+use kube::api::{Api, DynamicObject, TypeMeta};
+use kube::core::{ApiResource, GroupVersion};
+use kube::discovery::Scope;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector::store::Writer};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::{LiveError, LiveObjects, ObjectKey};
+use crate::render::TIER_LABEL;
+
+/// Above this many desired objects of one kind in one namespace, one namespace-wide watch
+/// replaces the per-name watches (see the module doc).
+pub const MAX_NAME_WATCHES_PER_NAMESPACE: usize = 8;
+
+/// (apiVersion, kind)
+type KindId = (String, String);
+/// (namespace, name); the namespace is `None` for cluster-scoped kinds.
+type NameId = (Option<String>, String);
+
+/// Live objects of one tier, kept current by watches. Dropping it stops every watch.
+pub struct LiveCache {
+    client: Client,
+    tier: String,
+    kinds: HashMap<KindId, KindCache>,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+struct KindCache {
+    resource: ApiResource,
+    namespaced: bool,
+    labelled: WatchedStore,
+    /// The desired objects of this kind: for these, "in no store" means "does not exist".
+    names: BTreeSet<NameId>,
+    named: Vec<WatchedStore>,
+}
+
+struct WatchedStore {
+    store: Store<DynamicObject>,
+    _task: AbortOnDrop,
+}
+
+/// Stops a watch task with the cache that owns it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LiveCache {
+    /// Discovers each kind and starts its watches. Returns at once: call
+    /// [`wait_synced`](Self::wait_synced) before trusting answers (until then, `get` and
+    /// `labelled` answer [`LiveError::NotSynced`]).
+    ///
+    /// `kinds` are the kinds of the desired set, `names` its objects; a kind named only by an
+    /// object is watched too.
+    pub async fn start(
+        client: Client,
+        tier: &str,
+        kinds: &[(String, String)],
+        names: &[ObjectKey],
+    ) -> Result<LiveCache, LiveError> {
+        let (changes, _) = watch::channel(0);
+        let mut cache = LiveCache {
+            client,
+            tier: tier.to_owned(),
+            kinds: HashMap::new(),
+            changes: Arc::new(changes),
+        };
+        cache.update_kinds(kinds, names).await?;
+        Ok(cache)
+    }
+
+    /// Follows a new desired set: stops the watches of kinds no longer wanted, starts those of
+    /// new kinds, and restarts only the by-name watches of kinds whose objects changed (the
+    /// label watch of a kept kind keeps running and stays synced).
+    pub async fn update_kinds(
+        &mut self,
+        kinds: &[(String, String)],
+        names: &[ObjectKey],
+    ) -> Result<(), LiveError> {
+        let mut wanted: BTreeMap<KindId, BTreeSet<NameId>> =
+            kinds.iter().map(|k| (k.clone(), BTreeSet::new())).collect();
+        for key in names {
+            wanted
+                .entry((key.api_version.clone(), key.kind.clone()))
+                .or_default()
+                .insert((key.namespace.clone(), key.name.clone()));
+        }
+        self.kinds.retain(|id, _| wanted.contains_key(id));
+        for (id, names) in wanted {
+            match self.kinds.remove(&id) {
+                Some(mut kind) => {
+                    let names = kind.normalise(names);
+                    if kind.names != names {
+                        kind.named = self.watch_names(&id, &kind.resource, &names);
+                        kind.names = names;
+                    }
+                    self.kinds.insert(id, kind);
+                }
+                None => {
+                    let kind = self.start_kind(&id, names).await?;
+                    self.kinds.insert(id, kind);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every watch has listed its objects once.
+    pub async fn wait_synced(&self, timeout: Duration) -> Result<(), LiveError> {
+        let all = self.kinds.values().flat_map(|k| k.stores()).map(|s| {
+            let s = s.clone();
+            async move { s.wait_until_ready().await }
+        });
+        let waited = tokio::time::timeout(timeout, future::join_all(all)).await;
+        // A dropped writer (its task ended) or the deadline: name the first kind not synced.
+        if waited.is_err() || waited.is_ok_and(|r| r.iter().any(|r| r.is_err())) {
+            for (id, kind) in &self.kinds {
+                kind.synced(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A receiver whose value (a generation number) changes whenever a watched object is
+    /// added, changed or deleted, or a watch (re)lists: `changed().await` wakes a reconcile.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// How many watches run: one per kind for the label, plus those by name.
+    pub fn watches(&self) -> usize {
+        self.kinds.values().map(|k| k.stores().count()).sum()
+    }
+
+    pub fn tier(&self) -> &str {
+        &self.tier
+    }
+
+    async fn start_kind(
+        &self,
+        id: &KindId,
+        names: BTreeSet<NameId>,
+    ) -> Result<KindCache, LiveError> {
+        let (api_version, kind) = id;
+        let unknown = || LiveError::UnknownKind {
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+        };
+        let gvk = api_version
+            .parse::<GroupVersion>()
+            .map_err(|_| unknown())?
+            .with_kind(kind);
+        let (resource, caps) = match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok(found) => found,
+            Err(kube::Error::Discovery(_)) => return Err(unknown()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Err(unknown()),
+            Err(source) => {
+                return Err(LiveError::Api {
+                    what: format!("discovery of {api_version} {kind}"),
+                    source,
+                });
+            }
+        };
+        let namespaced = matches!(caps.scope, Scope::Namespaced);
+        let selector = format!("{TIER_LABEL}={}", self.tier);
+        let labelled = self.spawn_watch(
+            id,
+            Api::all_with(self.client.clone(), &resource),
+            &resource,
+            watcher::Config::default().labels(&selector),
+            None,
+            &selector,
+        );
+        let mut kind = KindCache {
+            resource,
+            namespaced,
+            labelled,
+            names: BTreeSet::new(),
+            named: Vec::new(),
+        };
+        kind.names = kind.normalise(names);
+        kind.named = self.watch_names(id, &kind.resource, &kind.names);
+        Ok(kind)
+    }
+
+    fn watch_names(
+        &self,
+        id: &KindId,
+        resource: &ApiResource,
+        names: &BTreeSet<NameId>,
+    ) -> Vec<WatchedStore> {
+        let mut by_namespace: BTreeMap<Option<&str>, BTreeSet<&str>> = BTreeMap::new();
+        for (ns, name) in names {
+            by_namespace
+                .entry(ns.as_deref())
+                .or_default()
+                .insert(name.as_str());
+        }
+        let mut stores = Vec::new();
+        for (ns, names) in by_namespace {
+            let api = match ns {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+                None => Api::all_with(self.client.clone(), resource),
+            };
+            if names.len() <= MAX_NAME_WATCHES_PER_NAMESPACE {
+                for name in names {
+                    let selector = format!("metadata.name={name}");
+                    let config = watcher::Config::default().fields(&selector);
+                    stores.push(self.spawn_watch(
+                        id,
+                        api.clone(),
+                        resource,
+                        config,
+                        None,
+                        &selector,
+                    ));
+                }
+            } else {
+                let only = names.iter().map(|n| (*n).to_owned()).collect();
+                let what = format!("{} names in namespace {}", names.len(), ns.unwrap_or("*"));
+                let config = watcher::Config::default();
+                stores.push(self.spawn_watch(id, api, resource, config, Some(only), &what));
+            }
+        }
+        stores
+    }
+
+    /// One watch, one task: events go through the reflector into the store, then bump the
+    /// change generation (the store is updated first, so a woken reader sees the change).
+    fn spawn_watch(
+        &self,
+        (api_version, kind): &KindId,
+        api: Api<DynamicObject>,
+        resource: &ApiResource,
+        config: watcher::Config,
+        only: Option<BTreeSet<String>>,
+        selector: &str,
+    ) -> WatchedStore {
+        let writer = Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let changes = self.changes.clone();
+        let span = tracing::info_span!(
+            "live watch",
+            tier = %self.tier,
+            api_version = %api_version,
+            kind = %kind,
+            selector = %selector,
+        );
+        let events = watcher::watcher(api, config)
+            .default_backoff()
+            .try_filter(move |event| future::ready(wanted(event, only.as_ref())));
+        let task = tokio::spawn(
+            reflector::reflector(writer, events)
+                .for_each(move |event| {
+                    match event {
+                        Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {
+                            changes.send_modify(|g| *g = g.wrapping_add(1));
+                        }
+                        Ok(Event::Init | Event::InitApply(_)) => {}
+                        // The backoff retries; the store keeps its last state meanwhile.
+                        Err(error) => tracing::warn!(%error, "watch failed; retrying"),
+                    }
+                    future::ready(())
+                })
+                .instrument(span),
+        );
+        WatchedStore {
+            store,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    fn kind(&self, api_version: &str, kind: &str) -> Result<&KindCache, LiveError> {
+        let id = (api_version.to_owned(), kind.to_owned());
+        let found = self.kinds.get(&id).ok_or_else(|| LiveError::NotWatched {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        })?;
+        found.synced(&id)?;
+        Ok(found)
+    }
+}
+
+/// Keeps every event of a selected watch; of a namespace-wide one, only the desired names.
+fn wanted(event: &Event<DynamicObject>, only: Option<&BTreeSet<String>>) -> bool {
+    let Some(only) = only else { return true };
+    match event {
+        Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => only.contains(&o.name_any()),
+        Event::Init | Event::InitDone => true,
+    }
+}
+
+impl KindCache {
+    fn stores(&self) -> impl Iterator<Item = &Store<DynamicObject>> {
+        std::iter::once(&self.labelled.store).chain(self.named.iter().map(|w| &w.store))
+    }
+
+    fn synced(&self, (api_version, kind): &KindId) -> Result<(), LiveError> {
+        let ready = self
+            .stores()
+            .all(|s| matches!(s.wait_until_ready().now_or_never(), Some(Ok(()))));
+        if ready {
+            Ok(())
+        } else {
+            Err(LiveError::NotSynced {
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+            })
+        }
+    }
+
+    /// Cluster-scoped objects have no namespace, whatever the key says.
+    fn normalise(&self, names: BTreeSet<NameId>) -> BTreeSet<NameId> {
+        if self.namespaced {
+            names
+        } else {
+            names.into_iter().map(|(_, name)| (None, name)).collect()
+        }
+    }
+
+    fn to_json(&self, object: &DynamicObject) -> Result<Value, LiveError> {
+        let mut object = object.clone();
+        // List responses may leave apiVersion and kind out of their items.
+        if object.types.is_none() {
+            object.types = Some(TypeMeta {
+                api_version: self.resource.api_version.clone(),
+                kind: self.resource.kind.clone(),
+            });
+        }
+        serde_json::to_value(&object).map_err(|source| LiveError::Encode {
+            object: format!(
+                "{} {} {}/{}",
+                self.resource.api_version,
+                self.resource.kind,
+                object.namespace().unwrap_or_default(),
+                object.name_any()
+            ),
+            source,
+        })
+    }
+}
+
+impl LiveObjects for LiveCache {
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, LiveError> {
+        let kind = self.kind(&key.api_version, &key.kind)?;
+        let namespace = key.namespace.as_deref().filter(|_| kind.namespaced);
+        let mut oref = ObjectRef::new_with(&key.name, kind.resource.clone());
+        if let Some(ns) = namespace {
+            oref = oref.within(ns);
+        }
+        if let Some(found) = kind.stores().find_map(|s| s.get(&oref)) {
+            return kind.to_json(&found).map(Some);
+        }
+        let id = (namespace.map(str::to_owned), key.name.clone());
+        if kind.names.contains(&id) {
+            Ok(None)
+        } else {
+            // Neither labelled nor desired: no watch covers it, so absence proves nothing.
+            Err(LiveError::NotCached {
+                object: format!(
+                    "{} {} {}/{}",
+                    key.api_version,
+                    key.kind,
+                    namespace.unwrap_or_default(),
+                    key.name
+                ),
+            })
+        }
+    }
+
+    async fn labelled(
+        &self,
+        tier: &str,
+        kinds: &[(String, String)],
+    ) -> Result<Vec<Value>, LiveError> {
+        if tier != self.tier {
+            return Err(LiveError::OtherTier {
+                asked: tier.to_owned(),
+                cached: self.tier.clone(),
+            });
+        }
+        let mut out = Vec::new();
+        for (api_version, kind_name) in kinds {
+            let kind = self.kind(api_version, kind_name)?;
+            let mut objects = kind.labelled.store.state();
+            objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+            for o in objects {
+                out.push(kind.to_json(&o)?);
+            }
+        }
+        Ok(out)
+    }
+}
