@@ -8,6 +8,9 @@ use std::future::Future;
 
 use serde_json::Value;
 
+pub(crate) mod api;
+pub use api::ApiLive;
+
 /// An object's identity, as the desired set names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
@@ -37,7 +40,8 @@ pub enum LiveError {
 /// Where live objects come from.
 pub trait LiveObjects {
     /// The live object (as JSON, with managedFields), or `None` when it does not exist.
-    fn get(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<Value>, LiveError>> + Send;
+    fn get(&self, key: &ObjectKey)
+    -> impl Future<Output = Result<Option<Value>, LiveError>> + Send;
 
     /// Every live object of the given kinds (apiVersion, kind) that carries the label
     /// `gitopsd.io/tier=<tier>`: with the desired set, this finds extra objects.
