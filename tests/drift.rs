@@ -131,8 +131,11 @@ async fn apply_set(client: &Client, set: &DesiredSet) -> ApiLive {
 }
 
 async fn drift_of(live: &ApiLive, set: &DesiredSet) -> DriftReport {
-    let confirm = ApiDryRun::new(live.clone());
-    detect(set, &tier_config(&set.tier), live, &confirm)
+    drift_with(live, set, &ApiDryRun::new(live.clone())).await
+}
+
+async fn drift_with(live: &ApiLive, set: &DesiredSet, confirm: &ApiDryRun) -> DriftReport {
+    detect(set, &tier_config(&set.tier), live, confirm)
         .await
         .expect("drift detection")
 }
@@ -227,8 +230,25 @@ async fn edits_by_another_field_manager_are_found_with_their_severity_and_rule()
             .await
             .expect("delete debug-settings");
 
-        let report = drift_of(&live, &set).await;
+        let confirm = ApiDryRun::new(live.clone());
+        let report = drift_with(&live, &set, &confirm).await;
         let all = show(&report.items);
+        // Asked again about an object nothing changed (a ConfigMap: no controller writes to
+        // it, so its resourceVersion holds still), the confirmer answers from its cache.
+        let mut config_only = set.clone();
+        config_only
+            .objects
+            .retain(|o| o.kind == "ConfigMap" && o.name == "shop-config");
+        let before = confirm.requests_sent();
+        let first = drift_with(&live, &config_only, &confirm).await;
+        let second = drift_with(&live, &config_only, &confirm).await;
+        assert_eq!(first, second);
+        assert!(!first.items.is_empty(), "the label edit is drift");
+        assert_eq!(
+            confirm.requests_sent(),
+            before,
+            "dry-runs repeated for an unchanged object"
+        );
         let expect = |kind: &str, name: &str, path: &str, severity: Severity, rule: &str| {
             let item = find(&report, kind, name, path)
                 .unwrap_or_else(|| panic!("no drift for {kind} {name} {path}:{all}"));

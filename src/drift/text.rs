@@ -90,19 +90,85 @@ fn object_name(item: &DriftItem) -> String {
     }
 }
 
-/// The value as YAML under its last field name (`image: api:1.5`), the whole object for a
-/// missing or extra one; nothing when absent on that side.
+/// The value as YAML under its full path (label keys hold dots, so a last segment cut at a
+/// dot would be wrong), the whole object for a missing or extra one; nothing when absent.
 fn yaml_of(item: &DriftItem, value: Option<&Value>) -> String {
     let Some(value) = value else {
         return String::new();
     };
-    let last = item
-        .paths
-        .first()
-        .map(|p| p.rsplit('.').next().unwrap_or(p).to_owned());
-    let shown = match last {
-        Some(field) => serde_json::json!({ field: value }),
+    let shown = match item.paths.first() {
+        Some(path) => serde_json::json!({ path: value }),
         None => value.clone(),
     };
     serde_yaml::to_string(&shown).unwrap_or_else(|_| format!("{shown}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Severity;
+    use crate::config::Action;
+    use crate::drift::SeverityCounts;
+
+    fn report() -> DriftReport {
+        DriftReport {
+            tier: "experimental".into(),
+            items: vec![DriftItem {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("shop-exp".into()),
+                name: "shop-config".into(),
+                paths: vec!["metadata.labels.app.kubernetes.io/part-of".into()],
+                desired: Some(Value::from("shop")),
+                live: Some(Value::from("other")),
+                severity: Severity::Low,
+                rule: "labels".into(),
+                action: Action::Alert,
+            }],
+            in_sync: 3,
+            drifted: 1,
+            counts: SeverityCounts {
+                low: 1,
+                ..Default::default()
+            },
+            dismissed_by_dry_run: 0,
+        }
+    }
+
+    #[test]
+    fn each_hunk_names_its_path_severity_rule_and_action() {
+        let text = render_text(&report(), false);
+        assert!(
+            text.contains("--- live v1 ConfigMap shop-exp/shop-config\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "@@ metadata.labels.app.kubernetes.io/part-of @@ low (rule labels, action alert)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("-metadata.labels.app.kubernetes.io/part-of: other\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+metadata.labels.app.kubernetes.io/part-of: shop\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("critical: 0\nhigh: 0\nmedium: 0\nlow: 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tier experimental: 1 objects drifted, 3 in sync"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        assert!(!render_text(&report(), false).contains('\x1b'));
+        assert!(render_text(&report(), true).contains(RED));
+    }
 }
