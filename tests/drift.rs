@@ -342,22 +342,36 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
             let k = key(&o.api_version, &o.kind, &ns, &o.name);
             apply_as(&live, "gitopsd", &k, &o.manifest).await;
         }
+        let kubeconfig = kubeconfig().to_str().expect("a UTF-8 path").to_owned();
+        let repo_path = repo.path().to_str().expect("a UTF-8 path").to_owned();
+        let diff = |format: &'static str| {
+            let (ns, repo_path, kubeconfig) = (ns.clone(), repo_path.clone(), kubeconfig.clone());
+            tokio::task::spawn_blocking(move || {
+                gitopsd(&[
+                    "diff",
+                    "--tier",
+                    &ns,
+                    "--repo",
+                    &repo_path,
+                    "--kubeconfig",
+                    &kubeconfig,
+                    "-o",
+                    format,
+                ])
+            })
+        };
+        // In sync: exit 0.
+        let out = diff("text").await.expect("run gitopsd diff");
+        assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("critical: 0\n"), "{}", stdout(&out));
+
         let secret = key("v1", "Secret", &ns, "db");
         let planted = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "db", "namespace": ns}, "data": {"PASSWORD": planted_b64}});
         apply_as(&live, OTHER_MANAGER, &secret, &planted).await;
 
-        let kubeconfig = kubeconfig().to_str().expect("a UTF-8 path").to_owned();
-        let repo_path = repo.path().to_str().expect("a UTF-8 path").to_owned();
         for format in ["text", "json"] {
-            let out = tokio::task::spawn_blocking({
-                let (ns, repo_path, kubeconfig) = (ns.clone(), repo_path.clone(), kubeconfig.clone());
-                move || {
-                    gitopsd(&["diff", "--tier", &ns, "--repo", &repo_path, "--kubeconfig", &kubeconfig, "-o", format])
-                }
-            })
-            .await
-            .expect("run gitopsd diff");
+            let out = diff(format).await.expect("run gitopsd diff");
             let text = stdout(&out);
             assert_eq!(out.status.code(), Some(1), "{format}: {text}{}", stderr(&out));
             for secret in [desired_b64, planted_b64, "the-real-one", "planted-by-someone"] {
@@ -369,4 +383,11 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
         }
     })
     .await;
+}
+
+#[test]
+fn diff_without_a_repo_or_a_config_is_an_error_with_exit_code_2() {
+    let out = gitopsd(&["diff", "--tier", "experimental"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--repo"), "{}", stderr(&out));
 }
