@@ -44,6 +44,13 @@ pub enum Command {
         gitopsd validate --config examples/gitopsd.yaml --repo examples/config-repo\n  \
         gitopsd validate --config gitopsd.yaml --tier operational --kubeconfig ~/.kube/config")]
     Validate(ValidateArgs),
+    /// Render a tier and diff it against the cluster: every drift with its severity, rule and
+    /// the tier's action; exit 0 when there is none, 1 when there is, 2 on error.
+    #[command(after_help = "Examples:\n  \
+        gitopsd diff --tier experimental --repo examples/config-repo\n  \
+        gitopsd diff --tier operational --config /etc/gitopsd/gitopsd.yaml -o json\n  \
+        gitopsd diff --tier validation --repo . --ref tier/validation --kubeconfig ~/.kube/config")]
+    Diff(DiffArgs),
 }
 
 /// Where the config repo comes from, for the commands that read it once.
@@ -119,6 +126,35 @@ pub struct ValidateArgs {
     pub offline: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The tier to diff.
+    #[arg(short, long)]
+    pub tier: String,
+
+    /// The daemon config: the repo, the tier's ref, and its policy and severity overrides.
+    /// Without one, the default policy (apply every severity) and the default rules.
+    #[arg(short, long, value_name = "FILE", env = "GITOPSD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    /// Kubeconfig to use instead of in-cluster config, KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The daemon config (gitopsd.yaml): source repo, tiers, policies, HTTP.
@@ -146,6 +182,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Run(args) => run(args, report).await,
         Command::Render(args) => render(args, report).await,
         Command::Validate(args) => validate(args, report).await,
+        Command::Diff(args) => diff(args, report).await,
     }
 }
 
@@ -538,6 +575,122 @@ async fn unserved_kinds(client: &kube::Client, set: &DesiredSet) -> Vec<Finding>
     findings
 }
 
+/// `gitopsd diff` exit codes, as `kubectl diff` has them.
+const EXIT_DRIFT: u8 = 1;
+const EXIT_DIFF_ERROR: u8 = 2;
+
+async fn diff(args: DiffArgs, report: Report) -> ExitCode {
+    let error = ExitCode::from(EXIT_DIFF_ERROR);
+    let config = match args.config.as_deref().map(Config::load).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            report.error("invalid config", &e);
+            return error;
+        }
+    };
+    let tier = match &config {
+        Some(c) => match c.tier(&args.tier) {
+            Some(t) => t.clone(),
+            None => {
+                report.error(
+                    "unknown tier",
+                    &format!("the config has no tier {:?}", args.tier),
+                );
+                return error;
+            }
+        },
+        None => default_tier(&args.tier),
+    };
+    let source = match &config {
+        Some(c) => c.source.clone(),
+        None => match bare_source(args.repo.repo.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                report.error("no repo", &e);
+                return error;
+            }
+        },
+    };
+    let git_ref = args
+        .repo
+        .effective_ref(config.as_ref().map(|_| tier.git_ref.as_str()));
+    let repo = args.repo.repo.clone();
+    let name = args.tier.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
+        crate::render::render_tier(&checkout.root, &name, &Limits::default())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let set = match rendered {
+        Ok(set) => set,
+        Err(e) => {
+            report.error("render failed", &e);
+            return error;
+        }
+    };
+    let conn = match crate::cluster::connect(args.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.error("cannot connect to Kubernetes", &e);
+            return error;
+        }
+    };
+    let live = crate::live::ApiLive::new(conn.client);
+    let confirm = crate::drift::ApiDryRun::new(live.clone());
+    let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.error("drift detection failed", &e);
+            return error;
+        }
+    };
+    let text = match args.output {
+        DiffFormat::Json => match serde_json::to_string_pretty(&drift) {
+            Ok(t) => t + "\n",
+            Err(e) => {
+                report.error("cannot print the drift report", &e);
+                return error;
+            }
+        },
+        DiffFormat::Text => {
+            use std::io::IsTerminal;
+            crate::drift::render_text(&drift, std::io::stdout().is_terminal())
+        }
+    };
+    {
+        use std::io::Write;
+        if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+            report.error("cannot print the drift report", &e);
+            return error;
+        }
+    }
+    if drift.has_drift() {
+        ExitCode::from(EXIT_DRIFT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A tier with no config: default policy (apply everything), default severity rules.
+fn default_tier(name: &str) -> crate::config::TierConfig {
+    crate::config::TierConfig {
+        name: name.to_owned(),
+        git_ref: "main".to_owned(),
+        namespaces: Vec::new(),
+        cluster_scoped: false,
+        prune: false,
+        promote_from: None,
+        windows: Vec::new(),
+        policy: Default::default(),
+        rollback: None,
+        validation: Default::default(),
+        severity: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,6 +705,16 @@ mod tests {
     fn run_requires_a_config_file() {
         let err = Cli::try_parse_from(["gitopsd", "run"]).unwrap_err();
         assert!(err.to_string().contains("--config <FILE>"), "{err}");
+    }
+
+    #[test]
+    fn diff_defaults_to_text_output() {
+        let cli = Cli::try_parse_from(["gitopsd", "diff", "--tier", "experimental"]).unwrap();
+        let Command::Diff(args) = cli.command else {
+            panic!("expected the diff command");
+        };
+        assert_eq!(args.output, DiffFormat::Text);
+        assert_eq!(args.tier, "experimental");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod desired;
 pub mod diff;
+pub mod drift;
 pub mod live;
 pub mod logging;
 pub mod render;

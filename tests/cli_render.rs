@@ -188,7 +188,7 @@ fn validate_blocks_a_kind_the_cluster_does_not_serve_and_a_privileged_pod() {
     write(
         repo,
         "base/widget.yaml",
-        "apiVersion: shop.example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
+        "apiVersion: widgets.example.invalid/v1\nkind: Widget\nmetadata: {name: w}\n",
     );
     write(
         repo,
@@ -214,7 +214,7 @@ fn validate_blocks_a_kind_the_cluster_does_not_serve_and_a_privileged_pod() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("tier ops: error: base/pod.yaml line 1: Pod ops/debug: container \"sh\" is privileged [security/privileged-container]"), "{text}");
-    assert!(text.contains("tier ops: error: base/widget.yaml line 1: Widget ops/w: apiVersion shop.example.com/v1 is not served by the cluster (is a CRD or an API service missing?) [schema/unknown-kind]"), "{text}");
+    assert!(text.contains("tier ops: error: base/widget.yaml line 1: Widget ops/w: apiVersion widgets.example.invalid/v1 is not served by the cluster (is a CRD or an API service missing?) [schema/unknown-kind]"), "{text}");
     assert!(
         text.contains("tier ops: 2 objects, 2 blocking, 0 warnings"),
         "{text}"

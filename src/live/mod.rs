@@ -4,6 +4,7 @@
 //! `gitopsd diff`), and a cache fed by watches (the daemon, so that a reconcile with no change
 //! sends no request at all).
 
+pub(crate) mod api;
 mod cache;
 mod counter;
 
@@ -11,6 +12,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
+pub use api::ApiLive;
 pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE};
 pub use counter::{Counted, RequestCounter, Verb, counted_client};
 

@@ -1,0 +1,322 @@
+//! Drift detection: the desired set against the live objects, each local difference confirmed
+//! by a server-side-apply dry-run, extra objects found by the tier label, every difference
+//! classified. Secret values are masked by the classify stage and stay masked here.
+
+mod confirm;
+mod text;
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{Instrument, info_span, warn};
+
+use crate::classify::{DriftItem, ObjectRef, Severity, classify, hpa_scale_targets};
+use crate::config::TierConfig;
+use crate::diff::{FIELD_MANAGER, FieldDiff, FieldPath, ObjectDiff, PathSegment};
+use crate::diff::{applied_fields_v1, compare};
+use crate::live::{LiveError, LiveObjects, ObjectKey};
+use crate::render::{DesiredObject, DesiredSet};
+
+pub use confirm::ApiDryRun;
+pub use text::render_text;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    #[error("{object}: cannot read the live object: {source}")]
+    Live {
+        object: String,
+        #[source]
+        source: LiveError,
+    },
+    #[error("tier {tier}: cannot list the objects labelled for it: {source}")]
+    Labelled {
+        tier: String,
+        #[source]
+        source: LiveError,
+    },
+    #[error("{object}: the server-side-apply dry-run failed: {source}")]
+    DryRun {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{object}: {source}")]
+    Discovery {
+        object: String,
+        #[source]
+        source: LiveError,
+    },
+}
+
+/// What the server would make of the desired object: a server-side-apply dry-run.
+pub trait DryRun {
+    /// The object as the server would store it if gitopsd applied `desired` now, given that
+    /// `live` is what it holds.
+    fn dry_run(
+        &self,
+        desired: &DesiredObject,
+        live: &Value,
+    ) -> impl Future<Output = Result<Value, DriftError>> + Send;
+}
+
+/// Drift items per severity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SeverityCounts {
+    pub critical: usize,
+    pub high: usize,
+    pub medium: usize,
+    pub low: usize,
+}
+
+impl SeverityCounts {
+    fn add(&mut self, s: Severity) {
+        match s {
+            Severity::Critical => self.critical += 1,
+            Severity::High => self.high += 1,
+            Severity::Medium => self.medium += 1,
+            Severity::Low => self.low += 1,
+        }
+    }
+}
+
+/// A tier's drift at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    pub tier: String,
+    /// Sorted by object, then path. Secret values masked.
+    pub items: Vec<DriftItem>,
+    /// Desired objects with no drift at all.
+    pub in_sync: usize,
+    /// Objects with at least one drift item (desired, missing or extra).
+    pub drifted: usize,
+    pub counts: SeverityCounts,
+    /// Local differences the dry-run showed to be server defaults or admission mutations.
+    pub dismissed_by_dry_run: usize,
+}
+
+impl DriftReport {
+    pub fn has_drift(&self) -> bool {
+        !self.items.is_empty()
+    }
+}
+
+fn key_of(o: &DesiredObject) -> ObjectKey {
+    ObjectKey {
+        api_version: o.api_version.clone(),
+        kind: o.kind.clone(),
+        namespace: o.namespace.clone(),
+        name: o.name.clone(),
+    }
+}
+
+fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// Detects the drift of `set` against the cluster `live` reads, confirming each local
+/// difference with `confirm`, and classifies it by `tier`'s rules and policy.
+pub async fn detect(
+    set: &DesiredSet,
+    tier: &TierConfig,
+    live: &impl LiveObjects,
+    confirm: &impl DryRun,
+) -> Result<DriftReport, DriftError> {
+    let span = info_span!("detect", tier = %set.tier);
+    async {
+        let mut diffs: Vec<(ObjectRef, Option<Value>, ObjectDiff)> = Vec::new();
+        let mut live_objects: Vec<Value> = Vec::new();
+        let mut dismissed = 0;
+        for o in &set.objects {
+            let span = info_span!("object", object = %o.display_name());
+            let (diff, live_obj, dismissed_here) = async {
+                let current = match live.get(&key_of(o)).await {
+                    Ok(v) => v,
+                    // A kind the server does not serve (its CRD not applied yet): not there.
+                    Err(LiveError::UnknownKind { .. }) => None,
+                    Err(source) => {
+                        return Err(DriftError::Live {
+                            object: o.display_name(),
+                            source,
+                        });
+                    }
+                };
+                let Some(current) = current else {
+                    return Ok((ObjectDiff::Missing, None, 0));
+                };
+                let owned = applied_fields_v1(&current, FIELD_MANAGER);
+                let local = compare(&o.manifest, &current, owned);
+                if local.is_empty() {
+                    return Ok((ObjectDiff::Changed(local), Some(current), 0));
+                }
+                let seen = local.len();
+                let confirmed = match confirm.dry_run(o, &current).await {
+                    Ok(result) => confirmed_diffs(local, &result, &current),
+                    // A rejected dry-run (webhook, immutable field) proves nothing either way:
+                    // report what the local comparison saw rather than hide it.
+                    Err(e) => {
+                        warn!(error = %e, "dry-run failed; keeping the local diff");
+                        local
+                    }
+                };
+                let dismissed = seen - confirmed.len();
+                Ok((ObjectDiff::Changed(confirmed), Some(current), dismissed))
+            }
+            .instrument(span)
+            .await?;
+            dismissed += dismissed_here;
+            live_objects.extend(live_obj);
+            diffs.push((ObjectRef::from(o), Some(o.manifest.clone()), diff));
+        }
+
+        // Extra objects: labelled for the tier, of the tier's kinds, not desired.
+        let mut kinds: Vec<(String, String)> = set
+            .objects
+            .iter()
+            .map(|o| (o.api_version.clone(), o.kind.clone()))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let desired: HashSet<ObjectKey> = set.objects.iter().map(key_of).collect();
+        let labelled =
+            live.labelled(&set.tier, &kinds)
+                .await
+                .map_err(|source| DriftError::Labelled {
+                    tier: set.tier.clone(),
+                    source,
+                })?;
+        for l in labelled {
+            let key = ObjectKey {
+                api_version: str_at(&l, "/apiVersion").unwrap_or_default().to_owned(),
+                kind: str_at(&l, "/kind").unwrap_or_default().to_owned(),
+                namespace: str_at(&l, "/metadata/namespace").map(str::to_owned),
+                name: str_at(&l, "/metadata/name").unwrap_or_default().to_owned(),
+            };
+            if desired.contains(&key) {
+                continue;
+            }
+            let shown = without_server_metadata(&l);
+            live_objects.push(l);
+            diffs.push((
+                ObjectRef {
+                    api_version: key.api_version,
+                    kind: key.kind,
+                    namespace: key.namespace,
+                    name: key.name,
+                },
+                Some(shown),
+                ObjectDiff::Extra,
+            ));
+        }
+
+        let hpa_targets = hpa_scale_targets(
+            set.objects
+                .iter()
+                .map(|o| &o.manifest)
+                .chain(live_objects.iter()),
+        );
+        let mut items = Vec::new();
+        let mut in_sync = 0;
+        let mut drifted = 0;
+        for (object, manifest, diff) in &diffs {
+            let found = classify(object, manifest.as_ref(), diff, tier, &hpa_targets);
+            if found.is_empty() {
+                in_sync += 1;
+            } else {
+                drifted += 1;
+            }
+            items.extend(found);
+        }
+        items.sort_by(|a, b| {
+            (&a.namespace, &a.kind, &a.name, &a.paths).cmp(&(
+                &b.namespace,
+                &b.kind,
+                &b.name,
+                &b.paths,
+            ))
+        });
+        let mut counts = SeverityCounts::default();
+        items.iter().for_each(|i| counts.add(i.severity));
+        Ok(DriftReport {
+            tier: set.tier.clone(),
+            items,
+            in_sync,
+            drifted,
+            counts,
+            dismissed_by_dry_run: dismissed,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// The local diffs the dry-run confirms: where the object the server would store after
+/// gitopsd's apply differs from the live one. Where they agree, the local difference was a
+/// default or an admission mutation the server applies anyway: not drift.
+fn confirmed_diffs(local: Vec<FieldDiff>, dry_run: &Value, live: &Value) -> Vec<FieldDiff> {
+    local
+        .into_iter()
+        .filter(|fd| !same(value_at(dry_run, &fd.path), value_at(live, &fd.path)))
+        .collect()
+}
+
+/// Absent, null, `{}` and `[]` are one value, as in the diff stage.
+fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        _ => false,
+    };
+    if empty(a) && empty(b) {
+        return true;
+    }
+    a == b
+}
+
+/// The value at a diff path, list items found by their merge keys.
+fn value_at<'v>(root: &'v Value, path: &FieldPath) -> Option<&'v Value> {
+    let mut cur = root;
+    for seg in &path.0 {
+        cur = match seg {
+            PathSegment::Field(f) => cur.get(f)?,
+            PathSegment::Index(i) => cur.get(*i)?,
+            PathSegment::Keyed(keys) => cur.as_array()?.iter().find(|item| {
+                keys.iter().all(|(k, want)| match item.get(k) {
+                    Some(Value::String(s)) => s == want,
+                    Some(Value::Number(n)) => n.to_string() == *want,
+                    Some(Value::Bool(b)) => b.to_string() == *want,
+                    // A key left to its default (protocol: TCP) matches.
+                    None | Some(Value::Null) => true,
+                    Some(_) => false,
+                })
+            })?,
+        };
+    }
+    Some(cur)
+}
+
+/// The object without what the server writes on its own: for showing an extra object.
+fn without_server_metadata(live: &Value) -> Value {
+    let mut v = live.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+        ] {
+            meta.remove(k);
+        }
+    }
+    if let Some(map) = v.as_object_mut() {
+        map.remove("status");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! `gitopsd diff` as a person reads it: a unified diff of live against desired per object,
+//! restricted to the fields that differ, with severity, rule and action beside each hunk.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use super::DriftReport;
+use crate::classify::DriftItem;
+
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const CYAN: &str = "\x1b[36m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// The report as text; ANSI colours when `colour` (stdout is a terminal). Values come from
+/// the drift items only, which classify has already masked for Secrets.
+pub fn render_text(report: &DriftReport, colour: bool) -> String {
+    let paint = |code: &str, text: &str| {
+        if colour {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    };
+    let mut out = String::new();
+    let mut previous: Option<(&str, &Option<String>, &str)> = None;
+    for item in &report.items {
+        let object = (item.kind.as_str(), &item.namespace, item.name.as_str());
+        if previous != Some(object) {
+            let name = object_name(item);
+            let _ = writeln!(out, "{}", paint(BOLD, &format!("--- live {name}")));
+            let _ = writeln!(out, "{}", paint(BOLD, &format!("+++ desired {name}")));
+            previous = Some(object);
+        }
+        let what = if item.paths.is_empty() {
+            match (&item.desired, &item.live) {
+                (Some(_), None) => "object missing from the cluster".to_owned(),
+                _ => "object not in the desired set".to_owned(),
+            }
+        } else {
+            item.paths.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                CYAN,
+                &format!(
+                    "@@ {what} @@ {} (rule {}, action {})",
+                    item.severity, item.rule, item.action
+                )
+            )
+        );
+        let live = yaml_of(item, item.live.as_ref());
+        let desired = yaml_of(item, item.desired.as_ref());
+        let diff = TextDiff::from_lines(&live, &desired);
+        for change in diff.iter_all_changes() {
+            let line = change.value().trim_end_matches('\n');
+            let _ = match change.tag() {
+                ChangeTag::Delete => writeln!(out, "{}", paint(RED, &format!("-{line}"))),
+                ChangeTag::Insert => writeln!(out, "{}", paint(GREEN, &format!("+{line}"))),
+                ChangeTag::Equal => writeln!(out, " {line}"),
+            };
+        }
+    }
+    let c = &report.counts;
+    for (severity, n) in [
+        ("critical", c.critical),
+        ("high", c.high),
+        ("medium", c.medium),
+        ("low", c.low),
+    ] {
+        let _ = writeln!(out, "{severity}: {n}");
+    }
+    let _ = writeln!(
+        out,
+        "tier {}: {} objects drifted, {} in sync",
+        report.tier, report.drifted, report.in_sync
+    );
+    out
+}
+
+fn object_name(item: &DriftItem) -> String {
+    match &item.namespace {
+        Some(ns) => format!("{} {} {ns}/{}", item.api_version, item.kind, item.name),
+        None => format!("{} {} {}", item.api_version, item.kind, item.name),
+    }
+}
+
+/// The value as YAML under its full path (label keys hold dots, so a last segment cut at a
+/// dot would be wrong), the whole object for a missing or extra one; nothing when absent.
+fn yaml_of(item: &DriftItem, value: Option<&Value>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    let shown = match item.paths.first() {
+        Some(path) => serde_json::json!({ path: value }),
+        None => value.clone(),
+    };
+    serde_yaml::to_string(&shown).unwrap_or_else(|_| format!("{shown}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Severity;
+    use crate::config::Action;
+    use crate::drift::SeverityCounts;
+
+    fn report() -> DriftReport {
+        DriftReport {
+            tier: "experimental".into(),
+            items: vec![DriftItem {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("shop-exp".into()),
+                name: "shop-config".into(),
+                paths: vec!["metadata.labels.app.kubernetes.io/part-of".into()],
+                desired: Some(Value::from("shop")),
+                live: Some(Value::from("other")),
+                severity: Severity::Low,
+                rule: "labels".into(),
+                action: Action::Alert,
+            }],
+            in_sync: 3,
+            drifted: 1,
+            counts: SeverityCounts {
+                low: 1,
+                ..Default::default()
+            },
+            dismissed_by_dry_run: 0,
+        }
+    }
+
+    #[test]
+    fn each_hunk_names_its_path_severity_rule_and_action() {
+        let text = render_text(&report(), false);
+        assert!(
+            text.contains("--- live v1 ConfigMap shop-exp/shop-config\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "@@ metadata.labels.app.kubernetes.io/part-of @@ low (rule labels, action alert)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("-metadata.labels.app.kubernetes.io/part-of: other\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+metadata.labels.app.kubernetes.io/part-of: shop\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("critical: 0\nhigh: 0\nmedium: 0\nlow: 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tier experimental: 1 objects drifted, 3 in sync"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        assert!(!render_text(&report(), false).contains('\x1b'));
+        assert!(render_text(&report(), true).contains(RED));
+    }
+}
