@@ -316,6 +316,24 @@ fn checkout(
     })
 }
 
+/// Checks out the repo at `git_ref` and renders `tier`, off the async runtime (git2 and the
+/// file reads block). Returns the set and the commit it came from (`None`: files on disk).
+async fn render_at(
+    source: SourceConfig,
+    repo: Option<String>,
+    git_ref: Option<String>,
+    tier: String,
+) -> Result<(DesiredSet, Option<String>), String> {
+    tokio::task::spawn_blocking(move || {
+        let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
+        let set = crate::render::render_tier(&checkout.root, &tier, &Limits::default())
+            .map_err(|e| e.to_string())?;
+        Ok((set, checkout.revision))
+    })
+    .await
+    .map_err(|e| format!("the render task failed: {e}"))?
+}
+
 /// The source section to use when there is no config file: just the repo, no credentials.
 fn bare_source(repo: Option<&str>) -> Result<SourceConfig, String> {
     let url = repo.ok_or("give --repo PATH_OR_URL, or --config FILE to use its source.url")?;
@@ -350,19 +368,9 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .and_then(|c| c.tier(&args.tier))
         .map(|t| t.git_ref.as_str());
     let git_ref = args.repo.effective_ref(tier_ref);
-    let result = tokio::task::spawn_blocking(move || {
-        let checkout = checkout(&source, args.repo.repo.as_deref(), git_ref.as_deref())?;
-        let set = crate::render::render_tier(&checkout.root, &args.tier, &Limits::default())
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((set, checkout.revision))
-    })
-    .await;
-    let (set, revision) = match result {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            report.error("render failed", &e);
-            return ExitCode::FAILURE;
-        }
+    let rendered = render_at(source, args.repo.repo.clone(), git_ref, args.tier.clone()).await;
+    let (set, revision) = match rendered {
+        Ok(v) => v,
         Err(e) => {
             report.error("render failed", &e);
             return ExitCode::FAILURE;
@@ -457,20 +465,16 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     };
     let mut blocked = false;
     for tier in tiers {
-        let source = config.source.clone();
-        let repo = args.repo.repo.clone();
         let git_ref = args.repo.effective_ref(Some(&tier.git_ref));
-        let name = tier.name.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
-            let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
-            crate::render::render_tier(&checkout.root, &name, &Limits::default())
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let rendered = render_at(
+            config.source.clone(),
+            args.repo.repo.clone(),
+            git_ref,
+            tier.name.clone(),
+        )
+        .await;
         let set = match rendered {
-            Ok(set) => set,
+            Ok((set, _)) => set,
             Err(e) => {
                 println!("tier {}: error: {e}", tier.name);
                 blocked = true;
@@ -614,18 +618,9 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     let git_ref = args
         .repo
         .effective_ref(config.as_ref().map(|_| tier.git_ref.as_str()));
-    let repo = args.repo.repo.clone();
-    let name = args.tier.clone();
-    let rendered = tokio::task::spawn_blocking(move || {
-        let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
-        crate::render::render_tier(&checkout.root, &name, &Limits::default())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
+    let rendered = render_at(source, args.repo.repo.clone(), git_ref, args.tier.clone()).await;
     let set = match rendered {
-        Ok(set) => set,
+        Ok((set, _)) => set,
         Err(e) => {
             report.error("render failed", &e);
             return error;
