@@ -5,6 +5,10 @@
 //! `shop-exp` in the manifests), so tests running side by side never see each other's objects
 //! as extra. Cluster-scoped objects that would collide are left out: the Namespace and the
 //! PriorityClass; the FeatureFlag CRD is applied once, shared, and never deleted.
+//!
+//! One test applies the example as it is, every tier in its real namespace (`shop-exp`,
+//! `shop-val`, `shop-ops`) with its Namespace and PriorityClass; it is the only test that uses
+//! those names, and it holds a lock file while it does, so two test runs never share them.
 
 mod support;
 
@@ -14,16 +18,22 @@ use std::time::Duration;
 use gitopsd::classify::{DriftItem, Severity};
 use gitopsd::config::TierConfig;
 use gitopsd::drift::{ApiDryRun, DriftReport, detect};
-use gitopsd::live::{ApiLive, ObjectKey};
+use gitopsd::live::{ApiLive, LiveCache, ObjectKey, Verb, counted_client};
 use gitopsd::render::{DesiredSet, Limits, render_tier};
-use kube::Client;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::{eventually, gitopsd, kubeconfig, stderr, stdout, with_namespace};
 
 const EXAMPLE_NAMESPACE: &str = "shop-exp";
 const OTHER_MANAGER: &str = "kubectl-edit";
+/// The example's tiers, in the order they must be applied: experimental owns the shared CRD.
+const EXAMPLE_TIERS: [&str; 3] = ["experimental", "validation", "operational"];
+const SYNC: Duration = Duration::from_secs(20);
 
 fn tier_config(name: &str) -> TierConfig {
     serde_json::from_value(json!({"name": name, "ref": "main"})).expect("a minimal tier config")
@@ -52,6 +62,16 @@ fn example_tier_in(ns: &str) -> DesiredSet {
     for o in &mut set.objects {
         replace_strings(&mut o.manifest, EXAMPLE_NAMESPACE, ns);
         replace_strings(&mut o.manifest, "experimental", ns);
+        // The tier's PriorityClass is left out, and the test that applies the example as it is
+        // deletes `shop-exp-serving` when done: a pod naming it would not be admitted, and the
+        // Deployment would never roll out.
+        if let Some(spec) = o
+            .manifest
+            .pointer_mut("/spec/template/spec")
+            .and_then(Value::as_object_mut)
+        {
+            spec.remove("priorityClassName");
+        }
         o.namespace = Some(ns.to_owned());
         o.digest = hex::encode(Sha256::digest(o.manifest.to_string().as_bytes()));
     }
@@ -381,6 +401,258 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
             assert!(text.contains("<masked sha256:"), "{format}: {text}");
             assert!(text.contains("secret-data"), "{format}: {text}");
         }
+    })
+    .await;
+}
+
+/// Waits until every Deployment of `set` has rolled out: the Deployment controller and kwok
+/// have stopped writing to them, so their resourceVersions hold still.
+async fn wait_rolled_out(client: &Client, set: &DesiredSet) {
+    for o in set.objects.iter().filter(|o| o.kind == "Deployment") {
+        let ns = o.namespace.clone().expect("a Deployment is namespaced");
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let what = format!("Deployment {ns}/{} to roll out", o.name);
+        eventually(&what, Duration::from_secs(60), || {
+            let api = api.clone();
+            let name = o.name.clone();
+            async move {
+                let d = api.get(&name).await.ok()?;
+                let want = d.spec.replicas?;
+                let status = d.status.as_ref()?;
+                let done = status.observed_generation >= d.metadata.generation
+                    && status.updated_replicas == Some(want)
+                    && status.ready_replicas == Some(want)
+                    && status.available_replicas == Some(want)
+                    && status.replicas == Some(want);
+                done.then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// The example tier `tier` as it is, in its own namespace.
+fn example_tier(tier: &str) -> DesiredSet {
+    let repo = support::repo_root().join("examples/config-repo");
+    render_tier(&repo, tier, &Limits::default()).expect("render")
+}
+
+/// Takes the example's own namespaces for this process: a lock file, held until dropped, so a
+/// second test run (another worktree, the same cluster) waits instead of sharing the objects.
+fn lock_example_namespaces() -> std::fs::File {
+    let path = std::env::temp_dir().join("gitopsd-test-example-tiers.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    file
+}
+
+/// The example's Namespaces and PriorityClasses, deleted; the CRD stays for the other tests.
+async fn delete_example_tiers(client: &Client, sets: &[DesiredSet]) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    for o in sets.iter().flat_map(|s| &s.objects) {
+        // Deletion finishes in the background; the next run waits for it before applying.
+        let _ = match o.kind.as_str() {
+            "Namespace" => namespaces
+                .delete(&o.name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+            "PriorityClass" => classes
+                .delete(&o.name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+            _ => Ok(()),
+        };
+    }
+}
+
+/// A namespace still terminating from an earlier run refuses new objects: wait it out.
+async fn wait_no_namespace_terminating(client: &Client, sets: &[DesiredSet]) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for o in sets.iter().flat_map(|s| &s.objects) {
+        if o.kind != "Namespace" {
+            continue;
+        }
+        let what = format!("namespace {} from an earlier run to be deleted", o.name);
+        eventually(&what, Duration::from_secs(120), || {
+            let namespaces = namespaces.clone();
+            let name = o.name.clone();
+            async move {
+                match namespaces.get_opt(&name).await.ok()? {
+                    Some(ns) if ns.metadata.deletion_timestamp.is_some() => None,
+                    _ => Some(()),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Applies every tier as gitopsd would: Namespaces and the CRD first (the CRD Established
+/// before any FeatureFlag), then each tier's objects in render order (cluster-scoped first).
+async fn apply_every_tier_and_detect(client: Client, sets: Vec<DesiredSet>) {
+    let live = ApiLive::new(client.clone());
+    let first = |o: &gitopsd::render::DesiredObject| {
+        matches!(o.kind.as_str(), "Namespace" | "CustomResourceDefinition")
+    };
+    for o in sets.iter().flat_map(|s| &s.objects).filter(|o| first(o)) {
+        let k = key(&o.api_version, &o.kind, "", &o.name);
+        apply_as(&live, "gitopsd", &k, &o.manifest).await;
+    }
+    ensure_crd(&live).await;
+    for o in sets.iter().flat_map(|s| &s.objects).filter(|o| !first(o)) {
+        let ns = o.namespace.as_deref().unwrap_or_default();
+        let k = key(&o.api_version, &o.kind, ns, &o.name);
+        apply_as(&live, "gitopsd", &k, &o.manifest).await;
+    }
+    for set in &sets {
+        wait_rolled_out(&client, set).await;
+    }
+    // The server did default what the manifests leave out: zero drift below is not zero
+    // defaults. (PriorityClass sets all its fields; the server drops `globalDefault: false`.)
+    let defaulted = [
+        ("Deployment", "api", "/spec/progressDeadlineSeconds"),
+        ("Service", "api", "/spec/sessionAffinity"),
+        ("HorizontalPodAutoscaler", "api", "/spec/behavior/scaleUp"),
+        (
+            "NetworkPolicy",
+            "allow-api-ingress",
+            "/spec/ingress/0/ports/0/protocol",
+        ),
+        ("FeatureFlag", "recommendations", "/spec/rollout/strategy"),
+    ];
+    for (kind, name, pointer) in defaulted {
+        use gitopsd::live::LiveObjects;
+        let o = sets[0]
+            .objects
+            .iter()
+            .find(|o| o.kind == kind && o.name == name)
+            .unwrap_or_else(|| panic!("the example has a {kind} {name}"));
+        let k = key(&o.api_version, kind, EXAMPLE_NAMESPACE, name);
+        let current = live.get(&k).await.expect("get").expect("applied");
+        assert!(
+            o.manifest.pointer(pointer).is_none(),
+            "{kind} {name} sets {pointer}"
+        );
+        assert!(
+            current.pointer(pointer).is_some(),
+            "the server did not default {pointer} of {kind} {name}"
+        );
+    }
+    let confirm = ApiDryRun::new(live.clone());
+    for set in &sets {
+        let report = drift_with(&live, set, &confirm).await;
+        assert!(
+            report.items.is_empty(),
+            "tier {}: drift right after apply:{}",
+            set.tier,
+            show(&report.items)
+        );
+        assert_eq!(report.in_sync, set.objects.len(), "tier {}", set.tier);
+        eprintln!(
+            "tier {}: {} objects in sync, {} local differences dismissed by the dry-run",
+            set.tier, report.in_sync, report.dismissed_by_dry_run
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_tier_of_the_example_applied_side_by_side_has_no_drift_although_the_server_defaulted_it()
+ {
+    let _lock = lock_example_namespaces();
+    let client = support::client().await;
+    let sets: Vec<DesiredSet> = EXAMPLE_TIERS.iter().map(|t| example_tier(t)).collect();
+    let crds: Vec<&str> = sets
+        .iter()
+        .filter(|s| {
+            s.objects
+                .iter()
+                .any(|o| o.kind == "CustomResourceDefinition")
+        })
+        .map(|s| s.tier.as_str())
+        .collect();
+    assert_eq!(crds, ["experimental"], "the shared CRD belongs to one tier");
+    wait_no_namespace_terminating(&client, &sets).await;
+    let result = tokio::spawn(apply_every_tier_and_detect(client.clone(), sets.clone())).await;
+    delete_example_tiers(&client, &sets).await;
+    if let Err(e) = result {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the test task did not finish: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reconcile_with_no_change_in_git_or_the_cluster_sends_no_request_to_the_api_server() {
+    with_namespace("drift-zero-requests", |client, ns| async move {
+        let set = example_tier_in(&ns);
+        apply_set(&client, &set).await;
+        // Until the rollout settles, the Deployment controller writes to the Deployments and
+        // each write is a new resourceVersion: a new object to compare, not "no change".
+        wait_rolled_out(&client, &set).await;
+
+        let config = gitopsd::cluster::client_config(Some(kubeconfig()))
+            .await
+            .expect("load kubeconfig");
+        let (counted, counter) = counted_client(config).expect("build counted client");
+        let mut kinds: Vec<(String, String)> = set
+            .objects
+            .iter()
+            .map(|o| (o.api_version.clone(), o.kind.clone()))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let names: Vec<ObjectKey> = set
+            .objects
+            .iter()
+            .map(|o| key(&o.api_version, &o.kind, &ns, &o.name))
+            .collect();
+        let cache = LiveCache::start(counted.clone(), &set.tier, &kinds, &names)
+            .await
+            .expect("start the live cache");
+        cache.wait_synced(SYNC).await.expect("the live cache syncs");
+        // A watch connects right after its list: wait for every one, so later counts are quiet.
+        let watches = cache.watches() as u64;
+        eventually("every watch connected", SYNC, || {
+            let connected = counter.get(Verb::Watch) >= watches;
+            async move { connected.then_some(()) }
+        })
+        .await;
+
+        let confirm = ApiDryRun::new(ApiLive::new(counted));
+        let tier = tier_config(&set.tier);
+        let first = detect(&set, &tier, &cache, &confirm)
+            .await
+            .expect("drift detection");
+        assert!(first.items.is_empty(), "drift:{}", show(&first.items));
+        // Even the first reconcile needs no dry-run: the local comparison reads only the
+        // fields the manifests set and gitopsd owns, so the server's defaults never reach it.
+        // Should a later change need dry-runs here, the first reconcile may send them (they
+        // are cached by digest and resourceVersion); the reconciles after it still may not.
+        assert_eq!(
+            confirm.requests_sent(),
+            0,
+            "dry-runs on the first reconcile"
+        );
+        let before = counter.by_verb();
+        for _ in 0..5 {
+            let again = detect(&set, &tier, &cache, &confirm)
+                .await
+                .expect("drift detection");
+            assert_eq!(again, first);
+        }
+        assert_eq!(
+            counter.by_verb(),
+            before,
+            "a no-change reconcile sent requests"
+        );
     })
     .await;
 }
