@@ -164,8 +164,11 @@ fn a_render_error_names_file_and_line_and_exits_1() {
     assert!(err.contains("LEVEL"), "{err}");
 }
 
-#[test]
-fn validate_passes_the_example_config_repo_against_the_cluster() {
+#[tokio::test]
+async fn validate_passes_the_example_config_repo_against_the_cluster() {
+    // Experimental owns the FeatureFlag CRD; the later tiers validate once it is served, as
+    // they would after experimental's first sync.
+    support::ensure_crd(&gitopsd::live::ApiLive::new(support::client().await)).await;
     let kubeconfig = support::kubeconfig().to_str().unwrap().to_owned();
     let out = gitopsd(&[
         "validate",

@@ -23,11 +23,13 @@ use gitopsd::render::{DesiredSet, Limits, render_tier};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{eventually, gitopsd, kubeconfig, stderr, stdout, with_namespace};
+use support::{
+    apply_as, ensure_crd, eventually, gitopsd, kubeconfig, stderr, stdout, with_namespace,
+};
 
 const EXAMPLE_NAMESPACE: &str = "shop-exp";
 const OTHER_MANAGER: &str = "kubectl-edit";
@@ -86,52 +88,6 @@ fn key(api_version: &str, kind: &str, ns: &str, name: &str) -> ObjectKey {
         namespace: Some(ns.to_owned()),
         name: name.to_owned(),
     }
-}
-
-/// Server-side apply of `manifest` by `manager`, forcing conflicts as `kubectl apply
-/// --server-side --force-conflicts` does.
-async fn apply_as(live: &ApiLive, manager: &str, key: &ObjectKey, manifest: &Value) {
-    let api = live.api_for(key).await.expect("discovery");
-    api.patch(
-        &key.name,
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(manifest),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {key:?} as {manager}: {e}"));
-}
-
-/// The FeatureFlag CRD, applied once for all tests and left in place.
-async fn ensure_crd(live: &ApiLive) {
-    let repo = support::repo_root().join("examples/config-repo");
-    let set = render_tier(&repo, "experimental", &Limits::default()).expect("render");
-    let crd = set
-        .objects
-        .iter()
-        .find(|o| o.kind == "CustomResourceDefinition")
-        .expect("the example has a CRD");
-    let k = ObjectKey {
-        api_version: crd.api_version.clone(),
-        kind: crd.kind.clone(),
-        namespace: None,
-        name: crd.name.clone(),
-    };
-    apply_as(live, "gitopsd", &k, &crd.manifest).await;
-    eventually("the CRD to be Established", Duration::from_secs(30), || {
-        let live = live.clone();
-        let k = k.clone();
-        async move {
-            use gitopsd::live::LiveObjects;
-            let crd = live.get(&k).await.ok()??;
-            let established = crd
-                .pointer("/status/conditions")?
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Established" && c["status"] == "True");
-            established.then_some(())
-        }
-    })
-    .await;
 }
 
 /// Applies `set` as gitopsd does (field manager `gitopsd`), the CRD first.

@@ -14,10 +14,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use gitopsd::live::{ApiLive, LiveObjects, ObjectKey};
+use gitopsd::render::{Limits, render_tier};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
+use serde_json::Value;
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -243,4 +246,50 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Server-side apply of `manifest` by `manager`, forcing conflicts as `kubectl apply
+/// --server-side --force-conflicts` does.
+pub async fn apply_as(live: &ApiLive, manager: &str, key: &ObjectKey, manifest: &Value) {
+    let api = live.api_for(key).await.expect("discovery");
+    api.patch(
+        &key.name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(manifest),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {key:?} as {manager}: {e}"));
+}
+
+/// The example's FeatureFlag CRD (owned by its experimental tier), applied as gitopsd would
+/// and left in place: the other tiers' FeatureFlags need it served.
+pub async fn ensure_crd(live: &ApiLive) {
+    let repo = repo_root().join("examples/config-repo");
+    let set = render_tier(&repo, "experimental", &Limits::default()).expect("render");
+    let crd = set
+        .objects
+        .iter()
+        .find(|o| o.kind == "CustomResourceDefinition")
+        .expect("the example has a CRD");
+    let k = ObjectKey {
+        api_version: crd.api_version.clone(),
+        kind: crd.kind.clone(),
+        namespace: None,
+        name: crd.name.clone(),
+    };
+    apply_as(live, "gitopsd", &k, &crd.manifest).await;
+    eventually("the CRD to be Established", Duration::from_secs(30), || {
+        let live = live.clone();
+        let k = k.clone();
+        async move {
+            let crd = live.get(&k).await.ok()??;
+            let established = crd
+                .pointer("/status/conditions")?
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
+            established.then_some(())
+        }
+    })
+    .await;
 }
