@@ -112,10 +112,6 @@ fn key_of(o: &DesiredObject) -> ObjectKey {
     }
 }
 
-fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
-    v.pointer(pointer).and_then(Value::as_str)
-}
-
 /// Detects the drift of `set` against the cluster `live` reads, confirming each local
 /// difference with `confirm`, and classifies it by `tier`'s rules and policy.
 pub async fn detect(
@@ -180,23 +176,29 @@ pub async fn detect(
         kinds.sort();
         kinds.dedup();
         let desired: HashSet<ObjectKey> = set.objects.iter().map(key_of).collect();
-        let labelled =
-            live.labelled(&set.tier, &kinds)
-                .await
-                .map_err(|source| DriftError::Labelled {
-                    tier: set.tier.clone(),
-                    source,
-                })?;
-        for l in labelled {
-            let key = ObjectKey {
-                api_version: str_at(&l, "/apiVersion").unwrap_or_default().to_owned(),
-                kind: str_at(&l, "/kind").unwrap_or_default().to_owned(),
-                namespace: str_at(&l, "/metadata/namespace").map(str::to_owned),
-                name: str_at(&l, "/metadata/name").unwrap_or_default().to_owned(),
-            };
+        let labelled = live
+            .labelled_keys(&set.tier, &kinds)
+            .await
+            .map_err(|source| DriftError::Labelled {
+                tier: set.tier.clone(),
+                source,
+            })?;
+        // Only extra objects are read whole: the desired ones were read above.
+        for key in labelled {
             if desired.contains(&key) {
                 continue;
             }
+            let l = match live.get(&key).await {
+                Ok(Some(l)) => l,
+                // Gone between the two reads: nothing extra to report.
+                Ok(None) => continue,
+                Err(source) => {
+                    return Err(DriftError::Labelled {
+                        tier: set.tier.clone(),
+                        source,
+                    });
+                }
+            };
             let shown = without_server_metadata(&l);
             live_objects.push(l);
             diffs.push((

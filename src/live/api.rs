@@ -163,4 +163,14 @@ impl LiveObjects for ApiLive {
         .instrument(span)
         .await
     }
+
+    async fn labelled_keys(
+        &self,
+        tier: &str,
+        kinds: &[(String, String)],
+    ) -> Result<Vec<ObjectKey>, LiveError> {
+        // One list per kind either way: the API server sends whole objects.
+        let objects = self.labelled(tier, kinds).await?;
+        Ok(objects.iter().map(ObjectKey::of).collect())
+    }
 }

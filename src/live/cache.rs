@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
-use kube::api::{Api, DynamicObject, TypeMeta};
+use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersion};
 use kube::discovery::Scope;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -349,15 +349,10 @@ impl KindCache {
     }
 
     fn to_json(&self, object: &DynamicObject) -> Result<Value, LiveError> {
-        let mut object = object.clone();
-        // List responses may leave apiVersion and kind out of their items.
-        if object.types.is_none() {
-            object.types = Some(TypeMeta {
-                api_version: self.resource.api_version.clone(),
-                kind: self.resource.kind.clone(),
-            });
-        }
-        serde_json::to_value(&object).map_err(|source| LiveError::Encode {
+        // Serialized from the store's object as it is (no clone: this runs for every object
+        // of every reconcile); list responses may leave apiVersion and kind out of their
+        // items, so they are filled in on the JSON.
+        let mut value = serde_json::to_value(object).map_err(|source| LiveError::Encode {
             object: format!(
                 "{} {} {}/{}",
                 self.resource.api_version,
@@ -366,7 +361,17 @@ impl KindCache {
                 object.name_any()
             ),
             source,
-        })
+        })?;
+        if object.types.is_none()
+            && let Some(map) = value.as_object_mut()
+        {
+            map.insert(
+                "apiVersion".to_owned(),
+                Value::String(self.resource.api_version.clone()),
+            );
+            map.insert("kind".to_owned(), Value::String(self.resource.kind.clone()));
+        }
+        Ok(value)
     }
 }
 
@@ -417,6 +422,32 @@ impl LiveObjects for LiveCache {
             for o in objects {
                 out.push(kind.to_json(&o)?);
             }
+        }
+        Ok(out)
+    }
+
+    async fn labelled_keys(
+        &self,
+        tier: &str,
+        kinds: &[(String, String)],
+    ) -> Result<Vec<ObjectKey>, LiveError> {
+        if tier != self.tier {
+            return Err(LiveError::OtherTier {
+                asked: tier.to_owned(),
+                cached: self.tier.clone(),
+            });
+        }
+        let mut out = Vec::new();
+        for (api_version, kind_name) in kinds {
+            let kind = self.kind(api_version, kind_name)?;
+            let mut objects = kind.labelled.store.state();
+            objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+            out.extend(objects.iter().map(|o| ObjectKey {
+                api_version: api_version.clone(),
+                kind: kind_name.clone(),
+                namespace: o.namespace().filter(|_| kind.namespaced),
+                name: o.name_any(),
+            }));
         }
         Ok(out)
     }

@@ -73,4 +73,25 @@ pub trait LiveObjects {
         tier: &str,
         kinds: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<Value>, LiveError>> + Send;
+
+    /// The identities of [`LiveObjects::labelled`]'s objects, in the same order: what finding
+    /// extra objects needs, without turning every live object into JSON on every reconcile.
+    fn labelled_keys(
+        &self,
+        tier: &str,
+        kinds: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<ObjectKey>, LiveError>> + Send;
+}
+
+impl ObjectKey {
+    /// The identity of a live object as JSON (`apiVersion`, `kind`, `metadata`).
+    pub fn of(object: &Value) -> ObjectKey {
+        let at = |p: &str| object.pointer(p).and_then(Value::as_str);
+        ObjectKey {
+            api_version: at("/apiVersion").unwrap_or_default().to_owned(),
+            kind: at("/kind").unwrap_or_default().to_owned(),
+            namespace: at("/metadata/namespace").map(str::to_owned),
+            name: at("/metadata/name").unwrap_or_default().to_owned(),
+        }
+    }
 }
