@@ -5,6 +5,7 @@
 mod confirm;
 mod text;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
 
@@ -122,7 +123,9 @@ pub async fn detect(
 ) -> Result<DriftReport, DriftError> {
     let span = info_span!("detect", tier = %set.tier);
     async {
-        let mut diffs: Vec<(ObjectRef, Option<Value>, ObjectDiff)> = Vec::new();
+        // Desired manifests are borrowed, not cloned: this loop runs over every object of
+        // every reconcile.
+        let mut diffs: Vec<(ObjectRef, Cow<'_, Value>, ObjectDiff)> = Vec::new();
         let mut live_objects: Vec<Value> = Vec::new();
         let mut dismissed = 0;
         for o in &set.objects {
@@ -164,7 +167,7 @@ pub async fn detect(
             .await?;
             dismissed += dismissed_here;
             live_objects.extend(live_obj);
-            diffs.push((ObjectRef::from(o), Some(o.manifest.clone()), diff));
+            diffs.push((ObjectRef::from(o), Cow::Borrowed(&o.manifest), diff));
         }
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
@@ -208,7 +211,7 @@ pub async fn detect(
                     namespace: key.namespace,
                     name: key.name,
                 },
-                Some(shown),
+                Cow::Owned(shown),
                 ObjectDiff::Extra,
             ));
         }
@@ -223,7 +226,7 @@ pub async fn detect(
         let mut in_sync = 0;
         let mut drifted = 0;
         for (object, manifest, diff) in &diffs {
-            let found = classify(object, manifest.as_ref(), diff, tier, &hpa_targets);
+            let found = classify(object, Some(manifest.as_ref()), diff, tier, &hpa_targets);
             if found.is_empty() {
                 in_sync += 1;
             } else {
