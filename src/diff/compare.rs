@@ -153,18 +153,24 @@ fn is_unset(v: Option<&Value>) -> bool {
 
 /// Whether `key` under `parent` is out of the comparison altogether.
 fn skipped(parent: &FieldPath, key: &str) -> bool {
-    let fields: Vec<&str> = parent.fields().collect();
-    let at_root = parent.0.is_empty();
-    (at_root && SKIP_ROOT.contains(&key))
-        || (parent.0.len() == 1 && fields == ["metadata"] && SKIP_METADATA.contains(&key))
-        || (parent.0.len() == 2
-            && fields == ["metadata", "annotations"]
-            && SKIP_ANNOTATIONS.contains(&key))
+    // Matched on the segments in place: this runs for every key of every object compared.
+    let field = |s: &PathSegment, name: &str| matches!(s, PathSegment::Field(f) if f == name);
+    match parent.0.as_slice() {
+        [] => SKIP_ROOT.contains(&key),
+        [m] => field(m, "metadata") && SKIP_METADATA.contains(&key),
+        [m, a] => {
+            field(m, "metadata") && field(a, "annotations") && SKIP_ANNOTATIONS.contains(&key)
+        }
+        _ => false,
+    }
 }
 
 /// The last two map keys of a path: the field and the field above it.
 fn field_and_parent(path: &FieldPath) -> (Option<&str>, Option<&str>) {
-    let mut it = path.fields().collect::<Vec<_>>().into_iter().rev();
+    let mut it = path.0.iter().rev().filter_map(|s| match s {
+        PathSegment::Field(f) => Some(f.as_str()),
+        _ => None,
+    });
     let field = it.next();
     (field, it.next())
 }
