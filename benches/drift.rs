@@ -223,23 +223,8 @@ async fn run(
     );
 
     let (client, counter) = counted_client(config).expect("counted client");
-    let mut kinds: Vec<(String, String)> = set
-        .objects
-        .iter()
-        .map(|o| (o.api_version.clone(), o.kind.clone()))
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    let names: Vec<ObjectKey> = set
-        .objects
-        .iter()
-        .map(|o| ObjectKey {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-        })
-        .collect();
+    let kinds = set.kinds();
+    let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
     let cache = LiveCache::start(client.clone(), &tier, &kinds, &names)
         .await
         .expect("start the live cache");

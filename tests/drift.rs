@@ -558,13 +558,7 @@ async fn a_reconcile_with_no_change_in_git_or_the_cluster_sends_no_request_to_th
             .await
             .expect("load kubeconfig");
         let (counted, counter) = counted_client(config).expect("build counted client");
-        let mut kinds: Vec<(String, String)> = set
-            .objects
-            .iter()
-            .map(|o| (o.api_version.clone(), o.kind.clone()))
-            .collect();
-        kinds.sort();
-        kinds.dedup();
+        let kinds = set.kinds();
         let names: Vec<ObjectKey> = set
             .objects
             .iter()

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{DriftError, DryRun, key_of};
+use super::{DriftError, DryRun};
 use crate::diff::FIELD_MANAGER;
 use crate::live::ApiLive;
+use crate::live::ObjectKey;
 use crate::render::DesiredObject;
 
 /// [`DryRun`] by the API server, each answer kept per (object digest, live resourceVersion):
@@ -51,7 +52,7 @@ impl DryRun for ApiDryRun {
         {
             return Ok(answer);
         }
-        let key = key_of(desired);
+        let key = ObjectKey::from(desired);
         let (resource, _) = self
             .api
             .resource(&key.api_version, &key.kind)

@@ -104,15 +104,6 @@ impl DriftReport {
     }
 }
 
-fn key_of(o: &DesiredObject) -> ObjectKey {
-    ObjectKey {
-        api_version: o.api_version.clone(),
-        kind: o.kind.clone(),
-        namespace: o.namespace.clone(),
-        name: o.name.clone(),
-    }
-}
-
 /// Detects the drift of `set` against the cluster `live` reads, confirming each local
 /// difference with `confirm`, and classifies it by `tier`'s rules and policy.
 pub async fn detect(
@@ -131,7 +122,7 @@ pub async fn detect(
         for o in &set.objects {
             let span = info_span!("object", object = %o.display_name());
             let (diff, live_obj, dismissed_here) = async {
-                let current = match live.get(&key_of(o)).await {
+                let current = match live.get(&ObjectKey::from(o)).await {
                     Ok(v) => v,
                     // A kind the server does not serve (its CRD not applied yet): not there.
                     Err(LiveError::UnknownKind { .. }) => None,
@@ -171,14 +162,8 @@ pub async fn detect(
         }
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
-        let mut kinds: Vec<(String, String)> = set
-            .objects
-            .iter()
-            .map(|o| (o.api_version.clone(), o.kind.clone()))
-            .collect();
-        kinds.sort();
-        kinds.dedup();
-        let desired: HashSet<ObjectKey> = set.objects.iter().map(key_of).collect();
+        let kinds = set.kinds();
+        let desired: HashSet<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
         let labelled = live
             .labelled_keys(&set.tier, &kinds)
             .await

@@ -375,6 +375,35 @@ impl KindCache {
     }
 }
 
+/// A watched kind and its tier-labelled objects, sorted by namespace and name.
+type LabelledStore<'a> = (&'a KindCache, Vec<Arc<DynamicObject>>);
+
+impl LiveCache {
+    /// Each asked kind with its tier-labelled objects, sorted by namespace and name: the one
+    /// walk of the label watches behind `labelled` and `labelled_keys`.
+    fn labelled_stores(
+        &self,
+        tier: &str,
+        kinds: &[(String, String)],
+    ) -> Result<Vec<LabelledStore<'_>>, LiveError> {
+        if tier != self.tier {
+            return Err(LiveError::OtherTier {
+                asked: tier.to_owned(),
+                cached: self.tier.clone(),
+            });
+        }
+        kinds
+            .iter()
+            .map(|(api_version, kind_name)| {
+                let kind = self.kind(api_version, kind_name)?;
+                let mut objects = kind.labelled.store.state();
+                objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+                Ok((kind, objects))
+            })
+            .collect()
+    }
+}
+
 impl LiveObjects for LiveCache {
     async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, LiveError> {
         let kind = self.kind(&key.api_version, &key.kind)?;
@@ -408,17 +437,8 @@ impl LiveObjects for LiveCache {
         tier: &str,
         kinds: &[(String, String)],
     ) -> Result<Vec<Value>, LiveError> {
-        if tier != self.tier {
-            return Err(LiveError::OtherTier {
-                asked: tier.to_owned(),
-                cached: self.tier.clone(),
-            });
-        }
         let mut out = Vec::new();
-        for (api_version, kind_name) in kinds {
-            let kind = self.kind(api_version, kind_name)?;
-            let mut objects = kind.labelled.store.state();
-            objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+        for (kind, objects) in self.labelled_stores(tier, kinds)? {
             for o in objects {
                 out.push(kind.to_json(&o)?);
             }
@@ -431,17 +451,10 @@ impl LiveObjects for LiveCache {
         tier: &str,
         kinds: &[(String, String)],
     ) -> Result<Vec<ObjectKey>, LiveError> {
-        if tier != self.tier {
-            return Err(LiveError::OtherTier {
-                asked: tier.to_owned(),
-                cached: self.tier.clone(),
-            });
-        }
         let mut out = Vec::new();
-        for (api_version, kind_name) in kinds {
-            let kind = self.kind(api_version, kind_name)?;
-            let mut objects = kind.labelled.store.state();
-            objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+        for ((api_version, kind_name), (kind, objects)) in
+            kinds.iter().zip(self.labelled_stores(tier, kinds)?)
+        {
             out.extend(objects.iter().map(|o| ObjectKey {
                 api_version: api_version.clone(),
                 kind: kind_name.clone(),

@@ -83,6 +83,17 @@ pub trait LiveObjects {
     ) -> impl Future<Output = Result<Vec<ObjectKey>, LiveError>> + Send;
 }
 
+impl From<&crate::render::DesiredObject> for ObjectKey {
+    fn from(o: &crate::render::DesiredObject) -> ObjectKey {
+        ObjectKey {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            namespace: o.namespace.clone(),
+            name: o.name.clone(),
+        }
+    }
+}
+
 impl ObjectKey {
     /// The identity of a live object as JSON (`apiVersion`, `kind`, `metadata`).
     pub fn of(object: &Value) -> ObjectKey {

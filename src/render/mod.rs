@@ -114,6 +114,21 @@ pub struct DesiredSet {
     pub digest: String,
 }
 
+impl DesiredSet {
+    /// The distinct (apiVersion, kind) pairs of the set, sorted: what the live side watches
+    /// and lists for this tier.
+    pub fn kinds(&self) -> Vec<(String, String)> {
+        let mut kinds: Vec<(String, String)> = self
+            .objects
+            .iter()
+            .map(|o| (o.api_version.clone(), o.kind.clone()))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+}
+
 /// Renders `tier` from the repo checked out at `repo_root`, finding kustomize (if a directory
 /// needs it) through `GITOPSD_KUSTOMIZE` or `PATH`.
 pub fn render_tier(
