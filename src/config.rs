@@ -47,6 +47,17 @@ pub struct Config {
     pub tiers: Vec<TierConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// Where gitopsd keeps what it must remember across restarts (inventory, revisions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StateConfig {
+    /// The namespace of the per-tier state ConfigMaps. Default: the daemon's own namespace
+    /// in a cluster, `gitopsd` outside one.
+    pub namespace: Option<String>,
 }
 
 /// Where the config repo comes from and how often to look.
@@ -174,8 +185,12 @@ pub struct TierConfig {
     /// Whether the tier may create cluster-scoped objects.
     #[serde(default)]
     pub cluster_scoped: bool,
+    /// `true`, `false`, or the prune guard in full (see [`PruneConfig`]).
     #[serde(default)]
-    pub prune: bool,
+    pub prune: PruneConfig,
+    /// How objects are applied: conflicts, immutable fields, concurrency.
+    #[serde(default)]
+    pub apply: ApplyConfig,
     pub promote_from: Option<String>,
     #[serde(default)]
     pub windows: Vec<ChangeWindow>,
@@ -188,6 +203,125 @@ pub struct TierConfig {
     /// Severity overrides, checked in order before the default rules.
     #[serde(default)]
     pub severity: Vec<SeverityOverride>,
+}
+
+/// Prune: deleting inventory objects that left the desired set, behind guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneConfig {
+    pub enabled: bool,
+    /// The largest share of the inventory one sync may delete, in percent (default 50).
+    pub max_delete_percent: u8,
+    /// Whether an empty desired set may prune the whole inventory (default false).
+    pub allow_empty: bool,
+    /// Kinds that are never pruned unless listed here: `Namespace`,
+    /// `CustomResourceDefinition`, `PersistentVolumeClaim`.
+    pub kinds: Vec<String>,
+}
+
+/// The kinds whose deletion loses data or takes other objects with it.
+pub const PROTECTED_KINDS: [&str; 3] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "PersistentVolumeClaim",
+];
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        PruneConfig {
+            enabled: false,
+            max_delete_percent: 50,
+            allow_empty: false,
+            kinds: Vec::new(),
+        }
+    }
+}
+
+impl PruneConfig {
+    /// Whether objects of `kind` may be pruned at all.
+    pub fn may_prune_kind(&self, kind: &str) -> bool {
+        !PROTECTED_KINDS.contains(&kind) || self.kinds.iter().any(|k| k == kind)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PruneFields {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "fifty")]
+    max_delete_percent: u8,
+    #[serde(default)]
+    allow_empty: bool,
+    #[serde(default)]
+    kinds: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn fifty() -> u8 {
+    50
+}
+
+/// `prune: true` or `prune: {enabled, maxDeletePercent, allowEmpty, kinds}`.
+impl<'de> Deserialize<'de> for PruneConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PruneConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false, or {enabled, maxDeletePercent, allowEmpty, kinds}")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<PruneConfig, E> {
+                Ok(PruneConfig {
+                    enabled: b,
+                    ..PruneConfig::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<PruneConfig, A::Error> {
+                let f = PruneFields::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(PruneConfig {
+                    enabled: f.enabled,
+                    max_delete_percent: f.max_delete_percent,
+                    allow_empty: f.allow_empty,
+                    kinds: f.kinds,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How a tier's objects are applied.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApplyConfig {
+    /// Take fields another field manager owns (server-side apply `force`). Off by default:
+    /// a conflict is reported with the other manager's name instead.
+    #[serde(default)]
+    pub force_conflicts: bool,
+    /// Kinds (e.g. `Job`) that may be deleted and created again when a change touches an
+    /// immutable field. Empty by default: the error is reported instead.
+    #[serde(default)]
+    pub recreate_on_immutable: Vec<String>,
+    /// Apply requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            force_conflicts: false,
+            recreate_on_immutable: Vec::new(),
+            concurrency: default_concurrency(),
+        }
+    }
 }
 
 /// One severity override: drifts of `kind` (any kind if absent) at a field path matching
@@ -525,6 +659,36 @@ impl Config {
                     ));
                 }
             }
+            let prune = &tier.prune;
+            if prune.max_delete_percent == 0 || prune.max_delete_percent > 100 {
+                return Err(invalid(
+                    at("prune.maxDeletePercent"),
+                    format!(
+                        "expected a share of the inventory from 1 to 100 (percent); found {}",
+                        prune.max_delete_percent
+                    ),
+                ));
+            }
+            for (j, k) in prune.kinds.iter().enumerate() {
+                if !PROTECTED_KINDS.contains(&k.as_str()) {
+                    return Err(invalid(
+                        at(&format!("prune.kinds[{j}]")),
+                        format!(
+                            "expected one of the kinds that are protected from prune ({}); found {k:?} (other kinds are pruned without opting in)",
+                            PROTECTED_KINDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if tier.apply.concurrency == 0 || tier.apply.concurrency > 256 {
+                return Err(invalid(
+                    at("apply.concurrency"),
+                    format!(
+                        "expected 1 to 256 requests in flight; found {}",
+                        tier.apply.concurrency
+                    ),
+                ));
+            }
             if let Some(rb) = &tier.rollback
                 && rb.health_timeout < Duration::from_secs(1)
             {
@@ -539,6 +703,20 @@ impl Config {
 
     pub fn tier(&self, name: &str) -> Option<&TierConfig> {
         self.tiers.iter().find(|t| t.name == name)
+    }
+}
+
+impl TierConfig {
+    /// How long an applied revision may take to become healthy.
+    pub fn health_timeout(&self) -> Duration {
+        self.rollback
+            .map(|r| r.health_timeout)
+            .unwrap_or_else(default_health_timeout)
+    }
+
+    /// Whether a revision that does not become healthy in time is rolled back.
+    pub fn rolls_back(&self) -> bool {
+        self.rollback.is_some_and(|r| r.on_health_failure)
     }
 }
 
@@ -620,8 +798,38 @@ mod tests {
         .unwrap();
         assert_eq!(c.source.interval, Duration::from_secs(60));
         assert_eq!(c.tiers[0].policy, Policy::default());
-        assert!(!c.tiers[0].prune);
+        assert!(!c.tiers[0].prune.enabled);
+        assert_eq!(c.tiers[0].prune.max_delete_percent, 50);
+        assert_eq!(c.tiers[0].apply, ApplyConfig::default());
         assert_eq!(c.http.listen, default_listen());
+    }
+
+    #[test]
+    fn prune_is_a_switch_or_a_guard() {
+        let tier = |prune: &str| {
+            parse(&format!(
+                "source: {{url: /srv/config}}\ntiers:\n  - {{name: dev, ref: main, namespaces: [dev], prune: {prune}}}\n"
+            ))
+            .map(|c| c.tiers[0].prune.clone())
+        };
+        let on = tier("true").unwrap();
+        assert!(on.enabled);
+        assert_eq!(on.max_delete_percent, 50);
+        assert!(!on.may_prune_kind("Namespace"));
+        assert!(on.may_prune_kind("ConfigMap"));
+        let full = tier("{maxDeletePercent: 100, allowEmpty: true, kinds: [PersistentVolumeClaim]}")
+            .unwrap();
+        assert!(full.enabled, "a guard given in full turns prune on");
+        assert_eq!(full.max_delete_percent, 100);
+        assert!(full.allow_empty);
+        assert!(full.may_prune_kind("PersistentVolumeClaim"));
+        assert!(!full.may_prune_kind("CustomResourceDefinition"));
+        let e = tier("{maxDeletePercent: 0}").unwrap_err().to_string();
+        assert!(e.contains("tiers[0].prune.maxDeletePercent: expected a share of the inventory from 1 to 100"), "{e}");
+        let e = tier("{kinds: [ConfigMap]}").unwrap_err().to_string();
+        assert!(e.contains("tiers[0].prune.kinds[0]") && e.contains("found \"ConfigMap\""), "{e}");
+        let e = tier("{maxDelete: 10}").unwrap_err().to_string();
+        assert!(e.contains("tiers[0].prune.maxDelete: unknown field `maxDelete`"), "{e}");
     }
 
     #[test]

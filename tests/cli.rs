@@ -28,7 +28,7 @@ fn a_broken_config_exits_2_naming_file_and_field() {
     assert_eq!(
         stderr(&out),
         format!(
-            "error: {} line 3 column 54: tiers[0].prune: invalid type: string \"maybe\", expected a boolean\n",
+            "error: {} line 3 column 54: tiers[0].prune: invalid type: string \"maybe\", expected true, false, or {{enabled, maxDeletePercent, allowEmpty, kinds}}\n",
             path.display()
         )
     );
