@@ -7,6 +7,7 @@
 //! drift is classified ([`classify`]).
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod classify;
 pub mod cli;
 pub mod cluster;
@@ -14,8 +15,10 @@ pub mod config;
 pub mod desired;
 pub mod diff;
 pub mod drift;
+pub mod health;
 pub mod live;
 pub mod logging;
 pub mod render;
 pub mod source;
+pub mod state;
 pub mod validate;

@@ -1,0 +1,71 @@
+//! The apply stage: server-side apply of desired objects (field manager `gitopsd`), in order
+//! (Namespaces and CRDs, then cluster-scoped, then namespaced objects), and the deletion of
+//! objects prune chose.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::live::ObjectKey;
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+    Pruned,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Pruned => "pruned",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// A field another field manager owns, which an apply without `force` would have taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub manager: String,
+    /// As the API server names it, e.g. `.spec.replicas`.
+    pub field: String,
+}
+
+/// The result for one object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectResult {
+    pub key: ObjectKey,
+    pub outcome: Outcome,
+    /// Why it failed, or a note on what was done (`recreated: spec.selector is immutable`).
+    pub message: Option<String>,
+    /// Fields other managers own that blocked the apply (empty unless it failed on them).
+    pub conflicts: Vec<Conflict>,
+    /// The object as the server stored it after the apply (not for pruned or failed ones).
+    #[serde(skip)]
+    pub live: Option<Value>,
+}
+
+/// One object to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyItem<'a> {
+    pub manifest: &'a Value,
+    /// The live object's resourceVersion before the apply (`None`: it does not exist), which
+    /// tells `created`, `configured` and `unchanged` apart without another request.
+    pub previous_resource_version: Option<String>,
+}
+
+/// An object prune chose to delete; the uid guards against deleting an object that was
+/// deleted and created again by someone else since it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneTarget {
+    pub key: ObjectKey,
+    pub uid: Option<String>,
+}
