@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Action, OverrideSeverity, Policy, TierConfig};
-use crate::diff::{FieldDiff, ObjectDiff};
+use crate::diff::{FieldDiff, FieldPath, ObjectDiff};
 use crate::render::DesiredObject;
 
 pub use mask::{marker, mask_secret_values};
@@ -103,6 +103,10 @@ pub struct DriftItem {
     /// The id of the rule that decided the severity, e.g. `container-image`.
     pub rule: String,
     pub action: Action,
+    /// The field's path as data (`None` for a missing or extra object): what the reconcile
+    /// needs to hold a single field back from an apply.
+    #[serde(skip)]
+    pub field_path: Option<FieldPath>,
 }
 
 impl fmt::Display for DriftItem {
@@ -163,32 +167,33 @@ pub fn classify(
     tier: &TierConfig,
     hpa_targets: &HashSet<(String, String, String)>,
 ) -> Vec<DriftItem> {
-    let item = |paths: Vec<String>, desired, live, severity, rule: &str| {
+    let item = |field_path: Option<&FieldPath>, desired, live, severity, rule: &str| {
         let mut item = DriftItem {
             api_version: object.api_version.clone(),
             kind: object.kind.clone(),
             namespace: object.namespace.clone(),
             name: object.name.clone(),
-            paths,
+            paths: field_path.map(|p| vec![p.to_string()]).unwrap_or_default(),
             desired,
             live,
             severity,
             rule: rule.to_owned(),
             action: action_for(&tier.policy, severity),
+            field_path: field_path.cloned(),
         };
         mask_secret_values(&mut item);
         item
     };
     match diff {
         ObjectDiff::Missing => vec![item(
-            Vec::new(),
+            None,
             manifest.cloned(),
             None,
             Severity::Critical,
             "object-deleted",
         )],
         ObjectDiff::Extra => vec![item(
-            Vec::new(),
+            None,
             None,
             manifest.cloned(),
             Severity::Medium,
@@ -203,7 +208,7 @@ pub fn classify(
                 .filter_map(|fd| {
                     let (severity, rule) = decide(object, fd, &overrides, &selector_keys)?;
                     Some(item(
-                        vec![fd.path.to_string()],
+                        Some(&fd.path),
                         fd.desired.clone(),
                         fd.live.clone(),
                         severity,

@@ -112,6 +112,18 @@ pub async fn detect(
     live: &impl LiveObjects,
     confirm: &impl DryRun,
 ) -> Result<DriftReport, DriftError> {
+    detect_except(set, tier, live, confirm, &HashSet::new()).await
+}
+
+/// [`detect`], leaving out the desired objects in `skip`: those the reconcile has just applied,
+/// whose live state the cache may not show yet. They still count as desired (not extra).
+pub async fn detect_except(
+    set: &DesiredSet,
+    tier: &TierConfig,
+    live: &impl LiveObjects,
+    confirm: &impl DryRun,
+    skip: &HashSet<ObjectKey>,
+) -> Result<DriftReport, DriftError> {
     let span = info_span!("detect", tier = %set.tier);
     async {
         // Desired manifests are borrowed, not cloned: this loop runs over every object of
@@ -120,6 +132,9 @@ pub async fn detect(
         let mut live_objects: Vec<Value> = Vec::new();
         let mut dismissed = 0;
         for o in &set.objects {
+            if !skip.is_empty() && skip.contains(&ObjectKey::from(o)) {
+                continue;
+            }
             let span = info_span!("object", object = %o.display_name());
             let (diff, live_obj, dismissed_here) = async {
                 let current = match live.get(&ObjectKey::from(o)).await {

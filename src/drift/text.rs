@@ -124,6 +124,7 @@ mod tests {
                 severity: Severity::Low,
                 rule: "labels".into(),
                 action: Action::Alert,
+                field_path: None,
             }],
             in_sync: 3,
             drifted: 1,
