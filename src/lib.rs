@@ -18,6 +18,7 @@ pub mod drift;
 pub mod health;
 pub mod live;
 pub mod logging;
+pub mod policy;
 pub mod render;
 pub mod source;
 pub mod state;

@@ -1,0 +1,313 @@
+//! The policy stage: what the reconcile does about each drift (apply, alert or ignore, as the
+//! tier's policy says for its severity), and where gitopsd stops fighting another controller.
+//!
+//! A drift gitopsd corrected that comes back, again and again at the same field, while the
+//! desired object stays the same, is another controller writing that field. Re-applying it
+//! forever only makes both controllers busy; after [`FIGHT_LIMIT`] corrections within
+//! [`FIGHT_WINDOW`] the field is held back from applies and reported as unconvergeable, naming
+//! the field manager that wrote it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::classify::{DriftItem, Severity};
+use crate::config::Action;
+use crate::diff::{FIELD_MANAGER, FieldPath, OwnedFields, OwnedKey, PathSegment};
+use crate::drift::DriftReport;
+use crate::live::ObjectKey;
+
+/// Corrections of one field, within [`FIGHT_WINDOW`], after which gitopsd stops correcting it.
+pub const FIGHT_LIMIT: usize = 3;
+pub const FIGHT_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// A field gitopsd gave up correcting: something else keeps writing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unconvergeable {
+    pub object: ObjectKey,
+    pub path: String,
+    pub severity: Severity,
+    /// The field manager that wrote the live value, when managedFields tell.
+    pub manager: Option<String>,
+    pub corrections: usize,
+}
+
+impl std::fmt::Display for Unconvergeable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.object;
+        let name = match &o.namespace {
+            Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
+            None => format!("{} {}", o.kind, o.name),
+        };
+        write!(
+            f,
+            "{name} {}: corrected {} times and changed back each time by {}; gitopsd stops re-applying it until the desired object changes (stop the other writer, or give it the field with a severity override `ignore`)",
+            self.path,
+            self.corrections,
+            self.manager.as_deref().unwrap_or("another field manager")
+        )
+    }
+}
+
+/// One object to apply again to correct its drift.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    pub object: ObjectKey,
+    /// Fields whose live value is applied instead of the desired one (unconvergeable ones).
+    pub hold_back: Vec<FieldPath>,
+    /// The corrected fields, to count as corrections once the apply succeeded. Empty for a
+    /// missing object.
+    pub fields: Vec<String>,
+}
+
+/// What the policy decided for one drift report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub corrections: Vec<Correction>,
+    /// Drift left alone and reported (`alert`).
+    pub alerts: Vec<DriftItem>,
+    pub unconvergeable: Vec<Unconvergeable>,
+}
+
+/// Corrections per field, remembered between reconciles of one tier.
+#[derive(Debug, Default)]
+pub struct FightTracker {
+    /// (object, field path) -> (the desired digest it was corrected to, when).
+    corrected: HashMap<(ObjectKey, String), (String, Vec<Instant>)>,
+}
+
+impl FightTracker {
+    /// Decides what to do about `report`. `digest` gives each desired object's digest (a
+    /// changed object starts its count over); `live` its live object (to name the manager).
+    pub fn decide(
+        &mut self,
+        report: &DriftReport,
+        digest: &dyn Fn(&ObjectKey) -> Option<String>,
+        live: &dyn Fn(&ObjectKey) -> Option<Value>,
+        now: Instant,
+    ) -> Decision {
+        let mut decision = Decision::default();
+        let mut per_object: BTreeMap<ObjectKey, Correction> = BTreeMap::new();
+        let mut held: BTreeMap<ObjectKey, Vec<FieldPath>> = BTreeMap::new();
+        for item in &report.items {
+            // An extra object is prune's business; drift does not delete.
+            if item.rule == "extra-object" {
+                continue;
+            }
+            match item.action {
+                Action::Ignore => continue,
+                Action::Alert => {
+                    decision.alerts.push(item.clone());
+                    continue;
+                }
+                Action::Apply => {}
+            }
+            let key = key_of(item);
+            let Some(path) = &item.field_path else {
+                // The whole object is missing: create it again.
+                per_object.entry(key.clone()).or_insert_with(|| Correction {
+                    object: key,
+                    hold_back: Vec::new(),
+                    fields: Vec::new(),
+                });
+                continue;
+            };
+            let path_text = path.to_string();
+            let current = digest(&key).unwrap_or_default();
+            let count = self.recent(&key, &path_text, &current, now);
+            if count >= FIGHT_LIMIT {
+                let manager = live(&key).and_then(|l| last_writer(&l, path));
+                decision.unconvergeable.push(Unconvergeable {
+                    object: key.clone(),
+                    path: path_text,
+                    severity: item.severity,
+                    manager,
+                    corrections: count,
+                });
+                held.entry(key).or_default().push(path.clone());
+                continue;
+            }
+            per_object
+                .entry(key.clone())
+                .or_insert_with(|| Correction {
+                    object: key,
+                    hold_back: Vec::new(),
+                    fields: Vec::new(),
+                })
+                .fields
+                .push(path_text);
+        }
+        for (key, mut c) in per_object {
+            c.hold_back = held.remove(&key).unwrap_or_default();
+            decision.corrections.push(c);
+        }
+        decision
+    }
+
+    /// Records that `fields` of `object` were corrected to the desired object of `digest`.
+    pub fn corrected(&mut self, object: &ObjectKey, fields: &[String], digest: &str, now: Instant) {
+        for f in fields {
+            let entry = self
+                .corrected
+                .entry((object.clone(), f.clone()))
+                .or_insert_with(|| (digest.to_owned(), Vec::new()));
+            if entry.0 != digest {
+                *entry = (digest.to_owned(), Vec::new());
+            }
+            entry.1.push(now);
+        }
+    }
+
+    /// Corrections of a field within the window, for the current desired object.
+    fn recent(&mut self, object: &ObjectKey, path: &str, digest: &str, now: Instant) -> usize {
+        let id = (object.clone(), path.to_owned());
+        let Some((d, times)) = self.corrected.get_mut(&id) else {
+            return 0;
+        };
+        if d != digest {
+            self.corrected.remove(&id);
+            return 0;
+        }
+        times.retain(|t| now.saturating_duration_since(*t) < FIGHT_WINDOW);
+        times.len()
+    }
+
+    /// Forgets objects that left the desired set.
+    pub fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
+        self.corrected.retain(|(k, _), _| keep(k));
+    }
+}
+
+fn key_of(item: &DriftItem) -> ObjectKey {
+    ObjectKey {
+        api_version: item.api_version.clone(),
+        kind: item.kind.clone(),
+        namespace: item.namespace.clone(),
+        name: item.name.clone(),
+    }
+}
+
+/// The manifest to apply with the `hold_back` fields set to their live values (or removed
+/// where the live object has none), so the apply leaves them as they are.
+pub fn hold_back(manifest: &Value, live: &Value, fields: &[FieldPath]) -> Value {
+    let mut out = manifest.clone();
+    for path in fields {
+        let live_value = value_at(live, path).cloned();
+        let Some((last, parent_path)) = path.0.split_last() else {
+            continue;
+        };
+        let Some(parent) = value_at_mut(&mut out, parent_path) else {
+            continue;
+        };
+        match (last, live_value) {
+            (PathSegment::Field(f), Some(v)) => {
+                if let Some(m) = parent.as_object_mut() {
+                    m.insert(f.clone(), v);
+                }
+            }
+            (PathSegment::Field(f), None) => {
+                if let Some(m) = parent.as_object_mut() {
+                    m.remove(f);
+                }
+            }
+            (seg, v) => {
+                if let Some(slot) = step_mut(parent, seg) {
+                    match v {
+                        Some(v) => *slot = v,
+                        None => *slot = Value::Null,
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn value_at<'v>(root: &'v Value, path: &FieldPath) -> Option<&'v Value> {
+    path.0.iter().try_fold(root, |cur, seg| match seg {
+        PathSegment::Field(f) => cur.get(f),
+        PathSegment::Index(i) => cur.get(*i),
+        PathSegment::Keyed(keys) => cur.as_array()?.iter().find(|x| matches_keys(x, keys)),
+    })
+}
+
+fn value_at_mut<'v>(root: &'v mut Value, path: &[PathSegment]) -> Option<&'v mut Value> {
+    path.iter().try_fold(root, |cur, seg| step_mut(cur, seg))
+}
+
+fn step_mut<'v>(cur: &'v mut Value, seg: &PathSegment) -> Option<&'v mut Value> {
+    match seg {
+        PathSegment::Field(f) => cur.get_mut(f),
+        PathSegment::Index(i) => cur.get_mut(*i),
+        PathSegment::Keyed(keys) => cur
+            .as_array_mut()?
+            .iter_mut()
+            .find(|x| matches_keys(x, keys)),
+    }
+}
+
+fn matches_keys(item: &Value, keys: &[(String, String)]) -> bool {
+    keys.iter().all(|(k, want)| match item.get(k) {
+        Some(Value::String(s)) => s == want,
+        Some(Value::Number(n)) => n.to_string() == *want,
+        Some(Value::Bool(b)) => b.to_string() == *want,
+        // A merge key left to its default (protocol: TCP) matches, as in the diff stage.
+        None | Some(Value::Null) => true,
+        Some(_) => false,
+    })
+}
+
+/// The field manager, other than gitopsd, that owns `path` in `live` and wrote last.
+pub fn last_writer(live: &Value, path: &FieldPath) -> Option<String> {
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+    entries
+        .iter()
+        .filter(|e| e.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
+        .filter(|e| {
+            e.get("fieldsV1")
+                .and_then(|f| OwnedFields::parse(f).ok())
+                .is_some_and(|owned| owns(&owned, &path.0))
+        })
+        // RFC 3339 times in UTC compare as text.
+        .max_by_key(|e| e.get("time").and_then(Value::as_str).unwrap_or_default())
+        .and_then(|e| e.get("manager").and_then(Value::as_str).map(str::to_owned))
+}
+
+/// Whether an owned-fields tree covers the field at `path` (or a whole value above it).
+fn owns(node: &OwnedFields, path: &[PathSegment]) -> bool {
+    let Some((seg, rest)) = path.split_first() else {
+        return true;
+    };
+    let child = match seg {
+        PathSegment::Field(f) => node.field(f),
+        PathSegment::Keyed(keys) => {
+            let as_json: Map<String, Value> = keys
+                .iter()
+                .map(|(k, v)| {
+                    // Merge key values were written as text; numbers (containerPort) are
+                    // numbers in fieldsV1.
+                    let parsed = v
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::String(v.clone()));
+                    (k.clone(), parsed)
+                })
+                .collect();
+            node.keyed(&as_json)
+        }
+        PathSegment::Index(i) => node
+            .children
+            .get(&OwnedKey::Index(*i)),
+    };
+    match child {
+        Some(c) if c.is_leaf() => true,
+        Some(c) => owns(c, rest),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

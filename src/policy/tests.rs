@@ -1,0 +1,205 @@
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::classify::{DriftItem, Severity};
+use crate::config::Action;
+use crate::diff::{FieldPath, PathSegment};
+use crate::drift::{DriftReport, SeverityCounts};
+
+fn path(segments: &[&str]) -> FieldPath {
+    FieldPath(
+        segments
+            .iter()
+            .map(|s| match s.strip_prefix("name=") {
+                Some(n) => PathSegment::Keyed(vec![("name".into(), n.into())]),
+                None => PathSegment::Field((*s).into()),
+            })
+            .collect(),
+    )
+}
+
+fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) -> DriftItem {
+    DriftItem {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: Some("shop-exp".into()),
+        name: name.into(),
+        paths: p.iter().map(|p| p.to_string()).collect(),
+        desired: Some(json!(2)),
+        live: Some(json!(5)),
+        severity,
+        rule: if p.is_some() { "replicas" } else { "object-deleted" }.into(),
+        action,
+        field_path: p,
+    }
+}
+
+fn report(items: Vec<DriftItem>) -> DriftReport {
+    DriftReport {
+        tier: "experimental".into(),
+        items,
+        in_sync: 0,
+        drifted: 1,
+        counts: SeverityCounts::default(),
+        dismissed_by_dry_run: 0,
+    }
+}
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: Some("shop-exp".into()),
+        name: name.into(),
+    }
+}
+
+/// A live Deployment whose replicas the HPA-less `scaler` last wrote, after `kubectl`.
+fn live_fought() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "shop-exp", "managedFields": [
+            {"manager": "gitopsd", "operation": "Apply", "time": "2026-11-23T10:00:00Z",
+             "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"api\"}": {".": {}, "f:image": {}}}}}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-23T10:01:00Z",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "rogue-scaler", "operation": "Update", "time": "2026-11-23T10:05:00Z",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "time": "2026-11-23T10:06:00Z",
+             "fieldsV1": {"f:status": {"f:replicas": {}}}}
+        ]},
+        "spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "api", "image": "shop/api:1.4.2"}]}}}
+    })
+}
+
+#[test]
+fn alert_ignore_and_apply_follow_the_policy() {
+    let mut t = FightTracker::default();
+    let r = report(vec![
+        item("a", Some(path(&["spec", "replicas"])), Severity::High, Action::Alert),
+        item("b", Some(path(&["spec", "replicas"])), Severity::Low, Action::Ignore),
+        item("c", Some(path(&["spec", "replicas"])), Severity::High, Action::Apply),
+        item("d", None, Severity::Critical, Action::Apply),
+    ]);
+    let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, Instant::now());
+    assert_eq!(d.alerts.len(), 1);
+    assert_eq!(d.alerts[0].name, "a");
+    let names: Vec<_> = d.corrections.iter().map(|c| c.object.name.as_str()).collect();
+    assert_eq!(names, ["c", "d"]);
+    assert_eq!(d.corrections[0].fields, ["spec.replicas"]);
+    assert!(d.corrections[1].fields.is_empty(), "a missing object is created whole");
+    assert!(d.unconvergeable.is_empty());
+}
+
+#[test]
+fn an_extra_object_is_left_to_prune() {
+    let mut t = FightTracker::default();
+    let mut extra = item("x", None, Severity::Medium, Action::Apply);
+    extra.rule = "extra-object".into();
+    let d = t.decide(&report(vec![extra]), &|_| None, &|_| None, Instant::now());
+    assert_eq!(d, Decision::default());
+}
+
+#[test]
+fn a_field_reverted_after_each_correction_becomes_unconvergeable_naming_the_writer() {
+    let mut t = FightTracker::default();
+    let p = path(&["spec", "replicas"]);
+    let r = report(vec![item("api", Some(p.clone()), Severity::High, Action::Apply)]);
+    let start = Instant::now();
+    for round in 0..FIGHT_LIMIT {
+        let now = start + Duration::from_secs(round as u64 * 30);
+        let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
+        assert_eq!(d.corrections.len(), 1, "round {round} still corrects");
+        assert!(d.unconvergeable.is_empty());
+        t.corrected(&key("api"), &d.corrections[0].fields, "d1", now);
+    }
+    let now = start + Duration::from_secs(120);
+    let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
+    assert!(d.corrections.is_empty(), "the only drift is held back: no apply");
+    assert_eq!(d.unconvergeable.len(), 1);
+    let u = &d.unconvergeable[0];
+    assert_eq!(u.manager.as_deref(), Some("rogue-scaler"));
+    assert_eq!(u.corrections, FIGHT_LIMIT);
+    assert!(
+        u.to_string().contains("Deployment shop-exp/api spec.replicas: corrected 3 times and changed back each time by rogue-scaler"),
+        "{u}"
+    );
+
+    // A new desired object (a commit) starts the count over.
+    let d = t.decide(&r, &|_| Some("d2".into()), &|_| Some(live_fought()), now);
+    assert_eq!(d.corrections.len(), 1);
+    assert!(d.unconvergeable.is_empty());
+}
+
+#[test]
+fn corrections_older_than_the_window_do_not_count() {
+    let mut t = FightTracker::default();
+    let p = path(&["spec", "replicas"]);
+    let r = report(vec![item("api", Some(p), Severity::High, Action::Apply)]);
+    let start = Instant::now();
+    for round in 0..FIGHT_LIMIT {
+        t.corrected(
+            &key("api"),
+            &["spec.replicas".to_owned()],
+            "d1",
+            start + Duration::from_secs(round as u64),
+        );
+    }
+    let later = start + FIGHT_WINDOW + Duration::from_secs(60);
+    let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, later);
+    assert_eq!(d.corrections.len(), 1, "a fight a day is not a loop");
+}
+
+#[test]
+fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
+    let mut t = FightTracker::default();
+    let replicas = path(&["spec", "replicas"]);
+    let image = path(&["spec", "template", "spec", "containers", "name=api", "image"]);
+    let now = Instant::now();
+    for _ in 0..FIGHT_LIMIT {
+        t.corrected(&key("api"), &["spec.replicas".to_owned()], "d1", now);
+    }
+    let r = report(vec![
+        item("api", Some(replicas.clone()), Severity::High, Action::Apply),
+        item("api", Some(image.clone()), Severity::Critical, Action::Apply),
+    ]);
+    let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
+    assert_eq!(d.corrections.len(), 1);
+    assert_eq!(d.corrections[0].hold_back, vec![replicas.clone()]);
+    assert_eq!(d.corrections[0].fields, [image.to_string()]);
+
+    let manifest = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "shop-exp"},
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "api", "image": "shop/api:1.5.0"}]}}}});
+    let applied = hold_back(&manifest, &live_fought(), &d.corrections[0].hold_back);
+    assert_eq!(applied["spec"]["replicas"], 5, "the fought field keeps its live value");
+    assert_eq!(
+        applied["spec"]["template"]["spec"]["containers"][0]["image"], "shop/api:1.5.0",
+        "the rest is applied as desired"
+    );
+}
+
+#[test]
+fn hold_back_removes_a_field_the_live_object_does_not_have_and_finds_list_items_by_key() {
+    let live = json!({"spec": {"containers": [{"name": "api", "image": "a:1"}]}});
+    let manifest = json!({"spec": {"paused": true, "containers": [{"name": "api", "image": "a:2"}]}});
+    let out = hold_back(
+        &manifest,
+        &live,
+        &[path(&["spec", "paused"]), path(&["spec", "containers", "name=api", "image"])],
+    );
+    assert_eq!(out, json!({"spec": {"containers": [{"name": "api", "image": "a:1"}]}}));
+}
+
+#[test]
+fn last_writer_reads_keyed_items_and_ignores_gitopsd() {
+    let live = live_fought();
+    let image = path(&["spec", "template", "spec", "containers", "name=api", "image"]);
+    assert_eq!(last_writer(&live, &image), None, "only gitopsd owns the image");
+    assert_eq!(
+        last_writer(&live, &path(&["spec", "replicas"])).as_deref(),
+        Some("rogue-scaler")
+    );
+}
