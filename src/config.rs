@@ -279,7 +279,10 @@ impl<'de> Deserialize<'de> for PruneConfig {
                     ..PruneConfig::default()
                 })
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<PruneConfig, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<PruneConfig, A::Error> {
                 let f = PruneFields::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
                 Ok(PruneConfig {
                     enabled: f.enabled,
@@ -817,19 +820,31 @@ mod tests {
         assert_eq!(on.max_delete_percent, 50);
         assert!(!on.may_prune_kind("Namespace"));
         assert!(on.may_prune_kind("ConfigMap"));
-        let full = tier("{maxDeletePercent: 100, allowEmpty: true, kinds: [PersistentVolumeClaim]}")
-            .unwrap();
+        let full =
+            tier("{maxDeletePercent: 100, allowEmpty: true, kinds: [PersistentVolumeClaim]}")
+                .unwrap();
         assert!(full.enabled, "a guard given in full turns prune on");
         assert_eq!(full.max_delete_percent, 100);
         assert!(full.allow_empty);
         assert!(full.may_prune_kind("PersistentVolumeClaim"));
         assert!(!full.may_prune_kind("CustomResourceDefinition"));
         let e = tier("{maxDeletePercent: 0}").unwrap_err().to_string();
-        assert!(e.contains("tiers[0].prune.maxDeletePercent: expected a share of the inventory from 1 to 100"), "{e}");
+        assert!(
+            e.contains(
+                "tiers[0].prune.maxDeletePercent: expected a share of the inventory from 1 to 100"
+            ),
+            "{e}"
+        );
         let e = tier("{kinds: [ConfigMap]}").unwrap_err().to_string();
-        assert!(e.contains("tiers[0].prune.kinds[0]") && e.contains("found \"ConfigMap\""), "{e}");
+        assert!(
+            e.contains("tiers[0].prune.kinds[0]") && e.contains("found \"ConfigMap\""),
+            "{e}"
+        );
         let e = tier("{maxDelete: 10}").unwrap_err().to_string();
-        assert!(e.contains("tiers[0].prune.maxDelete: unknown field `maxDelete`"), "{e}");
+        assert!(
+            e.contains("tiers[0].prune.maxDelete: unknown field `maxDelete`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -22,4 +22,5 @@ pub mod policy;
 pub mod render;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod validate;

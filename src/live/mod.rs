@@ -17,7 +17,9 @@ pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE};
 pub use counter::{Counted, RequestCounter, Verb, counted_client};
 
 /// An object's identity, as the desired set names it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectKey {
     pub api_version: String,

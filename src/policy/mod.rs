@@ -298,9 +298,7 @@ fn owns(node: &OwnedFields, path: &[PathSegment]) -> bool {
                 .collect();
             node.keyed(&as_json)
         }
-        PathSegment::Index(i) => node
-            .children
-            .get(&OwnedKey::Index(*i)),
+        PathSegment::Index(i) => node.children.get(&OwnedKey::Index(*i)),
     };
     match child {
         Some(c) if c.is_leaf() => true,

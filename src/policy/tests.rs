@@ -30,7 +30,12 @@ fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) ->
         desired: Some(json!(2)),
         live: Some(json!(5)),
         severity,
-        rule: if p.is_some() { "replicas" } else { "object-deleted" }.into(),
+        rule: if p.is_some() {
+            "replicas"
+        } else {
+            "object-deleted"
+        }
+        .into(),
         action,
         field_path: p,
     }
@@ -78,18 +83,40 @@ fn live_fought() -> Value {
 fn alert_ignore_and_apply_follow_the_policy() {
     let mut t = FightTracker::default();
     let r = report(vec![
-        item("a", Some(path(&["spec", "replicas"])), Severity::High, Action::Alert),
-        item("b", Some(path(&["spec", "replicas"])), Severity::Low, Action::Ignore),
-        item("c", Some(path(&["spec", "replicas"])), Severity::High, Action::Apply),
+        item(
+            "a",
+            Some(path(&["spec", "replicas"])),
+            Severity::High,
+            Action::Alert,
+        ),
+        item(
+            "b",
+            Some(path(&["spec", "replicas"])),
+            Severity::Low,
+            Action::Ignore,
+        ),
+        item(
+            "c",
+            Some(path(&["spec", "replicas"])),
+            Severity::High,
+            Action::Apply,
+        ),
         item("d", None, Severity::Critical, Action::Apply),
     ]);
     let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, Instant::now());
     assert_eq!(d.alerts.len(), 1);
     assert_eq!(d.alerts[0].name, "a");
-    let names: Vec<_> = d.corrections.iter().map(|c| c.object.name.as_str()).collect();
+    let names: Vec<_> = d
+        .corrections
+        .iter()
+        .map(|c| c.object.name.as_str())
+        .collect();
     assert_eq!(names, ["c", "d"]);
     assert_eq!(d.corrections[0].fields, ["spec.replicas"]);
-    assert!(d.corrections[1].fields.is_empty(), "a missing object is created whole");
+    assert!(
+        d.corrections[1].fields.is_empty(),
+        "a missing object is created whole"
+    );
     assert!(d.unconvergeable.is_empty());
 }
 
@@ -106,7 +133,12 @@ fn an_extra_object_is_left_to_prune() {
 fn a_field_reverted_after_each_correction_becomes_unconvergeable_naming_the_writer() {
     let mut t = FightTracker::default();
     let p = path(&["spec", "replicas"]);
-    let r = report(vec![item("api", Some(p.clone()), Severity::High, Action::Apply)]);
+    let r = report(vec![item(
+        "api",
+        Some(p.clone()),
+        Severity::High,
+        Action::Apply,
+    )]);
     let start = Instant::now();
     for round in 0..FIGHT_LIMIT {
         let now = start + Duration::from_secs(round as u64 * 30);
@@ -117,7 +149,10 @@ fn a_field_reverted_after_each_correction_becomes_unconvergeable_naming_the_writ
     }
     let now = start + Duration::from_secs(120);
     let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
-    assert!(d.corrections.is_empty(), "the only drift is held back: no apply");
+    assert!(
+        d.corrections.is_empty(),
+        "the only drift is held back: no apply"
+    );
     assert_eq!(d.unconvergeable.len(), 1);
     let u = &d.unconvergeable[0];
     assert_eq!(u.manager.as_deref(), Some("rogue-scaler"));
@@ -156,14 +191,26 @@ fn corrections_older_than_the_window_do_not_count() {
 fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
     let mut t = FightTracker::default();
     let replicas = path(&["spec", "replicas"]);
-    let image = path(&["spec", "template", "spec", "containers", "name=api", "image"]);
+    let image = path(&[
+        "spec",
+        "template",
+        "spec",
+        "containers",
+        "name=api",
+        "image",
+    ]);
     let now = Instant::now();
     for _ in 0..FIGHT_LIMIT {
         t.corrected(&key("api"), &["spec.replicas".to_owned()], "d1", now);
     }
     let r = report(vec![
         item("api", Some(replicas.clone()), Severity::High, Action::Apply),
-        item("api", Some(image.clone()), Severity::Critical, Action::Apply),
+        item(
+            "api",
+            Some(image.clone()),
+            Severity::Critical,
+            Action::Apply,
+        ),
     ]);
     let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
     assert_eq!(d.corrections.len(), 1);
@@ -174,7 +221,10 @@ fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
         "metadata": {"name": "api", "namespace": "shop-exp"},
         "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "api", "image": "shop/api:1.5.0"}]}}}});
     let applied = hold_back(&manifest, &live_fought(), &d.corrections[0].hold_back);
-    assert_eq!(applied["spec"]["replicas"], 5, "the fought field keeps its live value");
+    assert_eq!(
+        applied["spec"]["replicas"], 5,
+        "the fought field keeps its live value"
+    );
     assert_eq!(
         applied["spec"]["template"]["spec"]["containers"][0]["image"], "shop/api:1.5.0",
         "the rest is applied as desired"
@@ -184,20 +234,38 @@ fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
 #[test]
 fn hold_back_removes_a_field_the_live_object_does_not_have_and_finds_list_items_by_key() {
     let live = json!({"spec": {"containers": [{"name": "api", "image": "a:1"}]}});
-    let manifest = json!({"spec": {"paused": true, "containers": [{"name": "api", "image": "a:2"}]}});
+    let manifest =
+        json!({"spec": {"paused": true, "containers": [{"name": "api", "image": "a:2"}]}});
     let out = hold_back(
         &manifest,
         &live,
-        &[path(&["spec", "paused"]), path(&["spec", "containers", "name=api", "image"])],
+        &[
+            path(&["spec", "paused"]),
+            path(&["spec", "containers", "name=api", "image"]),
+        ],
     );
-    assert_eq!(out, json!({"spec": {"containers": [{"name": "api", "image": "a:1"}]}}));
+    assert_eq!(
+        out,
+        json!({"spec": {"containers": [{"name": "api", "image": "a:1"}]}})
+    );
 }
 
 #[test]
 fn last_writer_reads_keyed_items_and_ignores_gitopsd() {
     let live = live_fought();
-    let image = path(&["spec", "template", "spec", "containers", "name=api", "image"]);
-    assert_eq!(last_writer(&live, &image), None, "only gitopsd owns the image");
+    let image = path(&[
+        "spec",
+        "template",
+        "spec",
+        "containers",
+        "name=api",
+        "image",
+    ]);
+    assert_eq!(
+        last_writer(&live, &image),
+        None,
+        "only gitopsd owns the image"
+    );
     assert_eq!(
         last_writer(&live, &path(&["spec", "replicas"])).as_deref(),
         Some("rogue-scaler")

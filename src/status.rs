@@ -1,0 +1,150 @@
+//! What each tier is doing, as the reconcile last saw it: the data behind the HTTP API, the
+//! metrics and the dashboard. The reconcile writes it; readers take a snapshot.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::apply::ObjectResult;
+use crate::classify::DriftItem;
+use crate::drift::DriftReport;
+use crate::health::{Health, ObjectHealth};
+use crate::live::ObjectKey;
+use crate::policy::Unconvergeable;
+
+/// Syncs kept per tier.
+pub const HISTORY: usize = 20;
+/// Objects listed by name in a status (failed applies, unhealthy objects); the counts stay
+/// exact beyond it.
+pub const LISTED: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SyncState {
+    /// No sync has finished yet.
+    Unknown,
+    /// The cluster matches the tier's revision (drift left alone by policy aside).
+    Synced,
+    /// Drift remains that the policy corrects, or objects failed to apply.
+    OutOfSync,
+    /// The newest revision could not be fetched, rendered or validated, or state could not be
+    /// read or written: nothing was applied.
+    Failed,
+    /// A promotion gate or change window holds the revision back.
+    Blocked,
+}
+
+/// One sync of a tier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRecord {
+    pub revision: String,
+    /// What started it: `revision`, `live-change`, `interval`, `trigger`, `rollback`.
+    pub reason: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// Objects per outcome (`created`, `configured`, `unchanged`, `pruned`, `failed`).
+    pub outcomes: BTreeMap<String, usize>,
+    /// Failed objects, with the reason (at most [`LISTED`]).
+    pub failures: Vec<ObjectResult>,
+    /// Drift items found, and how many were left alone by policy.
+    pub drift: usize,
+    pub alerts: usize,
+    /// The prune guard refused, or objects it left alone: why.
+    pub prune_notes: Vec<String>,
+    /// A rollback happened in this sync: from which revision.
+    pub rolled_back_from: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnhealthyObject {
+    pub object: ObjectKey,
+    #[serde(flatten)]
+    pub health: ObjectHealth,
+}
+
+/// A tier's status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierStatus {
+    pub tier: String,
+    /// The revision whose desired set the tier deploys (after a rollback: the healthy one).
+    pub revision: Option<String>,
+    /// The newest revision of the tier's ref.
+    pub source_revision: Option<String>,
+    pub sync: SyncState,
+    pub health: Health,
+    pub unhealthy: Vec<UnhealthyObject>,
+    pub objects: usize,
+    pub drift: Option<DriftReport>,
+    /// Drift left alone because the policy says `alert`.
+    pub alerts: Vec<DriftItem>,
+    pub unconvergeable: Vec<Unconvergeable>,
+    pub last_sync: Option<SyncRecord>,
+    pub history: VecDeque<SyncRecord>,
+    pub last_error: Option<String>,
+    pub last_healthy_revision: Option<String>,
+    pub failed_revision: Option<String>,
+    pub rollbacks: u64,
+}
+
+impl TierStatus {
+    pub fn new(tier: &str) -> TierStatus {
+        TierStatus {
+            tier: tier.to_owned(),
+            revision: None,
+            source_revision: None,
+            sync: SyncState::Unknown,
+            health: Health::Unknown,
+            unhealthy: Vec::new(),
+            objects: 0,
+            drift: None,
+            alerts: Vec::new(),
+            unconvergeable: Vec::new(),
+            last_sync: None,
+            history: VecDeque::new(),
+            last_error: None,
+            last_healthy_revision: None,
+            failed_revision: None,
+            rollbacks: 0,
+        }
+    }
+
+    /// Adds a finished sync to the history.
+    pub fn record(&mut self, sync: SyncRecord) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(sync.clone());
+        self.last_sync = Some(sync);
+    }
+}
+
+/// A tier's status, shared between its reconcile task (the writer) and readers.
+#[derive(Debug, Clone)]
+pub struct StatusHandle(Arc<RwLock<TierStatus>>);
+
+impl StatusHandle {
+    pub fn new(tier: &str) -> StatusHandle {
+        StatusHandle(Arc::new(RwLock::new(TierStatus::new(tier))))
+    }
+
+    pub fn snapshot(&self) -> TierStatus {
+        match self.0.read() {
+            Ok(s) => s.clone(),
+            // A writer panicked mid-update; what it left is still the best answer.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut TierStatus)) {
+        let mut guard = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard);
+    }
+}
