@@ -598,3 +598,6 @@ fn generic(status: Option<&Value>) -> ObjectHealth {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
