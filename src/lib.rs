@@ -19,6 +19,7 @@ pub mod health;
 pub mod live;
 pub mod logging;
 pub mod policy;
+pub mod reconcile;
 pub mod render;
 pub mod source;
 pub mod state;

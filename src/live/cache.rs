@@ -49,6 +49,9 @@ pub struct LiveCache {
     client: Client,
     tier: String,
     kinds: HashMap<KindId, KindCache>,
+    /// Wanted kinds the API server does not serve (yet: their CRD is applied in the same
+    /// sync). No object of them can exist; [`LiveCache::update_kinds`] tries them again.
+    unserved: BTreeSet<KindId>,
     changes: Arc<watch::Sender<u64>>,
 }
 
@@ -93,6 +96,7 @@ impl LiveCache {
             client,
             tier: tier.to_owned(),
             kinds: HashMap::new(),
+            unserved: BTreeSet::new(),
             changes: Arc::new(changes),
         };
         cache.update_kinds(kinds, names).await?;
@@ -116,6 +120,7 @@ impl LiveCache {
                 .insert((key.namespace.clone(), key.name.clone()));
         }
         self.kinds.retain(|id, _| wanted.contains_key(id));
+        self.unserved.clear();
         for (id, names) in wanted {
             match self.kinds.remove(&id) {
                 Some(mut kind) => {
@@ -126,10 +131,15 @@ impl LiveCache {
                     }
                     self.kinds.insert(id, kind);
                 }
-                None => {
-                    let kind = self.start_kind(&id, names).await?;
-                    self.kinds.insert(id, kind);
-                }
+                None => match self.start_kind(&id, names).await {
+                    Ok(kind) => {
+                        self.kinds.insert(id, kind);
+                    }
+                    Err(LiveError::UnknownKind { .. }) => {
+                        self.unserved.insert(id);
+                    }
+                    Err(e) => return Err(e),
+                },
             }
         }
         Ok(())
@@ -164,6 +174,11 @@ impl LiveCache {
 
     pub fn tier(&self) -> &str {
         &self.tier
+    }
+
+    /// Wanted kinds the API server did not serve at the last [`update_kinds`](Self::update_kinds).
+    pub fn unserved(&self) -> impl Iterator<Item = &(String, String)> {
+        self.unserved.iter()
     }
 
     async fn start_kind(
@@ -302,6 +317,12 @@ impl LiveCache {
 
     fn kind(&self, api_version: &str, kind: &str) -> Result<&KindCache, LiveError> {
         let id = (api_version.to_owned(), kind.to_owned());
+        if self.unserved.contains(&id) {
+            return Err(LiveError::UnknownKind {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            });
+        }
         let found = self.kinds.get(&id).ok_or_else(|| LiveError::NotWatched {
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
@@ -394,6 +415,8 @@ impl LiveCache {
         }
         kinds
             .iter()
+            // No object of a kind the server does not serve can exist.
+            .filter(|id| !self.unserved.contains(*id))
             .map(|(api_version, kind_name)| {
                 let kind = self.kind(api_version, kind_name)?;
                 let mut objects = kind.labelled.store.state();
@@ -453,7 +476,10 @@ impl LiveObjects for LiveCache {
     ) -> Result<Vec<ObjectKey>, LiveError> {
         let mut out = Vec::new();
         for ((api_version, kind_name), (kind, objects)) in
-            kinds.iter().zip(self.labelled_stores(tier, kinds)?)
+            kinds
+                .iter()
+                .filter(|id| !self.unserved.contains(*id))
+                .zip(self.labelled_stores(tier, kinds)?)
         {
             out.extend(objects.iter().map(|o| ObjectKey {
                 api_version: api_version.clone(),

@@ -12,6 +12,9 @@ pub enum RenderError {
     )]
     InvalidTierName { tier: String },
 
+    #[error("cannot check out revision {revision}: {reason}")]
+    Checkout { revision: String, reason: String },
+
     #[error("{dir}: no such tier directory in the config repo")]
     TierNotFound { dir: String },
 
@@ -172,4 +175,13 @@ pub enum RenderError {
         status: String,
         stderr: String,
     },
+}
+
+impl RenderError {
+    pub fn checkout(revision: &str, reason: &str) -> RenderError {
+        RenderError::Checkout {
+            revision: revision.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
 }

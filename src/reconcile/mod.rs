@@ -1,0 +1,890 @@
+//! The reconcile of one tier: the stages wired together.
+//!
+//! A revision from the source is rendered and validated ([`crate::desired`]); the accepted set
+//! is deployed (objects whose digest differs from the inventory's are applied), the rest is
+//! checked for drift ([`crate::drift`]), the policy decides what to correct ([`crate::policy`]),
+//! prune removes inventory objects that left the set ([`crate::apply::plan_prune`]), and health
+//! ([`crate::health`]) decides when a revision is healthy, or, past the tier's health timeout,
+//! whether to roll back to the last healthy one.
+//!
+//! Safety rules kept here, in one place:
+//! - nothing is applied or pruned until the tier's state (inventory, revisions) is read;
+//! - the keys of objects about to be created are written to the inventory before the apply,
+//!   so a daemon killed mid-apply still knows about them;
+//! - prune runs only when the newest fetch, render and validation all succeeded;
+//! - a revision rolled back is not deployed again until the tier's ref moves.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::Client;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::apply::{ApplyItem, Applier, ObjectResult, Outcome, PruneTarget, plan_prune};
+use crate::config::TierConfig;
+use crate::desired::{Offer, TierDesired};
+use crate::drift::{ApiDryRun, detect_except};
+use crate::health::{self, Health};
+use crate::live::{ApiLive, LiveCache, LiveObjects, ObjectKey};
+use crate::policy::{FightTracker, hold_back};
+use crate::render::{DesiredObject, DesiredSet, Limits};
+use crate::state::{StateStore, TierState, short_digest};
+use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
+
+/// How long a reconcile waits for the live cache to list a new kind.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Gives the files of a revision: the source's export in the daemon.
+pub trait Checkouts: Send + Sync {
+    /// Blocking (git). The directory holds the repo's files at `revision`.
+    fn checkout(&self, revision: &str) -> Result<PathBuf, String>;
+}
+
+impl Checkouts for Mutex<crate::source::Source> {
+    fn checkout(&self, revision: &str) -> Result<PathBuf, String> {
+        let oid = git2::Oid::from_str(revision)
+            .map_err(|e| format!("{revision} is not a commit id: {e}"))?;
+        let source = self
+            .lock()
+            .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
+        source.export(oid).map_err(|e| e.to_string())
+    }
+}
+
+/// A desired set the tier deploys, with the revision it came from.
+#[derive(Debug, Clone)]
+struct Active {
+    revision: String,
+    set: Arc<DesiredSet>,
+}
+
+/// A revision applied and not yet healthy: when it must be.
+#[derive(Debug, Clone)]
+struct Rollout {
+    revision: String,
+    started: Instant,
+    deadline: Instant,
+}
+
+/// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
+pub struct TierReconciler {
+    tier: TierConfig,
+    last_tier: bool,
+    client: Client,
+    api: ApiLive,
+    applier: Applier,
+    dry_run: ApiDryRun,
+    store: StateStore,
+    /// `None` until read from the cluster: nothing is applied before.
+    state: Option<TierState>,
+    saved: Option<TierState>,
+    cache: Option<LiveCache>,
+    cache_digest: Option<String>,
+    desired: TierDesired,
+    active: Option<Active>,
+    last_healthy: Option<Active>,
+    rollout: Option<Rollout>,
+    fights: FightTracker,
+    /// The newest fetch of the tier's ref succeeded.
+    source_ok: bool,
+    status: StatusHandle,
+    checkouts: Arc<dyn Checkouts>,
+    limits: Limits,
+}
+
+/// What one reconcile did, for the caller's log and for waking up again.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    /// Reconcile again at this time (a health deadline, a rollback to apply).
+    pub wake_at: Option<Instant>,
+}
+
+impl TierReconciler {
+    pub fn new(
+        tier: TierConfig,
+        last_tier: bool,
+        client: Client,
+        store: StateStore,
+        checkouts: Arc<dyn Checkouts>,
+        status: StatusHandle,
+    ) -> TierReconciler {
+        let api = ApiLive::new(client.clone());
+        TierReconciler {
+            applier: Applier::new(api.clone(), &tier.name, &tier.apply),
+            dry_run: ApiDryRun::new(api.clone()),
+            api,
+            client,
+            tier,
+            last_tier,
+            store,
+            state: None,
+            saved: None,
+            cache: None,
+            cache_digest: None,
+            desired: TierDesired::default(),
+            active: None,
+            last_healthy: None,
+            rollout: None,
+            fights: FightTracker::default(),
+            source_ok: false,
+            status,
+            checkouts,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.tier.name
+    }
+
+    /// A receiver that changes when a watched live object changes (none before the first set).
+    pub fn live_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.cache.as_ref().map(LiveCache::changes)
+    }
+
+    /// The source could not fetch the tier's ref: the last good revision stays, and prune
+    /// waits until a fetch succeeds again.
+    pub fn source_failed(&mut self, error: &str) {
+        self.source_ok = false;
+        let error = error.to_owned();
+        self.status.update(|s| s.last_error = Some(error));
+    }
+
+    /// Takes the newest commit of the tier's ref: renders and validates it, and makes it the
+    /// active set when it passes (unless it is the revision rolled back).
+    pub async fn offer_revision(&mut self, revision: &str) {
+        self.source_ok = true;
+        self.status
+            .update(|s| s.source_revision = Some(revision.to_owned()));
+        if !self.ensure_state().await {
+            return;
+        }
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        match state.failed_revision.as_deref() {
+            Some(failed) if failed == revision => {
+                // Rolled back: hold the healthy set until git moves.
+                if self.active.is_none() {
+                    self.active = self.restore_last_healthy().await;
+                }
+                let message = format!(
+                    "revision {} was rolled back after it did not become healthy; waiting for a new commit on {}",
+                    short(revision),
+                    self.tier.git_ref
+                );
+                self.status.update(|s| s.last_error = Some(message));
+                return;
+            }
+            Some(_) => {
+                info!(tier = %self.tier.name, revision, "the ref moved past the rolled-back revision");
+                state.failed_revision = None;
+            }
+            None => {}
+        }
+        let rendered = self.render(revision).await;
+        let offer = self
+            .desired
+            .offer(revision, rendered, &self.tier, self.last_tier);
+        match offer {
+            Offer::Accepted | Offer::Unchanged => {
+                if let Some(current) = self.desired.current() {
+                    self.active = Some(Active {
+                        revision: current.revision.clone(),
+                        set: current.set.clone(),
+                    });
+                    for w in &current.warnings {
+                        warn!(tier = %self.tier.name, revision, finding = %w, "validation warning");
+                    }
+                }
+                self.status.update(|s| s.last_error = None);
+            }
+            Offer::Rejected => {
+                let failure = self
+                    .desired
+                    .failure()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| format!("revision {revision} was rejected"));
+                warn!(tier = %self.tier.name, revision, error = %failure, "the revision is not applied; the last good one stays");
+                self.status.update(|s| {
+                    s.sync = SyncState::Failed;
+                    s.last_error = Some(failure);
+                });
+            }
+        }
+    }
+
+    async fn render(&self, revision: &str) -> Result<DesiredSet, crate::render::RenderError> {
+        let checkouts = self.checkouts.clone();
+        let tier = self.tier.name.clone();
+        let revision = revision.to_owned();
+        let limits = self.limits.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let root = checkouts
+                .checkout(&revision)
+                .map_err(|e| crate::render::RenderError::checkout(&revision, &e))?;
+            crate::render::render_tier(&root, &tier, &limits)
+        })
+        .await;
+        match joined {
+            Ok(r) => r,
+            Err(e) => Err(crate::render::RenderError::checkout(
+                "(task)",
+                &format!("the render task failed: {e}"),
+            )),
+        }
+    }
+
+    /// Renders the last healthy revision again (after a restart, to roll back to it).
+    async fn restore_last_healthy(&mut self) -> Option<Active> {
+        if let Some(h) = &self.last_healthy {
+            return Some(h.clone());
+        }
+        let revision = self.state.as_ref()?.last_healthy_revision.clone()?;
+        match self.render(&revision).await {
+            Ok(set) => {
+                let active = Active {
+                    revision,
+                    set: Arc::new(set),
+                };
+                self.last_healthy = Some(active.clone());
+                Some(active)
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot render the last healthy revision {} to roll back to: {e}",
+                    short(&revision)
+                );
+                warn!(tier = %self.tier.name, error = %message, "nothing is applied");
+                self.status.update(|s| {
+                    s.sync = SyncState::Failed;
+                    s.last_error = Some(message);
+                });
+                None
+            }
+        }
+    }
+
+    /// Reads the tier's state from the cluster once. `false` (with the error in status) when
+    /// it cannot be read: then nothing may be applied or pruned.
+    async fn ensure_state(&mut self) -> bool {
+        if self.state.is_some() {
+            return true;
+        }
+        match self.store.load(&self.tier.name).await {
+            Ok(state) => {
+                info!(
+                    tier = %self.tier.name,
+                    objects = state.inventory.len(),
+                    last_applied = state.last_applied_revision.as_deref().unwrap_or("-"),
+                    last_healthy = state.last_healthy_revision.as_deref().unwrap_or("-"),
+                    "tier state read"
+                );
+                self.status.update(|s| {
+                    s.last_healthy_revision = state.last_healthy_revision.clone();
+                    s.failed_revision = state.failed_revision.clone();
+                    s.rollbacks = state.rollbacks;
+                });
+                self.saved = Some(state.clone());
+                self.state = Some(state);
+                true
+            }
+            Err(e) => {
+                let message = e.to_string();
+                warn!(tier = %self.tier.name, error = %message, "cannot read the tier state; nothing is applied until it can");
+                self.status.update(|s| {
+                    s.sync = SyncState::Failed;
+                    s.last_error = Some(message);
+                });
+                false
+            }
+        }
+    }
+
+    async fn save_state(&mut self) -> Result<(), String> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        if self.saved.as_ref() == Some(state) {
+            return Ok(());
+        }
+        self.store
+            .save(&self.tier.name, state)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.saved = Some(state.clone());
+        Ok(())
+    }
+
+    /// One reconcile of the active set. `reason` names what started it.
+    pub async fn reconcile(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
+        let Some(active) = self.active.clone() else {
+            return Outcomes::default();
+        };
+        let span = info_span!("reconcile", tier = %self.tier.name, revision = %short(&active.revision), reason);
+        self.reconcile_active(active, reason, cancel)
+            .instrument(span)
+            .await
+    }
+
+    async fn reconcile_active(
+        &mut self,
+        active: Active,
+        reason: &str,
+        cancel: &CancellationToken,
+    ) -> Outcomes {
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let mut record = SyncRecord {
+            revision: active.revision.clone(),
+            reason: reason.to_owned(),
+            started_at,
+            duration_ms: 0,
+            outcomes: BTreeMap::new(),
+            failures: Vec::new(),
+            drift: 0,
+            alerts: 0,
+            prune_notes: Vec::new(),
+            rolled_back_from: None,
+            error: None,
+        };
+        let result = self.sync(&active, cancel, &mut record).await;
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        let mut outcomes = Outcomes::default();
+        match result {
+            Ok(o) => outcomes = o,
+            Err(e) => {
+                warn!(error = %e, "sync failed; the cluster keeps what was applied so far");
+                record.error = Some(e.clone());
+                self.status.update(|s| {
+                    s.sync = SyncState::Failed;
+                    s.last_error = Some(e);
+                });
+            }
+        }
+        let changed = record
+            .outcomes
+            .iter()
+            .any(|(k, n)| k != Outcome::Unchanged.as_str() && *n > 0);
+        if changed || record.error.is_some() || reason != "live-change" {
+            info!(
+                outcomes = ?record.outcomes,
+                drift = record.drift,
+                alerts = record.alerts,
+                duration_ms = record.duration_ms,
+                "sync finished"
+            );
+        }
+        // Quiet reconciles (a watch event, nothing to do) are not history.
+        if changed || record.error.is_some() || record.rolled_back_from.is_some() || reason != "live-change" {
+            self.status.update(|s| s.record(record));
+        }
+        outcomes
+    }
+
+    async fn sync(
+        &mut self,
+        active: &Active,
+        cancel: &CancellationToken,
+        record: &mut SyncRecord,
+    ) -> Result<Outcomes, String> {
+        if !self.ensure_state().await {
+            return Err("the tier state could not be read".into());
+        }
+        let set = active.set.clone();
+        self.follow_set(&set).await?;
+        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
+
+        // Deploy: objects new or changed since they were last applied.
+        let state = self.state.as_mut().ok_or("no tier state")?;
+        let mut deploy: Vec<&DesiredObject> = Vec::new();
+        let mut new_keys = false;
+        for o in &set.objects {
+            let key = ObjectKey::from(o);
+            match state.inventory.get(&key) {
+                Some(d) if d == short_digest(&o.digest) => {}
+                Some(_) => deploy.push(o),
+                None => {
+                    // Remembered before it exists, so a crash mid-apply cannot orphan it.
+                    state.inventory.insert(key, String::new());
+                    new_keys = true;
+                    deploy.push(o);
+                }
+            }
+        }
+        if new_keys {
+            self.save_state().await?;
+        }
+        let mut applied_keys = HashSet::new();
+        if !deploy.is_empty() {
+            let items = self.items(deploy.iter().map(|o| (*o, &o.manifest))).await;
+            let results = self.applier.apply(items, cancel).await;
+            self.note_results(&deploy, &results, record);
+            applied_keys.extend(results.iter().map(|r| r.key.clone()));
+            // Kinds whose CRD this apply created can be watched now.
+            let any_unserved = self.cache.as_ref().is_some_and(|c| c.unserved().next().is_some());
+            if any_unserved {
+                self.cache_digest = None;
+                self.follow_set(&set).await?;
+            }
+        }
+        if cancel.is_cancelled() {
+            return Ok(Outcomes::default());
+        }
+
+        // Drift of the objects not just applied, and what the policy does about it.
+        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
+        let report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
+            .await
+            .map_err(|e| e.to_string())?;
+        let by_key: HashMap<ObjectKey, &DesiredObject> =
+            set.objects.iter().map(|o| (ObjectKey::from(o), o)).collect();
+        let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
+        for item in &report.items {
+            let key = ObjectKey {
+                api_version: item.api_version.clone(),
+                kind: item.kind.clone(),
+                namespace: item.namespace.clone(),
+                name: item.name.clone(),
+            };
+            if let Ok(Some(l)) = cache.get(&key).await {
+                lives.insert(key, l);
+            }
+        }
+        let now = Instant::now();
+        let decision = self.fights.decide(
+            &report,
+            &|k| by_key.get(k).map(|o| o.digest.clone()),
+            &|k| lives.get(k).cloned(),
+            now,
+        );
+        record.drift = report.items.len();
+        record.alerts = decision.alerts.len();
+        for u in &decision.unconvergeable {
+            warn!(object = %crate::apply::display_name(&u.object), path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
+        }
+        let corrections: Vec<_> = decision
+            .corrections
+            .iter()
+            .filter_map(|c| by_key.get(&c.object).map(|o| (c, *o)))
+            .collect();
+        if !corrections.is_empty() {
+            let objects: Vec<&DesiredObject> = corrections.iter().map(|(_, o)| *o).collect();
+            let held: HashMap<ObjectKey, Vec<crate::diff::FieldPath>> = corrections
+                .iter()
+                .filter(|(c, _)| !c.hold_back.is_empty())
+                .map(|(c, _)| (c.object.clone(), c.hold_back.clone()))
+                .collect();
+            let manifests: Vec<Value> = objects
+                .iter()
+                .map(|o| {
+                    let key = ObjectKey::from(*o);
+                    match (held.get(&key), lives.get(&key)) {
+                        (Some(paths), Some(live)) => hold_back(&o.manifest, live, paths),
+                        _ => o.manifest.clone(),
+                    }
+                })
+                .collect();
+            let items = self
+                .items(objects.iter().copied().zip(manifests.iter()))
+                .await;
+            let results = self.applier.apply(items, cancel).await;
+            self.note_results(&objects, &results, record);
+            for ((c, o), r) in corrections.iter().zip(&results) {
+                if r.outcome != Outcome::Failed {
+                    self.fights.corrected(&c.object, &c.fields, &o.digest, now);
+                    info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
+                }
+            }
+        }
+        let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
+        self.fights.retain(|k| desired_keys.contains(k));
+
+        // Prune: only when the newest revision fetched, rendered and validated.
+        let newest_ok = self.source_ok
+            && self.desired.failure().is_none()
+            && !cancel.is_cancelled();
+        if newest_ok {
+            self.prune(&desired_keys, cancel, record).await;
+        } else if self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+        {
+            record.prune_notes.push(
+                "prune skipped: the newest revision could not be fetched, rendered or validated"
+                    .into(),
+            );
+        }
+
+        if let Some(state) = self.state.as_mut() {
+            state.last_applied_revision = Some(active.revision.clone());
+        }
+        self.save_state().await?;
+
+        let unconvergeable = !decision.unconvergeable.is_empty();
+        let failed = record.outcomes.get(Outcome::Failed.as_str()).copied().unwrap_or(0) > 0;
+        let outcomes = self.assess_health(active, &report, record).await;
+        let sync = if failed || unconvergeable || !decision.alerts.is_empty() {
+            SyncState::OutOfSync
+        } else {
+            SyncState::Synced
+        };
+        let revision = active.revision.clone();
+        let objects = set.objects.len();
+        self.status.update(|s| {
+            s.revision = Some(revision);
+            s.sync = sync;
+            s.objects = objects;
+            s.alerts = decision.alerts;
+            s.unconvergeable = decision.unconvergeable;
+            s.drift = Some(report);
+            if !failed {
+                s.last_error = None;
+            }
+        });
+        Ok(outcomes)
+    }
+
+    /// Points the live cache at the set's kinds and objects (once per set), and waits until
+    /// it has listed them.
+    async fn follow_set(&mut self, set: &DesiredSet) -> Result<(), String> {
+        if self.cache_digest.as_deref() == Some(set.digest.as_str()) && self.cache.is_some() {
+            return Ok(());
+        }
+        let kinds = set.kinds();
+        let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
+        match self.cache.as_mut() {
+            Some(cache) => cache
+                .update_kinds(&kinds, &names)
+                .await
+                .map_err(|e| e.to_string())?,
+            None => {
+                let cache = LiveCache::start(self.client.clone(), &self.tier.name, &kinds, &names)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.cache = Some(cache);
+            }
+        }
+        if let Some(cache) = &self.cache {
+            cache
+                .wait_synced(CACHE_SYNC_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.cache_digest = Some(set.digest.clone());
+        Ok(())
+    }
+
+    /// Apply items for `(object, manifest to apply)` pairs, with each object's live
+    /// resourceVersion from the cache (which tells created, configured and unchanged apart).
+    async fn items<'a>(
+        &self,
+        pairs: impl Iterator<Item = (&DesiredObject, &'a Value)>,
+    ) -> Vec<ApplyItem<'a>> {
+        let mut items = Vec::new();
+        for (o, manifest) in pairs {
+            items.push(ApplyItem {
+                manifest,
+                previous_resource_version: self.resource_version(&ObjectKey::from(o)).await,
+            });
+        }
+        items
+    }
+
+    async fn resource_version(&self, key: &ObjectKey) -> Option<String> {
+        let cache = self.cache.as_ref()?;
+        let live = cache.get(key).await.ok()??;
+        live.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// Counts results, keeps failures for status, and moves applied digests into the inventory.
+    fn note_results(
+        &mut self,
+        objects: &[&DesiredObject],
+        results: &[ObjectResult],
+        record: &mut SyncRecord,
+    ) {
+        for (o, r) in objects.iter().zip(results) {
+            *record
+                .outcomes
+                .entry(r.outcome.as_str().to_owned())
+                .or_default() += 1;
+            if r.outcome == Outcome::Failed {
+                warn!(object = %o.display_name(), error = r.message.as_deref().unwrap_or("?"), "apply failed");
+                if record.failures.len() < LISTED {
+                    record.failures.push(r.clone());
+                }
+            } else if let Some(state) = self.state.as_mut() {
+                state
+                    .inventory
+                    .insert(r.key.clone(), short_digest(&o.digest).to_owned());
+            }
+        }
+    }
+
+    async fn prune(
+        &mut self,
+        desired: &HashSet<ObjectKey>,
+        cancel: &CancellationToken,
+        record: &mut SyncRecord,
+    ) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let inventory: Vec<ObjectKey> = state.inventory.keys().cloned().collect();
+        let candidates: Vec<&ObjectKey> =
+            inventory.iter().filter(|k| !desired.contains(*k)).collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let mut live: HashMap<ObjectKey, Value> = HashMap::new();
+        for key in &candidates {
+            match self.api.get(key).await {
+                Ok(Some(v)) => {
+                    live.insert((*key).clone(), v);
+                }
+                Ok(None) | Err(crate::live::LiveError::UnknownKind { .. }) => {}
+                Err(e) => {
+                    // Unknown state: do not prune on a guess.
+                    record
+                        .prune_notes
+                        .push(format!("prune skipped: cannot read {}: {e}", crate::apply::display_name(key)));
+                    return;
+                }
+            }
+        }
+        let plan = plan_prune(&self.tier.name, &self.tier.prune, &inventory, desired, &|k| {
+            live.get(k).cloned()
+        });
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        for key in &plan.gone {
+            state.inventory.remove(key);
+        }
+        if let Some(refused) = &plan.refused {
+            warn!(reason = %refused, "prune refused");
+            record.prune_notes.push(refused.clone());
+            return;
+        }
+        for (key, why) in &plan.skipped {
+            record
+                .prune_notes
+                .push(format!("{} kept: {why}", crate::apply::display_name(key)));
+            // Another tier or a person took it over: no longer this tier's to prune.
+            let taken = live
+                .get(key)
+                .and_then(|l| l.pointer(&format!("/metadata/labels/{}", crate::render::TIER_LABEL.replace('/', "~1"))))
+                .and_then(Value::as_str)
+                != Some(self.tier.name.as_str());
+            if taken {
+                state.inventory.remove(key);
+            }
+        }
+        if plan.delete.is_empty() {
+            return;
+        }
+        let targets: Vec<PruneTarget> = plan.delete.clone();
+        let results = self.applier.delete(targets, cancel).await;
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        for r in &results {
+            *record
+                .outcomes
+                .entry(r.outcome.as_str().to_owned())
+                .or_default() += 1;
+            if r.outcome == Outcome::Pruned {
+                info!(object = %crate::apply::display_name(&r.key), "pruned");
+                state.inventory.remove(&r.key);
+            } else if record.failures.len() < LISTED {
+                record.failures.push(r.clone());
+            }
+        }
+    }
+
+    /// The tier's health from the live cache; marks a revision healthy, or rolls it back when
+    /// its health timeout has passed.
+    async fn assess_health(
+        &mut self,
+        active: &Active,
+        report: &crate::drift::DriftReport,
+        record: &mut SyncRecord,
+    ) -> Outcomes {
+        let Some(cache) = self.cache.as_ref() else {
+            return Outcomes::default();
+        };
+        let missing: HashSet<(String, Option<String>, String)> = report
+            .items
+            .iter()
+            .filter(|i| i.rule == "object-deleted")
+            .map(|i| (i.kind.clone(), i.namespace.clone(), i.name.clone()))
+            .collect();
+        let mut unhealthy = Vec::new();
+        let mut worst = Health::Healthy;
+        for o in &active.set.objects {
+            let h = if missing.contains(&(o.kind.clone(), o.namespace.clone(), o.name.clone())) {
+                health::assess_or_missing(None)
+            } else if !has_health(&o.kind) {
+                continue;
+            } else {
+                match cache.get(&ObjectKey::from(o)).await {
+                    Ok(live) => health::assess_or_missing(live.as_ref()),
+                    Err(_) => continue,
+                }
+            };
+            worst = worst.max(h.health);
+            if h.health != Health::Healthy && unhealthy.len() < LISTED {
+                unhealthy.push(UnhealthyObject {
+                    object: ObjectKey::from(o),
+                    health: h,
+                });
+            }
+        }
+        let now = Instant::now();
+        let mut out = Outcomes::default();
+        let last_healthy = self
+            .state
+            .as_ref()
+            .and_then(|s| s.last_healthy_revision.clone());
+        if worst == Health::Healthy {
+            if last_healthy.as_deref() != Some(active.revision.as_str()) {
+                if let Some(r) = &self.rollout {
+                    info!(after = ?r.started.elapsed(), "revision healthy");
+                }
+                if let Some(state) = self.state.as_mut() {
+                    state.last_healthy_revision = Some(active.revision.clone());
+                }
+                if let Err(e) = self.save_state().await {
+                    warn!(error = %e, "cannot record the healthy revision");
+                }
+            }
+            self.last_healthy = Some(active.clone());
+            self.rollout = None;
+        } else if last_healthy.as_deref() != Some(active.revision.as_str()) {
+            let timeout = self.tier.health_timeout();
+            let rollout = match &self.rollout {
+                Some(r) if r.revision == active.revision => r.clone(),
+                _ => {
+                    let r = Rollout {
+                        revision: active.revision.clone(),
+                        started: now,
+                        deadline: now + timeout,
+                    };
+                    self.rollout = Some(r.clone());
+                    r
+                }
+            };
+            if now < rollout.deadline {
+                out.wake_at = Some(rollout.deadline);
+            } else {
+                out = self.health_deadline_passed(active, &unhealthy, record).await;
+            }
+        }
+        let last_healthy = self
+            .state
+            .as_ref()
+            .and_then(|s| s.last_healthy_revision.clone());
+        let (failed, rollbacks) = self
+            .state
+            .as_ref()
+            .map(|s| (s.failed_revision.clone(), s.rollbacks))
+            .unwrap_or_default();
+        self.status.update(|s| {
+            s.health = worst;
+            s.unhealthy = unhealthy;
+            s.last_healthy_revision = last_healthy;
+            s.failed_revision = failed;
+            s.rollbacks = rollbacks;
+        });
+        out
+    }
+
+    async fn health_deadline_passed(
+        &mut self,
+        active: &Active,
+        unhealthy: &[UnhealthyObject],
+        record: &mut SyncRecord,
+    ) -> Outcomes {
+        let timeout = self.tier.health_timeout();
+        let first = unhealthy
+            .first()
+            .map(|u| {
+                format!(
+                    "; first: {} {} ({})",
+                    crate::apply::display_name(&u.object),
+                    u.health.health,
+                    u.health.message
+                )
+            })
+            .unwrap_or_default();
+        let message = format!(
+            "revision {} did not become healthy within {}{first}",
+            short(&active.revision),
+            humantime::format_duration(timeout)
+        );
+        self.rollout = None;
+        if !self.tier.rolls_back() {
+            warn!("{message}; rollback is off for this tier");
+            self.status.update(|s| s.last_error = Some(message));
+            return Outcomes::default();
+        }
+        let Some(target) = self.restore_last_healthy().await else {
+            warn!("{message}; no healthy revision to roll back to");
+            self.status
+                .update(|s| s.last_error = Some(format!("{message}; no healthy revision to roll back to")));
+            return Outcomes::default();
+        };
+        if target.revision == active.revision {
+            return Outcomes::default();
+        }
+        warn!(to = %short(&target.revision), "{message}; rolling back");
+        if let Some(state) = self.state.as_mut() {
+            state.failed_revision = Some(active.revision.clone());
+            state.rollbacks += 1;
+        }
+        if let Err(e) = self.save_state().await {
+            warn!(error = %e, "cannot record the rollback; it is retried");
+        }
+        record.rolled_back_from = Some(active.revision.clone());
+        self.active = Some(target);
+        self.status
+            .update(|s| s.last_error = Some(format!("{message}; rolled back")));
+        // Apply the healthy set at once.
+        Outcomes {
+            wake_at: Some(Instant::now()),
+        }
+    }
+}
+
+/// Kinds whose health is more than "it exists": the rest are healthy when present.
+fn has_health(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "ConfigMap"
+            | "Secret"
+            | "ServiceAccount"
+            | "Role"
+            | "RoleBinding"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "NetworkPolicy"
+            | "PriorityClass"
+            | "HorizontalPodAutoscaler"
+            | "PodDisruptionBudget"
+            | "ResourceQuota"
+            | "LimitRange"
+    )
+}
+
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}
