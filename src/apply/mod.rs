@@ -2,7 +2,7 @@
 //! (Namespaces and CRDs, then cluster-scoped, then namespaced objects), and the deletion of
 //! objects prune chose.
 
-mod apply;
+mod applier;
 mod prune;
 mod retry;
 mod status;
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::live::ObjectKey;
 
-pub use apply::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
+pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
 pub use retry::{Backoff, is_transient};
 

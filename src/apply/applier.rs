@@ -542,6 +542,8 @@ impl Applier {
                     }
                     crds.established.insert(group_kind);
                 }
+                // Shutting down: the CRD was applied; the later phases start nothing anyway.
+                Err(_) if cancel.is_cancelled() => {}
                 Err(detail) => {
                     let key = &keys[i];
                     warn!(object = %display_name(key), %detail, "CRD not Established");
