@@ -2,10 +2,19 @@
 //! (Namespaces and CRDs, then cluster-scoped, then namespaced objects), and the deletion of
 //! objects prune chose.
 
+mod applier;
+mod prune;
+mod retry;
+mod status;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::live::ObjectKey;
+
+pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
+pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
+pub use retry::{Backoff, is_transient};
 
 /// What happened to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

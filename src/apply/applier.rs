@@ -1,0 +1,812 @@
+//! The [`Applier`]: server-side apply of a tier's objects in phases, and deletion of the
+//! objects prune chose, one result per object.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use kube::Api;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, debug_span, warn};
+
+use super::retry::{Backoff, is_transient, retry};
+use super::status;
+use super::{ApplyItem, Conflict, ObjectResult, Outcome, PruneTarget};
+use crate::config::ApplyConfig;
+use crate::diff::FIELD_MANAGER;
+use crate::live::{ApiLive, LiveError, ObjectKey};
+
+/// The message of an object not applied because the daemon is stopping.
+pub const SHUTTING_DOWN: &str = "not applied: gitopsd is shutting down";
+/// The message of an object not deleted because the daemon is stopping.
+pub const SHUTTING_DOWN_DELETE: &str = "not deleted: gitopsd is shutting down";
+
+const CRD_KIND: &str = "CustomResourceDefinition";
+const CRD_GROUP: &str = "apiextensions.k8s.io";
+/// Polling interval of the waits (a CRD to be Established, an object to be gone).
+const POLL: Duration = Duration::from_millis(200);
+
+/// Why one object could not be applied or deleted. Never returned for a batch: each becomes
+/// the [`ObjectResult`] of its object.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{object}: the manifest has no {missing}; it cannot be applied")]
+    BadManifest {
+        object: String,
+        missing: &'static str,
+    },
+    #[error(
+        "{object}: {api_version} {kind} is not served by the API server; apply its CustomResourceDefinition first (in this tier or one synced before it)"
+    )]
+    NotServed {
+        object: String,
+        api_version: String,
+        kind: String,
+    },
+    #[error("{object}: {source}")]
+    Live {
+        object: String,
+        #[source]
+        source: LiveError,
+    },
+    #[error(
+        "{object}: not applied: its CustomResourceDefinition {crd} was not Established within {timeout:?}{detail}; check the CRD's status conditions"
+    )]
+    CrdNotEstablished {
+        object: String,
+        crd: String,
+        timeout: Duration,
+        detail: String,
+    },
+    #[error(
+        "{object}: conflict: {owners}; set apply.forceConflicts: true for tier {tier}, or remove the field from the other manager"
+    )]
+    Conflict {
+        object: String,
+        tier: String,
+        owners: String,
+        conflicts: Vec<Conflict>,
+    },
+    #[error(
+        "{object}: {fields} {verb} immutable; add {kind} to apply.recreateOnImmutable for tier {tier} to allow delete-and-recreate"
+    )]
+    Immutable {
+        object: String,
+        kind: String,
+        tier: String,
+        fields: String,
+        verb: &'static str,
+    },
+    #[error(
+        "{object}: deleted to recreate it ({fields} immutable) but still present after {timeout:?}; a finalizer may hold it, and it will be applied again on the next sync"
+    )]
+    NotGone {
+        object: String,
+        fields: String,
+        timeout: Duration,
+    },
+    #[error(
+        "{object}: not deleted: the object was replaced since it was read (its uid changed), so it is left alone"
+    )]
+    Replaced { object: String },
+    #[error("{object}: {what} failed: {detail}")]
+    Api {
+        object: String,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+impl ApplyError {
+    fn api(object: &str, what: &'static str, e: &kube::Error) -> ApplyError {
+        ApplyError::Api {
+            object: object.to_owned(),
+            what,
+            detail: describe_error(e),
+        }
+    }
+
+    fn into_result(self, key: ObjectKey) -> ObjectResult {
+        let conflicts = match &self {
+            ApplyError::Conflict { conflicts, .. } => conflicts.clone(),
+            _ => Vec::new(),
+        };
+        ObjectResult {
+            key,
+            outcome: Outcome::Failed,
+            message: Some(self.to_string()),
+            conflicts,
+            live: None,
+        }
+    }
+}
+
+/// A kube error in a sentence: the API server's message and code, not the Debug dump.
+fn describe_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => {
+            format!("{} (HTTP {} {})", s.message, s.code, s.reason)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `Deployment shop-exp/api`, `Namespace shop-exp`.
+pub fn display_name(key: &ObjectKey) -> String {
+    match &key.namespace {
+        Some(ns) => format!("{} {ns}/{}", key.kind, key.name),
+        None => format!("{} {}", key.kind, key.name),
+    }
+}
+
+/// The API group of an apiVersion (`""` for the core group).
+fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
+fn is_crd(key: &ObjectKey) -> bool {
+    key.kind == CRD_KIND && group_of(&key.api_version) == CRD_GROUP
+}
+
+fn is_namespace(key: &ObjectKey) -> bool {
+    key.kind == "Namespace" && key.api_version == "v1"
+}
+
+/// (group, kind) a CRD manifest defines.
+fn crd_defines(manifest: &Value) -> Option<(String, String)> {
+    let group = manifest.pointer("/spec/group")?.as_str()?;
+    let kind = manifest.pointer("/spec/names/kind")?.as_str()?;
+    Some((group.to_owned(), kind.to_owned()))
+}
+
+/// What the CRDs applied in this call tell the later phases.
+#[derive(Default)]
+struct CrdState {
+    /// (group, kind) of CRDs that became Established: discovery may lag behind for a moment.
+    established: HashSet<(String, String)>,
+    /// (group, kind) of CRDs that did not, with the CRD's name and what its conditions said.
+    not_established: HashMap<(String, String), (String, String)>,
+}
+
+/// Applies a tier's objects with server-side apply, and deletes the ones prune chose.
+pub struct Applier {
+    live: ApiLive,
+    tier: String,
+    config: ApplyConfig,
+    backoff: Backoff,
+    crd_timeout: Duration,
+    gone_timeout: Duration,
+}
+
+impl Applier {
+    pub fn new(live: ApiLive, tier: &str, config: &ApplyConfig) -> Applier {
+        Applier {
+            live,
+            tier: tier.to_owned(),
+            config: config.clone(),
+            backoff: Backoff::default(),
+            crd_timeout: Duration::from_secs(60),
+            gone_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Applies `items` in phases (Namespaces and CRDs; other cluster-scoped objects; namespaced
+    /// objects), waiting for this call's CRDs to be Established before the later phases. One
+    /// result per item, in the input order.
+    pub async fn apply(
+        &self,
+        items: Vec<ApplyItem<'_>>,
+        cancel: &CancellationToken,
+    ) -> Vec<ObjectResult> {
+        let keys: Vec<ObjectKey> = items.iter().map(|i| ObjectKey::of(i.manifest)).collect();
+        let mut phases: [Vec<usize>; 3] = Default::default();
+        for (i, (item, key)) in items.iter().zip(&keys).enumerate() {
+            let phase = if is_namespace(key) || is_crd(key) {
+                0
+            } else if item.manifest.pointer("/metadata/namespace").is_none() {
+                1
+            } else {
+                2
+            };
+            phases[phase].push(i);
+        }
+        debug!(
+            tier = %self.tier,
+            first = phases[0].len(),
+            cluster = phases[1].len(),
+            namespaced = phases[2].len(),
+            "applying"
+        );
+
+        let mut results: Vec<Option<ObjectResult>> = vec![None; items.len()];
+        let mut crds = CrdState::default();
+        for (n, phase) in phases.iter().enumerate() {
+            let done: Vec<(usize, ObjectResult)> = stream::iter(phase.iter().copied())
+                .map(|i| {
+                    let crds = &crds;
+                    let key = keys[i].clone();
+                    let item = &items[i];
+                    async move { (i, self.apply_one(key, item, crds, cancel).await) }
+                })
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+            for (i, r) in done {
+                results[i] = Some(r);
+            }
+            if n == 0 {
+                self.await_crds(&items, &keys, &mut results, &mut crds, cancel)
+                    .await;
+            }
+        }
+        results
+            .into_iter()
+            .zip(keys)
+            .map(|(r, key)| {
+                // Every index is in exactly one phase; this is only a safety net.
+                r.unwrap_or_else(|| shutting_down(key, SHUTTING_DOWN))
+            })
+            .collect()
+    }
+
+    async fn apply_one(
+        &self,
+        key: ObjectKey,
+        item: &ApplyItem<'_>,
+        crds: &CrdState,
+        cancel: &CancellationToken,
+    ) -> ObjectResult {
+        let object = display_name(&key);
+        let span = debug_span!("apply_object", object = %object);
+        async {
+            if cancel.is_cancelled() {
+                debug!("not started: cancelled");
+                return shutting_down(key, SHUTTING_DOWN);
+            }
+            match self.try_apply(&key, &object, item, crds, cancel).await {
+                Ok(r) => {
+                    debug!(outcome = r.outcome.as_str(), "applied");
+                    r
+                }
+                Err(e) => {
+                    debug!(error = %e, "apply failed");
+                    e.into_result(key)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn try_apply(
+        &self,
+        key: &ObjectKey,
+        object: &str,
+        item: &ApplyItem<'_>,
+        crds: &CrdState,
+        cancel: &CancellationToken,
+    ) -> Result<ObjectResult, ApplyError> {
+        for (value, missing) in [
+            (&key.api_version, "apiVersion"),
+            (&key.kind, "kind"),
+            (&key.name, "metadata.name"),
+        ] {
+            if value.is_empty() {
+                return Err(ApplyError::BadManifest {
+                    object: object.to_owned(),
+                    missing,
+                });
+            }
+        }
+        let group_kind = (group_of(&key.api_version).to_owned(), key.kind.clone());
+        if let Some((crd, detail)) = crds.not_established.get(&group_kind) {
+            return Err(ApplyError::CrdNotEstablished {
+                object: object.to_owned(),
+                crd: crd.clone(),
+                timeout: self.crd_timeout,
+                detail: detail.clone(),
+            });
+        }
+        let fresh_kind = crds.established.contains(&group_kind);
+        let api = self.api_for(key, object, fresh_kind, cancel).await?;
+
+        let first = self.patch(&api, key, item.manifest, cancel).await;
+        let e = match first {
+            Ok(applied) => return Ok(self.applied(key, item, applied, None)),
+            Err(e) => e,
+        };
+        let kube::Error::Api(s) = &e else {
+            return Err(ApplyError::api(object, "apply", &e));
+        };
+        if s.code == 409 {
+            let conflicts = status::conflicts(s);
+            if conflicts.is_empty() {
+                return Err(ApplyError::api(object, "apply", &e));
+            }
+            return Err(ApplyError::Conflict {
+                object: object.to_owned(),
+                tier: self.tier.clone(),
+                owners: describe_conflicts(&conflicts),
+                conflicts,
+            });
+        }
+        if !status::is_immutable(s) {
+            return Err(ApplyError::api(object, "apply", &e));
+        }
+        let fields = status::immutable_fields(s);
+        let (fields, verb) = match fields.len() {
+            0 => ("a field".to_owned(), "is"),
+            1 => (fields.join(", "), "is"),
+            _ => (fields.join(", "), "are"),
+        };
+        if !self.config.recreate_on_immutable.contains(&key.kind) {
+            return Err(ApplyError::Immutable {
+                object: object.to_owned(),
+                kind: key.kind.clone(),
+                tier: self.tier.clone(),
+                fields,
+                verb,
+            });
+        }
+        debug!(%fields, "immutable field changed: deleting to recreate");
+        self.delete_and_wait(&api, key, object, &fields, cancel)
+            .await?;
+        let applied = self
+            .patch(&api, key, item.manifest, cancel)
+            .await
+            .map_err(|e| ApplyError::api(object, "apply after delete (recreate)", &e))?;
+        let mut r = self.applied(
+            key,
+            item,
+            applied,
+            Some(format!("recreated: {fields} {verb} immutable")),
+        );
+        r.outcome = Outcome::Configured;
+        Ok(r)
+    }
+
+    /// The API handle for `key`. Discovery failures that may pass are retried; so is "not
+    /// served" for a kind whose CRD was Established in this call, as discovery can lag.
+    async fn api_for(
+        &self,
+        key: &ObjectKey,
+        object: &str,
+        fresh_kind: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Api<DynamicObject>, ApplyError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = retry(&self.backoff, cancel, transient_live, || {
+                self.live.api_for(key)
+            })
+            .await;
+            match found {
+                Ok(api) => return Ok(api),
+                Err(LiveError::UnknownKind { .. })
+                    if fresh_kind && Instant::now() < deadline && !cancel.is_cancelled() =>
+                {
+                    debug!("kind not yet in discovery after its CRD was Established; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(LiveError::UnknownKind { api_version, kind }) => {
+                    return Err(ApplyError::NotServed {
+                        object: object.to_owned(),
+                        api_version,
+                        kind,
+                    });
+                }
+                Err(source) => {
+                    return Err(ApplyError::Live {
+                        object: object.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn patch(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        manifest: &Value,
+        cancel: &CancellationToken,
+    ) -> Result<DynamicObject, kube::Error> {
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if self.config.force_conflicts {
+            params = params.force();
+        }
+        let patch = Patch::Apply(manifest);
+        retry(&self.backoff, cancel, is_transient, || {
+            api.patch(&key.name, &params, &patch)
+        })
+        .await
+    }
+
+    fn applied(
+        &self,
+        key: &ObjectKey,
+        item: &ApplyItem<'_>,
+        applied: DynamicObject,
+        message: Option<String>,
+    ) -> ObjectResult {
+        let rv = applied.metadata.resource_version.clone();
+        let outcome = match (&item.previous_resource_version, rv) {
+            (None, _) => Outcome::Created,
+            (Some(before), Some(after)) if *before == after => Outcome::Unchanged,
+            _ => Outcome::Configured,
+        };
+        ObjectResult {
+            key: key.clone(),
+            outcome,
+            message,
+            conflicts: Vec::new(),
+            live: Some(to_json(applied, key)),
+        }
+    }
+
+    /// Deletes the object (Background: its dependents go later, and no controller needs to
+    /// act for it to be gone) and waits until it is gone or replaced by a new uid.
+    async fn delete_and_wait(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        object: &str,
+        fields: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), ApplyError> {
+        let before = retry(&self.backoff, cancel, is_transient, || {
+            api.get_opt(&key.name)
+        })
+        .await
+        .map_err(|e| ApplyError::api(object, "read before recreate", &e))?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        let uid = before.metadata.uid.clone();
+        let mut params = DeleteParams::background();
+        if let Some(uid) = &uid {
+            params = params.preconditions(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            });
+        }
+        match retry(&self.backoff, cancel, is_transient, || {
+            api.delete(&key.name, &params)
+        })
+        .await
+        {
+            Ok(_) => {}
+            // Gone already, or replaced by someone else: either way the old one is gone.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(ApplyError::api(object, "delete (to recreate)", &e)),
+        }
+        let deadline = Instant::now() + self.gone_timeout;
+        loop {
+            match api.get_opt(&key.name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(o)) if o.metadata.uid != uid => return Ok(()),
+                Ok(Some(_)) => {}
+                Err(e) => debug!(error = %e, "reading the object being deleted failed"),
+            }
+            if Instant::now() >= deadline {
+                return Err(ApplyError::NotGone {
+                    object: object.to_owned(),
+                    fields: fields.to_owned(),
+                    timeout: self.gone_timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for every CRD applied in this call to be Established; records the kinds whose
+    /// CRD was not, so that their custom resources fail with the reason. The CRD's result
+    /// takes the Established object as its `live` (its status changed after the apply).
+    async fn await_crds(
+        &self,
+        items: &[ApplyItem<'_>],
+        keys: &[ObjectKey],
+        results: &mut [Option<ObjectResult>],
+        crds: &mut CrdState,
+        cancel: &CancellationToken,
+    ) {
+        let waiting: Vec<(usize, (String, String))> = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, k)| {
+                is_crd(k)
+                    && results[*i]
+                        .as_ref()
+                        .is_some_and(|r| r.outcome != Outcome::Failed)
+            })
+            .filter_map(|(i, _)| Some((i, crd_defines(items[i].manifest)?)))
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let waits = waiting.iter().map(|(i, _)| {
+            let key = &keys[*i];
+            let span = debug_span!("await_crd", object = %display_name(key));
+            self.await_established(key, cancel).instrument(span)
+        });
+        let outcomes = futures::future::join_all(waits).await;
+        for ((i, group_kind), outcome) in waiting.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(crd) => {
+                    if let Some(r) = results[i].as_mut() {
+                        r.live = Some(crd);
+                    }
+                    crds.established.insert(group_kind);
+                }
+                // Shutting down: the CRD was applied; the later phases start nothing anyway.
+                Err(_) if cancel.is_cancelled() => {}
+                Err(detail) => {
+                    let key = &keys[i];
+                    warn!(object = %display_name(key), %detail, "CRD not Established");
+                    if let Some(r) = results[i].as_mut() {
+                        r.outcome = Outcome::Failed;
+                        r.live = None;
+                        r.message = Some(format!(
+                            "{}: applied, but not Established within {:?}{detail}; its custom resources in this sync were not applied; check the CRD's status conditions",
+                            display_name(key),
+                            self.crd_timeout
+                        ));
+                    }
+                    crds.not_established
+                        .insert(group_kind, (key.name.clone(), detail));
+                }
+            }
+        }
+    }
+
+    /// The CRD once its Established condition is True; else what its conditions said.
+    async fn await_established(
+        &self,
+        key: &ObjectKey,
+        cancel: &CancellationToken,
+    ) -> Result<Value, String> {
+        let api = self
+            .live
+            .api_for(key)
+            .await
+            .map_err(|e| format!(" (cannot read it: {e})"))?;
+        let deadline = Instant::now() + self.crd_timeout;
+        loop {
+            let last = match api.get_opt(&key.name).await {
+                Ok(Some(crd)) => {
+                    let crd = to_json(crd, key);
+                    let conditions = crd
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    if conditions
+                        .iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                    {
+                        debug!("Established");
+                        return Ok(crd);
+                    }
+                    conditions
+                        .iter()
+                        .filter(|c| c["status"] != "True")
+                        .map(|c| {
+                            format!(
+                                "{}={}: {}",
+                                c["type"].as_str().unwrap_or("?"),
+                                c["status"].as_str().unwrap_or("?"),
+                                c["message"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }
+                Ok(None) => "it does not exist".to_owned(),
+                Err(e) => format!("reading it failed: {}", describe_error(&e)),
+            };
+            if Instant::now() >= deadline {
+                return Err(if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({last})")
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(" (gitopsd is shutting down)".to_owned()),
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Deletes `targets` (Background propagation, guarded by the uid when known): namespaced
+    /// objects first, then cluster-scoped ones, then CRDs and Namespaces, whose deletion takes
+    /// the rest with them. One result per target, in the input order.
+    pub async fn delete(
+        &self,
+        targets: Vec<PruneTarget>,
+        cancel: &CancellationToken,
+    ) -> Vec<ObjectResult> {
+        let mut phases: [Vec<usize>; 3] = Default::default();
+        for (i, t) in targets.iter().enumerate() {
+            let phase = if is_crd(&t.key) || is_namespace(&t.key) {
+                2
+            } else if t.key.namespace.is_none() {
+                1
+            } else {
+                0
+            };
+            phases[phase].push(i);
+        }
+        let mut results: Vec<Option<ObjectResult>> = vec![None; targets.len()];
+        for phase in &phases {
+            let done: Vec<(usize, ObjectResult)> = stream::iter(phase.iter().copied())
+                .map(|i| {
+                    let target = &targets[i];
+                    async move { (i, self.delete_one(target, cancel).await) }
+                })
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+            for (i, r) in done {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .zip(targets)
+            .map(|(r, t)| r.unwrap_or_else(|| shutting_down(t.key, SHUTTING_DOWN_DELETE)))
+            .collect()
+    }
+
+    async fn delete_one(&self, target: &PruneTarget, cancel: &CancellationToken) -> ObjectResult {
+        let key = &target.key;
+        let object = display_name(key);
+        let span = debug_span!("delete_object", object = %object);
+        async {
+            if cancel.is_cancelled() {
+                return shutting_down(key.clone(), SHUTTING_DOWN_DELETE);
+            }
+            let pruned = |message: Option<String>| ObjectResult {
+                key: key.clone(),
+                outcome: Outcome::Pruned,
+                message,
+                conflicts: Vec::new(),
+                live: None,
+            };
+            let api = match retry(&self.backoff, cancel, transient_live, || {
+                self.live.api_for(key)
+            })
+            .await
+            {
+                Ok(api) => api,
+                // Nothing of a kind the server no longer serves can exist.
+                Err(LiveError::UnknownKind { .. }) => {
+                    debug!("kind not served: already gone");
+                    return pruned(Some(format!(
+                        "already gone: {} {} is no longer served",
+                        key.api_version, key.kind
+                    )));
+                }
+                Err(source) => {
+                    return ApplyError::Live { object, source }.into_result(key.clone());
+                }
+            };
+            let mut params = DeleteParams::background();
+            if let Some(uid) = &target.uid {
+                params = params.preconditions(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                });
+            }
+            let deleted = retry(&self.backoff, cancel, is_transient, || {
+                api.delete(&key.name, &params)
+            })
+            .await;
+            match deleted {
+                Ok(_) => {
+                    debug!("deleted");
+                    pruned(None)
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    debug!("already gone");
+                    pruned(Some("already gone".to_owned()))
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    debug!(message = %s.message, "uid precondition failed");
+                    ApplyError::Replaced { object }.into_result(key.clone())
+                }
+                Err(e) => {
+                    debug!(error = %e, "delete failed");
+                    ApplyError::api(&object, "delete", &e).into_result(key.clone())
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn transient_live(e: &LiveError) -> bool {
+    matches!(e, LiveError::Api { source, .. } if is_transient(source))
+}
+
+fn shutting_down(key: ObjectKey, message: &str) -> ObjectResult {
+    ObjectResult {
+        key,
+        outcome: Outcome::Failed,
+        message: Some(message.to_owned()),
+        conflicts: Vec::new(),
+        live: None,
+    }
+}
+
+/// `"kubectl-edit" owns .data.key, .data.b; "hpa" owns .spec.replicas`
+fn describe_conflicts(conflicts: &[Conflict]) -> String {
+    let mut by_manager: Vec<(&str, Vec<&str>)> = Vec::new();
+    for c in conflicts {
+        match by_manager.iter_mut().find(|(m, _)| *m == c.manager) {
+            Some((_, fields)) => fields.push(&c.field),
+            None => by_manager.push((&c.manager, vec![&c.field])),
+        }
+    }
+    by_manager
+        .iter()
+        .map(|(m, fields)| format!("field manager \"{m}\" owns {}", fields.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The object as JSON with apiVersion and kind set.
+fn to_json(object: DynamicObject, key: &ObjectKey) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(key.api_version.clone()));
+        map.insert("kind".into(), Value::String(key.kind.clone()));
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(m: &str, f: &str) -> Conflict {
+        Conflict {
+            manager: m.into(),
+            field: f.into(),
+        }
+    }
+
+    #[test]
+    fn conflicts_grouped_by_manager() {
+        assert_eq!(
+            describe_conflicts(&[c("a", ".x"), c("b", ".y"), c("a", ".z")]),
+            "field manager \"a\" owns .x, .z; field manager \"b\" owns .y"
+        );
+    }
+
+    #[test]
+    fn display_names() {
+        let mut k = ObjectKey {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("shop-exp".into()),
+            name: "api".into(),
+        };
+        assert_eq!(display_name(&k), "Deployment shop-exp/api");
+        k.namespace = None;
+        assert_eq!(display_name(&k), "Deployment api");
+    }
+
+    #[test]
+    fn groups_and_crd_kinds() {
+        assert_eq!(group_of("v1"), "");
+        assert_eq!(group_of("apiextensions.k8s.io/v1"), CRD_GROUP);
+        let crd = serde_json::json!({"spec": {"group": "g.io", "names": {"kind": "Widget"}}});
+        assert_eq!(crd_defines(&crd), Some(("g.io".into(), "Widget".into())));
+    }
+}
