@@ -65,6 +65,7 @@ pub fn short_digest(digest: &str) -> &str {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Sources are boxed: a `kube::Error` inline would make every `Result` of this module large.
 pub enum StateError {
     #[error(
         "gitopsd may not {verb} the state ConfigMap {namespace}/{name}: gitopsd needs get/create/patch on configmaps in namespace {namespace} (a Role and RoleBinding for its service account): {source}"
@@ -74,7 +75,7 @@ pub enum StateError {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(
         "namespace {namespace} of the state ConfigMap {name} does not exist: create it (kubectl create namespace {namespace}), let gitopsd create it (it needs create on namespaces), or set state.namespace in the config"
@@ -86,7 +87,7 @@ pub enum StateError {
     NamespaceForbidden {
         namespace: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("{action} {what} failed (is the API server reachable?): {source}")]
     Api {
@@ -94,7 +95,7 @@ pub enum StateError {
         /// `ConfigMap ns/name` or `namespace ns`.
         what: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(
         "the state ConfigMap {namespace}/{name} cannot be read: {key}: {reason}; deleting the ConfigMap makes gitopsd start over without an inventory (it then prunes nothing it applied before)"
@@ -189,7 +190,7 @@ impl StateStore {
                 return Err(StateError::Api {
                     action: "reading",
                     what: format!("namespace {ns}"),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -212,12 +213,12 @@ impl StateStore {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_forbidden() => Err(StateError::NamespaceForbidden {
                 namespace: ns.clone(),
-                source: kube::Error::Api(s),
+                source: Box::new(kube::Error::Api(s)),
             }),
             Err(source) => Err(StateError::Api {
                 action: "creating",
                 what: format!("namespace {ns}"),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -261,7 +262,7 @@ impl StateStore {
                 verb,
                 namespace: self.namespace.clone(),
                 name: name.to_owned(),
-                source: kube::Error::Api(s),
+                source: Box::new(kube::Error::Api(s)),
             },
             // A write into a namespace that does not exist answers 404 naming the namespace.
             kube::Error::Api(s) if s.is_not_found() && verb != "get" => {
@@ -273,7 +274,7 @@ impl StateStore {
             source => StateError::Api {
                 action,
                 what: format!("ConfigMap {}/{name}", self.namespace),
-                source,
+                source: Box::new(source),
             },
         }
     }
