@@ -4,7 +4,8 @@
 # become Ready without a container runtime), built from source by build-control-plane.sh.
 #
 #   scripts/cluster.sh up       build if needed, start, wait until ready, register kwok nodes
-#                               (reuses a cluster that is already up and healthy)
+#                               (reuses a cluster that is already up and healthy; restarts
+#                               only kwok if scripts/kwok-stages changed since it started)
 #   scripts/cluster.sh down     stop every process it started, by process id
 #   scripts/cluster.sh env      print shell exports (KUBECONFIG, PATH with kubectl)
 #   scripts/cluster.sh status   say what runs, with process ids and ports
@@ -174,12 +175,51 @@ status:
     die "kwok nodes did not become Ready; see $LOGS/kwok.log"
 }
 
+# ---- kwok and its Stages. The release's fast stages (copied by build-control-plane.sh) with
+# ours from scripts/kwok-stages: a file there replaces the release's file of the same name
+# (pod-ready.yaml, which must not match the Pods that pod-unready.yaml keeps unready) or adds
+# a stage. kwok reads its stages only when it starts.
+kwok_config() {
+  local f
+  for f in "$KWOK_BIN"/stages/*.yaml; do
+    [[ -f $here/kwok-stages/$(basename "$f") ]] && continue
+    echo "---"; cat "$f"
+  done
+  for f in "$here"/kwok-stages/*.yaml; do echo "---"; cat "$f"; done
+}
+
+start_kwok() {
+  log "starting kwok $KWOK_VERSION"
+  kwok_config >"$DIR/kwok.yaml"
+  start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" \
+    --config "$DIR/kwok.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-label-selector type=kwok \
+    --server-address "127.0.0.1:$KWOK_PORT" \
+    --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-lease-duration-seconds 40
+}
+
+# A cluster started with other stages (an older checkout of this script) gets the current ones:
+# $DIR/kwok.yaml is the config the running kwok read. Only kwok restarts: it keeps no state of
+# its own (it re-lists nodes and Pods), while a whole restart would wipe etcd, and with it the
+# namespaces of every test using the cluster at that moment. Pods that are already Ready stay
+# Ready; only Pods created from now on go through the new stages.
+refresh_kwok_stages() {
+  kwok_config | cmp -s - "$DIR/kwok.yaml" && return 0
+  log "the kwok stages changed since kwok started ($DIR/kwok.yaml); restarting kwok only"
+  stop_one kwok
+  start_kwok
+  wait_for "kwok /healthz" 30 kwok curl -sf "http://127.0.0.1:$KWOK_PORT/healthz"
+  kubectl_ wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null ||
+    die "kwok nodes are not Ready after the kwok restart; see $LOGS/kwok.log"
+}
+
 cmd_up() {
   "$here/install-deps.sh"
   mkdir -p "$DIR"
   exec 8>"$DIR/.lock"
   flock 8 # two test processes starting at once: the second waits and reuses the first's cluster
   if healthy; then
+    refresh_kwok_stages
     log "already up at $SERVER"
     echo "$KUBECONFIG_FILE"
     return 0
@@ -236,14 +276,7 @@ cmd_up() {
     --authentication-kubeconfig "$DIR/kube-scheduler.kubeconfig" \
     --authorization-kubeconfig "$DIR/kube-scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
-  log "starting kwok $KWOK_VERSION"
-  local f
-  for f in "$KWOK_BIN"/stages/*.yaml; do echo "---"; cat "$f"; done >"$DIR/kwok.yaml"
-  start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" \
-    --config "$DIR/kwok.yaml" \
-    --manage-all-nodes=false --manage-nodes-with-label-selector type=kwok \
-    --server-address "127.0.0.1:$KWOK_PORT" \
-    --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-lease-duration-seconds 40
+  start_kwok
   wait_for "kube-controller-manager /healthz" 60 kube-controller-manager \
     curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
   wait_for "kube-scheduler /healthz" 60 kube-scheduler \
@@ -258,22 +291,26 @@ cmd_up() {
   echo "$KUBECONFIG_FILE"
 }
 
-stop_all() { # [quiet]
-  local i name pid
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name=${COMPONENTS[$i]}
-    pid=$(pid_of "$name")
-    [[ -n $pid ]] || continue
-    if alive "$name"; then
-      [[ ${1:-} == quiet ]] || log "stopping $name (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      if kill -0 "$pid" 2>/dev/null; then
-        log "$name (pid $pid) ignored SIGTERM for 10s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
+stop_one() { # name [quiet]
+  local name=$1 pid
+  pid=$(pid_of "$name")
+  [[ -n $pid ]] || return 0
+  if alive "$name"; then
+    [[ ${2:-} == quiet ]] || log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name (pid $pid) ignored SIGTERM for 10s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -f "$PIDS/$name.pid"
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+stop_all() { # [quiet]
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    stop_one "${COMPONENTS[$i]}" "${1:-}"
   done
 }
 
@@ -320,7 +357,7 @@ case ${1:-} in
   status) cmd_status ;;
   logs) shift; cmd_logs "$@" ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     [[ ${1:-} == -h || ${1:-} == --help ]] || exit 2
     ;;
 esac

@@ -3,6 +3,16 @@
 //! revisions, and a revision it rolled back from (not retried until git moves).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 
 use crate::live::ObjectKey;
 
@@ -16,4 +26,663 @@ pub struct TierState {
     /// A revision that was rolled back because it did not become healthy in time.
     pub failed_revision: Option<String>,
     pub rollbacks: u64,
+}
+
+/// The ConfigMap keys, in one place so save and load cannot disagree.
+const KEY_LAST_APPLIED: &str = "lastAppliedRevision";
+const KEY_LAST_HEALTHY: &str = "lastHealthyRevision";
+const KEY_FAILED: &str = "failedRevision";
+const KEY_ROLLBACKS: &str = "rollbacks";
+const KEY_COUNT: &str = "inventoryCount";
+const KEY_FORMAT: &str = "format";
+const KEY_INVENTORY: &str = "inventory.gz";
+const FORMAT: &str = "1";
+
+/// The field manager of every write of gitopsd's own state.
+const FIELD_MANAGER: &str = "gitopsd";
+
+/// The gzipped inventory may be at most this large: a ConfigMap (like any object) is limited to
+/// 1 MiB in etcd, and the rest of the object (metadata, managedFields, base64 in transit) needs
+/// room too.
+pub const MAX_INVENTORY_GZ_BYTES: usize = 900 * 1024;
+
+/// A decompressed inventory larger than this is not one gitopsd wrote (10,000 objects take about
+/// 1 MiB); the limit keeps a damaged or hostile ConfigMap from exhausting memory.
+const MAX_INVENTORY_TEXT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How many characters of a digest the inventory keeps.
+const SHORT_DIGEST_LEN: usize = 16;
+
+/// The part of a digest the inventory stores: its first 16 characters (64 bits), or all of it
+/// when shorter. The inventory digest only detects "this object's manifest changed since gitopsd
+/// applied it"; it is no integrity check, and 64 bits make an accidental match between two
+/// manifests of one object negligible, while a full 64-hex sha256 would take 10,000 objects well
+/// past the room a ConfigMap has. Callers compare `short_digest(new) == short_digest(stored)`;
+/// `load` returns exactly what `save` stored, which is already short.
+pub fn short_digest(digest: &str) -> &str {
+    // `get` rather than slicing: a non-ASCII digest (never written by gitopsd) must not panic.
+    digest.get(..SHORT_DIGEST_LEN).unwrap_or(digest)
+}
+
+#[derive(Debug, thiserror::Error)]
+/// Sources are boxed: a `kube::Error` inline would make every `Result` of this module large.
+pub enum StateError {
+    #[error(
+        "gitopsd may not {verb} the state ConfigMap {namespace}/{name}: gitopsd needs get/create/patch on configmaps in namespace {namespace} (a Role and RoleBinding for its service account): {source}"
+    )]
+    Forbidden {
+        verb: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error(
+        "namespace {namespace} of the state ConfigMap {name} does not exist: create it (kubectl create namespace {namespace}), let gitopsd create it (it needs create on namespaces), or set state.namespace in the config"
+    )]
+    NamespaceMissing { namespace: String, name: String },
+    #[error(
+        "gitopsd may not create namespace {namespace} for its state: create it (kubectl create namespace {namespace}), grant gitopsd get/create/patch on namespaces, or set state.namespace to an existing namespace: {source}"
+    )]
+    NamespaceForbidden {
+        namespace: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{action} {what} failed (is the API server reachable?): {source}")]
+    Api {
+        action: &'static str,
+        /// `ConfigMap ns/name` or `namespace ns`.
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error(
+        "the state ConfigMap {namespace}/{name} cannot be read: {key}: {reason}; deleting the ConfigMap makes gitopsd start over without an inventory (it then prunes nothing it applied before)"
+    )]
+    Corrupt {
+        namespace: String,
+        name: String,
+        key: &'static str,
+        reason: String,
+    },
+    #[error(
+        "the state ConfigMap {namespace}/{name} has format {found:?}, this gitopsd reads format {FORMAT} (was it written by a newer gitopsd?); run a gitopsd that reads it, or delete the ConfigMap to start over without an inventory (it then prunes nothing it applied before)"
+    )]
+    UnsupportedFormat {
+        namespace: String,
+        name: String,
+        found: String,
+    },
+    #[error(
+        "the inventory of {objects} objects does not fit the state ConfigMap {namespace}/{name}: {bytes} bytes gzipped, the limit is {MAX_INVENTORY_GZ_BYTES}; split the tier into smaller tiers"
+    )]
+    TooLarge {
+        namespace: String,
+        name: String,
+        objects: usize,
+        bytes: usize,
+    },
+    #[error("the state of tier {tier} cannot be written to {namespace}/{name}: {reason}")]
+    Encode {
+        tier: String,
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+}
+
+/// Reads and writes each tier's [`TierState`] in a ConfigMap `gitopsd-state-<tier>`.
+///
+/// Layout (format "1"): labels `app.kubernetes.io/managed-by: gitopsd`,
+/// `app.kubernetes.io/component: state`, `gitopsd.io/state-of: <tier>` (never `gitopsd.io/tier`:
+/// that label marks a tier's managed objects, and the state would show up as an extra object of
+/// the tier); `data` with the revisions, `rollbacks`, `inventoryCount` and `format`;
+/// `binaryData["inventory.gz"]`, the gzip of one sorted line per object,
+/// `digest<TAB>apiVersion<TAB>kind<TAB>namespace-or-empty<TAB>name`, the digest shortened by
+/// [`short_digest`].
+#[derive(Clone)]
+pub struct StateStore {
+    client: kube::Client,
+    namespace: String,
+}
+
+impl StateStore {
+    pub fn new(client: kube::Client, namespace: &str) -> StateStore {
+        StateStore {
+            client,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn config_map_name(tier: &str) -> String {
+        format!("gitopsd-state-{tier}")
+    }
+
+    /// The namespace from config, else the in-cluster service account's namespace, else
+    /// `gitopsd` (outside a cluster).
+    pub fn default_namespace(config: &crate::config::StateConfig) -> String {
+        if let Some(ns) = config.namespace.as_deref().filter(|s| !s.trim().is_empty()) {
+            return ns.trim().to_owned();
+        }
+        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "gitopsd".to_owned())
+    }
+
+    /// Creates the namespace if it does not exist. A namespace that exists is left alone (no
+    /// write, so gitopsd needs no namespace permission once it is there).
+    pub async fn ensure_namespace(&self) -> Result<(), StateError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = &self.namespace;
+        match api.get_opt(ns).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            // Without get on namespaces, creating is the only way to find out.
+            Err(kube::Error::Api(s)) if s.is_forbidden() => {}
+            Err(source) => {
+                return Err(StateError::Api {
+                    action: "reading",
+                    what: format!("namespace {ns}"),
+                    source: Box::new(source),
+                });
+            }
+        }
+        let manifest = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": ns,
+                "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+            },
+        });
+        match api
+            .patch(
+                ns,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&manifest),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_forbidden() => Err(StateError::NamespaceForbidden {
+                namespace: ns.clone(),
+                source: Box::new(kube::Error::Api(s)),
+            }),
+            Err(source) => Err(StateError::Api {
+                action: "creating",
+                what: format!("namespace {ns}"),
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// The tier's state; the default (never synced) when its ConfigMap does not exist.
+    pub async fn load(&self, tier: &str) -> Result<TierState, StateError> {
+        let name = Self::config_map_name(tier);
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api.get_opt(&name).await {
+            Ok(Some(cm)) => decode(&self.namespace, &cm),
+            Ok(None) => Ok(TierState::default()),
+            Err(e) => Err(self.api_error("get", "reading", &name, e)),
+        }
+    }
+
+    /// Writes the whole state in one server-side apply (forced: the state ConfigMap is only
+    /// gitopsd's, and a stale field owner must not block it).
+    pub async fn save(&self, tier: &str, state: &TierState) -> Result<(), StateError> {
+        let name = Self::config_map_name(tier);
+        let cm = encode(tier, &self.namespace, state)?;
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| self.api_error("patch", "writing", &name, e))
+    }
+
+    fn api_error(
+        &self,
+        verb: &'static str,
+        action: &'static str,
+        name: &str,
+        e: kube::Error,
+    ) -> StateError {
+        match e {
+            kube::Error::Api(s) if s.is_forbidden() => StateError::Forbidden {
+                verb,
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                source: Box::new(kube::Error::Api(s)),
+            },
+            // A write into a namespace that does not exist answers 404 naming the namespace.
+            kube::Error::Api(s) if s.is_not_found() && verb != "get" => {
+                StateError::NamespaceMissing {
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                }
+            }
+            source => StateError::Api {
+                action,
+                what: format!("ConfigMap {}/{name}", self.namespace),
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The state ConfigMap of `tier` in `namespace`, as save applies it.
+fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, StateError> {
+    let name = StateStore::config_map_name(tier);
+    let encode_error = |reason: String| StateError::Encode {
+        tier: tier.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+        reason,
+    };
+    let gz = encode_inventory(&state.inventory).map_err(encode_error)?;
+    if gz.len() > MAX_INVENTORY_GZ_BYTES {
+        return Err(StateError::TooLarge {
+            namespace: namespace.to_owned(),
+            name,
+            objects: state.inventory.len(),
+            bytes: gz.len(),
+        });
+    }
+    let mut data = BTreeMap::new();
+    let mut put = |k: &str, v: Option<&String>| {
+        if let Some(v) = v {
+            data.insert(k.to_owned(), v.clone());
+        }
+    };
+    put(KEY_LAST_APPLIED, state.last_applied_revision.as_ref());
+    put(KEY_LAST_HEALTHY, state.last_healthy_revision.as_ref());
+    put(KEY_FAILED, state.failed_revision.as_ref());
+    data.insert(KEY_ROLLBACKS.to_owned(), state.rollbacks.to_string());
+    data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
+    data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
+
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            FIELD_MANAGER.to_owned(),
+        ),
+        ("app.kubernetes.io/component".to_owned(), "state".to_owned()),
+        ("gitopsd.io/state-of".to_owned(), tier.to_owned()),
+    ]);
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        binary_data: Some(BTreeMap::from([(KEY_INVENTORY.to_owned(), ByteString(gz))])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The state a ConfigMap written by [`encode`] holds.
+fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let corrupt = |key: &'static str, reason: String| StateError::Corrupt {
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+        key,
+        reason,
+    };
+    let empty = BTreeMap::new();
+    let data = cm.data.as_ref().unwrap_or(&empty);
+    match data.get(KEY_FORMAT).map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(StateError::UnsupportedFormat {
+                namespace: namespace.to_owned(),
+                name,
+                found: other.to_owned(),
+            });
+        }
+        None => return Err(corrupt(KEY_FORMAT, "missing".to_owned())),
+    }
+    let rollbacks = match data.get(KEY_ROLLBACKS) {
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|e| corrupt(KEY_ROLLBACKS, format!("{v:?} is not a count: {e}")))?,
+        None => 0,
+    };
+    let inventory = match cm.binary_data.as_ref().and_then(|b| b.get(KEY_INVENTORY)) {
+        Some(gz) => decode_inventory(&gz.0).map_err(|r| corrupt(KEY_INVENTORY, r))?,
+        None => return Err(corrupt(KEY_INVENTORY, "missing from binaryData".to_owned())),
+    };
+    // The count is written beside the inventory so a truncated inventory cannot pass as a
+    // smaller one (which would make gitopsd forget objects it must prune).
+    if let Some(count) = data.get(KEY_COUNT) {
+        let count: usize = count
+            .parse()
+            .map_err(|e| corrupt(KEY_COUNT, format!("{count:?} is not a count: {e}")))?;
+        if count != inventory.len() {
+            return Err(corrupt(
+                KEY_INVENTORY,
+                format!(
+                    "holds {} objects, {KEY_COUNT} says {count}",
+                    inventory.len()
+                ),
+            ));
+        }
+    }
+    Ok(TierState {
+        inventory,
+        last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
+        last_healthy_revision: data.get(KEY_LAST_HEALTHY).cloned(),
+        failed_revision: data.get(KEY_FAILED).cloned(),
+        rollbacks,
+    })
+}
+
+/// Gzip of the inventory lines, sorted (the `BTreeMap` order is the key order; lines are sorted
+/// again by their text so the bytes depend only on the content).
+fn encode_inventory(inventory: &BTreeMap<ObjectKey, String>) -> Result<Vec<u8>, String> {
+    let mut lines = Vec::with_capacity(inventory.len());
+    for (key, digest) in inventory {
+        let fields = [
+            short_digest(digest),
+            &key.api_version,
+            &key.kind,
+            key.namespace.as_deref().unwrap_or(""),
+            &key.name,
+        ];
+        // Kubernetes names, kinds and hex digests never hold these; a key that does would
+        // shift the columns and read back as another object.
+        if fields.iter().any(|f| f.contains(['\t', '\n', '\r'])) {
+            return Err(format!(
+                "inventory entry {key:?} holds a tab or newline, which the inventory format cannot store"
+            ));
+        }
+        if digest.is_empty()
+            || key.api_version.is_empty()
+            || key.kind.is_empty()
+            || key.name.is_empty()
+        {
+            return Err(format!(
+                "inventory entry {key:?} (digest {digest:?}) has an empty field"
+            ));
+        }
+        lines.push(fields.join("\t"));
+    }
+    lines.sort_unstable();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    for line in &lines {
+        gz.write_all(line.as_bytes())
+            .and_then(|()| gz.write_all(b"\n"))
+            .map_err(|e| format!("gzip: {e}"))?;
+    }
+    gz.finish().map_err(|e| format!("gzip: {e}"))
+}
+
+fn decode_inventory(gz: &[u8]) -> Result<BTreeMap<ObjectKey, String>, String> {
+    let mut text = String::new();
+    GzDecoder::new(gz)
+        .take(MAX_INVENTORY_TEXT_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("not a gzip of UTF-8 text: {e}"))?;
+    let mut inventory = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [digest, api_version, kind, namespace, name] = fields[..] else {
+            return Err(format!(
+                "line {}: {} tab-separated fields, expected 5 (digest, apiVersion, kind, namespace, name): {line:?}",
+                i + 1,
+                fields.len()
+            ));
+        };
+        if digest.is_empty() || api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(format!("line {}: an empty field: {line:?}", i + 1));
+        }
+        let key = ObjectKey {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
+            name: name.to_owned(),
+        };
+        if inventory.insert(key, digest.to_owned()).is_some() {
+            return Err(format!(
+                "line {}: the object is listed twice: {line:?}",
+                i + 1
+            ));
+        }
+    }
+    Ok(inventory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "gitopsd";
+
+    fn key(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectKey {
+        ObjectKey {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    fn sample() -> TierState {
+        TierState {
+            inventory: BTreeMap::from([
+                (
+                    key("v1", "ConfigMap", Some("shop"), "a"),
+                    "0123456789abcdef".to_owned(),
+                ),
+                (
+                    key(
+                        "rbac.authorization.k8s.io/v1",
+                        "ClusterRole",
+                        None,
+                        "reader",
+                    ),
+                    "fedcba9876543210".to_owned(),
+                ),
+            ]),
+            last_applied_revision: Some("abc123".to_owned()),
+            last_healthy_revision: Some("abc000".to_owned()),
+            failed_revision: Some("bad999".to_owned()),
+            rollbacks: 3,
+        }
+    }
+
+    #[test]
+    fn short_digest_keeps_16_characters_or_a_shorter_digest_whole() {
+        let long = "a".repeat(64);
+        assert_eq!(short_digest(&long), &long[..16]);
+        assert_eq!(short_digest("abc"), "abc");
+        assert_eq!(short_digest(""), "");
+        // Idempotent: what save stored compares equal to a new digest shortened again.
+        assert_eq!(short_digest(short_digest(&long)), short_digest(&long));
+        // Never panics on a multi-byte character at the cut.
+        let odd = format!("{}é", "a".repeat(15));
+        assert_eq!(short_digest(&odd), odd);
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let state = sample();
+        let cm = encode("prod", NS, &state).expect("encode");
+        assert_eq!(cm.metadata.name.as_deref(), Some("gitopsd-state-prod"));
+        let labels = cm.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get("gitopsd.io/state-of").map(String::as_str),
+            Some("prod")
+        );
+        assert!(!labels.contains_key("gitopsd.io/tier"), "{labels:?}");
+        let data = cm.data.clone().unwrap_or_default();
+        assert_eq!(data.get("inventoryCount").map(String::as_str), Some("2"));
+        assert_eq!(data.get("format").map(String::as_str), Some("1"));
+        assert_eq!(decode(NS, &cm).expect("decode"), state);
+    }
+
+    #[test]
+    fn default_state_round_trips_and_omits_missing_revisions() {
+        let cm = encode("t", NS, &TierState::default()).expect("encode");
+        let data = cm.data.clone().unwrap_or_default();
+        assert!(!data.contains_key("failedRevision"));
+        assert!(!data.contains_key("lastAppliedRevision"));
+        assert_eq!(decode(NS, &cm).expect("decode"), TierState::default());
+    }
+
+    #[test]
+    fn long_digests_are_stored_short_and_lines_are_sorted() {
+        let mut state = TierState::default();
+        let full = "0123456789abcdef".repeat(4);
+        state
+            .inventory
+            .insert(key("v1", "Service", Some("b"), "x"), full.clone());
+        state
+            .inventory
+            .insert(key("apps/v1", "Deployment", Some("a"), "y"), full.clone());
+        let cm = encode("t", NS, &state).expect("encode");
+        let gz = &cm.binary_data.as_ref().expect("binaryData")["inventory.gz"].0;
+        let mut text = String::new();
+        GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        assert_eq!(
+            text,
+            "0123456789abcdef\tapps/v1\tDeployment\ta\ty\n0123456789abcdef\tv1\tService\tb\tx\n"
+        );
+        let back = decode(NS, &cm).expect("decode");
+        assert!(back.inventory.values().all(|d| d == short_digest(&full)));
+    }
+
+    #[test]
+    fn corrupt_gzip_names_the_config_map_the_key_and_the_way_out() {
+        let mut cm = encode("prod", NS, &sample()).expect("encode");
+        cm.binary_data = Some(BTreeMap::from([(
+            "inventory.gz".to_owned(),
+            ByteString(b"not gzip".to_vec()),
+        )]));
+        let err = decode(NS, &cm).expect_err("corrupt").to_string();
+        assert!(err.contains("gitopsd/gitopsd-state-prod"), "{err}");
+        assert!(err.contains("inventory.gz"), "{err}");
+        assert!(err.contains("not a gzip"), "{err}");
+        assert!(err.contains("deleting the ConfigMap"), "{err}");
+        assert!(err.contains("without an inventory"), "{err}");
+    }
+
+    fn with_inventory_text(text: &str) -> ConfigMap {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(text.as_bytes()).expect("gzip");
+        let mut cm = encode("prod", NS, &TierState::default()).expect("encode");
+        cm.binary_data = Some(BTreeMap::from([(
+            "inventory.gz".to_owned(),
+            ByteString(gz.finish().expect("gzip")),
+        )]));
+        if let Some(data) = cm.data.as_mut() {
+            data.remove("inventoryCount");
+        }
+        cm
+    }
+
+    #[test]
+    fn a_bad_line_names_its_number_and_content() {
+        let cm = with_inventory_text("abc\tv1\tConfigMap\tns\tok\nabc\tv1\tConfigMap\n");
+        let err = decode(NS, &cm).expect_err("bad line").to_string();
+        assert!(err.contains("inventory.gz"), "{err}");
+        assert!(
+            err.contains("line 2: 3 tab-separated fields, expected 5"),
+            "{err}"
+        );
+        assert!(err.contains("gitopsd-state-prod"), "{err}");
+
+        let cm = with_inventory_text("\tv1\tConfigMap\tns\tname\n");
+        let err = decode(NS, &cm).expect_err("empty digest").to_string();
+        assert!(err.contains("line 1: an empty field"), "{err}");
+    }
+
+    #[test]
+    fn a_count_that_disagrees_with_the_inventory_is_corrupt() {
+        let mut cm = encode("prod", NS, &sample()).expect("encode");
+        if let Some(data) = cm.data.as_mut() {
+            data.insert("inventoryCount".to_owned(), "5".to_owned());
+        }
+        let err = decode(NS, &cm).expect_err("count").to_string();
+        assert!(
+            err.contains("holds 2 objects, inventoryCount says 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_rollbacks_and_unknown_format_are_errors() {
+        let mut cm = encode("prod", NS, &sample()).expect("encode");
+        if let Some(data) = cm.data.as_mut() {
+            data.insert("rollbacks".to_owned(), "many".to_owned());
+        }
+        let err = decode(NS, &cm).expect_err("rollbacks").to_string();
+        assert!(err.contains("rollbacks: \"many\" is not a count"), "{err}");
+
+        let mut cm = encode("prod", NS, &sample()).expect("encode");
+        if let Some(data) = cm.data.as_mut() {
+            data.insert("format".to_owned(), "2".to_owned());
+        }
+        let err = decode(NS, &cm).expect_err("format").to_string();
+        assert!(err.contains("format \"2\""), "{err}");
+        assert!(err.contains("delete the ConfigMap"), "{err}");
+    }
+
+    #[test]
+    fn a_key_with_a_tab_cannot_be_stored() {
+        let mut state = TierState::default();
+        state
+            .inventory
+            .insert(key("v1", "ConfigMap", Some("ns"), "a\tb"), "d".to_owned());
+        let err = encode("prod", NS, &state).expect_err("tab").to_string();
+        assert!(err.contains("tab or newline"), "{err}");
+        assert!(err.contains("gitopsd/gitopsd-state-prod"), "{err}");
+    }
+
+    #[test]
+    fn an_inventory_over_the_limit_names_the_object_count() {
+        // Random-looking digests and names do not compress: a few tens of thousands exceed it.
+        let mut state = TierState::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..60_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let name = format!("obj-{x:016x}-{i}");
+            state.inventory.insert(
+                key("v1", "ConfigMap", Some("ns"), &name),
+                format!("{x:016x}"),
+            );
+        }
+        let err = encode("big", NS, &state)
+            .expect_err("too large")
+            .to_string();
+        assert!(err.contains("inventory of 60000 objects"), "{err}");
+        assert!(err.contains("split the tier"), "{err}");
+    }
+
+    #[test]
+    fn the_configured_namespace_wins() {
+        let config = crate::config::StateConfig {
+            namespace: Some("ops".to_owned()),
+        };
+        assert_eq!(StateStore::default_namespace(&config), "ops");
+        assert_eq!(StateStore::config_map_name("prod"), "gitopsd-state-prod");
+    }
 }
