@@ -475,11 +475,10 @@ impl LiveObjects for LiveCache {
         kinds: &[(String, String)],
     ) -> Result<Vec<ObjectKey>, LiveError> {
         let mut out = Vec::new();
-        for ((api_version, kind_name), (kind, objects)) in
-            kinds
-                .iter()
-                .filter(|id| !self.unserved.contains(*id))
-                .zip(self.labelled_stores(tier, kinds)?)
+        for ((api_version, kind_name), (kind, objects)) in kinds
+            .iter()
+            .filter(|id| !self.unserved.contains(*id))
+            .zip(self.labelled_stores(tier, kinds)?)
         {
             out.extend(objects.iter().map(|o| ObjectKey {
                 api_version: api_version.clone(),

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::apply::{ApplyItem, Applier, ObjectResult, Outcome, PruneTarget, plan_prune};
+use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::config::TierConfig;
 use crate::desired::{Offer, TierDesired};
 use crate::drift::{ApiDryRun, detect_except};
@@ -153,6 +153,11 @@ impl TierReconciler {
         self.source_ok = false;
         let error = error.to_owned();
         self.status.update(|s| s.last_error = Some(error));
+    }
+
+    /// A fetch of the tier's ref succeeded again (with no new commit).
+    pub fn source_recovered(&mut self) {
+        self.source_ok = true;
     }
 
     /// Takes the newest commit of the tier's ref: renders and validates it, and makes it the
@@ -381,7 +386,11 @@ impl TierReconciler {
             );
         }
         // Quiet reconciles (a watch event, nothing to do) are not history.
-        if changed || record.error.is_some() || record.rolled_back_from.is_some() || reason != "live-change" {
+        if changed
+            || record.error.is_some()
+            || record.rolled_back_from.is_some()
+            || reason != "live-change"
+        {
             self.status.update(|s| s.record(record));
         }
         outcomes
@@ -398,7 +407,6 @@ impl TierReconciler {
         }
         let set = active.set.clone();
         self.follow_set(&set).await?;
-        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
 
         // Deploy: objects new or changed since they were last applied.
         let state = self.state.as_mut().ok_or("no tier state")?;
@@ -427,7 +435,10 @@ impl TierReconciler {
             self.note_results(&deploy, &results, record);
             applied_keys.extend(results.iter().map(|r| r.key.clone()));
             // Kinds whose CRD this apply created can be watched now.
-            let any_unserved = self.cache.as_ref().is_some_and(|c| c.unserved().next().is_some());
+            let any_unserved = self
+                .cache
+                .as_ref()
+                .is_some_and(|c| c.unserved().next().is_some());
             if any_unserved {
                 self.cache_digest = None;
                 self.follow_set(&set).await?;
@@ -442,8 +453,11 @@ impl TierReconciler {
         let report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
             .await
             .map_err(|e| e.to_string())?;
-        let by_key: HashMap<ObjectKey, &DesiredObject> =
-            set.objects.iter().map(|o| (ObjectKey::from(o), o)).collect();
+        let by_key: HashMap<ObjectKey, &DesiredObject> = set
+            .objects
+            .iter()
+            .map(|o| (ObjectKey::from(o), o))
+            .collect();
         let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
         for item in &report.items {
             let key = ObjectKey {
@@ -506,9 +520,8 @@ impl TierReconciler {
         self.fights.retain(|k| desired_keys.contains(k));
 
         // Prune: only when the newest revision fetched, rendered and validated.
-        let newest_ok = self.source_ok
-            && self.desired.failure().is_none()
-            && !cancel.is_cancelled();
+        let newest_ok =
+            self.source_ok && self.desired.failure().is_none() && !cancel.is_cancelled();
         if newest_ok {
             self.prune(&desired_keys, cancel, record).await;
         } else if self
@@ -528,7 +541,12 @@ impl TierReconciler {
         self.save_state().await?;
 
         let unconvergeable = !decision.unconvergeable.is_empty();
-        let failed = record.outcomes.get(Outcome::Failed.as_str()).copied().unwrap_or(0) > 0;
+        let failed = record
+            .outcomes
+            .get(Outcome::Failed.as_str())
+            .copied()
+            .unwrap_or(0)
+            > 0;
         let outcomes = self.assess_health(active, &report, record).await;
         let sync = if failed || unconvergeable || !decision.alerts.is_empty() {
             SyncState::OutOfSync
@@ -654,16 +672,21 @@ impl TierReconciler {
                 Ok(None) | Err(crate::live::LiveError::UnknownKind { .. }) => {}
                 Err(e) => {
                     // Unknown state: do not prune on a guess.
-                    record
-                        .prune_notes
-                        .push(format!("prune skipped: cannot read {}: {e}", crate::apply::display_name(key)));
+                    record.prune_notes.push(format!(
+                        "prune skipped: cannot read {}: {e}",
+                        crate::apply::display_name(key)
+                    ));
                     return;
                 }
             }
         }
-        let plan = plan_prune(&self.tier.name, &self.tier.prune, &inventory, desired, &|k| {
-            live.get(k).cloned()
-        });
+        let plan = plan_prune(
+            &self.tier.name,
+            &self.tier.prune,
+            &inventory,
+            desired,
+            &|k| live.get(k).cloned(),
+        );
         let Some(state) = self.state.as_mut() else {
             return;
         };
@@ -682,7 +705,12 @@ impl TierReconciler {
             // Another tier or a person took it over: no longer this tier's to prune.
             let taken = live
                 .get(key)
-                .and_then(|l| l.pointer(&format!("/metadata/labels/{}", crate::render::TIER_LABEL.replace('/', "~1"))))
+                .and_then(|l| {
+                    l.pointer(&format!(
+                        "/metadata/labels/{}",
+                        crate::render::TIER_LABEL.replace('/', "~1")
+                    ))
+                })
                 .and_then(Value::as_str)
                 != Some(self.tier.name.as_str());
             if taken {
@@ -786,7 +814,9 @@ impl TierReconciler {
             if now < rollout.deadline {
                 out.wake_at = Some(rollout.deadline);
             } else {
-                out = self.health_deadline_passed(active, &unhealthy, record).await;
+                out = self
+                    .health_deadline_passed(active, &unhealthy, record)
+                    .await;
             }
         }
         let last_healthy = self
@@ -839,8 +869,9 @@ impl TierReconciler {
         }
         let Some(target) = self.restore_last_healthy().await else {
             warn!("{message}; no healthy revision to roll back to");
-            self.status
-                .update(|s| s.last_error = Some(format!("{message}; no healthy revision to roll back to")));
+            self.status.update(|s| {
+                s.last_error = Some(format!("{message}; no healthy revision to roll back to"))
+            });
             return Outcomes::default();
         };
         if target.revision == active.revision {

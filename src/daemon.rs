@@ -1,0 +1,243 @@
+//! `gitopsd run`: the source poller, one reconcile task per tier, and the status endpoint,
+//! wired together until SIGTERM.
+//!
+//! Each tier's task owns its [`TierReconciler`], so reconciles of one tier never overlap; a
+//! reconcile starts on a new revision, a change to a watched live object, the poll interval,
+//! a health deadline, or a "sync now" trigger.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::Config;
+use crate::reconcile::{Checkouts, TierReconciler};
+use crate::source::{FetchReport, Poller, Source, SourceError};
+use crate::state::{StateError, StateStore};
+use crate::status::StatusHandle;
+
+/// Live changes arriving within this time are handled by one reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How long in-flight applies get to finish after SIGTERM before the process exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("cannot listen on {addr} for the status endpoint: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where `gitopsd run` keeps the mirror and exports.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub workdir: PathBuf,
+}
+
+/// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
+#[derive(Clone)]
+pub struct Handles {
+    pub tiers: Vec<(String, StatusHandle)>,
+    pub sync_now: HashMap<String, Arc<Notify>>,
+    pub fetch_now: Arc<Notify>,
+}
+
+enum TierEvent {
+    Revision(String),
+    FetchFailed(String),
+}
+
+/// Runs until `shutdown` is cancelled; then lets every tier finish or stop its apply.
+pub async fn run(
+    config: Config,
+    client: Client,
+    options: DaemonOptions,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let namespace = StateStore::default_namespace(&config.state);
+    let store = StateStore::new(client.clone(), &namespace);
+    store.ensure_namespace().await?;
+    info!(namespace = %namespace, "tier state is kept in ConfigMaps gitopsd-state-<tier>");
+
+    let source_dir = options.workdir.join("source");
+    let source = Source::new(&config.source, source_dir.clone())?;
+    // Exports read the mirror the poller writes: a second handle, used between fetches.
+    let exporter: Arc<dyn Checkouts> =
+        Arc::new(Mutex::new(Source::new(&config.source, source_dir)?));
+    let mut refs: Vec<String> = config.tiers.iter().map(|t| t.git_ref.clone()).collect();
+    refs.sort();
+    refs.dedup();
+    let poller = Poller::new(source, refs, config.source.interval);
+    let fetch_now = poller.trigger();
+    let (fetch_tx, mut fetch_rx) = mpsc::channel::<FetchReport>(4);
+    let poll_task = tokio::spawn(async move {
+        if let Err(e) = poller.run(fetch_tx).await {
+            warn!(error = %e, "the source poller stopped");
+        }
+    });
+
+    let mut handles = Handles {
+        tiers: Vec::new(),
+        sync_now: HashMap::new(),
+        fetch_now: fetch_now.clone(),
+    };
+    let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
+    let mut tasks = Vec::new();
+    let last = config.tiers.len().saturating_sub(1);
+    for (i, tier) in config.tiers.iter().enumerate() {
+        let status = StatusHandle::new(&tier.name);
+        let trigger = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(16);
+        let reconciler = TierReconciler::new(
+            tier.clone(),
+            i == last,
+            client.clone(),
+            store.clone(),
+            exporter.clone(),
+            status.clone(),
+        );
+        handles.tiers.push((tier.name.clone(), status));
+        handles.sync_now.insert(tier.name.clone(), trigger.clone());
+        senders.push((tier.git_ref.clone(), tx));
+        let span = info_span!("tier", tier = %tier.name);
+        tasks.push(tokio::spawn(
+            tier_loop(
+                reconciler,
+                rx,
+                trigger,
+                config.source.interval,
+                shutdown.clone(),
+            )
+            .instrument(span),
+        ));
+    }
+
+    let listen = config.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    info!(address = %format!("http://{addr}"), "status endpoint listening");
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        handles.clone(),
+        shutdown.clone(),
+    ));
+
+    // Fetch results go to each tier that follows the ref.
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            report = fetch_rx.recv() => {
+                let Some(report) = report else { break };
+                dispatch(&report, &senders);
+            }
+        }
+    }
+    info!("shutting down: letting each tier finish or stop its apply");
+    poll_task.abort();
+    let all = futures::future::join_all(tasks);
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        warn!(grace = ?SHUTDOWN_GRACE, "a tier did not stop in time; exiting anyway");
+    }
+    let _ = http.await;
+    info!("stopped");
+    Ok(())
+}
+
+fn dispatch(report: &FetchReport, senders: &[(String, mpsc::Sender<TierEvent>)]) {
+    for (git_ref, tx) in senders {
+        let event = match &report.result {
+            Ok(outcome) => match outcome.get(git_ref) {
+                Some(Ok(update)) => TierEvent::Revision(update.commit.to_string()),
+                Some(Err(e)) => TierEvent::FetchFailed(e.to_string()),
+                None => continue,
+            },
+            Err(e) => TierEvent::FetchFailed(e.to_string()),
+        };
+        // A full queue means the tier is busy; the next poll says the same again.
+        let _ = tx.try_send(event);
+    }
+}
+
+async fn tier_loop(
+    mut reconciler: TierReconciler,
+    mut events: mpsc::Receiver<TierEvent>,
+    trigger: Arc<Notify>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let mut offered: Option<String> = None;
+    let mut wake_at: Option<Instant> = None;
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut changes = reconciler.live_changes();
+        let reason = tokio::select! {
+            _ = cancel.cancelled() => break,
+            event = events.recv() => match event {
+                None => break,
+                Some(TierEvent::FetchFailed(e)) => {
+                    warn!(error = %e, "fetch failed; the last good revision stays and prune waits");
+                    reconciler.source_failed(&e);
+                    continue;
+                }
+                Some(TierEvent::Revision(rev)) => {
+                    if offered.as_deref() == Some(rev.as_str()) {
+                        reconciler.source_recovered();
+                        continue;
+                    }
+                    info!(revision = %rev, "new revision");
+                    reconciler.offer_revision(&rev).await;
+                    offered = Some(rev);
+                    "revision"
+                }
+            },
+            _ = trigger.notified() => "trigger",
+            _ = ticker.tick() => "interval",
+            _ = sleep_until(wake_at) => "deadline",
+            _ = changed(&mut changes) => {
+                // Coalesce a burst (a rollout writes status many times).
+                tokio::time::sleep(DEBOUNCE).await;
+                "live-change"
+            }
+        };
+        let out = reconciler.reconcile(reason, &cancel).await;
+        wake_at = out.wake_at.map(Instant::from_std);
+    }
+    info!("tier stopped");
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn changed(rx: &mut Option<watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
