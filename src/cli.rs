@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, info};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceConfig};
 use crate::logging::LogFormat;
@@ -30,7 +31,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: load the config, connect to the cluster, reconcile every tier.
+    /// Run the daemon: follow the config repo, and for every tier apply what git says, correct or
+    /// report drift as the tier's policy says, prune what left git, watch health and roll back;
+    /// serve status on http.listen. Stops cleanly on SIGTERM.
+    #[command(after_help = "Examples:\n  \
+        gitopsd run --config examples/gitopsd.yaml --check      # validate the config only\n  \
+        gitopsd run --config /etc/gitopsd/gitopsd.yaml          # in a cluster (in-cluster credentials)\n  \
+        gitopsd run --config gitopsd.yaml --kubeconfig ~/.kube/config --workdir /var/tmp/gitopsd\n\n\
+        Status: GET http://<http.listen>/api/v1/tiers; sync now: POST /api/v1/tiers/<tier>/sync.\n\
+        State (inventory, last applied and healthy revisions): ConfigMaps gitopsd-state-<tier> in state.namespace.")]
     Run(RunArgs),
     /// Print a tier's desired set: base plus the tier's overlay, ordered, labelled, hashed.
     #[command(after_help = "Examples:\n  \
@@ -168,6 +177,15 @@ pub struct RunArgs {
     /// Validate the config and exit: 0 when it is valid, 2 with the error when it is not.
     #[arg(long)]
     pub check: bool,
+
+    /// Where the config repo mirror and its exported revisions are kept (a scratch
+    /// directory: deleting it costs one full fetch).
+    #[arg(long, value_name = "DIR", env = "GITOPSD_WORKDIR", default_value_os_t = default_workdir())]
+    pub workdir: PathBuf,
+}
+
+fn default_workdir() -> PathBuf {
+    std::env::temp_dir().join("gitopsd")
 }
 
 /// Exit code for a config or usage error, as clap uses for usage errors.
@@ -242,13 +260,38 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
             "tier configured"
         );
     }
-    // The reconcile loop (source -> render -> diff -> policy -> apply) is not built yet: say so
-    // plainly instead of idling as if it were working.
-    report.error(
-        "reconcile loop missing",
-        &"the reconcile loop is not part of this build yet; `gitopsd run` only checks the config and the cluster connection",
-    );
-    ExitCode::FAILURE
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let options = crate::daemon::DaemonOptions {
+        workdir: args.workdir.clone(),
+    };
+    match crate::daemon::run(config, conn.client, options, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report.error("gitopsd stopped", &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C: stop starting work, finish what runs.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gitopsd cleanly");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+    }
+    shutdown.cancel();
 }
 
 /// A config repo read once, at one revision, for `render` and `validate`.

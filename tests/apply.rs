@@ -52,6 +52,7 @@ fn items<'a>(manifests: &'a [Value], previous: &[Option<String>]) -> Vec<ApplyIt
         .map(|(i, m)| ApplyItem {
             manifest: m,
             previous_resource_version: previous.get(i).cloned().flatten(),
+            take_fields: Vec::new(),
         })
         .collect()
 }

@@ -313,7 +313,7 @@ impl Applier {
         let fresh_kind = crds.established.contains(&group_kind);
         let api = self.api_for(key, object, fresh_kind, cancel).await?;
 
-        let first = self.patch(&api, key, item.manifest, cancel).await;
+        let first = self.patch(&api, key, item.manifest, false, cancel).await;
         let e = match first {
             Ok(applied) => return Ok(self.applied(key, item, applied, None)),
             Err(e) => e,
@@ -325,6 +325,21 @@ impl Applier {
             let conflicts = status::conflicts(s);
             if conflicts.is_empty() {
                 return Err(ApplyError::api(object, "apply", &e));
+            }
+            // Drift the policy corrects: those fields are taken back, and only those.
+            if !item.take_fields.is_empty()
+                && conflicts
+                    .iter()
+                    .all(|c| covered(&c.field, &item.take_fields))
+            {
+                let applied = self
+                    .patch(&api, key, item.manifest, true, cancel)
+                    .await
+                    .map_err(|e| {
+                        ApplyError::api(object, "apply (taking drifted fields back)", &e)
+                    })?;
+                let note = format!("took back from {}", describe_conflicts(&conflicts));
+                return Ok(self.applied(key, item, applied, Some(note)));
             }
             return Err(ApplyError::Conflict {
                 object: object.to_owned(),
@@ -355,7 +370,7 @@ impl Applier {
         self.delete_and_wait(&api, key, object, &fields, cancel)
             .await?;
         let applied = self
-            .patch(&api, key, item.manifest, cancel)
+            .patch(&api, key, item.manifest, false, cancel)
             .await
             .map_err(|e| ApplyError::api(object, "apply after delete (recreate)", &e))?;
         let mut r = self.applied(
@@ -413,10 +428,11 @@ impl Applier {
         api: &Api<DynamicObject>,
         key: &ObjectKey,
         manifest: &Value,
+        force: bool,
         cancel: &CancellationToken,
     ) -> Result<DynamicObject, kube::Error> {
         let mut params = PatchParams::apply(FIELD_MANAGER);
-        if self.config.force_conflicts {
+        if force || self.config.force_conflicts {
             params = params.force();
         }
         let patch = Patch::Apply(manifest);
@@ -808,5 +824,45 @@ mod tests {
         assert_eq!(group_of("apiextensions.k8s.io/v1"), CRD_GROUP);
         let crd = serde_json::json!({"spec": {"group": "g.io", "names": {"kind": "Widget"}}});
         assert_eq!(crd_defines(&crd), Some(("g.io".into(), "Widget".into())));
+    }
+}
+
+/// Whether the API server's name of a conflicting field (`.spec.template.spec.containers[name="api"].image`)
+/// is one of `fields` (in the diff stage's form, `spec.template.spec.containers[name=api].image`)
+/// or lies below one.
+fn covered(conflict: &str, fields: &[String]) -> bool {
+    let conflict: String = conflict.trim_start_matches('.').replace('"', "");
+    fields.iter().any(|f| {
+        conflict == *f
+            || conflict
+                .strip_prefix(f.as_str())
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+#[cfg(test)]
+mod covered_tests {
+    use super::covered;
+
+    #[test]
+    fn conflict_fields_match_the_diff_paths_they_name() {
+        let fields = vec![
+            "spec.template.spec.containers[name=api].image".to_owned(),
+            "spec.template.spec.containers[name=api].ports[containerPort=8080,protocol=TCP]"
+                .to_owned(),
+        ];
+        assert!(covered(
+            ".spec.template.spec.containers[name=\"api\"].image",
+            &fields
+        ));
+        assert!(covered(
+            ".spec.template.spec.containers[name=\"api\"].ports[containerPort=8080,protocol=\"TCP\"].name",
+            &fields
+        ));
+        assert!(!covered(".spec.replicas", &fields));
+        assert!(!covered(
+            ".spec.template.spec.containers[name=\"api\"].imagePullPolicy",
+            &fields
+        ));
     }
 }

@@ -69,6 +69,10 @@ pub struct ApplyItem<'a> {
     /// The live object's resourceVersion before the apply (`None`: it does not exist), which
     /// tells `created`, `configured` and `unchanged` apart without another request.
     pub previous_resource_version: Option<String>,
+    /// Fields (diff-stage form, `spec.replicas`) whose drift the tier's policy corrects: a
+    /// conflict with another manager on these alone is resolved by taking them back (forced
+    /// apply). Any other conflict is reported, unless `apply.forceConflicts` is set.
+    pub take_fields: Vec<String>,
 }
 
 /// An object prune chose to delete; the uid guards against deleting an object that was

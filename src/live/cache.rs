@@ -198,7 +198,7 @@ impl LiveCache {
         let (resource, caps) = match kube::discovery::pinned_kind(&self.client, &gvk).await {
             Ok(found) => found,
             Err(kube::Error::Discovery(_)) => return Err(unknown()),
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Err(unknown()),
+            Err(kube::Error::Api(status)) if status.code == 404 => return Err(unknown()),
             Err(source) => {
                 return Err(LiveError::Api {
                     what: format!("discovery of {api_version} {kind}"),

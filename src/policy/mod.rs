@@ -213,14 +213,18 @@ pub fn hold_back(manifest: &Value, live: &Value, fields: &[FieldPath]) -> Value 
                     m.remove(f);
                 }
             }
-            (seg, v) => {
+            (seg, Some(v)) => {
                 if let Some(slot) = step_mut(parent, seg) {
-                    match v {
-                        Some(v) => *slot = v,
-                        None => *slot = Value::Null,
-                    }
+                    *slot = v;
                 }
             }
+            // A list item the live object does not have: leave it out.
+            (PathSegment::Keyed(keys), None) => {
+                if let Some(items) = parent.as_array_mut() {
+                    items.retain(|x| !matches_keys(x, keys));
+                }
+            }
+            (PathSegment::Index(_), None) => {}
         }
     }
     out

@@ -28,6 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::config::TierConfig;
 use crate::desired::{Offer, TierDesired};
+use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health};
 use crate::live::{ApiLive, LiveCache, LiveObjects, ObjectKey};
@@ -35,6 +36,10 @@ use crate::policy::{FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, Limits};
 use crate::state::{StateStore, TierState, short_digest};
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
+
+/// The inventory digest of an object recorded before its first apply finished: it matches no
+/// manifest digest, so the object is applied again.
+const NOT_APPLIED: &str = "not-applied";
 
 /// How long a reconcile waits for the live cache to list a new kind.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -419,7 +424,7 @@ impl TierReconciler {
                 Some(_) => deploy.push(o),
                 None => {
                     // Remembered before it exists, so a crash mid-apply cannot orphan it.
-                    state.inventory.insert(key, String::new());
+                    state.inventory.insert(key, NOT_APPLIED.to_owned());
                     new_keys = true;
                     deploy.push(o);
                 }
@@ -489,24 +494,29 @@ impl TierReconciler {
             .collect();
         if !corrections.is_empty() {
             let objects: Vec<&DesiredObject> = corrections.iter().map(|(_, o)| *o).collect();
-            let held: HashMap<ObjectKey, Vec<crate::diff::FieldPath>> = corrections
+            // A correction changes exactly the fields the policy corrects: every other
+            // difference (alerted, ignored, held back, HPA-owned) is applied at its live value.
+            let manifests: Vec<Value> = corrections
                 .iter()
-                .filter(|(c, _)| !c.hold_back.is_empty())
-                .map(|(c, _)| (c.object.clone(), c.hold_back.clone()))
-                .collect();
-            let manifests: Vec<Value> = objects
-                .iter()
-                .map(|o| {
-                    let key = ObjectKey::from(*o);
-                    match (held.get(&key), lives.get(&key)) {
-                        (Some(paths), Some(live)) => hold_back(&o.manifest, live, paths),
-                        _ => o.manifest.clone(),
+                .map(|(c, o)| match lives.get(&c.object) {
+                    Some(live) => {
+                        let owned = applied_fields_v1(live, FIELD_MANAGER);
+                        let keep: Vec<FieldPath> = compare(&o.manifest, live, owned)
+                            .into_iter()
+                            .map(|d| d.path)
+                            .filter(|p| !c.fields.contains(&p.to_string()))
+                            .collect();
+                        hold_back(&o.manifest, live, &keep)
                     }
+                    None => o.manifest.clone(),
                 })
                 .collect();
-            let items = self
+            let mut items = self
                 .items(objects.iter().copied().zip(manifests.iter()))
                 .await;
+            for (item, (c, _)) in items.iter_mut().zip(&corrections) {
+                item.take_fields = c.fields.clone();
+            }
             let results = self.applier.apply(items, cancel).await;
             self.note_results(&objects, &results, record);
             for ((c, o), r) in corrections.iter().zip(&results) {
@@ -610,6 +620,7 @@ impl TierReconciler {
             items.push(ApplyItem {
                 manifest,
                 previous_resource_version: self.resource_version(&ObjectKey::from(o)).await,
+                take_fields: Vec::new(),
             });
         }
         items
