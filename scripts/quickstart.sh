@@ -1,13 +1,42 @@
 #!/usr/bin/env bash
-# The quickstart: on a fresh machine, installs what is missing, builds the local control plane
-# (first run only), starts it, builds gitopsd, checks the example config, renders and validates
-# the example config repo, and shows a Deployment rolled out on kwok nodes. The cluster stays up for you to explore; `scripts/cluster.sh down`
-# stops it.
+# The quickstart, on a fresh machine: installs what is missing, builds the local control plane
+# (first run only), starts it, makes a git repo of examples/config-repo (branches main,
+# tier/validation, tier/operational), runs `gitopsd run` against it in the background, waits
+# until every tier has synced, and prints what was applied and where the status is served.
+#
+#   scripts/quickstart.sh          # the demo; the cluster and the daemon stay up to explore
+#   scripts/quickstart.sh stop     # stops the daemon and the local cluster
+#
+# GITOPSD_QUICKSTART_PORT (default 8080) is where the status endpoint listens.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -d $HOME/.cargo/bin ]] && export PATH=$HOME/.cargo/bin:$PATH
 
+work=${GITOPSD_QUICKSTART_DIR:-$HOME/.cache/gitopsd/quickstart}
+port=${GITOPSD_QUICKSTART_PORT:-8080}
+pidfile=$work/gitopsd.pid
+log=$work/gitopsd.log
+
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+stop_daemon() {
+  if [[ -f $pidfile ]]; then
+    local pid
+    pid=$(cat "$pidfile")
+    # Only a gitopsd we started: the pid may have been reused.
+    if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == gitopsd ]]; then
+      kill -TERM "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -f "$pidfile"
+  fi
+}
+
+if [[ ${1:-} == stop ]]; then
+  stop_daemon
+  scripts/cluster.sh down
+  exit 0
+fi
 
 step "Installing missing prerequisites"
 scripts/install-deps.sh --rust
@@ -20,28 +49,70 @@ kubeconfig=$(scripts/cluster.sh up | tail -n 1)
 eval "$(scripts/cluster.sh env)"
 step "Building gitopsd"
 cargo build --locked --quiet
-step "Checking the example daemon config"
-target/debug/gitopsd run --config examples/gitopsd.yaml --check
-step "Rendering the example config repo's experimental tier (first objects)"
-target/debug/gitopsd render --tier experimental --repo examples/config-repo | sed -n '1,20p'
-step "Validating every tier of the example config repo against the cluster"
-target/debug/gitopsd validate --config examples/gitopsd.yaml --repo examples/config-repo --kubeconfig "$kubeconfig"
-step "Connecting gitopsd to the cluster"
-# `run` checks the config and the connection; the reconcile loop is not in this build yet
-# (it exits non-zero saying so), so the demo Deployment is applied with kubectl below.
-target/debug/gitopsd run --config examples/gitopsd.yaml --kubeconfig "$kubeconfig" 2>&1 |
-  grep -m1 'connected to Kubernetes' || true
-step "Rolling out a Deployment on the kwok nodes"
-kubectl apply --server-side --field-manager=gitopsd-quickstart -f examples/quickstart/shop-api.yaml
-kubectl -n quickstart rollout status deployment/shop-api --timeout=120s
-step "The cluster"
-kubectl get nodes,deployments -A
+bin=$PWD/target/debug/gitopsd
+
+step "Making a git repo of examples/config-repo (one branch per tier)"
+stop_daemon
+mkdir -p "$work"
+rm -rf "$work/config-repo" "$work/workdir"
+cp -r examples/config-repo "$work/config-repo"
+(
+  cd "$work/config-repo"
+  git init -q -b main
+  git add -A
+  git -c user.name=quickstart -c user.email=quickstart@gitopsd.invalid commit -q -m "The example shop"
+  git branch tier/validation
+  git branch tier/operational
+  git log --oneline -1
+)
+sed -e "s#url: examples/config-repo#url: $work/config-repo#" \
+  -e "s#listen: \"127.0.0.1:8080\"#listen: \"127.0.0.1:$port\"#" \
+  examples/gitopsd.yaml >"$work/gitopsd.yaml"
+"$bin" run --config "$work/gitopsd.yaml" --check
+
+step "Starting gitopsd run (log: $log)"
+nohup "$bin" run --config "$work/gitopsd.yaml" --kubeconfig "$kubeconfig" \
+  --workdir "$work/workdir" >"$log" 2>&1 &
+echo $! >"$pidfile"
+ready=
+for _ in $(seq 240); do
+  if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "gitopsd exited; its log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+  if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi
+  sleep 0.5
+done
+if [[ -z $ready ]]; then
+  echo "gitopsd did not finish its first sync of every tier in 120 s; its log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+fi
+# The Deployments roll out on the kwok nodes; wait until every tier says Healthy.
+for _ in $(seq 120); do
+  if [[ $(curl -fsS "http://127.0.0.1:$port/api/v1/tiers" | grep -o '"health":"Healthy"' | wc -l) -ge 3 ]]; then break; fi
+  sleep 0.5
+done
+
+step "What gitopsd applied (label gitopsd.io/tier)"
+kubectl get deployments,services,configmaps,featureflags -A -l gitopsd.io/tier -L gitopsd.io/tier
+step "Sync and health per tier"
+curl -fsS "http://127.0.0.1:$port/api/v1/tiers" |
+  grep -o '"tier":"[a-z-]*","revision":"[0-9a-f]\{12\}\|"sync":"[A-Za-z]*","health":"[A-Za-z]*"' |
+  paste - - | sed -e 's/"tier":"\([a-z-]*\)","revision":"\([0-9a-f]*\)/\1 at \2:/' -e 's/"sync":"\([A-Za-z]*\)","health":"\([A-Za-z]*\)"/\1, \2/'
 cat <<MSG
 
-The local cluster is up. Use it with:
+gitopsd is running (pid $(cat "$pidfile")) and reconciling the three tiers of
+$work/config-repo every minute, and at once on any change in the cluster.
+  Status:          http://127.0.0.1:$port/api/v1/tiers   (one tier: /api/v1/tiers/experimental)
+  Sync now:        curl -X POST http://127.0.0.1:$port/api/v1/tiers/experimental/sync
+  Its log:         $log
+Try it:
   export KUBECONFIG=$kubeconfig
   $(scripts/cluster.sh env | tail -n 1)
-  kubectl get nodes,deploy -A
-Stop it with:
-  scripts/cluster.sh down
+  kubectl -n shop-exp set image deployment/api api=evil:1    # reverted within seconds
+  kubectl -n shop-ops set env deployment/api HTTP_MAX_BODY_BYTES=5   # operational only alerts
+Stop everything with:
+  scripts/quickstart.sh stop
 MSG
