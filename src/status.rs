@@ -83,7 +83,10 @@ pub struct TierStatus {
     /// Drift left alone because the policy says `alert`.
     pub alerts: Vec<DriftItem>,
     pub unconvergeable: Vec<Unconvergeable>,
+    /// The last sync worth recording (something changed or failed, a new revision, a
+    /// trigger); quiet reconciles only move `last_reconcile_at`.
     pub last_sync: Option<SyncRecord>,
+    pub last_reconcile_at: Option<DateTime<Utc>>,
     pub history: VecDeque<SyncRecord>,
     pub last_error: Option<String>,
     pub last_healthy_revision: Option<String>,
@@ -105,6 +108,7 @@ impl TierStatus {
             alerts: Vec::new(),
             unconvergeable: Vec::new(),
             last_sync: None,
+            last_reconcile_at: None,
             history: VecDeque::new(),
             last_error: None,
             last_healthy_revision: None,

@@ -381,7 +381,14 @@ impl TierReconciler {
             .outcomes
             .iter()
             .any(|(k, n)| k != Outcome::Unchanged.as_str() && *n > 0);
-        if changed || record.error.is_some() || reason != "live-change" {
+        self.status
+            .update(|s| s.last_reconcile_at = Some(started_at));
+        // Quiet reconciles (a watch event or the interval, nothing to do) are not history.
+        let notable = changed
+            || record.error.is_some()
+            || record.rolled_back_from.is_some()
+            || matches!(reason, "revision" | "trigger" | "deadline");
+        if notable {
             info!(
                 outcomes = ?record.outcomes,
                 drift = record.drift,
@@ -389,13 +396,6 @@ impl TierReconciler {
                 duration_ms = record.duration_ms,
                 "sync finished"
             );
-        }
-        // Quiet reconciles (a watch event, nothing to do) are not history.
-        if changed
-            || record.error.is_some()
-            || record.rolled_back_from.is_some()
-            || reason != "live-change"
-        {
             self.status.update(|s| s.record(record));
         }
         outcomes
