@@ -30,7 +30,7 @@ use crate::config::TierConfig;
 use crate::desired::{Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::drift::{ApiDryRun, detect_except};
-use crate::health::{self, Health};
+use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveCache, LiveObjects, ObjectKey};
 use crate::policy::{FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, Limits};
@@ -95,6 +95,12 @@ pub struct TierReconciler {
     last_healthy: Option<Active>,
     rollout: Option<Rollout>,
     fights: FightTracker,
+    /// A revision that could not be taken yet (the state was unreadable): offered again on
+    /// the next reconcile.
+    pending: Option<String>,
+    /// `metadata.generation` of objects as this daemon last applied them: until the live
+    /// cache shows that generation, its (older) status says nothing about the new spec.
+    applied_generations: HashMap<ObjectKey, i64>,
     /// The newest fetch of the tier's ref succeeded.
     source_ok: bool,
     status: StatusHandle,
@@ -136,6 +142,8 @@ impl TierReconciler {
             last_healthy: None,
             rollout: None,
             fights: FightTracker::default(),
+            pending: None,
+            applied_generations: HashMap::new(),
             source_ok: false,
             status,
             checkouts,
@@ -172,6 +180,7 @@ impl TierReconciler {
         self.status
             .update(|s| s.source_revision = Some(revision.to_owned()));
         if !self.ensure_state().await {
+            self.pending = Some(revision.to_owned());
             return;
         }
         let Some(state) = self.state.as_mut() else {
@@ -333,6 +342,9 @@ impl TierReconciler {
 
     /// One reconcile of the active set. `reason` names what started it.
     pub async fn reconcile(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
+        if let Some(revision) = self.pending.take() {
+            self.offer_revision(&revision).await;
+        }
         let Some(active) = self.active.clone() else {
             return Outcomes::default();
         };
@@ -528,6 +540,8 @@ impl TierReconciler {
         }
         let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
         self.fights.retain(|k| desired_keys.contains(k));
+        self.applied_generations
+            .retain(|k, _| desired_keys.contains(k));
 
         // Prune: only when the newest revision fetched, rendered and validated.
         let newest_ok =
@@ -651,10 +665,20 @@ impl TierReconciler {
                 if record.failures.len() < LISTED {
                     record.failures.push(r.clone());
                 }
-            } else if let Some(state) = self.state.as_mut() {
-                state
-                    .inventory
-                    .insert(r.key.clone(), short_digest(&o.digest).to_owned());
+            } else {
+                if let Some(generation) = r
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.pointer("/metadata/generation"))
+                    .and_then(Value::as_i64)
+                {
+                    self.applied_generations.insert(r.key.clone(), generation);
+                }
+                if let Some(state) = self.state.as_mut() {
+                    state
+                        .inventory
+                        .insert(r.key.clone(), short_digest(&o.digest).to_owned());
+                }
             }
         }
     }
@@ -775,8 +799,23 @@ impl TierReconciler {
             } else if !has_health(&o.kind) {
                 continue;
             } else {
-                match cache.get(&ObjectKey::from(o)).await {
-                    Ok(live) => health::assess_or_missing(live.as_ref()),
+                let key = ObjectKey::from(o);
+                match cache.get(&key).await {
+                    Ok(live) => {
+                        let seen = live
+                            .as_ref()
+                            .and_then(|l| l.pointer("/metadata/generation"))
+                            .and_then(Value::as_i64);
+                        match (self.applied_generations.get(&key), seen) {
+                            (Some(applied), Some(seen)) if seen < *applied => ObjectHealth {
+                                health: Health::Progressing,
+                                message: format!(
+                                    "generation {applied} applied; the watch still shows {seen}"
+                                ),
+                            },
+                            _ => health::assess_or_missing(live.as_ref()),
+                        }
+                    }
                     Err(_) => continue,
                 }
             };
