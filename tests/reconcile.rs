@@ -366,23 +366,18 @@ async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
         .await;
     assert_eq!(status["revision"], first.as_str(), "the revision stays");
 
-    // For ~5 s: the status says Failed, naming the file; nothing in the cluster changes.
+    // For ~5 s: nothing in the cluster changes, and the status says Failed, naming the file
+    // (checked after the cluster, so a status bug does not hide a cluster one).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut wrong: Vec<String> = Vec::new();
     let mut samples = 0;
     while std::time::Instant::now() < deadline {
         let s = f.status();
-        assert_eq!(
-            s["sync"],
-            "Failed",
-            "the newest revision does not render: sync must stay Failed; status: {}",
-            reconcile_support::brief_status(&s)
-        );
+        assert_eq!(s["revision"], first.as_str(), "the revision stays");
         let err = s["lastError"].as_str().unwrap_or_default();
-        assert!(
-            err.contains("base/extra-3.yaml"),
-            "lastError names the broken file: {err:?}"
-        );
-        assert_eq!(s["revision"], first.as_str());
+        if s["sync"] != "Failed" || !err.contains("base/extra-3.yaml") {
+            wrong.push(format!("sync {} lastError {:?}", s["sync"], s["lastError"]));
+        }
         samples += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -393,6 +388,13 @@ async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
         "resourceVersions changed after a broken commit"
     );
     assert_eq!(image_of(&client, &f.tier).await, IMAGE_1);
+    assert!(
+        wrong.is_empty(),
+        "while the newest revision does not render, the status must say sync Failed with a \
+         lastError naming base/extra-3.yaml; {} of {samples} samples over 5 s did not, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,6 +474,15 @@ async fn a_live_edit_is_reverted_under_policy_apply() {
         .await;
     assert!(status["alerts"].as_array().is_some_and(Vec::is_empty));
     assert_eq!(status["revision"], first.as_str());
+    // gitopsd made the correction: a sync found the drift and configured the Deployment.
+    assert!(
+        records(&status)
+            .iter()
+            .any(|r| r["drift"].as_u64() >= Some(1)
+                && r["outcomes"]["configured"].as_u64() >= Some(1)),
+        "a sync record of the correction: {:?}",
+        records(&status)
+    );
     // The image stays reverted.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(image_of(&client, &f.tier).await, IMAGE_1);
@@ -575,11 +586,8 @@ async fn an_unhealthy_revision_is_rolled_back_and_not_retried() {
     assert_eq!(status["failedRevision"], bad.as_str());
     assert_eq!(status["sourceRevision"], bad.as_str());
     assert_eq!(status["lastHealthyRevision"], first.as_str());
-    let err = status["lastError"].as_str().unwrap_or_default().to_owned();
-    assert!(
-        err.contains("did not become healthy within 10s"),
-        "lastError says why: {err:?}"
-    );
+    // Checked at the end, so the rest of the scenario runs either way.
+    let rollback_error = status["lastError"].as_str().unwrap_or_default().to_owned();
     assert!(
         records(&status)
             .iter()
@@ -629,6 +637,14 @@ async fn an_unhealthy_revision_is_rolled_back_and_not_retried() {
     assert_eq!(image_of(&client, &f.tier).await, IMAGE_3);
     assert_eq!(status["rollbacks"], 1);
     assert_eq!(status["lastHealthyRevision"], fixed.as_str());
+
+    // The product sets lastError to "revision … did not become healthy within 10s; first: …;
+    // rolled back" when it rolls back: right after the rollback, the status must say why.
+    assert!(
+        rollback_error.contains("did not become healthy within 10s")
+            && rollback_error.contains("rolled back"),
+        "after the rollback, lastError says why: {rollback_error:?}"
+    );
 }
 
 /// `n` ConfigMaps `many-<from>` .. in one multi-document file.

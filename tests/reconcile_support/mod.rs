@@ -373,22 +373,22 @@ impl Fixture {
 /// The status without its history (which is long), for assertion messages.
 pub fn brief_status(s: &Value) -> String {
     let mut s = s.clone();
-    if let Some(o) = s.as_object_mut() {
-        if let Some(h) = o.get("history").and_then(Value::as_array) {
-            let n = h.len();
-            o.insert("history".into(), Value::String(format!("({n} records)")));
-        }
+    if let Some(o) = s.as_object_mut()
+        && let Some(n) = o.get("history").and_then(Value::as_array).map(Vec::len)
+    {
+        o.insert("history".into(), Value::String(format!("({n} records)")));
     }
     serde_json::to_string_pretty(&s).unwrap_or_default()
 }
 
-/// Every sync record in the status: history (oldest first), then lastSync.
+/// Every sync record in the status, oldest first: the history (whose last entry is
+/// lastSync), or lastSync alone when there is no history.
 pub fn records(s: &Value) -> Vec<Value> {
-    let mut v: Vec<Value> = s["history"].as_array().cloned().unwrap_or_default();
-    if !s["lastSync"].is_null() {
-        v.push(s["lastSync"].clone());
+    match s["history"].as_array() {
+        Some(h) if !h.is_empty() => h.clone(),
+        _ if !s["lastSync"].is_null() => vec![s["lastSync"].clone()],
+        _ => Vec::new(),
     }
-    v
 }
 
 impl Drop for Fixture {
