@@ -103,6 +103,11 @@ pub struct TierReconciler {
     applied_generations: HashMap<ObjectKey, i64>,
     /// The newest fetch of the tier's ref succeeded.
     source_ok: bool,
+    /// Why the newest fetch failed, while it does.
+    source_error: Option<String>,
+    /// What happened to the last revision's health (not healthy in time, rolled back): kept
+    /// in the status until another revision is taken.
+    health_note: Option<String>,
     status: StatusHandle,
     checkouts: Arc<dyn Checkouts>,
     limits: Limits,
@@ -145,6 +150,8 @@ impl TierReconciler {
             pending: None,
             applied_generations: HashMap::new(),
             source_ok: false,
+            source_error: None,
+            health_note: None,
             status,
             checkouts,
             limits: Limits::default(),
@@ -164,19 +171,24 @@ impl TierReconciler {
     /// waits until a fetch succeeds again.
     pub fn source_failed(&mut self, error: &str) {
         self.source_ok = false;
+        self.source_error = Some(error.to_owned());
         let error = error.to_owned();
-        self.status.update(|s| s.last_error = Some(error));
+        self.status.update(|s| {
+            s.sync = SyncState::Failed;
+            s.last_error = Some(error);
+        });
     }
 
     /// A fetch of the tier's ref succeeded again (with no new commit).
     pub fn source_recovered(&mut self) {
         self.source_ok = true;
+        self.source_error = None;
     }
 
     /// Takes the newest commit of the tier's ref: renders and validates it, and makes it the
     /// active set when it passes (unless it is the revision rolled back).
     pub async fn offer_revision(&mut self, revision: &str) {
-        self.source_ok = true;
+        self.source_recovered();
         self.status
             .update(|s| s.source_revision = Some(revision.to_owned()));
         if !self.ensure_state().await {
@@ -197,6 +209,7 @@ impl TierReconciler {
                     short(revision),
                     self.tier.git_ref
                 );
+                self.health_note = Some(message.clone());
                 self.status.update(|s| s.last_error = Some(message));
                 return;
             }
@@ -212,6 +225,7 @@ impl TierReconciler {
             .offer(revision, rendered, &self.tier, self.last_tier);
         match offer {
             Offer::Accepted | Offer::Unchanged => {
+                self.health_note = None;
                 if let Some(current) = self.desired.current() {
                     self.active = Some(Active {
                         revision: current.revision.clone(),
@@ -579,6 +593,15 @@ impl TierReconciler {
         };
         let revision = active.revision.clone();
         let objects = set.objects.len();
+        // The newest revision's failure outranks what this sync of the last good set did.
+        let (sync, error) = if let Some(f) = self.desired.failure() {
+            (SyncState::Failed, Some(f.to_string()))
+        } else if let Some(e) = &self.source_error {
+            (SyncState::Failed, Some(e.clone()))
+        } else {
+            let first_failure = record.failures.first().and_then(|r| r.message.clone());
+            (sync, self.health_note.clone().or(first_failure))
+        };
         self.status.update(|s| {
             s.revision = Some(revision);
             s.sync = sync;
@@ -586,9 +609,7 @@ impl TierReconciler {
             s.alerts = decision.alerts;
             s.unconvergeable = decision.unconvergeable;
             s.drift = Some(report);
-            if !failed {
-                s.last_error = None;
-            }
+            s.last_error = error;
         });
         Ok(outcomes)
     }
@@ -914,7 +935,7 @@ impl TierReconciler {
         self.rollout = None;
         if !self.tier.rolls_back() {
             warn!("{message}; rollback is off for this tier");
-            self.status.update(|s| s.last_error = Some(message));
+            self.health_note = Some(format!("{message}; rollback is off for this tier"));
             return Outcomes::default();
         }
         let Some(target) = self.restore_last_healthy().await else {
@@ -936,9 +957,13 @@ impl TierReconciler {
             warn!(error = %e, "cannot record the rollback; it is retried");
         }
         record.rolled_back_from = Some(active.revision.clone());
+        let target_revision = target.revision.clone();
         self.active = Some(target);
-        self.status
-            .update(|s| s.last_error = Some(format!("{message}; rolled back")));
+        self.health_note = Some(format!(
+            "{message}; rolled back to {}; waiting for a new commit on {}",
+            short(&target_revision),
+            self.tier.git_ref
+        ));
         // Apply the healthy set at once.
         Outcomes {
             wake_at: Some(Instant::now()),
