@@ -284,6 +284,7 @@ impl LiveCache {
         let writer = Writer::new(resource.clone());
         let store = writer.as_reader();
         let changes = self.changes.clone();
+        let tier = self.tier.clone();
         let span = tracing::info_span!(
             "live watch",
             tier = %self.tier,
@@ -293,7 +294,7 @@ impl LiveCache {
         );
         let events = watcher::watcher(api, config)
             .default_backoff()
-            .try_filter(move |event| future::ready(wanted(event, only.as_ref())));
+            .try_filter(move |event| future::ready(wanted(event, only.as_ref(), &tier)));
         let task = tokio::spawn(
             reflector::reflector(writer, events)
                 .for_each(move |event| {
@@ -332,11 +333,22 @@ impl LiveCache {
     }
 }
 
-/// Keeps every event of a selected watch; of a namespace-wide one, only the desired names.
-fn wanted(event: &Event<DynamicObject>, only: Option<&BTreeSet<String>>) -> bool {
+/// Keeps every event of a selected watch; of a namespace-wide one, only the desired names, and
+/// of those only objects without the tier's label: the label watch holds the labelled ones,
+/// and holding every object twice doubled the daemon's memory (BENCHMARKS.md). Deletions always
+/// pass, so an object stored while unlabelled leaves the store with it.
+fn wanted(event: &Event<DynamicObject>, only: Option<&BTreeSet<String>>, tier: &str) -> bool {
     let Some(only) = only else { return true };
+    let labelled = |o: &DynamicObject| {
+        o.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TIER_LABEL))
+            .is_some_and(|t| t == tier)
+    };
     match event {
-        Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => only.contains(&o.name_any()),
+        Event::Delete(o) => only.contains(&o.name_any()),
+        Event::Apply(o) | Event::InitApply(o) => only.contains(&o.name_any()) && !labelled(o),
         Event::Init | Event::InitDone => true,
     }
 }
