@@ -13,7 +13,6 @@
 //! `GITOPSD_TEST_KUBECONFIG`, else `scripts/cluster.sh up` (started or reused).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -35,53 +34,8 @@ const EDITS: usize = 50;
 const EDITOR: &str = "bench-editor";
 const SYNC: Duration = Duration::from_secs(120);
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn kubeconfig() -> PathBuf {
-    if let Some(path) = std::env::var_os("GITOPSD_TEST_KUBECONFIG") {
-        return PathBuf::from(path);
-    }
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/cluster.sh"))
-        .arg("up")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run scripts/cluster.sh up");
-    assert!(out.status.success(), "scripts/cluster.sh up failed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(stdout.lines().last().expect("a kubeconfig path").trim())
-}
-
-/// The repo's kubectl: `scripts/cluster.sh env` puts it on PATH.
-fn kubectl() -> PathBuf {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg("eval \"$(bash scripts/cluster.sh env)\" && command -v kubectl")
-        .current_dir(repo_root())
-        .output()
-        .expect("run scripts/cluster.sh env");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(!path.is_empty(), "no kubectl from scripts/cluster.sh env");
-    PathBuf::from(path)
-}
-
-/// CPU time of the whole process (every thread), in nanoseconds, from /proc/self/task/*/schedstat.
-fn cpu_ns() -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").expect("read /proc/self/task") {
-        let path = task.expect("task entry").path().join("schedstat");
-        if let Ok(text) = std::fs::read_to_string(path) {
-            total += text
-                .split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total
-}
+mod common;
+use common::{cpu_ns, kubeconfig, kubectl};
 
 fn manifest(tier: &str, ns: &str, i: usize) -> Value {
     if i < DEPLOYMENTS {
