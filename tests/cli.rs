@@ -73,18 +73,57 @@ fn an_unreachable_api_server_is_named_in_the_error() {
 
 #[test]
 fn run_connects_to_the_api_server_of_the_kubeconfig() {
+    use std::io::BufRead;
     let kubeconfig = support::kubeconfig().to_str().unwrap().to_owned();
-    let out = gitopsd(&[
-        "run",
-        "--config",
-        "examples/gitopsd.yaml",
-        "--kubeconfig",
-        &kubeconfig,
-    ]);
-    let err = stderr(&out);
+    let work = tempfile::tempdir().unwrap();
+    // The daemon runs until stopped: read its log until it says it connected, then stop it.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args([
+            "run",
+            "--config",
+            "examples/gitopsd.yaml",
+            "--kubeconfig",
+            &kubeconfig,
+        ])
+        .arg("--workdir")
+        .arg(work.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start gitopsd run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let version = support::pinned_kubernetes_version();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut connected = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if line.contains("connected to Kubernetes") && line.contains(&version) {
+                    connected = true;
+                    break;
+                }
+                seen.push(line);
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
     assert!(
-        err.contains("connected to Kubernetes") && err.contains(&version),
-        "{err}"
+        connected,
+        "no `connected to Kubernetes {version}` line in: {seen:#?}"
     );
 }
