@@ -7,6 +7,7 @@
 //! The fixture kills the daemon and deletes both namespaces when the test ends, and prints the
 //! daemon's log tail when it failed.
 
+mod git_support;
 mod reconcile_support;
 mod support;
 
