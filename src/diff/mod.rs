@@ -33,6 +33,41 @@ pub enum PathSegment {
     Index(usize),
 }
 
+impl PathSegment {
+    /// The child of `cur` this segment names.
+    pub fn step<'v>(&self, cur: &'v Value) -> Option<&'v Value> {
+        match self {
+            PathSegment::Field(f) => cur.get(f),
+            PathSegment::Index(i) => cur.get(*i),
+            PathSegment::Keyed(keys) => cur.as_array()?.iter().find(|x| matches_keys(x, keys)),
+        }
+    }
+
+    /// [`PathSegment::step`], mutably.
+    pub fn step_mut<'v>(&self, cur: &'v mut Value) -> Option<&'v mut Value> {
+        match self {
+            PathSegment::Field(f) => cur.get_mut(f),
+            PathSegment::Index(i) => cur.get_mut(*i),
+            PathSegment::Keyed(keys) => cur
+                .as_array_mut()?
+                .iter_mut()
+                .find(|x| matches_keys(x, keys)),
+        }
+    }
+}
+
+/// Whether a list item has the merge key values of a [`PathSegment::Keyed`].
+pub fn matches_keys(item: &Value, keys: &[(String, String)]) -> bool {
+    keys.iter().all(|(k, want)| match item.get(k) {
+        Some(Value::String(s)) => s == want,
+        Some(Value::Number(n)) => n.to_string() == *want,
+        Some(Value::Bool(b)) => b.to_string() == *want,
+        // A key left to its default (protocol: TCP) matches.
+        None | Some(Value::Null) => true,
+        Some(_) => false,
+    })
+}
+
 /// Where a difference is, e.g. `spec.template.spec.containers[name=api].image`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FieldPath(pub Vec<PathSegment>);
@@ -42,6 +77,11 @@ impl FieldPath {
         let mut v = self.0.clone();
         v.push(segment);
         FieldPath(v)
+    }
+
+    /// The value at this path in `root`, list items found by their merge keys.
+    pub fn value_in<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+        self.0.iter().try_fold(root, |cur, seg| seg.step(cur))
     }
 
     /// The path's map keys only, e.g. `["spec", "template", "spec", "containers", "image"]`:

@@ -15,7 +15,7 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::classify::{DriftItem, ObjectRef, Severity, classify, hpa_scale_targets};
 use crate::config::TierConfig;
-use crate::diff::{FIELD_MANAGER, FieldDiff, FieldPath, ObjectDiff, PathSegment};
+use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff};
 use crate::diff::{applied_fields_v1, compare};
 use crate::live::{LiveError, LiveObjects, ObjectKey};
 use crate::render::{DesiredObject, DesiredSet};
@@ -263,7 +263,7 @@ pub async fn detect_except(
 fn confirmed_diffs(local: Vec<FieldDiff>, dry_run: &Value, live: &Value) -> Vec<FieldDiff> {
     local
         .into_iter()
-        .filter(|fd| !same(value_at(dry_run, &fd.path), value_at(live, &fd.path)))
+        .filter(|fd| !same(fd.path.value_in(dry_run), fd.path.value_in(live)))
         .collect()
 }
 
@@ -279,28 +279,6 @@ fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
         return true;
     }
     a == b
-}
-
-/// The value at a diff path, list items found by their merge keys.
-fn value_at<'v>(root: &'v Value, path: &FieldPath) -> Option<&'v Value> {
-    let mut cur = root;
-    for seg in &path.0 {
-        cur = match seg {
-            PathSegment::Field(f) => cur.get(f)?,
-            PathSegment::Index(i) => cur.get(*i)?,
-            PathSegment::Keyed(keys) => cur.as_array()?.iter().find(|item| {
-                keys.iter().all(|(k, want)| match item.get(k) {
-                    Some(Value::String(s)) => s == want,
-                    Some(Value::Number(n)) => n.to_string() == *want,
-                    Some(Value::Bool(b)) => b.to_string() == *want,
-                    // A key left to its default (protocol: TCP) matches.
-                    None | Some(Value::Null) => true,
-                    Some(_) => false,
-                })
-            })?,
-        };
-    }
-    Some(cur)
 }
 
 /// The object without what the server writes on its own: for showing an extra object.

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::diff::{FieldPath, PathSegment};
 
 fn path(text: &[PathSegment]) -> FieldPath {
     FieldPath(text.to_vec())

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::classify::{DriftItem, Severity};
 use crate::config::Action;
-use crate::diff::{FIELD_MANAGER, FieldPath, OwnedFields, OwnedKey, PathSegment};
+use crate::diff::{FIELD_MANAGER, FieldPath, OwnedFields, OwnedKey, PathSegment, matches_keys};
 use crate::drift::DriftReport;
 use crate::live::ObjectKey;
 
@@ -195,7 +195,7 @@ fn key_of(item: &DriftItem) -> ObjectKey {
 pub fn hold_back(manifest: &Value, live: &Value, fields: &[FieldPath]) -> Value {
     let mut out = manifest.clone();
     for path in fields {
-        let live_value = value_at(live, path).cloned();
+        let live_value = path.value_in(live).cloned();
         let Some((last, parent_path)) = path.0.split_last() else {
             continue;
         };
@@ -214,7 +214,7 @@ pub fn hold_back(manifest: &Value, live: &Value, fields: &[FieldPath]) -> Value 
                 }
             }
             (seg, Some(v)) => {
-                if let Some(slot) = step_mut(parent, seg) {
+                if let Some(slot) = seg.step_mut(parent) {
                     *slot = v;
                 }
             }
@@ -230,38 +230,8 @@ pub fn hold_back(manifest: &Value, live: &Value, fields: &[FieldPath]) -> Value 
     out
 }
 
-fn value_at<'v>(root: &'v Value, path: &FieldPath) -> Option<&'v Value> {
-    path.0.iter().try_fold(root, |cur, seg| match seg {
-        PathSegment::Field(f) => cur.get(f),
-        PathSegment::Index(i) => cur.get(*i),
-        PathSegment::Keyed(keys) => cur.as_array()?.iter().find(|x| matches_keys(x, keys)),
-    })
-}
-
 fn value_at_mut<'v>(root: &'v mut Value, path: &[PathSegment]) -> Option<&'v mut Value> {
-    path.iter().try_fold(root, |cur, seg| step_mut(cur, seg))
-}
-
-fn step_mut<'v>(cur: &'v mut Value, seg: &PathSegment) -> Option<&'v mut Value> {
-    match seg {
-        PathSegment::Field(f) => cur.get_mut(f),
-        PathSegment::Index(i) => cur.get_mut(*i),
-        PathSegment::Keyed(keys) => cur
-            .as_array_mut()?
-            .iter_mut()
-            .find(|x| matches_keys(x, keys)),
-    }
-}
-
-fn matches_keys(item: &Value, keys: &[(String, String)]) -> bool {
-    keys.iter().all(|(k, want)| match item.get(k) {
-        Some(Value::String(s)) => s == want,
-        Some(Value::Number(n)) => n.to_string() == *want,
-        Some(Value::Bool(b)) => b.to_string() == *want,
-        // A merge key left to its default (protocol: TCP) matches, as in the diff stage.
-        None | Some(Value::Null) => true,
-        Some(_) => false,
-    })
+    path.iter().try_fold(root, |cur, seg| seg.step_mut(cur))
 }
 
 /// The field manager, other than gitopsd, that owns `path` in `live` and wrote last.
