@@ -308,6 +308,7 @@ async fn gitopsd_sync(
         store,
         checkouts,
         status.clone(),
+        gitopsd::activity::Observers::default(),
     );
     let t0 = Instant::now();
     reconciler.offer_revision(revision).await;

@@ -264,6 +264,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let options = crate::daemon::DaemonOptions {
         workdir: args.workdir.clone(),
+        observers: crate::activity::Observers::default(),
     };
     match crate::daemon::run(config, conn.client, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

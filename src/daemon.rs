@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::activity::{Activity, Observers};
 use crate::config::Config;
 use crate::reconcile::{Checkouts, TierReconciler};
 use crate::source::{FetchReport, Poller, Source, SourceError};
@@ -45,6 +46,8 @@ pub enum DaemonError {
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub workdir: PathBuf,
+    /// Who records what happens (metrics, Kubernetes Events, the audit log).
+    pub observers: Observers,
 }
 
 /// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
@@ -53,6 +56,7 @@ pub struct Handles {
     pub tiers: Vec<(String, StatusHandle)>,
     pub sync_now: HashMap<String, Arc<Notify>>,
     pub fetch_now: Arc<Notify>,
+    pub observers: Observers,
 }
 
 enum TierEvent {
@@ -93,6 +97,7 @@ pub async fn run(
         tiers: Vec::new(),
         sync_now: HashMap::new(),
         fetch_now: fetch_now.clone(),
+        observers: options.observers.clone(),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();
@@ -108,6 +113,7 @@ pub async fn run(
             store.clone(),
             exporter.clone(),
             status.clone(),
+            options.observers.clone(),
         );
         handles.tiers.push((tier.name.clone(), status));
         handles.sync_now.insert(tier.name.clone(), trigger.clone());
@@ -146,6 +152,10 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             report = fetch_rx.recv() => {
                 let Some(report) = report else { break };
+                options.observers.emit(Activity::Fetched {
+                    duration: report.duration,
+                    error: fetch_error(&report),
+                });
                 dispatch(&report, &senders);
             }
         }
@@ -159,6 +169,19 @@ pub async fn run(
     let _ = http.await;
     info!("stopped");
     Ok(())
+}
+
+/// Why the fetch failed, for the whole repo or for one followed ref.
+fn fetch_error(report: &FetchReport) -> Option<String> {
+    match &report.result {
+        Err(e) => Some(e.to_string()),
+        Ok(outcome) => outcome.refs.iter().find_map(|r| {
+            r.result
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", r.git_ref))
+        }),
+    }
 }
 
 fn dispatch(report: &FetchReport, senders: &[(String, mpsc::Sender<TierEvent>)]) {

@@ -109,6 +109,18 @@ pub struct DriftItem {
     pub field_path: Option<FieldPath>,
 }
 
+impl DriftItem {
+    /// The object the item is about.
+    pub fn object_key(&self) -> crate::live::ObjectKey {
+        crate::live::ObjectKey {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
 impl fmt::Display for DriftItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |v: &Option<Value>| match v {

@@ -105,7 +105,7 @@ impl FightTracker {
                 }
                 Action::Apply => {}
             }
-            let key = key_of(item);
+            let key = item.object_key();
             let Some(path) = &item.field_path else {
                 // The whole object is missing: create it again.
                 per_object.entry(key.clone()).or_insert_with(|| Correction {
@@ -178,15 +178,6 @@ impl FightTracker {
     /// Forgets objects that left the desired set.
     pub fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
         self.corrected.retain(|(k, _), _| keep(k));
-    }
-}
-
-fn key_of(item: &DriftItem) -> ObjectKey {
-    ObjectKey {
-        api_version: item.api_version.clone(),
-        kind: item.kind.clone(),
-        namespace: item.namespace.clone(),
-        name: item.name.clone(),
     }
 }
 

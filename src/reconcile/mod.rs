@@ -25,6 +25,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::activity::{Activity, Observers};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::config::TierConfig;
 use crate::desired::{Offer, TierDesired};
@@ -111,6 +112,15 @@ pub struct TierReconciler {
     status: StatusHandle,
     checkouts: Arc<dyn Checkouts>,
     limits: Limits,
+    observers: Observers,
+    /// When each revision offered reached this tier (for commit-to-applied and deployment
+    /// durations); dropped once the revision is healthy or replaced.
+    arrived: Option<(String, Instant)>,
+    /// The revision whose first complete apply was reported.
+    applied_reported: Option<String>,
+    /// Drift seen by the previous reconcile (object, path): only new items are reported.
+    drift_seen: HashSet<(ObjectKey, String)>,
+    health_seen: Option<Health>,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -128,6 +138,7 @@ impl TierReconciler {
         store: StateStore,
         checkouts: Arc<dyn Checkouts>,
         status: StatusHandle,
+        observers: Observers,
     ) -> TierReconciler {
         let api = ApiLive::new(client.clone());
         TierReconciler {
@@ -155,6 +166,11 @@ impl TierReconciler {
             status,
             checkouts,
             limits: Limits::default(),
+            observers,
+            arrived: None,
+            applied_reported: None,
+            drift_seen: HashSet::new(),
+            health_seen: None,
         }
     }
 
@@ -189,6 +205,9 @@ impl TierReconciler {
     /// active set when it passes (unless it is the revision rolled back).
     pub async fn offer_revision(&mut self, revision: &str) {
         self.source_recovered();
+        if self.arrived.as_ref().is_none_or(|(r, _)| r != revision) {
+            self.arrived = Some((revision.to_owned(), Instant::now()));
+        }
         self.status
             .update(|s| s.source_revision = Some(revision.to_owned()));
         if !self.ensure_state().await {
@@ -407,6 +426,19 @@ impl TierReconciler {
             .outcomes
             .iter()
             .any(|(k, n)| k != Outcome::Unchanged.as_str() && *n > 0);
+        let fully_applied = record.error.is_none()
+            && !record.outcomes.contains_key(Outcome::Failed.as_str())
+            && !cancel.is_cancelled();
+        if fully_applied && self.applied_reported.as_deref() != Some(active.revision.as_str()) {
+            if let Some((_, at)) = self.arrived.as_ref().filter(|(r, _)| *r == active.revision) {
+                self.observers.emit(Activity::RevisionApplied {
+                    tier: self.tier.name.clone(),
+                    revision: active.revision.clone(),
+                    since_arrival: at.elapsed(),
+                });
+            }
+            self.applied_reported = Some(active.revision.clone());
+        }
         self.status
             .update(|s| s.last_reconcile_at = Some(started_at));
         // Quiet reconciles (a watch event or the interval, nothing to do) are not history.
@@ -414,6 +446,16 @@ impl TierReconciler {
             || record.error.is_some()
             || record.rolled_back_from.is_some()
             || matches!(reason, "revision" | "trigger" | "deadline");
+        self.observers.emit(Activity::SyncFinished {
+            tier: self.tier.name.clone(),
+            revision: record.revision.clone(),
+            reason: record.reason.clone(),
+            result: self.status.snapshot().sync,
+            duration: started.elapsed(),
+            outcomes: record.outcomes.clone(),
+            error: record.error.clone(),
+            notable,
+        });
         if notable {
             info!(
                 outcomes = ?record.outcomes,
@@ -491,12 +533,7 @@ impl TierReconciler {
             .collect();
         let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
         for item in &report.items {
-            let key = ObjectKey {
-                api_version: item.api_version.clone(),
-                kind: item.kind.clone(),
-                namespace: item.namespace.clone(),
-                name: item.name.clone(),
-            };
+            let key = item.object_key();
             if let Ok(Some(l)) = cache.get(&key).await {
                 lives.insert(key, l);
             }
@@ -510,6 +547,7 @@ impl TierReconciler {
         );
         record.drift = report.items.len();
         record.alerts = decision.alerts.len();
+        self.report_new_drift(&active.revision, &report);
         for u in &decision.unconvergeable {
             warn!(object = %crate::apply::display_name(&u.object), path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
         }
@@ -681,6 +719,7 @@ impl TierReconciler {
                 .outcomes
                 .entry(r.outcome.as_str().to_owned())
                 .or_default() += 1;
+            self.report_object(&record.revision, r);
             if r.outcome == Outcome::Failed {
                 warn!(object = %o.display_name(), error = r.message.as_deref().unwrap_or("?"), "apply failed");
                 if record.failures.len() < LISTED {
@@ -778,6 +817,9 @@ impl TierReconciler {
         }
         let targets: Vec<PruneTarget> = plan.delete.clone();
         let results = self.applier.delete(targets, cancel).await;
+        for r in &results {
+            self.report_object(&record.revision, r);
+        }
         let Some(state) = self.state.as_mut() else {
             return;
         };
@@ -859,6 +901,13 @@ impl TierReconciler {
                 if let Some(r) = &self.rollout {
                     info!(after = ?r.started.elapsed(), "revision healthy");
                 }
+                if let Some((_, at)) = self.arrived.take_if(|(r, _)| *r == active.revision) {
+                    self.observers.emit(Activity::RevisionHealthy {
+                        tier: self.tier.name.clone(),
+                        revision: active.revision.clone(),
+                        since_arrival: at.elapsed(),
+                    });
+                }
                 if let Some(state) = self.state.as_mut() {
                     state.last_healthy_revision = Some(active.revision.clone());
                 }
@@ -899,6 +948,17 @@ impl TierReconciler {
             .as_ref()
             .map(|s| (s.failed_revision.clone(), s.rollbacks))
             .unwrap_or_default();
+        if self.health_seen != Some(worst) {
+            if let Some(from) = self.health_seen {
+                self.observers.emit(Activity::HealthChanged {
+                    tier: self.tier.name.clone(),
+                    revision: active.revision.clone(),
+                    from,
+                    to: worst,
+                });
+            }
+            self.health_seen = Some(worst);
+        }
         self.status.update(|s| {
             s.health = worst;
             s.unhealthy = unhealthy;
@@ -958,6 +1018,12 @@ impl TierReconciler {
         }
         record.rolled_back_from = Some(active.revision.clone());
         let target_revision = target.revision.clone();
+        self.observers.emit(Activity::RolledBack {
+            tier: self.tier.name.clone(),
+            from: active.revision.clone(),
+            to: target_revision.clone(),
+            reason: message.clone(),
+        });
         self.active = Some(target);
         self.health_note = Some(format!(
             "{message}; rolled back to {}; waiting for a new commit on {}",
@@ -967,6 +1033,43 @@ impl TierReconciler {
         // Apply the healthy set at once.
         Outcomes {
             wake_at: Some(Instant::now()),
+        }
+    }
+}
+
+impl TierReconciler {
+    /// Reports an object's outcome, unless nothing changed.
+    fn report_object(&self, revision: &str, r: &ObjectResult) {
+        if r.outcome == Outcome::Unchanged {
+            return;
+        }
+        self.observers.emit(Activity::ObjectApplied {
+            tier: self.tier.name.clone(),
+            revision: revision.to_owned(),
+            object: r.key.clone(),
+            outcome: r.outcome,
+            message: r.message.clone(),
+        });
+    }
+
+    /// Reports the drift items the previous reconcile did not see, and remembers this one's.
+    fn report_new_drift(&mut self, revision: &str, report: &crate::drift::DriftReport) {
+        let mut seen = HashSet::new();
+        let mut new = Vec::new();
+        for item in &report.items {
+            let key = (item.object_key(), item.paths.join(","));
+            if !self.drift_seen.contains(&key) {
+                new.push(item.clone());
+            }
+            seen.insert(key);
+        }
+        self.drift_seen = seen;
+        if !new.is_empty() {
+            self.observers.emit(Activity::DriftFound {
+                tier: self.tier.name.clone(),
+                revision: revision.to_owned(),
+                items: new,
+            });
         }
     }
 }

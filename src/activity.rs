@@ -1,0 +1,171 @@
+//! What happened, as plain data: the reconcile, the source poller and the HTTP side report
+//! [`Activity`]; observers record it (Prometheus metrics, Kubernetes Events, the audit log).
+//!
+//! Observers are called inline and must not block: one that does I/O hands the activity to
+//! its own task or does a small append.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apply::Outcome;
+use crate::classify::DriftItem;
+use crate::health::Health;
+use crate::live::ObjectKey;
+use crate::status::SyncState;
+
+/// One thing that happened to the source or a tier.
+#[derive(Debug, Clone)]
+pub enum Activity {
+    /// A fetch of the config repo finished.
+    Fetched {
+        duration: Duration,
+        error: Option<String>,
+    },
+    /// A reconcile of a tier finished. `notable` is false for quiet ones (nothing changed,
+    /// started by a watch event or the interval): counted, not narrated.
+    SyncFinished {
+        tier: String,
+        revision: String,
+        reason: String,
+        result: SyncState,
+        duration: Duration,
+        /// Objects per outcome (`created`, `configured`, `unchanged`, `pruned`, `failed`).
+        outcomes: BTreeMap<String, usize>,
+        error: Option<String>,
+        notable: bool,
+    },
+    /// One object was created, configured, pruned, or failed to be (never `unchanged`).
+    ObjectApplied {
+        tier: String,
+        revision: String,
+        object: ObjectKey,
+        outcome: Outcome,
+        /// Why it failed, or what a correction took back.
+        message: Option<String>,
+    },
+    /// Drift items not seen in the tier's previous reconcile (Secret values already masked).
+    DriftFound {
+        tier: String,
+        revision: String,
+        items: Vec<DriftItem>,
+    },
+    /// The tier's first successful sync of a revision: everything in it was applied.
+    RevisionApplied {
+        tier: String,
+        revision: String,
+        /// Since the fetch that brought the revision to this tier.
+        since_arrival: Duration,
+    },
+    /// A revision became healthy for the first time.
+    RevisionHealthy {
+        tier: String,
+        revision: String,
+        since_arrival: Duration,
+    },
+    /// The tier's overall health changed.
+    HealthChanged {
+        tier: String,
+        revision: String,
+        from: Health,
+        to: Health,
+    },
+    RolledBack {
+        tier: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    /// A promotion gate or change window holds a revision back.
+    PromotionBlocked {
+        tier: String,
+        revision: String,
+        reason: String,
+    },
+    /// Someone asked for a sync through the API.
+    ManualSync {
+        tier: String,
+        /// Who asked: the token's name, or the remote address.
+        who: String,
+    },
+}
+
+impl Activity {
+    /// The tier it concerns (`None` for the source's own activity).
+    pub fn tier(&self) -> Option<&str> {
+        match self {
+            Activity::Fetched { .. } => None,
+            Activity::SyncFinished { tier, .. }
+            | Activity::ObjectApplied { tier, .. }
+            | Activity::DriftFound { tier, .. }
+            | Activity::RevisionApplied { tier, .. }
+            | Activity::RevisionHealthy { tier, .. }
+            | Activity::HealthChanged { tier, .. }
+            | Activity::RolledBack { tier, .. }
+            | Activity::PromotionBlocked { tier, .. }
+            | Activity::ManualSync { tier, .. } => Some(tier),
+        }
+    }
+}
+
+/// Records activity somewhere.
+pub trait Observer: Send + Sync {
+    fn observe(&self, activity: &Activity);
+}
+
+/// Every observer of a daemon; cheap to clone, empty by default (tests, one-shot commands).
+#[derive(Clone, Default)]
+pub struct Observers(Arc<Vec<Arc<dyn Observer>>>);
+
+impl Observers {
+    pub fn new(observers: Vec<Arc<dyn Observer>>) -> Observers {
+        Observers(Arc::new(observers))
+    }
+
+    pub fn emit(&self, activity: Activity) {
+        for o in self.0.iter() {
+            o.observe(&activity);
+        }
+    }
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Observers({})", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Observer for Seen {
+        fn observe(&self, activity: &Activity) {
+            if let Ok(mut s) = self.0.lock() {
+                s.push(activity.tier().unwrap_or("-").to_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn every_observer_sees_every_activity_in_order() {
+        let a = Arc::new(Seen::default());
+        let b = Arc::new(Seen::default());
+        let observers = Observers::new(vec![a.clone(), b.clone()]);
+        observers.emit(Activity::ManualSync {
+            tier: "validation".into(),
+            who: "ci".into(),
+        });
+        observers.emit(Activity::Fetched {
+            duration: Duration::from_millis(5),
+            error: None,
+        });
+        for seen in [&a, &b] {
+            assert_eq!(*seen.0.lock().unwrap(), vec!["validation", "-"]);
+        }
+    }
+}
