@@ -19,7 +19,8 @@ have shellcheck || need+=(shellcheck)
 # Headers for git2's https (OpenSSL) and ssh (libssh2) transports.
 # The source-stage integration tests serve real git remotes on loopback: `git http-backend`
 # behind lighttpd (TLS via its OpenSSL module) and an sshd of their own.
-for pkg in libssl-dev zlib1g-dev libssh2-1-dev lighttpd lighttpd-mod-openssl openssh-server openssh-client; do
+# The dashboard test (tests/dashboard.rs) loads the page in headless Chromium.
+for pkg in libssl-dev zlib1g-dev libssh2-1-dev lighttpd lighttpd-mod-openssl openssh-server openssh-client chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -1,5 +1,7 @@
 //! The command line: `gitopsd <command>`. Each command is a thin layer over the library.
 
+mod status;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -60,6 +62,14 @@ pub enum Command {
         gitopsd diff --tier operational --config /etc/gitopsd/gitopsd.yaml -o json\n  \
         gitopsd diff --tier validation --repo . --ref tier/validation --kubeconfig ~/.kube/config")]
     Diff(DiffArgs),
+    /// Show a running daemon's tiers, read from its status endpoint: revision, sync, health,
+    /// drift by severity, last sync and last error; exit 2 when the daemon cannot be asked.
+    #[command(after_help = "Examples:\n  \
+        gitopsd status                                      # the daemon on this machine\n  \
+        gitopsd status --server http://gitopsd.internal:8080 -o json\n  \
+        kubectl -n gitopsd port-forward deploy/gitopsd 8080 & gitopsd status\n\n\
+        Dashboard: http://<http.listen>/; a tier's drift as a diff: GET /api/v1/tiers/<tier>/diff.")]
+    Status(StatusArgs),
 }
 
 /// Where the config repo comes from, for the commands that read it once.
@@ -164,6 +174,23 @@ pub struct DiffArgs {
     pub output: DiffFormat,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The daemon's status endpoint (its http.listen); plain http only.
+    #[arg(long, value_name = "URL", env = "GITOPSD_SERVER", default_value = status::DEFAULT_SERVER)]
+    pub server: String,
+
+    /// Output format: a table, or the API's JSON (GET /api/v1/tiers).
+    #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The daemon config (gitopsd.yaml): source repo, tiers, policies, HTTP.
@@ -201,6 +228,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Render(args) => render(args, report).await,
         Command::Validate(args) => validate(args, report).await,
         Command::Diff(args) => diff(args, report).await,
+        Command::Status(args) => status::run(args, report).await,
     }
 }
 
@@ -755,6 +783,18 @@ mod tests {
         };
         assert_eq!(args.output, DiffFormat::Text);
         assert_eq!(args.tier, "experimental");
+    }
+
+    #[test]
+    fn status_defaults_to_a_table_from_the_local_daemon() {
+        let cli = Cli::try_parse_from(["gitopsd", "status"]).unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("expected the status command");
+        };
+        assert_eq!(args.output, StatusFormat::Table);
+        if std::env::var_os("GITOPSD_SERVER").is_none() {
+            assert_eq!(args.server, "http://127.0.0.1:8080");
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! The status endpoint: liveness, readiness and each tier's status as JSON.
+//! The status endpoint: liveness, readiness, each tier's status as JSON and its drift as a
+//! diff, and the dashboard at `/`.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+mod dashboard;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,14 +13,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::daemon::Handles;
+use serde::Deserialize;
+
 use crate::status::{SyncState, TierStatus};
 
 pub fn router(handles: Handles) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/tiers", get(tiers))
         .route("/api/v1/tiers/{tier}", get(tier))
+        .route("/api/v1/tiers/{tier}/diff", get(diff))
         .route("/api/v1/tiers/{tier}/sync", post(sync_now))
         .with_state(handles)
 }
@@ -59,6 +66,45 @@ async fn tier(State(h): State<Handles>, Path(name): Path<String>) -> Response {
     match h.tiers.iter().find(|(n, _)| *n == name) {
         Some((_, s)) => Json(s.snapshot()).into_response(),
         None => not_found(&h, &name),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DiffQuery {
+    /// `text` (the default): the unified diff; `json`: the drift report.
+    format: Option<String>,
+}
+
+/// The tier's current drift as `gitopsd diff` prints it (no colour; Secret values masked, as
+/// they are in the report), or the report itself with `?format=json`. 503 before the tier's
+/// first reconcile has produced a report.
+async fn diff(
+    State(h): State<Handles>,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> Response {
+    let Some((_, s)) = h.tiers.iter().find(|(n, _)| *n == name) else {
+        return not_found(&h, &name);
+    };
+    let Some(report) = s.snapshot().drift else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("tier {name}: no drift report yet (its first reconcile has not finished)\n"),
+        )
+            .into_response();
+    };
+    match q.format.as_deref() {
+        None | Some("text") => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            crate::drift::render_text(&report, false),
+        )
+            .into_response(),
+        Some("json") => Json(report).into_response(),
+        Some(other) => (
+            StatusCode::BAD_REQUEST,
+            format!("format {other:?}: use text (the default) or json\n"),
+        )
+            .into_response(),
     }
 }
 
