@@ -137,10 +137,12 @@ async fn applies_namespaces_and_crds_first_then_unchanged_then_configured() {
         assert_eq!(result_keys, keys, "results in the input order");
         assert_eq!(outcomes(&results), [Outcome::Created; 5], "{}", show(&results));
         for r in &results {
-            let object = r.live.as_ref().expect("the applied object");
-            assert_eq!(ObjectKey::of(object), r.key, "live carries apiVersion and kind");
+            let applied = r.applied.as_ref().expect("the applied object's metadata");
+            let live = live.get(&r.key).await.expect("read back").expect("it exists");
+            assert_eq!(applied.uid.as_deref(), live["metadata"]["uid"].as_str(), "{:?}", r.key);
         }
-        let crd_live = results[3].live.as_ref().expect("the CRD");
+        // The applier waited for Established before returning the CRD's result.
+        let crd_live = live.get(&results[3].key).await.expect("read the CRD").expect("the CRD");
         let established = crd_live["status"]["conditions"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
@@ -180,7 +182,8 @@ async fn applies_namespaces_and_crds_first_then_unchanged_then_configured() {
             "{}",
             show(&results)
         );
-        assert_eq!(results[2].live.as_ref().map(|l| l["data"]["mode"].clone()), Some(json!("b")));
+        let mode = live.get(&results[2].key).await.expect("read back").expect("it exists");
+        assert_eq!(mode["data"]["mode"], json!("b"));
 
         // Cluster-scoped leftovers of this test; the namespace goes with with_namespace.
         let crds = live.api_for(&keys[3]).await.expect("discovery");
@@ -307,12 +310,7 @@ async fn deletes_guarded_by_uid() {
             "{}",
             show(&results)
         );
-        let uid = |r: &ObjectResult| {
-            r.live
-                .as_ref()
-                .and_then(|l| l["metadata"]["uid"].as_str())
-                .map(str::to_owned)
-        };
+        let uid = |r: &ObjectResult| r.applied.as_ref().and_then(|a| a.uid.clone());
         let old = ObjectKey::of(&manifests[0]);
         let replaced = ObjectKey::of(&manifests[1]);
         let missing = ObjectKey {

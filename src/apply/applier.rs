@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 use super::retry::{Backoff, is_transient, retry};
 use super::status;
-use super::{ApplyItem, Conflict, ObjectResult, Outcome, PruneTarget};
+use super::{AppliedMeta, ApplyItem, Conflict, ObjectResult, Outcome, PruneTarget};
 use crate::config::ApplyConfig;
 use crate::diff::FIELD_MANAGER;
 use crate::live::{ApiLive, LiveError, ObjectKey};
@@ -119,7 +119,7 @@ impl ApplyError {
             outcome: Outcome::Failed,
             message: Some(self.to_string()),
             conflicts,
-            live: None,
+            applied: None,
         }
     }
 }
@@ -460,7 +460,7 @@ impl Applier {
             outcome,
             message,
             conflicts: Vec::new(),
-            live: Some(to_json(applied, key)),
+            applied: Some(AppliedMeta::of(&applied.metadata)),
         }
     }
 
@@ -554,7 +554,7 @@ impl Applier {
             match outcome {
                 Ok(crd) => {
                     if let Some(r) = results[i].as_mut() {
-                        r.live = Some(crd);
+                        r.applied = Some(crd);
                     }
                     crds.established.insert(group_kind);
                 }
@@ -565,7 +565,7 @@ impl Applier {
                     warn!(object = %display_name(key), %detail, "CRD not Established");
                     if let Some(r) = results[i].as_mut() {
                         r.outcome = Outcome::Failed;
-                        r.live = None;
+                        r.applied = None;
                         r.message = Some(format!(
                             "{}: applied, but not Established within {:?}{detail}; its custom resources in this sync were not applied; check the CRD's status conditions",
                             display_name(key),
@@ -584,7 +584,7 @@ impl Applier {
         &self,
         key: &ObjectKey,
         cancel: &CancellationToken,
-    ) -> Result<Value, String> {
+    ) -> Result<AppliedMeta, String> {
         let api = self
             .live
             .api_for(key)
@@ -594,6 +594,7 @@ impl Applier {
         loop {
             let last = match api.get_opt(&key.name).await {
                 Ok(Some(crd)) => {
+                    let meta = AppliedMeta::of(&crd.metadata);
                     let crd = to_json(crd, key);
                     let conditions = crd
                         .pointer("/status/conditions")
@@ -605,7 +606,7 @@ impl Applier {
                         .any(|c| c["type"] == "Established" && c["status"] == "True")
                     {
                         debug!("Established");
-                        return Ok(crd);
+                        return Ok(meta);
                     }
                     conditions
                         .iter()
@@ -691,7 +692,7 @@ impl Applier {
                 outcome: Outcome::Pruned,
                 message,
                 conflicts: Vec::new(),
-                live: None,
+                applied: None,
             };
             let api = match retry(&self.backoff, cancel, transient_live, || {
                 self.live.api_for(key)
@@ -756,7 +757,7 @@ fn shutting_down(key: ObjectKey, message: &str) -> ObjectResult {
         outcome: Outcome::Failed,
         message: Some(message.to_owned()),
         conflicts: Vec::new(),
-        live: None,
+        applied: None,
     }
 }
 

@@ -57,9 +57,28 @@ pub struct ObjectResult {
     pub message: Option<String>,
     /// Fields other managers own that blocked the apply (empty unless it failed on them).
     pub conflicts: Vec<Conflict>,
-    /// The object as the server stored it after the apply (not for pruned or failed ones).
+    /// What the server stored (not for pruned or failed objects). Only its identity and
+    /// versions: holding whole objects for a 10,000-object sync cost ~60 MB of heap.
     #[serde(skip)]
-    pub live: Option<Value>,
+    pub applied: Option<AppliedMeta>,
+}
+
+/// The metadata of an object as the server stored it after an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppliedMeta {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+}
+
+impl AppliedMeta {
+    pub fn of(meta: &kube::api::ObjectMeta) -> AppliedMeta {
+        AppliedMeta {
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            generation: meta.generation,
+        }
+    }
 }
 
 /// One object to apply.

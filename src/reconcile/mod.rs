@@ -726,12 +726,7 @@ impl TierReconciler {
                     record.failures.push(r.clone());
                 }
             } else {
-                if let Some(generation) = r
-                    .live
-                    .as_ref()
-                    .and_then(|l| l.pointer("/metadata/generation"))
-                    .and_then(Value::as_i64)
-                {
+                if let Some(generation) = r.applied.as_ref().and_then(|a| a.generation) {
                     self.applied_generations.insert(r.key.clone(), generation);
                 }
                 if let Some(state) = self.state.as_mut() {
