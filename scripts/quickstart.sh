@@ -65,8 +65,10 @@ cp -r examples/config-repo "$work/config-repo"
   git branch tier/operational
   git log --oneline -1
 )
+# Sync over the API needs a token (http.tokenFile): a random one, made once and kept.
+[[ -s $work/api-token ]] || head -c 24 /dev/urandom | base64 >"$work/api-token"
 sed -e "s#url: examples/config-repo#url: $work/config-repo#" \
-  -e "s#listen: \"127.0.0.1:8080\"#listen: \"127.0.0.1:$port\"#" \
+  -e "s#listen: \"127.0.0.1:8080\"#listen: \"127.0.0.1:$port\"\\n  tokenFile: $work/api-token#" \
   examples/gitopsd.yaml >"$work/gitopsd.yaml"
 "$bin" run --config "$work/gitopsd.yaml" --check
 
@@ -106,7 +108,7 @@ cat <<MSG
 gitopsd is running (pid $(cat "$pidfile")) and reconciling the three tiers of
 $work/config-repo every minute, and at once on any change in the cluster.
   Status:          http://127.0.0.1:$port/api/v1/tiers   (one tier: /api/v1/tiers/experimental)
-  Sync now:        curl -X POST http://127.0.0.1:$port/api/v1/tiers/experimental/sync
+  Sync now:        curl -X POST -H "Authorization: Bearer \$(cat $work/api-token)" http://127.0.0.1:$port/api/v1/tiers/experimental/sync
   Its log:         $log
 Try it:
   export KUBECONFIG=$kubeconfig

@@ -85,7 +85,8 @@ pub enum Activity {
     /// Someone asked for a sync through the API.
     ManualSync {
         tier: String,
-        /// Who asked: the token's name, or the remote address.
+        /// Who asked: the remote address, and the `X-Gitopsd-User` header if sent (what the
+        /// caller says of itself: informational, not verified).
         who: String,
     },
 }

@@ -18,6 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
 use crate::config::Config;
+use crate::http::{Secret, SecretFileError, Webhook, WebhookStats};
 use crate::reconcile::{Checkouts, TierReconciler};
 use crate::source::{FetchReport, Poller, Source, SourceError};
 use crate::state::{StateError, StateStore};
@@ -34,6 +35,8 @@ pub enum DaemonError {
     State(#[from] StateError),
     #[error("{0}")]
     Source(#[from] SourceError),
+    #[error("{0}")]
+    Secret(#[from] SecretFileError),
     #[error("cannot listen on {addr} for the status endpoint: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -57,6 +60,13 @@ pub struct Handles {
     pub sync_now: HashMap<String, Arc<Notify>>,
     pub fetch_now: Arc<Notify>,
     pub observers: Observers,
+    /// The bearer token of `POST /api/v1/tiers/{tier}/sync` (`http.tokenFile`); without one
+    /// the endpoint answers 403.
+    pub api_token: Option<Secret>,
+    /// The push webhook (`source.webhookSecretFile`); without a secret `/webhook/git` is 404.
+    pub webhook: Option<Arc<Webhook>>,
+    /// Webhook deliveries per result, for `/metrics`.
+    pub webhook_stats: Arc<WebhookStats>,
 }
 
 enum TierEvent {
@@ -71,6 +81,30 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    // Secrets first: a missing file is a start-up error, before anything is touched.
+    let api_token = match &config.http.token_file {
+        Some(path) => Some(Secret::read(
+            path,
+            "http.tokenFile",
+            "turn sync over the API off",
+        )?),
+        None => None,
+    };
+    let webhook_secret = match &config.source.webhook_secret_file {
+        Some(path) => Some(Secret::read(
+            path,
+            "source.webhookSecretFile",
+            "turn the push webhook off",
+        )?),
+        None => None,
+    };
+    if api_token.is_none() {
+        info!("sync over the API is off: http.tokenFile is not set");
+    }
+    if webhook_secret.is_none() {
+        info!("the push webhook is off: source.webhookSecretFile is not set");
+    }
+
     let namespace = StateStore::default_namespace(&config.state);
     let store = StateStore::new(client.clone(), &namespace);
     store.ensure_namespace().await?;
@@ -84,6 +118,7 @@ pub async fn run(
     let mut refs: Vec<String> = config.tiers.iter().map(|t| t.git_ref.clone()).collect();
     refs.sort();
     refs.dedup();
+    let webhook = webhook_secret.map(|secret| Arc::new(Webhook::new(secret, refs.clone())));
     let poller = Poller::new(source, refs, config.source.interval);
     let fetch_now = poller.trigger();
     let (fetch_tx, mut fetch_rx) = mpsc::channel::<FetchReport>(4);
@@ -98,6 +133,9 @@ pub async fn run(
         sync_now: HashMap::new(),
         fetch_now: fetch_now.clone(),
         observers: options.observers.clone(),
+        api_token,
+        webhook,
+        webhook_stats: Arc::new(WebhookStats::default()),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();

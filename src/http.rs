@@ -1,21 +1,37 @@
 //! The status endpoint: liveness, readiness, each tier's status as JSON and its drift as a
 //! diff, and the dashboard at `/`.
 
-mod dashboard;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 use tracing::warn;
 
-use crate::daemon::Handles;
 use serde::Deserialize;
 
+use crate::daemon::Handles;
 use crate::status::{SyncState, TierStatus};
+
+mod dashboard;
+mod secret;
+mod sync;
+mod webhook;
+
+pub use secret::{Secret, SecretFileError};
+pub use webhook::{Webhook, WebhookResult, WebhookStats};
+
+/// Request bodies of every route but the webhook: none of them takes one larger than this.
+const MAX_BODY: usize = 64 * 1024;
+/// A request (body read and answer included) that takes longer is answered 408: a slow client
+/// cannot hold a connection and its task open.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(handles: Handles) -> Router {
     Router::new()
@@ -25,12 +41,27 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/v1/tiers", get(tiers))
         .route("/api/v1/tiers/{tier}", get(tier))
         .route("/api/v1/tiers/{tier}/diff", get(diff))
-        .route("/api/v1/tiers/{tier}/sync", post(sync_now))
+        .route("/api/v1/tiers/{tier}/sync", post(sync::sync_now))
+        .route(
+            "/webhook/git",
+            post(webhook::receive).layer(DefaultBodyLimit::max(webhook::MAX_BODY)),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(handles)
 }
 
+/// Serves until `shutdown`. Each request knows its peer's address (`ConnectInfo`), for the
+/// audit of sync requests and the webhook's logs.
+///
+/// No header read timeout: hyper has one (30 s by default) but applies it only with a timer,
+/// and `axum::serve` sets none; a client that never finishes its headers keeps its connection
+/// until it goes away. Closing that needs our own accept loop over hyper-util.
 pub async fn serve(listener: TcpListener, handles: Handles, shutdown: CancellationToken) {
-    let app = router(handles);
+    let app = router(handles).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -105,17 +136,6 @@ async fn diff(
             format!("format {other:?}: use text (the default) or json\n"),
         )
             .into_response(),
-    }
-}
-
-async fn sync_now(State(h): State<Handles>, Path(name): Path<String>) -> Response {
-    match h.sync_now.get(&name) {
-        Some(trigger) => {
-            h.fetch_now.notify_one();
-            trigger.notify_one();
-            (StatusCode::ACCEPTED, "sync requested\n").into_response()
-        }
-        None => not_found(&h, &name),
     }
 }
 

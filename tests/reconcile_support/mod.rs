@@ -124,6 +124,26 @@ pub const BASE_OBJECTS: usize = 8;
 #[derive(Default, Clone)]
 pub struct TierExtra(pub Vec<String>);
 
+/// Daemon-wide settings of gitopsd.yaml: the poll interval (default `1s`) and extra YAML lines
+/// under `source:` and `http:` (indented by two spaces there), e.g.
+/// `webhookSecretFile: /tmp/x/secret`.
+#[derive(Clone)]
+pub struct DaemonExtra {
+    pub interval: String,
+    pub source: Vec<String>,
+    pub http: Vec<String>,
+}
+
+impl Default for DaemonExtra {
+    fn default() -> Self {
+        DaemonExtra {
+            interval: "1s".into(),
+            source: Vec::new(),
+            http: Vec::new(),
+        }
+    }
+}
+
 /// Everything one test owns: its config repo, its tier (also its namespace's name), its state
 /// namespace, the daemon. Dropping it kills the daemon (printing its log tail when the test
 /// failed) and deletes the namespaces.
@@ -143,6 +163,11 @@ impl Fixture {
     /// A repo whose first commit holds `base` and `tiers/<tier>/` (tier.yaml, namespace.yaml),
     /// and a gitopsd.yaml for one tier named `rt-<test>-<random>`.
     pub fn new(test: &str, base: Files, extra: TierExtra) -> Fixture {
+        Fixture::with_daemon(test, base, extra, DaemonExtra::default())
+    }
+
+    /// As [`Fixture::new`], with daemon-wide settings.
+    pub fn with_daemon(test: &str, base: Files, extra: TierExtra, daemon: DaemonExtra) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let suffix = random_suffix();
         let tier = format!("rt-{test}-{suffix}");
@@ -158,9 +183,12 @@ impl Fixture {
         for l in &extra.0 {
             tier_lines += &format!("    {l}\n");
         }
+        let lines = |ls: &[String]| ls.iter().map(|l| format!("  {l}\n")).collect::<String>();
+        let (source_lines, http_lines) = (lines(&daemon.source), lines(&daemon.http));
         let config_text = format!(
-            "source:\n  url: {}\n  interval: 1s\ntiers:\n{tier_lines}http:\n  listen: \"127.0.0.1:{port}\"\nstate:\n  namespace: {state_ns}\n",
-            repo.display()
+            "source:\n  url: {}\n  interval: {}\n{source_lines}tiers:\n{tier_lines}http:\n  listen: \"127.0.0.1:{port}\"\n{http_lines}state:\n  namespace: {state_ns}\n",
+            repo.display(),
+            daemon.interval
         );
         let config = dir.path().join("gitopsd.yaml");
         std::fs::write(&config, config_text).expect("write gitopsd.yaml");
@@ -431,15 +459,39 @@ pub fn tail(log: &Path, lines: usize) -> String {
 /// A minimal HTTP/1.1 GET: the status code and the body (`Connection: close`, so the body is
 /// everything after the headers; a chunked body is decoded).
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    http_request(port, "GET", path, &[], b"")
+}
+
+/// A minimal HTTP/1.1 request with `headers` and `body` (its Content-Length added unless
+/// `headers` has one): the status code and the body, as [`http_get`].
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    if method != "GET"
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head += &format!("Content-Length: {}\r\n", body.len());
+    }
+    head += "\r\n";
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&raw).into_owned();

@@ -1,0 +1,262 @@
+//! `POST /api/v1/tiers/{tier}/sync`: a sync now, for whoever holds the API token
+//! (`http.tokenFile`). Without a configured token the endpoint is off (403), never open.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tracing::{info, warn};
+
+use crate::activity::Activity;
+use crate::daemon::Handles;
+
+/// The header a caller may send to say who it is. Informational only: anyone holding the token
+/// can write anything in it; the audit trail's fact is the remote address.
+pub const USER_HEADER: &str = "x-gitopsd-user";
+/// At most this many characters of [`USER_HEADER`] are kept.
+const USER_MAX: usize = 64;
+
+pub async fn sync_now(
+    State(h): State<Handles>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let remote = remote_addr(&request);
+    let Some(token) = &h.api_token else {
+        warn!(tier = %name, remote = %remote, "sync requested over the API, which is disabled");
+        return (
+            StatusCode::FORBIDDEN,
+            "sync over the API is disabled: set http.tokenFile\n",
+        )
+            .into_response();
+    };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    let authorized = offered.is_some_and(|t| token.matches(t.as_bytes()));
+    if !authorized {
+        let why = if offered.is_some() {
+            "wrong token"
+        } else {
+            "no bearer token"
+        };
+        warn!(tier = %name, remote = %remote, reason = why, "sync request refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "unauthorized: send Authorization: Bearer <the token in http.tokenFile>\n",
+        )
+            .into_response();
+    }
+    let Some(trigger) = h.sync_now.get(&name) else {
+        return super::not_found(&h, &name);
+    };
+    let who = who(
+        &remote,
+        headers.get(USER_HEADER).and_then(|v| v.to_str().ok()),
+    );
+    info!(tier = %name, who = %who, "sync requested over the API");
+    h.observers.emit(Activity::ManualSync {
+        tier: name.clone(),
+        who,
+    });
+    h.fetch_now.notify_one();
+    trigger.notify_one();
+    (StatusCode::ACCEPTED, "sync requested\n").into_response()
+}
+
+/// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The peer's address, as `axum::serve` with connect info records it (`unknown` without it).
+pub(super) fn remote_addr(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string())
+}
+
+/// The remote address, and what the caller says about itself (`X-Gitopsd-User`) reduced to
+/// printable, harmless characters and [`USER_MAX`] of them, so a log or an Event cannot be
+/// forged or flooded through it.
+fn who(remote: &str, user: Option<&str>) -> String {
+    let user: String = user
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.@+:/ ".contains(*c))
+        .take(USER_MAX)
+        .collect();
+    let user = user.trim();
+    if user.is_empty() {
+        remote.to_owned()
+    } else {
+        format!("{remote} (X-Gitopsd-User: {user})")
+    }
+}
+
+/// Handles for router tests: tiers `a` and `b`, no daemon behind them.
+#[cfg(test)]
+pub(super) fn test_handles(
+    token: Option<&str>,
+    webhook: Option<super::Webhook>,
+    observers: crate::activity::Observers,
+) -> Handles {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let names = ["a", "b"];
+    Handles {
+        tiers: names
+            .iter()
+            .map(|n| (n.to_string(), crate::status::StatusHandle::new(n)))
+            .collect(),
+        sync_now: names
+            .iter()
+            .map(|n| (n.to_string(), Arc::new(Notify::new())))
+            .collect(),
+        fetch_now: Arc::new(Notify::new()),
+        observers,
+        api_token: token.map(super::Secret::new),
+        webhook: webhook.map(Arc::new),
+        webhook_stats: Arc::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use crate::activity::{Observer, Observers};
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, String)>>);
+
+    impl Observer for Seen {
+        fn observe(&self, activity: &Activity) {
+            if let Activity::ManualSync { tier, who } = activity {
+                self.0.lock().unwrap().push((tier.clone(), who.clone()));
+            }
+        }
+    }
+
+    async fn post_sync(h: &Handles, tier: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = Request::post(format!("/api/v1/tiers/{tier}/sync"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(Body::empty()).expect("request");
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40312))));
+        super::super::router(h.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible")
+    }
+
+    async fn text(r: Response) -> String {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    #[tokio::test]
+    async fn sync_needs_the_bearer_token_and_records_who_asked() {
+        let seen = Arc::new(Seen::default());
+        let h = test_handles(Some("t0ken"), None, Observers::new(vec![seen.clone()]));
+
+        let r = post_sync(&h, "a", &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let r = post_sync(&h, "a", &[("authorization", "Bearer wrong")]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let r = post_sync(&h, "a", &[("authorization", "Basic t0ken")]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // Unknown tiers are not revealed to callers without the token.
+        let r = post_sync(&h, "nope", &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(seen.0.lock().unwrap().is_empty());
+
+        let r = post_sync(
+            &h,
+            "a",
+            &[("authorization", "Bearer t0ken"), (USER_HEADER, "alice")],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let r = post_sync(&h, "b", &[("authorization", "Bearer t0ken")]).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let r = post_sync(&h, "nope", &[("authorization", "Bearer t0ken")]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                (
+                    "a".to_owned(),
+                    "192.0.2.7:40312 (X-Gitopsd-User: alice)".to_owned()
+                ),
+                ("b".to_owned(), "192.0.2.7:40312".to_owned()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn sync_is_forbidden_without_a_configured_token_and_reads_stay_open() {
+        let h = test_handles(None, None, Observers::default());
+        for headers in [&[][..], &[("authorization", "Bearer anything")][..]] {
+            let r = post_sync(&h, "a", headers).await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            assert_eq!(
+                text(r).await,
+                "sync over the API is disabled: set http.tokenFile\n"
+            );
+        }
+        for path in ["/healthz", "/api/v1/tiers", "/api/v1/tiers/a"] {
+            let r = super::super::router(h.clone())
+                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+        }
+    }
+
+    #[test]
+    fn bearer_takes_the_token_of_a_bearer_header_only() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn who_is_the_address_and_a_sanitised_bounded_user() {
+        assert_eq!(who("10.0.0.1:4000", None), "10.0.0.1:4000");
+        assert_eq!(who("10.0.0.1:4000", Some("  ")), "10.0.0.1:4000");
+        assert_eq!(
+            who("10.0.0.1:4000", Some("alice@example.com")),
+            "10.0.0.1:4000 (X-Gitopsd-User: alice@example.com)"
+        );
+        // Control characters (a forged log line) are dropped, and the length is bounded.
+        assert_eq!(
+            who("a", Some("bob\r\nlevel=error msg=\"forged\"")),
+            "a (X-Gitopsd-User: boblevelerror msgforged)"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            who("a", Some(&long)),
+            format!("a (X-Gitopsd-User: {})", "x".repeat(64))
+        );
+    }
+}
