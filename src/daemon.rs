@@ -18,6 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::reconcile::{Checkouts, TierReconciler};
 use crate::source::{FetchReport, Poller, Source, SourceError};
 use crate::state::{StateError, StateStore};
@@ -48,6 +49,8 @@ pub struct DaemonOptions {
     pub workdir: PathBuf,
     /// Who records what happens (metrics, Kubernetes Events, the audit log).
     pub observers: Observers,
+    /// Served at `GET /metrics` (`None`: answered 404); also one of `observers`.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
@@ -57,6 +60,7 @@ pub struct Handles {
     pub sync_now: HashMap<String, Arc<Notify>>,
     pub fetch_now: Arc<Notify>,
     pub observers: Observers,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 enum TierEvent {
@@ -98,6 +102,7 @@ pub async fn run(
         sync_now: HashMap::new(),
         fetch_now: fetch_now.clone(),
         observers: options.observers.clone(),
+        metrics: options.metrics.clone(),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();

@@ -16,6 +16,7 @@ pub fn router(handles: Handles) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/api/v1/tiers", get(tiers))
         .route("/api/v1/tiers/{tier}", get(tier))
         .route("/api/v1/tiers/{tier}/sync", post(sync_now))
