@@ -16,6 +16,10 @@ have ss || need+=(iproute2)
 have cc || need+=(build-essential)
 have pkg-config || need+=(pkg-config)
 have shellcheck || need+=(shellcheck)
+# promtool checks and unit-tests the alert rules (tests/alert_rules.rs) and the /metrics output
+# (tests/metrics.rs); Debian ships it only inside the prometheus package (no server is started
+# where there is no init system, as on CI).
+have promtool || need+=(prometheus)
 # Headers for git2's https (OpenSSL) and ssh (libssh2) transports.
 # The source-stage integration tests serve real git remotes on loopback: `git http-backend`
 # behind lighttpd (TLS via its OpenSSL module) and an sshd of their own.

@@ -271,14 +271,23 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let conn = match crate::cluster::connect(args.kubeconfig.as_deref()).await {
-        Ok(c) => c,
+    let requests = crate::live::RequestCounter::new();
+    let conn =
+        match crate::cluster::connect_counted(args.kubeconfig.as_deref(), Some(&requests)).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.error("cannot connect to Kubernetes", &e);
+                return ExitCode::FAILURE;
+            }
+        };
+    info!(server = %conn.server, version = %conn.version.git_version, "connected to Kubernetes");
+    let metrics = match crate::metrics::Metrics::new(&config.tiers, Some(requests)) {
+        Ok(m) => std::sync::Arc::new(m),
         Err(e) => {
-            report.error("cannot connect to Kubernetes", &e);
+            report.error("cannot set up the metrics", &e);
             return ExitCode::FAILURE;
         }
     };
-    info!(server = %conn.server, version = %conn.version.git_version, "connected to Kubernetes");
     for tier in &config.tiers {
         info!(
             tier = %tier.name,
@@ -292,7 +301,8 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let options = crate::daemon::DaemonOptions {
         workdir: args.workdir.clone(),
-        observers: crate::activity::Observers::default(),
+        observers: crate::activity::Observers::new(vec![metrics.clone()]),
+        metrics: Some(metrics),
     };
     match crate::daemon::run(config, conn.client, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

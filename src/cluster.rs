@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::live::RequestCounter;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot read kubeconfig {path}: {source}")]
@@ -64,12 +66,26 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
 
 /// Connects and asks the server for its version, so a wrong address fails at start-up.
 pub async fn connect(kubeconfig: Option<&Path>) -> Result<Connection, ClusterError> {
+    connect_counted(kubeconfig, None).await
+}
+
+/// [`connect`], with every request of the client counted by `counter` (by verb, and its answer
+/// by code: the daemon's `gitopsd_kube_requests_total`).
+pub async fn connect_counted(
+    kubeconfig: Option<&Path>,
+    counter: Option<&RequestCounter>,
+) -> Result<Connection, ClusterError> {
     let config = client_config(kubeconfig).await?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
-        server: server.clone(),
-        source,
-    })?;
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|source| ClusterError::Client {
+            server: server.clone(),
+            source,
+        })?;
+    let client = match counter {
+        Some(c) => builder.with_layer(c).build(),
+        None => builder.build(),
+    };
     let version = client
         .apiserver_version()
         .await

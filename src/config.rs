@@ -437,19 +437,72 @@ impl FromStr for CronSchedule {
                 "expected a 5-field cron schedule (minute hour day-of-month month day-of-week, e.g. \"0 8 * * 1-5\"), found {fields} fields in {s:?}"
             ));
         }
-        // The cron crate counts seconds as well; windows start on the minute.
-        let schedule = cron::Schedule::from_str(&format!("0 {s}")).map_err(|e| {
-            // The cron crate draws a caret under the bad field over several lines; the
-            // last line says what is wrong, which is what a one-line log needs.
-            let e = e.to_string();
-            let why = e.lines().last().unwrap_or_default().trim().to_owned();
-            format!("invalid cron schedule {s:?}: {why}")
-        })?;
+        // The cron crate counts seconds as well; windows start on the minute. It also counts
+        // days of the week from 1 = Sunday, where standard cron has 0 (or 7) = Sunday and
+        // 1-5 = Monday to Friday: the day-of-week field is handed to it as day names.
+        let mut parts: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+        if let Some(days) = day_names(&parts[4]) {
+            parts[4] = days;
+        }
+        let schedule =
+            cron::Schedule::from_str(&format!("0 {}", parts.join(" "))).map_err(|e| {
+                // The cron crate draws a caret under the bad field over several lines; the
+                // last line says what is wrong, which is what a one-line log needs.
+                let e = e.to_string();
+                let why = e.lines().last().unwrap_or_default().trim().to_owned();
+                format!("invalid cron schedule {s:?}: {why}")
+            })?;
         Ok(CronSchedule {
             expression: s.to_owned(),
             schedule,
         })
     }
+}
+
+/// A standard cron day-of-week field (`1-5`, `0,6`, `*/2`, `MON-FRI`, `5-7`) as the list of
+/// day names it means (`MON,TUE,WED,THU,FRI`); `None` for `*` and for anything it does not
+/// read, which then goes to the cron crate as written (and its error, if any, is reported).
+fn day_names(field: &str) -> Option<String> {
+    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    // 0..=7, 7 being Sunday again, as in standard cron.
+    let day = |t: &str| -> Option<usize> {
+        match t.parse::<usize>() {
+            Ok(n) => (n <= 7).then_some(n),
+            Err(_) => NAMES
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(t))
+                .filter(|_| t.len() == 3),
+        }
+    };
+    if field == "*" || field == "?" {
+        return None;
+    }
+    let mut days = [false; 7];
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, n)) => (r, n.parse::<usize>().ok().filter(|n| *n > 0)?),
+            None => (item, 1),
+        };
+        let (from, to) = match range.split_once('-') {
+            _ if range == "*" => (0, 6),
+            Some((a, b)) => (day(a)?, day(b)?),
+            // `5/2` means from 5 to the end of the week.
+            None if step > 1 => (day(range)?, 6),
+            None => (day(range)?, day(range)?),
+        };
+        if from > to {
+            return None;
+        }
+        for d in (from..=to).step_by(step) {
+            days[d % 7] = true;
+        }
+    }
+    let names: Vec<&str> = NAMES
+        .iter()
+        .zip(days)
+        .filter_map(|(n, on)| on.then_some(*n))
+        .collect();
+    Some(names.join(","))
 }
 
 impl<'de> Deserialize<'de> for CronSchedule {
@@ -917,6 +970,37 @@ mod tests {
             "source: {url: /srv/config}\ntiers: [{name: prod, ref: main, namespaces: [ok, Not_OK]}]\n",
         );
         assert!(e.contains("tiers[0].namespaces[1]"), "{e}");
+    }
+
+    #[test]
+    fn days_of_the_week_count_from_sunday_as_0_as_in_standard_cron() {
+        let cases = [
+            ("1-5", "MON,TUE,WED,THU,FRI"),
+            ("0", "SUN"),
+            ("7", "SUN"),
+            ("0,6", "SUN,SAT"),
+            ("5-7", "SUN,FRI,SAT"),
+            ("*/2", "SUN,TUE,THU,SAT"),
+            ("1-5/2", "MON,WED,FRI"),
+            ("mon-fri", "MON,TUE,WED,THU,FRI"),
+        ];
+        for (field, want) in cases {
+            assert_eq!(day_names(field).as_deref(), Some(want), "{field}");
+        }
+        assert_eq!(day_names("*"), None);
+        assert_eq!(day_names("1-9"), None, "left to the cron crate to report");
+        // 2026-11-27 is a Friday: "1-5" fires on it, and not on Sunday the 29th.
+        let s: CronSchedule = "0 8 * * 1-5".parse().expect("valid");
+        let next = s
+            .schedule
+            .after(&chrono::DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z").expect("time"))
+            .take(2)
+            .map(|t| t.to_rfc3339())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            next,
+            ["2026-11-27T08:00:00+00:00", "2026-11-30T08:00:00+00:00"]
+        );
     }
 
     #[test]

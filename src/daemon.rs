@@ -19,6 +19,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::activity::{Activity, Observers};
 use crate::config::Config;
 use crate::http::{Secret, SecretFileError, Webhook, WebhookStats};
+use crate::metrics::Metrics;
 use crate::reconcile::{Checkouts, TierReconciler};
 use crate::source::{FetchReport, Poller, Source, SourceError};
 use crate::state::{StateError, StateStore};
@@ -51,6 +52,8 @@ pub struct DaemonOptions {
     pub workdir: PathBuf,
     /// Who records what happens (metrics, Kubernetes Events, the audit log).
     pub observers: Observers,
+    /// Served at `GET /metrics` (`None`: answered 404); also one of `observers`.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
@@ -67,6 +70,7 @@ pub struct Handles {
     pub webhook: Option<Arc<Webhook>>,
     /// Webhook deliveries per result, for `/metrics`.
     pub webhook_stats: Arc<WebhookStats>,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 enum TierEvent {
@@ -136,6 +140,7 @@ pub async fn run(
         api_token,
         webhook,
         webhook_stats: Arc::new(WebhookStats::default()),
+        metrics: options.metrics.clone(),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();

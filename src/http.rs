@@ -38,6 +38,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/api/v1/tiers", get(tiers))
         .route("/api/v1/tiers/{tier}", get(tier))
         .route("/api/v1/tiers/{tier}/diff", get(diff))

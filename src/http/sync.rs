@@ -125,6 +125,7 @@ pub(super) fn test_handles(
         api_token: token.map(super::Secret::new),
         webhook: webhook.map(Arc::new),
         webhook_stats: Arc::default(),
+        metrics: None,
     }
 }
 

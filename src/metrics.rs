@@ -1,0 +1,894 @@
+//! Prometheus metrics: one struct owns every collector, registered once at start-up.
+//!
+//! Two sources feed it. What happens (syncs, applies, drift found, fetches, rollbacks) arrives
+//! as [`Activity`]: counters and histograms, recorded by [`Observer::observe`]. What *is* (a
+//! tier's revision, sync state, health, current drift, change window) is read from the tiers'
+//! [`StatusHandle`]s at scrape time, so a gauge can never disagree with `GET /api/v1/tiers`.
+//!
+//! Labels take only bounded values: tier names, revisions (one series per tier at a time),
+//! fixed enums, Kubernetes kinds; never an object's name.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::activity::{Activity, Observer};
+use crate::apply::Outcome;
+use crate::config::{ChangeWindow, TierConfig};
+use crate::daemon::Handles;
+use crate::health::Health;
+use crate::live::RequestCounter;
+use crate::status::{StatusHandle, SyncState, TierStatus};
+
+/// Syncs and deployments take from well under a second (nothing to do) to many minutes (a
+/// slow rollout waited for until healthy): buckets up to 30 minutes.
+const LONG_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+/// A fetch of the config repo: milliseconds when nothing changed, a minute for a big clone.
+const FETCH_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// Every health a tier can have: `gitopsd_tier_health` has one series for each.
+const HEALTHS: [Health; 5] = [
+    Health::Healthy,
+    Health::Progressing,
+    Health::Degraded,
+    Health::Missing,
+    Health::Unknown,
+];
+/// The sync results counted from the start, so `increase()` sees the first failure.
+const RESULTS: [SyncState; 4] = [
+    SyncState::Synced,
+    SyncState::OutOfSync,
+    SyncState::Failed,
+    SyncState::Blocked,
+];
+/// The apply actions counted (an unchanged object is not an action).
+const ACTIONS: [Outcome; 4] = [
+    Outcome::Created,
+    Outcome::Configured,
+    Outcome::Pruned,
+    Outcome::Failed,
+];
+const SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot register the metric {name}: {source}")]
+    Register {
+        name: String,
+        #[source]
+        source: prometheus::Error,
+    },
+}
+
+/// The `result` label of `gitopsd_sync_total`: the sync state in snake case, as Prometheus
+/// label values usually are (`out_of_sync`, not `OutOfSync`).
+pub fn sync_result(state: SyncState) -> &'static str {
+    match state {
+        SyncState::Unknown => "unknown",
+        SyncState::Synced => "synced",
+        SyncState::OutOfSync => "out_of_sync",
+        SyncState::Failed => "failed",
+        SyncState::Blocked => "blocked",
+    }
+}
+
+/// Seconds since the Unix epoch, the unit of Prometheus timestamps (`time()`).
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Every collector of the daemon, and what it needs to refresh the state gauges.
+pub struct Metrics {
+    registry: Registry,
+    tier_info: IntGaugeVec,
+    tier_synced: IntGaugeVec,
+    tier_health: IntGaugeVec,
+    drift_objects: IntGaugeVec,
+    drift_detected: IntCounterVec,
+    sync_total: IntCounterVec,
+    sync_duration: HistogramVec,
+    deployment_duration: HistogramVec,
+    commit_to_applied: HistogramVec,
+    rollback_total: IntCounterVec,
+    apply_objects: IntCounterVec,
+    fetch_duration: Histogram,
+    fetch_errors: IntCounter,
+    last_successful_fetch: Gauge,
+    last_sync: GaugeVec,
+    kube_requests: IntCounterVec,
+    window_open: IntGaugeVec,
+    promotion_blocked: IntGaugeVec,
+    /// Each tier's change windows, for `gitopsd_change_window_open`.
+    windows: BTreeMap<String, Vec<ChangeWindow>>,
+    /// The kube client's request counts, copied into `gitopsd_kube_requests_total` at scrape.
+    kube: Option<RequestCounter>,
+    /// One scrape refreshes the gauges at a time; it holds the revision each tier's
+    /// `gitopsd_tier_info` series carries, so the old one is removed when it changes.
+    scrape: Mutex<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metrics({} tiers)", self.windows.len())
+    }
+}
+
+/// Registers collectors, naming the one that failed.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        name: &str,
+        c: C,
+    ) -> Result<C, MetricsError> {
+        self.0
+            .register(Box::new(c.clone()))
+            .map_err(|source| MetricsError::Register {
+                name: name.to_owned(),
+                source,
+            })?;
+        Ok(c)
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
+        let c = IntGaugeVec::new(Opts::new(name, help), labels).map_err(|source| {
+            MetricsError::Register {
+                name: name.to_owned(),
+                source,
+            }
+        })?;
+        self.add(name, c)
+    }
+
+    fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).map_err(|source| {
+            MetricsError::Register {
+                name: name.to_owned(),
+                source,
+            }
+        })?;
+        self.add(name, c)
+    }
+
+    fn histograms(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> Result<HistogramVec, MetricsError> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        let c = HistogramVec::new(opts, labels).map_err(|source| MetricsError::Register {
+            name: name.to_owned(),
+            source,
+        })?;
+        self.add(name, c)
+    }
+}
+
+impl Metrics {
+    /// Registers every metric for `tiers`; `kube` counts the daemon's Kubernetes requests.
+    pub fn new(
+        tiers: &[TierConfig],
+        kube: Option<RequestCounter>,
+    ) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let r = Registrar(&registry);
+        let err = |name: &str| {
+            let name = name.to_owned();
+            move |source| MetricsError::Register { name, source }
+        };
+        let m = Metrics {
+            tier_info: r.gauges(
+                "gitopsd_tier_info",
+                "The revision a tier deploys (1 for the current revision only).",
+                &["tier", "revision"],
+            )?,
+            tier_synced: r.gauges(
+                "gitopsd_tier_synced",
+                "1 when the tier's last sync left the cluster matching its revision, else 0.",
+                &["tier"],
+            )?,
+            tier_health: r.gauges(
+                "gitopsd_tier_health",
+                "The tier's health: 1 for the current status, 0 for the others.",
+                &["tier", "status"],
+            )?,
+            drift_objects: r.gauges(
+                "gitopsd_drift_objects",
+                "Drift items the tier's last reconcile found, by severity.",
+                &["tier", "severity"],
+            )?,
+            drift_detected: r.counters(
+                "gitopsd_drift_detected_total",
+                "Drift items found that the previous reconcile had not seen.",
+                &["tier", "severity", "kind"],
+            )?,
+            sync_total: r.counters(
+                "gitopsd_sync_total",
+                "Reconciles of a tier, by the sync state they ended in.",
+                &["tier", "result"],
+            )?,
+            sync_duration: r.histograms(
+                "gitopsd_sync_duration_seconds",
+                "How long one reconcile of a tier took.",
+                &LONG_BUCKETS,
+                &["tier"],
+            )?,
+            deployment_duration: r.histograms(
+                "gitopsd_deployment_duration_seconds",
+                "From the fetch that brought a revision to the tier until it was healthy.",
+                &LONG_BUCKETS,
+                &["tier"],
+            )?,
+            commit_to_applied: r.histograms(
+                "gitopsd_commit_to_applied_seconds",
+                "From the fetch that brought a revision to the tier until all of it was applied.",
+                &LONG_BUCKETS,
+                &["tier"],
+            )?,
+            rollback_total: r.counters(
+                "gitopsd_rollback_total",
+                "Rollbacks of a tier to its last healthy revision.",
+                &["tier"],
+            )?,
+            apply_objects: r.counters(
+                "gitopsd_apply_objects_total",
+                "Objects created, configured, pruned, or that failed to be.",
+                &["tier", "action"],
+            )?,
+            fetch_duration: r.add(
+                "gitopsd_git_fetch_duration_seconds",
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "gitopsd_git_fetch_duration_seconds",
+                        "How long one fetch of the config repo took.",
+                    )
+                    .buckets(FETCH_BUCKETS.to_vec()),
+                )
+                .map_err(err("gitopsd_git_fetch_duration_seconds"))?,
+            )?,
+            fetch_errors: r.add(
+                "gitopsd_git_fetch_errors_total",
+                IntCounter::new(
+                    "gitopsd_git_fetch_errors_total",
+                    "Fetches of the config repo, or of one of its followed refs, that failed.",
+                )
+                .map_err(err("gitopsd_git_fetch_errors_total"))?,
+            )?,
+            last_successful_fetch: r.add(
+                "gitopsd_last_successful_fetch_timestamp_seconds",
+                Gauge::new(
+                    "gitopsd_last_successful_fetch_timestamp_seconds",
+                    "When the config repo was last fetched without error (Unix time).",
+                )
+                .map_err(err("gitopsd_last_successful_fetch_timestamp_seconds"))?,
+            )?,
+            last_sync: r.add(
+                "gitopsd_last_sync_timestamp_seconds",
+                GaugeVec::new(
+                    Opts::new(
+                        "gitopsd_last_sync_timestamp_seconds",
+                        "When the tier's last reconcile started (Unix time).",
+                    ),
+                    &["tier"],
+                )
+                .map_err(err("gitopsd_last_sync_timestamp_seconds"))?,
+            )?,
+            kube_requests: r.counters(
+                "gitopsd_kube_requests_total",
+                "Requests to the Kubernetes API server, by verb and response code (or class).",
+                &["verb", "code"],
+            )?,
+            window_open: r.gauges(
+                "gitopsd_change_window_open",
+                "1 when the tier is inside one of its change windows (or has none), else 0.",
+                &["tier"],
+            )?,
+            promotion_blocked: r.gauges(
+                "gitopsd_promotion_blocked",
+                "1 when a promotion gate or change window holds the tier's revision back.",
+                &["tier"],
+            )?,
+            windows: tiers
+                .iter()
+                .map(|t| (t.name.clone(), t.windows.clone()))
+                .collect(),
+            kube,
+            scrape: Mutex::new(BTreeMap::new()),
+            registry: registry.clone(),
+        };
+        let build_info = r.gauges(
+            "gitopsd_build_info",
+            "Always 1; the version of the running gitopsd.",
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Series that exist from the start, at 0: a rate or increase() over them works from
+        // the first event on, and an alert can tell "never failed" from "no data".
+        for t in tiers {
+            let tier = t.name.as_str();
+            for s in RESULTS {
+                m.sync_total.with_label_values(&[tier, sync_result(s)]);
+            }
+            for a in ACTIONS {
+                m.apply_objects.with_label_values(&[tier, a.as_str()]);
+            }
+            m.rollback_total.with_label_values(&[tier]);
+            m.sync_duration.with_label_values(&[tier]);
+            m.deployment_duration.with_label_values(&[tier]);
+            m.commit_to_applied.with_label_values(&[tier]);
+        }
+        Ok(m)
+    }
+
+    /// The text exposition of every metric, the state gauges refreshed from `tiers` first.
+    pub fn render(&self, tiers: &[(String, StatusHandle)]) -> String {
+        let statuses: Vec<TierStatus> = tiers.iter().map(|(_, s)| s.snapshot()).collect();
+        self.refresh(&statuses, Utc::now());
+        let mut out = Vec::new();
+        // Encoding to a Vec fails only on a metric family that is malformed, which the
+        // registry does not produce; what was written is still the best answer.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Sets the state gauges from the tiers' status, and copies the kube request counts.
+    fn refresh(&self, statuses: &[TierStatus], now: chrono::DateTime<Utc>) {
+        let mut revisions = match self.scrape.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for s in statuses {
+            let tier = s.tier.as_str();
+            // tier_info: one series per tier, for the revision it deploys now.
+            let current = s.revision.clone();
+            if let Some(old) = revisions.get(tier)
+                && Some(old) != current.as_ref()
+            {
+                let _ = self.tier_info.remove_label_values(&[tier, old]);
+                revisions.remove(tier);
+            }
+            if let Some(rev) = current {
+                self.tier_info.with_label_values(&[tier, &rev]).set(1);
+                revisions.insert(tier.to_owned(), rev);
+            }
+            self.tier_synced
+                .with_label_values(&[tier])
+                .set(i64::from(s.sync == SyncState::Synced));
+            self.promotion_blocked
+                .with_label_values(&[tier])
+                .set(i64::from(s.sync == SyncState::Blocked));
+            for h in HEALTHS {
+                self.tier_health
+                    .with_label_values(&[tier, h.as_str()])
+                    .set(i64::from(s.health == h));
+            }
+            let counts = s
+                .drift
+                .as_ref()
+                .map(|d| d.counts.clone())
+                .unwrap_or_default();
+            for (severity, n) in
+                SEVERITIES
+                    .iter()
+                    .zip([counts.critical, counts.high, counts.medium, counts.low])
+            {
+                self.drift_objects
+                    .with_label_values(&[tier, severity])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            // No series before the first reconcile: 0 would read as 1970.
+            if let Some(at) = s.last_reconcile_at {
+                self.last_sync
+                    .with_label_values(&[tier])
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+            }
+            let windows = self.windows.get(tier).map(Vec::as_slice).unwrap_or(&[]);
+            self.window_open
+                .with_label_values(&[tier])
+                .set(i64::from(crate::window::window_open(windows, now)));
+        }
+        if let Some(kube) = &self.kube {
+            // The counter is the source of truth; the Prometheus counter catches up to it.
+            for (verb, code, n) in kube.by_verb_and_code() {
+                let c = self.kube_requests.with_label_values(&[verb, code]);
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+        }
+    }
+
+    fn observe_duration(h: &HistogramVec, tier: &str, d: Duration) {
+        h.with_label_values(&[tier]).observe(d.as_secs_f64());
+    }
+}
+
+impl Observer for Metrics {
+    fn observe(&self, activity: &Activity) {
+        match activity {
+            Activity::Fetched { duration, error } => {
+                self.fetch_duration.observe(duration.as_secs_f64());
+                if error.is_some() {
+                    self.fetch_errors.inc();
+                } else {
+                    self.last_successful_fetch
+                        .set(unix_seconds(SystemTime::now()));
+                }
+            }
+            Activity::SyncFinished {
+                tier,
+                result,
+                duration,
+                ..
+            } => {
+                // Objects are counted from ObjectApplied, not from `outcomes`, so never twice.
+                self.sync_total
+                    .with_label_values(&[tier, sync_result(*result)])
+                    .inc();
+                Self::observe_duration(&self.sync_duration, tier, *duration);
+            }
+            Activity::ObjectApplied { tier, outcome, .. } => {
+                if *outcome != Outcome::Unchanged {
+                    self.apply_objects
+                        .with_label_values(&[tier, outcome.as_str()])
+                        .inc();
+                }
+            }
+            Activity::DriftFound { tier, items, .. } => {
+                for item in items {
+                    self.drift_detected
+                        .with_label_values(&[tier, item.severity.as_str(), &item.kind])
+                        .inc();
+                }
+            }
+            Activity::RevisionApplied {
+                tier,
+                since_arrival,
+                ..
+            } => Self::observe_duration(&self.commit_to_applied, tier, *since_arrival),
+            Activity::RevisionHealthy {
+                tier,
+                since_arrival,
+                ..
+            } => Self::observe_duration(&self.deployment_duration, tier, *since_arrival),
+            Activity::RolledBack { tier, .. } => {
+                self.rollback_total.with_label_values(&[tier]).inc();
+            }
+            // State, read from the status at scrape time.
+            Activity::HealthChanged { .. }
+            | Activity::PromotionBlocked { .. }
+            | Activity::ManualSync { .. } => {}
+        }
+    }
+}
+
+/// `GET /metrics`: the text exposition format (version 0.0.4).
+pub async fn handler(State(h): State<Handles>) -> Response {
+    match &h.metrics {
+        Some(m) => (
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            m.render(&h.tiers),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::classify::{DriftItem, Severity};
+    use crate::drift::{DriftReport, SeverityCounts};
+    use crate::live::{ObjectKey, Verb};
+
+    const TIER: &str = "validation";
+
+    fn tier(extra: &str) -> TierConfig {
+        serde_yaml::from_str(&format!(
+            "{{name: {TIER}, ref: main, namespaces: [shop]{extra}}}"
+        ))
+        .expect("test tier parses")
+    }
+
+    fn metrics() -> (Metrics, Vec<(String, StatusHandle)>) {
+        let m = Metrics::new(&[tier("")], Some(RequestCounter::new())).expect("metrics");
+        (m, vec![(TIER.to_owned(), StatusHandle::new(TIER))])
+    }
+
+    /// The value of one series, named with its labels as the exposition writes them.
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Every series of `name` (labels included), without comments.
+    fn series<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .collect()
+    }
+
+    fn drift_item(kind: &str, severity: Severity) -> DriftItem {
+        DriftItem {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            name: "api".into(),
+            paths: vec!["spec.x".into()],
+            desired: None,
+            live: None,
+            severity,
+            rule: "test".into(),
+            action: crate::config::Action::Alert,
+            field_path: None,
+        }
+    }
+
+    fn applied(outcome: Outcome) -> Activity {
+        Activity::ObjectApplied {
+            tier: TIER.into(),
+            revision: "abc".into(),
+            object: ObjectKey {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("shop".into()),
+                name: "api".into(),
+            },
+            outcome,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn activity_is_counted_by_tier_and_bounded_labels() {
+        let (m, tiers) = metrics();
+        m.observe(&Activity::SyncFinished {
+            tier: TIER.into(),
+            revision: "abc".into(),
+            reason: "revision".into(),
+            result: SyncState::OutOfSync,
+            duration: Duration::from_millis(2500),
+            outcomes: BTreeMap::from([("created".to_owned(), 2)]),
+            error: None,
+            notable: true,
+        });
+        m.observe(&applied(Outcome::Created));
+        m.observe(&applied(Outcome::Created));
+        m.observe(&applied(Outcome::Failed));
+        m.observe(&applied(Outcome::Unchanged));
+        m.observe(&Activity::DriftFound {
+            tier: TIER.into(),
+            revision: "abc".into(),
+            items: vec![
+                drift_item("Deployment", Severity::Critical),
+                drift_item("Deployment", Severity::Critical),
+                drift_item("ConfigMap", Severity::Low),
+            ],
+        });
+        m.observe(&Activity::RevisionApplied {
+            tier: TIER.into(),
+            revision: "abc".into(),
+            since_arrival: Duration::from_secs(3),
+        });
+        m.observe(&Activity::RevisionHealthy {
+            tier: TIER.into(),
+            revision: "abc".into(),
+            since_arrival: Duration::from_secs(90),
+        });
+        m.observe(&Activity::RolledBack {
+            tier: TIER.into(),
+            from: "abc".into(),
+            to: "def".into(),
+            reason: "unhealthy".into(),
+        });
+        let text = m.render(&tiers);
+        let t = r#"tier="validation""#;
+        for (s, want) in [
+            (
+                format!(r#"gitopsd_sync_total{{result="out_of_sync",{t}}}"#),
+                1.0,
+            ),
+            (format!(r#"gitopsd_sync_total{{result="synced",{t}}}"#), 0.0),
+            (format!(r#"gitopsd_sync_total{{result="failed",{t}}}"#), 0.0),
+            (
+                format!(r#"gitopsd_sync_total{{result="blocked",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_sync_duration_seconds_count{{{t}}}"#),
+                1.0,
+            ),
+            (format!(r#"gitopsd_sync_duration_seconds_sum{{{t}}}"#), 2.5),
+            (
+                format!(r#"gitopsd_sync_duration_seconds_bucket{{{t},le="2.5"}}"#),
+                1.0,
+            ),
+            (
+                format!(r#"gitopsd_sync_duration_seconds_bucket{{{t},le="1"}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_apply_objects_total{{action="created",{t}}}"#),
+                2.0,
+            ),
+            (
+                format!(r#"gitopsd_apply_objects_total{{action="failed",{t}}}"#),
+                1.0,
+            ),
+            (
+                format!(r#"gitopsd_apply_objects_total{{action="pruned",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_apply_objects_total{{action="configured",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(
+                    r#"gitopsd_drift_detected_total{{kind="Deployment",severity="critical",{t}}}"#
+                ),
+                2.0,
+            ),
+            (
+                format!(r#"gitopsd_drift_detected_total{{kind="ConfigMap",severity="low",{t}}}"#),
+                1.0,
+            ),
+            (
+                format!(r#"gitopsd_commit_to_applied_seconds_sum{{{t}}}"#),
+                3.0,
+            ),
+            (
+                format!(r#"gitopsd_deployment_duration_seconds_sum{{{t}}}"#),
+                90.0,
+            ),
+            (
+                format!(r#"gitopsd_deployment_duration_seconds_bucket{{{t},le="120"}}"#),
+                1.0,
+            ),
+            (
+                format!(r#"gitopsd_deployment_duration_seconds_bucket{{{t},le="+Inf"}}"#),
+                1.0,
+            ),
+            (format!(r#"gitopsd_rollback_total{{{t}}}"#), 1.0),
+        ] {
+            assert_eq!(value(&text, &s), Some(want), "{s} in:\n{text}");
+        }
+        // `unchanged` is no action: no series for it.
+        assert!(!text.contains(r#"action="unchanged""#), "{text}");
+        assert_eq!(
+            series(&text, "gitopsd_apply_objects_total").len(),
+            4,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_failed_fetch_counts_an_error_and_leaves_the_last_success_time() {
+        let (m, tiers) = metrics();
+        let before = unix_seconds(SystemTime::now());
+        m.observe(&Activity::Fetched {
+            duration: Duration::from_millis(40),
+            error: None,
+        });
+        let text = m.render(&tiers);
+        let at = value(&text, "gitopsd_last_successful_fetch_timestamp_seconds").expect("set");
+        assert!(at >= before.floor(), "{at} < {before}");
+        assert_eq!(value(&text, "gitopsd_git_fetch_errors_total"), Some(0.0));
+        m.observe(&Activity::Fetched {
+            duration: Duration::from_secs(3),
+            error: Some("connection refused".into()),
+        });
+        let text = m.render(&tiers);
+        assert_eq!(value(&text, "gitopsd_git_fetch_errors_total"), Some(1.0));
+        assert_eq!(
+            value(&text, "gitopsd_git_fetch_duration_seconds_count"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "gitopsd_git_fetch_duration_seconds_sum"),
+            Some(3.04)
+        );
+        assert_eq!(
+            value(&text, "gitopsd_last_successful_fetch_timestamp_seconds"),
+            Some(at)
+        );
+    }
+
+    #[test]
+    fn state_gauges_are_read_from_the_status_at_scrape_time() {
+        let (m, tiers) = metrics();
+        let t = r#"tier="validation""#;
+        // Before the first sync: not synced, health Unknown, no drift, no last sync time.
+        let text = m.render(&tiers);
+        assert_eq!(
+            value(&text, &format!("gitopsd_tier_synced{{{t}}}")),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"gitopsd_tier_health{{status="Unknown",{t}}}"#)
+            ),
+            Some(1.0)
+        );
+        assert!(series(&text, "gitopsd_tier_info").is_empty(), "{text}");
+        assert!(series(&text, "gitopsd_last_sync_timestamp_seconds").is_empty());
+
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00.5Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        tiers[0].1.update(|s| {
+            s.revision = Some("abc".into());
+            s.sync = SyncState::Synced;
+            s.health = Health::Degraded;
+            s.last_reconcile_at = Some(at);
+            s.drift = Some(DriftReport {
+                tier: TIER.into(),
+                items: Vec::new(),
+                in_sync: 3,
+                drifted: 2,
+                counts: SeverityCounts {
+                    critical: 1,
+                    high: 0,
+                    medium: 0,
+                    low: 2,
+                },
+                dismissed_by_dry_run: 0,
+            });
+        });
+        let text = m.render(&tiers);
+        for (s, want) in [
+            (format!(r#"gitopsd_tier_info{{revision="abc",{t}}}"#), 1.0),
+            (format!("gitopsd_tier_synced{{{t}}}"), 1.0),
+            (format!("gitopsd_promotion_blocked{{{t}}}"), 0.0),
+            (
+                format!(r#"gitopsd_tier_health{{status="Degraded",{t}}}"#),
+                1.0,
+            ),
+            (
+                format!(r#"gitopsd_tier_health{{status="Healthy",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_tier_health{{status="Unknown",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_drift_objects{{severity="critical",{t}}}"#),
+                1.0,
+            ),
+            (
+                format!(r#"gitopsd_drift_objects{{severity="high",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_drift_objects{{severity="medium",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_drift_objects{{severity="low",{t}}}"#),
+                2.0,
+            ),
+            (
+                format!("gitopsd_last_sync_timestamp_seconds{{{t}}}"),
+                1_795_428_000.5,
+            ),
+            (format!("gitopsd_change_window_open{{{t}}}"), 1.0),
+        ] {
+            assert_eq!(value(&text, &s), Some(want), "{s} in:\n{text}");
+        }
+        assert_eq!(series(&text, "gitopsd_tier_health").len(), 5, "{text}");
+        assert_eq!(series(&text, "gitopsd_drift_objects").len(), 4, "{text}");
+
+        tiers[0].1.update(|s| s.sync = SyncState::Blocked);
+        let text = m.render(&tiers);
+        assert_eq!(
+            value(&text, &format!("gitopsd_promotion_blocked{{{t}}}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, &format!("gitopsd_tier_synced{{{t}}}")),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn tier_info_drops_the_old_revision_when_the_revision_changes() {
+        let (m, tiers) = metrics();
+        tiers[0].1.update(|s| s.revision = Some("abc".into()));
+        let text = m.render(&tiers);
+        assert_eq!(
+            series(&text, "gitopsd_tier_info"),
+            vec![r#"gitopsd_tier_info{revision="abc",tier="validation"} 1"#]
+        );
+        tiers[0].1.update(|s| s.revision = Some("def".into()));
+        let text = m.render(&tiers);
+        assert_eq!(
+            series(&text, "gitopsd_tier_info"),
+            vec![r#"gitopsd_tier_info{revision="def",tier="validation"} 1"#]
+        );
+    }
+
+    #[test]
+    fn a_tier_outside_its_change_windows_reports_the_window_closed() {
+        // A window that is never open: 1 minute on the 30th of February.
+        let tiers_config = [tier(
+            ", windows: [{schedule: \"0 0 30 2 *\", duration: 1m}]",
+        )];
+        let m = Metrics::new(&tiers_config, None).expect("metrics");
+        let tiers = vec![(TIER.to_owned(), StatusHandle::new(TIER))];
+        let text = m.render(&tiers);
+        assert_eq!(
+            value(&text, r#"gitopsd_change_window_open{tier="validation"}"#),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn kube_requests_follow_the_clients_counter() {
+        let counter = RequestCounter::new();
+        let m = Metrics::new(&[tier("")], Some(counter.clone())).expect("metrics");
+        counter.record_answer(Verb::Patch, Some(200));
+        counter.record_answer(Verb::Patch, Some(409));
+        counter.record_answer(Verb::Read, Some(503));
+        let text = m.render(&[]);
+        assert_eq!(
+            value(
+                &text,
+                r#"gitopsd_kube_requests_total{code="409",verb="patch"}"#
+            ),
+            Some(1.0)
+        );
+        counter.record_answer(Verb::Patch, Some(409));
+        // Two scrapes in a row do not count anything twice.
+        let _ = m.render(&[]);
+        let text = m.render(&[]);
+        assert_eq!(
+            series(&text, "gitopsd_kube_requests_total"),
+            vec![
+                r#"gitopsd_kube_requests_total{code="200",verb="patch"} 1"#,
+                r#"gitopsd_kube_requests_total{code="409",verb="patch"} 2"#,
+                r#"gitopsd_kube_requests_total{code="5xx",verb="read"} 1"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn build_info_names_the_version() {
+        let (m, tiers) = metrics();
+        let text = m.render(&tiers);
+        assert_eq!(
+            series(&text, "gitopsd_build_info"),
+            vec![format!(
+                r#"gitopsd_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )]
+        );
+    }
+}
