@@ -41,7 +41,8 @@ pub enum Command {
         gitopsd run --config /etc/gitopsd/gitopsd.yaml          # in a cluster (in-cluster credentials)\n  \
         gitopsd run --config gitopsd.yaml --kubeconfig ~/.kube/config --workdir /var/tmp/gitopsd\n\n\
         Status: GET http://<http.listen>/api/v1/tiers; sync now: POST /api/v1/tiers/<tier>/sync.\n\
-        State (inventory, last applied and healthy revisions): ConfigMaps gitopsd-state-<tier> in state.namespace.")]
+        State (inventory, last applied and healthy revisions): ConfigMaps gitopsd-state-<tier> in state.namespace.\n\
+        Audit log: audit.path (default <workdir>/audit.log); Kubernetes Events regarding gitopsd-state-<tier>.")]
     Run(RunArgs),
     /// Print a tier's desired set: base plus the tier's overlay, ordered, labelled, hashed.
     #[command(after_help = "Examples:\n  \
@@ -70,6 +71,28 @@ pub enum Command {
         kubectl -n gitopsd port-forward deploy/gitopsd 8080 & gitopsd status\n\n\
         Dashboard: http://<http.listen>/; a tier's drift as a diff: GET /api/v1/tiers/<tier>/diff.")]
     Status(StatusArgs),
+    /// Check the daemon's audit log (audit.path, default <workdir>/audit.log).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log's chain: every line parses, seq goes up by one, and each line's prev
+    /// is the sha256 of the line before (the first line's: 64 zeros). Exit 0 when the chain is
+    /// intact, 1 at the first broken line (edited, removed or reordered lines, a torn last
+    /// line), 2 when the file cannot be read.
+    #[command(after_help = "Examples:\n  \
+        gitopsd audit verify /var/lib/gitopsd/audit.log\n  \
+        gitopsd audit verify \"$GITOPSD_WORKDIR/audit.log\" && echo chain intact")]
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The audit log to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Where the config repo comes from, for the commands that read it once.
@@ -229,6 +252,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(args, report).await,
         Command::Diff(args) => diff(args, report).await,
         Command::Status(args) => status::run(args, report).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args, report),
     }
 }
 
@@ -299,16 +323,67 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let audit_path = config.audit.path_in(&args.workdir);
+    let audit = match crate::audit::AuditLog::open(&audit_path) {
+        Ok(log) => std::sync::Arc::new(log),
+        Err(e) => {
+            report.error("cannot open the audit log", &e);
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(path = %audit_path.display(), "audit log");
+    let state_namespace = crate::state::StateStore::default_namespace(&config.state);
+    let (events, events_task) =
+        crate::events::EventsObserver::start(conn.client.clone(), &state_namespace);
     let options = crate::daemon::DaemonOptions {
         workdir: args.workdir.clone(),
-        observers: crate::activity::Observers::new(vec![metrics.clone()]),
+        observers: crate::activity::Observers::new(vec![metrics.clone(), audit, events]),
         metrics: Some(metrics),
     };
-    match crate::daemon::run(config, conn.client, options, shutdown).await {
+    let result = crate::daemon::run(config, conn.client, options, shutdown).await;
+    // The observers are dropped with the daemon: the audit log is fsynced, and the Events
+    // still queued get a moment to be published.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), events_task).await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report.error("gitopsd stopped", &e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gitopsd audit verify` exit codes: 1 for a broken chain, 2 for a file that cannot be read.
+const EXIT_AUDIT_BROKEN: u8 = 1;
+const EXIT_AUDIT_UNREADABLE: u8 = 2;
+
+fn audit_verify(args: &AuditVerifyArgs, report: Report) -> ExitCode {
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            report.error(
+                "cannot read the audit log",
+                &format!("cannot read {}: {e}", args.file.display()),
+            );
+            return ExitCode::from(EXIT_AUDIT_UNREADABLE);
+        }
+    };
+    match crate::audit::verify(&bytes) {
+        crate::audit::Verdict::Intact { lines, torn } => {
+            if torn.is_empty() {
+                println!("ok: {lines} lines, chain intact");
+            } else {
+                let list: Vec<String> = torn.iter().map(usize::to_string).collect();
+                println!(
+                    "ok: {lines} lines, chain intact (torn lines {}, cut short by a crash, acknowledged by gitopsd on restart)",
+                    list.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        crate::audit::Verdict::Broken { line, reason } => {
+            println!("line {line}: {reason}");
+            ExitCode::from(EXIT_AUDIT_BROKEN)
         }
     }
 }

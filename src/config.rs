@@ -49,6 +49,25 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit log (JSON lines chained by sha256; `gitopsd audit verify` checks them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditConfig {
+    /// The file to append to. Default: `audit.log` in the daemon's `--workdir`.
+    pub path: Option<PathBuf>,
+}
+
+impl AuditConfig {
+    /// The file the daemon appends to, given its work directory.
+    pub fn path_in(&self, workdir: &std::path::Path) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| workdir.join("audit.log"))
+    }
 }
 
 /// Where gitopsd keeps what it must remember across restarts (inventory, revisions).
@@ -858,6 +877,27 @@ mod tests {
         assert_eq!(c.tiers[0].prune.max_delete_percent, 50);
         assert_eq!(c.tiers[0].apply, ApplyConfig::default());
         assert_eq!(c.http.listen, default_listen());
+    }
+
+    #[test]
+    fn the_audit_log_defaults_to_the_workdir_and_takes_a_path() {
+        let base =
+            "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n";
+        let c = parse(base).unwrap();
+        assert_eq!(
+            c.audit.path_in(Path::new("/var/tmp/gitopsd")),
+            Path::new("/var/tmp/gitopsd/audit.log")
+        );
+        let c = parse(&format!(
+            "{base}audit:\n  path: /var/log/gitopsd/audit.log\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.audit.path_in(Path::new("/var/tmp/gitopsd")),
+            Path::new("/var/log/gitopsd/audit.log")
+        );
+        let err = error_of(&format!("{base}audit:\n  file: x\n"));
+        assert!(err.contains("audit.file") || err.contains("file"), "{err}");
     }
 
     #[test]

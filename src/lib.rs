@@ -9,6 +9,7 @@
 
 pub mod activity;
 pub mod apply;
+pub mod audit;
 pub mod classify;
 pub mod cli;
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod desired;
 pub mod diff;
 pub mod drift;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod live;
