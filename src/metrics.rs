@@ -110,6 +110,7 @@ pub struct Metrics {
     last_successful_fetch: Gauge,
     last_sync: GaugeVec,
     kube_requests: IntCounterVec,
+    webhook_requests: IntCounterVec,
     window_open: IntGaugeVec,
     promotion_blocked: IntGaugeVec,
     /// Each tier's change windows, for `gitopsd_change_window_open`.
@@ -300,6 +301,11 @@ impl Metrics {
                 "Requests to the Kubernetes API server, by verb and response code (or class).",
                 &["verb", "code"],
             )?,
+            webhook_requests: r.counters(
+                "gitopsd_webhook_requests_total",
+                "Push webhook deliveries, by result (accepted, ignored, unauthorized, rate_limited, bad_request).",
+                &["result"],
+            )?,
             window_open: r.gauges(
                 "gitopsd_change_window_open",
                 "1 when the tier is inside one of its change windows (or has none), else 0.",
@@ -346,8 +352,23 @@ impl Metrics {
 
     /// The text exposition of every metric, the state gauges refreshed from `tiers` first.
     pub fn render(&self, tiers: &[(String, StatusHandle)]) -> String {
+        self.render_with(tiers, None)
+    }
+
+    /// [`Metrics::render`], with the webhook's delivery counts copied in.
+    pub fn render_with(
+        &self,
+        tiers: &[(String, StatusHandle)],
+        webhook: Option<&crate::http::WebhookStats>,
+    ) -> String {
         let statuses: Vec<TierStatus> = tiers.iter().map(|(_, s)| s.snapshot()).collect();
         self.refresh(&statuses, Utc::now());
+        if let Some(stats) = webhook {
+            for (result, n) in stats.counts() {
+                let c = self.webhook_requests.with_label_values(&[result]);
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+        }
         let mut out = Vec::new();
         // Encoding to a Vec fails only on a metric family that is malformed, which the
         // registry does not produce; what was written is still the best answer.
@@ -489,7 +510,7 @@ pub async fn handler(State(h): State<Handles>) -> Response {
     match &h.metrics {
         Some(m) => (
             [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-            m.render(&h.tiers),
+            m.render_with(&h.tiers, Some(&h.webhook_stats)),
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
@@ -876,6 +897,34 @@ mod tests {
                 r#"gitopsd_kube_requests_total{code="409",verb="patch"} 2"#,
                 r#"gitopsd_kube_requests_total{code="5xx",verb="read"} 1"#,
             ]
+        );
+    }
+
+    #[test]
+    fn webhook_deliveries_are_counted_by_result() {
+        use crate::http::{WebhookResult, WebhookStats};
+        let (m, tiers) = metrics();
+        let stats = WebhookStats::default();
+        stats.record(WebhookResult::Unauthorized);
+        stats.record(WebhookResult::Unauthorized);
+        stats.record(WebhookResult::Accepted);
+        let _ = m.render_with(&tiers, Some(&stats));
+        let text = m.render_with(&tiers, Some(&stats));
+        let unauthorized = r#"gitopsd_webhook_requests_total{result="unauthorized"}"#;
+        assert_eq!(value(&text, unauthorized), Some(2.0));
+        assert_eq!(
+            value(
+                &text,
+                r#"gitopsd_webhook_requests_total{result="accepted"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"gitopsd_webhook_requests_total{result="rate_limited"}"#
+            ),
+            Some(0.0)
         );
     }
 
