@@ -34,6 +34,8 @@ pub enum Activity {
         outcomes: BTreeMap<String, usize>,
         error: Option<String>,
         notable: bool,
+        /// A change window kept a revision or drift corrections waiting.
+        window_closed: bool,
     },
     /// One object was created, configured, pruned, or failed to be (never `unchanged`).
     ObjectApplied {
@@ -88,6 +90,8 @@ pub enum Activity {
         /// Who asked: the remote address, and the `X-Gitopsd-User` header if sent (what the
         /// caller says of itself: informational, not verified).
         who: String,
+        /// The caller asked to override a closed change window (`?overrideWindow=true`).
+        override_window: bool,
     },
 }
 
@@ -160,6 +164,7 @@ mod tests {
         observers.emit(Activity::ManualSync {
             tier: "validation".into(),
             who: "ci".into(),
+            override_window: false,
         });
         observers.emit(Activity::Fetched {
             duration: Duration::from_millis(5),

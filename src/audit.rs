@@ -278,6 +278,7 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
             outcomes,
             error,
             notable,
+            ..
         } => {
             if !notable {
                 return None;
@@ -397,10 +398,17 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                 ("reason", json!(reason)),
             ],
         ),
-        Activity::ManualSync { tier, who } => (
-            "manual-sync",
-            vec![("tier", json!(tier)), ("who", json!(who))],
-        ),
+        Activity::ManualSync {
+            tier,
+            who,
+            override_window,
+        } => {
+            let mut fields = vec![("tier", json!(tier)), ("who", json!(who))];
+            if *override_window {
+                fields.push(("overrideWindow", json!(true)));
+            }
+            ("manual-sync", fields)
+        }
     };
     Some(r)
 }
@@ -686,6 +694,7 @@ mod tests {
             outcomes: BTreeMap::from([("created".to_owned(), 2)]),
             error: None,
             notable: true,
+            window_closed: false,
         }
     }
 
@@ -778,10 +787,12 @@ mod tests {
         let (event, fields) = record(&Activity::ManualSync {
             tier: "t".into(),
             who: "ci-token".into(),
+            override_window: true,
         })
         .unwrap();
         assert_eq!(event, "manual-sync");
         assert!(fields.contains(&("who", json!("ci-token"))));
+        assert!(fields.contains(&("overrideWindow", json!(true))));
     }
 
     #[test]

@@ -499,6 +499,7 @@ fn bare_source(repo: Option<&str>) -> Result<SourceConfig, String> {
         auth: Default::default(),
         interval: std::time::Duration::from_secs(60),
         webhook_secret_file: None,
+        publish_healthy: false,
     })
 }
 
@@ -836,7 +837,11 @@ fn default_tier(name: &str) -> crate::config::TierConfig {
         prune: Default::default(),
         apply: Default::default(),
         promote_from: None,
+        soak: None,
+        gate: Default::default(),
         windows: Vec::new(),
+        critical_outside_windows: Default::default(),
+        require_signed_commits: None,
         policy: Default::default(),
         rollback: None,
         validation: Default::default(),

@@ -89,6 +89,11 @@ pub struct SourceConfig {
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     pub webhook_secret_file: Option<PathBuf>,
+    /// Push `refs/gitopsd/healthy/<tier>/<sha>` to the config repo when a tier becomes
+    /// healthy at a revision, so daemons in other clusters can check their gates from git.
+    /// A failed push is a warning and blocks nothing.
+    #[serde(default)]
+    pub publish_healthy: bool,
 }
 
 fn default_interval() -> Duration {
@@ -210,9 +215,26 @@ pub struct TierConfig {
     /// How objects are applied: conflicts, immutable fields, concurrency.
     #[serde(default)]
     pub apply: ApplyConfig,
+    /// A tier listed before this one: a revision is deployed here only once that tier
+    /// recorded it healthy (see [`PromotionGate`]).
     pub promote_from: Option<String>,
+    /// How long `promoteFrom` must have been healthy at the revision (`soak: 30m`); none by
+    /// default.
+    #[serde(default, with = "humantime_serde::option")]
+    pub soak: Option<Duration>,
+    /// What `promoteFrom` must have recorded healthy: the very revision (default) or a
+    /// revision whose rendered base has the same digest.
+    #[serde(default)]
+    pub gate: PromotionGate,
     #[serde(default)]
     pub windows: Vec<ChangeWindow>,
+    /// What happens to critical drift outside the change windows: corrected (`apply`, the
+    /// default) or held until a window opens (`hold`).
+    #[serde(default)]
+    pub critical_outside_windows: OutsideWindows,
+    /// Every commit between the deployed revision and a new one must carry a good signature
+    /// by one of these keys.
+    pub require_signed_commits: Option<SignedCommits>,
     #[serde(default)]
     pub policy: Policy,
     pub rollback: Option<RollbackConfig>,
@@ -424,10 +446,55 @@ impl fmt::Display for Action {
     }
 }
 
+/// What a `promoteFrom` gate compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PromotionGate {
+    /// The revision itself must be healthy in `promoteFrom`.
+    #[default]
+    Revision,
+    /// A revision of `promoteFrom` whose rendered `base/` has the same digest counts too
+    /// (a commit that only changed another tier's overlay needs no new soak).
+    BaseDigest,
+}
+
+/// Critical drift outside the change windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutsideWindows {
+    /// Corrected at once, as inside a window.
+    #[default]
+    Apply,
+    /// Waits for the next window like every other change.
+    Hold,
+}
+
+/// `requireSignedCommits`: the keys whose signatures are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignedCommits {
+    /// An OpenSSH allowed-signers file (`ssh-keygen(1)`, ALLOWED SIGNERS): one
+    /// `principal [namespaces="git"] key-type base64-key` per line.
+    pub ssh_allowed_signers: PathBuf,
+}
+
+/// Whether a window lets changes in or keeps them out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Changes land only inside an allow window (when the tier has any).
+    #[default]
+    Allow,
+    /// No change lands inside a deny window; deny beats allow.
+    Deny,
+}
+
 /// A change window: opens at each firing of `schedule` in `timezone`, for `duration`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChangeWindow {
+    #[serde(default)]
+    pub kind: WindowKind,
     pub schedule: CronSchedule,
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
@@ -594,6 +661,17 @@ mod humantime_serde {
             ))
         })
     }
+
+    /// An optional duration (`soak`).
+    pub mod option {
+        use std::time::Duration;
+
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 impl Config {
@@ -725,6 +803,13 @@ impl Config {
                         ),
                     ));
                 }
+            }
+            if tier.soak.is_some() && tier.promote_from.is_none() {
+                return Err(invalid(
+                    at("soak"),
+                    "a soak time needs promoteFrom: it is how long that tier must be healthy"
+                        .into(),
+                ));
             }
             for (j, w) in tier.windows.iter().enumerate() {
                 if w.duration < Duration::from_secs(60) {
@@ -958,7 +1043,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`"
+            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`, `publishHealthy`"
         );
     }
 

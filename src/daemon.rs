@@ -71,6 +71,8 @@ pub struct Handles {
     /// Webhook deliveries per result, for `/metrics`.
     pub webhook_stats: Arc<WebhookStats>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Per tier, the switch `?overrideWindow=true` sets before it triggers the sync.
+    pub window_override: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
 }
 
 enum TierEvent {
@@ -141,6 +143,7 @@ pub async fn run(
         webhook,
         webhook_stats: Arc::new(WebhookStats::default()),
         metrics: options.metrics.clone(),
+        window_override: HashMap::new(),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();
@@ -149,7 +152,7 @@ pub async fn run(
         let status = StatusHandle::new(&tier.name);
         let trigger = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(16);
-        let reconciler = TierReconciler::new(
+        let mut reconciler = TierReconciler::new(
             tier.clone(),
             i == last,
             client.clone(),
@@ -158,6 +161,10 @@ pub async fn run(
             status.clone(),
             options.observers.clone(),
         );
+        reconciler.set_publish_healthy(config.source.publish_healthy);
+        handles
+            .window_override
+            .insert(tier.name.clone(), reconciler.window_override());
         handles.tiers.push((tier.name.clone(), status));
         handles.sync_now.insert(tier.name.clone(), trigger.clone());
         senders.push((tier.git_ref.clone(), tx));

@@ -600,6 +600,7 @@ mod tests {
             outcomes: outcomes.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
             error: error.map(str::to_owned),
             notable: true,
+            window_closed: false,
         }
     }
 
@@ -648,6 +649,7 @@ mod tests {
             outcomes: BTreeMap::new(),
             error: None,
             notable: false,
+            window_closed: false,
         };
         assert!(o.notes(&quiet).is_empty());
         let rb = o.notes(&Activity::RolledBack {

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
+pub mod signature;
 pub mod source;
 pub mod state;
 pub mod status;

@@ -53,6 +53,9 @@ const RESULTS: [SyncState; 4] = [
     SyncState::Failed,
     SyncState::Blocked,
 ];
+/// The `result` of `gitopsd_sync_total` for a sync that a closed change window held back (a
+/// revision or drift corrections wait), whatever its state.
+pub const WINDOW_CLOSED: &str = "window_closed";
 /// The apply actions counted (an unchanged object is not an action).
 const ACTIONS: [Outcome; 4] = [
     Outcome::Created,
@@ -339,6 +342,7 @@ impl Metrics {
             for s in RESULTS {
                 m.sync_total.with_label_values(&[tier, sync_result(s)]);
             }
+            m.sync_total.with_label_values(&[tier, WINDOW_CLOSED]);
             for a in ACTIONS {
                 m.apply_objects.with_label_values(&[tier, a.as_str()]);
             }
@@ -462,12 +466,16 @@ impl Observer for Metrics {
                 tier,
                 result,
                 duration,
+                window_closed,
                 ..
             } => {
                 // Objects are counted from ObjectApplied, not from `outcomes`, so never twice.
-                self.sync_total
-                    .with_label_values(&[tier, sync_result(*result)])
-                    .inc();
+                let result = if *window_closed {
+                    WINDOW_CLOSED
+                } else {
+                    sync_result(*result)
+                };
+                self.sync_total.with_label_values(&[tier, result]).inc();
                 Self::observe_duration(&self.sync_duration, tier, *duration);
             }
             Activity::ObjectApplied { tier, outcome, .. } => {
@@ -597,6 +605,7 @@ mod tests {
             outcomes: BTreeMap::from([("created".to_owned(), 2)]),
             error: None,
             notable: true,
+            window_closed: false,
         });
         m.observe(&applied(Outcome::Created));
         m.observe(&applied(Outcome::Created));

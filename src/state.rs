@@ -26,6 +26,55 @@ pub struct TierState {
     /// A revision that was rolled back because it did not become healthy in time.
     pub failed_revision: Option<String>,
     pub rollbacks: u64,
+    /// The revisions this tier recorded healthy, newest last (at most [`HEALTHY_KEPT`]): the
+    /// evidence a tier with `promoteFrom` checks. Absent in state written before it existed.
+    pub healthy: Vec<HealthyRecord>,
+}
+
+/// How many healthy revisions a tier's state keeps.
+pub const HEALTHY_KEPT: usize = 20;
+
+/// One revision a tier recorded healthy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthyRecord {
+    pub revision: String,
+    /// When the tier first saw it healthy (a promotion's soak counts from here).
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// The digest of the revision's `base/` files, for `gate: baseDigest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
+}
+
+impl TierState {
+    /// Records `revision` healthy at `since`, once (an earlier record keeps its time).
+    pub fn record_healthy(
+        &mut self,
+        revision: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        base_digest: Option<String>,
+    ) {
+        self.last_healthy_revision = Some(revision.to_owned());
+        if self.healthy.iter().any(|h| h.revision == revision) {
+            return;
+        }
+        self.healthy.push(HealthyRecord {
+            revision: revision.to_owned(),
+            since,
+            base_digest,
+        });
+        let excess = self.healthy.len().saturating_sub(HEALTHY_KEPT);
+        self.healthy.drain(..excess);
+    }
+
+    /// The record of `revision`, if the tier saw it healthy. State from before the records
+    /// existed knows only the last healthy revision, with no time.
+    pub fn healthy_record(&self, revision: &str) -> Option<HealthyRecord> {
+        self.healthy
+            .iter()
+            .find(|h| h.revision == revision)
+            .cloned()
+    }
 }
 
 /// The ConfigMap keys, in one place so save and load cannot disagree.
@@ -33,6 +82,7 @@ const KEY_LAST_APPLIED: &str = "lastAppliedRevision";
 const KEY_LAST_HEALTHY: &str = "lastHealthyRevision";
 const KEY_FAILED: &str = "failedRevision";
 const KEY_ROLLBACKS: &str = "rollbacks";
+const KEY_HEALTHY: &str = "healthyRevisions";
 const KEY_COUNT: &str = "inventoryCount";
 const KEY_FORMAT: &str = "format";
 const KEY_INVENTORY: &str = "inventory.gz";
@@ -310,6 +360,11 @@ fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, S
     put(KEY_LAST_HEALTHY, state.last_healthy_revision.as_ref());
     put(KEY_FAILED, state.failed_revision.as_ref());
     data.insert(KEY_ROLLBACKS.to_owned(), state.rollbacks.to_string());
+    if !state.healthy.is_empty() {
+        let json =
+            serde_json::to_string(&state.healthy).map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_HEALTHY.to_owned(), json);
+    }
     data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
     data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
 
@@ -382,12 +437,18 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
             ));
         }
     }
+    let healthy = match data.get(KEY_HEALTHY) {
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| corrupt(KEY_HEALTHY, format!("not a list of healthy revisions: {e}")))?,
+        None => Vec::new(),
+    };
     Ok(TierState {
         inventory,
         last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
         last_healthy_revision: data.get(KEY_LAST_HEALTHY).cloned(),
         failed_revision: data.get(KEY_FAILED).cloned(),
         rollbacks,
+        healthy,
     })
 }
 
@@ -502,6 +563,11 @@ mod tests {
             last_healthy_revision: Some("abc000".to_owned()),
             failed_revision: Some("bad999".to_owned()),
             rollbacks: 3,
+            healthy: vec![HealthyRecord {
+                revision: "abc000".to_owned(),
+                since: chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a time"),
+                base_digest: Some("b45e".to_owned()),
+            }],
         }
     }
 

@@ -92,6 +92,11 @@ pub struct TierStatus {
     pub last_healthy_revision: Option<String>,
     pub failed_revision: Option<String>,
     pub rollbacks: u64,
+    /// The newest revision, held back by a promotion gate, a signature check or a change
+    /// window (the reason is in `last_error`).
+    pub held_revision: Option<String>,
+    /// Whether the change windows are open now and when that changes (`None`: no windows).
+    pub window: Option<crate::window::WindowState>,
 }
 
 impl TierStatus {
@@ -114,6 +119,8 @@ impl TierStatus {
             last_healthy_revision: None,
             failed_revision: None,
             rollbacks: 0,
+            held_revision: None,
+            window: None,
         }
     }
 

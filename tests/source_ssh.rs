@@ -107,6 +107,7 @@ impl SshFixture {
             },
             interval: Duration::from_secs(60),
             webhook_secret_file: None,
+            publish_healthy: false,
         };
         let work = tempfile::tempdir().expect("temp dir");
         let source = Source::new(&config, work.path().to_owned()).expect("source");

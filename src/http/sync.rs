@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{info, warn};
@@ -17,12 +17,23 @@ pub const USER_HEADER: &str = "x-gitopsd-user";
 /// At most this many characters of [`USER_HEADER`] are kept.
 const USER_MAX: usize = 64;
 
+/// `?overrideWindow=true`: sync even while the tier's change window is closed (recorded in
+/// the audit log with who asked).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncQuery {
+    #[serde(default)]
+    override_window: bool,
+}
+
 pub async fn sync_now(
     State(h): State<Handles>,
     Path(name): Path<String>,
+    Query(query): Query<SyncQuery>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
+    let override_window = query.override_window;
     let remote = remote_addr(&request);
     let Some(token) = &h.api_token else {
         warn!(tier = %name, remote = %remote, "sync requested over the API, which is disabled");
@@ -58,10 +69,14 @@ pub async fn sync_now(
         &remote,
         headers.get(USER_HEADER).and_then(|v| v.to_str().ok()),
     );
-    info!(tier = %name, who = %who, "sync requested over the API");
+    info!(tier = %name, who = %who, override_window, "sync requested over the API");
+    if override_window && let Some(flag) = h.window_override.get(&name) {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     h.observers.emit(Activity::ManualSync {
         tier: name.clone(),
         who,
+        override_window,
     });
     h.fetch_now.notify_one();
     trigger.notify_one();
@@ -126,6 +141,10 @@ pub(super) fn test_handles(
         webhook: webhook.map(Arc::new),
         webhook_stats: Arc::default(),
         metrics: None,
+        window_override: names
+            .iter()
+            .map(|n| (n.to_string(), Arc::default()))
+            .collect(),
     }
 }
 
@@ -144,7 +163,7 @@ mod tests {
 
     impl Observer for Seen {
         fn observe(&self, activity: &Activity) {
-            if let Activity::ManualSync { tier, who } = activity {
+            if let Activity::ManualSync { tier, who, .. } = activity {
                 self.0.lock().unwrap().push((tier.clone(), who.clone()));
             }
         }

@@ -14,8 +14,11 @@
 //! - prune runs only when the newest fetch, render and validation all succeeded;
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
+mod gate;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +30,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
-use crate::config::TierConfig;
+use crate::classify::Severity;
+use crate::config::{Action, OutsideWindows, TierConfig};
 use crate::desired::{Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::drift::{ApiDryRun, detect_except};
@@ -35,8 +39,11 @@ use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveCache, LiveObjects, ObjectKey};
 use crate::policy::{FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, Limits};
-use crate::state::{StateStore, TierState, short_digest};
+use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
+use crate::window::{WindowState, window_state};
+
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
+pub use gate::{Clock, Hold, base_digest, promotion_gate, system_clock, window_hold};
 
 /// The inventory digest of an object recorded before its first apply finished: it matches no
 /// manifest digest, so the object is applied again.
@@ -49,6 +56,29 @@ const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 pub trait Checkouts: Send + Sync {
     /// Blocking (git). The directory holds the repo's files at `revision`.
     fn checkout(&self, revision: &str) -> Result<PathBuf, String>;
+
+    /// Blocking (git). What the config repo's healthy refs
+    /// (`refs/gitopsd/healthy/<tier>/<sha>`) say `tier` recorded healthy, as fetched last.
+    fn healthy_refs(&self, _tier: &str) -> Vec<HealthyRecord> {
+        Vec::new()
+    }
+
+    /// Blocking (git). Publishes `record` as `refs/gitopsd/healthy/<tier>/<sha>` in the
+    /// config repo.
+    fn publish_healthy(&self, _tier: &str, _record: &HealthyRecord) -> Result<(), String> {
+        Err("publishing healthy refs is not supported by this source".into())
+    }
+
+    /// Blocking (git). The commits in `to`'s history that `from` lacks (every commit of `to`
+    /// when `from` is `None`), newest first; each with its signature and the data it signs
+    /// (`None` for an unsigned commit).
+    fn commits_between(
+        &self,
+        _from: Option<&str>,
+        _to: &str,
+    ) -> Result<Vec<crate::signature::SignedCommit>, String> {
+        Err("this source cannot list commits".into())
+    }
 }
 
 impl Checkouts for Mutex<crate::source::Source> {
@@ -59,6 +89,33 @@ impl Checkouts for Mutex<crate::source::Source> {
             .lock()
             .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
         source.export(oid).map_err(|e| e.to_string())
+    }
+
+    fn healthy_refs(&self, tier: &str) -> Vec<HealthyRecord> {
+        match self.lock() {
+            Ok(source) => source.healthy_refs(tier),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn publish_healthy(&self, tier: &str, record: &HealthyRecord) -> Result<(), String> {
+        let source = self
+            .lock()
+            .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
+        source
+            .publish_healthy(tier, record)
+            .map_err(|e| e.to_string())
+    }
+
+    fn commits_between(
+        &self,
+        from: Option<&str>,
+        to: &str,
+    ) -> Result<Vec<crate::signature::SignedCommit>, String> {
+        let source = self
+            .lock()
+            .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
+        crate::signature::commits_between(source.repository(), from, to)
     }
 }
 
@@ -121,6 +178,21 @@ pub struct TierReconciler {
     /// Drift seen by the previous reconcile (object, path): only new items are reported.
     drift_seen: HashSet<(ObjectKey, String)>,
     health_seen: Option<Health>,
+    /// "Now" for windows and soak times; the system clock unless a test sets another.
+    clock: Clock,
+    /// The newest revision, held back by a gate, a window or a signature: re-checked on
+    /// every reconcile, while the last deployed set keeps being reconciled.
+    held: Option<(String, Hold)>,
+    /// (revision, hold kind) already reported as `PromotionBlocked`: once each.
+    blocked_reported: HashSet<(String, &'static str)>,
+    /// Set by a manual sync that overrides a closed window; taken by the next reconcile.
+    window_override: Arc<AtomicBool>,
+    /// This reconcile runs with the window overridden.
+    override_now: bool,
+    /// This reconcile left a revision or drift corrections waiting for a window.
+    window_held: bool,
+    /// Publish healthy revisions as refs in the config repo (`source.publishHealthy`).
+    publish_healthy: bool,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -171,6 +243,158 @@ impl TierReconciler {
             applied_reported: None,
             drift_seen: HashSet::new(),
             health_seen: None,
+            clock: system_clock(),
+            held: None,
+            blocked_reported: HashSet::new(),
+            window_override: Arc::new(AtomicBool::new(false)),
+            override_now: false,
+            window_held: false,
+            publish_healthy: false,
+        }
+    }
+
+    /// Replaces the clock (tests: windows and soak times without waiting).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Publish `refs/gitopsd/healthy/<tier>/<sha>` when a revision becomes healthy.
+    pub fn set_publish_healthy(&mut self, on: bool) {
+        self.publish_healthy = on;
+    }
+
+    /// The switch a manual sync sets to override a closed change window once.
+    pub fn window_override(&self) -> Arc<AtomicBool> {
+        self.window_override.clone()
+    }
+
+    fn window_now(&self) -> WindowState {
+        window_state(&self.tier.windows, (self.clock)())
+    }
+
+    /// Why `revision` may not be deployed now: the promotion gate, the signatures, the
+    /// change window, in that order. A revision already deployed passes.
+    async fn hold_for(&mut self, revision: &str) -> Option<Hold> {
+        let deployed = self.active.as_ref().map(|a| a.revision.as_str()) == Some(revision)
+            || self
+                .state
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.as_deref())
+                == Some(revision);
+        if deployed {
+            return None;
+        }
+        if let Some(from) = self.tier.promote_from.clone() {
+            let mut evidence = match self.store.load(&from).await {
+                Ok(state) => state.healthy,
+                Err(e) => {
+                    return Some(Hold {
+                        kind: "promotion-gate",
+                        message: format!(
+                            "promotion gate closed: cannot read the state of tier {from}: {e}"
+                        ),
+                    });
+                }
+            };
+            let checkouts = self.checkouts.clone();
+            let from2 = from.clone();
+            let rev = revision.to_owned();
+            let base = self.tier.gate == crate::config::PromotionGate::BaseDigest;
+            let (refs, digest) = tokio::task::spawn_blocking(move || {
+                let refs = checkouts.healthy_refs(&from2);
+                let digest = if base {
+                    checkouts
+                        .checkout(&rev)
+                        .ok()
+                        .and_then(|root| base_digest(&root))
+                } else {
+                    None
+                };
+                (refs, digest)
+            })
+            .await
+            .unwrap_or_default();
+            evidence.extend(refs);
+            if let Some(hold) = promotion_gate(
+                &self.tier,
+                revision,
+                digest.as_deref(),
+                &evidence,
+                (self.clock)(),
+            ) {
+                return Some(hold);
+            }
+        }
+        if let Some(signed) = self.tier.require_signed_commits.clone() {
+            let from = self
+                .active
+                .as_ref()
+                .map(|a| a.revision.clone())
+                .or_else(|| self.state.as_ref()?.last_applied_revision.clone());
+            let checkouts = self.checkouts.clone();
+            let to = revision.to_owned();
+            let checked = tokio::task::spawn_blocking(move || {
+                let commits = checkouts.commits_between(from.as_deref(), &to)?;
+                crate::signature::check_range(&commits, &signed.ssh_allowed_signers)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the signature check failed: {e}")));
+            if let Err(why) = checked {
+                return Some(Hold {
+                    kind: "signature",
+                    message: format!("signature check failed: {why}"),
+                });
+            }
+        }
+        if !self.override_now
+            && let Some(hold) = window_hold(&self.window_now())
+        {
+            return Some(hold);
+        }
+        None
+    }
+
+    /// Holds `revision` back: the last deployed set stays active (rendered again after a
+    /// restart), the status says why, and the block is reported once per revision and kind.
+    async fn hold(&mut self, revision: &str, hold: Hold) {
+        if self.active.is_none() {
+            self.active = self.restore_last_applied().await;
+        }
+        if self
+            .blocked_reported
+            .insert((revision.to_owned(), hold.kind))
+        {
+            warn!(tier = %self.tier.name, revision, reason = %hold.message, "revision held back");
+            self.observers.emit(Activity::PromotionBlocked {
+                tier: self.tier.name.clone(),
+                revision: revision.to_owned(),
+                reason: hold.message.clone(),
+            });
+        }
+        let message = hold.message.clone();
+        let window = (!self.tier.windows.is_empty()).then(|| self.window_now());
+        self.status.update(|s| {
+            s.sync = SyncState::Blocked;
+            s.last_error = Some(message);
+            s.held_revision = Some(revision.to_owned());
+            s.window = window;
+        });
+        self.held = Some((revision.to_owned(), hold));
+    }
+
+    /// Renders the revision last applied (after a restart, to keep reconciling it while a
+    /// newer one is held back).
+    async fn restore_last_applied(&mut self) -> Option<Active> {
+        let revision = self.state.as_ref()?.last_applied_revision.clone()?;
+        match self.render(&revision).await {
+            Ok(set) => Some(Active {
+                revision,
+                set: Arc::new(set),
+            }),
+            Err(e) => {
+                warn!(tier = %self.tier.name, error = %e, "cannot render the last applied revision");
+                None
+            }
         }
     }
 
@@ -237,6 +461,13 @@ impl TierReconciler {
                 state.failed_revision = None;
             }
             None => {}
+        }
+        if let Some(hold) = self.hold_for(revision).await {
+            self.hold(revision, hold).await;
+            return;
+        }
+        if self.held.take().is_some() {
+            self.status.update(|s| s.held_revision = None);
         }
         let rendered = self.render(revision).await;
         let offer = self
@@ -375,10 +606,32 @@ impl TierReconciler {
 
     /// One reconcile of the active set. `reason` names what started it.
     pub async fn reconcile(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
+        self.override_now = self.window_override.swap(false, Ordering::SeqCst);
+        self.window_held = false;
         if let Some(revision) = self.pending.take() {
             self.offer_revision(&revision).await;
+        } else if let Some((revision, _)) = self.held.clone() {
+            // Gates and windows are checked again: a held revision goes once they open.
+            self.offer_revision(&revision).await;
+        }
+        if let Some((_, hold)) = &self.held {
+            self.window_held = hold.kind == "window";
         }
         let Some(active) = self.active.clone() else {
+            if let Some((revision, _)) = &self.held {
+                // Nothing deployed yet, and the first revision is held back.
+                self.observers.emit(Activity::SyncFinished {
+                    tier: self.tier.name.clone(),
+                    revision: revision.clone(),
+                    reason: reason.to_owned(),
+                    result: SyncState::Blocked,
+                    duration: Duration::ZERO,
+                    outcomes: BTreeMap::new(),
+                    error: None,
+                    notable: false,
+                    window_closed: self.window_held,
+                });
+            }
             return Outcomes::default();
         };
         let span = info_span!("reconcile", tier = %self.tier.name, revision = %short(&active.revision), reason);
@@ -455,6 +708,7 @@ impl TierReconciler {
             outcomes: record.outcomes.clone(),
             error: record.error.clone(),
             notable,
+            window_closed: self.window_held,
         });
         if notable {
             info!(
@@ -539,8 +793,31 @@ impl TierReconciler {
             }
         }
         let now = Instant::now();
+        // Outside the change windows only critical drift is corrected (unless the tier holds
+        // that too, or a manual sync overrode the window); the rest waits.
+        let window = self.window_now();
+        let closed = !window.open && !self.override_now;
+        let mut waiting = 0;
+        let policy_report = if closed {
+            let critical_too = self.tier.critical_outside_windows == OutsideWindows::Hold;
+            let mut r = report.clone();
+            r.items.retain(|i| {
+                let wait =
+                    i.action == Action::Apply && (critical_too || i.severity != Severity::Critical);
+                if wait {
+                    waiting += 1;
+                }
+                !wait
+            });
+            r
+        } else {
+            report.clone()
+        };
+        if waiting > 0 {
+            self.window_held = true;
+        }
         let decision = self.fights.decide(
-            &report,
+            &policy_report,
             &|k| by_key.get(k).map(|o| o.digest.clone()),
             &|k| lives.get(k).cloned(),
             now,
@@ -636,11 +913,26 @@ impl TierReconciler {
             (SyncState::Failed, Some(f.to_string()))
         } else if let Some(e) = &self.source_error {
             (SyncState::Failed, Some(e.clone()))
+        } else if let Some((_, hold)) = &self.held {
+            (SyncState::Blocked, Some(hold.message.clone()))
+        } else if waiting > 0 {
+            let until = window
+                .next_change
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "a window opens".into());
+            (
+                SyncState::Blocked,
+                Some(format!(
+                    "change window closed: {waiting} drift correction(s) wait until {until}"
+                )),
+            )
         } else {
             let first_failure = record.failures.first().and_then(|r| r.message.clone());
             (sync, self.health_note.clone().or(first_failure))
         };
+        let window = (!self.tier.windows.is_empty()).then_some(window);
         self.status.update(|s| {
+            s.window = window;
             s.revision = Some(revision);
             s.sync = sync;
             s.objects = objects;
@@ -892,7 +1184,11 @@ impl TierReconciler {
             .as_ref()
             .and_then(|s| s.last_healthy_revision.clone());
         if worst == Health::Healthy {
-            if last_healthy.as_deref() != Some(active.revision.as_str()) {
+            let recorded = self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.healthy_record(&active.revision).is_some());
+            if last_healthy.as_deref() != Some(active.revision.as_str()) || !recorded {
                 if let Some(r) = &self.rollout {
                     info!(after = ?r.started.elapsed(), "revision healthy");
                 }
@@ -903,12 +1199,25 @@ impl TierReconciler {
                         since_arrival: at.elapsed(),
                     });
                 }
+                let checkouts = self.checkouts.clone();
+                let rev = active.revision.clone();
+                let base = tokio::task::spawn_blocking(move || {
+                    checkouts
+                        .checkout(&rev)
+                        .ok()
+                        .and_then(|root| base_digest(&root))
+                })
+                .await
+                .ok()
+                .flatten();
+                let since = (self.clock)();
                 if let Some(state) = self.state.as_mut() {
-                    state.last_healthy_revision = Some(active.revision.clone());
+                    state.record_healthy(&active.revision, since, base);
                 }
                 if let Err(e) = self.save_state().await {
                     warn!(error = %e, "cannot record the healthy revision");
                 }
+                self.publish(&active.revision).await;
             }
             self.last_healthy = Some(active.clone());
             self.rollout = None;
@@ -962,6 +1271,30 @@ impl TierReconciler {
             s.rollbacks = rollbacks;
         });
         out
+    }
+
+    /// Pushes the healthy ref of `revision` when the tier publishes them; a failure is a
+    /// warning only.
+    async fn publish(&self, revision: &str) {
+        if !self.publish_healthy {
+            return;
+        }
+        let Some(record) = self.state.as_ref().and_then(|s| s.healthy_record(revision)) else {
+            return;
+        };
+        let checkouts = self.checkouts.clone();
+        let tier = self.tier.name.clone();
+        let pushed =
+            tokio::task::spawn_blocking(move || checkouts.publish_healthy(&tier, &record)).await;
+        match pushed {
+            Ok(Ok(())) => {
+                info!(revision, "healthy ref published to the config repo")
+            }
+            Ok(Err(e)) => {
+                warn!(revision, error = %e, "cannot publish the healthy ref; the gate in this cluster is unaffected")
+            }
+            Err(e) => warn!(revision, error = %e, "the publish task failed"),
+        }
     }
 
     async fn health_deadline_passed(

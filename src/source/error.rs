@@ -85,6 +85,12 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("push of {refs} to {url} failed: {reason}")]
+    Push {
+        url: String,
+        refs: String,
+        reason: String,
+    },
     #[error("the fetch task for {url} stopped: {reason}")]
     Task { url: String, reason: String },
 }

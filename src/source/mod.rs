@@ -20,6 +20,7 @@
 mod auth;
 mod backoff;
 mod error;
+mod evidence;
 mod export;
 mod poll;
 
@@ -34,6 +35,7 @@ use tracing::{debug, info, info_span, warn};
 pub use auth::DEFAULT_TOKEN_USER;
 pub use backoff::{Backoff, MAX_DELAY, MIN_DELAY};
 pub use error::SourceError;
+pub use evidence::{EVIDENCE_PREFIX, HEALTHY_PREFIX, healthy_ref};
 pub use export::KEEP_EXPORTS;
 pub use poll::{FetchReport, Fetcher, Poller};
 
@@ -219,6 +221,13 @@ impl Source {
         }
         if !refspecs.is_empty() {
             self.fetch_refspecs(&refspecs, self.initial_depth(), &creds, port, &refs_label)?;
+        }
+        // Healthy evidence of other daemons' tiers: a failure here costs only that evidence.
+        if advertised.keys().any(|k| k.starts_with(HEALTHY_PREFIX)) {
+            let spec = [format!("+{HEALTHY_PREFIX}*:{EVIDENCE_PREFIX}*")];
+            if let Err(e) = self.fetch_refspecs(&spec, None, &creds, port, "healthy refs") {
+                warn!(error = %e, "cannot fetch the healthy refs; promotion gates read the cluster state only");
+            }
         }
         // Commit wants go in a fetch of their own, after the named refs: many servers refuse
         // a want that is not an advertised tip, and that refusal must not cost the branches

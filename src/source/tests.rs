@@ -81,6 +81,7 @@ fn source_config(url: &str) -> SourceConfig {
         auth: GitAuth::default(),
         interval: Duration::from_secs(60),
         webhook_secret_file: None,
+        publish_healthy: false,
     }
 }
 
