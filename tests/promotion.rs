@@ -1,0 +1,514 @@
+//! Promotion gates, change windows and signed commits, in process against the local cluster:
+//! real reconcilers ([`TierReconciler`]) over a real config repo (a bare upstream made with the
+//! git CLI, mirrored by the daemon's own [`Source`]) and a clock the test sets, so a 30-minute
+//! soak or a window that opens at 14:00 takes no waiting.
+
+mod git_support;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use git_support::{Upstream, run};
+use gitopsd::activity::{Activity, Observer, Observers};
+use gitopsd::config::{SourceConfig, TierConfig};
+use gitopsd::reconcile::{Checkouts, Clock, TierReconciler};
+use gitopsd::source::Source;
+use gitopsd::state::StateStore;
+use gitopsd::status::{StatusHandle, SyncState};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+/// Every activity, in order.
+#[derive(Default)]
+struct Seen(Mutex<Vec<Activity>>);
+
+impl Observer for Seen {
+    fn observe(&self, a: &Activity) {
+        self.0.lock().unwrap().push(a.clone());
+    }
+}
+
+impl Seen {
+    fn blocked(&self, tier: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|a| match a {
+                Activity::PromotionBlocked {
+                    tier: t, reason, ..
+                } if t == tier => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn window_closed_syncs(&self, tier: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                matches!(a, Activity::SyncFinished { tier: t, window_closed: true, .. } if t == tier)
+            })
+            .count()
+    }
+}
+
+/// A settable clock.
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    fn at(t: DateTime<Utc>) -> TestClock {
+        TestClock(Arc::new(Mutex::new(t)))
+    }
+    fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+    fn advance(&self, d: Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += chrono::TimeDelta::from_std(d).unwrap();
+    }
+    fn clock(&self) -> Clock {
+        let me = self.0.clone();
+        Arc::new(move || *me.lock().unwrap())
+    }
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+fn suffix() -> String {
+    format!("{:05}", fastrand::u32(..100_000))
+}
+
+/// The config repo: a bare upstream, its work tree, and the daemon's mirror of it.
+struct Repo {
+    _dir: tempfile::TempDir,
+    up: Upstream,
+    source: Arc<Mutex<Source>>,
+}
+
+impl Repo {
+    fn new(tiers: &[&str]) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::new(dir.path(), "config.git");
+        for t in tiers {
+            write(
+                &up.work,
+                &format!("tiers/{t}/tier.yaml"),
+                &format!("namespace: {t}\n"),
+            );
+            write(
+                &up.work,
+                &format!("tiers/{t}/namespace.yaml"),
+                &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {t}\n"),
+            );
+        }
+        let config: SourceConfig =
+            serde_yaml::from_str(&format!("url: {}", up.bare.display())).expect("source config");
+        let source = Source::new(&config, dir.path().join("workdir")).expect("mirror");
+        Repo {
+            _dir: dir,
+            up,
+            source: Arc::new(Mutex::new(source)),
+        }
+    }
+
+    /// Commits `base/settings.yaml` (a ConfigMap whose `value` is `value`) with git's extra
+    /// args (signing), returns the sha.
+    fn commit_value(&self, value: &str, git_args: &[&str]) -> String {
+        write(&self.up.work, "base/settings.yaml", &settings(value));
+        run(&self.up.work, "git", &["add", "-A"]);
+        let mut args: Vec<&str> = git_args.to_vec();
+        let message = format!("settings: {value}");
+        args.extend(["commit", "-q", "-m", &message]);
+        run(&self.up.work, "git", &args);
+        run(&self.up.work, "git", &["rev-parse", "HEAD"])
+    }
+
+    /// Pushes `sha` to `branch` upstream and fetches it into the mirror.
+    fn push_and_fetch(&self, sha: &str, branch: &str) {
+        self.up.push(&format!("{sha}:refs/heads/{branch}"));
+        self.fetch(&[branch]);
+    }
+
+    fn fetch(&self, refs: &[&str]) {
+        let refs: Vec<String> = refs.iter().map(|s| s.to_string()).collect();
+        let out = self.source.lock().unwrap().fetch(&refs).expect("fetch");
+        for r in out.refs {
+            r.result.expect("ref fetched");
+        }
+    }
+
+    fn checkouts(&self) -> Arc<dyn Checkouts> {
+        self.source.clone()
+    }
+}
+
+fn write(root: &Path, path: &str, content: &str) {
+    let p = root.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn settings(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+fn tier(yaml: &str) -> TierConfig {
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("tier config {yaml}: {e}"))
+}
+
+struct Tier {
+    reconciler: TierReconciler,
+    status: StatusHandle,
+    name: String,
+}
+
+impl Tier {
+    fn new(
+        client: &Client,
+        state_ns: &str,
+        config: TierConfig,
+        repo: &Repo,
+        clock: &TestClock,
+        seen: &Arc<Seen>,
+    ) -> Tier {
+        let status = StatusHandle::new(&config.name);
+        let name = config.name.clone();
+        let mut reconciler = TierReconciler::new(
+            config,
+            false,
+            client.clone(),
+            StateStore::new(client.clone(), state_ns),
+            repo.checkouts(),
+            status.clone(),
+            Observers::new(vec![seen.clone()]),
+        );
+        reconciler.set_clock(clock.clock());
+        Tier {
+            reconciler,
+            status,
+            name,
+        }
+    }
+
+    async fn offer(&mut self, sha: &str) {
+        self.reconciler.offer_revision(sha).await;
+        self.reconcile().await;
+    }
+
+    async fn reconcile(&mut self) {
+        self.reconciler
+            .reconcile("revision", &CancellationToken::new())
+            .await;
+    }
+
+    /// Reconciles until the tier is Synced and Healthy at `sha`.
+    async fn until_healthy(&mut self, sha: &str) {
+        for _ in 0..40 {
+            let s = self.status.snapshot();
+            if s.revision.as_deref() == Some(sha)
+                && s.sync == SyncState::Synced
+                && s.health == gitopsd::health::Health::Healthy
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            self.reconcile().await;
+        }
+        panic!(
+            "tier {} not Synced + Healthy at {sha}: {:?}",
+            self.name,
+            self.status.snapshot()
+        );
+    }
+}
+
+async fn value_in(client: &Client, ns: &str) -> Option<String> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.get_opt("settings")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| c.data?.get("value").cloned())
+}
+
+async fn delete_namespaces(client: &Client, names: &[&str]) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for n in names {
+        let _ = api.delete(n, &DeleteParams::background()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak() {
+    support::with_namespace("promo-gate", |client, state_ns| async move {
+        let s = suffix();
+        let (exp, val) = (format!("pe-{s}"), format!("pv-{s}"));
+        let repo = Repo::new(&[&exp, &val]);
+        let clock = TestClock::at(utc(2026, 11, 23, 9, 0));
+        let seen = Arc::new(Seen::default());
+        let mut e = Tier::new(
+            &client,
+            &state_ns,
+            tier(&format!(
+                "{{name: {exp}, ref: main, namespaces: [{exp}], clusterScoped: true}}"
+            )),
+            &repo,
+            &clock,
+            &seen,
+        );
+        let mut v = Tier::new(
+            &client,
+            &state_ns,
+            tier(&format!(
+                "{{name: {val}, ref: validation, namespaces: [{val}], clusterScoped: true, promoteFrom: {exp}, soak: 30m}}"
+            )),
+            &repo,
+            &clock,
+            &seen,
+        );
+
+        // A commit pushed to validation before experimental ran it: blocked, nothing applied.
+        let c1 = repo.commit_value("one", &[]);
+        repo.push_and_fetch(&c1, "validation");
+        v.offer(&c1).await;
+        v.reconcile().await;
+        let st = v.status.snapshot();
+        assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
+        assert_eq!(st.held_revision.as_deref(), Some(c1.as_str()));
+        let why = st.last_error.clone().unwrap_or_default();
+        assert!(
+            why.contains(&format!("tier {exp} has not recorded revision {}", &c1[..12]))
+                && why.contains("opens once"),
+            "{why}"
+        );
+        assert_eq!(value_in(&client, &val).await, None, "nothing applied");
+        assert_eq!(seen.blocked(&val).len(), 1, "reported once, not per reconcile");
+
+        // Experimental deploys it and becomes healthy; validation now waits for the soak.
+        repo.push_and_fetch(&c1, "main");
+        e.offer(&c1).await;
+        e.until_healthy(&c1).await;
+        clock.advance(Duration::from_secs(10 * 60));
+        v.reconcile().await;
+        let st = v.status.snapshot();
+        assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
+        let why = st.last_error.clone().unwrap_or_default();
+        assert!(why.contains("for 10m of the 30m soak"), "{why}");
+        assert_eq!(value_in(&client, &val).await, None, "nothing applied");
+        assert_eq!(seen.blocked(&val).len(), 2, "the soak is a second reason");
+
+        // The soak has passed: the same reconcile path deploys it.
+        clock.advance(Duration::from_secs(21 * 60));
+        v.reconcile().await;
+        v.until_healthy(&c1).await;
+        assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
+        assert_eq!(v.status.snapshot().held_revision, None);
+
+        // A newer commit on validation that experimental never ran is held; the deployed one
+        // keeps being reconciled (a drift of it is still corrected).
+        let c2 = repo.commit_value("two", &[]);
+        repo.push_and_fetch(&c2, "validation");
+        v.offer(&c2).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &val);
+        cms.patch(
+            "settings",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(serde_json::json!({"data": {"value": "edited"}})),
+        )
+        .await
+        .expect("edit");
+        v.reconcile().await;
+        let st = v.status.snapshot();
+        assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
+        assert_eq!(st.revision.as_deref(), Some(c1.as_str()));
+        assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
+        delete_namespaces(&client, &[&exp, &val]).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
+    support::with_namespace("promo-window", |client, state_ns| async move {
+        let name = format!("pw-{}", suffix());
+        let repo = Repo::new(&[&name]);
+        // Denied daily 12:00-14:00 UTC.
+        let clock = TestClock::at(utc(2026, 11, 23, 11, 0));
+        let seen = Arc::new(Seen::default());
+        let mut t = Tier::new(
+            &client,
+            &state_ns,
+            tier(&format!(
+                "{{name: {name}, ref: main, namespaces: [{name}], clusterScoped: true, apply: {{forceConflicts: true}}, windows: [{{kind: deny, schedule: '0 12 * * *', duration: 2h}}]}}"
+            )),
+            &repo,
+            &clock,
+            &seen,
+        );
+        let c1 = repo.commit_value("one", &[]);
+        repo.push_and_fetch(&c1, "main");
+        t.offer(&c1).await;
+        t.until_healthy(&c1).await;
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("one"));
+
+        // 12:30: inside the deny window. A new commit waits, and so does a high drift.
+        clock.set(utc(2026, 11, 23, 12, 30));
+        let c2 = repo.commit_value("two", &[]);
+        repo.push_and_fetch(&c2, "main");
+        t.offer(&c2).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+        cms.patch(
+            "settings",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(serde_json::json!({"data": {"value": "edited"}})),
+        )
+        .await
+        .expect("edit");
+        t.reconcile().await;
+        let st = t.status.snapshot();
+        assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
+        assert_eq!(st.held_revision.as_deref(), Some(c2.as_str()));
+        let w = st.window.clone().expect("window state in the status");
+        assert!(!w.open);
+        assert_eq!(w.next_change, Some(utc(2026, 11, 23, 14, 0)));
+        assert!(
+            st.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("change window closed"),
+            "{st:?}"
+        );
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("edited"));
+        assert!(seen.window_closed_syncs(&name) >= 1);
+
+        // 14:01: the window closed; the next reconcile applies the new revision.
+        clock.set(utc(2026, 11, 23, 14, 1));
+        t.reconcile().await;
+        t.until_healthy(&c2).await;
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("two"));
+        assert_eq!(t.status.snapshot().window.map(|w| w.open), Some(true));
+        delete_namespaces(&client, &[&name]).await;
+    })
+    .await;
+}
+
+/// An ed25519 key made with ssh-keygen, and an allowed-signers file that trusts it.
+fn signing_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("signing-key");
+    run(
+        dir,
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "t@example.com",
+            "-f",
+            &key.to_string_lossy(),
+        ],
+    );
+    let public = std::fs::read_to_string(dir.join("signing-key.pub")).unwrap();
+    let allowed = dir.join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("t@example.com namespaces=\"git\" {public}"),
+    )
+    .unwrap();
+    (key, allowed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_block_an_unsigned_commit_inside_the_range_and_accept_a_signed_range() {
+    support::with_namespace("promo-sign", |client, state_ns| async move {
+        let name = format!("ps-{}", suffix());
+        let repo = Repo::new(&[&name]);
+        let keys = tempfile::tempdir().unwrap();
+        let (key, allowed) = signing_key(keys.path());
+        let key = key.to_string_lossy().into_owned();
+        let sign = [
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("user.signingkey={key}"),
+            "-c",
+            "commit.gpgsign=true",
+        ];
+        let sign: Vec<&str> = sign.iter().map(|s| s.as_ref()).collect();
+        let clock = TestClock::at(utc(2026, 11, 23, 9, 0));
+        let seen = Arc::new(Seen::default());
+        let mut t = Tier::new(
+            &client,
+            &state_ns,
+            tier(&format!(
+                "{{name: {name}, ref: main, namespaces: [{name}], clusterScoped: true, requireSignedCommits: {{sshAllowedSigners: {}}}}}",
+                allowed.display()
+            )),
+            &repo,
+            &clock,
+            &seen,
+        );
+        let c1 = repo.commit_value("one", &sign);
+        repo.push_and_fetch(&c1, "main");
+        t.offer(&c1).await;
+        t.until_healthy(&c1).await;
+
+        // signed, unsigned, signed: blocked, naming the unsigned one in the middle.
+        let c2 = repo.commit_value("two", &sign);
+        let c3 = repo.commit_value("three", &[]);
+        let c4 = repo.commit_value("four", &sign);
+        repo.push_and_fetch(&c4, "main");
+        t.offer(&c4).await;
+        let st = t.status.snapshot();
+        assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
+        let why = st.last_error.unwrap_or_default();
+        assert!(
+            why.contains(&format!("commit {} (\"settings: three\") is not signed", &c3[..12])),
+            "{why}"
+        );
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("one"));
+
+        // The ref moves back to the fully signed c2: accepted.
+        repo.push_and_fetch(&c2, "main");
+        t.offer(&c2).await;
+        t.until_healthy(&c2).await;
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("two"));
+
+        // A commit signed by a key not in the allowed signers is refused too.
+        repo.up.reset_hard(&c2);
+        let other = tempfile::tempdir().unwrap();
+        let (stranger, _) = signing_key(other.path());
+        let stranger = format!("user.signingkey={}", stranger.display());
+        let c5 = repo.commit_value(
+            "five",
+            &["-c", "gpg.format=ssh", "-c", &stranger, "-c", "commit.gpgsign=true"],
+        );
+        repo.push_and_fetch(&c5, "main");
+        t.offer(&c5).await;
+        let why = t.status.snapshot().last_error.unwrap_or_default();
+        assert!(why.contains(&c5[..12]) && why.contains("not in"), "{why}");
+        delete_namespaces(&client, &[&name]).await;
+    })
+    .await;
+}
