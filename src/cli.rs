@@ -1,5 +1,6 @@
 //! The command line: `gitopsd <command>`. Each command is a thin layer over the library.
 
+mod promote;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,16 @@ pub enum Command {
         kubectl -n gitopsd port-forward deploy/gitopsd 8080 & gitopsd status\n\n\
         Dashboard: http://<http.listen>/; a tier's drift as a diff: GET /api/v1/tiers/<tier>/diff.")]
     Status(StatusArgs),
+    /// Push a revision that is healthy in FROM to TO's ref, after the promotion gate the
+    /// daemon enforces (TO's soak and gate); fast-forward only unless --force; prints the
+    /// commits promoted. Exit 0 when pushed (or already there), 1 when the gate is closed or
+    /// the push refused, 2 on a config error.
+    #[command(after_help = "Examples:\n  \
+        gitopsd promote experimental validation --config /etc/gitopsd/gitopsd.yaml\n  \
+        gitopsd promote validation operational --config gitopsd.yaml --revision 3f2a9c1\n  \
+        gitopsd promote validation operational --config gitopsd.yaml --force   # rewrite operational's ref\n\n\
+        Evidence: FROM's state in the cluster (gitopsd-state-FROM), or refs/gitopsd/healthy/FROM/<sha> in the config repo.")]
+    Promote(promote::PromoteArgs),
     /// Check the daemon's audit log (audit.path, default <workdir>/audit.log).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -252,6 +263,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(args, report).await,
         Command::Diff(args) => diff(args, report).await,
         Command::Status(args) => status::run(args, report).await,
+        Command::Promote(args) => promote::run(args, report).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args, report),
     }
 }

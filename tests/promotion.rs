@@ -512,3 +512,168 @@ async fn signatures_block_an_unsigned_commit_inside_the_range_and_accept_a_signe
     })
     .await;
 }
+
+/// `gitopsd promote` (the binary) with `config` and `extra` args: exit code, stdout, stderr.
+fn promote(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(["promote"])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("GITOPSD_CONFIG")
+        .env("GITOPSD_LOG_FORMAT", "text")
+        .output()
+        .expect("run gitopsd promote");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn upstream_ref(repo: &Repo, name: &str) -> String {
+    run(&repo.up.bare, "git", &["rev-parse", name])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_refuses_while_the_gate_is_closed_then_pushes_the_healthy_revision() {
+    support::with_namespace("promo-cli", |client, state_ns| async move {
+        let repo = Repo::new(&["experimental", "validation"]);
+        let c0 = repo.commit_value("zero", &[]);
+        repo.up.push(&format!("{c0}:refs/heads/tier/validation"));
+        let c1 = repo.commit_value("one", &[]);
+        let c2 = repo.commit_value("two", &[]);
+        repo.up.push(&format!("{c2}:refs/heads/main"));
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gitopsd.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "source: {{url: {}}}\ntiers:\n  - {{name: experimental, ref: main, namespaces: [e]}}\n  - {{name: validation, ref: tier/validation, namespaces: [v], promoteFrom: experimental, soak: 30m}}\nstate: {{namespace: {state_ns}}}\n",
+                repo.up.bare.display()
+            ),
+        )
+        .unwrap();
+        let kc = support::kubeconfig().to_string_lossy().into_owned();
+
+        // Nothing healthy in experimental: refused, nothing pushed.
+        let (code, out, err) = promote(&config, &["experimental", "validation", "--kubeconfig", &kc]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("tier experimental has no healthy revision"), "{err}");
+        assert_eq!(upstream_ref(&repo, "tier/validation"), c0);
+
+        // Healthy for 10 minutes of the 30-minute soak: refused, naming the soak.
+        let store = StateStore::new(client.clone(), &state_ns);
+        let mut state = gitopsd::state::TierState::default();
+        state.record_healthy(&c2, Utc::now() - chrono::TimeDelta::minutes(10), None);
+        store.save("experimental", &state).await.expect("save state");
+        let (code, out, err) = promote(&config, &["experimental", "validation", "--kubeconfig", &kc]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("of the 30m soak"), "{err}");
+        assert_eq!(upstream_ref(&repo, "tier/validation"), c0);
+
+        // A revision experimental never ran is refused whatever the soak.
+        let (code, _, err) = promote(
+            &config,
+            &["experimental", "validation", "--revision", &c1[..8], "--kubeconfig", &kc],
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("has not recorded revision"), "{err}");
+
+        // Soaked: pushed, fast-forward, with the range printed oldest... newest first.
+        let mut state = gitopsd::state::TierState::default();
+        state.record_healthy(&c2, Utc::now() - chrono::TimeDelta::hours(1), None);
+        store.save("experimental", &state).await.expect("save state");
+        let (code, out, err) = promote(&config, &["experimental", "validation", "--kubeconfig", &kc]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains(&format!("{}..{}", &c0[..12], &c2[..12])),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{} settings: two", &c2[..12])), "{out}");
+        assert!(out.contains(&format!("{} settings: one", &c1[..12])), "{out}");
+        assert!(!out.contains("settings: zero"), "{out}");
+        assert_eq!(upstream_ref(&repo, "tier/validation"), c2);
+
+        // validation moved elsewhere (a hotfix): not a fast-forward, refused without --force.
+        repo.up.reset_hard(&c0);
+        let hotfix = repo.commit_value("hotfix", &[]);
+        repo.up.push(&format!("{hotfix}:refs/heads/tier/validation"));
+        let (code, _, err) = promote(&config, &["experimental", "validation", "--kubeconfig", &kc]);
+        assert_eq!(code, 1);
+        assert!(err.contains("not a fast-forward"), "{err}");
+        assert_eq!(upstream_ref(&repo, "tier/validation"), hotfix);
+        let (code, out, err) =
+            promote(&config, &["experimental", "validation", "--force", "--kubeconfig", &kc]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(upstream_ref(&repo, "tier/validation"), c2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_refs_in_git_open_the_gate_without_the_cluster_state() {
+    let repo = Repo::new(&["experimental", "validation"]);
+    let c1 = repo.commit_value("one", &[]);
+    repo.up.push(&format!("{c1}:refs/heads/main"));
+    repo.fetch(&["main"]);
+    // The daemon of experimental's cluster publishes its evidence (an hour-old healthy tag).
+    let since = Utc::now() - chrono::TimeDelta::hours(1);
+    let record = gitopsd::state::HealthyRecord {
+        revision: c1.clone(),
+        since,
+        base_digest: Some("b45e".into()),
+    };
+    repo.source
+        .lock()
+        .unwrap()
+        .publish_healthy("experimental", &record)
+        .expect("publish");
+    assert_eq!(
+        run(
+            &repo.up.bare,
+            "git",
+            &[
+                "rev-parse",
+                &format!("refs/gitopsd/healthy/experimental/{c1}^{{commit}}")
+            ]
+        ),
+        c1
+    );
+    // A fresh mirror (another cluster's daemon) reads it back with its time and base digest.
+    let other = tempfile::tempdir().unwrap();
+    let config: SourceConfig =
+        serde_yaml::from_str(&format!("url: {}", repo.up.bare.display())).unwrap();
+    let mut mirror = Source::new(&config, other.path().to_owned()).unwrap();
+    mirror.fetch(&["main".to_owned()]).expect("fetch");
+    let seen = mirror.healthy_refs("experimental");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].revision, c1);
+    assert_eq!(seen[0].since.timestamp(), since.timestamp());
+    assert_eq!(seen[0].base_digest.as_deref(), Some("b45e"));
+
+    // `gitopsd promote` with no cluster at all takes the evidence from git.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gitopsd.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "source: {{url: {}}}\ntiers:\n  - {{name: experimental, ref: main, namespaces: [e]}}\n  - {{name: validation, ref: tier/validation, namespaces: [v], promoteFrom: experimental, soak: 30m}}\n",
+            repo.up.bare.display()
+        ),
+    )
+    .unwrap();
+    let missing = dir.path().join("no-kubeconfig");
+    let (code, out, err) = promote(
+        &cfg,
+        &[
+            "experimental",
+            "validation",
+            "--kubeconfig",
+            &missing.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("only the healthy refs in git count"), "{err}");
+    assert_eq!(upstream_ref(&repo, "tier/validation"), c1);
+}
