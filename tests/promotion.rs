@@ -297,10 +297,19 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         assert_eq!(value_in(&client, &val).await, None, "nothing applied");
         assert_eq!(seen.blocked(&val).len(), 1, "reported once, not per reconcile");
 
-        // Experimental deploys it and becomes healthy; validation now waits for the soak.
+        // Experimental deploys it and becomes healthy (and publishes that to the config repo);
+        // validation now waits for the soak.
         repo.push_and_fetch(&c1, "main");
+        e.reconciler.set_publish_healthy(true);
         e.offer(&c1).await;
         e.until_healthy(&c1).await;
+        e.reconcile().await;
+        let tag = run(
+            &repo.up.bare,
+            "git",
+            &["rev-parse", &format!("refs/gitopsd/healthy/{exp}/{c1}^{{commit}}")],
+        );
+        assert_eq!(tag, c1, "the healthy ref is published");
         clock.advance(Duration::from_secs(10 * 60));
         v.reconcile().await;
         let st = v.status.snapshot();
@@ -400,11 +409,27 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
         assert_eq!(value_in(&client, &name).await.as_deref(), Some("edited"));
         assert!(seen.window_closed_syncs(&name) >= 1);
 
+        // A manual sync that overrides the window applies it once...
+        t.reconciler
+            .window_override()
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        t.reconcile().await;
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("two"));
+        assert_eq!(t.status.snapshot().revision.as_deref(), Some(c2.as_str()));
+        // ...and only once: the next commit waits again.
+        clock.set(utc(2026, 11, 23, 13, 0));
+        let c3 = repo.commit_value("three", &[]);
+        repo.push_and_fetch(&c3, "main");
+        t.offer(&c3).await;
+        t.reconcile().await;
+        assert_eq!(t.status.snapshot().sync, SyncState::Blocked);
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("two"));
+
         // 14:01: the window closed; the next reconcile applies the new revision.
         clock.set(utc(2026, 11, 23, 14, 1));
         t.reconcile().await;
-        t.until_healthy(&c2).await;
-        assert_eq!(value_in(&client, &name).await.as_deref(), Some("two"));
+        t.until_healthy(&c3).await;
+        assert_eq!(value_in(&client, &name).await.as_deref(), Some("three"));
         assert_eq!(t.status.snapshot().window.map(|w| w.open), Some(true));
         delete_namespaces(&client, &[&name]).await;
     })

@@ -232,6 +232,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn override_window_sets_the_tiers_switch_and_is_recorded() {
+        let seen = Arc::new(Seen::default());
+        let h = test_handles(Some("t0ken"), None, Observers::new(vec![seen.clone()]));
+        let flag = |t: &str| h.window_override[t].load(std::sync::atomic::Ordering::SeqCst);
+        let r = post_sync(&h, "a", &[("authorization", "Bearer t0ken")]).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert!(!flag("a"));
+        let mut req = Request::post("/api/v1/tiers/a/sync?overrideWindow=true")
+            .header("authorization", "Bearer t0ken")
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40312))));
+        let r = super::super::router(h.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert!(flag("a"));
+        assert!(!flag("b"));
+    }
+
+    #[tokio::test]
     async fn sync_is_forbidden_without_a_configured_token_and_reads_stay_open() {
         let h = test_handles(None, None, Observers::default());
         for headers in [&[][..], &[("authorization", "Bearer anything")][..]] {

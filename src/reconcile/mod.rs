@@ -607,6 +607,13 @@ impl TierReconciler {
     /// One reconcile of the active set. `reason` names what started it.
     pub async fn reconcile(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
         self.override_now = self.window_override.swap(false, Ordering::SeqCst);
+        let out = self.reconcile_once(reason, cancel).await;
+        // An override is good for this one reconcile only.
+        self.override_now = false;
+        out
+    }
+
+    async fn reconcile_once(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
         self.window_held = false;
         if let Some(revision) = self.pending.take() {
             self.offer_revision(&revision).await;
