@@ -1075,6 +1075,45 @@ mod tests {
     }
 
     #[test]
+    fn promotion_and_change_control_fields_parse_with_their_defaults() {
+        let c = parse(
+            "source: {url: /srv/config, publishHealthy: true}\ntiers:\n  - {name: a, ref: main, namespaces: [a]}\n  - name: b\n    ref: tier/b\n    namespaces: [b]\n    promoteFrom: a\n    soak: 30m\n    gate: baseDigest\n    criticalOutsideWindows: hold\n    requireSignedCommits: {sshAllowedSigners: /etc/gitopsd/allowed_signers}\n    windows:\n      - {schedule: \"0 8 * * 1-5\", duration: 10h, timezone: Europe/Berlin}\n      - {kind: deny, schedule: \"0 16 * * 5\", duration: 64h}\n",
+        )
+        .expect("valid");
+        assert!(c.source.publish_healthy);
+        let a = &c.tiers[0];
+        assert_eq!(a.soak, None);
+        assert_eq!(a.gate, PromotionGate::Revision);
+        assert_eq!(a.critical_outside_windows, OutsideWindows::Apply);
+        let b = &c.tiers[1];
+        assert_eq!(b.soak, Some(Duration::from_secs(1800)));
+        assert_eq!(b.gate, PromotionGate::BaseDigest);
+        assert_eq!(b.critical_outside_windows, OutsideWindows::Hold);
+        assert_eq!(b.windows[0].kind, WindowKind::Allow);
+        assert_eq!(b.windows[1].kind, WindowKind::Deny);
+        assert_eq!(
+            b.require_signed_commits
+                .as_ref()
+                .map(|s| s.ssh_allowed_signers.clone()),
+            Some(PathBuf::from("/etc/gitopsd/allowed_signers"))
+        );
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a], soak: 5m}\n",
+        );
+        assert!(
+            e.contains("tiers[0].soak: a soak time needs promoteFrom"),
+            "{e}"
+        );
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - name: a\n    ref: main\n    namespaces: [a]\n    windows: [{kind: maybe, schedule: \"0 8 * * *\", duration: 1h}]\n",
+        );
+        assert!(
+            e.contains("unknown variant `maybe`, expected `allow` or `deny`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn duplicate_tier_names_are_rejected() {
         let e = error_of(
             "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a]}\n  - {name: a, ref: x, namespaces: [b]}\n",

@@ -225,7 +225,9 @@ impl Source {
         // Healthy evidence of other daemons' tiers: a failure here costs only that evidence.
         if advertised.keys().any(|k| k.starts_with(HEALTHY_PREFIX)) {
             let spec = [format!("+{HEALTHY_PREFIX}*:{EVIDENCE_PREFIX}*")];
-            if let Err(e) = self.fetch_refspecs(&spec, None, &creds, port, "healthy refs") {
+            if let Err(e) =
+                self.fetch_refspecs(&spec, self.initial_depth(), &creds, port, "healthy refs")
+            {
                 warn!(error = %e, "cannot fetch the healthy refs; promotion gates read the cluster state only");
             }
         }
