@@ -4,6 +4,7 @@
 //! soak or a window that opens at 14:00 takes no waiting.
 
 mod git_support;
+mod reconcile_support;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -701,4 +702,97 @@ async fn healthy_refs_in_git_open_the_gate_without_the_cluster_state() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("only the healthy refs in git count"), "{err}");
     assert_eq!(upstream_ref(&repo, "tier/validation"), c1);
+}
+
+/// The daemon (the real binary, two tiers in one config): a commit pushed to validation first
+/// is blocked (status, metric, audit), and deploys once experimental is healthy at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_blocks_a_promotion_until_the_earlier_tier_is_healthy() {
+    support::with_namespace("promo-daemon", |client, state_ns| async move {
+        let s = suffix();
+        let (exp, val) = (format!("de-{s}"), format!("dv-{s}"));
+        let repo = Repo::new(&[&exp, &val]);
+        let c1 = repo.commit_value("one", &[]);
+        // validation gets c1 first; main has nothing yet that experimental could run.
+        repo.up.push(&format!("{c1}:refs/heads/tier/validation"));
+        let dir = tempfile::tempdir().unwrap();
+        let port = reconcile_support::free_port();
+        let config = dir.path().join("gitopsd.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "source: {{url: {}, interval: 1s}}\ntiers:\n  - {{name: {exp}, ref: main, namespaces: [{exp}], clusterScoped: true}}\n  - {{name: {val}, ref: tier/validation, namespaces: [{val}], clusterScoped: true, promoteFrom: {exp}}}\nhttp: {{listen: \"127.0.0.1:{port}\"}}\nstate: {{namespace: {state_ns}}}\n",
+                repo.up.bare.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("gitopsd.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(support::kubeconfig())
+            .arg("--workdir")
+            .arg(dir.path().join("workdir"))
+            .env_remove("GITOPSD_CONFIG")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start gitopsd");
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Kill(child);
+        let tier_status = |tier: String| async move {
+            let (code, body) =
+                reconcile_support::http_get(port, &format!("/api/v1/tiers/{tier}")).ok()?;
+            (code == 200).then(|| serde_json::from_str::<serde_json::Value>(&body).ok())?
+        };
+        let blocked = support::eventually("validation Blocked", Duration::from_secs(30), || {
+            let f = tier_status(val.clone());
+            async move { f.await.filter(|v| v["sync"] == "Blocked") }
+        })
+        .await;
+        assert_eq!(blocked["heldRevision"], c1.as_str(), "{blocked}");
+        assert!(
+            blocked["lastError"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("tier {exp} has not recorded revision")),
+            "{blocked}"
+        );
+        assert_eq!(value_in(&client, &val).await, None);
+        let (_, metrics) = reconcile_support::http_get(port, "/metrics").expect("metrics");
+        assert!(
+            metrics.contains(&format!("gitopsd_promotion_blocked{{tier=\"{val}\"}} 1")),
+            "{metrics}"
+        );
+
+        // experimental gets it, becomes healthy; validation follows on its own.
+        repo.up.push(&format!("{c1}:refs/heads/main"));
+        support::eventually("validation deployed", Duration::from_secs(60), || {
+            let f = tier_status(val.clone());
+            let c1 = c1.clone();
+            async move {
+                f.await
+                    .filter(|v| v["revision"] == c1.as_str() && v["sync"] == "Synced")
+            }
+        })
+        .await;
+        assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
+        drop(child);
+        let audit = std::fs::read_to_string(dir.path().join("workdir/audit.log")).unwrap_or_default();
+        let blocked_lines = audit
+            .lines()
+            .filter(|l| l.contains("promotion-blocked") && l.contains(&val))
+            .count();
+        assert_eq!(blocked_lines, 1, "reported once: {audit}");
+        delete_namespaces(&client, &[&exp, &val]).await;
+    })
+    .await;
 }
