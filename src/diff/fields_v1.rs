@@ -54,9 +54,21 @@ pub enum FieldsV1Error {
 const MAX_DEPTH: usize = 128;
 
 impl OwnedFields {
-    /// Parses a `fieldsV1` value.
+    /// Parses a `fieldsV1` value: the JSON object the API server sends, or that object as
+    /// JSON text (how the live cache keeps it: a few hundred bytes instead of a tree of maps).
     pub fn parse(v: &Value) -> Result<OwnedFields, FieldsV1Error> {
-        parse_node(v, "", 0)
+        match v {
+            Value::String(text) => {
+                let tree: Value =
+                    serde_json::from_str(text).map_err(|e| FieldsV1Error::BadKeyJson {
+                        path: String::new(),
+                        key: "(fieldsV1 text)".to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                parse_node(&tree, "", 0)
+            }
+            _ => parse_node(v, "", 0),
+        }
     }
 
     /// Whether this node owns nothing below it: the manager owns the value here as a whole.
@@ -238,6 +250,16 @@ mod tests {
             OwnedFields::parse(&v),
             Err(FieldsV1Error::TooDeep { max: MAX_DEPTH })
         );
+    }
+
+    #[test]
+    fn fields_v1_kept_as_json_text_parses_as_the_tree_does() {
+        let live: Value =
+            serde_json::from_str(include_str!("testdata/deployment-fresh.json")).unwrap();
+        let tree = &live["metadata"]["managedFields"][0]["fieldsV1"];
+        let text = Value::String(tree.to_string());
+        assert_eq!(OwnedFields::parse(&text), OwnedFields::parse(tree));
+        assert!(OwnedFields::parse(&Value::String("{not json".into())).is_err());
     }
 
     #[test]

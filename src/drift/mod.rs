@@ -129,7 +129,9 @@ pub async fn detect_except(
         // Desired manifests are borrowed, not cloned: this loop runs over every object of
         // every reconcile.
         let mut diffs: Vec<(ObjectRef, Cow<'_, Value>, ObjectDiff)> = Vec::new();
-        let mut live_objects: Vec<Value> = Vec::new();
+        // Live HPAs only (what `hpa_scale_targets` reads): holding every live object until
+        // the end of the loop cost a whole copy of the cluster per reconcile.
+        let mut live_hpas: Vec<Value> = Vec::new();
         let mut dismissed = 0;
         for o in &set.objects {
             if !skip.is_empty() && skip.contains(&ObjectKey::from(o)) {
@@ -172,7 +174,7 @@ pub async fn detect_except(
             .instrument(span)
             .await?;
             dismissed += dismissed_here;
-            live_objects.extend(live_obj);
+            live_hpas.extend(live_obj.filter(is_hpa));
             diffs.push((ObjectRef::from(o), Cow::Borrowed(&o.manifest), diff));
         }
 
@@ -203,7 +205,9 @@ pub async fn detect_except(
                 }
             };
             let shown = without_server_metadata(&l);
-            live_objects.push(l);
+            if is_hpa(&l) {
+                live_hpas.push(l);
+            }
             diffs.push((
                 ObjectRef {
                     api_version: key.api_version,
@@ -220,7 +224,7 @@ pub async fn detect_except(
             set.objects
                 .iter()
                 .map(|o| &o.manifest)
-                .chain(live_objects.iter()),
+                .chain(live_hpas.iter()),
         );
         let mut items = Vec::new();
         let mut in_sync = 0;
@@ -255,6 +259,10 @@ pub async fn detect_except(
     }
     .instrument(span)
     .await
+}
+
+fn is_hpa(object: &Value) -> bool {
+    object.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler")
 }
 
 /// The local diffs the dry-run confirms: where the object the server would store after
