@@ -23,11 +23,9 @@
 //! error too.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -37,9 +35,8 @@ use gitopsd::reconcile::{Checkouts, TierReconciler};
 use gitopsd::render::{DesiredSet, Limits, render_tier};
 use gitopsd::state::StateStore;
 use gitopsd::status::{StatusHandle, SyncState};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -49,33 +46,10 @@ const SETTLE: Duration = Duration::from_secs(10);
 const SYNC_DEADLINE: Duration = Duration::from_secs(600);
 
 mod common;
-use common::{cpu_ns, kubeconfig, kubectl};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}: a number"))
-        })
-        .unwrap_or(default)
-}
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse()
-                        .unwrap_or_else(|_| panic!("{name}: numbers"))
-                })
-                .collect()
-        })
-        .unwrap_or_else(|| default.to_vec())
-}
+use common::{
+    Created, Daemon, Repo, config_map, cpu_ns, env_list, env_usize, git, kubeconfig, kubectl,
+    synced_at, unique,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The generated config repo.
@@ -107,81 +81,6 @@ fn mixed_object(i: usize, namespaces: &[String]) -> String {
     }
 }
 
-fn config_map(i: usize, ns: &str, log_level: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-{i}-config\n  namespace: {ns}\n\
-         \x20 labels: {{app: app-{i}}}\ndata:\n  LOG_LEVEL: {log_level}\n  URL: http://app-{i}.{ns}.svc/\n\
-         \x20 TIMEOUT: 30s\n  FEATURE_X: \"true\"\n"
-    )
-}
-
-/// A git repo (git CLI) with `base/objects-NNN.yaml` (100 documents per file) and
-/// `tiers/<tier>/tier.yaml`, committed on `main`.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new(tier: &str, objects: impl Iterator<Item = String>) -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        git(dir.path(), &["init", "-q", "-b", "main"]);
-        std::fs::create_dir_all(dir.path().join("base")).expect("mkdir base");
-        let tier_dir = dir.path().join("tiers").join(tier);
-        std::fs::create_dir_all(&tier_dir).expect("mkdir tier");
-        std::fs::write(
-            tier_dir.join("tier.yaml"),
-            "labels: {app.kubernetes.io/part-of: bench}\n",
-        )
-        .expect("write tier.yaml");
-        let repo = Repo { dir };
-        let all: Vec<String> = objects.collect();
-        for (n, chunk) in all.chunks(100).enumerate() {
-            repo.write_file(n, chunk);
-        }
-        repo.commit("objects");
-        repo
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write_file(&self, n: usize, docs: &[String]) {
-        let mut text = String::new();
-        for d in docs {
-            let _ = writeln!(text, "---\n{d}");
-        }
-        std::fs::write(self.path().join(format!("base/objects-{n:03}.yaml")), text)
-            .expect("write objects");
-    }
-
-    /// Commits the working tree; the commit id.
-    fn commit(&self, message: &str) -> String {
-        git(self.path(), &["add", "-A"]);
-        git(self.path(), &["commit", "-q", "-m", message]);
-        git(self.path(), &["rev-parse", "HEAD"]).trim().to_owned()
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Checkouts of the bench repo: `git checkout --detach <rev>` in its working tree.
 struct GitCheckouts {
     dir: PathBuf,
@@ -203,38 +102,6 @@ impl Checkouts for GitCheckouts {
 
 // ---------------------------------------------------------------------------------------------
 // The cluster side.
-
-/// Namespaces created by the bench; all deleted at the end.
-#[derive(Clone, Default)]
-struct Created(Arc<Mutex<Vec<String>>>);
-
-impl Created {
-    async fn namespace(&self, client: &Client, ns: &str) {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let mut object = Namespace::default();
-        object.metadata.name = Some(ns.to_owned());
-        object.metadata.labels = Some([("gitopsd.io/bench".to_owned(), "apply".to_owned())].into());
-        namespaces
-            .create(&PostParams::default(), &object)
-            .await
-            .expect("create a scratch namespace");
-        self.0.lock().expect("lock").push(ns.to_owned());
-    }
-
-    fn note(&self, ns: &str) {
-        self.0.lock().expect("lock").push(ns.to_owned());
-    }
-
-    async fn delete_all(&self, client: &Client) {
-        let all: Vec<String> = std::mem::take(&mut *self.0.lock().expect("lock"));
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        for ns in all {
-            if let Err(e) = namespaces.delete(&ns, &DeleteParams::default()).await {
-                eprintln!("warning: cannot delete namespace {ns}: {e}");
-            }
-        }
-    }
-}
 
 /// Requests by verb between two snapshots.
 fn delta(before: &[(&'static str, u64)], counter: &RequestCounter) -> BTreeMap<&'static str, u64> {
@@ -264,10 +131,6 @@ fn tier_config(name: &str, namespaces: &[String], concurrency: usize) -> TierCon
         "apply": {"concurrency": concurrency},
     }))
     .expect("tier config")
-}
-
-fn unique() -> u32 {
-    fastrand::u32(..) % 100_000
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -488,7 +351,7 @@ async fn first_sync(n: usize, concurrency: usize, runs: usize, ctx: &Ctx) -> Fir
             ctx.created.namespace(&ctx.admin, ns).await;
         }
         let repo = Repo::new(&tier_name, (0..n).map(|i| mixed_object(i, &gd_ns)));
-        let revision = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+        let revision = repo.head();
         let tier = tier_config(&tier_name, &gd_ns, concurrency);
 
         // The same rendered manifests for kubectl, in its own fresh namespaces.
@@ -564,7 +427,7 @@ async fn small_change(m: usize, ctx: &Ctx) -> SmallChange {
     ctx.created.namespace(&ctx.admin, &ns).await;
     let cm = |i: usize, level: &str| config_map(i, &ns, level);
     let repo = Repo::new(&tier_name, (0..m).map(|i| cm(i, "info")));
-    let rev1 = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let rev1 = repo.head();
     let tier = tier_config(&tier_name, std::slice::from_ref(&ns), 16);
     let (mut reconciler, first, counter, status) =
         gitopsd_sync(&ctx.config, &ctx.state_ns, &tier, repo.path(), &rev1).await;
@@ -676,42 +539,14 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// GET `path` on the status endpoint: the JSON body, or `None` while it does not answer.
-fn http_get_json(port: u16, path: &str) -> Option<Value> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    // axum answers with Content-Length; a chunked body would need decoding.
-    serde_json::from_str(body).ok()
-}
-
 async fn daemon_rss(m: usize, ctx: &Ctx) -> Rss {
     let id = unique();
     let tier_name = format!("bench-rss-{id}");
     let ns = format!("bench-rss-{id}");
     ctx.created.namespace(&ctx.admin, &ns).await;
     let repo = Repo::new(&tier_name, (0..m).map(|i| config_map(i, &ns, "info")));
-    let revision = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let work = tempfile::tempdir().expect("tempdir");
-    let config_path = work.path().join("gitopsd.yaml");
-    std::fs::write(
-        &config_path,
+    let revision = repo.head();
+    let mut daemon = Daemon::start(&ctx.kubeconfig, |_, port| {
         format!(
             "source: {{url: {repo}, interval: 3s}}\n\
              tiers:\n  - name: {tier_name}\n    ref: main\n    namespaces: [{ns}]\n\
@@ -719,55 +554,18 @@ async fn daemon_rss(m: usize, ctx: &Ctx) -> Rss {
              http: {{listen: \"127.0.0.1:{port}\"}}\n",
             repo = repo.path().display(),
             state = ctx.state_ns,
-        ),
-    )
-    .expect("write the config");
-    let log_path = work.path().join("gitopsd.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let bin = env!("CARGO_BIN_EXE_gitopsd");
-    let mut child = tokio::process::Command::new(bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--kubeconfig")
-        .arg(&ctx.kubeconfig)
-        .arg("--workdir")
-        .arg(work.path().join("work"))
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start gitopsd run");
-    let pid = child.id().expect("pid");
-    let started = Instant::now();
-    let tail = |path: &Path| {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    };
-    let status_path = format!("/api/v1/tiers/{tier_name}");
-    let synced_after = loop {
-        if let Ok(Some(exit)) = child.try_wait() {
-            panic!("gitopsd run exited early ({exit}):\n{}", tail(&log_path));
-        }
-        assert!(
-            started.elapsed() < SYNC_DEADLINE,
-            "gitopsd run not Synced after {SYNC_DEADLINE:?}:\n{}",
-            tail(&log_path)
-        );
-        let p = port;
-        let sp = status_path.clone();
-        let s = tokio::task::spawn_blocking(move || http_get_json(p, &sp))
-            .await
-            .expect("join");
-        if let Some(s) = s
-            && s["sync"] == "Synced"
-            && s["revision"] == revision.as_str()
-        {
-            break started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        )
+    });
+    let (pid, started) = (daemon.pid, daemon.started);
+    let synced_after = daemon
+        .wait_for(
+            &tier_name,
+            Duration::from_millis(250),
+            SYNC_DEADLINE,
+            synced_at(&revision),
+        )
+        .await
+        - started;
     eprintln!(
         "  gitopsd run: Synced at {} after {:.1} s; VmHWM so far {} KiB",
         &revision[..12],
@@ -785,26 +583,12 @@ async fn daemon_rss(m: usize, ctx: &Ctx) -> Rss {
     }
     let hwm_kib = proc_status_kib(pid, "VmHWM:").expect("VmHWM");
     let rss_kib = proc_status_kib(pid, "VmRSS:").expect("VmRSS");
-    let p = port;
-    let sp = status_path.clone();
-    let last = tokio::task::spawn_blocking(move || http_get_json(p, &sp))
-        .await
-        .expect("join");
+    let last = daemon.tier_status(&tier_name).await;
     let reconciles = last
         .as_ref()
         .and_then(|s| s["history"].as_array().map(Vec::len))
         .unwrap_or(0);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let exit = match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
-        Ok(Ok(s)) => s.to_string(),
-        Ok(Err(e)) => format!("wait failed: {e}"),
-        Err(_) => {
-            let _ = child.kill().await;
-            "did not stop within 40 s after SIGTERM; killed".to_owned()
-        }
-    };
+    let exit = daemon.stop().await;
     Rss {
         m,
         series,
@@ -862,7 +646,7 @@ async fn main() {
         .map(|v| v.git_version)
         .unwrap_or_else(|_| "?".into());
 
-    let created = Created::default();
+    let created = Created::new("apply");
     let state_ns = format!("bench-apply-state-{}", unique());
     created.note(&state_ns);
     StateStore::new(admin.clone(), &state_ns)

@@ -35,7 +35,7 @@ const EDITOR: &str = "bench-editor";
 const SYNC: Duration = Duration::from_secs(120);
 
 mod common;
-use common::{cpu_ns, kubeconfig, kubectl};
+use common::{cpu_ns, kubeconfig, kubectl, ms, percentile};
 
 fn manifest(tier: &str, ns: &str, i: usize) -> Value {
     if i < DEPLOYMENTS {
@@ -134,15 +134,6 @@ fn write_manifests(dir: &Path, set: &DesiredSet) {
         }
         std::fs::write(dir.join(format!("objects-{chunk_no:03}.yaml")), text).expect("write");
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 struct Figures {

@@ -20,6 +20,8 @@ have shellcheck || need+=(shellcheck)
 # (tests/metrics.rs); Debian ships it only inside the prometheus package (no server is started
 # where there is no init system, as on CI).
 have promtool || need+=(prometheus)
+# wrk loads the status endpoint with 200 concurrent clients on loopback (benches/http.rs).
+have wrk || need+=(wrk)
 # Headers for git2's https (OpenSSL) and ssh (libssh2) transports.
 # The source-stage integration tests serve real git remotes on loopback: `git http-backend`
 # behind lighttpd (TLS via its OpenSSL module) and an sshd of their own.
