@@ -13,7 +13,9 @@ use gitopsd::live::ObjectKey;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, records};
+use reconcile_support::{
+    DaemonExtra, Fixture, IMAGE_1, TierExtra, base_files, http_request, records,
+};
 use serde_json::Value;
 use support::{gitopsd, stderr, stdout};
 
@@ -72,24 +74,6 @@ fn audit_verify_exits_2_when_the_file_cannot_be_read() {
     );
 }
 
-/// A minimal HTTP/1.1 POST without a body; the status code.
-fn http_post(port: u16, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    raw.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn tier_events(client: &Client, f: &Fixture) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), &f.state_ns);
     let regarding = format!("gitopsd-state-{}", f.tier);
@@ -128,10 +112,24 @@ fn audit_lines(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+const TOKEN: &str = "audit-test-token";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_records_its_story_as_events_and_a_chained_audit_log() {
     let client = support::client().await;
-    let mut f = Fixture::new("audit", base_files(IMAGE_1), TierExtra::default());
+    // Syncs over the API need the bearer token; who asked is recorded.
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let token_file = secrets.path().join("api-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write the token");
+    let mut f = Fixture::with_daemon(
+        "audit",
+        base_files(IMAGE_1),
+        TierExtra::default(),
+        DaemonExtra {
+            http: vec![format!("tokenFile: {}", token_file.display())],
+            ..DaemonExtra::default()
+        },
+    );
     let sha = f.head();
     f.start();
     f.wait_synced_healthy(&sha, Duration::from_secs(45)).await;
@@ -172,10 +170,18 @@ async fn a_daemon_records_its_story_as_events_and_a_chained_audit_log() {
 
     // Three syncs asked for through the API, one after the other: one Event with a series.
     for n in 1..=3 {
-        assert_eq!(
-            http_post(f.port, &format!("/api/v1/tiers/{}/sync", f.tier)),
-            202
-        );
+        let (code, body) = http_request(
+            f.port,
+            "POST",
+            &format!("/api/v1/tiers/{}/sync", f.tier),
+            &[
+                ("Authorization", &format!("Bearer {TOKEN}")),
+                ("X-Gitopsd-User", "audit-test"),
+            ],
+            b"",
+        )
+        .expect("POST sync");
+        assert_eq!(code, 202, "{body}");
         f.wait_status(&format!("trigger sync {n}"), Duration::from_secs(30), |s| {
             let triggers = records(s)
                 .iter()
@@ -223,6 +229,15 @@ async fn a_daemon_records_its_story_as_events_and_a_chained_audit_log() {
     let sync_lines = lines.iter().filter(|l| l["event"] == "sync").count();
     let applies: Vec<&Value> = lines.iter().filter(|l| l["event"] == "apply").collect();
     assert!(sync_lines >= 4, "first sync and three triggers: {lines:#?}");
+    let manual: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "manual-sync")
+        .collect();
+    assert_eq!(manual.len(), 3, "who asked for each sync: {lines:#?}");
+    assert!(
+        manual.iter().all(|l| l.to_string().contains("audit-test")),
+        "{manual:#?}"
+    );
     assert_eq!(applies.len(), 8, "{lines:#?}");
     assert!(
         applies
