@@ -92,6 +92,10 @@ pub struct TierStatus {
     pub last_healthy_revision: Option<String>,
     pub failed_revision: Option<String>,
     pub rollbacks: u64,
+    /// With leader election, on a replica that does not lead: "standby, leader is X" (this
+    /// replica reconciles nothing; the leader's status is the one that counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby: Option<String>,
 }
 
 impl TierStatus {
@@ -114,6 +118,7 @@ impl TierStatus {
             last_healthy_revision: None,
             failed_revision: None,
             rollbacks: 0,
+            standby: None,
         }
     }
 

@@ -54,6 +54,16 @@ pub async fn sync_now(
     let Some(trigger) = h.sync_now.get(&name) else {
         return super::not_found(&h, &name);
     };
+    let view = h.leader.borrow().clone();
+    if let Some(note) = view.standby_note() {
+        info!(tier = %name, remote = %remote, leader = view.holder.as_deref().unwrap_or("-"), "sync requested of a replica that does not lead");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            format!("this replica ({}) does not reconcile: {note}; ask the leader\n", view.identity),
+        )
+            .into_response();
+    }
     let who = who(
         &remote,
         headers.get(USER_HEADER).and_then(|v| v.to_str().ok()),
@@ -126,6 +136,7 @@ pub(super) fn test_handles(
         webhook: webhook.map(Arc::new),
         webhook_stats: Arc::default(),
         metrics: None,
+        leader: tokio::sync::watch::channel(crate::leader::LeaderView::always("test")).1,
     }
 }
 

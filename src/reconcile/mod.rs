@@ -121,6 +121,9 @@ pub struct TierReconciler {
     /// Drift seen by the previous reconcile (object, path): only new items are reported.
     drift_seen: HashSet<(ObjectKey, String)>,
     health_seen: Option<Health>,
+    /// Cancelled when this replica stops leading: from then on the tier state is not written
+    /// (the new leader owns it).
+    write_guard: Option<CancellationToken>,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -171,7 +174,14 @@ impl TierReconciler {
             applied_reported: None,
             drift_seen: HashSet::new(),
             health_seen: None,
+            write_guard: None,
         }
+    }
+
+    /// With leader election: `lost` is cancelled when this replica stops leading, and from
+    /// then on the reconciler writes no state.
+    pub fn set_write_guard(&mut self, lost: CancellationToken) {
+        self.write_guard = Some(lost);
     }
 
     pub fn name(&self) -> &str {
@@ -365,6 +375,9 @@ impl TierReconciler {
         if self.saved.as_ref() == Some(state) {
             return Ok(());
         }
+        if self.write_guard.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err("this replica stopped leading: the tier state is not written".into());
+        }
         self.store
             .save(&self.tier.name, state)
             .await
@@ -518,6 +531,9 @@ impl TierReconciler {
             }
         }
         if cancel.is_cancelled() {
+            // Stopping (SIGTERM) between objects: what was applied goes into the state, so the
+            // next leader applies only the rest (no state is written after leadership is lost).
+            self.save_state().await?;
             return Ok(Outcomes::default());
         }
 
