@@ -125,29 +125,28 @@ pub async fn run(
     // releases the Lease.
     let identity = crate::leader::default_identity();
     let stop_elector = CancellationToken::new();
-    let (leader_rx, elector_task) =
-        if config.leader_election.enabled || options.leader_elect {
-            let lease_ns = config
-                .leader_election
-                .namespace
-                .clone()
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| namespace.clone());
-            let elector = Elector::new(
-                client.clone(),
-                &lease_ns,
-                &config.leader_election.lease_name,
-                &identity,
-            );
-            let (tx, rx) = watch::channel(elector.initial_view());
-            let task = tokio::spawn(elector.run(tx, stop_elector.clone()));
-            (rx, Some(task))
-        } else {
-            let (tx, rx) = watch::channel(LeaderView::always(&identity));
-            // Kept open for the daemon's life: a closed channel would read as "no change".
-            std::mem::forget(tx);
-            (rx, None)
-        };
+    let (leader_rx, elector_task) = if config.leader_election.enabled || options.leader_elect {
+        let lease_ns = config
+            .leader_election
+            .namespace
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| namespace.clone());
+        let elector = Elector::new(
+            client.clone(),
+            &lease_ns,
+            &config.leader_election.lease_name,
+            &identity,
+        );
+        let (tx, rx) = watch::channel(elector.initial_view());
+        let task = tokio::spawn(elector.run(tx, stop_elector.clone()));
+        (rx, Some(task))
+    } else {
+        let (tx, rx) = watch::channel(LeaderView::always(&identity));
+        // Kept open for the daemon's life: a closed channel would read as "no change".
+        std::mem::forget(tx);
+        (rx, None)
+    };
 
     let source_dir = options.workdir.join("source");
     let source = Source::new(&config.source, source_dir.clone())?;

@@ -148,7 +148,8 @@ impl Elector {
             let leading = tx.borrow().leading;
             // A holder's try may not outlast its renew deadline.
             let limit = match renewed.filter(|_| leading) {
-                Some(at) => ATTEMPT_TIMEOUT.min((at + RENEW_DEADLINE).saturating_duration_since(Instant::now())),
+                Some(at) => ATTEMPT_TIMEOUT
+                    .min((at + RENEW_DEADLINE).saturating_duration_since(Instant::now())),
                 None => ATTEMPT_TIMEOUT,
             };
             let attempt = tokio::select! {
@@ -169,9 +170,15 @@ impl Elector {
                 }
                 Ok(Attempt::Following { holder, expires_in }) => {
                     if leading {
-                        warn!(holder = holder.as_deref().unwrap_or("-"), "leader election: the Lease has another holder; writes stop now");
+                        warn!(
+                            holder = holder.as_deref().unwrap_or("-"),
+                            "leader election: the Lease has another holder; writes stop now"
+                        );
                     } else if tx.borrow().holder != holder {
-                        info!(holder = holder.as_deref().unwrap_or("-"), "leader election: standby");
+                        info!(
+                            holder = holder.as_deref().unwrap_or("-"),
+                            "leader election: standby"
+                        );
                     }
                     renewed = None;
                     self.publish(&tx, false, holder);
@@ -207,8 +214,12 @@ impl Elector {
             match tokio::time::timeout(ATTEMPT_TIMEOUT, self.release()).await {
                 Ok(Ok(true)) => info!("leader election: Lease released"),
                 Ok(Ok(false)) => {}
-                Ok(Err(e)) => warn!(error = %e, "leader election: cannot release the Lease; the next leader waits for it to expire"),
-                Err(_) => warn!("leader election: releasing the Lease took too long; the next leader waits for it to expire"),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "leader election: cannot release the Lease; the next leader waits for it to expire")
+                }
+                Err(_) => warn!(
+                    "leader election: releasing the Lease took too long; the next leader waits for it to expire"
+                ),
             }
         }
         self.publish(&tx, false, None);
@@ -230,7 +241,9 @@ impl Elector {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
                     namespace: Some(self.namespace.clone()),
-                    labels: Some([("app.kubernetes.io/name".to_owned(), "gitopsd".to_owned())].into()),
+                    labels: Some(
+                        [("app.kubernetes.io/name".to_owned(), "gitopsd".to_owned())].into(),
+                    ),
                     ..ObjectMeta::default()
                 },
                 spec: Some(LeaseSpec {
@@ -259,10 +272,9 @@ impl Elector {
                 .unwrap_or(LEASE_DURATION.as_secs() as i32)
                 .max(1),
         ) * 1000;
-        let left_ms = spec
-            .renew_time
-            .as_ref()
-            .map_or(0, |t| t.0.as_millisecond() + duration_ms - now.as_millisecond());
+        let left_ms = spec.renew_time.as_ref().map_or(0, |t| {
+            t.0.as_millisecond() + duration_ms - now.as_millisecond()
+        });
         if !mine && holder.is_some() && left_ms > 0 {
             return Ok(Attempt::Following {
                 holder,

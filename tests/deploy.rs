@@ -78,8 +78,12 @@ fn the_dockerfile_has_no_hadolint_finding_above_info() {
         .output()
         .expect("run hadolint");
     let text = String::from_utf8_lossy(&out.stdout);
-    let findings: Vec<Value> = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("hadolint printed no JSON ({e}): {text} {}", support::stderr(&out)));
+    let findings: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "hadolint printed no JSON ({e}): {text} {}",
+            support::stderr(&out)
+        )
+    });
     let serious: Vec<&Value> = findings
         .iter()
         .filter(|f| matches!(f["level"].as_str(), Some("error" | "warning")))
@@ -92,7 +96,10 @@ fn the_dockerfile_has_no_hadolint_finding_above_info() {
     let dockerfile = std::fs::read_to_string(support::repo_root().join("Dockerfile")).unwrap();
     assert_eq!(dockerfile.matches("\nFROM ").count(), 2, "two stages");
     assert!(dockerfile.contains("distroless"), "a base without a shell");
-    assert!(dockerfile.contains("USER 65532:65532"), "a numeric non-root user");
+    assert!(
+        dockerfile.contains("USER 65532:65532"),
+        "a numeric non-root user"
+    );
     assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/gitopsd\"]"));
 }
 
@@ -133,7 +140,11 @@ fn kustomize_build(dir: &str) -> Vec<Value> {
         .arg(support::repo_root().join(dir))
         .output()
         .expect("run kubectl kustomize");
-    assert!(out.status.success(), "kustomize {dir}: {}", support::stderr(&out));
+    assert!(
+        out.status.success(),
+        "kustomize {dir}: {}",
+        support::stderr(&out)
+    );
     serde_yaml::Deserializer::from_str(&support::stdout(&out))
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
         .collect()
@@ -198,10 +209,19 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
     );
     let monitor = full.iter().find(|o| o["kind"] == "ServiceMonitor").unwrap();
     let service = core.iter().find(|o| o["kind"] == "Service").unwrap();
-    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(&service["metadata"]["labels"][k], v, "ServiceMonitor selects the Service");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            &service["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the Service"
+        );
     }
-    assert_eq!(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"],
+        service["spec"]["ports"][0]["name"]
+    );
 
     let client = support::client().await;
     // The objects are there, read back from the API server.
@@ -212,7 +232,10 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
         "restricted"
     );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "gitopsd");
-    let deployment = deployments.get("gitopsd").await.expect("deployment gitopsd");
+    let deployment = deployments
+        .get("gitopsd")
+        .await
+        .expect("deployment gitopsd");
     let spec = deployment.spec;
     assert_eq!(spec.replicas, Some(2));
 
@@ -237,7 +260,10 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
     // ...and the level is enforced: the same Pod allowed to escalate is refused.
     let mut bad = pod.clone();
     let c = &mut bad.spec.as_mut().unwrap().containers[0];
-    c.security_context.as_mut().unwrap().allow_privilege_escalation = Some(true);
+    c.security_context
+        .as_mut()
+        .unwrap()
+        .allow_privilege_escalation = Some(true);
     let err = pods
         .create(&dry, &bad)
         .await
@@ -272,7 +298,8 @@ async fn service_account_kubeconfig(admin: &Client, dir: &Path) -> PathBuf {
     .expect("kubeconfig YAML");
     kc["users"] = json!([{"name": "gitopsd-sa", "user": {"token": token}}]);
     let context = kc["contexts"][0]["context"]["cluster"].clone();
-    kc["contexts"] = json!([{"name": "gitopsd-sa", "context": {"cluster": context, "user": "gitopsd-sa"}}]);
+    kc["contexts"] =
+        json!([{"name": "gitopsd-sa", "context": {"cluster": context, "user": "gitopsd-sa"}}]);
     kc["current-context"] = json!("gitopsd-sa");
     let path = dir.join("kubeconfig-sa");
     std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).expect("write kubeconfig");
@@ -306,7 +333,10 @@ async fn grant(admin: &Client, tier_ns: &str, state_ns: &str) {
         "subjects": subjects,
     }))
     .unwrap();
-    bindings.create(&PostParams::default(), &b).await.expect("tier RoleBinding");
+    bindings
+        .create(&PostParams::default(), &b)
+        .await
+        .expect("tier RoleBinding");
     let role: Role = Api::namespaced(admin.clone(), "gitopsd")
         .get("gitopsd")
         .await
@@ -426,7 +456,11 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- {} log, last lines ---\n{}", self.name, tail(&self.log, 60));
+            eprintln!(
+                "--- {} log, last lines ---\n{}",
+                self.name,
+                tail(&self.log, 60)
+            );
         }
     }
 }
@@ -586,7 +620,9 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
     let killed = Instant::now();
     wait_holder(&leases, &lease_name, "replica-b", LEASE_DURATION * 2).await;
     let takeover = killed.elapsed();
-    println!("takeover after SIGKILL of the leader: {takeover:.1?} (lease duration {LEASE_DURATION:?})");
+    println!(
+        "takeover after SIGKILL of the leader: {takeover:.1?} (lease duration {LEASE_DURATION:?})"
+    );
     assert!(
         takeover <= LEASE_DURATION + Duration::from_secs(1),
         "takeover took {takeover:?}, more than the lease duration"
@@ -595,7 +631,10 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
 
     // b carries on from a's state: a new commit is applied, and nothing a applied is applied
     // again.
-    f.write_files(&vec![("base/extra-5.yaml".to_owned(), configmap("extra-5", &[]))]);
+    f.write_files(&vec![(
+        "base/extra-5.yaml".to_owned(),
+        configmap("extra-5", &[]),
+    )]);
     let head = f.commit("extra-5");
     wait_synced(&b, &f.tier, &head, Duration::from_secs(60)).await;
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &f.tier);
@@ -637,7 +676,7 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
     let files: Vec<(String, String)> = (0..LARGE)
         .map(|i| {
             (
-                format!("base/bulk/cm-{i:03}.yaml"),
+                format!("base/bulk-{i:03}.yaml"),
                 configmap(&format!("bulk-{i:03}"), &[]),
             )
         })
@@ -651,7 +690,13 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
             .map(|l| {
                 l.items
                     .iter()
-                    .filter(|c| c.metadata.name.as_deref().unwrap_or("").starts_with("bulk-"))
+                    .filter(|c| {
+                        c.metadata
+                            .name
+                            .as_deref()
+                            .unwrap_or("")
+                            .starts_with("bulk-")
+                    })
                     .count()
             })
             .unwrap_or(0)
@@ -663,7 +708,10 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
         if n >= 20 {
             break;
         }
-        assert!(Instant::now() < deadline, "the large sync did not start: {n}");
+        assert!(
+            Instant::now() < deadline,
+            "the large sync did not start: {n}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.signal("-TERM");
@@ -686,14 +734,24 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
         "SIGTERM during the sync: exit {status} after {exit_after:.1?}, {at_exit}/{LARGE} ConfigMaps applied by then"
     );
     assert!(status.success(), "a exited {status}: {}", tail(&a.log, 30));
-    assert!(at_exit < LARGE, "the sync finished before SIGTERM: not a test of stopping mid-sync");
+    assert!(
+        at_exit < LARGE,
+        "the sync finished before SIGTERM: not a test of stopping mid-sync"
+    );
     let log = std::fs::read_to_string(&a.log).unwrap();
-    assert!(log.contains("Lease released"), "a released the Lease: {}", tail(&a.log, 20));
+    assert!(
+        log.contains("Lease released"),
+        "a released the Lease: {}",
+        tail(&a.log, 20)
+    );
 
     // The Lease was released: b takes it at its next try, not after the lease duration.
     let takeover = wait_holder(&leases, &lease_name, "replica-b", LEASE_DURATION).await;
     println!("takeover after SIGTERM (Lease released): {takeover:.1?} after a exited");
-    assert!(takeover < Duration::from_secs(5), "takeover took {takeover:?}");
+    assert!(
+        takeover < Duration::from_secs(5),
+        "takeover took {takeover:?}"
+    );
 
     // b completes the sync: every ConfigMap, the revision Synced, nothing applied twice.
     wait_synced(&b, &f.tier, &head, Duration::from_secs(120)).await;
@@ -706,12 +764,18 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
         .union(&applied_by_b)
         .filter(|o| o.contains("bulk-"))
         .count();
-    assert_eq!(bulk_applied, LARGE, "every ConfigMap applied by one of them");
+    assert_eq!(
+        bulk_applied, LARGE,
+        "every ConfigMap applied by one of them"
+    );
     let state: ConfigMap = Api::namespaced(admin.clone(), &f.state_ns)
         .get(&format!("gitopsd-state-{}", f.tier))
         .await
         .expect("the tier state");
     let state_text = serde_json::to_string(&state.data).unwrap();
-    assert!(state_text.contains(&head), "the state records {head} as applied");
+    assert!(
+        state_text.contains(&head),
+        "the state records {head} as applied"
+    );
     drop(b);
 }

@@ -60,7 +60,10 @@ pub async fn sync_now(
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "2")],
-            format!("this replica ({}) does not reconcile: {note}; ask the leader\n", view.identity),
+            format!(
+                "this replica ({}) does not reconcile: {note}; ask the leader\n",
+                view.identity
+            ),
         )
             .into_response();
     }
