@@ -912,6 +912,29 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_is_off_by_default_and_names_its_lease() {
+        let base =
+            "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n";
+        let c = parse(base).unwrap();
+        assert!(!c.leader_election.enabled);
+        assert_eq!(c.leader_election.lease_name, "gitopsd-leader");
+        let c = parse(&format!(
+            "{base}leaderElection:\n  enabled: true\n  leaseName: l\n  namespace: ops\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.leader_election,
+            LeaderElectionConfig {
+                enabled: true,
+                lease_name: "l".into(),
+                namespace: Some("ops".into())
+            }
+        );
+        let err = error_of(&format!("{base}leaderElection:\n  duration: 15s\n"));
+        assert!(err.contains("duration"), "{err}");
+    }
+
+    #[test]
     fn the_audit_log_defaults_to_the_workdir_and_takes_a_path() {
         let base =
             "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n";

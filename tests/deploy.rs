@@ -171,7 +171,7 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
         assert!(
             output
                 .lines()
-                .any(|l| l.starts_with(&format!("{kind}")) && l.contains(&format!("/{name} "))),
+                .any(|l| l.starts_with(&kind) && l.contains(&format!("/{name} "))),
             "{} not in kubectl's output:\n{output}",
             id(o)
         );
