@@ -779,3 +779,82 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
     );
     drop(b);
 }
+
+#[tokio::test]
+async fn a_lost_lease_stops_writes_at_once_and_a_regained_one_resumes_from_the_state() {
+    install();
+    let admin = support::client().await;
+    let f = fixture("dep-lost", base_files(IMAGE_1));
+    grant(&admin, &f.tier, &f.state_ns).await;
+    let sa = service_account_kubeconfig(&admin, f.dir.path()).await;
+    let lease_name = format!("lease-{}", f.tier);
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &f.state_ns);
+    let a = Replica::start(&f, "replica-a", &sa, &lease_name);
+    wait_holder(&leases, &lease_name, "replica-a", Duration::from_secs(20)).await;
+    wait_synced(&a, &f.tier, &f.head(), Duration::from_secs(90)).await;
+
+    // Someone else writes the Lease (as another elector would after a's renews had failed).
+    let mut lease = leases.get(&lease_name).await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    leases
+        .replace(&lease_name, &PostParams::default(), &lease)
+        .await
+        .expect("take the Lease");
+    let taken = Instant::now();
+    let deadline = taken + Duration::from_secs(10);
+    loop {
+        if a.status(&f.tier)["standby"] == "standby, leader is intruder" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a still leads: {}",
+            tail(&a.log, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "leadership lost {:.1?} after the Lease changed hands",
+        taken.elapsed()
+    );
+
+    // No writes while another holds the Lease: a new commit is not applied.
+    f.write_files(&vec![(
+        "base/extra-9.yaml".to_owned(),
+        configmap("extra-9", &[]),
+    )]);
+    let head = f.commit("extra-9");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &f.tier);
+    assert!(
+        cms.get_opt("extra-9").await.unwrap().is_none(),
+        "a replica that lost the Lease applied a commit"
+    );
+
+    // The intruder releases it: a leads again, reads the state and applies only the new commit.
+    let mut lease = leases.get(&lease_name).await.unwrap();
+    lease.spec.as_mut().unwrap().holder_identity = None;
+    leases
+        .replace(&lease_name, &PostParams::default(), &lease)
+        .await
+        .expect("release the Lease");
+    wait_holder(&leases, &lease_name, "replica-a", Duration::from_secs(10)).await;
+    wait_synced(&a, &f.tier, &head, Duration::from_secs(60)).await;
+    cms.get("extra-9")
+        .await
+        .expect("extra-9 applied after a leads again");
+    let created: Vec<String> = a
+        .applied()
+        .into_iter()
+        .filter(|o| !o.contains("extra-9"))
+        .collect();
+    assert_eq!(
+        created.len(),
+        BASE_OBJECTS,
+        "only extra-9 was applied again: {created:?}"
+    );
+}
