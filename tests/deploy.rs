@@ -110,6 +110,37 @@ fn install() -> String {
     if let Some(out) = done.as_ref() {
         return out.clone();
     }
+    // tier-access.yaml makes the example's tier namespaces, which tests/drift.rs applies and
+    // deletes under this lock: take it, and wait out a deletion of theirs still under way.
+    let lock_path = std::env::temp_dir().join("gitopsd-test-example-tiers.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+    for ns in ["shop-exp", "shop-val", "shop-ops"] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = Command::new(kubectl())
+                .arg("--kubeconfig")
+                .arg(support::kubeconfig())
+                .args(["get", "namespace", ns, "--ignore-not-found", "-o"])
+                .arg("jsonpath={.metadata.deletionTimestamp}")
+                .output()
+                .expect("run kubectl");
+            if support::stdout(&out).trim().is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "namespace {ns} is still being deleted"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let out = Command::new(kubectl())
         .arg("--kubeconfig")
         .arg(support::kubeconfig())
@@ -129,6 +160,7 @@ fn install() -> String {
         support::stdout(&out),
         support::stderr(&out)
     );
+    drop(lock);
     let text = support::stdout(&out);
     *done = Some(text.clone());
     text
