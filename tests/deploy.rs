@@ -634,6 +634,14 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(http_get(b.port, "/readyz").map(|r| r.0), Ok(200));
+    let metric = |r: &Replica| {
+        let (_, text) = http_get(r.port, "/metrics").expect("GET /metrics");
+        text.lines()
+            .find(|l| l.starts_with("gitopsd_leader "))
+            .map(str::to_owned)
+    };
+    assert_eq!(metric(&a).as_deref(), Some("gitopsd_leader 1"));
+    assert_eq!(metric(&b).as_deref(), Some("gitopsd_leader 0"));
     let (code, body) = http_request(
         b.port,
         "POST",
@@ -650,10 +658,20 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
     assert!(!applied_by_a.is_empty(), "a's audit log shows its applies");
     a.signal("-KILL");
     let killed = Instant::now();
+    let renewed = leases
+        .get(&lease_name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .renew_time
+        .unwrap();
+    let since_renew_ms =
+        k8s_openapi::jiff::Timestamp::now().as_millisecond() - renewed.0.as_millisecond();
     wait_holder(&leases, &lease_name, "replica-b", LEASE_DURATION * 2).await;
     let takeover = killed.elapsed();
     println!(
-        "takeover after SIGKILL of the leader: {takeover:.1?} (lease duration {LEASE_DURATION:?})"
+        "takeover after SIGKILL of the leader: {takeover:.1?} (lease duration {LEASE_DURATION:?}; its last renew was {since_renew_ms} ms before the kill)"
     );
     assert!(
         takeover <= LEASE_DURATION + Duration::from_secs(1),
