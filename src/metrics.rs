@@ -116,6 +116,7 @@ pub struct Metrics {
     webhook_requests: IntCounterVec,
     window_open: IntGaugeVec,
     promotion_blocked: IntGaugeVec,
+    leader: IntGaugeVec,
     /// Each tier's change windows, for `gitopsd_change_window_open`.
     windows: BTreeMap<String, Vec<ChangeWindow>>,
     /// The kube client's request counts, copied into `gitopsd_kube_requests_total` at scrape.
@@ -319,6 +320,11 @@ impl Metrics {
                 "1 when a promotion gate or change window holds the tier's revision back.",
                 &["tier"],
             )?,
+            leader: r.gauges(
+                "gitopsd_leader",
+                "1 while this replica leads (holds the Lease, or leader election is off), 0 on standby.",
+                &[],
+            )?,
             windows: tiers
                 .iter()
                 .map(|t| (t.name.clone(), t.windows.clone()))
@@ -352,6 +358,13 @@ impl Metrics {
             m.commit_to_applied.with_label_values(&[tier]);
         }
         Ok(m)
+    }
+
+    /// Whether this replica leads, for `gitopsd_leader` (set at each scrape).
+    pub fn set_leading(&self, leading: bool) {
+        self.leader
+            .with_label_values(&[] as &[&str])
+            .set(i64::from(leading));
     }
 
     /// The text exposition of every metric, the state gauges refreshed from `tiers` first.
@@ -516,11 +529,14 @@ impl Observer for Metrics {
 /// `GET /metrics`: the text exposition format (version 0.0.4).
 pub async fn handler(State(h): State<Handles>) -> Response {
     match &h.metrics {
-        Some(m) => (
-            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-            m.render_with(&h.tiers, Some(&h.webhook_stats)),
-        )
-            .into_response(),
+        Some(m) => {
+            m.set_leading(h.leader.borrow().leading);
+            (
+                [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                m.render_with(&h.tiers, Some(&h.webhook_stats)),
+            )
+                .into_response()
+        }
         None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
 }

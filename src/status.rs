@@ -97,6 +97,10 @@ pub struct TierStatus {
     pub held_revision: Option<String>,
     /// Whether the change windows are open now and when that changes (`None`: no windows).
     pub window: Option<crate::window::WindowState>,
+    /// With leader election, on a replica that does not lead: "standby, leader is X" (this
+    /// replica reconciles nothing; the leader's status is the one that counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby: Option<String>,
 }
 
 impl TierStatus {
@@ -121,6 +125,7 @@ impl TierStatus {
             rollbacks: 0,
             held_revision: None,
             window: None,
+            standby: None,
         }
     }
 

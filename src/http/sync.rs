@@ -65,6 +65,19 @@ pub async fn sync_now(
     let Some(trigger) = h.sync_now.get(&name) else {
         return super::not_found(&h, &name);
     };
+    let view = h.leader.borrow().clone();
+    if let Some(note) = view.standby_note() {
+        info!(tier = %name, remote = %remote, leader = view.holder.as_deref().unwrap_or("-"), "sync requested of a replica that does not lead");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            format!(
+                "this replica ({}) does not reconcile: {note}; ask the leader\n",
+                view.identity
+            ),
+        )
+            .into_response();
+    }
     let who = who(
         &remote,
         headers.get(USER_HEADER).and_then(|v| v.to_str().ok()),
@@ -145,6 +158,7 @@ pub(super) fn test_handles(
             .iter()
             .map(|n| (n.to_string(), Arc::default()))
             .collect(),
+        leader: tokio::sync::watch::channel(crate::leader::LeaderView::always("test")).1,
     }
 }
 
@@ -301,5 +315,32 @@ mod tests {
             who("a", Some(&long)),
             format!("a (X-Gitopsd-User: {})", "x".repeat(64))
         );
+    }
+
+    #[tokio::test]
+    async fn a_replica_on_standby_refuses_a_sync_naming_the_leader_and_stays_ready() {
+        let seen = Arc::new(Seen::default());
+        let mut h = test_handles(Some("t0ken"), None, Observers::new(vec![seen.clone()]));
+        let (tx, rx) = tokio::sync::watch::channel(crate::leader::LeaderView {
+            enabled: true,
+            leading: false,
+            identity: "gitopsd-1".into(),
+            holder: Some("gitopsd-0".into()),
+        });
+        h.leader = rx;
+        let r = post_sync(&h, "a", &[("authorization", "Bearer t0ken")]).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = text(r).await;
+        assert!(body.contains("standby, leader is gitopsd-0"), "{body}");
+        assert!(seen.0.lock().unwrap().is_empty(), "no sync was recorded");
+        let ready = super::super::router(h.clone())
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::OK, "a standby replica is ready");
+
+        tx.send_modify(|v| v.leading = true);
+        let r = post_sync(&h, "a", &[("authorization", "Bearer t0ken")]).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
 }

@@ -193,6 +193,9 @@ pub struct TierReconciler {
     window_held: bool,
     /// Publish healthy revisions as refs in the config repo (`source.publishHealthy`).
     publish_healthy: bool,
+    /// Cancelled when this replica stops leading: from then on the tier state is not written
+    /// (the new leader owns it).
+    write_guard: Option<CancellationToken>,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -250,6 +253,7 @@ impl TierReconciler {
             override_now: false,
             window_held: false,
             publish_healthy: false,
+            write_guard: None,
         }
     }
 
@@ -266,6 +270,12 @@ impl TierReconciler {
     /// The switch a manual sync sets to override a closed change window once.
     pub fn window_override(&self) -> Arc<AtomicBool> {
         self.window_override.clone()
+    }
+
+    /// Shares a switch that outlives this reconciler (the daemon makes a new one per term of
+    /// leadership; the sync endpoint holds the switch).
+    pub fn set_window_override(&mut self, flag: Arc<AtomicBool>) {
+        self.window_override = flag;
     }
 
     fn window_now(&self) -> WindowState {
@@ -396,6 +406,12 @@ impl TierReconciler {
                 None
             }
         }
+    }
+
+    /// With leader election: `lost` is cancelled when this replica stops leading, and from
+    /// then on the reconciler writes no state.
+    pub fn set_write_guard(&mut self, lost: CancellationToken) {
+        self.write_guard = Some(lost);
     }
 
     pub fn name(&self) -> &str {
@@ -596,6 +612,9 @@ impl TierReconciler {
         if self.saved.as_ref() == Some(state) {
             return Ok(());
         }
+        if self.write_guard.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err("this replica stopped leading: the tier state is not written".into());
+        }
         self.store
             .save(&self.tier.name, state)
             .await
@@ -779,6 +798,9 @@ impl TierReconciler {
             }
         }
         if cancel.is_cancelled() {
+            // Stopping (SIGTERM) between objects: what was applied goes into the state, so the
+            // next leader applies only the rest (no state is written after leadership is lost).
+            self.save_state().await?;
             return Ok(Outcomes::default());
         }
 
