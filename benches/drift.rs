@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use gitopsd::config::TierConfig;
 use gitopsd::drift::{ApiDryRun, detect};
-use gitopsd::live::{ApiLive, LiveCache, LiveObjects, ObjectKey, Verb, counted_client};
+use gitopsd::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey, Verb, counted_client};
 use gitopsd::render::{DesiredObject, DesiredSet, SourceLocation, TIER_LABEL, canonical_json};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
@@ -170,9 +170,15 @@ async fn run(
     let (client, counter) = counted_client(config).expect("counted client");
     let kinds = set.kinds();
     let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
-    let cache = LiveCache::start(client.clone(), &tier, &kinds, &names)
-        .await
-        .expect("start the live cache");
+    let cache = LiveCache::start(
+        client.clone(),
+        &tier,
+        Namespaces::only([ns]),
+        &kinds,
+        &names,
+    )
+    .await
+    .expect("start the live cache");
     cache.wait_synced(SYNC).await.expect("the cache syncs");
     let watches = cache.watches() as u64;
     let deadline = Instant::now() + SYNC;

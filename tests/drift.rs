@@ -18,7 +18,7 @@ use std::time::Duration;
 use gitopsd::classify::{DriftItem, Severity};
 use gitopsd::config::TierConfig;
 use gitopsd::drift::{ApiDryRun, DriftReport, detect};
-use gitopsd::live::{ApiLive, LiveCache, ObjectKey, Verb, counted_client};
+use gitopsd::live::{ApiLive, LiveCache, Namespaces, ObjectKey, Verb, counted_client};
 use gitopsd::render::{DesiredSet, Limits, render_tier};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -564,9 +564,15 @@ async fn a_reconcile_with_no_change_in_git_or_the_cluster_sends_no_request_to_th
             .iter()
             .map(|o| key(&o.api_version, &o.kind, &ns, &o.name))
             .collect();
-        let cache = LiveCache::start(counted.clone(), &set.tier, &kinds, &names)
-            .await
-            .expect("start the live cache");
+        let cache = LiveCache::start(
+            counted.clone(),
+            &set.tier,
+            Namespaces::only([ns.as_str()]),
+            &kinds,
+            &names,
+        )
+        .await
+        .expect("start the live cache");
         cache.wait_synced(SYNC).await.expect("the live cache syncs");
         // A watch connects right after its list: wait for every one, so later counts are quiet.
         let watches = cache.watches() as u64;

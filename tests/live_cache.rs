@@ -5,7 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use gitopsd::live::{LiveCache, LiveObjects, ObjectKey, RequestCounter, Verb, counted_client};
+use gitopsd::live::{
+    LiveCache, LiveObjects, Namespaces, ObjectKey, RequestCounter, Verb, counted_client,
+};
 use gitopsd::render::TIER_LABEL;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -79,7 +81,7 @@ async fn apply(client: &Client, ns: &str, object: &Value) {
 
 /// The fixture every test starts from: two labelled ConfigMaps, a labelled Deployment, and an
 /// unlabelled ConfigMap that is desired by name. The tier is the namespace, so tests running
-/// side by side never see each other's objects through the cluster-wide label watch.
+/// side by side never see each other's objects, even through a cluster-wide label watch.
 async fn fixture(client: &Client, ns: &str) -> Vec<ObjectKey> {
     let tier = ns;
     apply(client, ns, &config_map(ns, "cm-a", Some(tier))).await;
@@ -94,13 +96,22 @@ async fn fixture(client: &Client, ns: &str) -> Vec<ObjectKey> {
     ]
 }
 
-/// A synced cache on a client of its own, whose requests are counted.
+/// A synced cache of tier `ns` whose only namespace is `ns` (as the daemon starts it), on a
+/// client of its own, whose requests are counted.
 async fn synced_cache(ns: &str, names: &[ObjectKey]) -> (LiveCache, RequestCounter) {
+    synced_cache_in(ns, Namespaces::only([ns]), names).await
+}
+
+async fn synced_cache_in(
+    tier: &str,
+    namespaces: Namespaces,
+    names: &[ObjectKey],
+) -> (LiveCache, RequestCounter) {
     let config = gitopsd::cluster::client_config(Some(support::kubeconfig()))
         .await
         .expect("load kubeconfig");
     let (client, counter) = counted_client(config).expect("build counted client");
-    let cache = LiveCache::start(client, ns, &kinds(), names)
+    let cache = LiveCache::start(client, tier, namespaces, &kinds(), names)
         .await
         .expect("start the live cache");
     cache.wait_synced(SYNC).await.expect("the live cache syncs");
@@ -327,6 +338,60 @@ async fn many_desired_objects_in_a_namespace_share_one_watch_that_keeps_only_the
             "an unwatched kind is an error"
         );
         assert!(cache.labelled("another-tier", &kinds()).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn objects_labelled_for_the_tier_outside_its_namespaces_are_not_watched() {
+    support::with_namespace("cache tier ns", |client, ns| async move {
+        support::with_namespace("cache other ns", move |_, other| async move {
+            let tier = ns.as_str();
+            apply(&client, &ns, &config_map(&ns, "inside", Some(tier))).await;
+            apply(&client, &other, &config_map(&other, "outside", Some(tier))).await;
+            let found = |labelled: Vec<Value>| -> Vec<String> {
+                let mut names: Vec<String> = labelled
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{}/{}",
+                            o["metadata"]["namespace"].as_str().unwrap_or("-"),
+                            o["metadata"]["name"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                names.sort_unstable();
+                names
+            };
+
+            // The daemon's scope: the tier's namespaces, one label watch per kind and namespace.
+            let (cache, _) = synced_cache_in(tier, Namespaces::only([tier]), &[]).await;
+            assert_eq!(cache.watches(), kinds().len(), "one label watch per kind");
+            let labelled = cache.labelled(tier, &kinds()).await.expect("labelled");
+            assert_eq!(found(labelled), [format!("{ns}/inside")]);
+            let keys = cache.labelled_keys(tier, &kinds()).await.expect("keys");
+            assert_eq!(keys, [key("v1", "ConfigMap", &ns, "inside")]);
+            drop(cache);
+
+            // Both namespaces: a watch each, and both objects.
+            let both = Namespaces::only([ns.as_str(), other.as_str()]);
+            let (cache, _) = synced_cache_in(tier, both, &[]).await;
+            assert_eq!(cache.watches(), 2 * kinds().len());
+            let labelled = cache.labelled(tier, &kinds()).await.expect("labelled");
+            let mut want = [format!("{ns}/inside"), format!("{other}/outside")];
+            want.sort_unstable();
+            assert_eq!(found(labelled), want);
+            let outside = key("v1", "ConfigMap", &other, "outside");
+            assert!(cache.get(&outside).await.expect("get").is_some());
+            drop(cache);
+
+            // Cluster-wide: one watch per kind, and both objects again.
+            let (cache, _) = synced_cache_in(tier, Namespaces::All, &[]).await;
+            assert_eq!(cache.watches(), kinds().len());
+            let labelled = cache.labelled(tier, &kinds()).await.expect("labelled");
+            assert_eq!(found(labelled), want);
+        })
+        .await;
     })
     .await;
 }

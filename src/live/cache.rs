@@ -3,14 +3,25 @@
 //! as soon as the API server streams it.
 //!
 //! Per kind of the desired set:
-//! - one watch selected by the label `gitopsd.io/tier=<tier>`: every object of the tier, and so
-//!   the extra objects too;
+//! - watches selected by the label `gitopsd.io/tier=<tier>`: every object of the tier, and so
+//!   the extra objects too. For a cluster-scoped kind, one cluster-wide watch; for a namespaced
+//!   kind, one watch per namespace of the tier ([`Namespaces::Only`], what the daemon uses), or
+//!   one cluster-wide watch ([`Namespaces::All`]);
 //! - watches for the desired objects by name, since an object gitopsd has not applied yet (or
 //!   whose label someone removed) does not match the label. Field selectors have no OR, so a
 //!   name costs one watch (`metadata.name=<name>`); to keep the number of connections bounded,
 //!   a namespace with more than [`MAX_NAME_WATCHES_PER_NAMESPACE`] desired objects of a kind
 //!   gets a single namespace-wide watch instead, whose events are filtered to the desired names
 //!   before they reach the store, so memory stays bounded by the desired set.
+//!
+//! Watching only the tier's namespaces is deliberate (least privilege, issue 8): gitopsd then
+//! needs no read of a namespaced kind outside them, so its ServiceAccount cannot list Secrets
+//! in other namespaces. Nothing desired is lost, since validation blocks a desired object
+//! outside the tier's namespaces (`validate`'s scope stage). What is lost is on purpose: an
+//! object labelled for the tier in a namespace that is not the tier's is not seen, so it is
+//! never reported as extra nor pruned, it is out of the tier's scope. A tier with no
+//! namespaces (`clusterScoped: true` only) may hold no namespaced object at all, and gets no
+//! label watch for a namespaced kind.
 //!
 //! Each watch is one tokio task; stores are plain reflector stores (no channel at all), and the
 //! change notification is a `tokio::sync::watch` (one slot, never a queue).
@@ -59,6 +70,24 @@ fn slim(object: &mut DynamicObject) {
 /// replaces the per-name watches (see the module doc).
 pub const MAX_NAME_WATCHES_PER_NAMESPACE: usize = 8;
 
+/// Where the label watches of namespaced kinds look for the tier's objects. Cluster-scoped
+/// kinds are watched cluster-wide either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Namespaces {
+    /// Every namespace: one cluster-wide watch per kind (needs list/watch cluster-wide).
+    All,
+    /// Only these: one watch per kind and namespace (needs list/watch in each of them only).
+    /// Empty: no label watch for a namespaced kind.
+    Only(BTreeSet<String>),
+}
+
+impl Namespaces {
+    /// [`Namespaces::Only`] these namespaces.
+    pub fn only<S: Into<String>>(namespaces: impl IntoIterator<Item = S>) -> Namespaces {
+        Namespaces::Only(namespaces.into_iter().map(Into::into).collect())
+    }
+}
+
 /// (apiVersion, kind)
 type KindId = (String, String);
 /// (namespace, name); the namespace is `None` for cluster-scoped kinds.
@@ -68,6 +97,7 @@ type NameId = (Option<String>, String);
 pub struct LiveCache {
     client: Client,
     tier: String,
+    namespaces: Namespaces,
     kinds: HashMap<KindId, KindCache>,
     /// Wanted kinds the API server does not serve (yet: their CRD is applied in the same
     /// sync). No object of them can exist; [`LiveCache::update_kinds`] tries them again.
@@ -78,7 +108,9 @@ pub struct LiveCache {
 struct KindCache {
     resource: ApiResource,
     namespaced: bool,
-    labelled: WatchedStore,
+    /// The label watches: one cluster-wide, or one per namespace of the tier (none when the
+    /// kind is namespaced and the tier has no namespace).
+    labelled: Vec<WatchedStore>,
     /// The desired objects of this kind: for these, "in no store" means "does not exist".
     names: BTreeSet<NameId>,
     named: Vec<WatchedStore>,
@@ -104,10 +136,12 @@ impl LiveCache {
     /// `labelled` answer [`LiveError::NotSynced`]).
     ///
     /// `kinds` are the kinds of the desired set, `names` its objects; a kind named only by an
-    /// object is watched too.
+    /// object is watched too. `namespaces` is where the tier's objects of namespaced kinds are
+    /// looked for (the daemon: the tier's namespaces).
     pub async fn start(
         client: Client,
         tier: &str,
+        namespaces: Namespaces,
         kinds: &[(String, String)],
         names: &[ObjectKey],
     ) -> Result<LiveCache, LiveError> {
@@ -115,6 +149,7 @@ impl LiveCache {
         let mut cache = LiveCache {
             client,
             tier: tier.to_owned(),
+            namespaces,
             kinds: HashMap::new(),
             unserved: BTreeSet::new(),
             changes: Arc::new(changes),
@@ -187,13 +222,19 @@ impl LiveCache {
         self.changes.subscribe()
     }
 
-    /// How many watches run: one per kind for the label, plus those by name.
+    /// How many watches run: per kind, those for the label (one, or one per namespace), plus
+    /// those by name.
     pub fn watches(&self) -> usize {
         self.kinds.values().map(|k| k.stores().count()).sum()
     }
 
     pub fn tier(&self) -> &str {
         &self.tier
+    }
+
+    /// Where the label watches of namespaced kinds look.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
     }
 
     /// Wanted kinds the API server did not serve at the last [`update_kinds`](Self::update_kinds).
@@ -227,15 +268,7 @@ impl LiveCache {
             }
         };
         let namespaced = matches!(caps.scope, Scope::Namespaced);
-        let selector = format!("{TIER_LABEL}={}", self.tier);
-        let labelled = self.spawn_watch(
-            id,
-            Api::all_with(self.client.clone(), &resource),
-            &resource,
-            watcher::Config::default().labels(&selector),
-            None,
-            &selector,
-        );
+        let labelled = self.watch_labelled(id, &resource, namespaced);
         let mut kind = KindCache {
             resource,
             namespaced,
@@ -246,6 +279,41 @@ impl LiveCache {
         kind.names = kind.normalise(names);
         kind.named = self.watch_names(id, &kind.resource, &kind.names);
         Ok(kind)
+    }
+
+    /// The label watches of one kind: per namespace of the tier for a namespaced kind (unless
+    /// [`Namespaces::All`]), else one cluster-wide.
+    fn watch_labelled(
+        &self,
+        id: &KindId,
+        resource: &ApiResource,
+        namespaced: bool,
+    ) -> Vec<WatchedStore> {
+        let selector = format!("{TIER_LABEL}={}", self.tier);
+        let config = || watcher::Config::default().labels(&selector);
+        match &self.namespaces {
+            Namespaces::Only(namespaces) if namespaced => namespaces
+                .iter()
+                .map(|ns| {
+                    self.spawn_watch(
+                        id,
+                        Api::namespaced_with(self.client.clone(), ns, resource),
+                        resource,
+                        config(),
+                        None,
+                        &format!("{selector} in namespace {ns}"),
+                    )
+                })
+                .collect(),
+            _ => vec![self.spawn_watch(
+                id,
+                Api::all_with(self.client.clone(), resource),
+                resource,
+                config(),
+                None,
+                &selector,
+            )],
+        }
     }
 
     fn watch_names(
@@ -376,7 +444,7 @@ fn wanted(event: &Event<DynamicObject>, only: Option<&BTreeSet<String>>, tier: &
 
 impl KindCache {
     fn stores(&self) -> impl Iterator<Item = &Store<DynamicObject>> {
-        std::iter::once(&self.labelled.store).chain(self.named.iter().map(|w| &w.store))
+        self.labelled.iter().chain(&self.named).map(|w| &w.store)
     }
 
     fn synced(&self, (api_version, kind): &KindId) -> Result<(), LiveError> {
@@ -452,7 +520,8 @@ impl LiveCache {
             .filter(|id| !self.unserved.contains(*id))
             .map(|(api_version, kind_name)| {
                 let kind = self.kind(api_version, kind_name)?;
-                let mut objects = kind.labelled.store.state();
+                let mut objects: Vec<_> =
+                    kind.labelled.iter().flat_map(|w| w.store.state()).collect();
                 objects.sort_by_key(|o| (o.namespace(), o.name_any()));
                 Ok((kind, objects))
             })

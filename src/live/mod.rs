@@ -13,7 +13,7 @@ use std::future::Future;
 use serde_json::Value;
 
 pub use api::ApiLive;
-pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE};
+pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE, Namespaces};
 pub use counter::{Counted, RequestCounter, Verb, counted_client};
 
 /// An object's identity, as the desired set names it.

@@ -36,7 +36,7 @@ use crate::desired::{Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
-use crate::live::{ApiLive, LiveCache, LiveObjects, ObjectKey};
+use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey};
 use crate::policy::{FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, Limits};
 use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
@@ -987,9 +987,18 @@ impl TierReconciler {
                 .await
                 .map_err(|e| e.to_string())?,
             None => {
-                let cache = LiveCache::start(self.client.clone(), &self.tier.name, &kinds, &names)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // The tier's namespaces only: no desired object can be outside them (validation),
+                // and gitopsd's RBAC grants reads of namespaced kinds only there.
+                let namespaces = Namespaces::only(&self.tier.namespaces);
+                let cache = LiveCache::start(
+                    self.client.clone(),
+                    &self.tier.name,
+                    namespaces,
+                    &kinds,
+                    &names,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 self.cache = Some(cache);
             }
         }
