@@ -571,9 +571,9 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
     let lease_name = format!("lease-{}", f.tier);
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &f.state_ns);
 
-    // The service account's limits: refused outside its role.
-    // (Reads are cluster-wide: the live cache watches each managed kind cluster-wide; writes
-    // are limited to the tier namespaces and gitopsd's own.)
+    // The service account's limits: refused outside its role. Reads and writes of namespaced
+    // kinds are limited to the tier namespaces and gitopsd's own (the live cache watches
+    // namespaced kinds per tier namespace); only cluster-scoped kinds are read cluster-wide.
     let as_sa = client_from(&sa).await;
     let crb: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": format!("gitopsd-escalate-{}", f.tier)},
@@ -613,6 +613,37 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
             .map(|_| ()),
         "deleting a Secret in kube-system",
     );
+    // Issue 8: reading Secrets in another namespace is refused, and so is listing them
+    // cluster-wide; in the tier's namespace it is allowed.
+    let list_secrets =
+        |api: Api<Secret>| async move { api.list(&ListParams::default()).await.map(|_| ()) };
+    for ns in ["kube-system", "default"] {
+        refused(
+            list_secrets(Api::namespaced(as_sa.clone(), ns)).await,
+            &format!("listing Secrets in namespace {ns} (no tier's)"),
+        );
+    }
+    refused(
+        Api::<Secret>::namespaced(as_sa.clone(), "kube-system")
+            .get("anything")
+            .await
+            .map(|_| ()),
+        "reading a Secret in kube-system",
+    );
+    refused(
+        list_secrets(Api::all(as_sa.clone())).await,
+        "listing Secrets in every namespace",
+    );
+    refused(
+        Api::<ConfigMap>::all(as_sa.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|_| ()),
+        "listing ConfigMaps in every namespace",
+    );
+    list_secrets(Api::namespaced(as_sa.clone(), &f.tier))
+        .await
+        .unwrap_or_else(|e| panic!("listing Secrets in the tier namespace {}: {e}", f.tier));
 
     // Replica a starts first and leads; b stands by.
     let a = Replica::start(&f, "replica-a", &sa, &lease_name);
