@@ -245,6 +245,21 @@ async fn value_in(client: &Client, ns: &str) -> Option<String> {
         .and_then(|c| c.data?.get("value").cloned())
 }
 
+/// A person edits the ConfigMap's value with another field manager: drift gitopsd corrects.
+async fn edit_value(client: &Client, ns: &str) {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.patch(
+        "settings",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(serde_json::json!({"data": {"value": "edited"}})),
+    )
+    .await
+    .expect("edit");
+}
+
 async fn delete_namespaces(client: &Client, names: &[&str]) {
     let api: Api<Namespace> = Api::all(client.clone());
     for n in names {
@@ -332,17 +347,7 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "validation");
         v.offer(&c2).await;
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &val);
-        cms.patch(
-            "settings",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(serde_json::json!({"data": {"value": "edited"}})),
-        )
-        .await
-        .expect("edit");
+        edit_value(&client, &val).await;
         v.reconcile().await;
         let st = v.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
@@ -382,17 +387,7 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "main");
         t.offer(&c2).await;
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
-        cms.patch(
-            "settings",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(serde_json::json!({"data": {"value": "edited"}})),
-        )
-        .await
-        .expect("edit");
+        edit_value(&client, &name).await;
         t.reconcile().await;
         let st = t.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");

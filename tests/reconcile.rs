@@ -360,9 +360,11 @@ async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
         ),
     ]);
     let broken = f.commit("broken yaml");
+    // sourceRevision moves when the fetch brings the commit, before its render has failed:
+    // wait for the failure itself, then check that it stays.
     let status = f
-        .wait_status("the broken revision to be seen", CHANGE, |s| {
-            (s["sourceRevision"] == broken.as_str()).then(|| s.clone())
+        .wait_status("the broken revision to be seen and to fail", CHANGE, |s| {
+            (s["sourceRevision"] == broken.as_str() && s["sync"] == "Failed").then(|| s.clone())
         })
         .await;
     assert_eq!(status["revision"], first.as_str(), "the revision stays");
