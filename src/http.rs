@@ -81,7 +81,7 @@ async fn readyz(State(h): State<Handles>) -> Response {
     let waiting: Vec<String> = h
         .tiers
         .iter()
-        .filter(|(_, s)| s.snapshot().sync == SyncState::Unknown)
+        .filter(|(_, s)| s.read(|t| t.sync) == SyncState::Unknown)
         .map(|(n, _)| n.clone())
         .collect();
     if waiting.is_empty() {
@@ -123,7 +123,7 @@ async fn diff(
     let Some((_, s)) = h.tiers.iter().find(|(n, _)| *n == name) else {
         return not_found(&h, &name);
     };
-    let Some(report) = s.snapshot().drift else {
+    let Some(report) = s.read(|t| t.drift.clone()) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("tier {name}: no drift report yet (its first reconcile has not finished)\n"),

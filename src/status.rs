@@ -156,6 +156,14 @@ impl StatusHandle {
         }
     }
 
+    /// One value of the status, without copying the rest (drift report, history).
+    pub fn read<T>(&self, f: impl FnOnce(&TierStatus) -> T) -> T {
+        match self.0.read() {
+            Ok(s) => f(&s),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
     pub fn update(&self, f: impl FnOnce(&mut TierStatus)) {
         let mut guard = match self.0.write() {
             Ok(g) => g,

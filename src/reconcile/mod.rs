@@ -729,7 +729,7 @@ impl TierReconciler {
             tier: self.tier.name.clone(),
             revision: record.revision.clone(),
             reason: record.reason.clone(),
-            result: self.status.snapshot().sync,
+            result: self.status.read(|s| s.sync),
             duration: started.elapsed(),
             outcomes: record.outcomes.clone(),
             error: record.error.clone(),
