@@ -224,6 +224,29 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
     ] {
         assert!(kinds.contains(k), "manifests/core has no {k}");
     }
+    // The tier Namespaces are created for their RoleBindings only: the config repo owns their
+    // labels, so the install sets none (two managers of one label conflict at gitopsd's apply).
+    for o in core.iter().filter(|o| o["kind"] == "Namespace") {
+        if o["metadata"]["name"] != "gitopsd" {
+            assert!(
+                o["metadata"]["labels"].is_null(),
+                "tier namespace {} carries labels the config repo also sets",
+                id(o)
+            );
+        }
+    }
+    // Every object of gitopsd's own carries its labels.
+    for o in core
+        .iter()
+        .filter(|o| o["kind"] != "Namespace" || o["metadata"]["name"] == "gitopsd")
+    {
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/part-of"],
+            "gitopsd",
+            "{}",
+            id(o)
+        );
+    }
     // The full install is the core plus the Prometheus Operator's two kinds (whose CRDs the
     // local control plane does not have: they are checked here, not applied).
     let core_ids: BTreeSet<String> = core.iter().map(id).collect();
