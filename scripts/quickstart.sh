@@ -91,23 +91,43 @@ if [[ -z $ready ]]; then
   tail -n 30 "$log" >&2
   exit 1
 fi
-# The Deployments roll out on the kwok nodes; wait until every tier says Healthy.
-for _ in $(seq 120); do
-  if [[ $(curl -fsS "http://127.0.0.1:$port/api/v1/tiers" | grep -o '"health":"Healthy"' | wc -l) -ge 3 ]]; then break; fi
+# The Deployments roll out on the kwok nodes, and validation and operational deploy only
+# what the tier before them recorded healthy: wait until every tier is Synced and Healthy, or
+# held back (Blocked: operational outside its change window, say).
+tiers=(experimental validation operational)
+settled() {
+  local t s
+  for t in "${tiers[@]}"; do
+    s=$(curl -fsS "http://127.0.0.1:$port/api/v1/tiers/$t") || return 1
+    # Held by a change window (or a signature): settled. By a promotion gate: not yet.
+    if [[ $s == *'"sync":"Blocked"'* && $s != *'"heldBy":"promotion-gate"'* ]]; then continue; fi
+    [[ $s == *'"sync":"Synced"'* && $s == *'"health":"Healthy"'* ]] || return 1
+  done
+}
+# Twice in a row, half a second apart: a tier just promoted can read Healthy for a moment before
+# the watch shows its rollout.
+calm=0
+for _ in $(seq 360); do
+  if settled; then calm=$((calm + 1)); else calm=0; fi
+  if ((calm >= 2)); then break; fi
   sleep 0.5
 done
 
 step "What gitopsd applied (label gitopsd.io/tier)"
 kubectl get deployments,services,configmaps,featureflags -A -l gitopsd.io/tier -L gitopsd.io/tier
-step "Sync and health per tier"
-curl -fsS "http://127.0.0.1:$port/api/v1/tiers" |
-  grep -o '"tier":"[a-z-]*","revision":"[0-9a-f]\{12\}\|"sync":"[A-Za-z]*","health":"[A-Za-z]*"' |
-  paste - - | sed -e 's/"tier":"\([a-z-]*\)","revision":"\([0-9a-f]*\)/\1 at \2:/' -e 's/"sync":"\([A-Za-z]*\)","health":"\([A-Za-z]*\)"/\1, \2/'
+step "The tiers (gitopsd status)"
+"$bin" status --server "http://127.0.0.1:$port"
+for t in "${tiers[@]}"; do
+  if curl -fsS "http://127.0.0.1:$port/api/v1/tiers/$t" | grep -q '"sync":"Blocked"'; then
+    echo "$t is held back; why: curl -s http://127.0.0.1:$port/api/v1/tiers/$t (lastError, window)"
+  fi
+done
 cat <<MSG
 
 gitopsd is running (pid $(cat "$pidfile")) and reconciling the three tiers of
 $work/config-repo every minute, and at once on any change in the cluster.
-  Status:          http://127.0.0.1:$port/api/v1/tiers   (one tier: /api/v1/tiers/experimental)
+  Dashboard:       http://127.0.0.1:$port/
+  Status:          $bin status --server http://127.0.0.1:$port   (JSON: /api/v1/tiers)
   Sync now:        curl -X POST -H "Authorization: Bearer \$(cat $work/api-token)" http://127.0.0.1:$port/api/v1/tiers/experimental/sync
   Its log:         $log
 Try it:

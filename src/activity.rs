@@ -127,6 +127,13 @@ impl Observers {
         Observers(Arc::new(observers))
     }
 
+    /// These observers and one more.
+    pub fn with(&self, extra: Arc<dyn Observer>) -> Observers {
+        let mut all: Vec<Arc<dyn Observer>> = self.0.iter().cloned().collect();
+        all.push(extra);
+        Observers::new(all)
+    }
+
     pub fn emit(&self, activity: Activity) {
         for o in self.0.iter() {
             o.observe(&activity);

@@ -168,11 +168,21 @@ pub async fn run(
         }
     });
 
+    // Each tier's "sync now" trigger, made first: a tier that becomes healthy wakes the tiers
+    // promoted from it, so a promotion does not wait for their next interval.
+    let triggers: HashMap<String, Arc<Notify>> = config
+        .tiers
+        .iter()
+        .map(|t| (t.name.clone(), Arc::new(Notify::new())))
+        .collect();
+    let observers = options
+        .observers
+        .with(Arc::new(PromotionWaker::new(&config, &triggers)));
     let mut handles = Handles {
         tiers: Vec::new(),
         sync_now: HashMap::new(),
         fetch_now: fetch_now.clone(),
-        observers: options.observers.clone(),
+        observers: observers.clone(),
         api_token,
         webhook,
         webhook_stats: Arc::new(WebhookStats::default()),
@@ -185,7 +195,10 @@ pub async fn run(
     let last = config.tiers.len().saturating_sub(1);
     for (i, tier) in config.tiers.iter().enumerate() {
         let status = StatusHandle::new(&tier.name);
-        let trigger = Arc::new(Notify::new());
+        let trigger = triggers
+            .get(&tier.name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Notify::new()));
         let (tx, rx) = mpsc::channel(16);
         // Shared by every term's reconciler: a sync request sets it, the next reconcile takes it.
         let window_override = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -199,7 +212,7 @@ pub async fn run(
                 store.clone(),
                 exporter.clone(),
                 status.clone(),
-                options.observers.clone(),
+                observers.clone(),
             );
             let publish_healthy = config.source.publish_healthy;
             move || {
@@ -256,7 +269,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             report = fetch_rx.recv() => {
                 let Some(report) = report else { break };
-                options.observers.emit(Activity::Fetched {
+                observers.emit(Activity::Fetched {
                     duration: report.duration,
                     error: fetch_error(&report),
                 });
@@ -278,6 +291,38 @@ pub async fn run(
     let _ = http.await;
     info!("stopped");
     Ok(())
+}
+
+/// Wakes the tiers promoted from a tier when it records a revision healthy: their gate may
+/// have just opened.
+struct PromotionWaker {
+    /// Tier name -> the triggers of the tiers with `promoteFrom` naming it.
+    dependents: HashMap<String, Vec<Arc<Notify>>>,
+}
+
+impl PromotionWaker {
+    fn new(config: &Config, triggers: &HashMap<String, Arc<Notify>>) -> PromotionWaker {
+        let mut dependents: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+        for t in &config.tiers {
+            if let (Some(from), Some(trigger)) = (&t.promote_from, triggers.get(&t.name)) {
+                dependents
+                    .entry(from.clone())
+                    .or_default()
+                    .push(trigger.clone());
+            }
+        }
+        PromotionWaker { dependents }
+    }
+}
+
+impl crate::activity::Observer for PromotionWaker {
+    fn observe(&self, activity: &Activity) {
+        if let Activity::RevisionHealthy { tier, .. } = activity {
+            for trigger in self.dependents.get(tier).into_iter().flatten() {
+                trigger.notify_one();
+            }
+        }
+    }
 }
 
 /// Why the fetch failed, for the whole repo or for one followed ref.
@@ -447,5 +492,47 @@ async fn changed(rx: &mut Option<watch::Receiver<u64>>) {
             }
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::activity::Observer;
+
+    #[tokio::test]
+    async fn a_healthy_tier_wakes_the_tiers_promoted_from_it_and_no_other() {
+        let config = Config::parse(
+            "source: {url: /tmp/repo}\n\
+             tiers:\n\
+             \x20 - {name: experimental, ref: main, namespaces: [a]}\n\
+             \x20 - {name: validation, ref: main, namespaces: [b], promoteFrom: experimental}\n\
+             \x20 - {name: operational, ref: main, namespaces: [c], promoteFrom: validation}\n",
+            Path::new("gitopsd.yaml"),
+        )
+        .expect("config");
+        let triggers: HashMap<String, Arc<Notify>> = config
+            .tiers
+            .iter()
+            .map(|t| (t.name.clone(), Arc::new(Notify::new())))
+            .collect();
+        let waker = PromotionWaker::new(&config, &triggers);
+        waker.observe(&Activity::RevisionHealthy {
+            tier: "experimental".into(),
+            revision: "abc".into(),
+            since_arrival: Duration::from_secs(1),
+        });
+        let woken = |name: &str| {
+            let notified = triggers[name].notified();
+            futures::FutureExt::now_or_never(notified).is_some()
+        };
+        assert!(
+            woken("validation"),
+            "validation is promoted from experimental"
+        );
+        assert!(!woken("operational"), "operational waits for validation");
+        assert!(!woken("experimental"));
     }
 }

@@ -95,6 +95,8 @@ pub struct TierStatus {
     /// The newest revision, held back by a promotion gate, a signature check or a change
     /// window (the reason is in `last_error`).
     pub held_revision: Option<String>,
+    /// What holds it: `promotion-gate`, `signature` or `window`.
+    pub held_by: Option<String>,
     /// Whether the change windows are open now and when that changes (`None`: no windows).
     pub window: Option<crate::window::WindowState>,
     /// With leader election, on a replica that does not lead: "standby, leader is X" (this
@@ -124,6 +126,7 @@ impl TierStatus {
             failed_revision: None,
             rollbacks: 0,
             held_revision: None,
+            held_by: None,
             window: None,
             standby: None,
         }

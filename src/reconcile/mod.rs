@@ -382,11 +382,13 @@ impl TierReconciler {
             });
         }
         let message = hold.message.clone();
+        let kind = hold.kind;
         let window = (!self.tier.windows.is_empty()).then(|| self.window_now());
         self.status.update(|s| {
             s.sync = SyncState::Blocked;
             s.last_error = Some(message);
             s.held_revision = Some(revision.to_owned());
+            s.held_by = Some(kind.to_owned());
             s.window = window;
         });
         self.held = Some((revision.to_owned(), hold));
@@ -483,7 +485,10 @@ impl TierReconciler {
             return;
         }
         if self.held.take().is_some() {
-            self.status.update(|s| s.held_revision = None);
+            self.status.update(|s| {
+                s.held_revision = None;
+                s.held_by = None;
+            });
         }
         let rendered = self.render(revision).await;
         let offer = self
@@ -1230,13 +1235,7 @@ impl TierReconciler {
                 if let Some(r) = &self.rollout {
                     info!(after = ?r.started.elapsed(), "revision healthy");
                 }
-                if let Some((_, at)) = self.arrived.take_if(|(r, _)| *r == active.revision) {
-                    self.observers.emit(Activity::RevisionHealthy {
-                        tier: self.tier.name.clone(),
-                        revision: active.revision.clone(),
-                        since_arrival: at.elapsed(),
-                    });
-                }
+                let arrived = self.arrived.take_if(|(r, _)| *r == active.revision);
                 let checkouts = self.checkouts.clone();
                 let rev = active.revision.clone();
                 let base = tokio::task::spawn_blocking(move || {
@@ -1254,6 +1253,14 @@ impl TierReconciler {
                 }
                 if let Err(e) = self.save_state().await {
                     warn!(error = %e, "cannot record the healthy revision");
+                }
+                // After the save: an observer may wake a tier whose gate reads this record.
+                if let Some((_, at)) = arrived {
+                    self.observers.emit(Activity::RevisionHealthy {
+                        tier: self.tier.name.clone(),
+                        revision: active.revision.clone(),
+                        since_arrival: at.elapsed(),
+                    });
                 }
                 self.publish(&active.revision).await;
             }
