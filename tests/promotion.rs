@@ -754,6 +754,7 @@ async fn the_daemon_blocks_a_promotion_until_the_earlier_tier_is_healthy() {
         })
         .await;
         assert_eq!(blocked["heldRevision"], c1.as_str(), "{blocked}");
+        assert_eq!(blocked["heldBy"], "promotion-gate", "{blocked}");
         assert!(
             blocked["lastError"]
                 .as_str()
