@@ -1,18 +1,20 @@
 //! The status endpoint: liveness, readiness, each tier's status as JSON and its drift as a
 //! diff, and the dashboard at `/`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use serde::Deserialize;
 
@@ -32,6 +34,11 @@ const MAX_BODY: usize = 64 * 1024;
 /// A request (body read and answer included) that takes longer is answered 408: a slow client
 /// cannot hold a connection and its task open.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection whose request head has not fully arrived this long after it started is
+/// closed (slow or stalled clients; hyper answers 408 where it can).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
 
 pub fn router(handles: Handles) -> Router {
     Router::new()
@@ -55,19 +62,62 @@ pub fn router(handles: Handles) -> Router {
         .with_state(handles)
 }
 
-/// Serves until `shutdown`. Each request knows its peer's address (`ConnectInfo`), for the
-/// audit of sync requests and the webhook's logs.
+/// Serves until `shutdown`, then lets open connections finish their request (for at most
+/// [`DRAIN`]). Each request knows its peer's address (`ConnectInfo`), for the audit of sync
+/// requests and the webhook's logs.
 ///
-/// No header read timeout: hyper has one (30 s by default) but applies it only with a timer,
-/// and `axum::serve` sets none; a client that never finishes its headers keeps its connection
-/// until it goes away. Closing that needs our own accept loop over hyper-util.
+/// Our own accept loop rather than `axum::serve`: hyper closes a connection whose request head
+/// has not arrived within [`HEADER_READ_TIMEOUT`] only when it has a timer, which
+/// `axum::serve` does not give it; without one, a client that never finishes its headers
+/// holds its connection and task forever.
 pub async fn serve(listener: TcpListener, handles: Handles, shutdown: CancellationToken) {
-    let app = router(handles).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
-        warn!(error = %e, "the status endpoint stopped");
+    let app = router(handles);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    warn!(error = %e, "cannot accept a connection on the status endpoint");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "status endpoint connection ended");
+            }
+        });
+    }
+    let drained = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(after = ?DRAIN, "status endpoint connections still open at shutdown; closing them");
     }
 }
 
@@ -152,4 +202,47 @@ fn not_found(h: &Handles, name: &str) -> Response {
         format!("no tier {name:?}; tiers: {}\n", known.join(", ")),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::activity::Observers;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off_and_others_are_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let handles = sync::test_handles(None, None, Observers::default());
+        let server = tokio::spawn(serve(listener, handles, shutdown.clone()));
+
+        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: gitopsd\r\n")
+            .await
+            .expect("half a request head");
+        let started = tokio::time::Instant::now();
+        let mut answer = Vec::new();
+        let _ = slow.read_to_end(&mut answer).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT + Duration::from_secs(1),
+            "closed after {waited:?}"
+        );
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: gitopsd\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("a whole request");
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("ok\n"), "{answer}");
+
+        shutdown.cancel();
+        server.await.expect("the server stops on shutdown");
+    }
 }
