@@ -25,6 +25,9 @@ pub struct Hold {
     /// block is reported once per kind.
     pub kind: &'static str,
     pub message: String,
+    /// When the hold lifts by itself (a soak ends, a window opens): the reconcile wakes then
+    /// instead of at its next interval. `None`: something else must happen first.
+    pub opens_at: Option<DateTime<Utc>>,
 }
 
 /// The promotion gate of `tier` for `revision`, given what `promoteFrom` recorded healthy
@@ -65,6 +68,7 @@ pub fn promotion_gate(
                     .map(|s| format!(" for {}", humantime::format_duration(s)))
                     .unwrap_or_default()
             ),
+            opens_at: None,
         });
     };
     let soak = tier.soak?;
@@ -86,6 +90,7 @@ pub fn promotion_gate(
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "never".into())
         ),
+        opens_at: opens,
     })
 }
 
@@ -103,6 +108,7 @@ pub fn window_hold(window: &WindowState) -> Option<Hold> {
                 .map(|t| format!("the window opens at {}", t.to_rfc3339()))
                 .unwrap_or_else(|| "a window opens (none is scheduled within a year)".into())
         ),
+        opens_at: window.next_change,
     })
 }
 
@@ -203,7 +209,34 @@ mod tests {
             "{}",
             hold.message
         );
+        assert_eq!(
+            hold.opens_at,
+            Some(at(1800)),
+            "the tier wakes when the soak ends"
+        );
         assert_eq!(promotion_gate(&t, "aaaa", None, &ev, at(1800)), None);
+    }
+
+    #[test]
+    fn a_closed_window_holds_until_it_opens_and_an_open_one_does_not_hold() {
+        let closed = WindowState {
+            open: false,
+            next_change: Some(at(3600)),
+        };
+        let hold = window_hold(&closed).expect("closed");
+        assert_eq!(hold.kind, "window");
+        assert_eq!(hold.opens_at, Some(at(3600)));
+        let open = WindowState {
+            open: true,
+            next_change: Some(at(3600)),
+        };
+        assert_eq!(window_hold(&open), None);
+    }
+
+    #[test]
+    fn an_unrecorded_revision_has_no_time_to_wake_for() {
+        let hold = promotion_gate(&tier(""), "bbbb", None, &[], at(0)).expect("closed");
+        assert_eq!(hold.opens_at, None);
     }
 
     #[test]

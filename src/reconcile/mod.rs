@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use kube::Client;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -303,6 +303,7 @@ impl TierReconciler {
                         message: format!(
                             "promotion gate closed: cannot read the state of tier {from}: {e}"
                         ),
+                        opens_at: None,
                     });
                 }
             };
@@ -353,6 +354,7 @@ impl TierReconciler {
                 return Some(Hold {
                     kind: "signature",
                     message: format!("signature check failed: {why}"),
+                    opens_at: None,
                 });
             }
         }
@@ -631,9 +633,14 @@ impl TierReconciler {
     /// One reconcile of the active set. `reason` names what started it.
     pub async fn reconcile(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
         self.override_now = self.window_override.swap(false, Ordering::SeqCst);
-        let out = self.reconcile_once(reason, cancel).await;
+        let mut out = self.reconcile_once(reason, cancel).await;
         // An override is good for this one reconcile only.
         self.override_now = false;
+        // A hold that lifts by itself (a soak ends, a window opens) wakes the tier then.
+        if let Some(opens_at) = self.held.as_ref().and_then(|(_, h)| h.opens_at) {
+            let at = wake_at(opens_at, (self.clock)(), Instant::now());
+            out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+        }
         out
     }
 
@@ -1447,6 +1454,13 @@ impl TierReconciler {
     }
 }
 
+/// The instant a hold opening at `opens_at` (by the reconcile's clock, which reads `now`)
+/// lifts, a second late so the clock has passed it.
+fn wake_at(opens_at: DateTime<Utc>, now: DateTime<Utc>, instant: Instant) -> Instant {
+    let wait = (opens_at - now).to_std().unwrap_or(Duration::ZERO);
+    instant + wait + Duration::from_secs(1)
+}
+
 /// Kinds whose health is more than "it exists": the rest are healthy when present.
 fn has_health(kind: &str) -> bool {
     !matches!(
@@ -1469,4 +1483,25 @@ fn has_health(kind: &str) -> bool {
 
 fn short(revision: &str) -> &str {
     revision.get(..12).unwrap_or(revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_wakes_the_tier_a_second_after_it_opens_by_the_reconciles_clock() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let instant = Instant::now();
+        let in_ten_minutes = now + chrono::TimeDelta::minutes(10);
+        assert_eq!(
+            wake_at(in_ten_minutes, now, instant),
+            instant + Duration::from_secs(601)
+        );
+        // Already open (the clock moved past it): at once, a second late.
+        assert_eq!(
+            wake_at(now - chrono::TimeDelta::minutes(1), now, instant),
+            instant + Duration::from_secs(1)
+        );
+    }
 }
