@@ -118,8 +118,10 @@ kubectl get deployments,services,configmaps,featureflags -A -l gitopsd.io/tier -
 step "The tiers (gitopsd status)"
 "$bin" status --server "http://127.0.0.1:$port"
 for t in "${tiers[@]}"; do
-  if curl -fsS "http://127.0.0.1:$port/api/v1/tiers/$t" | grep -q '"sync":"Blocked"'; then
-    echo "$t is held back; why: curl -s http://127.0.0.1:$port/api/v1/tiers/$t (lastError, window)"
+  s=$(curl -fsS "http://127.0.0.1:$port/api/v1/tiers/$t")
+  if [[ $s == *'"sync":"Blocked"'* ]]; then
+    why=$(grep -o '"lastError":"[^"]*"' <<<"$s" | sed -e 's/^"lastError":"//' -e 's/"$//')
+    echo "$t is held back: $why"
   fi
 done
 cat <<MSG
