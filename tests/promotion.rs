@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use git_support::{Upstream, run};
+use git_support::{Upstream, run, ssh_keygen};
 use gitopsd::activity::{Activity, Observer, Observers};
 use gitopsd::config::{SourceConfig, TierConfig};
 use gitopsd::reconcile::{Checkouts, Clock, TierReconciler};
@@ -434,22 +434,7 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
 
 /// An ed25519 key made with ssh-keygen, and an allowed-signers file that trusts it.
 fn signing_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let key = dir.join("signing-key");
-    run(
-        dir,
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "t@example.com",
-            "-f",
-            &key.to_string_lossy(),
-        ],
-    );
+    let key = ssh_keygen(dir, "signing-key", "t@example.com");
     let public = std::fs::read_to_string(dir.join("signing-key.pub")).unwrap();
     let allowed = dir.join("allowed_signers");
     std::fs::write(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use git_support::{Server, Upstream, free_port, run};
+use git_support::{Server, Upstream, free_port, run, ssh_keygen};
 use gitopsd::config::{GitAuth, SourceConfig};
 use gitopsd::source::{FetchOutcome, RefUpdate, Source, SourceError};
 
@@ -19,23 +19,7 @@ struct SshFixture {
 }
 
 fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    run(
-        dir,
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            &path.to_string_lossy(),
-        ],
-    );
-    path
+    ssh_keygen(dir, name, name)
 }
 
 fn public_key(path: &Path) -> String {

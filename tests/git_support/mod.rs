@@ -77,6 +77,28 @@ impl Upstream {
     }
 }
 
+/// An ed25519 key pair without a passphrase, made with ssh-keygen: `dir/name` and
+/// `dir/name.pub`, with `comment` in the public key.
+pub fn ssh_keygen(dir: &Path, name: &str, comment: &str) -> PathBuf {
+    let path = dir.join(name);
+    run(
+        dir,
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            &path.to_string_lossy(),
+        ],
+    );
+    path
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
