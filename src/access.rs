@@ -86,7 +86,9 @@ fn plural_from_crds(set: &DesiredSet, o: &DesiredObject) -> Option<String> {
         .filter(|c| c.kind == "CustomResourceDefinition")
         .find(|c| {
             c.manifest.pointer("/spec/group").and_then(|v| v.as_str()) == Some(group)
-                && c.manifest.pointer("/spec/names/kind").and_then(|v| v.as_str())
+                && c.manifest
+                    .pointer("/spec/names/kind")
+                    .and_then(|v| v.as_str())
                     == Some(o.kind.as_str())
         })
         .and_then(|c| c.manifest.pointer("/spec/names/plural")?.as_str())
@@ -164,7 +166,11 @@ pub async fn check(
                 continue;
             }
         };
-        let namespace = if namespaced { o.namespace.clone() } else { None };
+        let namespace = if namespaced {
+            o.namespace.clone()
+        } else {
+            None
+        };
         let exists = match live.get(&ObjectKey::from(o)).await {
             Ok(found) => found.is_some(),
             // Unknown: ask for create as well, which a new object needs.
@@ -247,7 +253,11 @@ fn refusal_scope(r: &Refusal) -> String {
 /// Whether the identity of `client` may impersonate `sa` (a SelfSubjectAccessReview, which
 /// every authenticated identity may send). A warning only: the daemon may run as another
 /// identity than the one validating.
-async fn may_impersonate(client: &Client, sa: &ServiceAccountRef, set: &DesiredSet) -> Option<Finding> {
+async fn may_impersonate(
+    client: &Client,
+    sa: &ServiceAccountRef,
+    set: &DesiredSet,
+) -> Option<Finding> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {

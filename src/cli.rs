@@ -861,6 +861,7 @@ fn default_tier(name: &str) -> crate::config::TierConfig {
         cluster_scoped: false,
         prune: Default::default(),
         apply: Default::default(),
+        service_account: None,
         promote_from: None,
         soak: None,
         gate: Default::default(),

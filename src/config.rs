@@ -1466,7 +1466,10 @@ mod tests {
             "{e}"
         );
         let e = tier("Gitopsd/tier-dev").unwrap_err().to_string();
-        assert!(e.contains("line 6") && e.contains("namespace: expected a DNS label"), "{e}");
+        assert!(
+            e.contains("line 6") && e.contains("namespace: expected a DNS label"),
+            "{e}"
+        );
         let e = tier("gitopsd/Tier_Dev").unwrap_err().to_string();
         assert!(e.contains("name: expected a DNS subdomain"), "{e}");
         let e = tier("{namespace: gitopsd}").unwrap_err().to_string();

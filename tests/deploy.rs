@@ -672,7 +672,10 @@ fn fixture(test: &str, base: reconcile_support::Files) -> Fixture {
         )
         .replace(
             "    prune: true\n",
-            &format!("    prune: true\n    serviceAccount: {}/{TIER_SA}\n", f.state_ns),
+            &format!(
+                "    prune: true\n    serviceAccount: {}/{TIER_SA}\n",
+                f.state_ns
+            ),
         );
     std::fs::write(&f.config, config).unwrap();
     f
@@ -766,7 +769,11 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
     let probe = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}});
     refused(
         Api::<ConfigMap>::namespaced(as_sa.clone(), &f.tier)
-            .patch("probe", &PatchParams::apply("gitopsd"), &Patch::Apply(&probe))
+            .patch(
+                "probe",
+                &PatchParams::apply("gitopsd"),
+                &Patch::Apply(&probe),
+            )
             .await
             .map(|_| ()),
         "writing a ConfigMap in the tier namespace as the daemon itself",
@@ -1124,7 +1131,10 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
         &["create", "namespaces"],
         &["create", "clusterrolebindings"],
         &["create", "clusterroles"],
-        &["patch", "customresourcedefinitions/featureflags.shop.example.com"],
+        &[
+            "patch",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
         &["delete", "customresourcedefinitions"],
         &["create", "configmaps", "-n", "shop-exp"],
         &["patch", "deployments", "-n", "shop-exp"],
@@ -1135,7 +1145,12 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
         // Impersonation: the tier ServiceAccounts by name, nothing else.
         &["impersonate", "serviceaccounts/default", "-n", "gitopsd"],
         &["impersonate", "serviceaccounts/gitopsd", "-n", "gitopsd"],
-        &["impersonate", "serviceaccounts/tier-experimental", "-n", "shop-exp"],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-experimental",
+            "-n",
+            "shop-exp",
+        ],
         &["impersonate", "users/admin"],
         &["impersonate", "groups/system:masters"],
         &["create", "serviceaccounts/token", "-n", "gitopsd"],
@@ -1143,13 +1158,33 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
         check(daemon, args, false);
     }
     for args in [
-        &["impersonate", "serviceaccounts/tier-experimental", "-n", "gitopsd"][..],
-        &["impersonate", "serviceaccounts/tier-validation", "-n", "gitopsd"],
-        &["impersonate", "serviceaccounts/tier-operational", "-n", "gitopsd"],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-experimental",
+            "-n",
+            "gitopsd",
+        ][..],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-validation",
+            "-n",
+            "gitopsd",
+        ],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-operational",
+            "-n",
+            "gitopsd",
+        ],
         &["create", "subjectaccessreviews.authorization.k8s.io"],
         &["watch", "namespaces"],
         &["list", "secrets", "-n", "shop-exp"],
-        &["patch", "configmaps/gitopsd-state-experimental", "-n", "gitopsd"],
+        &[
+            "patch",
+            "configmaps/gitopsd-state-experimental",
+            "-n",
+            "gitopsd",
+        ],
     ] {
         check(daemon, args, true);
     }
@@ -1158,7 +1193,10 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
         &["patch", "namespace/shop-exp"][..],
         &["create", "namespace/shop-exp"],
         &["patch", "priorityclasses/shop-exp-serving"],
-        &["patch", "customresourcedefinitions/featureflags.shop.example.com"],
+        &[
+            "patch",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
         &["create", "secrets", "-n", "shop-exp"],
         &["delete", "deployments", "-n", "shop-exp"],
         &["create", "roles", "-n", "shop-exp"],
@@ -1173,14 +1211,22 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
         &["create", "namespace/kube-system"],
         &["patch", "priorityclasses/shop-val-serving"],
         &["patch", "priorityclasses/system-cluster-critical"],
-        &["delete", "customresourcedefinitions/featureflags.shop.example.com"],
+        &[
+            "delete",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
         &["patch", "customresourcedefinitions/other.example.com"],
         &["create", "clusterrolebindings"],
         &["create", "clusterroles"],
         &["create", "secrets", "-n", "shop-val"],
         &["create", "configmaps", "-n", "kube-system"],
         &["create", "configmaps", "-n", "gitopsd"],
-        &["patch", "serviceaccounts/tier-experimental", "-n", "gitopsd"],
+        &[
+            "patch",
+            "serviceaccounts/tier-experimental",
+            "-n",
+            "gitopsd",
+        ],
         &["create", "validatingwebhookconfigurations"],
     ] {
         check(exp, args, false);
@@ -1191,8 +1237,15 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
     check(val, &["create", "secrets", "-n", "shop-exp"], false);
     check(
         val,
-        &["patch", "customresourcedefinitions/featureflags.shop.example.com"],
+        &[
+            "patch",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
         false,
     );
-    assert!(wrong.is_empty(), "kubectl auth can-i:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "kubectl auth can-i:\n{}",
+        wrong.join("\n")
+    );
 }

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::live::ObjectKey;
 
-pub use forbidden::Refusal;
 pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
+pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
 pub use retry::{Backoff, is_transient};
 

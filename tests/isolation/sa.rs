@@ -81,11 +81,11 @@ async fn grant(live: &ApiLive, tier: &str, sa_ns: &str, guard: &mut ClusterScope
     apply(
         live,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "tier-writes", "namespace": tier},
-               "rules": [
-                   {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": verbs},
-                   {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs},
-               ]}),
+        "metadata": {"name": "tier-writes", "namespace": tier},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": verbs},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs},
+        ]}),
     )
     .await;
     apply(
@@ -150,7 +150,8 @@ fn failures(s: &Value) -> Vec<String> {
 /// The last sync failed the Secret and the PriorityClass.
 fn refused_both(s: &Value, tier: &str, pc_name: &str) -> bool {
     let msgs = failures(s);
-    msgs.iter().any(|m| m.starts_with(&format!("Secret {tier}/db: ")))
+    msgs.iter()
+        .any(|m| m.starts_with(&format!("Secret {tier}/db: ")))
         && msgs
             .iter()
             .any(|m| m.starts_with(&format!("PriorityClass {pc_name}: ")))
