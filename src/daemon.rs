@@ -145,6 +145,10 @@ pub async fn run(
     let mut writers: HashMap<String, Client> = HashMap::new();
     for tier in &config.tiers {
         let Some(sa) = &tier.service_account else {
+            warn!(
+                tier = %tier.name,
+                "no serviceAccount: the tier writes with the daemon's own identity, bounded by gitopsd's validation alone; set tiers[].serviceAccount to have RBAC bound it too"
+            );
             continue;
         };
         let Some(kube_config) = &options.kube_config else {
