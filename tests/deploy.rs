@@ -225,11 +225,24 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
         assert!(kinds.contains(k), "manifests/core has no {k}");
     }
     // The tier Namespaces are created for their RoleBindings only: the config repo owns their
-    // labels, so the install sets none (two managers of one label conflict at gitopsd's apply).
+    // labels, so the install sets none but the tier label, with the very value gitopsd's apply
+    // sets (a value two managers agree on is shared, no conflict): the tier takes its Namespace
+    // over as its own.
+    let tiers = [
+        ("shop-exp", "experimental"),
+        ("shop-val", "validation"),
+        ("shop-ops", "operational"),
+    ];
     for o in core.iter().filter(|o| o["kind"] == "Namespace") {
         if o["metadata"]["name"] != "gitopsd" {
-            assert!(
-                o["metadata"]["labels"].is_null(),
+            let tier = tiers
+                .iter()
+                .find(|(ns, _)| o["metadata"]["name"] == *ns)
+                .map(|(_, t)| *t)
+                .unwrap_or_else(|| panic!("{} is no example tier's namespace", id(o)));
+            assert_eq!(
+                o["metadata"]["labels"],
+                json!({"gitopsd.io/tier": tier}),
                 "tier namespace {} carries labels the config repo also sets",
                 id(o)
             );
