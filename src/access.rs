@@ -138,7 +138,7 @@ pub async fn check(
         // The reviews below still say what it may do.
         Err(e) => debug!(service_account = %sa, error = %e, "cannot read the ServiceAccount"),
     }
-    if let Some(f) = may_impersonate(client, sa, set).await {
+    if let Some(f) = impersonation_finding(client, sa, set).await {
         findings.push(f);
     }
 
@@ -250,14 +250,17 @@ fn refusal_scope(r: &Refusal) -> String {
     }
 }
 
-/// Whether the identity of `client` may impersonate `sa` (a SelfSubjectAccessReview, which
-/// every authenticated identity may send). A warning only: the daemon may run as another
-/// identity than the one validating.
-async fn may_impersonate(
-    client: &Client,
-    sa: &ServiceAccountRef,
-    set: &DesiredSet,
-) -> Option<Finding> {
+/// The rule the daemon's identity needs to impersonate `sa`.
+pub fn impersonate_rule(sa: &ServiceAccountRef) -> String {
+    format!(
+        "{{apiGroups: [\"\"], resources: [serviceaccounts], verbs: [impersonate], resourceNames: [{}]}} in a Role in namespace {} (see manifests/core/rbac.yaml)",
+        sa.name, sa.namespace
+    )
+}
+
+/// Whether the identity of `client` may impersonate `sa`: a SelfSubjectAccessReview, which
+/// every authenticated identity may send. `None` when the review itself failed.
+pub async fn may_impersonate(client: &Client, sa: &ServiceAccountRef) -> Option<bool> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
@@ -274,19 +277,31 @@ async fn may_impersonate(
     };
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     match api.create(&PostParams::default(), &review).await {
-        Ok(a) if a.status.as_ref().is_some_and(|s| s.allowed) => None,
-        Ok(_) => tier_finding(
-            set,
-            Level::Warn,
-            format!(
-                "the identity of --kubeconfig may not impersonate serviceAccount {sa}; the daemon's identity needs the rule {{apiGroups: [\"\"], resources: [serviceaccounts], verbs: [impersonate], resourceNames: [{}]}} in a Role in namespace {} (see manifests/core/rbac.yaml)",
-                sa.name, sa.namespace
-            ),
-        ),
+        Ok(a) => Some(a.status.as_ref().is_some_and(|s| s.allowed)),
         Err(e) => {
             debug!(error = %e, "the SelfSubjectAccessReview failed");
             None
         }
+    }
+}
+
+/// A warning when the identity of `client` may not impersonate `sa` (the daemon may run as
+/// another identity than the one validating, so it does not block).
+async fn impersonation_finding(
+    client: &Client,
+    sa: &ServiceAccountRef,
+    set: &DesiredSet,
+) -> Option<Finding> {
+    match may_impersonate(client, sa).await {
+        Some(false) => tier_finding(
+            set,
+            Level::Warn,
+            format!(
+                "the identity of --kubeconfig may not impersonate serviceAccount {sa}; the daemon's identity needs the rule {}",
+                impersonate_rule(sa)
+            ),
+        ),
+        _ => None,
     }
 }
 

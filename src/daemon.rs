@@ -164,6 +164,15 @@ pub async fn run(
                 source,
             })?;
         info!(tier = %tier.name, service_account = %sa, "the tier writes as its ServiceAccount (impersonated)");
+        // Said once at start-up, not as one 403 per object on every sync.
+        if crate::access::may_impersonate(&client, sa).await == Some(false) {
+            warn!(
+                tier = %tier.name,
+                service_account = %sa,
+                "the daemon's identity may not impersonate the tier's ServiceAccount: every write of the tier will be refused; grant it the rule {}",
+                crate::access::impersonate_rule(sa)
+            );
+        }
         writers.insert(tier.name.clone(), writer);
     }
 
