@@ -127,6 +127,10 @@ async fn grant(live: &ApiLive, tier: &str, sa_ns: &str, guard: &mut ClusterScope
     .await;
 }
 
+/// The Secret below is plaintext in git, which validation blocks by default: a warning here,
+/// so that it reaches the API server (as a hole in validation would let it).
+const PLAINTEXT_SECRET_WARNS: &str = "validation: {rules: {plaintext-secret: warn}}";
+
 const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: not-for-this-tier\n";
 
 fn priority_class(name: &str) -> String {
@@ -167,7 +171,10 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
         let mut f = Fixture::new(
             "sa-rbac",
             files,
-            TierExtra(vec![format!("serviceAccount: {sa_ns}/tier-sa")]),
+            TierExtra(vec![
+                format!("serviceAccount: {sa_ns}/tier-sa"),
+                PLAINTEXT_SECRET_WARNS.to_owned(),
+            ]),
         );
         let tier = f.tier.clone();
         // A cluster-scoped object the tier may not write either (the admin running the daemon
@@ -322,7 +329,11 @@ async fn without_impersonation_the_daemons_identity_would_have_written_it() {
         let live = ApiLive::new(client.clone());
         let mut files = base_files(IMAGE_1);
         files.push(("base/secret.yaml".into(), SECRET.into()));
-        let mut f = Fixture::new("sa-ctl", files, TierExtra::default());
+        let mut f = Fixture::new(
+            "sa-ctl",
+            files,
+            TierExtra(vec![PLAINTEXT_SECRET_WARNS.to_owned()]),
+        );
         let head = f.head();
         f.start();
         f.wait_synced_healthy(&head, SYNC).await;
