@@ -129,6 +129,24 @@ impl ApplyError {
         let refusal = super::forbidden::parse(message);
         let (why, fix) = match &refusal {
             Some(r) => (r.to_string(), r.fix()),
+            None if message
+                .contains("is attempting to grant RBAC permissions not currently held") =>
+            {
+                // RBAC's escalation check: a Role or binding that grants more than the writer
+                // holds. The rules follow the colon, one per line.
+                let rules = message
+                    .split_once("not currently held:")
+                    .map_or("", |(_, r)| r)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (
+                    format!(
+                        "RBAC's escalation check: the writer may not grant permissions it does not hold itself ({rules})"
+                    ),
+                    "a tier may grant only what its serviceAccount holds in that namespace: remove the grant from the config repo, or, if it is meant, give the tier's ServiceAccount those permissions first".to_owned(),
+                )
+            }
             None => {
                 // Not RBAC's wording: an admission plugin, or (server-side apply creating an
                 // object) the create check, whose message carries no verb.

@@ -85,6 +85,8 @@ async fn grant(live: &ApiLive, tier: &str, sa_ns: &str, guard: &mut ClusterScope
         "rules": [
             {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": verbs},
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs},
+            // RoleBindings too: what a binding may grant is RBAC's escalation check.
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": verbs},
         ]}),
     )
     .await;
@@ -132,6 +134,13 @@ async fn grant(live: &ApiLive, tier: &str, sa_ns: &str, guard: &mut ClusterScope
 const PLAINTEXT_SECRET_WARNS: &str = "validation: {rules: {plaintext-secret: warn}}";
 
 const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: not-for-this-tier\n";
+
+/// A RoleBinding that hands the tier's own ServiceAccount cluster-admin in its namespace.
+fn escalation(sa_ns: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: escalate\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}\nsubjects: [{{kind: ServiceAccount, name: tier-sa, namespace: {sa_ns}}}]\n"
+    )
+}
 
 fn priority_class(name: &str) -> String {
     format!(
@@ -183,10 +192,13 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
         guard
             .0
             .push(key("scheduling.k8s.io/v1", "PriorityClass", None, &pc_name));
-        f.write_files(&vec![(
-            format!("tiers/{tier}/priorityclass.yaml"),
-            priority_class(&pc_name),
-        )]);
+        f.write_files(&vec![
+            (
+                format!("tiers/{tier}/priorityclass.yaml"),
+                priority_class(&pc_name),
+            ),
+            ("base/escalate.yaml".to_owned(), escalation(&sa_ns)),
+        ]);
         let first = f.commit("a Secret and a PriorityClass the tier's ServiceAccount may not write");
         grant(&live, &tier, &sa_ns, &mut guard).await;
 
@@ -256,6 +268,16 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
             )),
             "{pc}"
         );
+        // The tier's Role lets it write RoleBindings, but not one granting more than it holds.
+        let esc = msgs
+            .iter()
+            .find(|m| m.starts_with(&format!("RoleBinding {tier}/escalate: ")))
+            .unwrap_or_else(|| panic!("no failure for the escalating RoleBinding: {msgs:?}"));
+        assert!(
+            esc.contains("refused by the API server (403 Forbidden): RBAC's escalation check: the writer may not grant permissions it does not hold itself ({APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}")
+                && esc.contains("a tier may grant only what its serviceAccount holds"),
+            "{esc}"
+        );
         // The log says it as well, per object.
         let log = f.daemon().log_tail(400);
         assert!(
@@ -271,6 +293,16 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
         let pc_key = key("scheduling.k8s.io/v1", "PriorityClass", None, &pc_name);
         assert!(!exists(&live, &secret_key).await, "the Secret reached the cluster");
         assert!(!exists(&live, &pc_key).await, "the PriorityClass reached the cluster");
+        let esc_key = key(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            Some(&tier),
+            "escalate",
+        );
+        assert!(
+            !exists(&live, &esc_key).await,
+            "the escalating RoleBinding reached the cluster"
+        );
         for (api_version, kind, name) in [
             ("v1", "ConfigMap", "api-config"),
             ("v1", "ConfigMap", "extra-1"),
@@ -303,7 +335,11 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
         assert!(exists(&live, &extra_1).await, "extra-1 was pruned in a failed sync");
 
         // The next allowed commit applies and prunes, as the ServiceAccount may.
-        f.remove_files(&["base/secret.yaml", &format!("tiers/{tier}/priorityclass.yaml")]);
+        f.remove_files(&[
+            "base/secret.yaml",
+            "base/escalate.yaml",
+            &format!("tiers/{tier}/priorityclass.yaml"),
+        ]);
         let third = f.commit("only what the tier may write");
         let s = f.wait_synced_healthy(&third, SYNC).await;
         assert!(failures(&s).is_empty(), "{}", brief_status(&s));
@@ -314,6 +350,7 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
         .await;
         assert!(!exists(&live, &secret_key).await);
         assert!(!exists(&live, &pc_key).await);
+        assert!(!exists(&live, &esc_key).await);
         drop(f);
         drop(guard);
     })
