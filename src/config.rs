@@ -966,6 +966,24 @@ impl Config {
                     ),
                 ));
             }
+            // The namespace of the ServiceAccounts the tiers write as is the seat of every
+            // tier's identity: a tier that may write there could bind its ServiceAccount more,
+            // or delete another tier's.
+            for (j, ns) in tier.namespaces.iter().enumerate() {
+                if let Some((k, other)) = self.tiers.iter().enumerate().find(|(_, t)| {
+                    t.service_account
+                        .as_ref()
+                        .is_some_and(|sa| &sa.namespace == ns)
+                }) {
+                    return Err(invalid(
+                        at(&format!("namespaces[{j}]")),
+                        format!(
+                            "namespace {ns:?} holds the ServiceAccount tier {:?} writes as (tiers[{k}].serviceAccount); no tier may write there: keep the tiers' ServiceAccounts in a namespace of their own (e.g. gitopsd's)",
+                            other.name
+                        ),
+                    ));
+                }
+            }
             if let Some(rb) = &tier.rollback
                 && rb.health_timeout < Duration::from_secs(1)
             {
@@ -1459,6 +1477,16 @@ mod tests {
         .unwrap();
         assert_eq!(none.tiers[0].service_account, None);
 
+        // No tier may write where the ServiceAccounts live.
+        let e = parse(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a], serviceAccount: b/tier-a}\n  - {name: b, ref: main, namespaces: [b]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tiers[1].namespaces[0]: namespace \"b\" holds the ServiceAccount tier \"a\" writes as (tiers[0].serviceAccount); no tier may write there"),
+            "{e}"
+        );
         let e = tier("tier-dev").unwrap_err().to_string();
         assert!(e.starts_with("gitopsd.yaml line 6 column "), "{e}");
         assert!(
