@@ -1262,3 +1262,60 @@ fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_writ
         wrong.join("\n")
     );
 }
+
+/// `gitopsd validate --kubeconfig` as the daemon's own ServiceAccount: the shipped RBAC lets it
+/// ask RBAC (SubjectAccessReview) what the tier's ServiceAccount may write, and the tier's
+/// gaps are listed (here a PriorityClass it is not granted), the rest passes.
+#[tokio::test]
+async fn validate_as_the_daemons_service_account_lists_what_the_tiers_service_account_may_not_write()
+ {
+    install();
+    let admin = support::client().await;
+    let f = fixture("dep-val", base_files(IMAGE_1));
+    let _cluster = grant(&admin, &f.tier, &f.state_ns).await;
+    let sa = service_account_kubeconfig(&admin, f.dir.path()).await;
+    let pc = format!("{}-prio", f.tier);
+    f.write_files(&vec![(
+        format!("tiers/{}/priorityclass.yaml", f.tier),
+        format!(
+            "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: {pc}\nvalue: 1000\n"
+        ),
+    )]);
+    f.commit("a PriorityClass the tier is not granted");
+    let out = support::gitopsd(&[
+        "validate",
+        "--config",
+        &f.config.display().to_string(),
+        "--kubeconfig",
+        &sa.display().to_string(),
+    ]);
+    let text = support::stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        support::stderr(&out)
+    );
+    let who = format!("{}/{TIER_SA}", f.state_ns);
+    for verb in ["create", "patch", "delete"] {
+        assert!(
+            text.contains(&format!(
+                "PriorityClass {pc}: serviceAccount {who} may not {verb} priorityclasses.scheduling.k8s.io \"{pc}\" at the cluster scope"
+            )),
+            "{verb}: {text}"
+        );
+    }
+    let gaps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("[scope/service-account-permission]"))
+        .collect();
+    assert_eq!(
+        gaps.len(),
+        3,
+        "only the PriorityClass lacks permissions: {text}"
+    );
+    assert!(
+        !text.contains("cannot check") && !text.contains("may not impersonate"),
+        "{text}"
+    );
+}
