@@ -1,6 +1,8 @@
 //! The in-cluster deployment: the Dockerfile (hadolint), `manifests/` applied to the local
 //! control plane, and two `gitopsd run` replicas on this host authenticated as the manifests'
-//! ServiceAccount (a TokenRequest token, not admin), electing a leader with a Lease.
+//! ServiceAccount (a TokenRequest token, not admin), electing a leader with a Lease; the tier
+//! writes as its own ServiceAccount, impersonated (`serviceAccount`), as the manifests' tiers
+//! do. `kubectl auth can-i` checks what the shipped RBAC grants whom.
 //!
 //! `cargo test --test deploy`. The install (`manifests/core`) stays in the cluster after the
 //! tests (re-applying it is a no-op); each replica test has its own tier, state namespace and
