@@ -22,10 +22,13 @@ use crate::daemon::Handles;
 use crate::status::{SyncState, TierStatus};
 
 mod dashboard;
+mod escape;
+mod refused;
 mod secret;
 mod sync;
 mod webhook;
 
+pub use refused::Refusals;
 pub use secret::{Secret, SecretFileError};
 pub use webhook::{Webhook, WebhookResult, WebhookStats};
 
@@ -40,7 +43,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// The routes, with a refusal budget of their own (see [`router_with`]).
 pub fn router(handles: Handles) -> Router {
+    router_with(handles, std::sync::Arc::default())
+}
+
+/// The routes; every answer passes [`refused::guard`], which limits clients that keep being
+/// refused and keeps the log of refusals bounded (`refusals`).
+pub fn router_with(handles: Handles, refusals: std::sync::Arc<Refusals>) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -59,6 +69,12 @@ pub fn router(handles: Handles) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // Outermost: it sees the 404 of an unknown route, the 413 of the body limit and the
+        // 408 of the timeout too.
+        .layer(axum::middleware::from_fn_with_state(
+            refusals,
+            refused::guard,
+        ))
         .with_state(handles)
 }
 
@@ -71,7 +87,22 @@ pub fn router(handles: Handles) -> Router {
 /// `axum::serve` does not give it; without one, a client that never finishes its headers
 /// holds its connection and task forever.
 pub async fn serve(listener: TcpListener, handles: Handles, shutdown: CancellationToken) {
-    let app = router(handles);
+    let refusals = std::sync::Arc::new(Refusals::default());
+    let app = router_with(handles, refusals.clone());
+    // Once a window: how many refusals the log left out, so a flood that stopped shows its size.
+    let summary = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(refused::WINDOW);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => refusals.summary(),
+                }
+            }
+        })
+    };
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -119,6 +150,7 @@ pub async fn serve(listener: TcpListener, handles: Handles, shutdown: Cancellati
     if drained.is_err() {
         warn!(after = ?DRAIN, "status endpoint connections still open at shutdown; closing them");
     }
+    summary.abort();
 }
 
 /// Ready once every tier has finished a sync (whatever its result): the daemon is working. A
@@ -195,11 +227,21 @@ async fn diff(
     }
 }
 
+/// 404 for a tier that does not exist, naming the ones that do (the caller's name escaped and
+/// cut: it is echoed).
 fn not_found(h: &Handles, name: &str) -> Response {
     let known: Vec<&str> = h.tiers.iter().map(|(n, _)| n.as_str()).collect();
     (
         StatusCode::NOT_FOUND,
-        format!("no tier {name:?}; tiers: {}\n", known.join(", ")),
+        axum::Extension(refused::Refused::new(
+            refused::Reason::NotFound,
+            "no such tier",
+        )),
+        format!(
+            "no tier \"{}\"; tiers: {}\n",
+            escape::printable(name, 64),
+            known.join(", ")
+        ),
     )
         .into_response()
 }
