@@ -555,6 +555,118 @@ mod tests {
         assert_eq!(r.admit(first, t0 + Duration::from_secs(5)), Ok(()));
     }
 
+    /// A log sink for one test: JSON lines into a buffer.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    mod router {
+        use super::*;
+        use crate::activity::Observers;
+        use crate::http::sync::test_handles;
+        use axum::body::Body;
+        use tower::ServiceExt;
+
+        async fn send(app: &axum::Router, from: [u8; 4], method: &str, path: &str) -> Response {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", "Bearer nope")
+                .body(Body::empty())
+                .expect("request");
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from((from, 40000))));
+            app.clone().oneshot(req).await.expect("infallible")
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_flooding_client_gets_429_its_log_is_bounded_and_escaped_and_others_are_served() {
+            let sink = Sink::default();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_writer({
+                    let sink = sink.clone();
+                    move || sink.clone()
+                })
+                .finish();
+            let _guard = tracing::subscriber::set_default(subscriber);
+            let refusals = Arc::new(Refusals::default());
+            let app = crate::http::router_with(
+                test_handles(Some("t0ken"), None, Observers::default()),
+                refusals.clone(),
+            );
+            let attacker = [203, 0, 113, 9];
+            let evil = format!("/api/v1/tiers/%1b%5b2J{}%1b/sync", "A".repeat(5000));
+            let mut statuses = Vec::new();
+            for _ in 0..1000 {
+                statuses.push(send(&app, attacker, "POST", &evil).await.status().as_u16());
+            }
+            assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
+            assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
+            let r = send(&app, attacker, "POST", "/api/v1/tiers/a/sync").await;
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+            // Probes and scrapes are never limited.
+            let r = send(&app, attacker, "GET", "/healthz").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            // Another client, with the token, is served.
+            let mut req = Request::post("/api/v1/tiers/a/sync")
+                .header("authorization", "Bearer t0ken")
+                .body(Body::empty())
+                .expect("request");
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 1))));
+            let r = app.clone().oneshot(req).await.expect("infallible");
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            // Unknown routes and methods are refusals too.
+            let other = [198, 51, 100, 1];
+            assert_eq!(
+                send(&app, other, "GET", "/nope").await.status(),
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                send(&app, other, "DELETE", "/api/v1/tiers").await.status(),
+                StatusCode::METHOD_NOT_ALLOWED
+            );
+            // The attacker's budget refills: one token every 2 s.
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert_eq!(
+                send(&app, attacker, "POST", "/api/v1/tiers/a/sync")
+                    .await
+                    .status(),
+                StatusCode::UNAUTHORIZED
+            );
+
+            let log = String::from_utf8(sink.0.lock().unwrap().clone()).expect("UTF-8 log");
+            let lines: Vec<&str> = log.lines().collect();
+            // 401: the 1st to 3rd and the 10th (the 31st, after the refill, is not logged);
+            // 429: the 1st to 3rd, the 10th and the 100th; the other client's 404 and 405; the
+            // accepted sync's own line.
+            assert!(lines.len() <= 12, "{} lines:\n{log}", lines.len());
+            assert!(
+                log.contains(r#""reason":"over_limit""#) && log.contains(r#""nth":100"#),
+                "{log}"
+            );
+            assert!(log.contains(r#""not_logged":89"#), "{log}");
+            assert!(log.contains(r#""reason":"method_not_allowed""#), "{log}");
+            assert!(!log.contains('\u{1b}') && !log.contains("\\u001b"), "{log}");
+            assert!(
+                !log.contains(&"A".repeat(PATH_MAX)),
+                "the path is cut: {log}"
+            );
+            assert!(log.contains("more bytes)"), "{log}");
+        }
+    }
+
     #[test]
     fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_is_the_ipv4() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
