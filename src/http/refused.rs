@@ -49,6 +49,11 @@ pub const GLOBAL_LINES_PER_WINDOW: u64 = 40;
 pub const MAX_CLIENTS: usize = 4096;
 /// Characters of a URL path kept in a log line.
 pub const PATH_MAX: usize = 96;
+/// Connections one client may hold open at once (a benchmark runs 200 from one address).
+pub const CONNECTIONS_PER_CLIENT: usize = 256;
+/// Connections open at once in all: file descriptors and tasks stay bounded whatever the
+/// number of addresses.
+pub const CONNECTIONS_MAX: usize = 4096;
 
 /// Why a request was refused: one log budget per client and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,9 +71,11 @@ pub enum Reason {
     OverLimit,
     /// A webhook delivery already received (a replay).
     Duplicate,
+    /// A connection over the limit of open connections (the client's or everyone's).
+    Connections,
 }
 
-const REASONS: usize = 10;
+const REASONS: usize = 11;
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
@@ -83,6 +90,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::OverLimit => "over_limit",
             Reason::Duplicate => "duplicate",
+            Reason::Connections => "too_many_connections",
         }
     }
 
@@ -325,6 +333,71 @@ impl Refusals {
     }
 }
 
+/// Open connections per client, and in all.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: Mutex<(HashMap<Client, usize>, usize)>,
+}
+
+/// One open connection; dropping it closes its slot.
+#[derive(Debug)]
+pub struct Slot {
+    connections: Arc<Connections>,
+    client: Client,
+}
+
+impl Connections {
+    /// A slot for a new connection of `client`, or `None` over either limit.
+    pub fn open(self: &Arc<Self>, client: Client) -> Option<Slot> {
+        let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (per_client, total) = &mut *guard;
+        let mine = per_client.get(&client).copied().unwrap_or(0);
+        if *total >= CONNECTIONS_MAX || mine >= CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        per_client.insert(client, mine + 1);
+        *total += 1;
+        Some(Slot {
+            connections: self.clone(),
+            client,
+        })
+    }
+
+    /// Connections open now.
+    pub fn total(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut guard = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (per_client, total) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Logs (within the budget) a connection closed at once for being over the limits.
+pub fn connection_refused(refusals: &Refusals, client: Client) {
+    if let LogLine::Log { nth, not_logged } =
+        refusals.refused(client, Reason::Connections, Instant::now())
+    {
+        warn!(%client, reason = Reason::Connections.as_str(), nth, not_logged,
+            per_client = CONNECTIONS_PER_CLIENT, total = CONNECTIONS_MAX,
+            "connection refused: too many open connections");
+    }
+}
+
 impl Budget {
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -333,7 +406,7 @@ impl Budget {
     }
 }
 
-fn is_power_of_ten(mut n: u64) -> bool {
+pub fn is_power_of_ten(mut n: u64) -> bool {
     while n >= 10 && n.is_multiple_of(10) {
         n /= 10;
     }
@@ -678,6 +751,33 @@ mod tests {
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(Client::of(mapped), client(1));
         assert_eq!(client(1).to_string(), "192.0.2.1");
+    }
+
+    #[test]
+    fn connections_are_bounded_per_client_and_in_all() {
+        let c = Arc::new(Connections::default());
+        let a = client(1);
+        let mut slots: Vec<Slot> = (0..CONNECTIONS_PER_CLIENT)
+            .map(|_| c.open(a).expect("under the limit"))
+            .collect();
+        assert!(c.open(a).is_none(), "over the client's limit");
+        assert!(
+            c.open(client(2)).is_some(),
+            "another client is not concerned"
+        );
+        slots.pop();
+        assert!(c.open(a).is_some(), "a closed connection frees its slot");
+        drop(slots);
+        assert_eq!(c.total(), 0);
+        let many: Vec<Slot> = (0..CONNECTIONS_MAX as u32)
+            .map(|i| {
+                c.open(Client::of(IpAddr::from((0x0a00_0000 + i).to_be_bytes())))
+                    .expect("under the total")
+            })
+            .collect();
+        assert!(c.open(client(3)).is_none(), "over the total");
+        drop(many);
+        assert!(c.open(client(3)).is_some());
     }
 
     #[test]
