@@ -51,6 +51,9 @@ pub fn router(handles: Handles) -> Router {
 /// The routes; every answer passes [`refused::guard`], which limits clients that keep being
 /// refused and keeps the log of refusals bounded (`refusals`).
 pub fn router_with(handles: Handles, refusals: std::sync::Arc<Refusals>) -> Router {
+    if let Some(m) = &handles.metrics {
+        refusals.count_into(m.http_refused());
+    }
     Router::new()
         .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -122,6 +122,7 @@ pub struct Metrics {
     last_sync: GaugeVec,
     kube_requests: IntCounterVec,
     webhook_requests: IntCounterVec,
+    http_refused: IntCounterVec,
     window_open: IntGaugeVec,
     promotion_blocked: IntGaugeVec,
     leader: IntGaugeVec,
@@ -323,6 +324,11 @@ impl Metrics {
                 "Push webhook deliveries, by result (accepted, ignored, duplicate, unauthorized, rate_limited, bad_request).",
                 &["result"],
             )?,
+            http_refused: r.counters(
+                "gitopsd_http_refused_total",
+                "Requests and connections the status endpoint refused, by reason (every one counted, whereas the log samples them).",
+                &["reason"],
+            )?,
             window_open: r.gauges(
                 "gitopsd_change_window_open",
                 "1 when the tier is inside one of its change windows (or has none), else 0.",
@@ -371,6 +377,12 @@ impl Metrics {
             m.commit_to_applied.with_label_values(&[tier]);
         }
         Ok(m)
+    }
+
+    /// `gitopsd_http_refused_total{reason}`, for the status endpoint's refusal guard to count
+    /// into (a handle on the same counters).
+    pub fn http_refused(&self) -> IntCounterVec {
+        self.http_refused.clone()
     }
 
     /// Whether this replica leads, for `gitopsd_leader` (set at each scrape).

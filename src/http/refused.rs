@@ -75,6 +75,22 @@ pub enum Reason {
     Connections,
 }
 
+impl Reason {
+    pub const ALL: [Reason; REASONS] = [
+        Reason::BadRequest,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::MethodNotAllowed,
+        Reason::Timeout,
+        Reason::TooLarge,
+        Reason::RateLimited,
+        Reason::OverLimit,
+        Reason::Duplicate,
+        Reason::Connections,
+    ];
+}
+
 const REASONS: usize = 11;
 
 impl Reason {
@@ -210,6 +226,9 @@ struct Table {
 #[derive(Debug)]
 pub struct Refusals {
     table: Mutex<Table>,
+    /// `gitopsd_http_refused_total{reason}`, when metrics are on: every refusal is counted
+    /// there, logged or not.
+    counter: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 impl Default for Refusals {
@@ -227,7 +246,17 @@ impl Refusals {
                 global_lines: 0,
                 unlogged: 0,
             }),
+            counter: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts every refusal into `counter` (by its `reason` label) from now on; each reason's
+    /// series exists from the start, at 0.
+    pub fn count_into(&self, counter: prometheus::IntCounterVec) {
+        for r in Reason::ALL {
+            counter.with_label_values(&[r.as_str()]);
+        }
+        let _ = self.counter.set(counter);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -254,6 +283,9 @@ impl Refusals {
     /// Counts a refusal of `client` for `reason`: takes one of its tokens (not for
     /// [`Reason::OverLimit`], which is the answer to an empty budget), and says whether to log it.
     pub fn refused(&self, client: Client, reason: Reason, now: Instant) -> LogLine {
+        if let Some(c) = self.counter.get() {
+            c.with_label_values(&[reason.as_str()]).inc();
+        }
         let mut guard = self.lock();
         let t = &mut *guard;
         if t.clients.len() >= MAX_CLIENTS && !t.clients.contains_key(&client) {
@@ -778,6 +810,26 @@ mod tests {
         assert!(c.open(client(3)).is_none(), "over the total");
         drop(many);
         assert!(c.open(client(3)).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_refusal_is_counted_by_reason_logged_or_not() {
+        let counter = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("gitopsd_http_refused_total", "test"),
+            &["reason"],
+        )
+        .expect("counter");
+        let r = Refusals::default();
+        r.count_into(counter.clone());
+        assert_eq!(counter.with_label_values(&["over_limit"]).get(), 0);
+        let now = Instant::now();
+        for _ in 0..500 {
+            r.refused(client(1), Reason::OverLimit, now);
+        }
+        r.refused(client(1), Reason::Duplicate, now);
+        assert_eq!(counter.with_label_values(&["over_limit"]).get(), 500);
+        assert_eq!(counter.with_label_values(&["duplicate"]).get(), 1);
+        assert_eq!(counter.with_label_values(&["unauthorized"]).get(), 0);
     }
 
     #[test]

@@ -286,6 +286,19 @@ async fn a_flood_of_refused_requests_leaves_a_bounded_escaped_log_and_the_token_
     })
     .await;
 
+    // Every refusal is counted, though few are logged.
+    let over = metric(f.port, r#"gitopsd_http_refused_total{reason="over_limit"}"#).await;
+    let unauthorized_total = metric(
+        f.port,
+        r#"gitopsd_http_refused_total{reason="unauthorized"}"#,
+    )
+    .await;
+    assert!(over >= f64::from(flood + 200 - budget), "{over}");
+    assert!(
+        unauthorized_total >= f64::from(unauthorized + 300),
+        "{unauthorized_total}"
+    );
+
     let after = log_of(&mut f);
     let added = &after[before.len()..];
     let text = String::from_utf8_lossy(added);
