@@ -396,6 +396,7 @@ impl Connections {
     }
 
     /// Connections open now.
+    #[cfg(test)]
     pub fn total(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).1
     }
