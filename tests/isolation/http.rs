@@ -232,6 +232,26 @@ async fn a_flood_of_refused_requests_leaves_a_bounded_escaped_log_and_the_token_
         .expect("Retry-After in seconds");
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
 
+    // Raw control bytes in the request line or a header never reach a handler (hyper answers
+    // 400 itself); a C1 control in UTF-8 (obs-text) does, and is not logged raw either.
+    for (path, user) in [
+        (&b"/api/v1/tiers/\x1b[2J/sync"[..], "x"),
+        (&b"/api/v1/tiers/a\x07b/sync"[..], "x"),
+        (&b"/api/v1/tiers/ok/sync"[..], "\u{1b}[31mred"),
+        (&b"/api/v1/tiers/\xc2\x9b31m/sync"[..], "\u{9b}31m\u{202e}"),
+    ] {
+        let a = request(
+            [127, 0, 0, 99],
+            f.port,
+            "POST",
+            path,
+            &[("X-Gitopsd-User", user)],
+            b"",
+        )
+        .await;
+        assert!(matches!(a.status, 400 | 401), "{}: {}", a.status, a.body);
+    }
+
     // Many addresses, a few refusals each: the log budget of all of them together holds.
     for last in 100..=199u8 {
         for _ in 0..3 {
@@ -313,6 +333,13 @@ async fn a_flood_of_refused_requests_leaves_a_bounded_escaped_log_and_the_token_
         flood + 200 + 300,
         refused.len()
     );
+    for l in refused
+        .iter()
+        .take(2)
+        .chain(refused.iter().filter(|l| l.contains("\"nth\":1000")))
+    {
+        println!("  {l}");
+    }
     // 2,500 refusals: a few lines per address and reason, and the global budget.
     // At most 40 lines a minute for everyone together: the test may straddle two minutes.
     assert!(
