@@ -92,7 +92,18 @@ async fn a_synced_tier_shows_on_metrics_and_promtool_finds_nothing_to_lint() {
             0.0,
         ),
         (format!("gitopsd_change_window_open{{{tier}}}"), 1.0),
-        (format!("gitopsd_promotion_blocked{{{tier}}}"), 0.0),
+        (
+            format!(r#"gitopsd_drift_unresolved_objects{{severity="critical",{tier}}}"#),
+            0.0,
+        ),
+        (
+            format!(r#"gitopsd_promotion_blocked{{held_by="promotion-gate",{tier}}}"#),
+            0.0,
+        ),
+        (
+            format!(r#"gitopsd_promotion_blocked{{held_by="window",{tier}}}"#),
+            0.0,
+        ),
         (
             format!(
                 r#"gitopsd_build_info{{version="{}"}}"#,
