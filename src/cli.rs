@@ -322,7 +322,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
             }
         };
     info!(server = %conn.server, version = %conn.version.git_version, "connected to Kubernetes");
-    let metrics = match crate::metrics::Metrics::new(&config.tiers, Some(requests)) {
+    let metrics = match crate::metrics::Metrics::new(&config.tiers, Some(requests.clone())) {
         Ok(m) => std::sync::Arc::new(m),
         Err(e) => {
             report.error("cannot set up the metrics", &e);
@@ -335,6 +335,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
             git_ref = %tier.git_ref,
             namespaces = ?tier.namespaces,
             promote_from = tier.promote_from.as_deref().unwrap_or("-"),
+            service_account = %tier.service_account.as_ref().map_or("-".to_owned(), |sa| sa.to_string()),
             "tier configured"
         );
     }
@@ -357,6 +358,8 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         observers: crate::activity::Observers::new(vec![metrics.clone(), audit, events]),
         metrics: Some(metrics),
         leader_elect: args.leader_elect,
+        kube_config: Some(conn.config.clone()),
+        requests: Some(requests),
     };
     let result = crate::daemon::run(config, conn.client, options, shutdown).await;
     // The observers are dropped with the daemon: the audit log is fsynced, and the Events
@@ -664,6 +667,10 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
         );
         if let Some(client) = &served {
             findings.extend(unserved_kinds(client, &set).await);
+            // The second wall: what the tier's ServiceAccount may write, asked of RBAC.
+            if let Some(sa) = &tier.service_account {
+                findings.extend(crate::access::check(client, &tier, sa, &set).await);
+            }
         }
         let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
         for f in &findings {
@@ -854,6 +861,7 @@ fn default_tier(name: &str) -> crate::config::TierConfig {
         cluster_scoped: false,
         prune: Default::default(),
         apply: Default::default(),
+        service_account: None,
         promote_from: None,
         soak: None,
         gate: Default::default(),

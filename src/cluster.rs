@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::config::ServiceAccountRef;
 use crate::live::RequestCounter;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,9 @@ pub enum ClusterError {
 /// A client and what the server said about itself.
 pub struct Connection {
     pub client: kube::Client,
+    /// What the client was built from: the daemon builds each tier's impersonating client
+    /// from it ([`impersonating`]).
+    pub config: kube::Config,
     pub server: String,
     pub version: k8s_openapi::apimachinery::pkg::version::Info,
 }
@@ -77,15 +81,7 @@ pub async fn connect_counted(
 ) -> Result<Connection, ClusterError> {
     let config = client_config(kubeconfig).await?;
     let server = config.cluster_url.to_string();
-    let builder =
-        kube::client::ClientBuilder::try_from(config).map_err(|source| ClusterError::Client {
-            server: server.clone(),
-            source,
-        })?;
-    let client = match counter {
-        Some(c) => builder.with_layer(c).build(),
-        None => builder.build(),
-    };
+    let client = build(config.clone(), counter)?;
     let version = client
         .apiserver_version()
         .await
@@ -95,7 +91,69 @@ pub async fn connect_counted(
         })?;
     Ok(Connection {
         client,
+        config,
         server,
         version,
     })
+}
+
+fn build(
+    config: kube::Config,
+    counter: Option<&RequestCounter>,
+) -> Result<kube::Client, ClusterError> {
+    let server = config.cluster_url.to_string();
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClusterError::Client { server, source })?;
+    Ok(match counter {
+        Some(c) => builder.with_layer(c).build(),
+        None => builder.build(),
+    })
+}
+
+/// The config of a client that acts as `sa`: every request carries `Impersonate-User:
+/// system:serviceaccount:<ns>:<name>`, so the API server authorizes it with the
+/// ServiceAccount's RBAC (and needs `impersonate` on that ServiceAccount from the daemon's
+/// identity). No groups are sent: the server then gives the ServiceAccount its own groups
+/// (`system:serviceaccounts`, `system:serviceaccounts:<ns>`, `system:authenticated`), and
+/// the daemon needs no right to impersonate groups.
+pub fn impersonating_config(config: &kube::Config, sa: &ServiceAccountRef) -> kube::Config {
+    let mut config = config.clone();
+    config.auth_info.impersonate = Some(sa.username());
+    config.auth_info.impersonate_groups = None;
+    config.auth_info.impersonate_uid = None;
+    config.auth_info.impersonate_user_extra = None;
+    config
+}
+
+/// A client from `config` that acts as `sa` ([`impersonating_config`]), its requests counted
+/// by `counter` like the daemon's own.
+pub fn impersonating(
+    config: &kube::Config,
+    sa: &ServiceAccountRef,
+    counter: Option<&RequestCounter>,
+) -> Result<kube::Client, ClusterError> {
+    build(impersonating_config(config, sa), counter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_impersonating_config_names_the_service_account_and_no_groups() {
+        let mut base = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        base.auth_info.impersonate = Some("someone".into());
+        base.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
+        let sa = ServiceAccountRef {
+            namespace: "gitopsd".into(),
+            name: "tier-dev".into(),
+        };
+        let c = impersonating_config(&base, &sa);
+        assert_eq!(
+            c.auth_info.impersonate.as_deref(),
+            Some("system:serviceaccount:gitopsd:tier-dev")
+        );
+        assert_eq!(c.auth_info.impersonate_groups, None);
+        assert_eq!(c.cluster_url, base.cluster_url);
+    }
 }

@@ -247,6 +247,11 @@ pub struct TierConfig {
     /// How objects are applied: conflicts, immutable fields, concurrency.
     #[serde(default)]
     pub apply: ApplyConfig,
+    /// The ServiceAccount this tier writes as: every apply, delete and dry-run of the tier
+    /// impersonates it, so the API server's RBAC bounds what the tier can change even where
+    /// gitopsd's own validation has a hole. Reads, the tier state, Events and the Lease keep
+    /// the daemon's identity. Absent: the daemon's own identity writes (not recommended).
+    pub service_account: Option<ServiceAccountRef>,
     /// A tier listed before this one: a revision is deployed here only once that tier
     /// recorded it healthy (see [`PromotionGate`]).
     pub promote_from: Option<String>,
@@ -276,6 +281,86 @@ pub struct TierConfig {
     /// Severity overrides, checked in order before the default rules.
     #[serde(default)]
     pub severity: Vec<SeverityOverride>,
+}
+
+/// A ServiceAccount a tier impersonates: `serviceAccount: gitopsd/tier-dev` or
+/// `serviceAccount: {namespace: gitopsd, name: tier-dev}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceAccountRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceAccountRef {
+    /// The user name the API server gives the ServiceAccount (and the impersonated user).
+    pub fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
+
+    fn checked(namespace: String, name: String) -> Result<ServiceAccountRef, String> {
+        check_dns_label(&namespace).map_err(|why| format!("namespace: {why}"))?;
+        check_dns_subdomain(&name).map_err(|why| format!("name: {why}"))?;
+        Ok(ServiceAccountRef { namespace, name })
+    }
+}
+
+impl fmt::Display for ServiceAccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl FromStr for ServiceAccountRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let expected = "expected NAMESPACE/NAME of a ServiceAccount (e.g. \"gitopsd/tier-dev\") or {namespace, name}";
+        // The user-name spelling is accepted too, as kubectl's --as takes it.
+        let rest = s.strip_prefix("system:serviceaccount:");
+        let parts = match rest {
+            Some(r) => r.split_once(':'),
+            None => s.split_once('/'),
+        };
+        match parts {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                ServiceAccountRef::checked(ns.to_owned(), name.to_owned())
+                    .map_err(|why| format!("{why} in {s:?}"))
+            }
+            _ => Err(format!("{expected}; found {s:?}")),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceAccountFields {
+    namespace: String,
+    name: String,
+}
+
+impl<'de> Deserialize<'de> for ServiceAccountRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ServiceAccountRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("NAMESPACE/NAME of a ServiceAccount, or {namespace, name}")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ServiceAccountRef, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<ServiceAccountRef, A::Error> {
+                let f = ServiceAccountFields::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                ServiceAccountRef::checked(f.namespace, f.name).map_err(serde::de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Prune: deleting inventory objects that left the desired set, behind guards.
@@ -881,6 +966,24 @@ impl Config {
                     ),
                 ));
             }
+            // The namespace of the ServiceAccounts the tiers write as is the seat of every
+            // tier's identity: a tier that may write there could bind its ServiceAccount more,
+            // or delete another tier's.
+            for (j, ns) in tier.namespaces.iter().enumerate() {
+                if let Some((k, other)) = self.tiers.iter().enumerate().find(|(_, t)| {
+                    t.service_account
+                        .as_ref()
+                        .is_some_and(|sa| &sa.namespace == ns)
+                }) {
+                    return Err(invalid(
+                        at(&format!("namespaces[{j}]")),
+                        format!(
+                            "namespace {ns:?} holds the ServiceAccount tier {:?} writes as (tiers[{k}].serviceAccount); no tier may write there: keep the tiers' ServiceAccounts in a namespace of their own (e.g. gitopsd's)",
+                            other.name
+                        ),
+                    ));
+                }
+            }
             if let Some(rb) = &tier.rollback
                 && rb.health_timeout < Duration::from_secs(1)
             {
@@ -943,6 +1046,17 @@ fn check_dns_label(s: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "expected a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit); found {s:?}"
+        ))
+    }
+}
+
+/// ServiceAccount names are DNS subdomains: labels joined by '.', at most 253 characters.
+fn check_dns_subdomain(s: &str) -> Result<(), String> {
+    if !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| check_dns_label(l).is_ok()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253); found {s:?}"
         ))
     }
 }
@@ -1333,6 +1447,65 @@ mod tests {
             e.contains("tiers[0].severity[1].level: unknown field `level`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_service_account_is_namespace_slash_name_or_a_map_and_named_on_error() {
+        let tier = |sa: &str| {
+            parse(&format!(
+                "source: {{url: /srv/config}}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    serviceAccount: {sa}\n"
+            ))
+            .map(|c| c.tiers[0].service_account.clone())
+        };
+        let want = Some(ServiceAccountRef {
+            namespace: "gitopsd".into(),
+            name: "tier-dev".into(),
+        });
+        assert_eq!(tier("gitopsd/tier-dev").unwrap(), want);
+        assert_eq!(tier("{namespace: gitopsd, name: tier-dev}").unwrap(), want);
+        assert_eq!(
+            tier("system:serviceaccount:gitopsd:tier-dev").unwrap(),
+            want
+        );
+        assert_eq!(
+            want.as_ref().map(ServiceAccountRef::username).as_deref(),
+            Some("system:serviceaccount:gitopsd:tier-dev")
+        );
+        let none = parse(
+            "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n",
+        )
+        .unwrap();
+        assert_eq!(none.tiers[0].service_account, None);
+
+        // No tier may write where the ServiceAccounts live.
+        let e = parse(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a], serviceAccount: b/tier-a}\n  - {name: b, ref: main, namespaces: [b]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tiers[1].namespaces[0]: namespace \"b\" holds the ServiceAccount tier \"a\" writes as (tiers[0].serviceAccount); no tier may write there"),
+            "{e}"
+        );
+        let e = tier("tier-dev").unwrap_err().to_string();
+        assert!(e.starts_with("gitopsd.yaml line 6 column "), "{e}");
+        assert!(
+            e.contains("tiers[0].serviceAccount: expected NAMESPACE/NAME"),
+            "{e}"
+        );
+        let e = tier("Gitopsd/tier-dev").unwrap_err().to_string();
+        assert!(
+            e.contains("line 6") && e.contains("namespace: expected a DNS label"),
+            "{e}"
+        );
+        let e = tier("gitopsd/Tier_Dev").unwrap_err().to_string();
+        assert!(e.contains("name: expected a DNS subdomain"), "{e}");
+        let e = tier("{namespace: gitopsd}").unwrap_err().to_string();
+        assert!(e.contains("missing field `name`"), "{e}");
+        let e = tier("{namespace: gitopsd, name: a, groups: [x]}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `groups`"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! drift is classified ([`classify`]).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod activity;
 pub mod apply;
 pub mod audit;

@@ -92,6 +92,17 @@ pub enum ApplyError {
         "{object}: not deleted: the object was replaced since it was read (its uid changed), so it is left alone"
     )]
     Replaced { object: String },
+    /// A 403: RBAC (of the tier's ServiceAccount, with `serviceAccount` set) or an admission
+    /// plugin refused the write.
+    #[error("{object}: {what} refused by the API server (403 Forbidden): {why}; {fix}")]
+    Forbidden {
+        object: String,
+        what: &'static str,
+        /// Who may not do what, or the server's message where it is not RBAC's.
+        why: String,
+        fix: String,
+        refusal: Option<super::Refusal>,
+    },
     #[error("{object}: {what} failed: {detail}")]
     Api {
         object: String,
@@ -102,10 +113,67 @@ pub enum ApplyError {
 
 impl ApplyError {
     fn api(object: &str, what: &'static str, e: &kube::Error) -> ApplyError {
+        if let kube::Error::Api(s) = e
+            && s.code == 403
+        {
+            return ApplyError::forbidden(object, what, &s.message);
+        }
         ApplyError::Api {
             object: object.to_owned(),
             what,
             detail: describe_error(e),
+        }
+    }
+
+    fn forbidden(object: &str, what: &'static str, message: &str) -> ApplyError {
+        let refusal = super::forbidden::parse(message);
+        let (why, fix) = match &refusal {
+            Some(r) => (r.to_string(), r.fix()),
+            None if message
+                .contains("is attempting to grant RBAC permissions not currently held") =>
+            {
+                // RBAC's escalation check: a Role or binding that grants more than the writer
+                // holds. The rules follow the colon, one per line.
+                let rules = message
+                    .split_once("not currently held:")
+                    .map_or("", |(_, r)| r)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (
+                    format!(
+                        "RBAC's escalation check: the writer may not grant permissions it does not hold itself ({rules})"
+                    ),
+                    "a tier may grant only what its serviceAccount holds in that namespace: remove the grant from the config repo, or, if it is meant, give the tier's ServiceAccount those permissions first".to_owned(),
+                )
+            }
+            None => {
+                // Not RBAC's wording: an admission plugin, or (server-side apply creating an
+                // object) the create check, whose message carries no verb.
+                let needs = if what.starts_with("delete") {
+                    "`delete`"
+                } else {
+                    "`patch`, and `create` while the object does not exist"
+                };
+                let why = if message.trim_end().ends_with("is forbidden:") {
+                    format!("{} (no reason given: likely RBAC)", message.trim_end())
+                } else {
+                    message.trim_end().to_owned()
+                };
+                (
+                    why,
+                    format!(
+                        "if RBAC refused it, the identity the tier writes as (its serviceAccount) needs {needs} on this object's resource"
+                    ),
+                )
+            }
+        };
+        ApplyError::Forbidden {
+            object: object.to_owned(),
+            what,
+            why,
+            fix,
+            refusal,
         }
     }
 

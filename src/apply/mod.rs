@@ -3,6 +3,7 @@
 //! objects prune chose.
 
 mod applier;
+mod forbidden;
 mod prune;
 mod retry;
 mod status;
@@ -13,6 +14,7 @@ use serde_json::Value;
 use crate::live::ObjectKey;
 
 pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
+pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
 pub use retry::{Backoff, is_transient};
 

@@ -257,6 +257,16 @@ impl TierReconciler {
         }
     }
 
+    /// The client every write of this tier goes through (applies, deletes, dry-runs): one that
+    /// impersonates the tier's `serviceAccount` ([`crate::cluster::impersonating`]), so RBAC
+    /// bounds the tier. Reads (the live cache, prune's checks), the state and Events keep the
+    /// daemon's client given to [`TierReconciler::new`].
+    pub fn set_write_client(&mut self, client: Client) {
+        let api = ApiLive::new(client);
+        self.applier = Applier::new(api.clone(), &self.tier.name, &self.tier.apply);
+        self.dry_run = ApiDryRun::new(api);
+    }
+
     /// Replaces the clock (tests: windows and soak times without waiting).
     pub fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
@@ -913,10 +923,27 @@ impl TierReconciler {
         self.applied_generations
             .retain(|k, _| desired_keys.contains(k));
 
-        // Prune: only when the newest revision fetched, rendered and validated.
+        // Prune: only when the newest revision fetched, rendered and validated, and every
+        // object of this sync was applied: an object refused (RBAC, a conflict) may be the
+        // replacement of one prune would delete.
         let newest_ok =
             self.source_ok && self.desired.failure().is_none() && !cancel.is_cancelled();
-        if newest_ok {
+        let apply_failed = record
+            .outcomes
+            .get(Outcome::Failed.as_str())
+            .is_some_and(|n| *n > 0);
+        if newest_ok && apply_failed {
+            if self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+            {
+                record.prune_notes.push(
+                    "prune skipped: an object of this sync failed to apply (see the failures)"
+                        .into(),
+                );
+            }
+        } else if newest_ok {
             self.prune(&desired_keys, cancel, record).await;
         } else if self
             .state
