@@ -3,18 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
 use crate::live::RequestCounter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot read kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
+    /// `reason` never holds the file's content: a token file passed by mistake would print
+    /// the token (see [`kubeconfig_reason`]).
+    #[error("cannot use kubeconfig {path}: {reason}")]
+    Kubeconfig { path: PathBuf, reason: String },
     #[error(
         "no Kubernetes connection configured: not running in a cluster, and no kubeconfig found ({source}); pass --kubeconfig FILE or set KUBECONFIG"
     )]
@@ -51,7 +49,7 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
         Some(path) => {
             let err = |source| ClusterError::Kubeconfig {
                 path: path.to_owned(),
-                source,
+                reason: kubeconfig_reason(&source),
             };
             let kc = Kubeconfig::read_from(path).map_err(err)?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -61,6 +59,17 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
         None => kube::Config::infer()
             .await
             .map_err(|source| ClusterError::NoConfig { source }),
+    }
+}
+
+/// Why a kubeconfig could not be used, without any of its content: the YAML parser's message
+/// quotes the text it stumbled on, which for a token or key file given by mistake is the
+/// secret itself.
+fn kubeconfig_reason(e: &KubeconfigError) -> String {
+    match e {
+        KubeconfigError::Parse(_) => "it is not a kubeconfig (a YAML file with clusters, contexts and users); its content is not shown, as it may hold credentials; pass the path of a kubeconfig file".to_owned(),
+        KubeconfigError::ReadConfig(source, _) => format!("cannot read it: {source}"),
+        other => crate::escape::escape_line(&other.to_string()).into_owned(),
     }
 }
 
@@ -98,4 +107,33 @@ pub async fn connect_counted(
         server,
         version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_token_file_given_as_kubeconfig_is_not_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2VuLXZhbHVl.sig";
+        for content in [
+            token.to_owned(),
+            format!("token: [{token}"),
+            format!("- {token}\n"),
+        ] {
+            let path = dir.path().join("token");
+            std::fs::write(&path, &content).expect("write");
+            let err = match client_config(Some(&path)).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{content:?} was taken for a kubeconfig"),
+            };
+            assert!(!err.contains("c2VjcmV0"), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(
+                err.contains("not a kubeconfig") || err.contains("context"),
+                "{err}"
+            );
+        }
+    }
 }

@@ -215,6 +215,7 @@ pub async fn run(
                 observers.clone(),
             );
             let publish_healthy = config.source.publish_healthy;
+            let limits = config.render.limits();
             move || {
                 let mut reconciler = TierReconciler::new(
                     tier.clone(),
@@ -226,6 +227,7 @@ pub async fn run(
                     observers.clone(),
                 );
                 reconciler.set_publish_healthy(publish_healthy);
+                reconciler.set_limits(limits.clone());
                 reconciler.set_window_override(window_override.clone());
                 reconciler
             }

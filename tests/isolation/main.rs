@@ -13,4 +13,5 @@ mod reconcile_support;
 mod support;
 
 // One line per module; each module holds the tests of one wall.
+mod box_;
 mod http;
