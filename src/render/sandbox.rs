@@ -100,7 +100,7 @@ pub(crate) fn limit_hit(status: ExitStatus, stderr: &str) -> Option<ChildLimit> 
 pub(crate) fn bytes_human(n: u64) -> String {
     const GIB: u64 = 1024 * 1024 * 1024;
     const MIB: u64 = 1024 * 1024;
-    if n >= GIB && n % GIB == 0 {
+    if n >= GIB && n.is_multiple_of(GIB) {
         format!("{} GiB", n / GIB)
     } else if n >= MIB {
         format!("{} MiB", n / MIB)

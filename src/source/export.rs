@@ -319,7 +319,7 @@ impl Source {
             let escapes = || SourceError::SymlinkEscapes {
                 url: self.url.clone(),
                 commit: sha.to_owned(),
-                path: rel.to_owned(),
+                path: escape_line(rel).into_owned(),
                 target: target.clone(),
             };
             let parent = at.rsplit_once('/').map_or("", |(p, _)| p);
@@ -335,7 +335,7 @@ impl Source {
         Err(SourceError::SymlinkEscapes {
             url: self.url.clone(),
             commit: sha.to_owned(),
-            path: rel.to_owned(),
+            path: escape_line(rel).into_owned(),
             target: format!("a chain of more than {MAX_LINK_HOPS} symlinks"),
         })
     }
