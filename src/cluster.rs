@@ -13,13 +13,11 @@ pub enum ClusterError {
     /// the token (see [`kubeconfig_reason`]).
     #[error("cannot use kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
+    /// `reason` never holds a kubeconfig's content (see [`infer_reason`]).
     #[error(
-        "no Kubernetes connection configured: not running in a cluster, and no kubeconfig found ({source}); pass --kubeconfig FILE or set KUBECONFIG"
+        "no Kubernetes connection configured: not running in a cluster, and no kubeconfig found ({reason}); pass --kubeconfig FILE or set KUBECONFIG"
     )]
-    NoConfig {
-        #[source]
-        source: kube::config::InferConfigError,
-    },
+    NoConfig { reason: String },
     #[error("cannot build a Kubernetes client for {server}: {source}")]
     Client {
         server: String,
@@ -58,7 +56,9 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
         }
         None => kube::Config::infer()
             .await
-            .map_err(|source| ClusterError::NoConfig { source }),
+            .map_err(|source| ClusterError::NoConfig {
+                reason: infer_reason(&source),
+            }),
     }
 }
 
@@ -71,6 +71,21 @@ fn kubeconfig_reason(e: &KubeconfigError) -> String {
         KubeconfigError::ReadConfig(source, _) => format!("cannot read it: {source}"),
         other => crate::escape::escape_line(&other.to_string()).into_owned(),
     }
+}
+
+/// Why neither in-cluster config nor a kubeconfig could be used: kube's own message embeds the
+/// kubeconfig parser's, which quotes the file (`KUBECONFIG` pointed at a token file prints the
+/// token), so the kubeconfig part is replaced by [`kubeconfig_reason`].
+fn infer_reason(e: &kube::config::InferConfigError) -> String {
+    let shown = e.to_string();
+    let in_cluster = shown.split(", kubeconfig: (").next().unwrap_or_default();
+    let kubeconfig = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<KubeconfigError>())
+        .map_or_else(|| "unusable".to_owned(), kubeconfig_reason);
+    format!(
+        "{}, kubeconfig: ({kubeconfig})",
+        crate::escape::escape_line(in_cluster)
+    )
 }
 
 /// Connects and asks the server for its version, so a wrong address fails at start-up.

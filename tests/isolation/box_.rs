@@ -253,14 +253,16 @@ async fn the_daemon_refuses_the_bomb_and_keeps_the_last_good_set() {
     assert!(error.contains("max_document_nodes"), "{error}");
     assert_eq!(s["revision"], good.as_str(), "the last good set stays");
 
-    // A fix without the bomb is applied: the daemon reconciled past the bomb, and only now
-    // does the ConfigMap of that commit exist.
+    // A fix without the bomb (and without kustomize, which the fixture's daemon does not
+    // have: the bomb above was refused before kustomize would have been looked for) is
+    // applied: the daemon reconciled past the bomb, and only now does the ConfigMap exist.
     let cms: Api<ConfigMap> = Api::namespaced(support::client().await, &t);
     assert!(cms.get_opt("after-bomb").await.expect("get").is_none());
-    f.write_files(&vec![(
-        format!("tiers/{t}/kustomization.yaml"),
-        "resources:\n  - namespace.yaml\n  - ../../base\n  - after-bomb.yaml\n".to_owned(),
-    )]);
+    f.remove_files(&[
+        &format!("tiers/{t}/kustomization.yaml"),
+        &format!("tiers/{t}/bomb.yaml"),
+        "base/kustomization.yaml",
+    ]);
     let fixed = f.commit("the bomb removed");
     f.wait_synced_healthy(&fixed, SYNC).await;
     assert!(cms.get_opt("after-bomb").await.expect("get").is_some());
@@ -684,4 +686,15 @@ fn a_token_file_given_as_kubeconfig_is_never_printed() {
             "{args:?}: {text}"
         );
     }
+    // The same file through KUBECONFIG, where kube infers the config.
+    let out = Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(["validate", "--config", s(&config), "--repo", s(&repo)])
+        .env("KUBECONFIG", &file)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("GITOPSD_CONFIG")
+        .output()
+        .expect("run gitopsd");
+    let text = stdout(&out) + &stderr(&out);
+    assert!(text.contains("not a kubeconfig"), "{text}");
+    assert!(!text.contains("dG9wLXNlY3JldC1zYS10b2tlbg"), "{text}");
 }
