@@ -3,26 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
 use crate::config::ServiceAccountRef;
 use crate::live::RequestCounter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot read kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
+    /// `reason` never holds the file's content: a token file passed by mistake would print
+    /// the token (see [`kubeconfig_reason`]).
+    #[error("cannot use kubeconfig {path}: {reason}")]
+    Kubeconfig { path: PathBuf, reason: String },
+    /// `reason` never holds a kubeconfig's content (see [`infer_reason`]).
     #[error(
-        "no Kubernetes connection configured: not running in a cluster, and no kubeconfig found ({source}); pass --kubeconfig FILE or set KUBECONFIG"
+        "no Kubernetes connection configured: not running in a cluster, and no kubeconfig found ({reason}); pass --kubeconfig FILE or set KUBECONFIG"
     )]
-    NoConfig {
-        #[source]
-        source: kube::config::InferConfigError,
-    },
+    NoConfig { reason: String },
     #[error("cannot build a Kubernetes client for {server}: {source}")]
     Client {
         server: String,
@@ -55,7 +51,7 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
         Some(path) => {
             let err = |source| ClusterError::Kubeconfig {
                 path: path.to_owned(),
-                source,
+                reason: kubeconfig_reason(&source),
             };
             let kc = Kubeconfig::read_from(path).map_err(err)?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -64,8 +60,36 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
         }
         None => kube::Config::infer()
             .await
-            .map_err(|source| ClusterError::NoConfig { source }),
+            .map_err(|source| ClusterError::NoConfig {
+                reason: infer_reason(&source),
+            }),
     }
+}
+
+/// Why a kubeconfig could not be used, without any of its content: the YAML parser's message
+/// quotes the text it stumbled on, which for a token or key file given by mistake is the
+/// secret itself.
+fn kubeconfig_reason(e: &KubeconfigError) -> String {
+    match e {
+        KubeconfigError::Parse(_) => "it is not a kubeconfig (a YAML file with clusters, contexts and users); its content is not shown, as it may hold credentials; pass the path of a kubeconfig file".to_owned(),
+        KubeconfigError::ReadConfig(source, _) => format!("cannot read it: {source}"),
+        other => crate::escape::escape_line(&other.to_string()).into_owned(),
+    }
+}
+
+/// Why neither in-cluster config nor a kubeconfig could be used: kube's own message embeds the
+/// kubeconfig parser's, which quotes the file (`KUBECONFIG` pointed at a token file prints the
+/// token), so the kubeconfig part is replaced by [`kubeconfig_reason`].
+fn infer_reason(e: &kube::config::InferConfigError) -> String {
+    let shown = e.to_string();
+    let in_cluster = shown.split(", kubeconfig: (").next().unwrap_or_default();
+    let kubeconfig = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<KubeconfigError>())
+        .map_or_else(|| "unusable".to_owned(), kubeconfig_reason);
+    format!(
+        "{}, kubeconfig: ({kubeconfig})",
+        crate::escape::escape_line(in_cluster)
+    )
 }
 
 /// Connects and asks the server for its version, so a wrong address fails at start-up.
@@ -155,5 +179,29 @@ mod tests {
         );
         assert_eq!(c.auth_info.impersonate_groups, None);
         assert_eq!(c.cluster_url, base.cluster_url);
+    }
+
+    #[tokio::test]
+    async fn a_token_file_given_as_kubeconfig_is_not_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2VuLXZhbHVl.sig";
+        for content in [
+            token.to_owned(),
+            format!("token: [{token}"),
+            format!("- {token}\n"),
+        ] {
+            let path = dir.path().join("token");
+            std::fs::write(&path, &content).expect("write");
+            let err = match client_config(Some(&path)).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{content:?} was taken for a kubeconfig"),
+            };
+            assert!(!err.contains("c2VjcmV0"), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(
+                err.contains("not a kubeconfig") || err.contains("context"),
+                "{err}"
+            );
+        }
     }
 }

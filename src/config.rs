@@ -53,6 +53,76 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub leader_election: LeaderElectionConfig,
+    #[serde(default)]
+    pub render: RenderConfig,
+}
+
+/// Bounds on rendering a tier: a hostile config repo must not exhaust the daemon or its node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RenderConfig {
+    /// The box `kustomize build` runs in.
+    #[serde(default)]
+    pub kustomize: KustomizeLimits,
+}
+
+/// The caps of a `kustomize build` child process (see `render/sandbox.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KustomizeLimits {
+    /// Address space it may map, in bytes (RLIMIT_AS; 2 GiB by default).
+    #[serde(default = "default_kustomize_memory")]
+    pub memory_bytes: u64,
+    /// CPU time over all its threads (RLIMIT_CPU; 30s by default).
+    #[serde(default = "default_kustomize_cpu", with = "humantime_serde")]
+    pub cpu: Duration,
+    /// Wall-clock time (60s by default).
+    #[serde(default = "default_kustomize_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest build output, in bytes (64 MiB by default).
+    #[serde(default = "default_kustomize_output")]
+    pub max_output_bytes: u64,
+}
+
+fn default_kustomize_memory() -> u64 {
+    crate::render::Limits::default().kustomize_memory_bytes
+}
+
+fn default_kustomize_cpu() -> Duration {
+    crate::render::Limits::default().kustomize_cpu
+}
+
+fn default_kustomize_timeout() -> Duration {
+    crate::render::Limits::default().kustomize_timeout
+}
+
+fn default_kustomize_output() -> u64 {
+    crate::render::Limits::default().max_kustomize_output_bytes
+}
+
+impl Default for KustomizeLimits {
+    fn default() -> Self {
+        KustomizeLimits {
+            memory_bytes: default_kustomize_memory(),
+            cpu: default_kustomize_cpu(),
+            timeout: default_kustomize_timeout(),
+            max_output_bytes: default_kustomize_output(),
+        }
+    }
+}
+
+impl RenderConfig {
+    /// The render limits: the defaults with this section's values.
+    pub fn limits(&self) -> crate::render::Limits {
+        let k = &self.kustomize;
+        crate::render::Limits {
+            kustomize_memory_bytes: k.memory_bytes,
+            kustomize_cpu: k.cpu,
+            kustomize_timeout: k.timeout,
+            max_kustomize_output_bytes: k.max_output_bytes,
+            ..crate::render::Limits::default()
+        }
+    }
 }
 
 /// Leader election among replicas (a `coordination.k8s.io/v1` Lease): only the holder
@@ -126,10 +196,44 @@ pub struct SourceConfig {
     /// A failed push is a warning and blocks nothing.
     #[serde(default)]
     pub publish_healthy: bool,
+    /// Bounds on what one commit may write to disk when it is exported for rendering.
+    #[serde(default)]
+    pub export_limits: ExportLimits,
 }
 
 fn default_interval() -> Duration {
     Duration::from_secs(60)
+}
+
+/// A commit is exported as plain files; git stores a blob once however many paths name it, so
+/// a small repo can stand for a huge export. Both bounds are checked on the tree (sizes from
+/// the object headers) before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExportLimits {
+    /// Most bytes of file content one export may write (256 MiB by default).
+    #[serde(default = "default_export_max_bytes")]
+    pub max_bytes: u64,
+    /// Most files and directories one export may create (50,000 by default).
+    #[serde(default = "default_export_max_files")]
+    pub max_files: u64,
+}
+
+fn default_export_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_export_max_files() -> u64 {
+    50_000
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits {
+            max_bytes: default_export_max_bytes(),
+            max_files: default_export_max_files(),
+        }
+    }
 }
 
 /// Git credentials: a token for https, or an SSH key with the known_hosts that checks the host.
@@ -840,6 +944,35 @@ impl Config {
                 "expected at least 1s between polls".into(),
             ));
         }
+        let k = &self.render.kustomize;
+        // Go maps about 1 GiB of address space before it allocates much; with less,
+        // kustomize fails to start now and then (render/sandbox.rs).
+        if k.memory_bytes < 1024 * 1024 * 1024 {
+            return Err(invalid(
+                "render.kustomize.memoryBytes".into(),
+                "expected at least 1073741824 (1 GiB): kustomize, a Go program, reserves address space before it uses it".into(),
+            ));
+        }
+        for (field, value) in [("cpu", k.cpu), ("timeout", k.timeout)] {
+            if value < Duration::from_secs(1) {
+                return Err(invalid(
+                    format!("render.kustomize.{field}"),
+                    "expected at least 1s".into(),
+                ));
+            }
+        }
+        let limits = &self.source.export_limits;
+        for (field, value) in [
+            ("maxBytes", limits.max_bytes),
+            ("maxFiles", limits.max_files),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    format!("source.exportLimits.{field}"),
+                    "must be more than 0 (it bounds what a commit may write to disk)".into(),
+                ));
+            }
+        }
         let auth = &self.source.auth;
         if auth.token_file.is_some() && auth.ssh_key_file.is_some() {
             return Err(invalid(
@@ -1212,7 +1345,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`, `publishHealthy`"
+            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`, `publishHealthy`, `exportLimits`"
         );
     }
 
@@ -1366,6 +1499,27 @@ mod tests {
             "source: {url: \"ssh://git@example.com/c.git\", auth: {sshKeyFile: /k}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );
         assert!(e.contains("source.auth.knownHostsFile"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config, exportLimits: {maxFiles: 0}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("source.exportLimits.maxFiles"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config, exportLimits: {maxByte: 10}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("unknown field `maxByte`"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1000}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("render.kustomize.memoryBytes"), "{e}");
+        let c = Config::parse(
+            "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1073741824, cpu: 10s}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+            Path::new("gitopsd.yaml"),
+        )
+        .expect("valid");
+        let l = c.render.limits();
+        assert_eq!(l.kustomize_memory_bytes, 1 << 30);
+        assert_eq!(l.kustomize_cpu, Duration::from_secs(10));
+        assert_eq!(l.kustomize_timeout, Duration::from_secs(60));
         let e = error_of(
             "source: {url: \"git@example.com:c.git\", auth: {tokenFile: /t}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );

@@ -274,6 +274,7 @@ pub async fn run(
             );
             let publish_healthy = config.source.publish_healthy;
             let writer = writers.get(&tier.name).cloned();
+            let limits = config.render.limits();
             move || {
                 let mut reconciler = TierReconciler::new(
                     tier.clone(),
@@ -288,6 +289,7 @@ pub async fn run(
                     reconciler.set_write_client(writer.clone());
                 }
                 reconciler.set_publish_healthy(publish_healthy);
+                reconciler.set_limits(limits.clone());
                 reconciler.set_window_override(window_override.clone());
                 reconciler
             }

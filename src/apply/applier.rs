@@ -178,14 +178,25 @@ impl ApplyError {
     }
 
     fn into_result(self, key: ObjectKey) -> ObjectResult {
+        self.into_result_of(key, None)
+    }
+
+    /// The failed result; for a Secret, with any of its values the message echoes masked
+    /// (`manifest`: the values to look for, when known).
+    fn into_result_of(self, key: ObjectKey, manifest: Option<&Value>) -> ObjectResult {
         let conflicts = match &self {
             ApplyError::Conflict { conflicts, .. } => conflicts.clone(),
             _ => Vec::new(),
         };
+        let message = if key.kind == "Secret" {
+            super::status::mask_secret_message(&self.to_string(), manifest)
+        } else {
+            self.to_string()
+        };
         ObjectResult {
             key,
             outcome: Outcome::Failed,
-            message: Some(self.to_string()),
+            message: Some(message),
             conflicts,
             applied: None,
         }
@@ -340,8 +351,12 @@ impl Applier {
                     r
                 }
                 Err(e) => {
-                    debug!(error = %e, "apply failed");
-                    e.into_result(key)
+                    let r = e.into_result_of(key, Some(item.manifest));
+                    debug!(
+                        error = r.message.as_deref().unwrap_or_default(),
+                        "apply failed"
+                    );
+                    r
                 }
             }
         }
@@ -805,8 +820,12 @@ impl Applier {
                     ApplyError::Replaced { object }.into_result(key.clone())
                 }
                 Err(e) => {
-                    debug!(error = %e, "delete failed");
-                    ApplyError::api(&object, "delete", &e).into_result(key.clone())
+                    let r = ApplyError::api(&object, "delete", &e).into_result(key.clone());
+                    debug!(
+                        error = r.message.as_deref().unwrap_or_default(),
+                        "delete failed"
+                    );
+                    r
                 }
             }
         }

@@ -17,6 +17,7 @@ pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, disp
 pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
 pub use retry::{Backoff, is_transient};
+pub use status::mask_secret_message;
 
 /// What happened to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

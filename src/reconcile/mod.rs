@@ -169,6 +169,10 @@ pub struct TierReconciler {
     status: StatusHandle,
     checkouts: Arc<dyn Checkouts>,
     limits: Limits,
+    /// The last revision whose render failed, with the error: a render is a pure function of
+    /// the commit, so a refused one (a kustomize build stopped at its memory cap, say) is not
+    /// run again on every offer until the ref moves.
+    refused_render: Option<(String, String)>,
     observers: Observers,
     /// When each revision offered reached this tier (for commit-to-applied and deployment
     /// durations); dropped once the revision is healthy or replaced.
@@ -241,6 +245,7 @@ impl TierReconciler {
             status,
             checkouts,
             limits: Limits::default(),
+            refused_render: None,
             observers,
             arrived: None,
             applied_reported: None,
@@ -502,7 +507,22 @@ impl TierReconciler {
                 s.held_by = None;
             });
         }
-        let rendered = self.render(revision).await;
+        let rendered = match &self.refused_render {
+            Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
+                revision: revision.to_owned(),
+                message: message.clone(),
+            }),
+            _ => self.render(revision).await,
+        };
+        match &rendered {
+            // A checkout can fail for a passing reason (disk, lock): tried again next time.
+            Err(
+                crate::render::RenderError::Checkout { .. }
+                | crate::render::RenderError::Refused { .. },
+            )
+            | Ok(_) => {}
+            Err(e) => self.refused_render = Some((revision.to_owned(), e.to_string())),
+        }
         let offer = self
             .desired
             .offer(revision, rendered, &self.tier, self.last_tier);
@@ -554,6 +574,11 @@ impl TierReconciler {
                 &format!("the render task failed: {e}"),
             )),
         }
+    }
+
+    /// Sets the bounds a render of this tier runs within (`render:` in the config).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Renders the last healthy revision again (after a restart, to roll back to it).

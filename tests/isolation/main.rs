@@ -13,5 +13,6 @@ mod reconcile_support;
 mod support;
 
 // One line per module; each module holds the tests of one wall.
+mod box_;
 mod http;
 mod sa;
