@@ -4,6 +4,7 @@
 
 mod applier;
 mod prune;
+mod remove;
 mod retry;
 mod status;
 
@@ -14,6 +15,7 @@ use crate::live::ObjectKey;
 
 pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
+pub use remove::{RemovalError, removal_patch};
 pub use retry::{Backoff, is_transient};
 
 /// What happened to one object.

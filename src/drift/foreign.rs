@@ -1,0 +1,240 @@
+//! Foreign security fields: the pass over [`SECURITY_FIELDS`] that finds security-weakening
+//! fields in a live object that its manifest does not set, whoever set them. The diff stage
+//! cannot see them: with server-side-apply semantics it compares only the fields the manifest
+//! sets or gitopsd owns, so a `kubectl patch` adding `privileged: true` would not be drift.
+
+use serde_json::Value;
+
+use crate::classify::rules::{SECURITY_FIELDS, SecurityField, SecurityScope, Weakens};
+use crate::diff::{FieldDiff, FieldPath, PathSegment, item_key, merge_keys};
+use crate::podspec::pod_spec_path;
+
+/// The container lists of a pod spec.
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+
+/// One foreign security field: where, and what the table entry says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignField {
+    pub entry: &'static SecurityField,
+    pub diff: FieldDiff,
+}
+
+/// The security-weakening fields `live` has and `manifest` does not set, for an object of
+/// `kind`. The diffs have `desired: None` (the manifest leaves the field out) and the live
+/// value.
+pub fn foreign_security_fields(kind: &str, manifest: &Value, live: &Value) -> Vec<ForeignField> {
+    let mut out = Vec::new();
+    for entry in SECURITY_FIELDS {
+        for (base, live_at, manifest_at) in bases(entry.scope, kind, manifest, live) {
+            let steps: Vec<&str> = entry.path.split('.').collect();
+            walk(entry, &steps, base, live_at, manifest_at, live, &mut out);
+        }
+    }
+    out
+}
+
+type Base<'v> = (FieldPath, &'v Value, Option<&'v Value>);
+
+/// Where an entry's path starts: the object, its pod spec, or each container the manifest
+/// also has.
+fn bases<'v>(
+    scope: SecurityScope,
+    kind: &str,
+    manifest: &'v Value,
+    live: &'v Value,
+) -> Vec<Base<'v>> {
+    match scope {
+        SecurityScope::Kinds(kinds) => {
+            if kinds.contains(&kind) {
+                vec![(FieldPath::default(), live, Some(manifest))]
+            } else {
+                Vec::new()
+            }
+        }
+        SecurityScope::PodSpec => pod_spec_base(kind, manifest, live).into_iter().collect(),
+        SecurityScope::Container => {
+            let Some((spec_path, live_spec, manifest_spec)) = pod_spec_base(kind, manifest, live)
+            else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            for list in CONTAINER_LISTS {
+                let Some(items) = live_spec.get(list).and_then(Value::as_array) else {
+                    continue;
+                };
+                let list_path = spec_path.push(PathSegment::Field(list.to_owned()));
+                let manifest_list = manifest_spec.and_then(|s| s.get(list));
+                for item in items {
+                    let Some((seg, counterpart)) =
+                        identify(list, Some("spec"), item, manifest_list)
+                    else {
+                        continue;
+                    };
+                    // A container the manifest lacks is reported whole (`containers[]`).
+                    if let Some(m) = counterpart {
+                        out.push((list_path.push(seg), item, Some(m)));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn pod_spec_base<'v>(kind: &str, manifest: &'v Value, live: &'v Value) -> Option<Base<'v>> {
+    let fields = pod_spec_path(kind)?;
+    let mut path = FieldPath::default();
+    let mut l = live;
+    let mut m = Some(manifest);
+    for f in fields {
+        l = l.get(f)?;
+        m = m.and_then(|m| m.get(f));
+        path = path.push(PathSegment::Field((*f).to_owned()));
+    }
+    Some((path, l, m))
+}
+
+/// A live list item's path segment and the manifest's item it stands for: by merge key in a
+/// keyed list, by equal value in an atomic one.
+fn identify<'v>(
+    list: &str,
+    parent: Option<&str>,
+    item: &Value,
+    manifest_list: Option<&'v Value>,
+) -> Option<(PathSegment, Option<&'v Value>)> {
+    let manifest_items = manifest_list.and_then(Value::as_array);
+    match merge_keys(list, parent) {
+        Some(keys) => {
+            let (seg, _) = item_key(item, keys)?;
+            let counterpart = manifest_items.and_then(|ms| {
+                ms.iter()
+                    .find(|m| item_key(m, keys).is_some_and(|(mseg, _)| mseg == seg))
+            });
+            Some((seg, counterpart))
+        }
+        None => {
+            let counterpart = manifest_items.and_then(|ms| ms.iter().find(|m| *m == item));
+            // The index is the item's place in the live list: what a removal needs.
+            Some((PathSegment::Index(0), counterpart))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    entry: &'static SecurityField,
+    steps: &[&str],
+    path: FieldPath,
+    live: &Value,
+    manifest: Option<&Value>,
+    root: &Value,
+    out: &mut Vec<ForeignField>,
+) {
+    let Some((step, rest)) = steps.split_first() else {
+        return;
+    };
+    if let Some(list) = step.strip_suffix("[]") {
+        let Some(items) = live.get(list).and_then(Value::as_array) else {
+            return;
+        };
+        let parent = path.fields().last().map(str::to_owned);
+        let list_path = path.push(PathSegment::Field(list.to_owned()));
+        let manifest_list = manifest.and_then(|m| m.get(list));
+        for (i, item) in items.iter().enumerate() {
+            let Some((seg, counterpart)) = identify(list, parent.as_deref(), item, manifest_list)
+            else {
+                continue;
+            };
+            let seg = match seg {
+                PathSegment::Index(_) => PathSegment::Index(i),
+                s => s,
+            };
+            let item_path = list_path.push(seg);
+            if rest.is_empty() {
+                let added = counterpart.is_none()
+                    && match entry.weakens {
+                        Weakens::ItemAdded => true,
+                        Weakens::ItemAddedWith(key) => item.get(key).is_some_and(|v| !is_empty(v)),
+                        _ => false,
+                    };
+                if added {
+                    out.push(found(entry, item_path, item));
+                }
+            } else {
+                walk(entry, rest, item_path, item, counterpart, root, out);
+            }
+        }
+        return;
+    }
+    let Some(live_value) = live.get(*step) else {
+        return;
+    };
+    let manifest_value = manifest.and_then(|m| m.get(*step)).filter(|v| !v.is_null());
+    let here = path.push(PathSegment::Field((*step).to_owned()));
+    if !rest.is_empty() {
+        walk(entry, rest, here, live_value, manifest_value, root, out);
+        return;
+    }
+    // A field the manifest sets is the diff stage's: ordinary drift, not reported twice.
+    if manifest_value.is_some() || is_empty(live_value) {
+        return;
+    }
+    let weakens = match entry.weakens {
+        Weakens::AnyValue => true,
+        Weakens::Is(text) => serde_json::from_str::<Value>(text).is_ok_and(|v| v == *live_value),
+        Weakens::ItemAdded | Weakens::ItemAddedWith(_) => false,
+        Weakens::OtherServiceAccount => {
+            // `manifest` is the pod spec here: the account it means, whichever field names it.
+            let meant = manifest
+                .and_then(|m| {
+                    m.get("serviceAccountName")
+                        .or_else(|| m.get("serviceAccount"))
+                })
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            live_value.as_str() != Some(meant)
+        }
+        Weakens::HostPort => {
+            // Under hostNetwork the server defaults hostPort to the containerPort; a
+            // hostNetwork the manifest does not set is reported by its own entry.
+            let defaulted = pod_host_network(root) && live.get("containerPort") == Some(live_value);
+            !defaulted
+        }
+    };
+    if weakens {
+        out.push(found(entry, here, live_value));
+    }
+}
+
+fn found(entry: &'static SecurityField, path: FieldPath, live: &Value) -> ForeignField {
+    ForeignField {
+        entry,
+        diff: FieldDiff {
+            path,
+            desired: None,
+            live: Some(live.clone()),
+        },
+    }
+}
+
+fn pod_host_network(root: &Value) -> bool {
+    let kind = root.get("kind").and_then(Value::as_str).unwrap_or_default();
+    crate::podspec::pod_spec(kind, root)
+        .and_then(|s| s.get("hostNetwork"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Absent, null, `{}`, `[]` and `""` are no value, as in the diff stage.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
