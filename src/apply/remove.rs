@@ -107,10 +107,10 @@ fn remove_at(root: &mut Value, path: &[PathSegment]) {
             }
         }
         PathSegment::Keyed(keys) => {
-            if let Some(a) = parent.as_array_mut() {
-                if let Some(i) = a.iter().position(|x| matches_keys(x, keys)) {
-                    a.remove(i);
-                }
+            if let Some(a) = parent.as_array_mut()
+                && let Some(i) = a.iter().position(|x| matches_keys(x, keys))
+            {
+                a.remove(i);
             }
         }
     }

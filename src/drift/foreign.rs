@@ -120,7 +120,6 @@ fn identify<'v>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn walk(
     entry: &'static SecurityField,
     steps: &[&str],
