@@ -542,6 +542,9 @@ pub enum Weakens {
     ItemAdded,
     /// A list item the manifest does not have, holding this key (a `hostPath` volume).
     ItemAddedWith(&'static str),
+    /// The map at the path holds this key (a label with dots in it) with this value (JSON
+    /// text), and the manifest does not set that key.
+    KeyIs(&'static str, &'static str),
     /// A service account other than the one the manifest means: its `serviceAccountName`, or
     /// `default` when it sets none (the server fills both fields in from either).
     OtherServiceAccount,
@@ -585,7 +588,7 @@ const fn sf(
 /// `serviceAccount(Name)` and `hostPort`, whose conditions allow the defaults.
 pub const SECURITY_FIELDS: &[SecurityField] = {
     use SecurityScope::{Container, Kinds, PodSpec};
-    use Weakens::{AnyValue, HostPort, Is, ItemAdded, ItemAddedWith, OtherServiceAccount};
+    use Weakens::{AnyValue, HostPort, Is, ItemAdded, ItemAddedWith, KeyIs, OtherServiceAccount};
     &[
         // --- containers, init and ephemeral containers ---
         sf(
@@ -678,6 +681,48 @@ pub const SECURITY_FIELDS: &[SecurityField] = {
             "envFrom[]",
             ItemAddedWith("secretRef"),
             "hands a whole Secret to the process, to be read out by whoever changed its command or image",
+        ),
+        sf(
+            "command-added",
+            Container,
+            "command",
+            AnyValue,
+            "a command where the manifest runs the image's own entrypoint is a different program",
+        ),
+        sf(
+            "args-added",
+            Container,
+            "args",
+            AnyValue,
+            "arguments where the manifest sets none change what the program does",
+        ),
+        sf(
+            "lifecycle-hook",
+            Container,
+            "lifecycle",
+            AnyValue,
+            "a postStart or preStop hook runs a command of its own in the container",
+        ),
+        sf(
+            "probe-exec",
+            Container,
+            "livenessProbe.exec",
+            AnyValue,
+            "an exec probe runs a command in the container, again and again",
+        ),
+        sf(
+            "probe-exec",
+            Container,
+            "readinessProbe.exec",
+            AnyValue,
+            "an exec probe runs a command in the container, again and again",
+        ),
+        sf(
+            "probe-exec",
+            Container,
+            "startupProbe.exec",
+            AnyValue,
+            "an exec probe runs a command in the container, again and again",
         ),
         // --- the pod spec ---
         sf(
@@ -786,6 +831,13 @@ pub const SECURITY_FIELDS: &[SecurityField] = {
             "a hostPath volume reads or writes the node's filesystem",
         ),
         sf(
+            "hostpath-volume-swapped",
+            PodSpec,
+            "volumes[].hostPath",
+            AnyValue,
+            "a volume of the manifest turned into a hostPath (a patch with `$retainKeys`)",
+        ),
+        sf(
             "container-added",
             PodSpec,
             "containers[]",
@@ -878,6 +930,14 @@ pub const SECURITY_FIELDS: &[SecurityField] = {
             "webhooks[].failurePolicy",
             Is("\"Ignore\""),
             "a failing webhook then lets every request through",
+        ),
+        // --- Pod Security admission ---
+        sf(
+            "pod-security-privileged",
+            Kinds(&["Namespace"]),
+            "metadata.labels",
+            KeyIs("pod-security.kubernetes.io/enforce", "\"privileged\""),
+            "lifts Pod Security admission for every pod of the namespace",
         ),
     ]
 };

@@ -30,6 +30,13 @@ pub fn foreign_security_fields(kind: &str, manifest: &Value, live: &Value) -> Ve
             walk(entry, &steps, base, live_at, manifest_at, live, &mut out);
         }
     }
+    // A field inside an item already reported whole (a hostPath volume added) is that item.
+    let whole: Vec<FieldPath> = out.iter().map(|f| f.diff.path.clone()).collect();
+    out.retain(|f| {
+        !whole
+            .iter()
+            .any(|w| w.0.len() < f.diff.path.0.len() && f.diff.path.0.starts_with(&w.0))
+    });
     out
 }
 
@@ -168,6 +175,21 @@ fn walk(
     let Some(live_value) = live.get(*step) else {
         return;
     };
+    if let (true, Weakens::KeyIs(key, text)) = (rest.is_empty(), entry.weakens) {
+        let manifest_sets = manifest
+            .and_then(|m| m.get(*step))
+            .and_then(|m| m.get(key))
+            .is_some_and(|v| !v.is_null());
+        let value = live_value.get(key);
+        let weak = serde_json::from_str::<Value>(text).is_ok_and(|v| value == Some(&v));
+        if weak && !manifest_sets {
+            let at = path
+                .push(PathSegment::Field((*step).to_owned()))
+                .push(PathSegment::Field(key.to_owned()));
+            out.push(found(entry, at, value.unwrap_or(&Value::Null)));
+        }
+        return;
+    }
     let manifest_value = manifest.and_then(|m| m.get(*step)).filter(|v| !v.is_null());
     let here = path.push(PathSegment::Field((*step).to_owned()));
     if !rest.is_empty() {
@@ -181,7 +203,7 @@ fn walk(
     let weakens = match entry.weakens {
         Weakens::AnyValue => true,
         Weakens::Is(text) => serde_json::from_str::<Value>(text).is_ok_and(|v| v == *live_value),
-        Weakens::ItemAdded | Weakens::ItemAddedWith(_) => false,
+        Weakens::ItemAdded | Weakens::ItemAddedWith(_) | Weakens::KeyIs(..) => false,
         Weakens::OtherServiceAccount => {
             // `manifest` is the pod spec here: the account it means, whichever field names it.
             let meant = manifest

