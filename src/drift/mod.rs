@@ -161,10 +161,8 @@ pub async fn detect_except(
                 };
                 let owned = applied_fields_v1(&current, FIELD_MANAGER);
                 let local = compare(&o.manifest, &current, owned);
-                // Security fields the manifest does not set: never dismissed by the dry-run
-                // (gitopsd's apply would leave them, which is the point).
-                let foreign = foreign_drift(o, &current, &local);
                 if local.is_empty() {
+                    let foreign = foreign_drift(o, &current, &local);
                     return Ok((ObjectDiff::Changed(local), Some(current), 0, foreign));
                 }
                 let seen = local.len();
@@ -178,6 +176,11 @@ pub async fn detect_except(
                     }
                 };
                 let dismissed = seen - confirmed.len();
+                // Security fields the manifest does not set: never dismissed by the dry-run
+                // (gitopsd's apply would leave them, which is the point; a mutating webhook
+                // that adds one to gitopsd's own apply included), only left to a confirmed
+                // diff that already covers them.
+                let foreign = foreign_drift(o, &current, &confirmed);
                 Ok((
                     ObjectDiff::Changed(confirmed),
                     Some(current),
@@ -289,8 +292,8 @@ pub async fn detect_except(
     .await
 }
 
-/// The foreign security fields of `live` ([`foreign::foreign_security_fields`]) the local
-/// comparison has not already reported (a field the manifest sets, or a whole atomic list),
+/// The foreign security fields of `live` ([`foreign::foreign_security_fields`]) the
+/// (confirmed) comparison has not already reported (a field the manifest sets, or a whole atomic list),
 /// each with the field manager that wrote it.
 fn foreign_drift(
     o: &DesiredObject,

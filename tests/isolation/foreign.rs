@@ -11,9 +11,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::reconcile_support::{
-    Files, Fixture, IMAGE_1, TierExtra, base_files, http_get, records,
-};
+use crate::reconcile_support::{Files, Fixture, IMAGE_1, TierExtra, base_files, http_get, records};
 use crate::support::{self, gitopsd, stderr, stdout};
 
 const FIRST_SYNC: Duration = Duration::from_secs(60);
