@@ -65,8 +65,9 @@ fn kube_requests(f: &Fixture) -> std::collections::BTreeMap<String, f64> {
         .collect()
 }
 
-fn foreign_items(s: &Value) -> Vec<Value> {
-    s["drift"]["items"]
+/// The foreign security items of a drift report (the status's `drift`, or `diff -o json`).
+fn foreign_items(report: &Value) -> Vec<Value> {
+    report["items"]
         .as_array()
         .map(|items| {
             items
@@ -86,20 +87,19 @@ fn item_at<'a>(items: &'a [Value], path: &str) -> Option<&'a Value> {
     })
 }
 
-type Time = chrono::DateTime<chrono::FixedOffset>;
-
-/// The start of the newest sync record: a later one proves the daemon reconciled again.
-fn last_started(s: &Value) -> Option<Time> {
-    records(s)
-        .last()
-        .and_then(|r| r["startedAt"].as_str())
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-}
-
-/// Waits until the daemon has finished a sync that started after `after`.
-async fn another_sync(f: &Fixture, after: Time) -> Value {
-    f.wait_status("a later sync", CHANGE, |s| {
-        last_started(s).filter(|t| *t > after).map(|_| s.clone())
+/// Proves the daemon reconciled again: commits a change to a ConfigMap of its own and waits
+/// until a sync of that commit is recorded (drift of the other objects is detected in it).
+async fn another_sync(f: &Fixture, n: usize) -> Value {
+    f.write_files(&vec![(
+        "base/later.yaml".to_owned(),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: later\ndata:\n  n: \"{n}\"\n"),
+    )]);
+    let sha = f.commit(&format!("a later commit ({n})"));
+    f.wait_status("a sync of a later commit", CHANGE, |s| {
+        records(s)
+            .iter()
+            .any(|r| r["revision"] == sha.as_str())
+            .then(|| s.clone())
     })
     .await
 }
@@ -122,10 +122,10 @@ async fn a_privileged_container_patched_in_is_critical_drift_and_left_alone_unde
 
     let status = f
         .wait_status("the foreign privileged field as drift", CHANGE, |s| {
-            item_at(&foreign_items(s), PRIVILEGED).map(|_| s.clone())
+            item_at(&foreign_items(&s["drift"]), PRIVILEGED).map(|_| s.clone())
         })
         .await;
-    let items = foreign_items(&status);
+    let items = foreign_items(&status["drift"]);
     let item = item_at(&items, PRIVILEGED).expect("the item");
     assert_eq!(item["severity"], "critical", "{item}");
     assert_eq!(item["rule"], "foreign-security-field", "{item}");
@@ -176,8 +176,7 @@ async fn a_privileged_container_patched_in_is_critical_drift_and_left_alone_unde
     assert_eq!(item["foreign"]["manager"], MANAGER);
 
     // Left alone under `alert`: after a later sync, the field is still there.
-    let after = last_started(&status).expect("a sync record");
-    another_sync(&f, after).await;
+    another_sync(&f, 1).await;
     let live = live_deployment(&client, &f.tier).await;
     assert_eq!(
         privileged(&live),
@@ -263,8 +262,7 @@ async fn under_apply_the_foreign_field_is_removed_and_a_writer_that_keeps_adding
     assert_eq!(given_up["severity"], "critical", "{given_up}");
     assert_eq!(status["sync"], "OutOfSync", "{status}");
     // Given up means left in place: after a later sync the field is still there.
-    let after = last_started(&status).expect("a sync record");
-    another_sync(&f, after).await;
+    another_sync(&f, 1).await;
     let live = live_deployment(&client, &f.tier).await;
     assert_eq!(privileged(&live), Some(json!(true)));
 }
@@ -416,8 +414,7 @@ async fn every_variant_of_a_foreign_security_addition_is_critical_drift() {
         );
     }
     // Under `alert` nothing was taken away: the added subject is still bound after a later sync.
-    let after = last_started(&status).expect("a sync record");
-    another_sync(&f, after).await;
+    another_sync(&f, 1).await;
     let live = bindings.get("api").await.expect("binding");
     assert!(
         live.subjects
@@ -426,4 +423,91 @@ async fn every_variant_of_a_foreign_security_addition_is_critical_drift() {
             .any(|s| s.name == "mallory"),
         "alert must not correct"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_apply_every_variant_is_taken_away_and_the_manifests_own_fields_stay() {
+    let client = support::client().await;
+    let files: Files = vec![
+        ("base/deployment.yaml".into(), INIT_DEPLOYMENT.into()),
+        ("base/rolebinding.yaml".into(), ROLE_BINDING.into()),
+    ];
+    let mut f = Fixture::new("foreign-apply-all", files, TierExtra::default());
+    let sha = f.head();
+    f.start();
+    f.wait_synced_healthy(&sha, FIRST_SYNC).await;
+    let ns = f.tier.clone();
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+
+    patch_as_kubectl(
+        &deps,
+        "api",
+        &json!({"spec": {"template": {"spec": {
+            "hostNetwork": true,
+            "volumes": [{"name": "node-root", "hostPath": {"path": "/"}}],
+            "initContainers": [{"name": "setup",
+                "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+            "containers": [{"name": "miner", "image": "registry.example.com/evil/miner:1"}]
+        }}}}),
+    )
+    .await;
+    let mut binding =
+        serde_json::to_value(bindings.get("api").await.expect("binding")).expect("JSON");
+    binding["subjects"]
+        .as_array_mut()
+        .expect("subjects")
+        .push(json!({"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}));
+    patch_as_kubectl(&bindings, "api", &json!({"subjects": binding["subjects"]})).await;
+    // The tier's own Namespace relabelled to lift Pod Security admission.
+    patch_as_kubectl(
+        &namespaces,
+        &ns,
+        &json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}),
+    )
+    .await;
+
+    let spec = support::eventually("every foreign field removed", CHANGE, || async {
+        let d = live_deployment(&client, &ns).await;
+        let spec = d["spec"]["template"]["spec"].clone();
+        let names: Vec<&str> = spec["containers"]
+            .as_array()
+            .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        let clean = names == ["api"]
+            && spec["hostNetwork"].as_bool() != Some(true)
+            && spec["volumes"].is_null()
+            && spec
+                .pointer("/initContainers/0/securityContext/capabilities/add")
+                .is_none();
+        clean.then_some(spec)
+    })
+    .await;
+    // What the manifest sets is still there.
+    assert_eq!(spec["initContainers"][0]["name"], "setup", "{spec}");
+    assert_eq!(spec["securityContext"]["runAsUser"], 10001, "{spec}");
+    support::eventually("the extra subject taken back", CHANGE, || async {
+        let b = bindings.get("api").await.expect("binding");
+        let names: Vec<String> = b
+            .subjects
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        (names == ["api"]).then_some(())
+    })
+    .await;
+    support::eventually("the Pod Security label removed", CHANGE, || async {
+        let n = namespaces.get(&ns).await.expect("namespace");
+        let labels = n.metadata.labels.unwrap_or_default();
+        (!labels.contains_key("pod-security.kubernetes.io/enforce")).then_some(())
+    })
+    .await;
+    let status = f
+        .wait_status("no drift left", CHANGE, |s| {
+            (s["drift"]["items"].as_array().is_some_and(Vec::is_empty)).then(|| s.clone())
+        })
+        .await;
+    assert!(status["lastError"].is_null(), "{status}");
 }
