@@ -545,6 +545,8 @@ pub enum Weakens {
     /// The map at the path holds this key (a label with dots in it) with this value (JSON
     /// text), and the manifest does not set that key.
     KeyIs(&'static str, &'static str),
+    /// Any value but this one (JSON text), which is what the server defaults the field to.
+    IsNot(&'static str),
     /// A service account other than the one the manifest means: its `serviceAccountName`, or
     /// `default` when it sets none (the server fills both fields in from either).
     OtherServiceAccount,
@@ -588,7 +590,9 @@ const fn sf(
 /// `serviceAccount(Name)` and `hostPort`, whose conditions allow the defaults.
 pub const SECURITY_FIELDS: &[SecurityField] = {
     use SecurityScope::{Container, Kinds, PodSpec};
-    use Weakens::{AnyValue, HostPort, Is, ItemAdded, ItemAddedWith, KeyIs, OtherServiceAccount};
+    use Weakens::{
+        AnyValue, HostPort, Is, IsNot, ItemAdded, ItemAddedWith, KeyIs, OtherServiceAccount,
+    };
     &[
         // --- containers, init and ephemeral containers ---
         sf(
@@ -838,6 +842,20 @@ pub const SECURITY_FIELDS: &[SecurityField] = {
             "a volume of the manifest turned into a hostPath (a patch with `$retainKeys`)",
         ),
         sf(
+            "secret-volume",
+            PodSpec,
+            "volumes[]",
+            ItemAddedWith("secret"),
+            "mounts a Secret of the namespace the manifest does not give the pod",
+        ),
+        sf(
+            "automount-token",
+            PodSpec,
+            "automountServiceAccountToken",
+            Is("true"),
+            "overrides a service account's `automountServiceAccountToken: false`: API credentials in every container",
+        ),
+        sf(
             "container-added",
             PodSpec,
             "containers[]",
@@ -930,6 +948,60 @@ pub const SECURITY_FIELDS: &[SecurityField] = {
             "webhooks[].failurePolicy",
             Is("\"Ignore\""),
             "a failing webhook then lets every request through",
+        ),
+        // --- network exposure ---
+        sf(
+            "service-external-ips",
+            Kinds(&["Service"]),
+            "spec.externalIPs",
+            AnyValue,
+            "external IPs let a service capture traffic meant for those addresses (CVE-2020-8554)",
+        ),
+        sf(
+            "service-exposed",
+            Kinds(&["Service"]),
+            "spec.type",
+            IsNot("\"ClusterIP\""),
+            "a NodePort or LoadBalancer service is reachable from outside the cluster",
+        ),
+        sf(
+            "network-policy-rule-added",
+            Kinds(&["NetworkPolicy"]),
+            "spec.ingress[]",
+            ItemAdded,
+            "an added ingress rule lets traffic in that the policy denied",
+        ),
+        sf(
+            "network-policy-rule-added",
+            Kinds(&["NetworkPolicy"]),
+            "spec.egress[]",
+            ItemAdded,
+            "an added egress rule lets traffic out that the policy denied",
+        ),
+        // --- admission policies ---
+        sf(
+            "admission-policy-exclusion",
+            Kinds(&["ValidatingAdmissionPolicy", "MutatingAdmissionPolicy"]),
+            "spec.matchConstraints.excludeResourceRules",
+            AnyValue,
+            "excluded resources escape the policy",
+        ),
+        sf(
+            "admission-policy-exclusion",
+            Kinds(&[
+                "ValidatingAdmissionPolicyBinding",
+                "MutatingAdmissionPolicyBinding",
+            ]),
+            "spec.matchResources.excludeResourceRules",
+            AnyValue,
+            "excluded resources escape the policy",
+        ),
+        sf(
+            "admission-policy-fail-open",
+            Kinds(&["ValidatingAdmissionPolicy", "MutatingAdmissionPolicy"]),
+            "spec.failurePolicy",
+            Is("\"Ignore\""),
+            "a policy that fails to evaluate then lets the request through",
         ),
         // --- Pod Security admission ---
         sf(

@@ -92,7 +92,7 @@ fn harmless_values_are_not_foreign() {
 
 #[test]
 fn every_spelling_of_the_attack_is_found() {
-    let (desired, live) = deployment_with(|l| {
+    let (mut desired, live) = deployment_with(|l| {
         let spec = pod_spec(l);
         spec["hostNetwork"] = json!(true);
         spec["hostPID"] = json!(true);
@@ -119,6 +119,11 @@ fn every_spelling_of_the_attack_is_found() {
         c["securityContext"]["procMount"] = json!("Unmasked");
         c["securityContext"]["seLinuxOptions"] = json!({"type": "spc_t"});
     });
+    // envFrom is an atomic list: where the manifest sets one, the diff stage compares it whole.
+    pod_spec(&mut desired)["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("envFrom");
     let got: Vec<(String, &str)> = found(&desired, &live)
         .into_iter()
         .map(|(p, id, _)| (p, id))
@@ -235,30 +240,39 @@ fn cronjob_and_ephemeral_containers_are_covered() {
 
 #[test]
 fn added_rbac_rules_and_subjects_and_webhooks_are_found() {
+    // Rules the manifest sets are an atomic list: the diff stage compares them whole.
     let desired = fixture("role-desired");
     let mut live = fixture("role-fresh");
     live["rules"]
         .as_array_mut()
         .unwrap()
         .push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}));
-    let got = found(&desired, &live);
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].1, "rbac-rule-added");
-    assert!(got[0].0.starts_with("rules["), "{got:?}");
+    assert_eq!(found(&desired, &live), vec![]);
+    let owned = crate::diff::applied_fields_v1(&live, crate::diff::FIELD_MANAGER);
+    let diffs = crate::diff::compare(&desired, &live, owned);
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].path.to_string(), "rules");
+    // A Role whose manifest grants nothing.
+    let mut empty = desired.clone();
+    empty.as_object_mut().unwrap().remove("rules");
+    let got = found(&empty, &live);
+    assert_eq!(
+        got.len(),
+        3,
+        "every live rule is one the manifest does not grant: {got:?}"
+    );
+    assert!(got.iter().all(|g| g.1 == "rbac-rule-added"), "{got:?}");
 
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": "b", "namespace": "n"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
-        "subjects": [{"kind": "ServiceAccount", "name": "api", "namespace": "n"}]});
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}});
     let mut live = binding.clone();
-    live["subjects"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}));
+    live["subjects"] =
+        json!([{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}]);
     assert_eq!(
         found(&binding, &live),
         vec![(
-            "subjects[1]".to_owned(),
+            "subjects[0]".to_owned(),
             "rbac-subject-added",
             json!({"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"})
         )]
@@ -359,4 +373,55 @@ fn a_namespace_relabelled_privileged_is_found() {
             json!("privileged")
         )]
     );
+}
+
+#[test]
+fn exposure_and_admission_policy_loopholes_are_found() {
+    let mut svc = fixture("service-desired");
+    let mut live = fixture("service-fresh");
+    // A manifest that leaves the type to the server's default.
+    svc["spec"].as_object_mut().unwrap().remove("type");
+    assert_eq!(
+        found(&svc, &live),
+        vec![],
+        "the defaulted ClusterIP is not foreign"
+    );
+    live["spec"]["externalIPs"] = json!(["10.0.0.1"]);
+    live["spec"]["type"] = json!("NodePort");
+    let ids: Vec<&str> = found(&svc, &live).into_iter().map(|f| f.1).collect();
+    assert_eq!(ids, vec!["service-external-ips", "service-exposed"]);
+
+    let np = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "deny"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}});
+    let mut live = np.clone();
+    live["spec"]["ingress"] = json!([{}]);
+    assert_eq!(
+        found(&np, &live),
+        vec![(
+            "spec.ingress[0]".to_owned(),
+            "network-policy-rule-added",
+            json!({})
+        )]
+    );
+
+    let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "b"},
+        "spec": {"policyName": "p", "validationActions": ["Deny"]}});
+    let mut live = binding.clone();
+    live["spec"]["matchResources"] = json!({"excludeResourceRules": [{"resources": ["pods"]}]});
+    assert_eq!(found(&binding, &live)[0].1, "admission-policy-exclusion");
+}
+
+#[test]
+fn a_custom_resource_with_a_pod_template_is_covered_and_secrets_and_tokens_too() {
+    let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "r"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    let mut live = rollout.clone();
+    let spec = &mut live["spec"]["template"]["spec"];
+    spec["containers"][0]["securityContext"] = json!({"privileged": true});
+    spec["automountServiceAccountToken"] = json!(true);
+    spec["volumes"] = json!([{"name": "db", "secret": {"secretName": "prod-db"}}]);
+    let ids: Vec<&str> = found(&rollout, &live).into_iter().map(|f| f.1).collect();
+    assert_eq!(ids, vec!["privileged", "secret-volume", "automount-token"]);
 }
