@@ -43,7 +43,7 @@ use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
-pub use gate::{Clock, Hold, base_digest, promotion_gate, system_clock, window_hold};
+pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
 
 /// The inventory digest of an object recorded before its first apply finished: it matches no
 /// manifest digest, so the object is applied again.
@@ -184,7 +184,7 @@ pub struct TierReconciler {
     /// every reconcile, while the last deployed set keeps being reconciled.
     held: Option<(String, Hold)>,
     /// (revision, hold kind) already reported as `PromotionBlocked`: once each.
-    blocked_reported: HashSet<(String, &'static str)>,
+    blocked_reported: HashSet<(String, HoldKind)>,
     /// Set by a manual sync that overrides a closed window; taken by the next reconcile.
     window_override: Arc<AtomicBool>,
     /// This reconcile runs with the window overridden.
@@ -299,7 +299,7 @@ impl TierReconciler {
                 Ok(state) => state.healthy,
                 Err(e) => {
                     return Some(Hold {
-                        kind: "promotion-gate",
+                        kind: HoldKind::PromotionGate,
                         message: format!(
                             "promotion gate closed: cannot read the state of tier {from}: {e}"
                         ),
@@ -352,7 +352,7 @@ impl TierReconciler {
             .unwrap_or_else(|e| Err(format!("the signature check failed: {e}")));
             if let Err(why) = checked {
                 return Some(Hold {
-                    kind: "signature",
+                    kind: HoldKind::Signature,
                     message: format!("signature check failed: {why}"),
                     opens_at: None,
                 });
@@ -390,7 +390,7 @@ impl TierReconciler {
             s.sync = SyncState::Blocked;
             s.last_error = Some(message);
             s.held_revision = Some(revision.to_owned());
-            s.held_by = Some(kind.to_owned());
+            s.held_by = Some(kind);
             s.window = window;
         });
         self.held = Some((revision.to_owned(), hold));
@@ -653,7 +653,7 @@ impl TierReconciler {
             self.offer_revision(&revision).await;
         }
         if let Some((_, hold)) = &self.held {
-            self.window_held = hold.kind == "window";
+            self.window_held = hold.kind == HoldKind::Window;
         }
         let Some(active) = self.active.clone() else {
             if let Some((revision, _)) = &self.held {

@@ -14,3 +14,4 @@ mod support;
 
 // One line per module; each module holds the tests of one wall.
 mod foreign;
+mod http;
