@@ -30,6 +30,7 @@ pub fn foreign_security_fields(kind: &str, manifest: &Value, live: &Value) -> Ve
             walk(entry, &steps, base, live_at, manifest_at, live, &mut out);
         }
     }
+    mounts_of_added_volumes(kind, manifest, live, &mut out);
     // A field inside an item already reported whole (a hostPath volume added) is that item.
     let whole: Vec<FieldPath> = out.iter().map(|f| f.diff.path.clone()).collect();
     out.retain(|f| {
@@ -90,6 +91,64 @@ fn bases<'v>(
 
 /// Where a custom resource keeps a pod template, as the workloads do (Argo Rollouts, ...).
 const TEMPLATE_POD_SPEC: &[&str] = &["spec", "template", "spec"];
+
+/// The mounts of volumes found above (an added hostPath or Secret volume) in containers the
+/// manifest has: they are the volume's use, and removing the volume alone would leave the pod
+/// spec invalid, so the attack would stay.
+fn mounts_of_added_volumes(
+    kind: &str,
+    manifest: &Value,
+    live: &Value,
+    out: &mut Vec<ForeignField>,
+) {
+    let Some((spec_path, live_spec, manifest_spec)) = pod_spec_base(kind, manifest, live) else {
+        return;
+    };
+    let volumes_path = spec_path.push(PathSegment::Field("volumes".to_owned()));
+    let added: Vec<(String, &'static SecurityField)> = out
+        .iter()
+        .filter_map(|f| match f.diff.path.0.split_last() {
+            Some((PathSegment::Keyed(keys), parent)) if parent == volumes_path.0.as_slice() => keys
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, name)| (name.clone(), f.entry)),
+            _ => None,
+        })
+        .collect();
+    for (volume, entry) in added {
+        for list in CONTAINER_LISTS {
+            let Some(containers) = live_spec.get(list).and_then(Value::as_array) else {
+                continue;
+            };
+            let manifest_list = manifest_spec.and_then(|s| s.get(list));
+            for c in containers {
+                let Some((seg, Some(counterpart))) = identify(list, Some("spec"), c, manifest_list)
+                else {
+                    continue;
+                };
+                let container_path = spec_path
+                    .push(PathSegment::Field(list.to_owned()))
+                    .push(seg);
+                let mounts_path =
+                    container_path.push(PathSegment::Field("volumeMounts".to_owned()));
+                let manifest_mounts = counterpart.get("volumeMounts");
+                for m in c
+                    .get("volumeMounts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| m.get("name").and_then(Value::as_str) == Some(volume.as_str()))
+                {
+                    if let Some((mseg, None)) =
+                        identify("volumeMounts", Some(list), m, manifest_mounts)
+                    {
+                        out.push(found(entry, mounts_path.push(mseg), m));
+                    }
+                }
+            }
+        }
+    }
+}
 
 fn pod_spec_base<'v>(kind: &str, manifest: &'v Value, live: &'v Value) -> Option<Base<'v>> {
     let fields = pod_spec_path(kind).or_else(|| {

@@ -449,7 +449,10 @@ async fn under_apply_every_variant_is_taken_away_and_the_manifests_own_fields_st
             "volumes": [{"name": "node-root", "hostPath": {"path": "/"}}],
             "initContainers": [{"name": "setup",
                 "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
-            "containers": [{"name": "miner", "image": "registry.example.com/evil/miner:1"}]
+            "containers": [
+                {"name": "miner", "image": "registry.example.com/evil/miner:1"},
+                {"name": "api", "volumeMounts": [{"name": "node-root", "mountPath": "/host"}]}
+            ]
         }}}}),
     )
     .await;
@@ -476,6 +479,7 @@ async fn under_apply_every_variant_is_taken_away_and_the_manifests_own_fields_st
             .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
             .unwrap_or_default();
         let clean = names == ["api"]
+            && spec.pointer("/containers/0/volumeMounts").is_none()
             && spec["hostNetwork"].as_bool() != Some(true)
             && spec["volumes"].is_null()
             && spec

@@ -425,3 +425,43 @@ fn a_custom_resource_with_a_pod_template_is_covered_and_secrets_and_tokens_too()
     let ids: Vec<&str> = found(&rollout, &live).into_iter().map(|f| f.1).collect();
     assert_eq!(ids, vec!["privileged", "secret-volume", "automount-token"]);
 }
+
+#[test]
+fn the_mount_of_an_added_host_path_volume_goes_with_it() {
+    let (desired, live) = deployment_with(|l| {
+        let spec = pod_spec(l);
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "host", "hostPath": {"path": "/var/run"}}));
+        spec["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "host", "mountPath": "/host"}));
+    });
+    let got: Vec<(String, &str)> = found(&desired, &live)
+        .into_iter()
+        .map(|(p, id, _)| (p, id))
+        .collect();
+    let s = "spec.template.spec";
+    assert_eq!(
+        got,
+        vec![
+            (format!("{s}.volumes[name=host]"), "hostpath-volume"),
+            (
+                format!("{s}.containers[name=api].volumeMounts[mountPath=/host]"),
+                "hostpath-volume"
+            ),
+        ]
+    );
+    // Both go in one patch, valid as a whole.
+    let paths: Vec<_> = foreign_security_fields("Deployment", &desired, &live)
+        .into_iter()
+        .map(|f| f.diff.path)
+        .collect();
+    let ops = crate::apply::removal_patch(&live, &paths).unwrap();
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
+    let mut patched = live.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    assert_eq!(patched, fixture("deployment-fresh"));
+}
