@@ -29,6 +29,7 @@ pub mod leader;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod podspec;
 pub mod policy;
 pub mod reconcile;
 pub mod render;

@@ -634,6 +634,7 @@ mod tests {
             rule: "test".into(),
             action: crate::config::Action::Alert,
             field_path: None,
+            foreign: None,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, warn};
 
+use super::remove::removal_patch;
 use super::retry::{Backoff, is_transient, retry};
 use super::status;
 use super::{AppliedMeta, ApplyItem, Conflict, ObjectResult, Outcome, PruneTarget};
@@ -760,6 +761,102 @@ impl Applier {
             .zip(targets)
             .map(|(r, t)| r.unwrap_or_else(|| shutting_down(t.key, SHUTTING_DOWN_DELETE)))
             .collect()
+    }
+
+    /// Removes `paths` (fields another manager added, which a server-side apply cannot take
+    /// away) from the object, as `live` holds them: one JSON patch whose `test` operations
+    /// make the server refuse it if the object moved since it was read ([`removal_patch`]).
+    pub async fn remove_fields(
+        &self,
+        key: &ObjectKey,
+        live: &Value,
+        paths: &[crate::diff::FieldPath],
+        cancel: &CancellationToken,
+    ) -> ObjectResult {
+        let object = display_name(key);
+        let span = debug_span!("remove_fields", object = %object);
+        async {
+            if cancel.is_cancelled() {
+                return shutting_down(key.clone(), SHUTTING_DOWN);
+            }
+            let shown: Vec<String> = paths.iter().map(ToString::to_string).collect();
+            let ops = match removal_patch(live, paths) {
+                Ok(ops) => ops,
+                Err(e) => {
+                    return ApplyError::Api {
+                        object: object.clone(),
+                        what: "removing foreign fields",
+                        detail: e.to_string(),
+                    }
+                    .into_result(key.clone());
+                }
+            };
+            let api = match self.api_for(key, &object, false, cancel).await {
+                Ok(api) => api,
+                Err(e) => return e.into_result(key.clone()),
+            };
+            let body = match serde_json::to_vec(&ops) {
+                Ok(b) => b,
+                Err(e) => {
+                    return ApplyError::Api {
+                        object: object.clone(),
+                        what: "removing foreign fields",
+                        detail: e.to_string(),
+                    }
+                    .into_result(key.clone());
+                }
+            };
+            let url = format!(
+                "{}/{}?fieldManager={FIELD_MANAGER}",
+                api.resource_url(),
+                key.name
+            );
+            let client = api.into_client();
+            let patched = retry(&self.backoff, cancel, is_transient, || {
+                let request = http::Request::patch(url.as_str())
+                    .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+                    .body(body.clone());
+                let client = client.clone();
+                async move {
+                    let request = request.map_err(|e| {
+                        kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e))
+                    })?;
+                    client.request::<DynamicObject>(request).await
+                }
+            })
+            .await;
+            match patched {
+                Ok(applied) => {
+                    debug!(fields = ?shown, "foreign fields removed");
+                    ObjectResult {
+                        key: key.clone(),
+                        outcome: Outcome::Configured,
+                        message: Some(format!("removed {} (set outside the manifest)", shown.join(", "))),
+                        conflicts: Vec::new(),
+                        applied: Some(AppliedMeta::of(&applied.metadata)),
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "removing foreign fields failed");
+                    let detail = match &e {
+                        // A failed `test`: the object changed since it was read.
+                        kube::Error::Api(s) if s.code == 422 && s.message.contains("test") => format!(
+                            "{}: the object changed since it was read; tried again on the next reconcile",
+                            describe_error(&e)
+                        ),
+                        _ => describe_error(&e),
+                    };
+                    ApplyError::Api {
+                        object: object.clone(),
+                        what: "removing foreign fields",
+                        detail: format!("{} ({detail})", shown.join(", ")),
+                    }
+                    .into_result(key.clone())
+                }
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn delete_one(&self, target: &PruneTarget, cancel: &CancellationToken) -> ObjectResult {

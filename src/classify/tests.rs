@@ -763,3 +763,40 @@ fn the_last_applied_copy_of_a_secret_is_masked_in_every_shape() {
             .contains("shop")
     );
 }
+
+#[test]
+fn a_foreign_security_field_is_critical_names_its_manager_and_yields_to_overrides() {
+    let priv_path = path("spec.template.spec.containers[name=api].securityContext.privileged");
+    let found = vec![(
+        FieldDiff {
+            path: priv_path.clone(),
+            desired: None,
+            live: Some(json!(true)),
+        },
+        Some("kubectl-patch".to_owned()),
+    )];
+    let tier = tier_with(", policy: {critical: alert}");
+    let items = classify_foreign(&object("Deployment"), &found, &tier);
+    assert_eq!(items.len(), 1);
+    let i = &items[0];
+    assert_eq!(
+        (i.severity, i.rule.as_str(), i.action),
+        (Severity::Critical, FOREIGN_SECURITY_RULE, Action::Alert)
+    );
+    assert_eq!(i.field_path.as_ref(), Some(&priv_path));
+    assert_eq!(
+        i.foreign.as_ref().and_then(|f| f.manager.as_deref()),
+        Some("kubectl-patch")
+    );
+    assert!(i.to_string().contains("set by kubectl-patch"), "{i}");
+
+    // An operator who accepts the field says so with an override, as for any drift.
+    let tier =
+        tier_with(", severity: [{path: \"**.securityContext.privileged\", severity: ignore}]");
+    assert!(classify_foreign(&object("Deployment"), &found, &tier).is_empty());
+    let tier =
+        tier_with(", severity: [{kind: Deployment, path: \"**.privileged\", severity: low}]");
+    let items = classify_foreign(&object("Deployment"), &found, &tier);
+    assert_eq!(items[0].severity, Severity::Low);
+    assert_eq!(items[0].rule, "override:Deployment:**.privileged");
+}

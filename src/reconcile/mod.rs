@@ -904,10 +904,37 @@ impl TierReconciler {
         for u in &decision.unconvergeable {
             warn!(object = %crate::apply::display_name(&u.object), path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
         }
-        let corrections: Vec<_> = decision
+        let all_corrections: Vec<_> = decision
             .corrections
             .iter()
             .filter_map(|c| by_key.get(&c.object).map(|o| (c, *o)))
+            .collect();
+        // Foreign security fields are removed by a guarded JSON patch, one request per object
+        // (an apply cannot remove a field gitopsd does not own); the rest is applied.
+        let mut removed: Vec<ObjectResult> = Vec::new();
+        let mut removed_from: Vec<&DesiredObject> = Vec::new();
+        for (c, o) in all_corrections.iter().filter(|(c, _)| !c.remove.is_empty()) {
+            let Some(live) = lives.get(&c.object) else {
+                continue;
+            };
+            let r = self
+                .applier
+                .remove_fields(&c.object, live, &c.remove, cancel)
+                .await;
+            if r.outcome != Outcome::Failed {
+                let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
+                self.fights.corrected(&c.object, &fields, &o.digest, now);
+                info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
+            }
+            removed.push(r);
+            removed_from.push(*o);
+        }
+        if !removed.is_empty() {
+            self.note_results(&removed_from, &removed, record);
+        }
+        let corrections: Vec<_> = all_corrections
+            .into_iter()
+            .filter(|(c, _)| c.needs_apply())
             .collect();
         if !corrections.is_empty() {
             let objects: Vec<&DesiredObject> = corrections.iter().map(|(_, o)| *o).collect();
@@ -938,7 +965,14 @@ impl TierReconciler {
             self.note_results(&objects, &results, record);
             for ((c, o), r) in corrections.iter().zip(&results) {
                 if r.outcome != Outcome::Failed {
-                    self.fights.corrected(&c.object, &c.fields, &o.digest, now);
+                    // Foreign fields were counted when they were removed.
+                    let applied: Vec<String> = c
+                        .fields
+                        .iter()
+                        .filter(|f| !c.remove.iter().any(|p| p.to_string() == **f))
+                        .cloned()
+                        .collect();
+                    self.fights.corrected(&c.object, &applied, &o.digest, now);
                     info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
                 }
             }

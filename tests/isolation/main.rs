@@ -14,5 +14,6 @@ mod support;
 
 // One line per module; each module holds the tests of one wall.
 mod box_;
+mod foreign;
 mod http;
 mod sa;
