@@ -5,6 +5,7 @@ mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -12,8 +13,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceConfig};
 use crate::logging::LogFormat;
-use crate::render::{DesiredSet, Limits};
-use crate::validate::{self, Finding, Level, Stage};
+use crate::render::{DesiredSet, KindScopes, Limits};
+use crate::validate::{self, Level};
 
 /// gitopsd keeps Kubernetes clusters in step with a config git repository, tier by tier
 /// (experimental -> validation -> operational), and tells a harmless drift from a dangerous one.
@@ -152,6 +153,16 @@ pub struct RenderArgs {
     #[arg(short, long, value_name = "FILE", env = "GITOPSD_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Learn which kinds are namespaced from this cluster's discovery (default: in-cluster
+    /// config or KUBECONFIG, if any; else the built-in kinds, as --offline).
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Do not contact a cluster: only Kubernetes' own kinds and the CRDs in the tier have a
+    /// known scope; any other kind gets no namespace.
+    #[arg(long)]
+    pub offline: bool,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
@@ -170,11 +181,13 @@ pub struct ValidateArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
 
-    /// Check kinds against this cluster (default: in-cluster config or KUBECONFIG, if any).
+    /// Check kinds and their scope against this cluster's discovery (default: in-cluster
+    /// config or KUBECONFIG, if any).
     #[arg(long, value_name = "FILE", conflicts_with = "offline")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Do not contact a cluster: skip the check that every kind is served.
+    /// Do not contact a cluster: only Kubernetes' own kinds (of the version gitopsd is built
+    /// for) and the CRDs in the tier have a known scope; any other kind blocks.
     #[arg(long)]
     pub offline: bool,
 }
@@ -498,15 +511,43 @@ async fn render_at(
     repo: Option<String>,
     git_ref: Option<String>,
     tier: String,
+    scopes: Arc<KindScopes>,
 ) -> Result<(DesiredSet, Option<String>), String> {
     tokio::task::spawn_blocking(move || {
         let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
-        let set = crate::render::render_tier(&checkout.root, &tier, &Limits::default())
+        let set = crate::render::render_tier(&checkout.root, &tier, &Limits::default(), &scopes)
             .map_err(|e| e.to_string())?;
         Ok((set, checkout.revision))
     })
     .await
     .map_err(|e| format!("the render task failed: {e}"))?
+}
+
+/// Which kinds are namespaced, for a command run once: the discovery of the cluster
+/// `--kubeconfig` names (an error when it does not answer), else of the cluster kube infers
+/// (in-cluster, KUBECONFIG), else, and with `--offline`, the built-in kinds, with a note.
+async fn kind_scopes(
+    kubeconfig: Option<&Path>,
+    offline: bool,
+) -> Result<(Arc<KindScopes>, Option<kube::Client>), String> {
+    if offline {
+        return Ok((Arc::new(KindScopes::builtin()), None));
+    }
+    let conn = match crate::cluster::connect(kubeconfig).await {
+        Ok(c) => c,
+        Err(e) if kubeconfig.is_some() => return Err(e.to_string()),
+        Err(e) => {
+            eprintln!(
+                "note: no cluster to ask which kinds are namespaced ({e}); using the built-in kinds of Kubernetes {} (as --offline)",
+                crate::render::builtin_kubernetes_version()
+            );
+            return Ok((Arc::new(KindScopes::builtin()), None));
+        }
+    };
+    let scopes = crate::discovery::discover(&conn.client)
+        .await
+        .map_err(|e| format!("{}: {e}", conn.server))?;
+    Ok((Arc::new(scopes), Some(conn.client)))
 }
 
 /// The source section to use when there is no config file: just the repo, no credentials.
@@ -544,7 +585,21 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .and_then(|c| c.tier(&args.tier))
         .map(|t| t.git_ref.as_str());
     let git_ref = args.repo.effective_ref(tier_ref);
-    let rendered = render_at(source, args.repo.repo.clone(), git_ref, args.tier.clone()).await;
+    let scopes = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
+        Ok((scopes, _)) => scopes,
+        Err(e) => {
+            report.error("cannot learn which kinds are namespaced", &e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let rendered = render_at(
+        source,
+        args.repo.repo.clone(),
+        git_ref,
+        args.tier.clone(),
+        scopes,
+    )
+    .await;
     let (set, revision) = match rendered {
         Ok(v) => v,
         Err(e) => {
@@ -624,19 +679,11 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
         None => config.tiers.clone(),
     };
     let last_tier = config.tiers.last().map(|t| t.name.clone());
-    let served = if args.offline {
-        None
-    } else {
-        match crate::cluster::connect(args.kubeconfig.as_deref()).await {
-            Ok(conn) => Some(conn.client),
-            Err(e) if args.kubeconfig.is_some() => {
-                report.error("cannot connect to Kubernetes", &e);
-                return ExitCode::FAILURE;
-            }
-            Err(e) => {
-                eprintln!("note: kinds are not checked against a cluster: {e}");
-                None
-            }
+    let scopes = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
+        Ok((scopes, _)) => scopes,
+        Err(e) => {
+            report.error("cannot connect to Kubernetes", &e);
+            return ExitCode::FAILURE;
         }
     };
     let mut blocked = false;
@@ -647,6 +694,7 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             args.repo.repo.clone(),
             git_ref,
             tier.name.clone(),
+            scopes.clone(),
         )
         .await;
         let set = match rendered {
@@ -657,14 +705,11 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
                 continue;
             }
         };
-        let mut findings = validate::validate(
+        let findings = validate::validate(
             &set,
             &tier,
             last_tier.as_deref() == Some(tier.name.as_str()),
         );
-        if let Some(client) = &served {
-            findings.extend(unserved_kinds(client, &set).await);
-        }
         let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
         for f in &findings {
             println!("tier {}: {f}", tier.name);
@@ -683,76 +728,6 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// Kinds the API server does not serve (CRDs in the same set count as served): a schema
-/// finding each, found by discovery, one request per apiVersion.
-async fn unserved_kinds(client: &kube::Client, set: &DesiredSet) -> Vec<Finding> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut from_crds: BTreeSet<(String, String)> = BTreeSet::new();
-    for o in set
-        .objects
-        .iter()
-        .filter(|o| o.kind == "CustomResourceDefinition")
-    {
-        let m = &o.manifest;
-        let group = m
-            .pointer("/spec/group")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let kind = m
-            .pointer("/spec/names/kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        for v in m
-            .pointer("/spec/versions")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
-                from_crds.insert((format!("{group}/{name}"), kind.to_owned()));
-            }
-        }
-    }
-    let mut served: BTreeMap<String, Result<BTreeSet<String>, String>> = BTreeMap::new();
-    let mut findings = Vec::new();
-    for o in &set.objects {
-        if from_crds.contains(&(o.api_version.clone(), o.kind.clone())) {
-            continue;
-        }
-        if !served.contains_key(&o.api_version) {
-            let resources = if o.api_version.contains('/') {
-                client.list_api_group_resources(&o.api_version).await
-            } else {
-                client.list_core_api_resources(&o.api_version).await
-            };
-            let kinds = resources
-                .map(|r| r.resources.into_iter().map(|r| r.kind).collect())
-                .map_err(|e| e.to_string());
-            served.insert(o.api_version.clone(), kinds);
-        }
-        let message = match &served[&o.api_version] {
-            Ok(kinds) if kinds.contains(&o.kind) => continue,
-            Ok(_) => format!(
-                "kind {} is not served by the cluster in {} (is a CRD missing?)",
-                o.kind, o.api_version
-            ),
-            Err(_) => format!(
-                "apiVersion {} is not served by the cluster (is a CRD or an API service missing?)",
-                o.api_version
-            ),
-        };
-        findings.push(Finding {
-            level: Level::Block,
-            stage: Stage::Schema,
-            rule: "unknown-kind",
-            location: o.source.to_string(),
-            object: o.display_name(),
-            message,
-        });
-    }
-    findings
 }
 
 /// `gitopsd diff` exit codes, as `kubectl diff` has them.
@@ -794,18 +769,32 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     let git_ref = args
         .repo
         .effective_ref(config.as_ref().map(|_| tier.git_ref.as_str()));
-    let rendered = render_at(source, args.repo.repo.clone(), git_ref, args.tier.clone()).await;
-    let set = match rendered {
-        Ok((set, _)) => set,
-        Err(e) => {
-            report.error("render failed", &e);
-            return error;
-        }
-    };
     let conn = match crate::cluster::connect(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
             report.error("cannot connect to Kubernetes", &e);
+            return error;
+        }
+    };
+    let scopes = match crate::discovery::discover(&conn.client).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            report.error("cannot learn which kinds are namespaced", &e);
+            return error;
+        }
+    };
+    let rendered = render_at(
+        source,
+        args.repo.repo.clone(),
+        git_ref,
+        args.tier.clone(),
+        scopes,
+    )
+    .await;
+    let set = match rendered {
+        Ok((set, _)) => set,
+        Err(e) => {
+            report.error("render failed", &e);
             return error;
         }
     };

@@ -193,6 +193,8 @@ pub async fn run(
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();
     let last = config.tiers.len().saturating_sub(1);
+    // One discovery snapshot for every tier (which kinds are namespaced; see crate::discovery).
+    let scopes = Arc::new(crate::discovery::ScopeCache::new(client.clone()));
     for (i, tier) in config.tiers.iter().enumerate() {
         let status = StatusHandle::new(&tier.name);
         let trigger = triggers
@@ -215,6 +217,7 @@ pub async fn run(
                 observers.clone(),
             );
             let publish_healthy = config.source.publish_healthy;
+            let scopes = scopes.clone();
             move || {
                 let mut reconciler = TierReconciler::new(
                     tier.clone(),
@@ -227,6 +230,7 @@ pub async fn run(
                 );
                 reconciler.set_publish_healthy(publish_healthy);
                 reconciler.set_window_override(window_override.clone());
+                reconciler.set_scope_cache(scopes.clone());
                 reconciler
             }
         };

@@ -34,11 +34,12 @@ use crate::classify::Severity;
 use crate::config::{Action, OutsideWindows, TierConfig};
 use crate::desired::{Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
+use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey};
 use crate::policy::{FightTracker, hold_back};
-use crate::render::{DesiredObject, DesiredSet, Limits};
+use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
 use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
@@ -169,6 +170,8 @@ pub struct TierReconciler {
     status: StatusHandle,
     checkouts: Arc<dyn Checkouts>,
     limits: Limits,
+    /// Which kinds are namespaced (API discovery, cached): what the render stamps by.
+    scopes: Arc<ScopeCache>,
     observers: Observers,
     /// When each revision offered reached this tier (for commit-to-applied and deployment
     /// durations); dropped once the revision is healthy or replaced.
@@ -216,6 +219,7 @@ impl TierReconciler {
         observers: Observers,
     ) -> TierReconciler {
         let api = ApiLive::new(client.clone());
+        let scopes = Arc::new(ScopeCache::new(client.clone()));
         TierReconciler {
             applier: Applier::new(api.clone(), &tier.name, &tier.apply),
             dry_run: ApiDryRun::new(api.clone()),
@@ -241,6 +245,7 @@ impl TierReconciler {
             status,
             checkouts,
             limits: Limits::default(),
+            scopes,
             observers,
             arrived: None,
             applied_reported: None,
@@ -260,6 +265,11 @@ impl TierReconciler {
     /// Replaces the clock (tests: windows and soak times without waiting).
     pub fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
+    }
+
+    /// Shares a discovery snapshot with other tiers (the daemon makes one for all).
+    pub fn set_scope_cache(&mut self, scopes: Arc<ScopeCache>) {
+        self.scopes = scopes;
     }
 
     /// Publish `refs/gitopsd/healthy/<tier>/<sha>` when a revision becomes healthy.
@@ -525,7 +535,31 @@ impl TierReconciler {
         }
     }
 
+    /// Renders `revision` with the discovery snapshot; when the set has a kind the snapshot
+    /// does not know (a CRD installed since?), once more with a fresh one. Without any snapshot
+    /// the render fails: the last good set stays and nothing is pruned.
     async fn render(&self, revision: &str) -> Result<DesiredSet, crate::render::RenderError> {
+        let scopes = self.scopes.current().await.map_err(|e| {
+            crate::render::RenderError::ScopesUnavailable {
+                reason: e.to_string(),
+            }
+        })?;
+        let set = self.render_with(revision, scopes).await?;
+        let unknown = set
+            .objects
+            .iter()
+            .any(|o| matches!(o.scope, ObjectScope::Unknown { .. }));
+        if unknown && let Some(fresh) = self.scopes.refresh_on_miss().await {
+            return self.render_with(revision, fresh).await;
+        }
+        Ok(set)
+    }
+
+    async fn render_with(
+        &self,
+        revision: &str,
+        scopes: Arc<KindScopes>,
+    ) -> Result<DesiredSet, crate::render::RenderError> {
         let checkouts = self.checkouts.clone();
         let tier = self.tier.name.clone();
         let revision = revision.to_owned();
@@ -534,7 +568,7 @@ impl TierReconciler {
             let root = checkouts
                 .checkout(&revision)
                 .map_err(|e| crate::render::RenderError::checkout(&revision, &e))?;
-            crate::render::render_tier(&root, &tier, &limits)
+            crate::render::render_tier(&root, &tier, &limits, &scopes)
         })
         .await;
         match joined {
