@@ -121,7 +121,7 @@ pub enum RenderError {
     },
 
     #[error(
-        "{file} line {line}: patches[{index}] changes {field} of {object} from {from} to {to}; a patch may not change the apiVersion, kind, metadata.name or metadata.namespace of its target (rule: scope and security are checked on what the file says the object is): write the other object in its own manifest instead"
+        "{file} line {line}: patches[{index}] changes {field} of {object} {change}; a patch may not change the apiVersion, kind, metadata.name or metadata.namespace of its target (rule: scope and security are checked on what the file says the object is): write the other object in its own manifest instead"
     )]
     PatchChangesIdentity {
         file: String,
@@ -129,19 +129,19 @@ pub enum RenderError {
         index: usize,
         object: String,
         field: &'static str,
-        from: String,
-        to: String,
+        /// `from "v1" to "rbac.authorization.k8s.io/v1"`
+        change: String,
     },
 
     #[error(
-        "{file} line {line}: CustomResourceDefinition {crd} declares {kind} in {api_version} {declared}, but the API server knows it as {served} (rule: a kind's scope cannot change; fix spec.scope or the CRD's group and kind)"
+        "{file} line {line}: CustomResourceDefinition {crd} declares {kind} {declared}, but the API server knows it as {served} (rule: a kind's scope cannot change; fix spec.scope or the CRD's group and kind)"
     )]
     CrdScopeConflict {
         file: String,
         line: usize,
         crd: String,
+        /// `ClusterRoleBinding in rbac.authorization.k8s.io/v1`
         kind: String,
-        api_version: String,
         declared: &'static str,
         served: &'static str,
     },

@@ -467,8 +467,11 @@ fn apply_patches(
                         index,
                         object,
                         field,
-                        from: show(was.as_deref()),
-                        to: show(now.as_deref()),
+                        change: format!(
+                            "from {} to {}",
+                            show(was.as_deref()),
+                            show(now.as_deref())
+                        ),
                     });
                 }
             }

@@ -179,8 +179,7 @@ impl<'a> SetScopes<'a> {
                         file: source.file.display().to_string(),
                         line: source.line,
                         crd: m["metadata"]["name"].as_str().unwrap_or("?").to_owned(),
-                        kind: key.1,
-                        api_version: key.0,
+                        kind: format!("{} in {}", key.1, key.0),
                         declared: scope.as_str(),
                         served: other.as_str(),
                     });
