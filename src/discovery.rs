@@ -62,6 +62,26 @@ pub async fn discover(client: &Client) -> Result<KindScopes, DiscoveryError> {
 struct Cached {
     scopes: Arc<KindScopes>,
     at: Instant,
+    /// Counts the snapshots whose content differed from the one before.
+    generation: u64,
+}
+
+impl Cached {
+    /// Takes a fresh answer; the generation moves only when the answer changed.
+    fn replace(slot: &mut Option<Cached>, scopes: KindScopes) -> Arc<KindScopes> {
+        let generation = match slot.as_ref() {
+            Some(c) if *c.scopes == scopes => c.generation,
+            Some(c) => c.generation + 1,
+            None => 0,
+        };
+        let scopes = Arc::new(scopes);
+        *slot = Some(Cached {
+            scopes: scopes.clone(),
+            at: Instant::now(),
+            generation,
+        });
+        scopes
+    }
 }
 
 /// The snapshot a daemon renders with, shared by its renders and refreshed as said above.
@@ -90,12 +110,8 @@ impl ScopeCache {
         }
         match discover(&self.client).await {
             Ok(scopes) => {
-                let scopes = Arc::new(scopes);
+                let scopes = Cached::replace(&mut cached, scopes);
                 debug!(kinds = scopes.len(), "API discovery refreshed");
-                *cached = Some(Cached {
-                    scopes: scopes.clone(),
-                    at: Instant::now(),
-                });
                 Ok(scopes)
             }
             Err(e) => match cached.as_mut() {
@@ -108,6 +124,16 @@ impl ScopeCache {
                 None => Err(e),
             },
         }
+    }
+
+    /// Moves each time discovery answers differently from before (a CRD installed or
+    /// removed): a revision refused for a kind of unknown scope is worth rendering again.
+    pub async fn generation(&self) -> u64 {
+        self.cached
+            .lock()
+            .await
+            .as_ref()
+            .map_or(0, |c| c.generation)
     }
 
     /// A render met a kind the snapshot does not know: a new snapshot if the one held is older
@@ -123,15 +149,11 @@ impl ScopeCache {
         }
         match discover(&self.client).await {
             Ok(scopes) => {
-                let scopes = Arc::new(scopes);
+                let scopes = Cached::replace(&mut cached, scopes);
                 info!(
                     kinds = scopes.len(),
                     "API discovery refreshed for a kind it did not know"
                 );
-                *cached = Some(Cached {
-                    scopes: scopes.clone(),
-                    at: Instant::now(),
-                });
                 Some(scopes)
             }
             Err(e) => {

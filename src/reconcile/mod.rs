@@ -32,7 +32,7 @@ use crate::activity::{Activity, Observers};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::classify::Severity;
 use crate::config::{Action, OutsideWindows, TierConfig};
-use crate::desired::{Offer, TierDesired};
+use crate::desired::{Failure, Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
@@ -172,6 +172,10 @@ pub struct TierReconciler {
     limits: Limits,
     /// Which kinds are namespaced (API discovery, cached): what the render stamps by.
     scopes: Arc<ScopeCache>,
+    /// A revision refused for kinds of unknown scope, and the discovery generation it was
+    /// judged by: offered again once discovery answers differently (its CRD installed since,
+    /// e.g. by the tier that owns it), not on every reconcile.
+    unknown_kinds: Option<(String, u64)>,
     observers: Observers,
     /// When each revision offered reached this tier (for commit-to-applied and deployment
     /// durations); dropped once the revision is healthy or replaced.
@@ -246,6 +250,7 @@ impl TierReconciler {
             checkouts,
             limits: Limits::default(),
             scopes,
+            unknown_kinds: None,
             observers,
             arrived: None,
             applied_reported: None,
@@ -502,6 +507,7 @@ impl TierReconciler {
                 s.held_by = None;
             });
         }
+        self.unknown_kinds = None;
         let rendered = self.render(revision).await;
         let offer = self
             .desired
@@ -521,6 +527,15 @@ impl TierReconciler {
                 self.status.update(|s| s.last_error = None);
             }
             Offer::Rejected => {
+                let unknown = matches!(
+                    self.desired.failure(),
+                    Some(Failure::Blocked { findings, .. })
+                        if findings.iter().any(|f| f.rule == "unknown-kind")
+                );
+                if unknown {
+                    self.unknown_kinds =
+                        Some((revision.to_owned(), self.scopes.generation().await));
+                }
                 let failure = self
                     .desired
                     .failure()
@@ -685,6 +700,14 @@ impl TierReconciler {
         } else if let Some((revision, _)) = self.held.clone() {
             // Gates and windows are checked again: a held revision goes once they open.
             self.offer_revision(&revision).await;
+        } else if let Some((revision, generation)) = self.unknown_kinds.clone() {
+            // Discovery is asked again (at most every MISS_REFRESH_AFTER); only a changed
+            // answer renders the revision again.
+            self.scopes.refresh_on_miss().await;
+            if self.scopes.generation().await != generation {
+                info!(tier = %self.tier.name, revision, "API discovery changed; rendering the revision refused for unknown kinds again");
+                self.offer_revision(&revision).await;
+            }
         }
         if let Some((_, hold)) = &self.held {
             self.window_held = hold.kind == "window";
