@@ -166,3 +166,30 @@ impl ScopeCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(kinds: &[(&str, &str, KindScope)]) -> KindScopes {
+        KindScopes::discovered(
+            kinds
+                .iter()
+                .map(|(av, k, s)| ((*av).to_owned(), (*k).to_owned(), *s)),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_generation_moves_only_when_discovery_answers_differently() {
+        let mut slot = None;
+        let cm = ("v1", "ConfigMap", KindScope::Namespaced);
+        let probe = ("example.com/v1", "Probe", KindScope::Cluster);
+        Cached::replace(&mut slot, scopes(&[cm]));
+        assert_eq!(slot.as_ref().map(|c| c.generation), Some(0));
+        Cached::replace(&mut slot, scopes(&[cm]));
+        assert_eq!(slot.as_ref().map(|c| c.generation), Some(0));
+        let now = Cached::replace(&mut slot, scopes(&[cm, probe]));
+        assert_eq!(slot.as_ref().map(|c| c.generation), Some(1));
+        assert_eq!(now.get("example.com/v1", "Probe"), Some(KindScope::Cluster));
+    }
+}
