@@ -262,7 +262,6 @@ pub fn render_tier_with(
             _ => {}
         }
     }
-    drop(before);
 
     apply_patches(&mut objects, &overlay, &tier_file_display)?;
 
