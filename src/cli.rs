@@ -3,6 +3,7 @@
 mod promote;
 mod status;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceConfig};
 use crate::logging::LogFormat;
-use crate::render::{DesiredSet, KindScopes, Limits};
+use crate::render::{DesiredSet, KindScopes, Limits, ObjectScope};
 use crate::validate::{self, Level};
 
 /// gitopsd keeps Kubernetes clusters in step with a config git repository, tier by tier
@@ -526,10 +527,11 @@ async fn render_at(
 /// Which kinds are namespaced, for a command run once: the discovery of the cluster
 /// `--kubeconfig` names (an error when it does not answer), else of the cluster kube infers
 /// (in-cluster, KUBECONFIG), else, and with `--offline`, the built-in kinds, with a note.
+/// The second value is a note for the person, when no cluster could be asked.
 async fn kind_scopes(
     kubeconfig: Option<&Path>,
     offline: bool,
-) -> Result<(Arc<KindScopes>, Option<kube::Client>), String> {
+) -> Result<(Arc<KindScopes>, Option<String>), String> {
     if offline {
         return Ok((Arc::new(KindScopes::builtin()), None));
     }
@@ -537,17 +539,17 @@ async fn kind_scopes(
         Ok(c) => c,
         Err(e) if kubeconfig.is_some() => return Err(e.to_string()),
         Err(e) => {
-            eprintln!(
+            let note = format!(
                 "note: no cluster to ask which kinds are namespaced ({e}); using the built-in kinds of Kubernetes {} (as --offline)",
                 crate::render::builtin_kubernetes_version()
             );
-            return Ok((Arc::new(KindScopes::builtin()), None));
+            return Ok((Arc::new(KindScopes::builtin()), Some(note)));
         }
     };
     let scopes = crate::discovery::discover(&conn.client)
         .await
         .map_err(|e| format!("{}: {e}", conn.server))?;
-    Ok((Arc::new(scopes), Some(conn.client)))
+    Ok((Arc::new(scopes), None))
 }
 
 /// The source section to use when there is no config file: just the repo, no credentials.
@@ -585,8 +587,8 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .and_then(|c| c.tier(&args.tier))
         .map(|t| t.git_ref.as_str());
     let git_ref = args.repo.effective_ref(tier_ref);
-    let scopes = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
-        Ok((scopes, _)) => scopes,
+    let (scopes, note) = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
+        Ok(v) => v,
         Err(e) => {
             report.error("cannot learn which kinds are namespaced", &e);
             return ExitCode::FAILURE;
@@ -607,6 +609,22 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The note matters only when a kind's scope was not known (it then got no namespace).
+    let unknown: BTreeSet<String> = set
+        .objects
+        .iter()
+        .filter(|o| matches!(o.scope, ObjectScope::Unknown { .. }))
+        .map(|o| format!("{} {}", o.api_version, o.kind))
+        .collect();
+    if !unknown.is_empty() {
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        eprintln!(
+            "warning: kinds of unknown scope, left without a namespace (validation blocks them): {}",
+            unknown.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     match print_set(&set, revision.as_deref(), args.output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -680,7 +698,12 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     };
     let last_tier = config.tiers.last().map(|t| t.name.clone());
     let scopes = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
-        Ok((scopes, _)) => scopes,
+        Ok((scopes, note)) => {
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            scopes
+        }
         Err(e) => {
             report.error("cannot connect to Kubernetes", &e);
             return ExitCode::FAILURE;
