@@ -32,7 +32,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use gitopsd::config::TierConfig;
 use gitopsd::live::{RequestCounter, counted_client};
 use gitopsd::reconcile::{Checkouts, TierReconciler};
-use gitopsd::render::{DesiredSet, Limits, render_tier};
+use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;
 use gitopsd::status::{StatusHandle, SyncState};
 use kube::Client;
@@ -355,7 +355,13 @@ async fn first_sync(n: usize, concurrency: usize, runs: usize, ctx: &Ctx) -> Fir
         let tier = tier_config(&tier_name, &gd_ns, concurrency);
 
         // The same rendered manifests for kubectl, in its own fresh namespaces.
-        let set = render_tier(repo.path(), &tier_name, &Limits::default()).expect("render");
+        let set = render_tier(
+            repo.path(),
+            &tier_name,
+            &Limits::default(),
+            &KindScopes::builtin(),
+        )
+        .expect("render");
         assert_eq!(set.objects.len(), n);
         let rename: BTreeMap<String, String> =
             gd_ns.iter().cloned().zip(kc_ns.iter().cloned()).collect();

@@ -19,7 +19,9 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use gitopsd::config::TierConfig;
 use gitopsd::drift::{ApiDryRun, detect};
 use gitopsd::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey, Verb, counted_client};
-use gitopsd::render::{DesiredObject, DesiredSet, SourceLocation, TIER_LABEL, canonical_json};
+use gitopsd::render::{
+    DesiredObject, DesiredSet, ObjectScope, SourceLocation, TIER_LABEL, canonical_json,
+};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -70,6 +72,7 @@ fn desired_set(tier: &str, ns: &str, n: usize) -> DesiredSet {
                 kind: m["kind"].as_str().expect("kind").to_owned(),
                 namespace: Some(ns.to_owned()),
                 name: m["metadata"]["name"].as_str().expect("name").to_owned(),
+                scope: ObjectScope::Namespaced,
                 digest: hex::encode(Sha256::digest(canonical_json(&m).as_bytes())),
                 manifest: m,
                 source: SourceLocation {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gitopsd::render::{Kustomize, Limits, render_tier_with};
+use gitopsd::render::{KindScopes, Kustomize, Limits, render_tier_with};
 
 const TIERS: [&str; 3] = ["experimental", "validation", "operational"];
 
@@ -62,6 +62,7 @@ fn main() {
         max_objects: 100_000,
         ..Limits::default()
     };
+    let scopes = KindScopes::builtin();
     for objects in [1_000, 10_000] {
         let dir = tempfile::tempdir().unwrap();
         generate(dir.path(), objects);
@@ -71,7 +72,7 @@ fn main() {
             let start = Instant::now();
             digests.clear();
             for tier in TIERS {
-                let set = render_tier_with(dir.path(), tier, &limits, &Kustomize::none())
+                let set = render_tier_with(dir.path(), tier, &limits, &Kustomize::none(), &scopes)
                     .expect("the generated repo renders");
                 assert_eq!(set.objects.len(), objects);
                 digests.push(set.digest);

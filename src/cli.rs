@@ -3,8 +3,10 @@
 mod promote;
 mod status;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -13,8 +15,8 @@ use tracing::{error, info, warn};
 use crate::config::{Config, SourceConfig};
 use crate::escape::{escape_line, escape_text};
 use crate::logging::LogFormat;
-use crate::render::{DesiredSet, Limits};
-use crate::validate::{self, Finding, Level, Stage};
+use crate::render::{DesiredSet, KindScopes, Limits, ObjectScope};
+use crate::validate::{self, Level};
 
 /// gitopsd keeps Kubernetes clusters in step with a config git repository, tier by tier
 /// (experimental -> validation -> operational), and tells a harmless drift from a dangerous one.
@@ -153,6 +155,16 @@ pub struct RenderArgs {
     #[arg(short, long, value_name = "FILE", env = "GITOPSD_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Learn which kinds are namespaced from this cluster's discovery (default: in-cluster
+    /// config or KUBECONFIG, if any; else the built-in kinds, as --offline).
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Do not contact a cluster: only Kubernetes' own kinds and the CRDs in the tier have a
+    /// known scope; any other kind gets no namespace.
+    #[arg(long)]
+    pub offline: bool,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
@@ -171,11 +183,13 @@ pub struct ValidateArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
 
-    /// Check kinds against this cluster (default: in-cluster config or KUBECONFIG, if any).
+    /// Check kinds and their scope against this cluster's discovery (default: in-cluster
+    /// config or KUBECONFIG, if any).
     #[arg(long, value_name = "FILE", conflicts_with = "offline")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Do not contact a cluster: skip the check that every kind is served.
+    /// Do not contact a cluster: only Kubernetes' own kinds (of the version gitopsd is built
+    /// for) and the CRDs in the tier have a known scope; any other kind blocks.
     #[arg(long)]
     pub offline: bool,
 }
@@ -503,15 +517,44 @@ async fn render_at(
     git_ref: Option<String>,
     tier: String,
     limits: Limits,
+    scopes: Arc<KindScopes>,
 ) -> Result<(DesiredSet, Option<String>), String> {
     tokio::task::spawn_blocking(move || {
         let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
-        let set = crate::render::render_tier(&checkout.root, &tier, &limits)
+        let set = crate::render::render_tier(&checkout.root, &tier, &limits, &scopes)
             .map_err(|e| e.to_string())?;
         Ok((set, checkout.revision))
     })
     .await
     .map_err(|e| format!("the render task failed: {e}"))?
+}
+
+/// Which kinds are namespaced, for a command run once: the discovery of the cluster
+/// `--kubeconfig` names (an error when it does not answer), else of the cluster kube infers
+/// (in-cluster, KUBECONFIG), else, and with `--offline`, the built-in kinds, with a note.
+/// The second value is a note for the person, when no cluster could be asked.
+async fn kind_scopes(
+    kubeconfig: Option<&Path>,
+    offline: bool,
+) -> Result<(Arc<KindScopes>, Option<String>, Option<kube::Client>), String> {
+    if offline {
+        return Ok((Arc::new(KindScopes::builtin()), None, None));
+    }
+    let conn = match crate::cluster::connect(kubeconfig).await {
+        Ok(c) => c,
+        Err(e) if kubeconfig.is_some() => return Err(e.to_string()),
+        Err(e) => {
+            let note = format!(
+                "note: no cluster to ask which kinds are namespaced ({e}); using the built-in kinds of Kubernetes {} (as --offline)",
+                crate::render::builtin_kubernetes_version()
+            );
+            return Ok((Arc::new(KindScopes::builtin()), Some(note), None));
+        }
+    };
+    let scopes = crate::discovery::discover(&conn.client)
+        .await
+        .map_err(|e| format!("{}: {e}", conn.server))?;
+    Ok((Arc::new(scopes), None, Some(conn.client)))
 }
 
 /// The source section to use when there is no config file: just the repo, no credentials.
@@ -554,12 +597,20 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .as_ref()
         .map(|c| c.render.limits())
         .unwrap_or_default();
+    let (scopes, note, _) = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
+        Ok(v) => v,
+        Err(e) => {
+            report.error("cannot learn which kinds are namespaced", &e);
+            return ExitCode::FAILURE;
+        }
+    };
     let rendered = render_at(
         source,
         args.repo.repo.clone(),
         git_ref,
         args.tier.clone(),
         limits,
+        scopes,
     )
     .await;
     let (set, revision) = match rendered {
@@ -569,6 +620,22 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The note matters only when a kind's scope was not known (it then got no namespace).
+    let unknown: BTreeSet<String> = set
+        .objects
+        .iter()
+        .filter(|o| matches!(o.scope, ObjectScope::Unknown { .. }))
+        .map(|o| format!("{} {}", o.api_version, o.kind))
+        .collect();
+    if !unknown.is_empty() {
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        eprintln!(
+            "warning: kinds of unknown scope, left without a namespace (validation blocks them): {}",
+            unknown.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     match print_set(&set, revision.as_deref(), args.output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -643,22 +710,16 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
         None => config.tiers.clone(),
     };
     let last_tier = config.tiers.last().map(|t| t.name.clone());
-    let served = if args.offline {
-        None
-    } else {
-        match crate::cluster::connect(args.kubeconfig.as_deref()).await {
-            Ok(conn) => Some(conn.client),
-            Err(e) if args.kubeconfig.is_some() => {
-                report.error("cannot connect to Kubernetes", &e);
-                return ExitCode::FAILURE;
+    let (scopes, client) = match kind_scopes(args.kubeconfig.as_deref(), args.offline).await {
+        Ok((scopes, note, client)) => {
+            if let Some(note) = note {
+                eprintln!("{}", escape_text(&note));
             }
-            Err(e) => {
-                eprintln!(
-                    "note: kinds are not checked against a cluster: {}",
-                    escape_text(&e.to_string())
-                );
-                None
-            }
+            (scopes, client)
+        }
+        Err(e) => {
+            report.error("cannot connect to Kubernetes", &e);
+            return ExitCode::FAILURE;
         }
     };
     let mut blocked = false;
@@ -670,6 +731,7 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             git_ref,
             tier.name.clone(),
             config.render.limits(),
+            scopes.clone(),
         )
         .await;
         let set = match rendered {
@@ -685,12 +747,9 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             &tier,
             last_tier.as_deref() == Some(tier.name.as_str()),
         );
-        if let Some(client) = &served {
-            findings.extend(unserved_kinds(client, &set).await);
-            // The second wall: what the tier's ServiceAccount may write, asked of RBAC.
-            if let Some(sa) = &tier.service_account {
-                findings.extend(crate::access::check(client, &tier, sa, &set).await);
-            }
+        // The second wall: what the tier's ServiceAccount may write, asked of RBAC.
+        if let (Some(client), Some(sa)) = (&client, &tier.service_account) {
+            findings.extend(crate::access::check(client, &tier, sa, &set).await);
         }
         let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
         for f in &findings {
@@ -710,76 +769,6 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// Kinds the API server does not serve (CRDs in the same set count as served): a schema
-/// finding each, found by discovery, one request per apiVersion.
-async fn unserved_kinds(client: &kube::Client, set: &DesiredSet) -> Vec<Finding> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut from_crds: BTreeSet<(String, String)> = BTreeSet::new();
-    for o in set
-        .objects
-        .iter()
-        .filter(|o| o.kind == "CustomResourceDefinition")
-    {
-        let m = &o.manifest;
-        let group = m
-            .pointer("/spec/group")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let kind = m
-            .pointer("/spec/names/kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        for v in m
-            .pointer("/spec/versions")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
-                from_crds.insert((format!("{group}/{name}"), kind.to_owned()));
-            }
-        }
-    }
-    let mut served: BTreeMap<String, Result<BTreeSet<String>, String>> = BTreeMap::new();
-    let mut findings = Vec::new();
-    for o in &set.objects {
-        if from_crds.contains(&(o.api_version.clone(), o.kind.clone())) {
-            continue;
-        }
-        if !served.contains_key(&o.api_version) {
-            let resources = if o.api_version.contains('/') {
-                client.list_api_group_resources(&o.api_version).await
-            } else {
-                client.list_core_api_resources(&o.api_version).await
-            };
-            let kinds = resources
-                .map(|r| r.resources.into_iter().map(|r| r.kind).collect())
-                .map_err(|e| e.to_string());
-            served.insert(o.api_version.clone(), kinds);
-        }
-        let message = match &served[&o.api_version] {
-            Ok(kinds) if kinds.contains(&o.kind) => continue,
-            Ok(_) => format!(
-                "kind {} is not served by the cluster in {} (is a CRD missing?)",
-                o.kind, o.api_version
-            ),
-            Err(_) => format!(
-                "apiVersion {} is not served by the cluster (is a CRD or an API service missing?)",
-                o.api_version
-            ),
-        };
-        findings.push(Finding {
-            level: Level::Block,
-            stage: Stage::Schema,
-            rule: "unknown-kind",
-            location: o.source.to_string(),
-            object: o.display_name(),
-            message,
-        });
-    }
-    findings
 }
 
 /// `gitopsd diff` exit codes, as `kubectl diff` has them.
@@ -821,6 +810,20 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     let git_ref = args
         .repo
         .effective_ref(config.as_ref().map(|_| tier.git_ref.as_str()));
+    let conn = match crate::cluster::connect(args.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.error("cannot connect to Kubernetes", &e);
+            return error;
+        }
+    };
+    let scopes = match crate::discovery::discover(&conn.client).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            report.error("cannot learn which kinds are namespaced", &e);
+            return error;
+        }
+    };
     let limits = config
         .as_ref()
         .map(|c| c.render.limits())
@@ -831,19 +834,13 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
         git_ref,
         args.tier.clone(),
         limits,
+        scopes,
     )
     .await;
     let set = match rendered {
         Ok((set, _)) => set,
         Err(e) => {
             report.error("render failed", &e);
-            return error;
-        }
-    };
-    let conn = match crate::cluster::connect(args.kubeconfig.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            report.error("cannot connect to Kubernetes", &e);
             return error;
         }
     };

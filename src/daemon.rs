@@ -251,6 +251,8 @@ pub async fn run(
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
     let mut tasks = Vec::new();
     let last = config.tiers.len().saturating_sub(1);
+    // One discovery snapshot for every tier (which kinds are namespaced; see crate::discovery).
+    let scopes = Arc::new(crate::discovery::ScopeCache::new(client.clone()));
     for (i, tier) in config.tiers.iter().enumerate() {
         let status = StatusHandle::new(&tier.name);
         let trigger = triggers
@@ -275,6 +277,7 @@ pub async fn run(
             let publish_healthy = config.source.publish_healthy;
             let writer = writers.get(&tier.name).cloned();
             let limits = config.render.limits();
+            let scopes = scopes.clone();
             move || {
                 let mut reconciler = TierReconciler::new(
                     tier.clone(),
@@ -291,6 +294,7 @@ pub async fn run(
                 reconciler.set_publish_healthy(publish_healthy);
                 reconciler.set_limits(limits.clone());
                 reconciler.set_window_override(window_override.clone());
+                reconciler.set_scope_cache(scopes.clone());
                 reconciler
             }
         };

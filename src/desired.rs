@@ -131,7 +131,7 @@ impl TierDesired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{Limits, render_tier};
+    use crate::render::{KindScopes, Limits, render_tier};
 
     fn tier() -> TierConfig {
         serde_yaml::from_str("{name: exp, ref: main, namespaces: [exp]}").unwrap()
@@ -144,7 +144,12 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        render_tier(dir.path(), "exp", &Limits::default())
+        render_tier(
+            dir.path(),
+            "exp",
+            &Limits::default(),
+            &KindScopes::builtin(),
+        )
     }
 
     const TIER: (&str, &str) = ("tiers/exp/tier.yaml", "namespace: exp\n");

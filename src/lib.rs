@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod desired;
 pub mod diff;
+pub mod discovery;
 pub mod drift;
 pub mod escape;
 pub mod events;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::TierConfig;
-use crate::render::{DesiredObject, DesiredSet};
+use crate::render::{DesiredObject, DesiredSet, ObjectScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
@@ -361,29 +361,73 @@ fn image_tag_problem(image: &str) -> Option<&'static str> {
     }
 }
 
+/// Scope is judged on the final object (every patch, var and kustomize step done) and on its
+/// kind's scope as the API server serves it (or the built-in table offline): the namespace an
+/// object carries must agree with that scope, and the tier must be allowed that scope.
 fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static str, String)> {
-    match &object.namespace {
-        Some(ns) if !tier.namespaces.iter().any(|allowed| allowed == ns) => vec![(
-            "namespace",
+    let kind = &object.kind;
+    let group = match object.api_version.rsplit_once('/') {
+        Some((g, _)) => format!("group {g}"),
+        None => "the core group".to_owned(),
+    };
+    let mut out = Vec::new();
+    match (object.scope, &object.namespace) {
+        (ObjectScope::Unknown { offline: false }, _) => out.push((
+            "unknown-kind",
             format!(
-                "namespace {ns:?} is outside tier {:?}'s namespaces ({})",
-                tier.name,
-                if tier.namespaces.is_empty() {
-                    "none".to_owned()
-                } else {
-                    tier.namespaces.join(", ")
-                }
+                "kind {kind} ({group}) at apiVersion {} is not served by the cluster and no CustomResourceDefinition in the tier defines it, so whether it is namespaced is unknown (is a CRD or an API service missing? a typo in apiVersion or kind?)",
+                object.api_version
             ),
-        )],
-        None if !tier.cluster_scoped => vec![(
+        )),
+        (ObjectScope::Unknown { offline: true }, _) => out.push((
+            "unknown-kind",
+            format!(
+                "kind {kind} ({group}) at apiVersion {} is not a Kubernetes {} kind and no CustomResourceDefinition in the tier defines it, so whether it is namespaced is unknown offline (validate against the cluster with --kubeconfig, or add the CRD to the tier)",
+                object.api_version,
+                crate::render::builtin_kubernetes_version()
+            ),
+        )),
+        (ObjectScope::Cluster, Some(ns)) => out.push((
+            "namespace-on-cluster-scoped",
+            format!(
+                "{kind} ({group}) is cluster-scoped but the object carries metadata.namespace {ns:?}; the API server would create it cluster-wide (remove the namespace; a tier.yaml namespace is stamped only on namespaced kinds)"
+            ),
+        )),
+        (ObjectScope::Namespaced, None) => out.push((
+            "no-namespace",
+            format!(
+                "{kind} ({group}) is namespaced but the object names no namespace (set metadata.namespace, or `namespace:` in tiers/{}/tier.yaml)",
+                tier.name
+            ),
+        )),
+        (ObjectScope::Namespaced, Some(ns))
+            if !tier.namespaces.iter().any(|allowed| allowed == ns) =>
+        {
+            out.push((
+                "namespace",
+                format!(
+                    "namespace {ns:?} is outside tier {:?}'s namespaces ({})",
+                    tier.name,
+                    if tier.namespaces.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        tier.namespaces.join(", ")
+                    }
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if object.scope == ObjectScope::Cluster && !tier.cluster_scoped {
+        out.push((
             "cluster-scoped",
             format!(
-                "{} is cluster-scoped and tier {:?} may not create cluster-scoped objects (set clusterScoped: true)",
-                object.kind, tier.name
+                "{kind} ({group}) is cluster-scoped and tier {:?} may not create cluster-scoped objects (set clusterScoped: true)",
+                tier.name
             ),
-        )],
-        _ => Vec::new(),
+        ));
     }
+    out
 }
 
 #[cfg(test)]
@@ -405,6 +449,11 @@ mod tests {
         DesiredObject {
             api_version: get("/apiVersion").unwrap_or_default(),
             kind: get("/kind").unwrap_or_default(),
+            // As a render that knew the kind would have it.
+            scope: match get("/metadata/namespace") {
+                Some(_) => ObjectScope::Namespaced,
+                None => ObjectScope::Cluster,
+            },
             namespace: get("/metadata/namespace"),
             name: get("/metadata/name").unwrap_or_default(),
             source: SourceLocation {
@@ -583,6 +632,75 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].rule, "cluster-scoped");
         assert!(blocks(&f));
+    }
+
+    fn scoped(manifest: Value, scope: ObjectScope, tier_yaml: &str) -> Vec<Finding> {
+        let mut o = object(manifest);
+        o.scope = scope;
+        let set = DesiredSet {
+            tier: "t".into(),
+            objects: vec![o],
+            digest: String::new(),
+        };
+        validate(&set, &tier(tier_yaml), false)
+    }
+
+    const NOT_CLUSTER: &str = "{name: t, ref: main, namespaces: [shop], clusterScoped: false}";
+    const CLUSTER: &str = "{name: t, ref: main, namespaces: [shop], clusterScoped: true}";
+
+    #[test]
+    fn a_cluster_scoped_kind_carrying_a_namespace_blocks_in_any_tier() {
+        let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                         "metadata": {"name": "x", "namespace": "shop"}});
+        let f = scoped(crb.clone(), ObjectScope::Cluster, NOT_CLUSTER);
+        let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["namespace-on-cluster-scoped", "cluster-scoped"]);
+        assert_eq!(
+            f[0].to_string(),
+            "error: base/app.yaml line 1: ClusterRoleBinding shop/x: ClusterRoleBinding (group rbac.authorization.k8s.io) is cluster-scoped but the object carries metadata.namespace \"shop\"; the API server would create it cluster-wide (remove the namespace; a tier.yaml namespace is stamped only on namespaced kinds) [scope/namespace-on-cluster-scoped]"
+        );
+        let f = scoped(crb, ObjectScope::Cluster, CLUSTER);
+        assert_eq!(f.len(), 1);
+        assert!(blocks(&f));
+    }
+
+    #[test]
+    fn a_kind_of_unknown_scope_blocks_naming_kind_and_group() {
+        let w =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        for (offline, says) in [
+            (
+                false,
+                "is not served by the cluster and no CustomResourceDefinition in the tier defines it",
+            ),
+            (
+                true,
+                "is not a Kubernetes 1.37 kind and no CustomResourceDefinition in the tier defines it",
+            ),
+        ] {
+            let f = scoped(w.clone(), ObjectScope::Unknown { offline }, CLUSTER);
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert_eq!((f[0].rule, f[0].level), ("unknown-kind", Level::Block));
+            assert!(
+                f[0].message.starts_with(&format!(
+                    "kind Widget (group example.com) at apiVersion example.com/v1 {says}"
+                )),
+                "{}",
+                f[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn a_namespaced_kind_without_a_namespace_blocks_rather_than_landing_in_default() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let f = scoped(cm, ObjectScope::Namespaced, CLUSTER);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "no-namespace");
+        assert_eq!(
+            f[0].message,
+            "ConfigMap (the core group) is namespaced but the object names no namespace (set metadata.namespace, or `namespace:` in tiers/t/tier.yaml)"
+        );
     }
 
     #[test]

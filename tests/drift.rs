@@ -54,7 +54,13 @@ fn replace_strings(value: &mut Value, from: &str, to: &str) {
 /// The example's experimental tier, moved into `ns` and renamed to `ns`.
 fn example_tier_in(ns: &str) -> DesiredSet {
     let repo = support::repo_root().join("examples/config-repo");
-    let mut set = render_tier(&repo, "experimental", &Limits::default()).expect("render");
+    let mut set = render_tier(
+        &repo,
+        "experimental",
+        &Limits::default(),
+        &support::example_scopes(),
+    )
+    .expect("render");
     set.objects.retain(|o| {
         !matches!(
             o.kind.as_str(),
@@ -312,7 +318,7 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
             &format!("tiers/{ns}/secret.yaml"),
             &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: db}}\ntype: Opaque\ndata: {{PASSWORD: {desired_b64}}}\n"),
         );
-        let set = render_tier(repo.path(), &ns, &Limits::default()).expect("render");
+        let set = render_tier(repo.path(), &ns, &Limits::default(), &support::example_scopes()).expect("render");
         let live = ApiLive::new(client.clone());
         for o in &set.objects {
             let k = key(&o.api_version, &o.kind, &ns, &o.name);
@@ -390,7 +396,7 @@ async fn wait_rolled_out(client: &Client, set: &DesiredSet) {
 /// The example tier `tier` as it is, in its own namespace.
 fn example_tier(tier: &str) -> DesiredSet {
     let repo = support::repo_root().join("examples/config-repo");
-    render_tier(&repo, tier, &Limits::default()).expect("render")
+    render_tier(&repo, tier, &Limits::default(), &support::example_scopes()).expect("render")
 }
 
 /// Takes the example's own namespaces for this process: a lock file, held until dropped, so a

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::discovery::Scope;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,17 @@ pub enum ApplyError {
         object: String,
         api_version: String,
         kind: String,
+    },
+    #[error(
+        "{object}: not {verb}: {api_version} {kind} is {scope} in the API server, but the object {has}; the namespace is never dropped or guessed (fix metadata.namespace in the manifest)"
+    )]
+    ScopeMismatch {
+        object: String,
+        verb: &'static str,
+        api_version: String,
+        kind: String,
+        scope: &'static str,
+        has: String,
     },
     #[error("{object}: {source}")]
     Live {
@@ -396,6 +408,7 @@ impl Applier {
         }
         let fresh_kind = crds.established.contains(&group_kind);
         let api = self.api_for(key, object, fresh_kind, cancel).await?;
+        self.check_scope(key, object, "applied").await?;
 
         let first = self.patch(&api, key, item.manifest, false, cancel).await;
         let e = match first {
@@ -505,6 +518,41 @@ impl Applier {
                 }
             }
         }
+    }
+
+    /// Defence in depth behind validation: an object whose namespace disagrees with the
+    /// scope discovery gives its kind is refused. (kube's handle for a cluster-scoped kind
+    /// ignores the namespace, so a stamped ClusterRoleBinding would be created cluster-wide;
+    /// a namespaced kind without one would land in the client's default namespace.)
+    async fn check_scope(
+        &self,
+        key: &ObjectKey,
+        object: &str,
+        verb: &'static str,
+    ) -> Result<(), ApplyError> {
+        // Discovery answered for this kind in `api_for`: this is the cached answer.
+        let (_, scope) = self
+            .live
+            .resource(&key.api_version, &key.kind)
+            .await
+            .map_err(|source| ApplyError::Live {
+                object: object.to_owned(),
+                source,
+            })?;
+        let (scope, has) = match (scope, key.namespace.as_deref()) {
+            (Scope::Cluster, Some(ns)) => ("cluster-scoped", format!("names namespace {ns:?}")),
+            (Scope::Namespaced, None) => ("namespaced", "names no namespace".to_owned()),
+            _ => return Ok(()),
+        };
+        warn!(tier = %self.tier, object, scope, "refused: the namespace disagrees with the kind's scope");
+        Err(ApplyError::ScopeMismatch {
+            object: object.to_owned(),
+            verb,
+            api_version: key.api_version.clone(),
+            kind: key.kind.clone(),
+            scope,
+            has,
+        })
     }
 
     async fn patch(
@@ -892,6 +940,10 @@ impl Applier {
                     return ApplyError::Live { object, source }.into_result(key.clone());
                 }
             };
+            // Never delete a cluster-wide object by a key that named a namespace.
+            if let Err(e) = self.check_scope(key, &object, "deleted").await {
+                return e.into_result(key.clone());
+            }
             let mut params = DeleteParams::background();
             if let Some(uid) = &target.uid {
                 params = params.preconditions(Preconditions {

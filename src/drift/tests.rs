@@ -102,6 +102,7 @@ fn set_of(manifest: Value) -> DesiredSet {
             .as_str()
             .unwrap_or_default()
             .into(),
+        scope: crate::render::ObjectScope::Namespaced,
         manifest,
         source: crate::render::SourceLocation {
             file: "base/api.yaml".into(),

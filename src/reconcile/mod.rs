@@ -32,13 +32,14 @@ use crate::activity::{Activity, Observers};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::classify::Severity;
 use crate::config::{Action, OutsideWindows, TierConfig};
-use crate::desired::{Offer, TierDesired};
+use crate::desired::{Failure, Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
+use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey};
 use crate::policy::{FightTracker, hold_back};
-use crate::render::{DesiredObject, DesiredSet, Limits};
+use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
 use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
@@ -177,6 +178,12 @@ pub struct TierReconciler {
     /// the commit, so a refused one (a kustomize build stopped at its memory cap, say) is not
     /// run again on every offer until the ref moves.
     refused_render: Option<(String, String)>,
+    /// Which kinds are namespaced (API discovery, cached): what the render stamps by.
+    scopes: Arc<ScopeCache>,
+    /// A revision refused for kinds of unknown scope, and the discovery generation it was
+    /// judged by: offered again once discovery answers differently (its CRD installed since,
+    /// e.g. by the tier that owns it), not on every reconcile.
+    unknown_kinds: Option<(String, u64)>,
     observers: Observers,
     /// When each revision offered reached this tier (for commit-to-applied and deployment
     /// durations); dropped once the revision is healthy or replaced.
@@ -224,6 +231,7 @@ impl TierReconciler {
         observers: Observers,
     ) -> TierReconciler {
         let api = ApiLive::new(client.clone());
+        let scopes = Arc::new(ScopeCache::new(client.clone()));
         TierReconciler {
             applier: Applier::new(api.clone(), &tier.name, &tier.apply),
             dry_run: ApiDryRun::new(api.clone()),
@@ -251,6 +259,8 @@ impl TierReconciler {
             checkouts,
             limits: Limits::default(),
             refused_render: None,
+            scopes,
+            unknown_kinds: None,
             observers,
             arrived: None,
             applied_reported: None,
@@ -280,6 +290,11 @@ impl TierReconciler {
     /// Replaces the clock (tests: windows and soak times without waiting).
     pub fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
+    }
+
+    /// Shares a discovery snapshot with other tiers (the daemon makes one for all).
+    pub fn set_scope_cache(&mut self, scopes: Arc<ScopeCache>) {
+        self.scopes = scopes;
     }
 
     /// Publish `refs/gitopsd/healthy/<tier>/<sha>` when a revision becomes healthy.
@@ -512,6 +527,7 @@ impl TierReconciler {
                 s.held_by = None;
             });
         }
+        self.unknown_kinds = None;
         let rendered = match &self.refused_render {
             Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
                 revision: revision.to_owned(),
@@ -520,10 +536,15 @@ impl TierReconciler {
             _ => self.render(revision).await,
         };
         match &rendered {
-            // A checkout can fail for a passing reason (disk, lock): tried again next time.
+            // A render is remembered as refused only when the commit alone decides it: a
+            // checkout can fail for a passing reason (disk, lock), and what discovery says
+            // (scopes unknown while the API server is away, a CRD's scope against the
+            // server's) changes without a commit, so those are tried again next time.
             Err(
                 crate::render::RenderError::Checkout { .. }
-                | crate::render::RenderError::Refused { .. },
+                | crate::render::RenderError::Refused { .. }
+                | crate::render::RenderError::ScopesUnavailable { .. }
+                | crate::render::RenderError::CrdScopeConflict { .. },
             )
             | Ok(_) => {}
             Err(e) => self.refused_render = Some((revision.to_owned(), e.to_string())),
@@ -546,6 +567,15 @@ impl TierReconciler {
                 self.status.update(|s| s.last_error = None);
             }
             Offer::Rejected => {
+                let unknown = matches!(
+                    self.desired.failure(),
+                    Some(Failure::Blocked { findings, .. })
+                        if findings.iter().any(|f| f.rule == "unknown-kind")
+                );
+                if unknown {
+                    self.unknown_kinds =
+                        Some((revision.to_owned(), self.scopes.generation().await));
+                }
                 let failure = self
                     .desired
                     .failure()
@@ -560,7 +590,31 @@ impl TierReconciler {
         }
     }
 
+    /// Renders `revision` with the discovery snapshot; when the set has a kind the snapshot
+    /// does not know (a CRD installed since?), once more with a fresh one. Without any snapshot
+    /// the render fails: the last good set stays and nothing is pruned.
     async fn render(&self, revision: &str) -> Result<DesiredSet, crate::render::RenderError> {
+        let scopes = self.scopes.current().await.map_err(|e| {
+            crate::render::RenderError::ScopesUnavailable {
+                reason: e.to_string(),
+            }
+        })?;
+        let set = self.render_with(revision, scopes).await?;
+        let unknown = set
+            .objects
+            .iter()
+            .any(|o| matches!(o.scope, ObjectScope::Unknown { .. }));
+        if unknown && let Some(fresh) = self.scopes.refresh_on_miss().await {
+            return self.render_with(revision, fresh).await;
+        }
+        Ok(set)
+    }
+
+    async fn render_with(
+        &self,
+        revision: &str,
+        scopes: Arc<KindScopes>,
+    ) -> Result<DesiredSet, crate::render::RenderError> {
         let checkouts = self.checkouts.clone();
         let tier = self.tier.name.clone();
         let revision = revision.to_owned();
@@ -569,7 +623,7 @@ impl TierReconciler {
             let root = checkouts
                 .checkout(&revision)
                 .map_err(|e| crate::render::RenderError::checkout(&revision, &e))?;
-            crate::render::render_tier(&root, &tier, &limits)
+            crate::render::render_tier(&root, &tier, &limits, &scopes)
         })
         .await;
         match joined {
@@ -691,6 +745,14 @@ impl TierReconciler {
         } else if let Some((revision, _)) = self.held.clone() {
             // Gates and windows are checked again: a held revision goes once they open.
             self.offer_revision(&revision).await;
+        } else if let Some((revision, generation)) = self.unknown_kinds.clone() {
+            // Discovery is asked again (at most every MISS_REFRESH_AFTER); only a changed
+            // answer renders the revision again.
+            self.scopes.refresh_on_miss().await;
+            if self.scopes.generation().await != generation {
+                info!(tier = %self.tier.name, revision, "API discovery changed; rendering the revision refused for unknown kinds again");
+                self.offer_revision(&revision).await;
+            }
         }
         if let Some((_, hold)) = &self.held {
             self.window_held = hold.kind == HoldKind::Window;

@@ -107,21 +107,54 @@ pub enum RenderError {
     },
 
     #[error(
-        "{file}: patches[{index}]: no object matches target {target} (rule: a patch must target an existing object)"
+        "{file} line {line}: patches[{index}]: no object matches target {target} (rule: a patch must target an existing object)"
     )]
     PatchTargetMissing {
         file: String,
+        line: usize,
         index: usize,
         target: String,
     },
 
-    #[error("{file}: patches[{index}] on {object}: {message}")]
+    #[error("{file} line {line}: patches[{index}] on {object}: {message}")]
     PatchFailed {
         file: String,
+        line: usize,
         index: usize,
         object: String,
         message: String,
     },
+
+    #[error(
+        "{file} line {line}: patches[{index}] changes {field} of {object} {change}; a patch may not change the apiVersion, kind, metadata.name or metadata.namespace of its target (rule: scope and security are checked on what the file says the object is): write the other object in its own manifest instead"
+    )]
+    PatchChangesIdentity {
+        file: String,
+        line: usize,
+        index: usize,
+        object: String,
+        field: &'static str,
+        /// `from "v1" to "rbac.authorization.k8s.io/v1"`
+        change: String,
+    },
+
+    #[error(
+        "{file} line {line}: CustomResourceDefinition {crd} declares {kind} {declared}, but the API server knows it as {served} (rule: a kind's scope cannot change; fix spec.scope or the CRD's group and kind)"
+    )]
+    CrdScopeConflict {
+        file: String,
+        line: usize,
+        crd: String,
+        /// `ClusterRoleBinding in rbac.authorization.k8s.io/v1`
+        kind: String,
+        declared: &'static str,
+        served: &'static str,
+    },
+
+    #[error(
+        "cannot learn from the API server which kinds are namespaced: {reason}; nothing is rendered (and nothing pruned) until discovery answers"
+    )]
+    ScopesUnavailable { reason: String },
 
     #[error(
         "{object} is defined twice in tier {tier}: {first} and {second} (rule: one definition per apiVersion group, kind, namespace and name)"

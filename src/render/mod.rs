@@ -7,6 +7,7 @@
 //! when the tier directory holds one, its build is the tier's whole input (kustomize overlays
 //! pull in their bases themselves), and tier.yaml, if present, is still applied.
 
+mod builtin_kinds;
 mod digest;
 mod error;
 mod files;
@@ -30,7 +31,8 @@ pub use kustomize::Kustomize;
 
 use files::Repo;
 use overlay::Overlay;
-use scope::Scopes;
+use scope::SetScopes;
+pub use scope::{KindScope, KindScopes, ObjectScope, builtin_kubernetes_version};
 use yaml::YamlLimits;
 
 /// The label every rendered object carries; the live set of a tier is found by it.
@@ -98,9 +100,12 @@ impl fmt::Display for SourceLocation {
 pub struct DesiredObject {
     pub api_version: String,
     pub kind: String,
-    /// `None` for cluster-scoped objects.
+    /// `None` for cluster-scoped objects (validation blocks any other combination).
     pub namespace: Option<String>,
     pub name: String,
+    /// The kind's scope as the render knew it (the caller's [`KindScopes`] plus the set's
+    /// CRDs); validation blocks an unknown one, and a namespace that disagrees with it.
+    pub scope: ObjectScope,
     /// The object as it will be applied: overlay applied, tier label set.
     pub manifest: Value,
     pub source: SourceLocation,
@@ -140,13 +145,16 @@ impl DesiredSet {
 }
 
 /// Renders `tier` from the repo checked out at `repo_root`, finding kustomize (if a directory
-/// needs it) through `GITOPSD_KUSTOMIZE` or `PATH`.
+/// needs it) through `GITOPSD_KUSTOMIZE` or `PATH`. `scopes` says which kinds are namespaced
+/// (the API server's discovery, or [`KindScopes::builtin`] offline): the tier namespace is
+/// stamped only on those.
 pub fn render_tier(
     repo_root: &Path,
     tier: &str,
     limits: &Limits,
+    scopes: &KindScopes,
 ) -> Result<DesiredSet, RenderError> {
-    render_tier_with(repo_root, tier, limits, &Kustomize::from_env())
+    render_tier_with(repo_root, tier, limits, &Kustomize::from_env(), scopes)
 }
 
 /// [`render_tier`] with the kustomize binary given.
@@ -155,6 +163,7 @@ pub fn render_tier_with(
     tier: &str,
     limits: &Limits,
     kustomize: &Kustomize,
+    scopes: &KindScopes,
 ) -> Result<DesiredSet, RenderError> {
     // The tier name becomes a path: `../x` must never get that far.
     if !overlay::is_dns_label(tier) {
@@ -239,24 +248,27 @@ pub fn render_tier_with(
         }
     }
 
-    let scopes = Scopes::new(objects.iter().map(|o| &o.manifest));
+    // The namespace is stamped before the patches, so a patch can target an object by the
+    // namespace it will have; patches may not change identity (see `apply_patches`), so the
+    // stamp still fits the final object. The final object's scope is decided again below.
+    let before = SetScopes::new(scopes, objects.iter().map(|o| (&o.manifest, &o.source)))?;
     for o in &mut objects {
-        let (api_version, kind, namespace, _) = identify(&o.manifest, &o.source)?;
-        let cluster = scopes.is_cluster_scoped(api_version, kind);
-        match (cluster, namespace, &overlay.namespace) {
-            (true, Some(ns), _) => {
+        let (api_version, kind, namespace, name) = identify(&o.manifest, &o.source)?;
+        match (before.get(api_version, kind), namespace, &overlay.namespace) {
+            (ObjectScope::Cluster, Some(ns), _) => {
                 return Err(RenderError::NamespaceOnClusterScoped {
                     file: o.source.file.display().to_string(),
                     line: o.source.line,
-                    object: object_name(kind, None, identify(&o.manifest, &o.source)?.3),
+                    object: object_name(kind, None, name),
                     namespace: ns.to_owned(),
                 });
             }
-            (false, None, Some(ns)) => {
+            (ObjectScope::Namespaced, None, Some(ns)) => {
                 if let Some(meta) = metadata_mut(&mut o.manifest) {
                     meta.insert("namespace".into(), Value::String(ns.clone()));
                 }
             }
+            // An unknown kind gets no namespace: validation blocks it, naming the kind.
             _ => {}
         }
     }
@@ -269,6 +281,8 @@ pub fn render_tier_with(
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     labels.insert(TIER_LABEL.into(), Value::String(tier.to_owned()));
+    // What will be applied decides: the CRDs as patched, every kind as it ends up.
+    let after = SetScopes::new(scopes, objects.iter().map(|o| (&o.manifest, &o.source)))?;
 
     let mut out = Vec::with_capacity(objects.len());
     let mut ranks = Vec::with_capacity(objects.len());
@@ -296,13 +310,14 @@ pub fn render_tier_with(
         }
         // A patch may have changed identity fields: read them from the final manifest.
         let (api_version, kind, namespace, name) = identify(&o.manifest, &o.source)?;
-        let cluster = scopes.is_cluster_scoped(api_version, kind);
-        ranks.push(scope::rank(api_version, kind, cluster));
+        let scope = after.get(api_version, kind);
+        ranks.push(scope::rank(api_version, kind, scope));
         let obj = DesiredObject {
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
+            scope,
             digest: digest::sha256_hex(canonical_json(&o.manifest).as_bytes()),
             manifest: o.manifest,
             source: o.source,
@@ -418,7 +433,7 @@ fn apply_patches(
     for (index, patch) in overlay.patches.iter().enumerate() {
         let mut matched = false;
         for o in objects.iter_mut() {
-            let (_, kind, namespace, name) = identify(&o.manifest, &o.source)?;
+            let (api_version, kind, namespace, name) = identify(&o.manifest, &o.source)?;
             let t = &patch.target;
             if t.kind != kind || t.name != name {
                 continue;
@@ -428,34 +443,76 @@ fn apply_patches(
             }
             matched = true;
             let object = object_name(kind, namespace, name);
+            let identity: [(&'static str, Option<String>); 4] = [
+                ("apiVersion", Some(api_version.to_owned())),
+                ("kind", Some(kind.to_owned())),
+                ("metadata.name", Some(name.to_owned())),
+                ("metadata.namespace", namespace.map(str::to_owned)),
+            ];
+            let failed = |message: String| RenderError::PatchFailed {
+                file: file.to_owned(),
+                line: patch.line,
+                index,
+                object: object.clone(),
+                message,
+            };
             if let Some(merge) = &patch.merge {
                 json_patch::merge(&mut o.manifest, merge);
             }
             if let Some(ops) = &patch.json {
-                json_patch::patch(&mut o.manifest, ops).map_err(|e| RenderError::PatchFailed {
-                    file: file.to_owned(),
-                    index,
-                    object: object.clone(),
-                    message: format!("{e} (rule: RFC 6902 JSON patch)"),
-                })?;
+                json_patch::patch(&mut o.manifest, ops)
+                    .map_err(|e| failed(format!("{e} (rule: RFC 6902 JSON patch)")))?;
+            }
+            // Scope and security are judged on what the object is: a patch that turned a
+            // ConfigMap into a ClusterRoleBinding would slip past them.
+            for (field, was) in identity {
+                let now = identity_field(&o.manifest, field);
+                if now != was {
+                    let show =
+                        |v: Option<&str>| v.map_or("(none)".to_owned(), |v| format!("{v:?}"));
+                    return Err(RenderError::PatchChangesIdentity {
+                        file: file.to_owned(),
+                        line: patch.line,
+                        index,
+                        object,
+                        field,
+                        change: format!(
+                            "from {} to {}",
+                            show(was.as_deref()),
+                            show(now.as_deref())
+                        ),
+                    });
+                }
             }
             // A patch must leave a well-formed object behind.
-            identify(&o.manifest, &o.source).map_err(|e| RenderError::PatchFailed {
-                file: file.to_owned(),
-                index,
-                object,
-                message: format!("the patched object is no longer valid: {e}"),
-            })?;
+            identify(&o.manifest, &o.source)
+                .map_err(|e| failed(format!("the patched object is no longer valid: {e}")))?;
         }
         if !matched {
             return Err(RenderError::PatchTargetMissing {
                 file: file.to_owned(),
+                line: patch.line,
                 index,
                 target: patch.target.to_string(),
             });
         }
     }
     Ok(())
+}
+
+/// One identity field of a manifest as text (`None` when absent); any other type is shown as
+/// its JSON so a change to it is still seen.
+fn identity_field(manifest: &Value, field: &str) -> Option<String> {
+    let v = match field {
+        "metadata.name" => manifest.pointer("/metadata/name"),
+        "metadata.namespace" => manifest.pointer("/metadata/namespace"),
+        f => manifest.get(f),
+    };
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    }
 }
 
 fn check_duplicates(objects: &[DesiredObject], tier: &str) -> Result<(), RenderError> {

@@ -31,6 +31,9 @@ pub(crate) struct Patch {
     pub merge: Option<Value>,
     /// RFC 6902 JSON patch.
     pub json: Option<json_patch::Patch>,
+    /// 1-based line of this patch in tier.yaml (set by [`load`]), for messages.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,9 +99,10 @@ pub(crate) fn load(
         }
         Some(_) => return Err(invalid("vars", "expected a mapping of NAME: value".into())),
     }
+    let lines = patch_lines(text);
     let text = substitute(text, &vars, file, file)?;
     let value = single_document(&text, file, limits)?;
-    let overlay: Overlay = serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut overlay: Overlay = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = match e.path().to_string() {
             p if p == "." => "(top level)".to_owned(),
             p => p,
@@ -113,6 +117,13 @@ pub(crate) fn load(
             format!("expected a DNS label (lowercase letters, digits and '-'); found {ns:?}"),
         ));
     }
+    // Lines are read from the file as written (a var's value could add lines); should the
+    // scan not find one item per patch, every patch is placed at the `patches:` key.
+    let key_line = lines.first().copied().unwrap_or(1);
+    let exact = lines.len() == overlay.patches.len() + 1;
+    for (i, p) in overlay.patches.iter_mut().enumerate() {
+        p.line = if exact { lines[i + 1] } else { key_line };
+    }
     for (i, p) in overlay.patches.iter().enumerate() {
         if p.merge.is_some() == p.json.is_some() {
             return Err(invalid(
@@ -122,6 +133,41 @@ pub(crate) fn load(
         }
     }
     Ok((overlay, vars))
+}
+
+/// The line of the top-level `patches:` key, then the line of each item of its block sequence
+/// (1-based); empty when there is no such key. A plain scan of the text: tier.yaml is one small
+/// mapping, and the parsed values carry no positions.
+fn patch_lines(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut item_indent: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let content = line.trim_start();
+        let indent = line.len() - content.len();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if out.is_empty() {
+            let is_key = indent == 0
+                && content
+                    .strip_prefix("patches")
+                    .is_some_and(|r| r.trim_start().starts_with(':'));
+            if is_key {
+                out.push(n + 1);
+            }
+            continue;
+        }
+        let dash = content == "-" || content.starts_with("- ");
+        match item_indent {
+            None if dash => item_indent = Some(indent),
+            None => break,
+            Some(i) if dash && indent == i => {}
+            Some(i) if indent > i => continue,
+            Some(_) => break,
+        }
+        out.push(n + 1);
+    }
+    out
 }
 
 fn single_document(text: &str, file: &str, limits: &YamlLimits) -> Result<Value, RenderError> {
@@ -144,4 +190,23 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::patch_lines;
+
+    #[test]
+    fn patch_lines_finds_each_item_of_the_block_sequence() {
+        let text = "# tier\nnamespace: a\npatches:\n  # first\n  - target: {kind: A, name: a}\n    merge:\n      data: {x: '- y'}\n\n  - target: {kind: B, name: b}\n    json:\n    - {op: remove, path: /x}\nlabels: {a: b}\n";
+        assert_eq!(patch_lines(text), [3, 5, 9]);
+        // Items at the key's own indentation are a sequence too.
+        assert_eq!(
+            patch_lines("patches:\n- target: {}\n- target: {}\n"),
+            [1, 2, 3]
+        );
+        // A flow sequence has no item lines: only the key's.
+        assert_eq!(patch_lines("patches: [{target: {}}]\n"), [1]);
+        assert_eq!(patch_lines("namespace: a\n"), Vec::<usize>::new());
+    }
 }

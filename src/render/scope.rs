@@ -1,92 +1,220 @@
-//! Which kinds are cluster-scoped, and the order objects are applied in.
+//! Which kinds are namespaced and which cluster-scoped, and the order objects are applied in.
 //!
-//! The one list of built-in cluster-scoped kinds lives here. Kinds a CRD in the same set
-//! declares with `scope: Cluster` are cluster-scoped too, so a tier's namespace is never
-//! stamped on, say, a ClusterIssuer.
+//! The render never guesses a kind's scope: the caller hands it a [`KindScopes`] snapshot,
+//! from the API server's discovery in the daemon and in the CLI when a cluster answers, or the
+//! table of Kubernetes' own kinds (`validate --offline`). The CRDs of the set being rendered
+//! add their kinds. A kind known to neither has an unknown scope, and validation blocks it:
+//! stamping the tier namespace on a cluster-scoped kind the render did not know is exactly how
+//! a tier without `clusterScoped` could create cluster-wide objects.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-/// Built-in cluster-scoped kinds, as (API group, kind); "" is the core group.
-const CLUSTER_SCOPED: &[(&str, &str)] = &[
-    ("", "Namespace"),
-    ("", "Node"),
-    ("", "PersistentVolume"),
-    ("apiextensions.k8s.io", "CustomResourceDefinition"),
-    ("apiregistration.k8s.io", "APIService"),
-    ("rbac.authorization.k8s.io", "ClusterRole"),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-    ("scheduling.k8s.io", "PriorityClass"),
-    ("storage.k8s.io", "StorageClass"),
-    ("storage.k8s.io", "CSIDriver"),
-    ("storage.k8s.io", "CSINode"),
-    ("storage.k8s.io", "VolumeAttachment"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-    ),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingAdmissionPolicyBinding",
-    ),
-    ("networking.k8s.io", "IngressClass"),
-    ("node.k8s.io", "RuntimeClass"),
-    ("certificates.k8s.io", "CertificateSigningRequest"),
-    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
-    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
-];
+use super::builtin_kinds::{BUILTIN_KINDS, KUBERNETES};
+use super::{RenderError, SourceLocation};
+
+/// Whether a kind's objects live in a namespace, as the API server serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KindScope {
+    Namespaced,
+    Cluster,
+}
+
+impl KindScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindScope::Namespaced => "namespaced",
+            KindScope::Cluster => "cluster-scoped",
+        }
+    }
+}
+
+/// The scope of one rendered object's kind, as the render knew it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectScope {
+    Namespaced,
+    Cluster,
+    /// Neither the snapshot nor a CRD in the set knows the kind. `offline`: the snapshot was
+    /// the built-in table, not the API server's discovery.
+    Unknown {
+        offline: bool,
+    },
+}
+
+impl From<KindScope> for ObjectScope {
+    fn from(s: KindScope) -> ObjectScope {
+        match s {
+            KindScope::Namespaced => ObjectScope::Namespaced,
+            KindScope::Cluster => ObjectScope::Cluster,
+        }
+    }
+}
+
+/// What a render knows about kinds before it reads the repo: (apiVersion, kind) -> scope.
+/// Plain data, built by the caller (see `crate::discovery` for the API server's answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindScopes {
+    kinds: HashMap<(String, String), KindScope>,
+    offline: bool,
+}
+
+impl KindScopes {
+    /// Kubernetes' own kinds at the pinned version (alpha and beta APIs included), for when no
+    /// API server is asked: a custom resource then has a known scope only if its CRD is in the
+    /// set rendered.
+    pub fn builtin() -> KindScopes {
+        KindScopes {
+            kinds: BUILTIN_KINDS
+                .iter()
+                .map(|(av, k, s)| (((*av).to_owned(), (*k).to_owned()), *s))
+                .collect(),
+            offline: true,
+        }
+    }
+
+    /// What an API server's discovery said: every (apiVersion, kind) it serves.
+    pub fn discovered(kinds: impl IntoIterator<Item = (String, String, KindScope)>) -> KindScopes {
+        KindScopes {
+            kinds: kinds.into_iter().map(|(av, k, s)| ((av, k), s)).collect(),
+            offline: false,
+        }
+    }
+
+    /// This snapshot with one more kind (tests; a caller that knows a kind another way).
+    pub fn with(mut self, api_version: &str, kind: &str, scope: KindScope) -> KindScopes {
+        self.kinds
+            .insert((api_version.to_owned(), kind.to_owned()), scope);
+        self
+    }
+
+    /// The scope of `kind` at `api_version`, exactly as spelt; `None` when not known.
+    pub fn get(&self, api_version: &str, kind: &str) -> Option<KindScope> {
+        self.kinds
+            .get(&(api_version.to_owned(), kind.to_owned()))
+            .copied()
+    }
+
+    /// Built from the built-in table rather than an API server.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Every (apiVersion, kind, scope) known, sorted.
+    pub fn entries(&self) -> Vec<(&str, &str, KindScope)> {
+        let mut out: Vec<_> = self
+            .kinds
+            .iter()
+            .map(|((av, k), s)| (av.as_str(), k.as_str(), *s))
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+}
+
+/// The Kubernetes version the built-in table describes (`1.37`).
+pub fn builtin_kubernetes_version() -> &'static str {
+    KUBERNETES
+}
 
 /// The API group of an apiVersion: `apps/v1` -> `apps`, `v1` -> "".
 pub(crate) fn group(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(g, _)| g)
 }
 
-/// Answers "is this kind cluster-scoped?" for one render.
-pub(crate) struct Scopes {
-    from_crds: HashSet<(String, String)>,
+/// A snapshot plus the kinds the CRDs of one set declare.
+pub(crate) struct SetScopes<'a> {
+    known: &'a KindScopes,
+    from_crds: HashMap<(String, String), KindScope>,
 }
 
-impl Scopes {
-    /// Learns the cluster-scoped kinds declared by the CRDs among `manifests`.
-    pub(crate) fn new<'a>(manifests: impl Iterator<Item = &'a Value>) -> Scopes {
-        let mut from_crds = HashSet::new();
-        for m in manifests {
+impl<'a> SetScopes<'a> {
+    /// Learns the kinds the CRDs among `objects` declare (their served versions). A CRD that
+    /// declares a kind the snapshot knows with another scope is an error: scope is immutable
+    /// in the API server, and the server's answer is what an apply meets.
+    pub(crate) fn new<'v>(
+        known: &'a KindScopes,
+        objects: impl Iterator<Item = (&'v Value, &'v SourceLocation)>,
+    ) -> Result<SetScopes<'a>, RenderError> {
+        let mut from_crds: HashMap<(String, String), KindScope> = HashMap::new();
+        for (m, source) in objects {
             if m["kind"] != "CustomResourceDefinition"
                 || group(m["apiVersion"].as_str().unwrap_or("")) != "apiextensions.k8s.io"
             {
                 continue;
             }
             let spec = &m["spec"];
-            if spec["scope"] == "Cluster"
-                && let (Some(g), Some(k)) = (spec["group"].as_str(), spec["names"]["kind"].as_str())
-            {
-                from_crds.insert((g.to_owned(), k.to_owned()));
+            let scope = match spec["scope"].as_str() {
+                Some("Cluster") => KindScope::Cluster,
+                Some("Namespaced") => KindScope::Namespaced,
+                // The API server refuses such a CRD; its kinds stay unknown.
+                _ => continue,
+            };
+            let (Some(g), Some(k)) = (spec["group"].as_str(), spec["names"]["kind"].as_str())
+            else {
+                continue;
+            };
+            let versions = spec["versions"].as_array().into_iter().flatten();
+            for v in versions.filter(|v| v["served"] != false) {
+                let Some(version) = v["name"].as_str() else {
+                    continue;
+                };
+                let key = (format!("{g}/{version}"), k.to_owned());
+                let other = known
+                    .get(&key.0, &key.1)
+                    .or_else(|| from_crds.get(&key).copied());
+                if let Some(other) = other
+                    && other != scope
+                {
+                    return Err(RenderError::CrdScopeConflict {
+                        file: source.file.display().to_string(),
+                        line: source.line,
+                        crd: m["metadata"]["name"].as_str().unwrap_or("?").to_owned(),
+                        kind: format!("{} in {}", key.1, key.0),
+                        declared: scope.as_str(),
+                        served: other.as_str(),
+                    });
+                }
+                from_crds.insert(key, scope);
             }
         }
-        Scopes { from_crds }
+        Ok(SetScopes { known, from_crds })
     }
 
-    pub(crate) fn is_cluster_scoped(&self, api_version: &str, kind: &str) -> bool {
-        let g = group(api_version);
-        CLUSTER_SCOPED.contains(&(g, kind))
-            || self.from_crds.contains(&(g.to_owned(), kind.to_owned()))
+    pub(crate) fn get(&self, api_version: &str, kind: &str) -> ObjectScope {
+        self.known
+            .get(api_version, kind)
+            .or_else(|| {
+                self.from_crds
+                    .get(&(api_version.to_owned(), kind.to_owned()))
+                    .copied()
+            })
+            .map_or(
+                ObjectScope::Unknown {
+                    offline: self.known.is_offline(),
+                },
+                ObjectScope::from,
+            )
     }
 }
 
 /// Apply order: Namespaces, then CRDs (what later objects live in or are), then other
-/// cluster-scoped objects, then namespaced ones.
-pub(crate) fn rank(api_version: &str, kind: &str, cluster_scoped: bool) -> u8 {
+/// cluster-scoped objects, then namespaced ones (and those of an unknown scope, which
+/// validation blocks anyway).
+pub(crate) fn rank(api_version: &str, kind: &str, scope: ObjectScope) -> u8 {
     match (group(api_version), kind) {
         ("", "Namespace") => 0,
         ("apiextensions.k8s.io", "CustomResourceDefinition") => 1,
-        _ if cluster_scoped => 2,
+        _ if scope == ObjectScope::Cluster => 2,
         _ => 3,
     }
 }

@@ -16,7 +16,13 @@ fn testdata(name: &str) -> PathBuf {
 }
 
 fn render(repo: &Path, tier: &str) -> Result<DesiredSet, RenderError> {
-    render_tier_with(repo, tier, &Limits::default(), &Kustomize::none())
+    render_tier_with(
+        repo,
+        tier,
+        &Limits::default(),
+        &Kustomize::none(),
+        &KindScopes::builtin(),
+    )
 }
 
 fn error(repo: &Path, tier: &str) -> String {
@@ -175,7 +181,7 @@ fn a_crd_with_cluster_scope_makes_its_kind_cluster_scoped() {
         &[(
             "issuer.yaml",
             "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: clusterissuers.cert-manager.io}\n\
-             spec: {group: cert-manager.io, scope: Cluster, names: {kind: ClusterIssuer, plural: clusterissuers}}\n---\n\
+             spec: {group: cert-manager.io, scope: Cluster, names: {kind: ClusterIssuer, plural: clusterissuers}, versions: [{name: v1, served: true, storage: true}]}\n---\n\
              apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: letsencrypt}\n",
         )],
     );
@@ -303,7 +309,7 @@ fn a_patch_whose_target_does_not_exist_names_tier_yaml_and_the_patch_index() {
     );
     assert_eq!(
         error(repo.path(), "t"),
-        "tiers/t/tier.yaml: patches[1]: no object matches target Deployment x/gone (rule: a patch must target an existing object)"
+        "tiers/t/tier.yaml line 4: patches[1]: no object matches target Deployment x/gone (rule: a patch must target an existing object)"
     );
 }
 
@@ -315,7 +321,7 @@ fn a_json_patch_that_fails_names_the_patch_and_the_object() {
     );
     let e = error(repo.path(), "t");
     assert!(
-        e.starts_with("tiers/t/tier.yaml: patches[0] on ConfigMap app/cm: "),
+        e.starts_with("tiers/t/tier.yaml line 3: patches[0] on ConfigMap app/cm: "),
         "{e}"
     );
     assert!(e.ends_with("(rule: RFC 6902 JSON patch)"), "{e}");
@@ -349,7 +355,7 @@ fn duplicate_objects_in_a_tier_name_both_files() {
     write(
         shop.path(),
         "tiers/experimental/again.yaml",
-        "# same group (apps), kind and name as base/worker.yaml\napiVersion: apps/v1beta2\nkind: Deployment\nmetadata: {name: worker}\n",
+        "# same group (apps), kind and name as base/worker.yaml\napiVersion: apps/v1beta2\nkind: Deployment\nmetadata: {name: worker, namespace: shop-exp}\n",
     );
     assert_eq!(
         error(shop.path(), "experimental"),
@@ -581,7 +587,14 @@ fn a_document_that_expands_past_the_node_limit_is_refused_even_without_a_bomb() 
         max_document_nodes: 5,
         ..Limits::default()
     };
-    let e = render_tier_with(repo.path(), "t", &limits, &Kustomize::none()).unwrap_err();
+    let e = render_tier_with(
+        repo.path(),
+        "t",
+        &limits,
+        &Kustomize::none(),
+        &KindScopes::builtin(),
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains("expands to more than 5 nodes"),
         "{e}"
@@ -616,7 +629,14 @@ fn a_tier_over_the_object_limit_is_refused() {
         max_objects: 10,
         ..Limits::default()
     };
-    let e = render_tier_with(repo.path(), "t", &limits, &Kustomize::none()).unwrap_err();
+    let e = render_tier_with(
+        repo.path(),
+        "t",
+        &limits,
+        &Kustomize::none(),
+        &KindScopes::builtin(),
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "tier t renders 11 objects, over the limit of 10 (rule: max_objects)"
@@ -657,6 +677,7 @@ fn a_base_with_a_kustomization_is_built_by_kustomize_and_gets_the_tier_overlay()
         "experimental",
         &Limits::default(),
         &kustomize(),
+        &KindScopes::builtin(),
     )
     .unwrap();
     let n = names(&set);
@@ -682,6 +703,7 @@ fn a_tier_directory_with_a_kustomization_is_the_tiers_whole_input() {
         "validation",
         &Limits::default(),
         &kustomize(),
+        &KindScopes::builtin(),
     )
     .unwrap();
     let worker = object(&set, "Deployment", "worker");
@@ -705,7 +727,8 @@ fn a_kustomization_path_that_leaves_the_repo_is_refused_before_kustomize_runs() 
             repo.path(),
             "validation",
             &Limits::default(),
-            &Kustomize::none()
+            &Kustomize::none(),
+            &KindScopes::builtin(),
         )
         .unwrap_err()
         .to_string(),
@@ -731,6 +754,7 @@ fn a_kustomization_that_references_remote_or_absolute_locations_is_refused() {
             "experimental",
             &Limits::default(),
             &Kustomize::none(),
+            &KindScopes::builtin(),
         )
         .unwrap_err()
         .to_string();
@@ -764,6 +788,7 @@ fn a_kustomization_resource_symlinked_out_of_the_repo_is_refused() {
         "experimental",
         &Limits::default(),
         &Kustomize::none(),
+        &KindScopes::builtin(),
     )
     .unwrap_err()
     .to_string();
@@ -783,6 +808,7 @@ fn a_failing_kustomize_build_names_the_kustomization_and_says_why() {
         "experimental",
         &Limits::default(),
         &kustomize(),
+        &KindScopes::builtin(),
     )
     .unwrap_err()
     .to_string();
@@ -800,6 +826,7 @@ fn a_missing_kustomize_binary_is_a_clear_error() {
         "experimental",
         &Limits::default(),
         &Kustomize::at("/nonexistent/kustomize"),
+        &KindScopes::builtin(),
     )
     .unwrap_err();
     assert_eq!(
@@ -819,6 +846,7 @@ fn kustomize_output_over_its_limit_is_refused() {
         "experimental",
         &limits,
         &kustomize(),
+        &KindScopes::builtin(),
     )
     .unwrap_err()
     .to_string();
@@ -902,6 +930,7 @@ fn a_kustomize_that_hangs_is_killed_at_the_deadline() {
         "experimental",
         &limits,
         &Kustomize::at(&fake),
+        &KindScopes::builtin(),
     )
     .unwrap_err()
     .to_string();
@@ -910,4 +939,288 @@ fn a_kustomize_that_hangs_is_killed_at_the_deadline() {
         e,
         "base/kustomization.yaml: kustomize build base failed (killed after 200ms): no result within the deadline (rule: kustomize_timeout)"
     );
+}
+
+// Issue 13: scope is judged on what will be applied, and comes from the API server (or the
+// built-in table offline), never from a short list.
+
+/// tier.yaml with a namespace and the patches given (YAML items, two spaces in).
+fn tier_with_patches(patches: &str) -> String {
+    format!("namespace: app\nlabels: {{team: shop}}\npatches:\n{patches}")
+}
+
+#[test]
+fn a_merge_patch_that_turns_a_configmap_into_a_clusterrolebinding_is_refused_naming_the_line() {
+    let repo = repo_with(
+        &tier_with_patches(
+            "  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: c}}\n\
+             \x20 # the attack\n\
+             \x20 - target: {kind: ConfigMap, name: cm}\n    merge:\n      apiVersion: rbac.authorization.k8s.io/v1\n      kind: ClusterRoleBinding\n      \
+             metadata: {namespace: null}\n      roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n      \
+             subjects: [{kind: Group, name: 'system:authenticated', apiGroup: rbac.authorization.k8s.io}]\n",
+        ),
+        &[("cm.yaml", CM)],
+    );
+    assert_eq!(
+        error(repo.path(), "t"),
+        "tiers/t/tier.yaml line 7: patches[1] changes apiVersion of ConfigMap app/cm from \"v1\" to \"rbac.authorization.k8s.io/v1\"; a patch may not change the apiVersion, kind, metadata.name or metadata.namespace of its target (rule: scope and security are checked on what the file says the object is): write the other object in its own manifest instead"
+    );
+}
+
+#[test]
+fn json_patches_may_not_change_kind_name_or_namespace_by_any_op() {
+    let cases = [
+        (
+            "[{op: replace, path: /kind, value: Secret}]",
+            "kind",
+            "\"ConfigMap\"",
+            "\"Secret\"",
+        ),
+        (
+            "[{op: add, path: /kind, value: Secret}]",
+            "kind",
+            "\"ConfigMap\"",
+            "\"Secret\"",
+        ),
+        (
+            "[{op: copy, from: /data/k, path: /kind}]",
+            "kind",
+            "\"ConfigMap\"",
+            "\"ClusterRole\"",
+        ),
+        (
+            "[{op: move, from: /data/k, path: /kind}]",
+            "kind",
+            "\"ConfigMap\"",
+            "\"ClusterRole\"",
+        ),
+        (
+            "[{op: replace, path: /metadata/name, value: other}]",
+            "metadata.name",
+            "\"cm\"",
+            "\"other\"",
+        ),
+        (
+            "[{op: remove, path: /metadata/namespace}]",
+            "metadata.namespace",
+            "\"app\"",
+            "(none)",
+        ),
+        (
+            "[{op: move, from: /metadata/namespace, path: /data/ns}]",
+            "metadata.namespace",
+            "\"app\"",
+            "(none)",
+        ),
+        (
+            "[{op: replace, path: /metadata/namespace, value: kube-system}]",
+            "metadata.namespace",
+            "\"app\"",
+            "\"kube-system\"",
+        ),
+        (
+            "[{op: replace, path: /metadata, value: {name: cm}}]",
+            "metadata.namespace",
+            "\"app\"",
+            "(none)",
+        ),
+        (
+            "[{op: replace, path: /apiVersion, value: v2}]",
+            "apiVersion",
+            "\"v1\"",
+            "\"v2\"",
+        ),
+    ];
+    for (ops, field, from, to) in cases {
+        let repo = repo_with(
+            &tier_with_patches(&format!(
+                "  - target: {{kind: ConfigMap, name: cm}}\n    json: {ops}\n"
+            )),
+            &[(
+                "cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {k: ClusterRole}\n",
+            )],
+        );
+        let e = error(repo.path(), "t");
+        assert!(
+            e.starts_with(&format!(
+                "tiers/t/tier.yaml line 4: patches[0] changes {field} of ConfigMap app/cm from {from} to {to}; "
+            )),
+            "{ops}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_merge_patch_may_not_add_a_namespace_or_rename() {
+    for (merge, field) in [
+        ("{metadata: {namespace: kube-system}}", "metadata.namespace"),
+        ("{metadata: {name: admin}}", "metadata.name"),
+    ] {
+        let repo = repo_with(
+            &format!(
+                "patches:\n  - target: {{kind: ClusterRole, name: reader}}\n    merge: {merge}\n"
+            ),
+            &[(
+                "cr.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\nrules: []\n",
+            )],
+        );
+        let e = error(repo.path(), "t");
+        assert!(
+            e.starts_with(&format!(
+                "tiers/t/tier.yaml line 2: patches[0] changes {field} of ClusterRole reader"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_patch_that_leaves_identity_alone_still_applies() {
+    let repo = repo_with(
+        &tier_with_patches(
+            "  - target: {kind: ConfigMap, name: cm, namespace: app}\n    json: [{op: replace, path: /kind, value: ConfigMap}, {op: add, path: /data/x, value: y}]\n",
+        ),
+        &[("cm.yaml", CM)],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    assert_eq!(set.objects[0].manifest["data"]["x"], "y");
+    assert_eq!(set.objects[0].scope, ObjectScope::Namespaced);
+}
+
+#[test]
+fn cluster_scoped_kinds_the_old_list_missed_get_no_namespace() {
+    let kinds = [
+        ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy"),
+        (
+            "admissionregistration.k8s.io/v1",
+            "MutatingAdmissionPolicyBinding",
+        ),
+        ("storage.k8s.io/v1", "VolumeAttributesClass"),
+        ("networking.k8s.io/v1", "ServiceCIDR"),
+        ("networking.k8s.io/v1", "IPAddress"),
+        ("resource.k8s.io/v1", "DeviceClass"),
+        ("resource.k8s.io/v1", "ResourceSlice"),
+        ("certificates.k8s.io/v1beta1", "ClusterTrustBundle"),
+        ("storagemigration.k8s.io/v1beta1", "StorageVersionMigration"),
+    ];
+    let docs: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (av, k))| format!("apiVersion: {av}\nkind: {k}\nmetadata: {{name: x{i}}}\n"))
+        .collect();
+    let repo = repo_with("namespace: app\n", &[("all.yaml", &docs.join("---\n"))]);
+    let set = render(repo.path(), "t").unwrap();
+    assert_eq!(set.objects.len(), kinds.len());
+    for o in &set.objects {
+        assert_eq!(o.namespace, None, "{}", o.display_name());
+        assert!(o.manifest["metadata"].get("namespace").is_none());
+        assert_eq!(o.scope, ObjectScope::Cluster, "{}", o.display_name());
+    }
+}
+
+#[test]
+fn a_kind_nobody_knows_gets_no_namespace_and_an_unknown_scope() {
+    let repo = repo_with(
+        "namespace: app\n",
+        &[(
+            "w.yaml",
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\n\
+             apiVersion: v1\nkind: List\nmetadata: {name: l}\nitems: []\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1beta1\nkind: ClusterRoleBinding\nmetadata: {name: old}\n",
+        )],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    for o in &set.objects {
+        assert_eq!(o.namespace, None, "{}", o.display_name());
+        assert_eq!(o.scope, ObjectScope::Unknown { offline: true });
+    }
+    // The API server's answer, where it has one, is what counts.
+    let served = KindScopes::discovered([(
+        "example.com/v1".to_owned(),
+        "Widget".to_owned(),
+        KindScope::Cluster,
+    )]);
+    let set = render_tier_with(
+        repo.path(),
+        "t",
+        &Limits::default(),
+        &Kustomize::none(),
+        &served,
+    )
+    .unwrap();
+    let w = object(&set, "Widget", "w");
+    assert_eq!(
+        (w.scope, w.namespace.as_deref()),
+        (ObjectScope::Cluster, None)
+    );
+    // Discovery knows no ConfigMap here: it is not stamped either.
+    assert_eq!(
+        object(&set, "ClusterRoleBinding", "old").scope,
+        ObjectScope::Unknown { offline: false }
+    );
+}
+
+#[test]
+fn a_crd_in_the_set_cannot_redeclare_a_served_kinds_scope() {
+    let repo = repo_with(
+        "namespace: app\n",
+        &[(
+            "crd.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: clusterrolebindings.rbac.authorization.k8s.io}\n\
+             spec: {group: rbac.authorization.k8s.io, scope: Namespaced, names: {kind: ClusterRoleBinding, plural: clusterrolebindings}, versions: [{name: v1, served: true, storage: true}]}\n",
+        )],
+    );
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/crd.yaml line 1: CustomResourceDefinition clusterrolebindings.rbac.authorization.k8s.io declares ClusterRoleBinding in rbac.authorization.k8s.io/v1 namespaced, but the API server knows it as cluster-scoped (rule: a kind's scope cannot change; fix spec.scope or the CRD's group and kind)"
+    );
+}
+
+#[test]
+fn a_patch_that_makes_a_crd_cluster_scoped_leaves_the_stamped_namespace_for_validation_to_see() {
+    let repo = repo_with(
+        "namespace: app\npatches:\n  - target: {kind: CustomResourceDefinition, name: widgets.example.com}\n    merge: {spec: {scope: Cluster}}\n",
+        &[(
+            "w.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
+             spec: {group: example.com, scope: Namespaced, names: {kind: Widget, plural: widgets}, versions: [{name: v1, served: true, storage: true}]}\n---\n\
+             apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
+        )],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    let w = object(&set, "Widget", "w");
+    assert_eq!(w.scope, ObjectScope::Cluster);
+    assert_eq!(w.namespace.as_deref(), Some("app"));
+}
+
+#[test]
+fn a_kustomize_patch_that_changes_kind_is_judged_by_the_kind_it_produces() {
+    let repo = copy_of("kustomized");
+    write(
+        repo.path(),
+        "tiers/validation/kustomization.yaml",
+        "resources: [../../base]\nnamespace: shop-val\npatches:\n- target: {kind: ConfigMap}\n  patch: |-\n    - {op: replace, path: /apiVersion, value: rbac.authorization.k8s.io/v1}\n    - {op: replace, path: /kind, value: ClusterRoleBinding}\n",
+    );
+    let set = render_tier_with(
+        repo.path(),
+        "validation",
+        &Limits::default(),
+        &kustomize(),
+        &KindScopes::builtin(),
+    )
+    .unwrap();
+    let crb: Vec<_> = set
+        .objects
+        .iter()
+        .filter(|o| o.kind == "ClusterRoleBinding")
+        .collect();
+    assert!(!crb.is_empty(), "{:?}", names(&set));
+    // Judged as the cluster-scoped kind it now is (validation blocks it in a tier without
+    // clusterScoped), never as the ConfigMap it was.
+    for o in crb {
+        assert_eq!(o.scope, ObjectScope::Cluster);
+        assert_eq!(o.namespace, None);
+    }
 }

@@ -17,3 +17,4 @@ mod box_;
 mod foreign;
 mod http;
 mod sa;
+mod scope;

@@ -261,11 +261,22 @@ pub async fn apply_as(live: &ApiLive, manager: &str, key: &ObjectKey, manifest: 
     .unwrap_or_else(|e| panic!("apply {key:?} as {manager}: {e}"));
 }
 
+/// Which kinds are namespaced for a render of the example config repo without a cluster:
+/// Kubernetes' own kinds and the example's FeatureFlag (whose CRD only experimental holds).
+pub fn example_scopes() -> gitopsd::render::KindScopes {
+    gitopsd::render::KindScopes::builtin().with(
+        "shop.example.com/v1",
+        "FeatureFlag",
+        gitopsd::render::KindScope::Namespaced,
+    )
+}
+
 /// The example's FeatureFlag CRD (owned by its experimental tier), applied as gitopsd would
 /// and left in place: the other tiers' FeatureFlags need it served.
 pub async fn ensure_crd(live: &ApiLive) {
     let repo = repo_root().join("examples/config-repo");
-    let set = render_tier(&repo, "experimental", &Limits::default()).expect("render");
+    let set =
+        render_tier(&repo, "experimental", &Limits::default(), &example_scopes()).expect("render");
     let crd = set
         .objects
         .iter()
