@@ -864,6 +864,7 @@ fn default_tier(name: &str) -> crate::config::TierConfig {
         rollback: None,
         validation: Default::default(),
         severity: Vec::new(),
+        adopt: Vec::new(),
     }
 }
 
