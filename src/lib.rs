@@ -25,6 +25,7 @@ pub mod leader;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod ownership;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
