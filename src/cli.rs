@@ -664,6 +664,16 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
         );
         if let Some(client) = &served {
             findings.extend(unserved_kinds(client, &set).await);
+            match ownership_findings(client, &config.state, &tier, &set).await {
+                Ok(f) => findings.extend(f),
+                Err(e) => {
+                    println!(
+                        "tier {}: error: cannot check who holds its objects: {e}",
+                        tier.name
+                    );
+                    blocked = true;
+                }
+            }
         }
         let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
         for f in &findings {
@@ -755,6 +765,33 @@ async fn unserved_kinds(client: &kube::Client, set: &DesiredSet) -> Vec<Finding>
     findings
 }
 
+/// The ownership refusals of `set` in the cluster (see [`crate::ownership`]): the tier's
+/// inventory from its state ConfigMap, then each desired object read once. A state that
+/// cannot be read counts as empty (as on a first install), which refuses more, never less.
+async fn ownership_findings(
+    client: &kube::Client,
+    state: &crate::config::StateConfig,
+    tier: &crate::config::TierConfig,
+    set: &DesiredSet,
+) -> Result<Vec<Finding>, String> {
+    let namespace = crate::state::StateStore::default_namespace(state);
+    let store = crate::state::StateStore::new(client.clone(), &namespace);
+    let inventory = match store.load(&tier.name).await {
+        Ok(s) => s.inventory,
+        Err(e) => {
+            eprintln!(
+                "note: tier {}: its inventory cannot be read ({e}); objects are checked as on a first install",
+                tier.name
+            );
+            Default::default()
+        }
+    };
+    let live = crate::live::ApiLive::new(client.clone());
+    crate::ownership::check(set, tier, &inventory, &live)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// `gitopsd diff` exit codes, as `kubectl diff` has them.
 const EXIT_DRIFT: u8 = 1;
 const EXIT_DIFF_ERROR: u8 = 2;
@@ -809,6 +846,21 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
             return error;
         }
     };
+    // What the daemon would refuse to take (see `crate::ownership`): said on stderr, so the
+    // JSON on stdout stays whole, and the exit code is an error's (2) after the diff.
+    let state = config.as_ref().map(|c| c.state.clone()).unwrap_or_default();
+    let refused = match ownership_findings(&conn.client, &state, &tier, &set).await {
+        Ok(findings) => {
+            for f in &findings {
+                eprintln!("{f}");
+            }
+            !findings.is_empty()
+        }
+        Err(e) => {
+            report.error("cannot check who holds the objects", &e);
+            return error;
+        }
+    };
     let live = crate::live::ApiLive::new(conn.client);
     let confirm = crate::drift::ApiDryRun::new(live.clone());
     let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
@@ -838,7 +890,13 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
             return error;
         }
     }
-    if drift.has_drift() {
+    if refused {
+        eprintln!(
+            "tier {}: the daemon refuses this revision (see the errors above); nothing of it would be applied",
+            tier.name
+        );
+        error
+    } else if drift.has_drift() {
         ExitCode::from(EXIT_DRIFT)
     } else {
         ExitCode::SUCCESS
