@@ -576,10 +576,21 @@ fn fixture(test: &str, base: reconcile_support::Files) -> Fixture {
     let f = Fixture::with_daemon(test, base, TierExtra::default(), daemon);
     // The token file lives as long as the fixture's own dir.
     std::fs::copy(&token, f.dir.path().join("api-token")).unwrap();
-    let config = std::fs::read_to_string(&f.config).unwrap().replace(
-        &token.display().to_string(),
-        &f.dir.path().join("api-token").display().to_string(),
-    );
+    // As manifests/core: the tier namespace exists before gitopsd (grant creates it), so the
+    // tier adopts it.
+    let config = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace(
+            &token.display().to_string(),
+            &f.dir.path().join("api-token").display().to_string(),
+        )
+        .replace(
+            "    prune: true\n",
+            &format!(
+                "    prune: true\n    adopt: [{{kind: Namespace, name: {}}}]\n",
+                f.tier
+            ),
+        );
     std::fs::write(&f.config, config).unwrap();
     f
 }

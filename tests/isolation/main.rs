@@ -13,3 +13,4 @@ mod reconcile_support;
 mod support;
 
 // One line per module; each module holds the tests of one wall.
+mod own;
