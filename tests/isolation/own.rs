@@ -157,8 +157,12 @@ async fn a_pre_existing_namespace_is_not_relabelled_privileged_until_the_tier_ad
         "the inventory gained objects"
     );
 
-    // The operator's consent, by name: the tier takes the namespace over.
-    let adopt_line = format!("adopt: [{{kind: Namespace, name: {}}}]", f.tier);
+    // The operator's consent, by name: the tier takes the namespace over. The label the repo
+    // changes was set by hand (another field manager), so taking it needs forceConflicts too.
+    let adopt_line = format!(
+        "adopt: [{{kind: Namespace, name: {}}}]\n    apply: {{forceConflicts: true}}",
+        f.tier
+    );
     restart_with(&mut f, &adopt_line);
     f.wait_synced_healthy(&revision, FIRST_SYNC).await;
     let adopted = labels(&namespaces.get(&f.tier).await.expect("get namespace"));
