@@ -199,7 +199,7 @@ async fn a_namespace_outside_the_tiers_namespaces_is_blocked_by_validation() {
         .create(&handmade(), &o)
         .await
         .expect("create namespace");
-    let cleanup = Cleanup(client.clone(), other.clone());
+    let cleanup = Cleanup(other.clone());
     let before = labels(&namespaces.get(&other).await.expect("get"));
     f.write_files(&vec![(
         "base/other-namespace.yaml".to_owned(),
@@ -455,19 +455,20 @@ async fn a_clusterrole_the_cluster_ships_is_refused_by_validate_naming_its_manag
     );
 }
 
-/// Deletes a namespace the test made, however the test ends.
-struct Cleanup(Client, String);
+/// Deletes a namespace the test made, however the test ends: from a thread with a runtime and
+/// a client of its own (the test's client needs the test's runtime, which waits here).
+struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (client, name) = (self.0.clone(), self.1.clone());
+        let name = self.0.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                let api: Api<Namespace> = Api::all(client);
+                let api: Api<Namespace> = Api::all(support::client().await);
                 let _ = api.delete(&name, &DeleteParams::background()).await;
             });
         })
