@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, random_suffix};
+use crate::reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, http_get, random_suffix};
 use crate::support;
 
 const TIER_LABEL: &str = "gitopsd.io/tier";
@@ -412,6 +412,61 @@ async fn objects_labelled_for_another_tier_or_only_labelled_for_this_one_are_ref
         stderr.contains("[ownership/other-tier]")
             && stderr.contains("the daemon refuses this revision"),
         "{stderr}"
+    );
+}
+
+/// The kube requests of the daemon other than watches, by verb and code, from /metrics.
+fn requests(f: &Fixture) -> Vec<String> {
+    let (code, text) = http_get(f.port, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "{text}");
+    text.lines()
+        .filter(|l| l.starts_with("gitopsd_kube_requests_total{") && !l.contains("verb=\"watch\""))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The check reads the live cache: a refused revision, reconciled again and again (the
+/// interval is 1s), sends no request at all, and so neither does the check of a tier whose
+/// revision passes.
+#[tokio::test]
+async fn a_refused_revision_reconciled_again_sends_no_request() {
+    let client = support::client().await;
+    let mut f = Fixture::new("own-quiet", base_files(IMAGE_1), TierExtra::default());
+    f.start();
+    let first = f.head();
+    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
+    let legacy: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "legacy"}, "data": {"note": "mine"}}))
+            .expect("configmap");
+    cms.create(&handmade(), &legacy)
+        .await
+        .expect("create legacy");
+    f.write_files(&vec![(
+        "base/legacy.yaml".to_owned(),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: legacy\ndata:\n  greeting: hello\n"
+            .to_owned(),
+    )]);
+    f.commit("take legacy");
+    let status = refused_then_reconciled(&f, &["[ownership/not-owned]"]).await;
+    let before = requests(&f);
+    assert!(
+        before.iter().any(|l| l.contains("verb=\"patch\"")),
+        "the first sync's applies are counted: {before:?}"
+    );
+    let mut at = last_reconcile(&status).expect("lastReconcileAt");
+    for _ in 0..3 {
+        let s = f
+            .wait_status("another reconcile", CHANGE, |s| {
+                last_reconcile(s).is_some_and(|t| t > at).then(|| s.clone())
+            })
+            .await;
+        at = last_reconcile(&s).expect("lastReconcileAt");
+    }
+    assert_eq!(
+        requests(&f),
+        before,
+        "reconciles of a refused revision sent requests"
     );
 }
 
