@@ -72,6 +72,12 @@ sed -e "s#url: examples/config-repo#url: $work/config-repo#" \
   examples/gitopsd.yaml >"$work/gitopsd.yaml"
 "$bin" run --config "$work/gitopsd.yaml" --check
 
+# Each example tier writes as its own ServiceAccount (tiers[].serviceAccount), which gitopsd
+# impersonates: the ServiceAccounts and their RBAC come first, as in a cluster install.
+step "Applying the tiers' ServiceAccounts and RBAC (manifests/core: namespace, rbac, tier-access)"
+kubectl apply --server-side --field-manager=gitopsd-quickstart \
+  -f manifests/core/namespace.yaml -f manifests/core/rbac.yaml -f manifests/core/tier-access.yaml
+
 step "Starting gitopsd run (log: $log)"
 nohup "$bin" run --config "$work/gitopsd.yaml" --kubeconfig "$kubeconfig" \
   --workdir "$work/workdir" >"$log" 2>&1 &

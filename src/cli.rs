@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceConfig};
+use crate::escape::{escape_line, escape_text};
 use crate::logging::LogFormat;
 use crate::render::{DesiredSet, Limits};
 use crate::validate::{self, Finding, Level, Stage};
@@ -285,7 +286,7 @@ impl Report {
         if self.json {
             error!(error = %err, "{what}");
         } else {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", escape_text(&err.to_string()));
         }
     }
 }
@@ -322,7 +323,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
             }
         };
     info!(server = %conn.server, version = %conn.version.git_version, "connected to Kubernetes");
-    let metrics = match crate::metrics::Metrics::new(&config.tiers, Some(requests)) {
+    let metrics = match crate::metrics::Metrics::new(&config.tiers, Some(requests.clone())) {
         Ok(m) => std::sync::Arc::new(m),
         Err(e) => {
             report.error("cannot set up the metrics", &e);
@@ -335,6 +336,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
             git_ref = %tier.git_ref,
             namespaces = ?tier.namespaces,
             promote_from = tier.promote_from.as_deref().unwrap_or("-"),
+            service_account = %tier.service_account.as_ref().map_or("-".to_owned(), |sa| sa.to_string()),
             "tier configured"
         );
     }
@@ -357,6 +359,8 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         observers: crate::activity::Observers::new(vec![metrics.clone(), audit, events]),
         metrics: Some(metrics),
         leader_elect: args.leader_elect,
+        kube_config: Some(conn.config.clone()),
+        requests: Some(requests),
     };
     let result = crate::daemon::run(config, conn.client, options, shutdown).await;
     // The observers are dropped with the daemon: the audit log is fsynced, and the Events
@@ -498,10 +502,11 @@ async fn render_at(
     repo: Option<String>,
     git_ref: Option<String>,
     tier: String,
+    limits: Limits,
 ) -> Result<(DesiredSet, Option<String>), String> {
     tokio::task::spawn_blocking(move || {
         let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
-        let set = crate::render::render_tier(&checkout.root, &tier, &Limits::default())
+        let set = crate::render::render_tier(&checkout.root, &tier, &limits)
             .map_err(|e| e.to_string())?;
         Ok((set, checkout.revision))
     })
@@ -518,6 +523,7 @@ fn bare_source(repo: Option<&str>) -> Result<SourceConfig, String> {
         interval: std::time::Duration::from_secs(60),
         webhook_secret_file: None,
         publish_healthy: false,
+        export_limits: Default::default(),
     })
 }
 
@@ -544,7 +550,18 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .and_then(|c| c.tier(&args.tier))
         .map(|t| t.git_ref.as_str());
     let git_ref = args.repo.effective_ref(tier_ref);
-    let rendered = render_at(source, args.repo.repo.clone(), git_ref, args.tier.clone()).await;
+    let limits = config
+        .as_ref()
+        .map(|c| c.render.limits())
+        .unwrap_or_default();
+    let rendered = render_at(
+        source,
+        args.repo.repo.clone(),
+        git_ref,
+        args.tier.clone(),
+        limits,
+    )
+    .await;
     let (set, revision) = match rendered {
         Ok(v) => v,
         Err(e) => {
@@ -588,7 +605,9 @@ fn print_set(set: &DesiredSet, revision: Option<&str>, format: OutputFormat) -> 
                 set.digest
             );
             for o in &set.objects {
-                text += &format!("---\n# {} ({})\n", o.display_name(), o.source);
+                // A comment line: a newline in a name would end it and start YAML.
+                let about = format!("{} ({})", o.display_name(), o.source);
+                text += &format!("---\n# {}\n", escape_line(&about));
                 text += &serde_yaml::to_string(&o.manifest).map_err(|e| e.to_string())?;
             }
             text
@@ -634,7 +653,10 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                eprintln!("note: kinds are not checked against a cluster: {e}");
+                eprintln!(
+                    "note: kinds are not checked against a cluster: {}",
+                    escape_text(&e.to_string())
+                );
                 None
             }
         }
@@ -647,12 +669,13 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             args.repo.repo.clone(),
             git_ref,
             tier.name.clone(),
+            config.render.limits(),
         )
         .await;
         let set = match rendered {
             Ok((set, _)) => set,
             Err(e) => {
-                println!("tier {}: error: {e}", tier.name);
+                println!("tier {}: error: {}", tier.name, escape_text(&e));
                 blocked = true;
                 continue;
             }
@@ -668,16 +691,21 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
                 Ok(f) => findings.extend(f),
                 Err(e) => {
                     println!(
-                        "tier {}: error: cannot check who holds its objects: {e}",
-                        tier.name
+                        "tier {}: error: cannot check who holds its objects: {}",
+                        tier.name,
+                        escape_text(&e)
                     );
                     blocked = true;
                 }
             }
+            // The second wall: what the tier's ServiceAccount may write, asked of RBAC.
+            if let Some(sa) = &tier.service_account {
+                findings.extend(crate::access::check(client, &tier, sa, &set).await);
+            }
         }
         let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
         for f in &findings {
-            println!("tier {}: {f}", tier.name);
+            println!("tier {}: {}", tier.name, escape_text(&f.to_string()));
         }
         println!(
             "tier {}: {} objects, {} blocking, {} warnings",
@@ -831,7 +859,18 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     let git_ref = args
         .repo
         .effective_ref(config.as_ref().map(|_| tier.git_ref.as_str()));
-    let rendered = render_at(source, args.repo.repo.clone(), git_ref, args.tier.clone()).await;
+    let limits = config
+        .as_ref()
+        .map(|c| c.render.limits())
+        .unwrap_or_default();
+    let rendered = render_at(
+        source,
+        args.repo.repo.clone(),
+        git_ref,
+        args.tier.clone(),
+        limits,
+    )
+    .await;
     let set = match rendered {
         Ok((set, _)) => set,
         Err(e) => {
@@ -852,7 +891,7 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     let refused = match ownership_findings(&conn.client, &state, &tier, &set).await {
         Ok(findings) => {
             for f in &findings {
-                eprintln!("{f}");
+                eprintln!("{}", escape_text(&f.to_string()));
             }
             !findings.is_empty()
         }
@@ -912,6 +951,7 @@ fn default_tier(name: &str) -> crate::config::TierConfig {
         cluster_scoped: false,
         prune: Default::default(),
         apply: Default::default(),
+        service_account: None,
         promote_from: None,
         soak: None,
         gate: Default::default(),

@@ -53,6 +53,76 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub leader_election: LeaderElectionConfig,
+    #[serde(default)]
+    pub render: RenderConfig,
+}
+
+/// Bounds on rendering a tier: a hostile config repo must not exhaust the daemon or its node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RenderConfig {
+    /// The box `kustomize build` runs in.
+    #[serde(default)]
+    pub kustomize: KustomizeLimits,
+}
+
+/// The caps of a `kustomize build` child process (see `render/sandbox.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KustomizeLimits {
+    /// Address space it may map, in bytes (RLIMIT_AS; 2 GiB by default).
+    #[serde(default = "default_kustomize_memory")]
+    pub memory_bytes: u64,
+    /// CPU time over all its threads (RLIMIT_CPU; 30s by default).
+    #[serde(default = "default_kustomize_cpu", with = "humantime_serde")]
+    pub cpu: Duration,
+    /// Wall-clock time (60s by default).
+    #[serde(default = "default_kustomize_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest build output, in bytes (64 MiB by default).
+    #[serde(default = "default_kustomize_output")]
+    pub max_output_bytes: u64,
+}
+
+fn default_kustomize_memory() -> u64 {
+    crate::render::Limits::default().kustomize_memory_bytes
+}
+
+fn default_kustomize_cpu() -> Duration {
+    crate::render::Limits::default().kustomize_cpu
+}
+
+fn default_kustomize_timeout() -> Duration {
+    crate::render::Limits::default().kustomize_timeout
+}
+
+fn default_kustomize_output() -> u64 {
+    crate::render::Limits::default().max_kustomize_output_bytes
+}
+
+impl Default for KustomizeLimits {
+    fn default() -> Self {
+        KustomizeLimits {
+            memory_bytes: default_kustomize_memory(),
+            cpu: default_kustomize_cpu(),
+            timeout: default_kustomize_timeout(),
+            max_output_bytes: default_kustomize_output(),
+        }
+    }
+}
+
+impl RenderConfig {
+    /// The render limits: the defaults with this section's values.
+    pub fn limits(&self) -> crate::render::Limits {
+        let k = &self.kustomize;
+        crate::render::Limits {
+            kustomize_memory_bytes: k.memory_bytes,
+            kustomize_cpu: k.cpu,
+            kustomize_timeout: k.timeout,
+            max_kustomize_output_bytes: k.max_output_bytes,
+            ..crate::render::Limits::default()
+        }
+    }
 }
 
 /// Leader election among replicas (a `coordination.k8s.io/v1` Lease): only the holder
@@ -126,10 +196,44 @@ pub struct SourceConfig {
     /// A failed push is a warning and blocks nothing.
     #[serde(default)]
     pub publish_healthy: bool,
+    /// Bounds on what one commit may write to disk when it is exported for rendering.
+    #[serde(default)]
+    pub export_limits: ExportLimits,
 }
 
 fn default_interval() -> Duration {
     Duration::from_secs(60)
+}
+
+/// A commit is exported as plain files; git stores a blob once however many paths name it, so
+/// a small repo can stand for a huge export. Both bounds are checked on the tree (sizes from
+/// the object headers) before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExportLimits {
+    /// Most bytes of file content one export may write (256 MiB by default).
+    #[serde(default = "default_export_max_bytes")]
+    pub max_bytes: u64,
+    /// Most files and directories one export may create (50,000 by default).
+    #[serde(default = "default_export_max_files")]
+    pub max_files: u64,
+}
+
+fn default_export_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_export_max_files() -> u64 {
+    50_000
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits {
+            max_bytes: default_export_max_bytes(),
+            max_files: default_export_max_files(),
+        }
+    }
 }
 
 /// Git credentials: a token for https, or an SSH key with the known_hosts that checks the host.
@@ -247,6 +351,11 @@ pub struct TierConfig {
     /// How objects are applied: conflicts, immutable fields, concurrency.
     #[serde(default)]
     pub apply: ApplyConfig,
+    /// The ServiceAccount this tier writes as: every apply, delete and dry-run of the tier
+    /// impersonates it, so the API server's RBAC bounds what the tier can change even where
+    /// gitopsd's own validation has a hole. Reads, the tier state, Events and the Lease keep
+    /// the daemon's identity. Absent: the daemon's own identity writes (not recommended).
+    pub service_account: Option<ServiceAccountRef>,
     /// A tier listed before this one: a revision is deployed here only once that tier
     /// recorded it healthy (see [`PromotionGate`]).
     pub promote_from: Option<String>,
@@ -373,6 +482,86 @@ impl fmt::Display for AdoptEntry {
             write!(f, "namespace: {ns}, ")?;
         }
         write!(f, "name: {}}}", self.name)
+    }
+}
+
+/// A ServiceAccount a tier impersonates: `serviceAccount: gitopsd/tier-dev` or
+/// `serviceAccount: {namespace: gitopsd, name: tier-dev}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceAccountRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceAccountRef {
+    /// The user name the API server gives the ServiceAccount (and the impersonated user).
+    pub fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
+
+    fn checked(namespace: String, name: String) -> Result<ServiceAccountRef, String> {
+        check_dns_label(&namespace).map_err(|why| format!("namespace: {why}"))?;
+        check_dns_subdomain(&name).map_err(|why| format!("name: {why}"))?;
+        Ok(ServiceAccountRef { namespace, name })
+    }
+}
+
+impl fmt::Display for ServiceAccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl FromStr for ServiceAccountRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let expected = "expected NAMESPACE/NAME of a ServiceAccount (e.g. \"gitopsd/tier-dev\") or {namespace, name}";
+        // The user-name spelling is accepted too, as kubectl's --as takes it.
+        let rest = s.strip_prefix("system:serviceaccount:");
+        let parts = match rest {
+            Some(r) => r.split_once(':'),
+            None => s.split_once('/'),
+        };
+        match parts {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                ServiceAccountRef::checked(ns.to_owned(), name.to_owned())
+                    .map_err(|why| format!("{why} in {s:?}"))
+            }
+            _ => Err(format!("{expected}; found {s:?}")),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceAccountFields {
+    namespace: String,
+    name: String,
+}
+
+impl<'de> Deserialize<'de> for ServiceAccountRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ServiceAccountRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("NAMESPACE/NAME of a ServiceAccount, or {namespace, name}")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ServiceAccountRef, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<ServiceAccountRef, A::Error> {
+                let f = ServiceAccountFields::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                ServiceAccountRef::checked(f.namespace, f.name).map_err(serde::de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -853,6 +1042,35 @@ impl Config {
                 "expected at least 1s between polls".into(),
             ));
         }
+        let k = &self.render.kustomize;
+        // Go maps about 1 GiB of address space before it allocates much; with less,
+        // kustomize fails to start now and then (render/sandbox.rs).
+        if k.memory_bytes < 1024 * 1024 * 1024 {
+            return Err(invalid(
+                "render.kustomize.memoryBytes".into(),
+                "expected at least 1073741824 (1 GiB): kustomize, a Go program, reserves address space before it uses it".into(),
+            ));
+        }
+        for (field, value) in [("cpu", k.cpu), ("timeout", k.timeout)] {
+            if value < Duration::from_secs(1) {
+                return Err(invalid(
+                    format!("render.kustomize.{field}"),
+                    "expected at least 1s".into(),
+                ));
+            }
+        }
+        let limits = &self.source.export_limits;
+        for (field, value) in [
+            ("maxBytes", limits.max_bytes),
+            ("maxFiles", limits.max_files),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    format!("source.exportLimits.{field}"),
+                    "must be more than 0 (it bounds what a commit may write to disk)".into(),
+                ));
+            }
+        }
         let auth = &self.source.auth;
         if auth.token_file.is_some() && auth.ssh_key_file.is_some() {
             return Err(invalid(
@@ -980,6 +1198,24 @@ impl Config {
                     ),
                 ));
             }
+            // The namespace of the ServiceAccounts the tiers write as is the seat of every
+            // tier's identity: a tier that may write there could bind its ServiceAccount more,
+            // or delete another tier's.
+            for (j, ns) in tier.namespaces.iter().enumerate() {
+                if let Some((k, other)) = self.tiers.iter().enumerate().find(|(_, t)| {
+                    t.service_account
+                        .as_ref()
+                        .is_some_and(|sa| &sa.namespace == ns)
+                }) {
+                    return Err(invalid(
+                        at(&format!("namespaces[{j}]")),
+                        format!(
+                            "namespace {ns:?} holds the ServiceAccount tier {:?} writes as (tiers[{k}].serviceAccount); no tier may write there: keep the tiers' ServiceAccounts in a namespace of their own (e.g. gitopsd's)",
+                            other.name
+                        ),
+                    ));
+                }
+            }
             if let Some(rb) = &tier.rollback
                 && rb.health_timeout < Duration::from_secs(1)
             {
@@ -1101,6 +1337,17 @@ fn check_dns_label(s: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "expected a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit); found {s:?}"
+        ))
+    }
+}
+
+/// ServiceAccount names are DNS subdomains: labels joined by '.', at most 253 characters.
+fn check_dns_subdomain(s: &str) -> Result<(), String> {
+    if !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| check_dns_label(l).is_ok()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253); found {s:?}"
         ))
     }
 }
@@ -1256,7 +1503,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`, `publishHealthy`"
+            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`, `publishHealthy`, `exportLimits`"
         );
     }
 
@@ -1410,6 +1657,27 @@ mod tests {
             "source: {url: \"ssh://git@example.com/c.git\", auth: {sshKeyFile: /k}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );
         assert!(e.contains("source.auth.knownHostsFile"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config, exportLimits: {maxFiles: 0}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("source.exportLimits.maxFiles"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config, exportLimits: {maxByte: 10}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("unknown field `maxByte`"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1000}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(e.contains("render.kustomize.memoryBytes"), "{e}");
+        let c = Config::parse(
+            "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1073741824, cpu: 10s}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+            Path::new("gitopsd.yaml"),
+        )
+        .expect("valid");
+        let l = c.render.limits();
+        assert_eq!(l.kustomize_memory_bytes, 1 << 30);
+        assert_eq!(l.kustomize_cpu, Duration::from_secs(10));
+        assert_eq!(l.kustomize_timeout, Duration::from_secs(60));
         let e = error_of(
             "source: {url: \"git@example.com:c.git\", auth: {tokenFile: /t}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );
@@ -1568,6 +1836,65 @@ mod tests {
             e.contains("tiers[0].adopt[1]: {kind: Namespace, name: a} is listed twice"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_service_account_is_namespace_slash_name_or_a_map_and_named_on_error() {
+        let tier = |sa: &str| {
+            parse(&format!(
+                "source: {{url: /srv/config}}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    serviceAccount: {sa}\n"
+            ))
+            .map(|c| c.tiers[0].service_account.clone())
+        };
+        let want = Some(ServiceAccountRef {
+            namespace: "gitopsd".into(),
+            name: "tier-dev".into(),
+        });
+        assert_eq!(tier("gitopsd/tier-dev").unwrap(), want);
+        assert_eq!(tier("{namespace: gitopsd, name: tier-dev}").unwrap(), want);
+        assert_eq!(
+            tier("system:serviceaccount:gitopsd:tier-dev").unwrap(),
+            want
+        );
+        assert_eq!(
+            want.as_ref().map(ServiceAccountRef::username).as_deref(),
+            Some("system:serviceaccount:gitopsd:tier-dev")
+        );
+        let none = parse(
+            "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n",
+        )
+        .unwrap();
+        assert_eq!(none.tiers[0].service_account, None);
+
+        // No tier may write where the ServiceAccounts live.
+        let e = parse(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a], serviceAccount: b/tier-a}\n  - {name: b, ref: main, namespaces: [b]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tiers[1].namespaces[0]: namespace \"b\" holds the ServiceAccount tier \"a\" writes as (tiers[0].serviceAccount); no tier may write there"),
+            "{e}"
+        );
+        let e = tier("tier-dev").unwrap_err().to_string();
+        assert!(e.starts_with("gitopsd.yaml line 6 column "), "{e}");
+        assert!(
+            e.contains("tiers[0].serviceAccount: expected NAMESPACE/NAME"),
+            "{e}"
+        );
+        let e = tier("Gitopsd/tier-dev").unwrap_err().to_string();
+        assert!(
+            e.contains("line 6") && e.contains("namespace: expected a DNS label"),
+            "{e}"
+        );
+        let e = tier("gitopsd/Tier_Dev").unwrap_err().to_string();
+        assert!(e.contains("name: expected a DNS subdomain"), "{e}");
+        let e = tier("{namespace: gitopsd}").unwrap_err().to_string();
+        assert!(e.contains("missing field `name`"), "{e}");
+        let e = tier("{namespace: gitopsd, name: a, groups: [x]}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `groups`"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,22 @@ pub enum DaemonError {
     Source(#[from] SourceError),
     #[error("{0}")]
     Secret(#[from] SecretFileError),
+    #[error(
+        "tier {tier}: cannot build the client that impersonates ServiceAccount {service_account}: {source}"
+    )]
+    Impersonation {
+        tier: String,
+        service_account: String,
+        #[source]
+        source: crate::cluster::ClusterError,
+    },
+    #[error(
+        "tier {tier}: serviceAccount {service_account} is set, but this daemon has no client config to impersonate it with"
+    )]
+    NoClientConfig {
+        tier: String,
+        service_account: String,
+    },
     #[error("cannot listen on {addr} for the status endpoint: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -57,6 +73,12 @@ pub struct DaemonOptions {
     pub metrics: Option<Arc<Metrics>>,
     /// `--leader-elect`: elect a leader even when the config's `leaderElection.enabled` is off.
     pub leader_elect: bool,
+    /// What the daemon's client was built from: each tier with `serviceAccount` gets a client
+    /// from it that impersonates the ServiceAccount. `None`: a tier with `serviceAccount`
+    /// is a start-up error (never a silent fall-back to the daemon's identity).
+    pub kube_config: Option<kube::Config>,
+    /// Counts the tiers' impersonating clients' requests like the daemon's own.
+    pub requests: Option<crate::live::RequestCounter>,
 }
 
 /// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
@@ -116,6 +138,42 @@ pub async fn run(
     }
     if webhook_secret.is_none() {
         info!("the push webhook is off: source.webhookSecretFile is not set");
+    }
+
+    // Each tier's writer, before anything is touched: a tier with `serviceAccount` writes
+    // only as that ServiceAccount.
+    let mut writers: HashMap<String, Client> = HashMap::new();
+    for tier in &config.tiers {
+        let Some(sa) = &tier.service_account else {
+            warn!(
+                tier = %tier.name,
+                "no serviceAccount: the tier writes with the daemon's own identity, bounded by gitopsd's validation alone; set tiers[].serviceAccount to have RBAC bound it too"
+            );
+            continue;
+        };
+        let Some(kube_config) = &options.kube_config else {
+            return Err(DaemonError::NoClientConfig {
+                tier: tier.name.clone(),
+                service_account: sa.to_string(),
+            });
+        };
+        let writer = crate::cluster::impersonating(kube_config, sa, options.requests.as_ref())
+            .map_err(|source| DaemonError::Impersonation {
+                tier: tier.name.clone(),
+                service_account: sa.to_string(),
+                source,
+            })?;
+        info!(tier = %tier.name, service_account = %sa, "the tier writes as its ServiceAccount (impersonated)");
+        // Said once at start-up, not as one 403 per object on every sync.
+        if crate::access::may_impersonate(&client, sa).await == Some(false) {
+            warn!(
+                tier = %tier.name,
+                service_account = %sa,
+                "the daemon's identity may not impersonate the tier's ServiceAccount: every write of the tier will be refused; grant it the rule {}",
+                crate::access::impersonate_rule(sa)
+            );
+        }
+        writers.insert(tier.name.clone(), writer);
     }
 
     let namespace = StateStore::default_namespace(&config.state);
@@ -215,6 +273,8 @@ pub async fn run(
                 observers.clone(),
             );
             let publish_healthy = config.source.publish_healthy;
+            let writer = writers.get(&tier.name).cloned();
+            let limits = config.render.limits();
             move || {
                 let mut reconciler = TierReconciler::new(
                     tier.clone(),
@@ -225,7 +285,11 @@ pub async fn run(
                     status.clone(),
                     observers.clone(),
                 );
+                if let Some(writer) = &writer {
+                    reconciler.set_write_client(writer.clone());
+                }
                 reconciler.set_publish_healthy(publish_healthy);
+                reconciler.set_limits(limits.clone());
                 reconciler.set_window_override(window_override.clone());
                 reconciler
             }

@@ -22,10 +22,13 @@ use crate::daemon::Handles;
 use crate::status::{SyncState, TierStatus};
 
 mod dashboard;
+mod escape;
+mod refused;
 mod secret;
 mod sync;
 mod webhook;
 
+pub use refused::Refusals;
 pub use secret::{Secret, SecretFileError};
 pub use webhook::{Webhook, WebhookResult, WebhookStats};
 
@@ -40,7 +43,17 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// The routes, with a refusal budget of their own (see [`router_with`]).
 pub fn router(handles: Handles) -> Router {
+    router_with(handles, std::sync::Arc::default())
+}
+
+/// The routes; every answer passes [`refused::guard`], which limits clients that keep being
+/// refused and keeps the log of refusals bounded (`refusals`).
+pub fn router_with(handles: Handles, refusals: std::sync::Arc<Refusals>) -> Router {
+    if let Some(m) = &handles.metrics {
+        refusals.count_into(m.http_refused());
+    }
     Router::new()
         .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -59,6 +72,12 @@ pub fn router(handles: Handles) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // Outermost: it sees the 404 of an unknown route, the 413 of the body limit and the
+        // 408 of the timeout too.
+        .layer(axum::middleware::from_fn_with_state(
+            refusals,
+            refused::guard,
+        ))
         .with_state(handles)
 }
 
@@ -71,7 +90,25 @@ pub fn router(handles: Handles) -> Router {
 /// `axum::serve` does not give it; without one, a client that never finishes its headers
 /// holds its connection and task forever.
 pub async fn serve(listener: TcpListener, handles: Handles, shutdown: CancellationToken) {
-    let app = router(handles);
+    let refusals = std::sync::Arc::new(Refusals::default());
+    let app = router_with(handles, refusals.clone());
+    let open = std::sync::Arc::new(refused::Connections::default());
+    let mut accept_errors = 0u64;
+    // Once a window: how many refusals the log left out, so a flood that stopped shows its size.
+    let summary = {
+        let shutdown = shutdown.clone();
+        let refusals = refusals.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(refused::WINDOW);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => refusals.summary(),
+                }
+            }
+        })
+    };
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -79,14 +116,26 @@ pub async fn serve(listener: TcpListener, handles: Handles, shutdown: Cancellati
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors, say: wait a moment rather than spin.
-                    warn!(error = %e, "cannot accept a connection on the status endpoint");
+                    // Out of file descriptors, say: wait a moment rather than spin, and log
+                    // the 1st, 10th, 100th... only (this can last).
+                    accept_errors += 1;
+                    if refused::is_power_of_ten(accept_errors) {
+                        warn!(error = %e, errors = accept_errors, "cannot accept a connection on the status endpoint");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         while connections.try_join_next().is_some() {}
+        // A client holding too many connections open (or all of them together) gets its new
+        // one closed at once: tasks and file descriptors stay bounded.
+        let client = refused::Client::of(peer.ip());
+        let Some(slot) = open.open(client) else {
+            refused::connection_refused(&refusals, client);
+            drop(stream);
+            continue;
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -99,6 +148,7 @@ pub async fn serve(listener: TcpListener, handles: Handles, shutdown: Cancellati
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
@@ -119,6 +169,7 @@ pub async fn serve(listener: TcpListener, handles: Handles, shutdown: Cancellati
     if drained.is_err() {
         warn!(after = ?DRAIN, "status endpoint connections still open at shutdown; closing them");
     }
+    summary.abort();
 }
 
 /// Ready once every tier has finished a sync (whatever its result): the daemon is working. A
@@ -189,17 +240,30 @@ async fn diff(
         Some("json") => Json(report).into_response(),
         Some(other) => (
             StatusCode::BAD_REQUEST,
-            format!("format {other:?}: use text (the default) or json\n"),
+            format!(
+                "format \"{}\": use text (the default) or json\n",
+                escape::printable(other, 64)
+            ),
         )
             .into_response(),
     }
 }
 
+/// 404 for a tier that does not exist, naming the ones that do (the caller's name escaped and
+/// cut: it is echoed).
 fn not_found(h: &Handles, name: &str) -> Response {
     let known: Vec<&str> = h.tiers.iter().map(|(n, _)| n.as_str()).collect();
     (
         StatusCode::NOT_FOUND,
-        format!("no tier {name:?}; tiers: {}\n", known.join(", ")),
+        axum::Extension(refused::Refused::new(
+            refused::Reason::NotFound,
+            "no such tier",
+        )),
+        format!(
+            "no tier \"{}\"; tiers: {}\n",
+            escape::printable(name, 64),
+            known.join(", ")
+        ),
     )
         .into_response()
 }
@@ -242,6 +306,46 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("ok\n"), "{answer}");
 
+        shutdown.cancel();
+        server.await.expect("the server stops on shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_connection_limit_is_closed_at_once_and_others_are_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let handles = sync::test_handles(None, None, Observers::default());
+        let server = tokio::spawn(serve(listener, handles, shutdown.clone()));
+
+        let from = |ip: [u8; 4]| {
+            let s = tokio::net::TcpSocket::new_v4().expect("socket");
+            s.bind(std::net::SocketAddr::from((ip, 0))).expect("bind");
+            s.connect(addr)
+        };
+        // Idle connections (no request yet) up to the limit.
+        let mut held = Vec::new();
+        for _ in 0..refused::CONNECTIONS_PER_CLIENT {
+            held.push(from([127, 0, 0, 1]).await.expect("connect"));
+        }
+        let mut over = from([127, 0, 0, 1]).await.expect("connect");
+        let _ = over
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let _ = over.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+
+        let mut other = from([127, 0, 0, 2]).await.expect("connect");
+        other
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("a whole request");
+        let mut answer = String::new();
+        other.read_to_string(&mut answer).await.expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        drop(held);
         shutdown.cancel();
         server.await.expect("the server stops on shutdown");
     }

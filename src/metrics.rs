@@ -23,10 +23,11 @@ use prometheus::{
 
 use crate::activity::{Activity, Observer};
 use crate::apply::Outcome;
-use crate::config::{ChangeWindow, TierConfig};
+use crate::config::{Action, ChangeWindow, TierConfig};
 use crate::daemon::Handles;
 use crate::health::Health;
 use crate::live::RequestCounter;
+use crate::reconcile::HoldKind;
 use crate::status::{StatusHandle, SyncState, TierStatus};
 
 /// Syncs and deployments take from well under a second (nothing to do) to many minutes (a
@@ -87,6 +88,12 @@ pub fn sync_result(state: SyncState) -> &'static str {
     }
 }
 
+/// What holds a blocked tier back: the hold of its newest revision, or, with none, a closed
+/// change window (drift corrections wait for it). `None` while the tier is not blocked.
+fn held_by(s: &TierStatus) -> Option<HoldKind> {
+    (s.sync == SyncState::Blocked).then(|| s.held_by.unwrap_or(HoldKind::Window))
+}
+
 /// Seconds since the Unix epoch, the unit of Prometheus timestamps (`time()`).
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -101,6 +108,7 @@ pub struct Metrics {
     tier_synced: IntGaugeVec,
     tier_health: IntGaugeVec,
     drift_objects: IntGaugeVec,
+    drift_unresolved: IntGaugeVec,
     drift_detected: IntCounterVec,
     sync_total: IntCounterVec,
     sync_duration: HistogramVec,
@@ -114,6 +122,7 @@ pub struct Metrics {
     last_sync: GaugeVec,
     kube_requests: IntCounterVec,
     webhook_requests: IntCounterVec,
+    http_refused: IntCounterVec,
     window_open: IntGaugeVec,
     promotion_blocked: IntGaugeVec,
     leader: IntGaugeVec,
@@ -224,6 +233,11 @@ impl Metrics {
                 "Drift items the tier's last reconcile found, by severity.",
                 &["tier", "severity"],
             )?,
+            drift_unresolved: r.gauges(
+                "gitopsd_drift_unresolved_objects",
+                "Drift items the tier's last reconcile found whose policy action is not ignore (apply or alert), by severity.",
+                &["tier", "severity"],
+            )?,
             drift_detected: r.counters(
                 "gitopsd_drift_detected_total",
                 "Drift items found that the previous reconcile had not seen.",
@@ -307,8 +321,13 @@ impl Metrics {
             )?,
             webhook_requests: r.counters(
                 "gitopsd_webhook_requests_total",
-                "Push webhook deliveries, by result (accepted, ignored, unauthorized, rate_limited, bad_request).",
+                "Push webhook deliveries, by result (accepted, ignored, duplicate, unauthorized, rate_limited, bad_request).",
                 &["result"],
+            )?,
+            http_refused: r.counters(
+                "gitopsd_http_refused_total",
+                "Requests and connections the status endpoint refused, by reason (every one counted, whereas the log samples them).",
+                &["reason"],
             )?,
             window_open: r.gauges(
                 "gitopsd_change_window_open",
@@ -317,8 +336,8 @@ impl Metrics {
             )?,
             promotion_blocked: r.gauges(
                 "gitopsd_promotion_blocked",
-                "1 when a promotion gate or change window holds the tier's revision back.",
-                &["tier"],
+                "1 when something holds the tier's revision (or drift corrections) back, for what holds it (held_by: promotion-gate, soak, signature, window); 0 for the others.",
+                &["tier", "held_by"],
             )?,
             leader: r.gauges(
                 "gitopsd_leader",
@@ -358,6 +377,12 @@ impl Metrics {
             m.commit_to_applied.with_label_values(&[tier]);
         }
         Ok(m)
+    }
+
+    /// `gitopsd_http_refused_total{reason}`, for the status endpoint's refusal guard to count
+    /// into (a handle on the same counters).
+    pub fn http_refused(&self) -> IntCounterVec {
+        self.http_refused.clone()
     }
 
     /// Whether this replica leads, for `gitopsd_leader` (set at each scrape).
@@ -416,9 +441,12 @@ impl Metrics {
             self.tier_synced
                 .with_label_values(&[tier])
                 .set(i64::from(s.sync == SyncState::Synced));
-            self.promotion_blocked
-                .with_label_values(&[tier])
-                .set(i64::from(s.sync == SyncState::Blocked));
+            let held_by = held_by(s);
+            for kind in HoldKind::ALL {
+                self.promotion_blocked
+                    .with_label_values(&[tier, kind.as_str()])
+                    .set(i64::from(held_by == Some(kind)));
+            }
             for h in HEALTHS {
                 self.tier_health
                     .with_label_values(&[tier, h.as_str()])
@@ -437,6 +465,21 @@ impl Metrics {
                 self.drift_objects
                     .with_label_values(&[tier, severity])
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            // `ignore` means neither corrected nor reported: not unresolved either.
+            let mut unresolved = [0i64; SEVERITIES.len()];
+            for item in s.drift.iter().flat_map(|d| &d.items) {
+                let at = SEVERITIES.iter().position(|v| *v == item.severity.as_str());
+                if item.action != Action::Ignore
+                    && let Some(i) = at
+                {
+                    unresolved[i] += 1;
+                }
+            }
+            for (severity, n) in SEVERITIES.iter().zip(unresolved) {
+                self.drift_unresolved
+                    .with_label_values(&[tier, severity])
+                    .set(n);
             }
             // No series before the first reconcile: 0 would read as 1970.
             if let Some(at) = s.last_reconcile_at {
@@ -591,6 +634,7 @@ mod tests {
             rule: "test".into(),
             action: crate::config::Action::Alert,
             field_path: None,
+            foreign: None,
         }
     }
 
@@ -811,7 +855,14 @@ mod tests {
         for (s, want) in [
             (format!(r#"gitopsd_tier_info{{revision="abc",{t}}}"#), 1.0),
             (format!("gitopsd_tier_synced{{{t}}}"), 1.0),
-            (format!("gitopsd_promotion_blocked{{{t}}}"), 0.0),
+            (
+                format!(r#"gitopsd_promotion_blocked{{held_by="window",{t}}}"#),
+                0.0,
+            ),
+            (
+                format!(r#"gitopsd_promotion_blocked{{held_by="promotion-gate",{t}}}"#),
+                0.0,
+            ),
             (
                 format!(r#"gitopsd_tier_health{{status="Degraded",{t}}}"#),
                 1.0,
@@ -851,10 +902,14 @@ mod tests {
         assert_eq!(series(&text, "gitopsd_tier_health").len(), 5, "{text}");
         assert_eq!(series(&text, "gitopsd_drift_objects").len(), 4, "{text}");
 
+        // Blocked with no held revision: drift corrections wait for a closed window.
         tiers[0].1.update(|s| s.sync = SyncState::Blocked);
         let text = m.render(&tiers);
         assert_eq!(
-            value(&text, &format!("gitopsd_promotion_blocked{{{t}}}")),
+            value(
+                &text,
+                &format!(r#"gitopsd_promotion_blocked{{held_by="window",{t}}}"#)
+            ),
             Some(1.0)
         );
         assert_eq!(
@@ -951,6 +1006,95 @@ mod tests {
             ),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn promotion_blocked_says_what_holds_the_revision() {
+        let (m, tiers) = metrics();
+        let held = |text: &str, kind: &str| {
+            value(
+                text,
+                &format!(r#"gitopsd_promotion_blocked{{held_by="{kind}",tier="validation"}}"#),
+            )
+        };
+        let text = m.render(&tiers);
+        assert_eq!(
+            series(&text, "gitopsd_promotion_blocked").len(),
+            4,
+            "one series per kind, from the first scrape: {text}"
+        );
+        for kind in HoldKind::ALL {
+            tiers[0].1.update(|s| {
+                s.sync = SyncState::Blocked;
+                s.held_by = Some(kind);
+            });
+            let text = m.render(&tiers);
+            for other in HoldKind::ALL {
+                let want = if other == kind { 1.0 } else { 0.0 };
+                assert_eq!(held(&text, other.as_str()), Some(want), "{kind:?}: {text}");
+            }
+        }
+        // Synced again: nothing holds it (a stale held_by does not count).
+        tiers[0].1.update(|s| s.sync = SyncState::Synced);
+        let text = m.render(&tiers);
+        for kind in HoldKind::ALL {
+            assert_eq!(held(&text, kind.as_str()), Some(0.0));
+        }
+    }
+
+    #[test]
+    fn ignored_drift_is_not_unresolved() {
+        let (m, tiers) = metrics();
+        let item = |severity, action| DriftItem {
+            action,
+            ..drift_item("Deployment", severity)
+        };
+        tiers[0].1.update(|s| {
+            s.drift = Some(DriftReport {
+                tier: TIER.into(),
+                items: vec![
+                    item(Severity::Critical, crate::config::Action::Ignore),
+                    item(Severity::Low, crate::config::Action::Ignore),
+                    item(Severity::Low, crate::config::Action::Ignore),
+                    item(Severity::Low, crate::config::Action::Alert),
+                    item(Severity::High, crate::config::Action::Apply),
+                ],
+                in_sync: 0,
+                drifted: 1,
+                counts: SeverityCounts {
+                    critical: 1,
+                    high: 1,
+                    medium: 0,
+                    low: 3,
+                },
+                dismissed_by_dry_run: 0,
+            });
+        });
+        let text = m.render(&tiers);
+        let t = r#"tier="validation""#;
+        for (severity, all, unresolved) in [
+            ("critical", 1.0, 0.0),
+            ("high", 1.0, 1.0),
+            ("medium", 0.0, 0.0),
+            ("low", 3.0, 1.0),
+        ] {
+            assert_eq!(
+                value(
+                    &text,
+                    &format!(r#"gitopsd_drift_objects{{severity="{severity}",{t}}}"#)
+                ),
+                Some(all),
+                "{text}"
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    &format!(r#"gitopsd_drift_unresolved_objects{{severity="{severity}",{t}}}"#)
+                ),
+                Some(unresolved),
+                "{text}"
+            );
+        }
     }
 
     #[test]

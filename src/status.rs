@@ -95,8 +95,8 @@ pub struct TierStatus {
     /// The newest revision, held back by a promotion gate, a signature check or a change
     /// window (the reason is in `last_error`).
     pub held_revision: Option<String>,
-    /// What holds it: `promotion-gate`, `signature` or `window`.
-    pub held_by: Option<String>,
+    /// What holds it: `promotion-gate`, `soak`, `signature` or `window`.
+    pub held_by: Option<crate::reconcile::HoldKind>,
     /// Whether the change windows are open now and when that changes (`None`: no windows).
     pub window: Option<crate::window::WindowState>,
     /// With leader election, on a replica that does not lead: "standby, leader is X" (this

@@ -253,25 +253,7 @@ fn is_dns_subdomain(s: &str) -> bool {
 
 /// The pod spec inside a workload, wherever the kind keeps it.
 fn pod_spec<'a>(kind: &str, manifest: &'a Value) -> Option<&'a Value> {
-    let path: &[&str] = match kind {
-        "Pod" => &["spec"],
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "Job"
-        | "ReplicationController"
-        | "PodTemplate" => &["spec", "template", "spec"],
-        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
-        _ => return None,
-    };
-    // PodTemplate keeps its template at the top level.
-    let path = if kind == "PodTemplate" {
-        &["template", "spec"][..]
-    } else {
-        path
-    };
-    path.iter().try_fold(manifest, |v, key| v.get(key))
+    crate::podspec::pod_spec(kind, manifest)
 }
 
 fn security_findings(kind: &str, manifest: &Value) -> Vec<(SecurityRule, String)> {

@@ -164,11 +164,60 @@ fn a_render_error_names_file_and_line_and_exits_1() {
     assert!(err.contains("LEVEL"), "{err}");
 }
 
+/// The shipped tier ServiceAccounts and their RBAC (manifests/core: namespace.yaml, rbac.yaml,
+/// tier-access.yaml), applied server-side as `kubectl apply --server-side` would: the example
+/// config's tiers write as them. Under the lock of the example's namespaces (tests/drift.rs
+/// deletes them), after any deletion of theirs finished; held until the returned file drops.
+async fn install_tier_access(live: &gitopsd::live::ApiLive) -> std::fs::File {
+    use k8s_openapi::api::core::v1::Namespace;
+    use serde::Deserialize;
+    let path = std::env::temp_dir().join("gitopsd-test-example-tiers.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    let namespaces: kube::Api<Namespace> = kube::Api::all(live.client().clone());
+    for ns in ["shop-exp", "shop-val", "shop-ops"] {
+        support::eventually(
+            &format!("namespace {ns} deleted"),
+            std::time::Duration::from_secs(120),
+            || {
+                let namespaces = namespaces.clone();
+                async move {
+                    let found = namespaces.get_opt(ns).await.expect("read namespace");
+                    found
+                        .is_none_or(|n| n.metadata.deletion_timestamp.is_none())
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    for file in ["namespace.yaml", "rbac.yaml", "tier-access.yaml"] {
+        let path = support::repo_root().join("manifests/core").join(file);
+        let text = std::fs::read_to_string(&path).expect("read manifest");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let object = serde_json::Value::deserialize(doc).expect("manifest YAML");
+            let key = gitopsd::live::ObjectKey::of(&object);
+            support::apply_as(live, "gitopsd-install", &key, &object).await;
+        }
+    }
+    lock
+}
+
 #[tokio::test]
 async fn validate_passes_the_example_config_repo_against_the_cluster() {
     // Experimental owns the FeatureFlag CRD; the later tiers validate once it is served, as
     // they would after experimental's first sync.
-    support::ensure_crd(&gitopsd::live::ApiLive::new(support::client().await)).await;
+    let live = gitopsd::live::ApiLive::new(support::client().await);
+    support::ensure_crd(&live).await;
+    // Each tier writes as its ServiceAccount: validate asks RBAC (SubjectAccessReview) whether
+    // the shipped Roles let it write the whole example set, and finds nothing missing.
+    let _lock = install_tier_access(&live).await;
     let kubeconfig = support::kubeconfig().to_str().unwrap().to_owned();
     // The cluster is shared: the CRD (applied above, as experimental's first sync would) and
     // the tier Namespaces (manifests/core, installed by the deploy tests) may exist with no

@@ -1,6 +1,8 @@
 //! The in-cluster deployment: the Dockerfile (hadolint), `manifests/` applied to the local
 //! control plane, and two `gitopsd run` replicas on this host authenticated as the manifests'
-//! ServiceAccount (a TokenRequest token, not admin), electing a leader with a Lease.
+//! ServiceAccount (a TokenRequest token, not admin), electing a leader with a Lease; the tier
+//! writes as its own ServiceAccount, impersonated (`serviceAccount`), as the manifests' tiers
+//! do. `kubectl auth can-i` checks what the shipped RBAC grants whom.
 //!
 //! `cargo test --test deploy`. The install (`manifests/core`) stays in the cluster after the
 //! tests (re-applying it is a no-op); each replica test has its own tier, state namespace and
@@ -20,7 +22,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -225,11 +227,24 @@ async fn the_manifests_apply_server_side_and_the_pod_template_meets_pod_security
         assert!(kinds.contains(k), "manifests/core has no {k}");
     }
     // The tier Namespaces are created for their RoleBindings only: the config repo owns their
-    // labels, so the install sets none (two managers of one label conflict at gitopsd's apply).
+    // labels, so the install sets none but the tier label, with the very value gitopsd's apply
+    // sets (a value two managers agree on is shared, no conflict): the tier takes its Namespace
+    // over as its own.
+    let tiers = [
+        ("shop-exp", "experimental"),
+        ("shop-val", "validation"),
+        ("shop-ops", "operational"),
+    ];
     for o in core.iter().filter(|o| o["kind"] == "Namespace") {
         if o["metadata"]["name"] != "gitopsd" {
-            assert!(
-                o["metadata"]["labels"].is_null(),
+            let tier = tiers
+                .iter()
+                .find(|(ns, _)| o["metadata"]["name"] == *ns)
+                .map(|(_, t)| *t)
+                .unwrap_or_else(|| panic!("{} is no example tier's namespace", id(o)));
+            assert_eq!(
+                o["metadata"]["labels"],
+                json!({"gitopsd.io/tier": tier}),
                 "tier namespace {} carries labels the config repo also sets",
                 id(o)
             );
@@ -369,17 +384,103 @@ async fn client_from(path: &Path) -> Client {
     Client::try_from(config).expect("client")
 }
 
-/// What the manifests give gitopsd in a tier namespace and in its own namespace, given here
-/// for the test's tier and state namespaces: the RoleBinding of ClusterRole gitopsd-tier
-/// (tier-access.yaml) and a copy of Role gitopsd (rbac.yaml) with its RoleBinding.
-async fn grant(admin: &Client, tier_ns: &str, state_ns: &str) {
+/// The name of the test tier's ServiceAccount: one of the names Role gitopsd (rbac.yaml) lets
+/// the daemon impersonate, in the test's state namespace (where the copy of that Role is).
+const TIER_SA: &str = "tier-experimental";
+
+/// Cluster-scoped objects a test made, deleted when it ends (however it ends).
+struct ClusterScoped {
+    names: Vec<String>,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                // A client of this runtime: the test's belongs to the test's.
+                let admin = support::client().await;
+                for n in names {
+                    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
+                        .delete(&n, &Default::default())
+                        .await;
+                    let _ = Api::<ClusterRole>::all(admin.clone())
+                        .delete(&n, &Default::default())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// What the manifests give gitopsd and a tier in a tier namespace and in gitopsd's namespace,
+/// given here for the test's tier and state namespaces: the RoleBindings of ClusterRoles
+/// gitopsd-tier (the daemon's reads) and gitopsd-tier-write (the tier ServiceAccount's
+/// writes) (tier-access.yaml), the tier ServiceAccount in the state namespace, a ClusterRole
+/// granting it the tier's Namespace by name (as gitopsd-tier-<tier> does), and a copy of Role
+/// gitopsd (rbac.yaml: its impersonate rule names the ServiceAccount) with its RoleBinding.
+async fn grant(admin: &Client, tier_ns: &str, state_ns: &str) -> ClusterScoped {
     let ns: Api<Namespace> = Api::all(admin.clone());
     for n in [tier_ns, state_ns] {
-        let o: Namespace = serde_json::from_value(json!({"metadata": {"name": n}})).unwrap();
+        // Labelled for the tier, as a tier's own Namespace (the tier applies it over this).
+        let labels = if n == tier_ns {
+            json!({"gitopsd.io/tier": tier_ns})
+        } else {
+            json!({})
+        };
+        let o: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": n, "labels": labels}})).unwrap();
         ns.create(&PostParams::default(), &o)
             .await
             .unwrap_or_else(|e| panic!("create namespace {n}: {e}"));
     }
+    let sa: ServiceAccount = serde_json::from_value(
+        json!({"metadata": {"name": TIER_SA}, "automountServiceAccountToken": false}),
+    )
+    .unwrap();
+    Api::<ServiceAccount>::namespaced(admin.clone(), state_ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("the tier ServiceAccount");
+    let tier_subject = json!([{"kind": "ServiceAccount", "name": TIER_SA, "namespace": state_ns}]);
+    let b: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "gitopsd-tier-write"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gitopsd-tier-write"},
+        "subjects": tier_subject,
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), tier_ns)
+        .create(&PostParams::default(), &b)
+        .await
+        .expect("tier write RoleBinding");
+    let cluster = ClusterScoped {
+        names: vec![format!("gitopsd-tier-{tier_ns}")],
+    };
+    let cr: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": cluster.names[0]},
+        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [tier_ns],
+                   "verbs": ["get", "create", "patch"]}],
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &cr)
+        .await
+        .expect("the tier's ClusterRole");
+    let crb: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": cluster.names[0]},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster.names[0]},
+        "subjects": tier_subject,
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &crb)
+        .await
+        .expect("the tier's ClusterRoleBinding");
     let subjects = json!([{"kind": "ServiceAccount", "name": "gitopsd", "namespace": "gitopsd"}]);
     let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), tier_ns);
     let b: RoleBinding = serde_json::from_value(json!({
@@ -415,6 +516,7 @@ async fn grant(admin: &Client, tier_ns: &str, state_ns: &str) {
         .create(&PostParams::default(), &b)
         .await
         .expect("state RoleBinding");
+    cluster
 }
 
 /// One `gitopsd run` replica: its own port, workdir (audit log) and identity (`POD_NAME`).
@@ -576,8 +678,8 @@ fn fixture(test: &str, base: reconcile_support::Files) -> Fixture {
     let f = Fixture::with_daemon(test, base, TierExtra::default(), daemon);
     // The token file lives as long as the fixture's own dir.
     std::fs::copy(&token, f.dir.path().join("api-token")).unwrap();
-    // As manifests/core: the tier namespace exists before gitopsd (grant creates it), so the
-    // tier adopts it.
+    // The tier writes as its ServiceAccount (grant makes it), as the shipped config's tiers do,
+    // and, as manifests/core, adopts its namespace, which exists before gitopsd (grant creates it).
     let config = std::fs::read_to_string(&f.config)
         .unwrap()
         .replace(
@@ -587,8 +689,8 @@ fn fixture(test: &str, base: reconcile_support::Files) -> Fixture {
         .replace(
             "    prune: true\n",
             &format!(
-                "    prune: true\n    adopt: [{{kind: Namespace, name: {}}}]\n",
-                f.tier
+                "    prune: true\n    serviceAccount: {}/{TIER_SA}\n    adopt: [{{kind: Namespace, name: {}}}]\n",
+                f.state_ns, f.tier
             ),
         );
     std::fs::write(&f.config, config).unwrap();
@@ -600,7 +702,7 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
     install();
     let admin = support::client().await;
     let f = fixture("dep-kill", base_files(IMAGE_1));
-    grant(&admin, &f.tier, &f.state_ns).await;
+    let _cluster = grant(&admin, &f.tier, &f.state_ns).await;
     let sa = service_account_kubeconfig(&admin, f.dir.path()).await;
     let lease_name = format!("lease-{}", f.tier);
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &f.state_ns);
@@ -678,6 +780,31 @@ async fn two_replicas_as_the_service_account_reconcile_and_the_standby_takes_ove
     list_secrets(Api::namespaced(as_sa.clone(), &f.tier))
         .await
         .unwrap_or_else(|e| panic!("listing Secrets in the tier namespace {}: {e}", f.tier));
+    // Issue 13: the daemon's own identity writes nothing of a tier, not even in the tier's
+    // namespace or its Namespace: only the tier's ServiceAccount, impersonated, may.
+    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}});
+    refused(
+        Api::<ConfigMap>::namespaced(as_sa.clone(), &f.tier)
+            .patch(
+                "probe",
+                &PatchParams::apply("gitopsd"),
+                &Patch::Apply(&probe),
+            )
+            .await
+            .map(|_| ()),
+        "writing a ConfigMap in the tier namespace as the daemon itself",
+    );
+    refused(
+        Api::<Namespace>::all(as_sa.clone())
+            .patch(
+                &f.tier,
+                &PatchParams::apply("gitopsd"),
+                &Patch::Apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f.tier, "labels": {"x": "y"}}})),
+            )
+            .await
+            .map(|_| ()),
+        "patching the tier's Namespace as the daemon itself",
+    );
 
     // Replica a starts first and leads; b stands by.
     let a = Replica::start(&f, "replica-a", &sa, &lease_name);
@@ -775,7 +902,7 @@ async fn sigterm_during_a_large_sync_exits_within_the_grace_period_and_the_next_
     install();
     let admin = support::client().await;
     let f = fixture("dep-term", base_files(IMAGE_1));
-    grant(&admin, &f.tier, &f.state_ns).await;
+    let _cluster = grant(&admin, &f.tier, &f.state_ns).await;
     let sa = service_account_kubeconfig(&admin, f.dir.path()).await;
     let lease_name = format!("lease-{}", f.tier);
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &f.state_ns);
@@ -900,7 +1027,7 @@ async fn a_lost_lease_stops_writes_at_once_and_a_regained_one_resumes_from_the_s
     install();
     let admin = support::client().await;
     let f = fixture("dep-lost", base_files(IMAGE_1));
-    grant(&admin, &f.tier, &f.state_ns).await;
+    let _cluster = grant(&admin, &f.tier, &f.state_ns).await;
     let sa = service_account_kubeconfig(&admin, f.dir.path()).await;
     let lease_name = format!("lease-{}", f.tier);
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &f.state_ns);
@@ -971,5 +1098,227 @@ async fn a_lost_lease_stops_writes_at_once_and_a_regained_one_resumes_from_the_s
         created.len(),
         BASE_OBJECTS,
         "only extra-9 was applied again: {created:?}"
+    );
+}
+
+/// `kubectl auth can-i ... --as <user>` against the shipped manifests: true for "yes".
+fn can_i(user: &str, args: &[&str]) -> bool {
+    let out = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .args(["auth", "can-i"])
+        .args(args)
+        .arg(format!("--as={user}"))
+        .output()
+        .expect("run kubectl auth can-i");
+    match support::stdout(&out).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl auth can-i {args:?} --as={user}: {other:?} {}",
+            support::stderr(&out)
+        ),
+    }
+}
+
+/// Issue 13: the shipped RBAC. The daemon's own ServiceAccount reads and impersonates the tier
+/// ServiceAccounts by name, and writes nothing of a tier; each tier's ServiceAccount writes
+/// only in its own namespace and its own cluster-scoped objects by name.
+#[test]
+fn the_shipped_rbac_lets_the_daemon_only_read_and_impersonate_and_each_tier_write_only_its_own() {
+    install();
+    let daemon = "system:serviceaccount:gitopsd:gitopsd";
+    let exp = "system:serviceaccount:gitopsd:tier-experimental";
+    let val = "system:serviceaccount:gitopsd:tier-validation";
+    let mut wrong = Vec::new();
+    let mut check = |user: &str, args: &[&str], want: bool| {
+        if can_i(user, args) != want {
+            wrong.push(format!(
+                "{user} {args:?}: expected {}",
+                if want { "yes" } else { "no" }
+            ));
+        }
+    };
+    // The daemon itself: no write of any Namespace, CRD, RBAC object or tier object.
+    for args in [
+        &["delete", "namespace/kube-system"][..],
+        &["patch", "namespace/default"],
+        &["patch", "namespace/shop-exp"],
+        &["create", "namespaces"],
+        &["create", "clusterrolebindings"],
+        &["create", "clusterroles"],
+        &[
+            "patch",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
+        &["delete", "customresourcedefinitions"],
+        &["create", "configmaps", "-n", "shop-exp"],
+        &["patch", "deployments", "-n", "shop-exp"],
+        &["delete", "secrets", "-n", "shop-exp"],
+        &["create", "rolebindings", "-n", "shop-exp"],
+        &["create", "configmaps", "-n", "kube-system"],
+        &["list", "secrets", "-n", "kube-system"],
+        // Impersonation: the tier ServiceAccounts by name, nothing else.
+        &["impersonate", "serviceaccounts/default", "-n", "gitopsd"],
+        &["impersonate", "serviceaccounts/gitopsd", "-n", "gitopsd"],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-experimental",
+            "-n",
+            "shop-exp",
+        ],
+        &["impersonate", "users/admin"],
+        &["impersonate", "groups/system:masters"],
+        &["create", "serviceaccounts/token", "-n", "gitopsd"],
+    ] {
+        check(daemon, args, false);
+    }
+    for args in [
+        &[
+            "impersonate",
+            "serviceaccounts/tier-experimental",
+            "-n",
+            "gitopsd",
+        ][..],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-validation",
+            "-n",
+            "gitopsd",
+        ],
+        &[
+            "impersonate",
+            "serviceaccounts/tier-operational",
+            "-n",
+            "gitopsd",
+        ],
+        &["create", "subjectaccessreviews.authorization.k8s.io"],
+        &["watch", "namespaces"],
+        &["list", "secrets", "-n", "shop-exp"],
+        &[
+            "patch",
+            "configmaps/gitopsd-state-experimental",
+            "-n",
+            "gitopsd",
+        ],
+    ] {
+        check(daemon, args, true);
+    }
+    // A tier's ServiceAccount: its namespace and its own cluster-scoped objects, by name.
+    for args in [
+        &["patch", "namespace/shop-exp"][..],
+        &["create", "namespace/shop-exp"],
+        &["patch", "priorityclasses/shop-exp-serving"],
+        &[
+            "patch",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
+        &["create", "secrets", "-n", "shop-exp"],
+        &["delete", "deployments", "-n", "shop-exp"],
+        &["create", "roles", "-n", "shop-exp"],
+    ] {
+        check(exp, args, true);
+    }
+    for args in [
+        &["delete", "namespace/kube-system"][..],
+        &["delete", "namespace/shop-exp"],
+        &["patch", "namespace/shop-val"],
+        &["patch", "namespace/kube-system"],
+        &["create", "namespace/kube-system"],
+        &["patch", "priorityclasses/shop-val-serving"],
+        &["patch", "priorityclasses/system-cluster-critical"],
+        &[
+            "delete",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
+        &["patch", "customresourcedefinitions/other.example.com"],
+        &["create", "clusterrolebindings"],
+        &["create", "clusterroles"],
+        &["create", "secrets", "-n", "shop-val"],
+        &["create", "configmaps", "-n", "kube-system"],
+        &["create", "configmaps", "-n", "gitopsd"],
+        &[
+            "patch",
+            "serviceaccounts/tier-experimental",
+            "-n",
+            "gitopsd",
+        ],
+        &["create", "validatingwebhookconfigurations"],
+    ] {
+        check(exp, args, false);
+    }
+    check(val, &["create", "secrets", "-n", "shop-val"], true);
+    check(val, &["patch", "namespace/shop-val"], true);
+    check(val, &["patch", "namespace/shop-exp"], false);
+    check(val, &["create", "secrets", "-n", "shop-exp"], false);
+    check(
+        val,
+        &[
+            "patch",
+            "customresourcedefinitions/featureflags.shop.example.com",
+        ],
+        false,
+    );
+    assert!(
+        wrong.is_empty(),
+        "kubectl auth can-i:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// `gitopsd validate --kubeconfig` as the daemon's own ServiceAccount: the shipped RBAC lets it
+/// ask RBAC (SubjectAccessReview) what the tier's ServiceAccount may write, and the tier's
+/// gaps are listed (here a PriorityClass it is not granted), the rest passes.
+#[tokio::test]
+async fn validate_as_the_daemons_service_account_lists_what_the_tiers_service_account_may_not_write()
+ {
+    install();
+    let admin = support::client().await;
+    let f = fixture("dep-val", base_files(IMAGE_1));
+    let _cluster = grant(&admin, &f.tier, &f.state_ns).await;
+    let sa = service_account_kubeconfig(&admin, f.dir.path()).await;
+    let pc = format!("{}-prio", f.tier);
+    f.write_files(&vec![(
+        format!("tiers/{}/priorityclass.yaml", f.tier),
+        format!(
+            "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: {pc}\nvalue: 1000\n"
+        ),
+    )]);
+    f.commit("a PriorityClass the tier is not granted");
+    let out = support::gitopsd(&[
+        "validate",
+        "--config",
+        &f.config.display().to_string(),
+        "--kubeconfig",
+        &sa.display().to_string(),
+    ]);
+    let text = support::stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        support::stderr(&out)
+    );
+    let who = format!("{}/{TIER_SA}", f.state_ns);
+    for verb in ["create", "patch", "delete"] {
+        assert!(
+            text.contains(&format!(
+                "PriorityClass {pc}: serviceAccount {who} may not {verb} priorityclasses.scheduling.k8s.io \"{pc}\" at the cluster scope"
+            )),
+            "{verb}: {text}"
+        );
+    }
+    let gaps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("[scope/service-account-permission]"))
+        .collect();
+    assert_eq!(
+        gaps.len(),
+        3,
+        "only the PriorityClass lacks permissions: {text}"
+    );
+    assert!(
+        !text.contains("cannot check") && !text.contains("may not impersonate"),
+        "{text}"
     );
 }

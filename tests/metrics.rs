@@ -66,9 +66,18 @@ async fn a_synced_tier_shows_on_metrics_and_promtool_finds_nothing_to_lint() {
     f.start();
     f.wait_synced_healthy(&sha, FIRST_SYNC).await;
 
-    let (code, text) = http_get(f.port, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
-    assert_eq!(code, 200, "GET /metrics answered {code}: {text}");
     let tier = format!(r#"tier="{}""#, f.tier);
+    // The status turns Synced inside the sync; the revision's commit-to-applied duration is
+    // observed just after it returns: wait for that, not for the status alone.
+    let applied = format!("gitopsd_commit_to_applied_seconds_count{{{tier}}}");
+    let text = support::eventually("commit_to_applied observed", FIRST_SYNC, || {
+        let applied = applied.clone();
+        async move {
+            let (code, text) = http_get(f.port, "/metrics").ok()?;
+            (code == 200 && value(&text, &applied).is_some_and(|n| n >= 1.0)).then_some(text)
+        }
+    })
+    .await;
     for (series, want) in [
         (format!("gitopsd_tier_synced{{{tier}}}"), 1.0),
         (
@@ -92,7 +101,18 @@ async fn a_synced_tier_shows_on_metrics_and_promtool_finds_nothing_to_lint() {
             0.0,
         ),
         (format!("gitopsd_change_window_open{{{tier}}}"), 1.0),
-        (format!("gitopsd_promotion_blocked{{{tier}}}"), 0.0),
+        (
+            format!(r#"gitopsd_drift_unresolved_objects{{severity="critical",{tier}}}"#),
+            0.0,
+        ),
+        (
+            format!(r#"gitopsd_promotion_blocked{{held_by="promotion-gate",{tier}}}"#),
+            0.0,
+        ),
+        (
+            format!(r#"gitopsd_promotion_blocked{{held_by="window",{tier}}}"#),
+            0.0,
+        ),
         (
             format!(
                 r#"gitopsd_build_info{{version="{}"}}"#,

@@ -750,7 +750,11 @@ async fn the_daemon_blocks_a_promotion_until_the_earlier_tier_is_healthy() {
         assert_eq!(value_in(&client, &val).await, None);
         let (_, metrics) = reconcile_support::http_get(port, "/metrics").expect("metrics");
         assert!(
-            metrics.contains(&format!("gitopsd_promotion_blocked{{tier=\"{val}\"}} 1")),
+            metrics.contains(&format!(
+                "gitopsd_promotion_blocked{{held_by=\"promotion-gate\",tier=\"{val}\"}} 1"
+            )) && metrics.contains(&format!(
+                "gitopsd_promotion_blocked{{held_by=\"window\",tier=\"{val}\"}} 0"
+            )),
             "{metrics}"
         );
 

@@ -93,6 +93,7 @@ fn source(url: &str, token_file: &Path) -> (tempfile::TempDir, Source) {
         interval: Duration::from_secs(60),
         webhook_secret_file: None,
         publish_healthy: false,
+        export_limits: Default::default(),
     };
     let work = tempfile::tempdir().expect("temp dir");
     let s = Source::new(&config, work.path().to_owned()).expect("source");

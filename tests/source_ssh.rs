@@ -92,6 +92,7 @@ impl SshFixture {
             interval: Duration::from_secs(60),
             webhook_secret_file: None,
             publish_healthy: false,
+            export_limits: Default::default(),
         };
         let work = tempfile::tempdir().expect("temp dir");
         let source = Source::new(&config, work.path().to_owned()).expect("source");

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, warn};
 
+use super::remove::removal_patch;
 use super::retry::{Backoff, is_transient, retry};
 use super::status;
 use super::{AppliedMeta, ApplyItem, Conflict, ObjectResult, Outcome, PruneTarget};
@@ -92,6 +93,17 @@ pub enum ApplyError {
         "{object}: not deleted: the object was replaced since it was read (its uid changed), so it is left alone"
     )]
     Replaced { object: String },
+    /// A 403: RBAC (of the tier's ServiceAccount, with `serviceAccount` set) or an admission
+    /// plugin refused the write.
+    #[error("{object}: {what} refused by the API server (403 Forbidden): {why}; {fix}")]
+    Forbidden {
+        object: String,
+        what: &'static str,
+        /// Who may not do what, or the server's message where it is not RBAC's.
+        why: String,
+        fix: String,
+        refusal: Option<super::Refusal>,
+    },
     #[error("{object}: {what} failed: {detail}")]
     Api {
         object: String,
@@ -102,6 +114,11 @@ pub enum ApplyError {
 
 impl ApplyError {
     fn api(object: &str, what: &'static str, e: &kube::Error) -> ApplyError {
+        if let kube::Error::Api(s) = e
+            && s.code == 403
+        {
+            return ApplyError::forbidden(object, what, &s.message);
+        }
         ApplyError::Api {
             object: object.to_owned(),
             what,
@@ -109,15 +126,78 @@ impl ApplyError {
         }
     }
 
+    fn forbidden(object: &str, what: &'static str, message: &str) -> ApplyError {
+        let refusal = super::forbidden::parse(message);
+        let (why, fix) = match &refusal {
+            Some(r) => (r.to_string(), r.fix()),
+            None if message
+                .contains("is attempting to grant RBAC permissions not currently held") =>
+            {
+                // RBAC's escalation check: a Role or binding that grants more than the writer
+                // holds. The rules follow the colon, one per line.
+                let rules = message
+                    .split_once("not currently held:")
+                    .map_or("", |(_, r)| r)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (
+                    format!(
+                        "RBAC's escalation check: the writer may not grant permissions it does not hold itself ({rules})"
+                    ),
+                    "a tier may grant only what its serviceAccount holds in that namespace: remove the grant from the config repo, or, if it is meant, give the tier's ServiceAccount those permissions first".to_owned(),
+                )
+            }
+            None => {
+                // Not RBAC's wording: an admission plugin, or (server-side apply creating an
+                // object) the create check, whose message carries no verb.
+                let needs = if what.starts_with("delete") {
+                    "`delete`"
+                } else {
+                    "`patch`, and `create` while the object does not exist"
+                };
+                let why = if message.trim_end().ends_with("is forbidden:") {
+                    format!("{} (no reason given: likely RBAC)", message.trim_end())
+                } else {
+                    message.trim_end().to_owned()
+                };
+                (
+                    why,
+                    format!(
+                        "if RBAC refused it, the identity the tier writes as (its serviceAccount) needs {needs} on this object's resource"
+                    ),
+                )
+            }
+        };
+        ApplyError::Forbidden {
+            object: object.to_owned(),
+            what,
+            why,
+            fix,
+            refusal,
+        }
+    }
+
     fn into_result(self, key: ObjectKey) -> ObjectResult {
+        self.into_result_of(key, None)
+    }
+
+    /// The failed result; for a Secret, with any of its values the message echoes masked
+    /// (`manifest`: the values to look for, when known).
+    fn into_result_of(self, key: ObjectKey, manifest: Option<&Value>) -> ObjectResult {
         let conflicts = match &self {
             ApplyError::Conflict { conflicts, .. } => conflicts.clone(),
             _ => Vec::new(),
         };
+        let message = if key.kind == "Secret" {
+            super::status::mask_secret_message(&self.to_string(), manifest)
+        } else {
+            self.to_string()
+        };
         ObjectResult {
             key,
             outcome: Outcome::Failed,
-            message: Some(self.to_string()),
+            message: Some(message),
             conflicts,
             applied: None,
         }
@@ -272,8 +352,12 @@ impl Applier {
                     r
                 }
                 Err(e) => {
-                    debug!(error = %e, "apply failed");
-                    e.into_result(key)
+                    let r = e.into_result_of(key, Some(item.manifest));
+                    debug!(
+                        error = r.message.as_deref().unwrap_or_default(),
+                        "apply failed"
+                    );
+                    r
                 }
             }
         }
@@ -679,6 +763,102 @@ impl Applier {
             .collect()
     }
 
+    /// Removes `paths` (fields another manager added, which a server-side apply cannot take
+    /// away) from the object, as `live` holds them: one JSON patch whose `test` operations
+    /// make the server refuse it if the object moved since it was read ([`removal_patch`]).
+    pub async fn remove_fields(
+        &self,
+        key: &ObjectKey,
+        live: &Value,
+        paths: &[crate::diff::FieldPath],
+        cancel: &CancellationToken,
+    ) -> ObjectResult {
+        let object = display_name(key);
+        let span = debug_span!("remove_fields", object = %object);
+        async {
+            if cancel.is_cancelled() {
+                return shutting_down(key.clone(), SHUTTING_DOWN);
+            }
+            let shown: Vec<String> = paths.iter().map(ToString::to_string).collect();
+            let ops = match removal_patch(live, paths) {
+                Ok(ops) => ops,
+                Err(e) => {
+                    return ApplyError::Api {
+                        object: object.clone(),
+                        what: "removing foreign fields",
+                        detail: e.to_string(),
+                    }
+                    .into_result(key.clone());
+                }
+            };
+            let api = match self.api_for(key, &object, false, cancel).await {
+                Ok(api) => api,
+                Err(e) => return e.into_result(key.clone()),
+            };
+            let body = match serde_json::to_vec(&ops) {
+                Ok(b) => b,
+                Err(e) => {
+                    return ApplyError::Api {
+                        object: object.clone(),
+                        what: "removing foreign fields",
+                        detail: e.to_string(),
+                    }
+                    .into_result(key.clone());
+                }
+            };
+            let url = format!(
+                "{}/{}?fieldManager={FIELD_MANAGER}",
+                api.resource_url(),
+                key.name
+            );
+            let client = api.into_client();
+            let patched = retry(&self.backoff, cancel, is_transient, || {
+                let request = http::Request::patch(url.as_str())
+                    .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+                    .body(body.clone());
+                let client = client.clone();
+                async move {
+                    let request = request.map_err(|e| {
+                        kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e))
+                    })?;
+                    client.request::<DynamicObject>(request).await
+                }
+            })
+            .await;
+            match patched {
+                Ok(applied) => {
+                    debug!(fields = ?shown, "foreign fields removed");
+                    ObjectResult {
+                        key: key.clone(),
+                        outcome: Outcome::Configured,
+                        message: Some(format!("removed {} (set outside the manifest)", shown.join(", "))),
+                        conflicts: Vec::new(),
+                        applied: Some(AppliedMeta::of(&applied.metadata)),
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "removing foreign fields failed");
+                    let detail = match &e {
+                        // A failed `test`: the object changed since it was read.
+                        kube::Error::Api(s) if s.code == 422 && s.message.contains("test") => format!(
+                            "{}: the object changed since it was read; tried again on the next reconcile",
+                            describe_error(&e)
+                        ),
+                        _ => describe_error(&e),
+                    };
+                    ApplyError::Api {
+                        object: object.clone(),
+                        what: "removing foreign fields",
+                        detail: format!("{} ({detail})", shown.join(", ")),
+                    }
+                    .into_result(key.clone())
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn delete_one(&self, target: &PruneTarget, cancel: &CancellationToken) -> ObjectResult {
         let key = &target.key;
         let object = display_name(key);
@@ -737,8 +917,12 @@ impl Applier {
                     ApplyError::Replaced { object }.into_result(key.clone())
                 }
                 Err(e) => {
-                    debug!(error = %e, "delete failed");
-                    ApplyError::api(&object, "delete", &e).into_result(key.clone())
+                    let r = ApplyError::api(&object, "delete", &e).into_result(key.clone());
+                    debug!(
+                        error = r.message.as_deref().unwrap_or_default(),
+                        "delete failed"
+                    );
+                    r
                 }
             }
         }

@@ -3,7 +3,9 @@
 //! objects prune chose.
 
 mod applier;
+mod forbidden;
 mod prune;
+mod remove;
 mod retry;
 mod status;
 
@@ -13,8 +15,11 @@ use serde_json::Value;
 use crate::live::ObjectKey;
 
 pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
+pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
+pub use remove::{RemovalError, removal_patch};
 pub use retry::{Backoff, is_transient};
+pub use status::mask_secret_message;
 
 /// What happened to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

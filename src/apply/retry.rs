@@ -77,7 +77,10 @@ where
             Err(e) if attempt < policy.attempts.max(1) && transient(&e) => {
                 let delay = policy.delay(attempt);
                 debug!(attempt, ?delay, error = %e, "transient failure, retrying");
+                // Biased: full jitter can draw a zero delay, ready at once like a cancelled
+                // token; cancellation must win that tie every time.
                 tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return Err(e),
                     _ = tokio::time::sleep(delay) => {}
                 }

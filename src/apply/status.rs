@@ -1,7 +1,8 @@
 //! Reading the API server's failure Status: which field managers a conflicting apply ran into,
-//! and which fields were immutable.
+//! and which fields were immutable; and masking what a failure of a Secret echoes of its values.
 
 use kube::core::Status;
+use serde_json::Value;
 
 use super::Conflict;
 
@@ -110,6 +111,155 @@ pub fn immutable_fields(status: &Status) -> Vec<String> {
     fields
 }
 
+/// What replaces a Secret value in an error message.
+const MASKED: &str = "<masked>";
+
+/// Shorter values are not searched for by content (a one-letter value would mask every
+/// occurrence of that letter); the path rule below still masks them where the server names
+/// the field.
+const MIN_KNOWN_VALUE: usize = 3;
+
+/// `message` about a Secret with every value masked, so that an API error (apply, dry-run,
+/// delete) cannot carry a Secret's value into the status API, the dashboard, the audit log or
+/// the log. Two rules: any value of `manifest`'s `data` / `stringData` (and the decoded form
+/// of `data`) is replaced wherever it appears, and whatever follows a field path under
+/// `data` / `stringData` (`.stringData.password: expected string, got 12345`,
+/// `data[password]: Invalid value: "..."`) is masked to the end of that clause. Keys stay:
+/// they are names, not secrets, and say what to fix.
+pub fn mask_secret_message(message: &str, manifest: Option<&Value>) -> String {
+    let mut known: Vec<String> = Vec::new();
+    if let Some(m) = manifest {
+        for field in ["data", "stringData"] {
+            let Some(map) = m.get(field).and_then(Value::as_object) else {
+                continue;
+            };
+            for v in map.values() {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if field == "data"
+                    && let Some(decoded) = decode_base64(&text)
+                {
+                    known.push(decoded);
+                }
+                known.push(text);
+            }
+        }
+    }
+    // Longest first, so a value that contains another is masked whole.
+    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut out = message.to_owned();
+    for k in known
+        .iter()
+        .filter(|k| k.chars().count() >= MIN_KNOWN_VALUE)
+    {
+        out = out.replace(k.as_str(), MASKED);
+    }
+    mask_after_value_paths(&out)
+}
+
+fn decode_base64(text: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+}
+
+/// Masks what follows `data.KEY: ` / `stringData[KEY]: ` up to the end of the clause.
+fn mask_after_value_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(path_end) = next_value_path(rest) {
+        out.push_str(&rest[..path_end]);
+        let after = &rest[path_end..];
+        // The clause ends at a line end or where the server starts the next field's error
+        // (`, data[b]: ...`, `; ...`); without one, at the end of the message.
+        let end = clause_end(after);
+        let clause = &after[..end];
+        // What kind of problem it is, without the value: `expected string`, `Invalid value`.
+        let kept = [
+            "expected ",
+            "Invalid value",
+            "Required value",
+            "Unsupported value",
+        ]
+        .iter()
+        .find_map(|p| {
+            clause.strip_prefix(p).map(|tail| {
+                let word_end = tail.find([',', ':']).unwrap_or(tail.len());
+                &clause[..p.len() + word_end]
+            })
+        });
+        match kept {
+            Some(k) => {
+                out.push_str(k);
+                out.push_str(": ");
+                out.push_str(MASKED);
+            }
+            None => out.push_str(MASKED),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the next `data`/`stringData` field path followed by `: ` ends (just after the `: `).
+fn next_value_path(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = s[from..].find("ata").map(|i| i + from) {
+        from = at + 3;
+        // `data` or `stringData`, as a word: preceded by nothing, `.`, a space, `[` or quote.
+        let start = if at >= 1 && &s[at - 1..at] == "d" {
+            at - 1
+        } else if at >= 7 && &s[at - 7..at] == "stringD" {
+            at - 7
+        } else {
+            continue;
+        };
+        if start > 0 && !s[..start].ends_with(['.', ' ', '[', '"', '(', '\n']) {
+            continue;
+        }
+        let tail = &s[at + 3..];
+        if !tail.starts_with(['.', '[']) {
+            continue;
+        }
+        // The key runs to the `: ` that ends the path (keys hold no spaces).
+        let Some(key_len) = tail.find(|c: char| c.is_whitespace() || c == ',' || c == ';') else {
+            continue;
+        };
+        if !tail[..key_len].ends_with(':') {
+            continue;
+        }
+        return Some(at + 3 + key_len + 1);
+    }
+    None
+}
+
+fn clause_end(s: &str) -> usize {
+    let mut end = s.find('\n').unwrap_or(s.len());
+    for sep in [
+        ", data",
+        ", stringData",
+        ", .data",
+        ", .stringData",
+        "; ",
+        ", metadata",
+        ", type",
+    ] {
+        if let Some(i) = s[..end].find(sep) {
+            end = i;
+        }
+    }
+    // A trailing `]` closes a list of errors the server wrapped the clause in.
+    if s[..end].ends_with(']') {
+        end -= 1;
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use kube::core::response::{StatusCause, StatusDetails};
@@ -215,5 +365,38 @@ mod tests {
         assert!(!is_immutable(&s));
         let s = status(409, "field is immutable", vec![]);
         assert!(!is_immutable(&s));
+    }
+
+    #[test]
+    fn secret_values_in_api_errors_are_masked() {
+        let manifest = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "stringData": {"password": 12345, "user": "admin-user"},
+            "data": {"token": "czNjcjN0LXRva2Vu"}
+        });
+        let cases = [
+            "failed to create typed patch object (/v1, Kind=Secret): .stringData.password: expected string, got &value.valueUnstructured{Value:12345}",
+            "Secret \"db\" is invalid: [data[token]: Invalid value: \"s3cr3t-token\": bad, stringData.user: Invalid value: \"admin-user\"]",
+            "stringData.password: 12345",
+            "the server echoed s3cr3t-token and czNjcjN0LXRva2Vu and admin-user",
+        ];
+        for msg in cases {
+            let masked = mask_secret_message(msg, Some(&manifest));
+            for secret in ["12345", "s3cr3t-token", "czNjcjN0LXRva2Vu", "admin-user"] {
+                assert!(!masked.contains(secret), "{secret} in {masked}");
+            }
+            assert!(masked.contains(MASKED), "{masked}");
+        }
+        // Without the manifest (a delete), the path rule alone.
+        let masked = mask_secret_message("stringData.password: 12345, other", None);
+        assert!(!masked.contains("12345"), "{masked}");
+        let m = mask_secret_message(cases[0], Some(&manifest));
+        assert!(
+            m.contains(".stringData.password: expected string: <masked>"),
+            "{m}"
+        );
+        // Nothing to mask: unchanged.
+        let plain = "Secret \"db\" is forbidden: User cannot patch";
+        assert_eq!(mask_secret_message(plain, Some(&manifest)), plain);
     }
 }

@@ -52,8 +52,13 @@ pub fn mask_secret_values(item: &mut DriftItem) {
     }
 }
 
+/// kubectl's client-side apply keeps a whole copy of the object, `data` and `stringData` in
+/// plain text, in this annotation.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// `path` is the display form of where `value` sits in the object.
 fn mask_value(path: &str, value: &mut Value) {
+    mask_last_applied(path, value);
     // Keys under data/stringData may hold dots; only the first field is unambiguous.
     let first = path.split(['.', '[']).next().unwrap_or_default();
     match first {
@@ -77,6 +82,24 @@ fn mask_value(path: &str, value: &mut Value) {
         }
         // metadata, type, immutable: no values of the secret there.
         _ => {}
+    }
+}
+
+/// Masks the last-applied copy wherever `value` (at `path`) holds it: the whole object, its
+/// metadata, its annotations, or the annotation itself.
+fn mask_last_applied(path: &str, value: &mut Value) {
+    if path.contains(LAST_APPLIED) {
+        mask_one(value);
+        return;
+    }
+    let annotations = match path {
+        "" => value.pointer_mut("/metadata/annotations"),
+        "metadata" => value.pointer_mut("/annotations"),
+        "metadata.annotations" => Some(value),
+        _ => None,
+    };
+    if let Some(v) = annotations.and_then(|a| a.get_mut(LAST_APPLIED)) {
+        mask_one(v);
     }
 }
 

@@ -107,7 +107,22 @@ pub struct DriftItem {
     /// needs to hold a single field back from an apply.
     #[serde(skip)]
     pub field_path: Option<FieldPath>,
+    /// Set for a security field the manifest does not set, which another field manager added
+    /// (rule [`FOREIGN_SECURITY_RULE`] unless an override decided): correcting it removes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<Foreign>,
 }
+
+/// Who set a foreign security field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Foreign {
+    /// The field manager that wrote it, when managedFields tell.
+    pub manager: Option<String>,
+}
+
+/// The rule id of a security-weakening field the manifest does not set ([`rules::SECURITY_FIELDS`]).
+pub const FOREIGN_SECURITY_RULE: &str = "foreign-security-field";
 
 impl DriftItem {
     /// The object the item is about.
@@ -142,7 +157,18 @@ impl fmt::Display for DriftItem {
             show(&self.desired),
             self.rule,
             self.action
-        )
+        )?;
+        if let Some(foreign) = &self.foreign {
+            write!(
+                f,
+                ", set by {} outside the manifest",
+                foreign
+                    .manager
+                    .as_deref()
+                    .unwrap_or("another field manager")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -192,6 +218,7 @@ pub fn classify(
             rule: rule.to_owned(),
             action: action_for(&tier.policy, severity),
             field_path: field_path.cloned(),
+            foreign: None,
         };
         mask_secret_values(&mut item);
         item
@@ -230,6 +257,54 @@ pub fn classify(
                 .collect()
         }
     }
+}
+
+/// Classifies security fields the manifest does not set but the live object has
+/// ([`rules::SECURITY_FIELDS`], found by the drift stage), each with the field manager that
+/// set it: critical under [`FOREIGN_SECURITY_RULE`], unless one of the tier's `severity`
+/// overrides matches first (which may also say `ignore`).
+pub fn classify_foreign(
+    object: &ObjectRef,
+    fields: &[(FieldDiff, Option<String>)],
+    tier: &TierConfig,
+) -> Vec<DriftItem> {
+    let overrides = override_rules(tier);
+    fields
+        .iter()
+        .filter_map(|(fd, manager)| {
+            let path: Vec<&str> = fd.path.fields().collect();
+            let values = [fd.desired.as_ref(), fd.live.as_ref()];
+            let (severity, rule) = match overrides.iter().find(|r| {
+                r.applies_to_kind(&object.kind)
+                    && r.matches_path(&path)
+                    && condition_holds(r.condition, &path, values, &[])
+            }) {
+                Some(r) => match r.verdict {
+                    Verdict::Severity(s) => (s, r.id.as_str()),
+                    Verdict::Ignore => return None,
+                },
+                None => (Severity::Critical, FOREIGN_SECURITY_RULE),
+            };
+            let mut item = DriftItem {
+                api_version: object.api_version.clone(),
+                kind: object.kind.clone(),
+                namespace: object.namespace.clone(),
+                name: object.name.clone(),
+                paths: vec![fd.path.to_string()],
+                desired: fd.desired.clone(),
+                live: fd.live.clone(),
+                severity,
+                rule: rule.to_owned(),
+                action: action_for(&tier.policy, severity),
+                field_path: Some(fd.path.clone()),
+                foreign: Some(Foreign {
+                    manager: manager.clone(),
+                }),
+            };
+            mask_secret_values(&mut item);
+            Some(item)
+        })
+        .collect()
 }
 
 /// An HPA sets the replicas of its target; the manifest's number is only a starting point.

@@ -2,6 +2,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Value, json};
 
+use super::mask::LAST_APPLIED;
 use super::*;
 use crate::config::{Action, Policy, TierConfig};
 use crate::diff::{FieldDiff, FieldPath, ObjectDiff, PathSegment};
@@ -713,4 +714,89 @@ fn severities_are_ordered_and_spelled_in_lowercase() {
         serde_json::from_str::<Severity>("\"low\"").ok(),
         Some(Severity::Low)
     );
+}
+
+#[test]
+fn the_last_applied_copy_of_a_secret_is_masked_in_every_shape() {
+    let secret = object("Secret");
+    let last_applied =
+        r#"{"apiVersion":"v1","kind":"Secret","stringData":{"password":"pl41n-t3xt"}}"#;
+    let live = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "api", "annotations": {LAST_APPLIED: last_applied, "team": "shop"}},
+        "data": {"password": "cGw0MW4tdDN4dA=="}
+    });
+    let tier = tier_with("");
+    let targets = HashSet::new();
+    let mut items = classify(&secret, None, &ObjectDiff::Extra, &tier, &targets);
+    let annotations = json!({LAST_APPLIED: last_applied, "team": "shop"});
+    let diff = ObjectDiff::Changed(vec![
+        FieldDiff {
+            path: path("metadata.annotations"),
+            desired: None,
+            live: Some(annotations.clone()),
+        },
+        FieldDiff {
+            path: path("metadata"),
+            desired: None,
+            live: Some(json!({"annotations": annotations})),
+        },
+    ]);
+    items.extend(classify(&secret, None, &diff, &tier, &targets));
+    items[0].live = Some(live.clone());
+    mask_secret_values(&mut items[0]);
+    // The annotation alone, under its own path.
+    let mut one = items[1].clone();
+    one.paths = vec![format!("metadata.annotations.{LAST_APPLIED}")];
+    one.live = Some(json!(last_applied));
+    mask_secret_values(&mut one);
+    items.push(one);
+    for item in &items {
+        let text = serde_json::to_string(item).expect("serializes") + &item.to_string();
+        assert!(!text.contains("pl41n-t3xt"), "{text}");
+        assert!(!text.contains("cGw0MW4tdDN4dA=="), "{text}");
+    }
+    // Other annotations stay readable.
+    assert!(
+        serde_json::to_string(&items[1])
+            .expect("serializes")
+            .contains("shop")
+    );
+}
+
+#[test]
+fn a_foreign_security_field_is_critical_names_its_manager_and_yields_to_overrides() {
+    let priv_path = path("spec.template.spec.containers[name=api].securityContext.privileged");
+    let found = vec![(
+        FieldDiff {
+            path: priv_path.clone(),
+            desired: None,
+            live: Some(json!(true)),
+        },
+        Some("kubectl-patch".to_owned()),
+    )];
+    let tier = tier_with(", policy: {critical: alert}");
+    let items = classify_foreign(&object("Deployment"), &found, &tier);
+    assert_eq!(items.len(), 1);
+    let i = &items[0];
+    assert_eq!(
+        (i.severity, i.rule.as_str(), i.action),
+        (Severity::Critical, FOREIGN_SECURITY_RULE, Action::Alert)
+    );
+    assert_eq!(i.field_path.as_ref(), Some(&priv_path));
+    assert_eq!(
+        i.foreign.as_ref().and_then(|f| f.manager.as_deref()),
+        Some("kubectl-patch")
+    );
+    assert!(i.to_string().contains("set by kubectl-patch"), "{i}");
+
+    // An operator who accepts the field says so with an override, as for any drift.
+    let tier =
+        tier_with(", severity: [{path: \"**.securityContext.privileged\", severity: ignore}]");
+    assert!(classify_foreign(&object("Deployment"), &found, &tier).is_empty());
+    let tier =
+        tier_with(", severity: [{kind: Deployment, path: \"**.privileged\", severity: low}]");
+    let items = classify_foreign(&object("Deployment"), &found, &tier);
+    assert_eq!(items[0].severity, Severity::Low);
+    assert_eq!(items[0].rule, "override:Deployment:**.privileged");
 }

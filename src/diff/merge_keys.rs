@@ -60,6 +60,8 @@ const LIST_KEYS: &[ListKeys] = &[
         &[key("topologyKey"), key("whenUnsatisfiable")],
     ),
     ("conditions", None, &[key("type")]),
+    // Admission webhook configurations: `webhooks` is a map list keyed by name.
+    ("webhooks", None, &[key("name")]),
 ];
 
 /// The merge keys of the list at `field` under `parent`, or `None` for an atomic list

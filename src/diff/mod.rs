@@ -16,7 +16,7 @@ use std::fmt;
 
 pub use compare::{FIELD_MANAGER, applied_fields_v1, compare};
 pub use fields_v1::{FieldsV1Error, OwnedFields, OwnedKey};
-pub use merge_keys::{MergeKey, merge_keys};
+pub use merge_keys::{MergeKey, item_key, merge_keys};
 pub use quantity::Quantity;
 
 use serde_json::Value;

@@ -8,6 +8,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
 use super::{DriftError, DryRun};
+use crate::apply::mask_secret_message;
 use crate::diff::FIELD_MANAGER;
 use crate::live::ApiLive;
 use crate::live::ObjectKey;
@@ -78,12 +79,34 @@ impl DryRun for ApiDryRun {
             .await
             .map_err(|source| DriftError::DryRun {
                 object: desired.display_name(),
-                source,
+                source: masked_for(desired, source),
             })?;
         let answer = crate::live::api::to_value(answer, &resource);
         if let Ok(mut answers) = self.answers.lock() {
             answers.insert(cache_key, answer.clone());
         }
         Ok(answer)
+    }
+}
+
+/// The API server's answer about a Secret, with what it echoes of the Secret's values masked:
+/// the error is logged and may reach the status.
+fn masked_for(desired: &DesiredObject, e: kube::Error) -> kube::Error {
+    if desired.kind != "Secret" {
+        return e;
+    }
+    match e {
+        kube::Error::Api(mut status) => {
+            let mask = |m: &str| mask_secret_message(m, Some(&desired.manifest));
+            status.message = mask(&status.message);
+            if let Some(details) = status.details.as_mut() {
+                for cause in &mut details.causes {
+                    cause.message = mask(&cause.message);
+                    cause.field = mask(&cause.field);
+                }
+            }
+            kube::Error::Api(status)
+        }
+        other => other,
     }
 }

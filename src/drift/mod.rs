@@ -3,6 +3,7 @@
 //! classified. Secret values are masked by the classify stage and stay masked here.
 
 mod confirm;
+pub mod foreign;
 mod text;
 
 use std::borrow::Cow;
@@ -11,13 +12,16 @@ use std::future::Future;
 
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
-use crate::classify::{DriftItem, ObjectRef, Severity, classify, hpa_scale_targets};
+use crate::classify::{
+    DriftItem, ObjectRef, Severity, classify, classify_foreign, hpa_scale_targets,
+};
 use crate::config::TierConfig;
-use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff};
+use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
 use crate::diff::{applied_fields_v1, compare};
 use crate::live::{LiveError, LiveObjects, ObjectKey};
+use crate::policy::last_writer;
 use crate::render::{DesiredObject, DesiredSet};
 
 pub use confirm::ApiDryRun;
@@ -133,12 +137,14 @@ pub async fn detect_except(
         // the end of the loop cost a whole copy of the cluster per reconcile.
         let mut live_hpas: Vec<Value> = Vec::new();
         let mut dismissed = 0;
+        // Classified at once: they need the live object (for the manager), not kept here.
+        let mut foreign_items: Vec<DriftItem> = Vec::new();
         for o in &set.objects {
             if !skip.is_empty() && skip.contains(&ObjectKey::from(o)) {
                 continue;
             }
             let span = info_span!("object", object = %o.display_name());
-            let (diff, live_obj, dismissed_here) = async {
+            let (diff, live_obj, dismissed_here, foreign) = async {
                 let current = match live.get(&ObjectKey::from(o)).await {
                     Ok(v) => v,
                     // A kind the server does not serve (its CRD not applied yet): not there.
@@ -151,12 +157,13 @@ pub async fn detect_except(
                     }
                 };
                 let Some(current) = current else {
-                    return Ok((ObjectDiff::Missing, None, 0));
+                    return Ok((ObjectDiff::Missing, None, 0, Vec::new()));
                 };
                 let owned = applied_fields_v1(&current, FIELD_MANAGER);
                 let local = compare(&o.manifest, &current, owned);
                 if local.is_empty() {
-                    return Ok((ObjectDiff::Changed(local), Some(current), 0));
+                    let foreign = foreign_drift(o, &current, &local);
+                    return Ok((ObjectDiff::Changed(local), Some(current), 0, foreign));
                 }
                 let seen = local.len();
                 let confirmed = match confirm.dry_run(o, &current).await {
@@ -169,12 +176,25 @@ pub async fn detect_except(
                     }
                 };
                 let dismissed = seen - confirmed.len();
-                Ok((ObjectDiff::Changed(confirmed), Some(current), dismissed))
+                // Security fields the manifest does not set: never dismissed by the dry-run
+                // (gitopsd's apply would leave them, which is the point; a mutating webhook
+                // that adds one to gitopsd's own apply included), only left to a confirmed
+                // diff that already covers them.
+                let foreign = foreign_drift(o, &current, &confirmed);
+                Ok((
+                    ObjectDiff::Changed(confirmed),
+                    Some(current),
+                    dismissed,
+                    foreign,
+                ))
             }
             .instrument(span)
             .await?;
             dismissed += dismissed_here;
             live_hpas.extend(live_obj.filter(is_hpa));
+            if !foreign.is_empty() {
+                foreign_items.extend(classify_foreign(&ObjectRef::from(o), &foreign, tier));
+            }
             diffs.push((ObjectRef::from(o), Cow::Borrowed(&o.manifest), diff));
         }
 
@@ -230,7 +250,18 @@ pub async fn detect_except(
         let mut in_sync = 0;
         let mut drifted = 0;
         for (object, manifest, diff) in &diffs {
-            let found = classify(object, Some(manifest.as_ref()), diff, tier, &hpa_targets);
+            let mut found = classify(object, Some(manifest.as_ref()), diff, tier, &hpa_targets);
+            found.extend(
+                foreign_items
+                    .iter()
+                    .filter(|i| {
+                        i.kind == object.kind
+                            && i.name == object.name
+                            && i.namespace == object.namespace
+                            && i.api_version == object.api_version
+                    })
+                    .cloned(),
+            );
             if found.is_empty() {
                 in_sync += 1;
             } else {
@@ -259,6 +290,31 @@ pub async fn detect_except(
     }
     .instrument(span)
     .await
+}
+
+/// The foreign security fields of `live` ([`foreign::foreign_security_fields`]) the
+/// (confirmed) comparison has not already reported (a field the manifest sets, or a whole atomic list),
+/// each with the field manager that wrote it.
+fn foreign_drift(
+    o: &DesiredObject,
+    live: &Value,
+    local: &[FieldDiff],
+) -> Vec<(FieldDiff, Option<String>)> {
+    let related = |a: &[PathSegment], b: &[PathSegment]| a.starts_with(b) || b.starts_with(a);
+    foreign::foreign_security_fields(&o.kind, &o.manifest, live)
+        .into_iter()
+        .filter(|f| !local.iter().any(|l| related(&l.path.0, &f.diff.path.0)))
+        .map(|f| {
+            let manager = last_writer(live, &f.diff.path);
+            debug!(
+                path = %f.diff.path,
+                entry = f.entry.id,
+                manager = manager.as_deref().unwrap_or("?"),
+                "foreign security field"
+            );
+            (f.diff, manager)
+        })
+        .collect()
 }
 
 fn is_hpa(object: &Value) -> bool {

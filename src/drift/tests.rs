@@ -54,3 +54,103 @@ fn absent_null_and_empty_are_one_value_when_confirming() {
     assert!(same(Some(&Value::Null), Some(&json!([]))));
     assert!(!same(None, Some(&json!(0))));
 }
+
+/// One live object, as a cache would hold it.
+struct OneLive(Value);
+
+impl LiveObjects for OneLive {
+    async fn get(&self, _: &ObjectKey) -> Result<Option<Value>, LiveError> {
+        Ok(Some(self.0.clone()))
+    }
+    async fn labelled(&self, _: &str, _: &[(String, String)]) -> Result<Vec<Value>, LiveError> {
+        Ok(Vec::new())
+    }
+    async fn labelled_keys(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+    ) -> Result<Vec<ObjectKey>, LiveError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A dry-run whose answer is the live object itself: every local difference is "a default".
+struct EchoDryRun;
+
+impl DryRun for EchoDryRun {
+    async fn dry_run(&self, _: &DesiredObject, live: &Value) -> Result<Value, DriftError> {
+        Ok(live.clone())
+    }
+}
+
+fn testdata(name: &str) -> Value {
+    let path = format!(
+        "{}/src/diff/testdata/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON")
+}
+
+fn set_of(manifest: Value) -> DesiredSet {
+    let o = DesiredObject {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: manifest["metadata"]["namespace"]
+            .as_str()
+            .map(str::to_owned),
+        name: manifest["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        manifest,
+        source: crate::render::SourceLocation {
+            file: "base/api.yaml".into(),
+            document: 0,
+            line: 1,
+        },
+        digest: "d".into(),
+    };
+    DesiredSet {
+        tier: "t".into(),
+        objects: vec![o],
+        digest: "s".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_security_field_is_critical_drift_that_no_dry_run_dismisses() {
+    let desired = testdata("deployment-desired");
+    let mut live = testdata("deployment-fresh");
+    // Another manager's privileged flag; and an image change the dry-run will call a default,
+    // so the dry-run runs and dismisses what it can.
+    live["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+        json!(true);
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil:1");
+    live["metadata"]["managedFields"]
+        .as_array_mut()
+        .expect("managedFields")
+        .push(json!({"manager": "kubectl-patch", "operation": "Update",
+            "time": "2030-01-01T00:00:00Z", "fieldsV1": {"f:spec": {"f:template": {"f:spec":
+            {"f:containers": {"k:{\"name\":\"api\"}": {"f:securityContext":
+            {"f:privileged": {}}}}}}}}}));
+    let tier: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let report = detect(&set_of(desired), &tier, &OneLive(live), &EchoDryRun)
+        .await
+        .expect("detect");
+    assert_eq!(report.dismissed_by_dry_run, 1, "{report:#?}");
+    assert_eq!(report.items.len(), 1, "{report:#?}");
+    let item = &report.items[0];
+    assert_eq!(
+        item.paths,
+        vec!["spec.template.spec.containers[name=api].securityContext.privileged"]
+    );
+    assert_eq!(item.severity, Severity::Critical);
+    assert_eq!(item.rule, crate::classify::FOREIGN_SECURITY_RULE);
+    assert_eq!(
+        item.foreign.as_ref().and_then(|f| f.manager.as_deref()),
+        Some("kubectl-patch")
+    );
+    assert_eq!((report.drifted, report.in_sync), (1, 0));
+    assert_eq!(report.counts.critical, 1);
+}

@@ -49,8 +49,11 @@ pub fn render_text(report: &DriftReport, colour: bool) -> String {
             paint(
                 CYAN,
                 &format!(
-                    "@@ {what} @@ {} (rule {}, action {})",
-                    item.severity, item.rule, item.action
+                    "@@ {what} @@ {} (rule {}, action {}){}",
+                    item.severity,
+                    item.rule,
+                    item.action,
+                    foreign_note(item)
                 )
             )
         );
@@ -81,6 +84,17 @@ pub fn render_text(report: &DriftReport, colour: bool) -> String {
         report.tier, report.drifted, report.in_sync
     );
     out
+}
+
+/// Who set a foreign security field the manifest does not set.
+fn foreign_note(item: &DriftItem) -> String {
+    match &item.foreign {
+        Some(f) => format!(
+            ", set by {} outside the manifest",
+            f.manager.as_deref().unwrap_or("another field manager")
+        ),
+        None => String::new(),
+    }
 }
 
 fn object_name(item: &DriftItem) -> String {
@@ -125,6 +139,7 @@ mod tests {
                 rule: "labels".into(),
                 action: Action::Alert,
                 field_path: None,
+                foreign: None,
             }],
             in_sync: 3,
             drifted: 1,

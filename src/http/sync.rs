@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tracing::{info, warn};
+use tracing::info;
+
+use super::refused::{Reason, Refused};
 
 use crate::activity::Activity;
 use crate::daemon::Handles;
@@ -35,10 +38,15 @@ pub async fn sync_now(
 ) -> Response {
     let override_window = query.override_window;
     let remote = remote_addr(&request);
+    // Refusals are logged by `refused::guard`, within its budget, never here: the tier name
+    // is the caller's text until it is known to be a tier.
     let Some(token) = &h.api_token else {
-        warn!(tier = %name, remote = %remote, "sync requested over the API, which is disabled");
         return (
             StatusCode::FORBIDDEN,
+            Extension(Refused::new(
+                Reason::Forbidden,
+                "sync over the API is disabled",
+            )),
             "sync over the API is disabled: set http.tokenFile\n",
         )
             .into_response();
@@ -54,10 +62,10 @@ pub async fn sync_now(
         } else {
             "no bearer token"
         };
-        warn!(tier = %name, remote = %remote, reason = why, "sync request refused");
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
+            Extension(Refused::new(Reason::Unauthorized, why)),
             "unauthorized: send Authorization: Bearer <the token in http.tokenFile>\n",
         )
             .into_response();

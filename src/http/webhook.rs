@@ -1,25 +1,34 @@
 //! `POST /webhook/git`: a push webhook from GitHub or GitLab makes the poller fetch at once
 //! instead of at the next interval.
 //!
-//! The order of the checks is the order of their cost: the route is off (404) without
-//! `source.webhookSecretFile`; a token bucket refuses floods (429) before the body is even
-//! read; the body is read up to [`MAX_BODY`] (413 past it); then the signature (GitHub:
-//! HMAC-SHA256 of the raw body) or token (GitLab) is checked in constant time (401); only then
-//! is the JSON parsed. A push to a ref some tier follows wakes the poller (202); any other
-//! authentic delivery is answered 200 and changes nothing.
+//! The order of the checks: the route is off (404) without `source.webhookSecretFile`; the
+//! body is read up to [`MAX_BODY`] (413 past it); the signature (GitHub: HMAC-SHA256 of the
+//! raw body) or token (GitLab) is checked in constant time (401). Only an authentic delivery
+//! goes on: one already received ([`DEDUPE_WINDOW`], by delivery id and by body digest) is
+//! answered 200 and triggers nothing; the others take a token from the bucket shared by all
+//! senders (429 when empty), and only then is the JSON parsed. A push to a ref some tier
+//! follows wakes the poller (202); any other authentic delivery is answered 200 and changes
+//! nothing.
+//!
+//! Forged deliveries never touch the shared bucket, so they cannot starve genuine ones: they
+//! are refusals, limited per client with every other refused request (`refused.rs`).
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-use tracing::{debug, info, warn};
+use sha2::{Digest, Sha256};
+use tracing::info;
 
+use super::escape::printable;
+use super::refused::{Reason, Refused};
 use super::secret::Secret;
 use crate::daemon::Handles;
 
@@ -27,22 +36,41 @@ use crate::daemon::Handles;
 /// 2048 commits with their messages and changed paths; a big merge runs to a few MB. 5 MiB
 /// lets those through while keeping what one request can make us buffer and hash small.
 pub const MAX_BODY: usize = 5 * 1024 * 1024;
-/// Deliveries let through per second, on average. A forge sends one per push; since every
-/// accepted delivery only wakes the poller (whose `Notify` keeps at most one pending fetch),
-/// more would add nothing but HMAC work over bodies of up to 5 MiB.
+/// Authentic deliveries let through per second, on average. A forge sends one per push; since
+/// every accepted delivery only wakes the poller (whose `Notify` keeps at most one pending
+/// fetch), more would add nothing.
 const RATE_PER_SEC: f64 = 10.0;
-/// Deliveries let through at once: a push of many branches and tags, or a manual redelivery
-/// of a batch, arrives together.
+/// Authentic deliveries let through at once: a push of many branches and tags, or a manual
+/// redelivery of a batch, arrives together.
 const BURST: f64 = 20.0;
+/// How long a delivery is remembered to recognise a replay. Forges retry a failed delivery
+/// within minutes; an older replay triggers at most one fetch (of what git holds now).
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+/// Remembered keys at most (two per delivery: its id and its body's digest). At the bucket's
+/// rate a window holds at most 6,000 deliveries, so this evicts nothing unexpired in practice;
+/// the bound holds whatever happens.
+pub const DEDUPE_MAX: usize = 16_384;
+/// The headers naming a delivery: GitHub's, GitLab's per-event UUID and its retry key.
+const DELIVERY_ID_HEADERS: [&str; 3] = [
+    "x-github-delivery",
+    "x-gitlab-event-uuid",
+    "idempotency-key",
+];
 
-/// What the webhook needs: the secret, the refs the tiers follow, and the rate limit.
-/// One bucket for all senders: GitHub delivers from many addresses, so a per-address limit
-/// would let a spread-out flood through. A flood can delay a genuine delivery, but never by
-/// more than the poll interval, which keeps fetching.
+/// What the webhook needs: the secret, the refs the tiers follow, the rate limit of authentic
+/// deliveries and the deliveries seen lately.
 pub struct Webhook {
     secret: Secret,
     refs: Vec<String>,
-    bucket: Mutex<TokenBucket>,
+    state: Mutex<Intake>,
+}
+
+/// The shared bucket and the replay window, under one lock: a delivery is checked against the
+/// window, takes a token, and is remembered in one step.
+#[derive(Debug)]
+struct Intake {
+    bucket: TokenBucket,
+    seen: Seen,
 }
 
 impl Webhook {
@@ -52,12 +80,29 @@ impl Webhook {
         Webhook {
             secret,
             refs,
-            bucket: Mutex::new(TokenBucket::new(RATE_PER_SEC, BURST, Instant::now())),
+            state: Mutex::new(Intake {
+                bucket: TokenBucket::new(RATE_PER_SEC, BURST, Instant::now()),
+                seen: Seen::default(),
+            }),
         }
     }
 
     fn follows(&self, pushed: &str) -> bool {
         self.refs.iter().any(|r| follows(r, pushed))
+    }
+
+    /// Lets an authentic delivery in: `Duplicate` if one of `keys` was seen within the window
+    /// (nothing taken), `Err(wait)` over the rate, else remembered.
+    fn admit(&self, keys: &[Key], now: Instant) -> Admission {
+        let mut intake = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if intake.seen.contains_any(keys, now) {
+            return Admission::Duplicate;
+        }
+        if let Err(wait) = intake.bucket.take(now) {
+            return Admission::RateLimited(wait);
+        }
+        intake.seen.insert(keys, now);
+        Admission::Admitted
     }
 }
 
@@ -67,11 +112,92 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    Duplicate,
+    RateLimited(Duration),
+}
+
+/// A remembered delivery: the sha256 of its id or of its body (fixed size whatever the
+/// sender wrote).
+type Key = [u8; 32];
+
+/// Deliveries seen within [`DEDUPE_WINDOW`], oldest first, at most [`DEDUPE_MAX`] keys.
+#[derive(Debug, Default)]
+struct Seen {
+    order: VecDeque<(Instant, Key)>,
+    keys: HashSet<Key>,
+}
+
+impl Seen {
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, key)) = self.order.front() {
+            if now.saturating_duration_since(*at) < DEDUPE_WINDOW && self.order.len() <= DEDUPE_MAX
+            {
+                break;
+            }
+            self.keys.remove(key);
+            self.order.pop_front();
+        }
+    }
+
+    fn contains_any(&mut self, keys: &[Key], now: Instant) -> bool {
+        self.expire(now);
+        keys.iter().any(|k| self.keys.contains(k))
+    }
+
+    fn insert(&mut self, keys: &[Key], now: Instant) {
+        for k in keys {
+            if self.keys.insert(*k) {
+                self.order.push_back((now, *k));
+            }
+        }
+        self.expire(now);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// The keys a delivery is remembered by: each delivery id header it carries, and the digest
+/// of its event and body. The id is not covered by GitHub's signature (nor is anything by
+/// GitLab's token), so a replay with a new id is caught by the body digest; a forge's own
+/// retry of a delivery carries the same id.
+fn delivery_keys(headers: &HeaderMap, body: &[u8]) -> Vec<Key> {
+    let mut keys = Vec::new();
+    for name in DELIVERY_ID_HEADERS {
+        if let Some(id) = headers.get(name) {
+            let mut h = Sha256::new();
+            h.update(b"id\0");
+            h.update(name.as_bytes());
+            h.update(b"\0");
+            h.update(id.as_bytes());
+            keys.push(h.finalize().into());
+        }
+    }
+    let event = headers
+        .get("x-github-event")
+        .or_else(|| headers.get("x-gitlab-event"))
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(b"body\0");
+    h.update(event);
+    h.update(b"\0");
+    h.update(body);
+    keys.push(h.finalize().into());
+    keys
+}
+
 /// Deliveries per result, for `gitopsd_webhook_requests_total{result}`.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     accepted: AtomicU64,
     ignored: AtomicU64,
+    duplicate: AtomicU64,
     unauthorized: AtomicU64,
     rate_limited: AtomicU64,
     bad_request: AtomicU64,
@@ -84,19 +210,31 @@ pub enum WebhookResult {
     Accepted,
     /// Authentic, but nothing to do: another ref, a ping, another event.
     Ignored,
+    /// Authentic, and already received within the replay window: nothing done.
+    Duplicate,
     /// A missing or wrong signature or token.
     Unauthorized,
-    /// Over the rate limit; not read further.
+    /// Authentic, but over the shared rate limit.
     RateLimited,
     /// Not a GitHub or GitLab delivery, too large, or a body that is not a push's JSON.
     BadRequest,
 }
 
 impl WebhookResult {
+    pub const ALL: [WebhookResult; 6] = [
+        WebhookResult::Accepted,
+        WebhookResult::Ignored,
+        WebhookResult::Duplicate,
+        WebhookResult::Unauthorized,
+        WebhookResult::RateLimited,
+        WebhookResult::BadRequest,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             WebhookResult::Accepted => "accepted",
             WebhookResult::Ignored => "ignored",
+            WebhookResult::Duplicate => "duplicate",
             WebhookResult::Unauthorized => "unauthorized",
             WebhookResult::RateLimited => "rate_limited",
             WebhookResult::BadRequest => "bad_request",
@@ -105,27 +243,24 @@ impl WebhookResult {
 }
 
 impl WebhookStats {
-    pub fn record(&self, result: WebhookResult) {
-        let counter = match result {
+    fn counter(&self, result: WebhookResult) -> &AtomicU64 {
+        match result {
             WebhookResult::Accepted => &self.accepted,
             WebhookResult::Ignored => &self.ignored,
+            WebhookResult::Duplicate => &self.duplicate,
             WebhookResult::Unauthorized => &self.unauthorized,
             WebhookResult::RateLimited => &self.rate_limited,
             WebhookResult::BadRequest => &self.bad_request,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// Every result's label and count so far, always all five (a counter at 0 included).
-    pub fn counts(&self) -> [(&'static str, u64); 5] {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("accepted", get(&self.accepted)),
-            ("ignored", get(&self.ignored)),
-            ("unauthorized", get(&self.unauthorized)),
-            ("rate_limited", get(&self.rate_limited)),
-            ("bad_request", get(&self.bad_request)),
-        ]
+    pub fn record(&self, result: WebhookResult) {
+        self.counter(result).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every result's label and count so far, always all of them (a counter at 0 included).
+    pub fn counts(&self) -> [(&'static str, u64); 6] {
+        WebhookResult::ALL.map(|r| (r.label(), self.counter(r).load(Ordering::Relaxed)))
     }
 }
 
@@ -133,77 +268,105 @@ pub async fn receive(State(h): State<Handles>, request: Request) -> Response {
     let Some(hook) = h.webhook.clone() else {
         return (
             StatusCode::NOT_FOUND,
+            Extension(Refused::new(Reason::NotFound, "the push webhook is off")),
             "the push webhook is off: set source.webhookSecretFile\n",
         )
             .into_response();
     };
-    let remote = super::sync::remote_addr(&request);
-    let result = handle(&hook, &h, request, &remote).await;
+    let result = handle(&hook, &h, request).await;
     h.webhook_stats.record(result.0);
     result.1
 }
 
-async fn handle(
-    hook: &Webhook,
-    h: &Handles,
-    request: Request,
-    remote: &str,
+/// A refusal's answer, with the word for the refusal log.
+fn refuse(
+    result: WebhookResult,
+    status: StatusCode,
+    reason: Reason,
+    detail: impl Into<std::borrow::Cow<'static, str>>,
+    body: String,
 ) -> (WebhookResult, Response) {
-    let limited = hook
-        .bucket
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take(Instant::now());
-    if let Err(wait) = limited {
-        // Debug only: a flood must not become a flood of log lines.
-        debug!(remote = %remote, "webhook delivery over the rate limit");
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        return (
-            WebhookResult::RateLimited,
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, secs.to_string())],
-                "too many webhook deliveries; retry later\n",
-            )
-                .into_response(),
-        );
-    }
+    (
+        result,
+        (status, Extension(Refused::new(reason, detail)), body).into_response(),
+    )
+}
+
+async fn handle(hook: &Webhook, h: &Handles, request: Request) -> (WebhookResult, Response) {
     let headers = request.headers().clone();
     // Honours the route's DefaultBodyLimit: 413 past MAX_BODY.
     let body = match Bytes::from_request(request, &()).await {
         Ok(b) => b,
         Err(rejection) => {
-            warn!(remote = %remote, error = %rejection.body_text(), "webhook body refused");
-            return (WebhookResult::BadRequest, rejection.into_response());
+            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Reason::TooLarge
+            } else {
+                Reason::BadRequest
+            };
+            let (result, mut response) = (WebhookResult::BadRequest, rejection.into_response());
+            response
+                .extensions_mut()
+                .insert(Refused::new(reason, "webhook body refused"));
+            return (result, response);
         }
     };
     let delivery = match verify(&headers, &body, &hook.secret) {
         Ok(d) => d,
-        Err(Refused::Unauthorized(why)) => {
-            warn!(remote = %remote, reason = why, "webhook delivery refused");
-            return (
+        Err(Invalid::Unauthorized(why)) => {
+            return refuse(
                 WebhookResult::Unauthorized,
-                (StatusCode::UNAUTHORIZED, format!("unauthorized: {why}\n")).into_response(),
+                StatusCode::UNAUTHORIZED,
+                Reason::Unauthorized,
+                why,
+                format!("unauthorized: {why}\n"),
             );
         }
-        Err(Refused::BadRequest(why)) => {
-            warn!(remote = %remote, reason = %why, "webhook delivery refused");
-            return (
+        Err(Invalid::BadRequest(why)) => {
+            return refuse(
                 WebhookResult::BadRequest,
-                (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+                StatusCode::BAD_REQUEST,
+                Reason::BadRequest,
+                why.clone(),
+                format!("{why}\n"),
             );
         }
     };
+    match hook.admit(&delivery_keys(&headers, &body), Instant::now()) {
+        Admission::Admitted => {}
+        Admission::Duplicate => {
+            return refuse(
+                WebhookResult::Duplicate,
+                StatusCode::OK,
+                Reason::Duplicate,
+                "webhook delivery already received",
+                "duplicate delivery, ignored\n".to_owned(),
+            );
+        }
+        Admission::RateLimited(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let (result, mut response) = refuse(
+                WebhookResult::RateLimited,
+                StatusCode::TOO_MANY_REQUESTS,
+                Reason::RateLimited,
+                "webhook deliveries over the rate limit",
+                "too many webhook deliveries; retry later\n".to_owned(),
+            );
+            if let Ok(v) = secs.to_string().parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return (result, response);
+        }
+    }
     match delivery {
         Delivery::Ping => {
-            info!(remote = %remote, "webhook ping");
+            info!("webhook ping");
             (
                 WebhookResult::Ignored,
                 (StatusCode::OK, "pong\n").into_response(),
             )
         }
         Delivery::Other(event) => {
-            info!(remote = %remote, event = %event, "webhook event ignored: not a push");
+            info!(event = %event, "webhook event ignored: not a push");
             (
                 WebhookResult::Ignored,
                 (
@@ -214,15 +377,15 @@ async fn handle(
             )
         }
         Delivery::Push => match pushed_ref(&body) {
-            Err(why) => {
-                warn!(remote = %remote, reason = %why, "webhook push refused");
-                (
-                    WebhookResult::BadRequest,
-                    (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
-                )
-            }
+            Err(why) => refuse(
+                WebhookResult::BadRequest,
+                StatusCode::BAD_REQUEST,
+                Reason::BadRequest,
+                why.clone(),
+                format!("{why}\n"),
+            ),
             Ok(pushed) if hook.follows(&pushed) => {
-                info!(remote = %remote, git_ref = %pushed, "webhook push to a followed ref: fetching now");
+                info!(git_ref = %printable(&pushed, 256), "webhook push to a followed ref: fetching now");
                 // A tokio Notify keeps at most one permit: a flood of pushes leaves one pending
                 // fetch, never a queue of them (the poller answers it after the fetch in
                 // progress, if any).
@@ -231,18 +394,18 @@ async fn handle(
                     WebhookResult::Accepted,
                     (
                         StatusCode::ACCEPTED,
-                        format!("fetching: ref {pushed} is followed\n"),
+                        format!("fetching: ref {} is followed\n", printable(&pushed, 256)),
                     )
                         .into_response(),
                 )
             }
             Ok(pushed) => {
-                info!(remote = %remote, git_ref = %pushed, "webhook push ignored: ref not followed");
+                info!(git_ref = %printable(&pushed, 256), "webhook push ignored: ref not followed");
                 (
                     WebhookResult::Ignored,
                     (
                         StatusCode::OK,
-                        format!("ignored: ref {pushed} is not followed\n"),
+                        format!("ignored: ref {} is not followed\n", printable(&pushed, 256)),
                     )
                         .into_response(),
                 )
@@ -261,31 +424,31 @@ enum Delivery {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Refused {
+enum Invalid {
     Unauthorized(&'static str),
     BadRequest(String),
 }
 
 /// Checks a delivery's signature (GitHub) or token (GitLab) against `secret`, in constant time,
 /// and says what it is.
-fn verify(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Delivery, Refused> {
+fn verify(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Delivery, Invalid> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(event) = text("x-github-event") {
         let signature = text("x-hub-signature-256")
-            .ok_or(Refused::Unauthorized("no X-Hub-Signature-256 header"))?;
+            .ok_or(Invalid::Unauthorized("no X-Hub-Signature-256 header"))?;
         let hex_sig = signature
             .strip_prefix("sha256=")
-            .ok_or(Refused::Unauthorized(
+            .ok_or(Invalid::Unauthorized(
                 "X-Hub-Signature-256 is not sha256=<hex>",
             ))?;
         let sig = hex::decode(hex_sig)
-            .map_err(|_| Refused::Unauthorized("X-Hub-Signature-256 is not sha256=<hex>"))?;
+            .map_err(|_| Invalid::Unauthorized("X-Hub-Signature-256 is not sha256=<hex>"))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-            .map_err(|_| Refused::Unauthorized("unusable secret"))?;
+            .map_err(|_| Invalid::Unauthorized("unusable secret"))?;
         mac.update(body);
         // verify_slice compares in constant time.
         mac.verify_slice(&sig)
-            .map_err(|_| Refused::Unauthorized("X-Hub-Signature-256 does not match"))?;
+            .map_err(|_| Invalid::Unauthorized("X-Hub-Signature-256 does not match"))?;
         return Ok(match event {
             "push" => Delivery::Push,
             "ping" => Delivery::Ping,
@@ -294,16 +457,16 @@ fn verify(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Delivery,
     }
     if let Some(event) = text("x-gitlab-event") {
         let token =
-            text("x-gitlab-token").ok_or(Refused::Unauthorized("no X-Gitlab-Token header"))?;
+            text("x-gitlab-token").ok_or(Invalid::Unauthorized("no X-Gitlab-Token header"))?;
         if !secret.matches(token.as_bytes()) {
-            return Err(Refused::Unauthorized("X-Gitlab-Token does not match"));
+            return Err(Invalid::Unauthorized("X-Gitlab-Token does not match"));
         }
         return Ok(match event {
             "Push Hook" | "Tag Push Hook" => Delivery::Push,
             other => Delivery::Other(bounded(other)),
         });
     }
-    Err(Refused::BadRequest(
+    Err(Invalid::BadRequest(
         "not a GitHub or GitLab webhook: neither X-GitHub-Event nor X-Gitlab-Event is set".into(),
     ))
 }
@@ -430,7 +593,7 @@ mod tests {
         let unauthorized = |pairs: &[(&'static str, &str)], body: &[u8]| {
             matches!(
                 verify(&headers(pairs), body, &secret),
-                Err(Refused::Unauthorized(_))
+                Err(Invalid::Unauthorized(_))
             )
         };
         let good = format!("sha256={RFC4231_MAC}");
@@ -447,7 +610,7 @@ mod tests {
                 RFC4231_DATA,
                 &other
             ),
-            Err(Refused::Unauthorized(_))
+            Err(Invalid::Unauthorized(_))
         ));
         // Missing.
         assert!(unauthorized(&[("x-github-event", "push")], RFC4231_DATA));
@@ -514,7 +677,7 @@ mod tests {
             assert!(
                 matches!(
                     verify(&headers(&bad), b"{}", &secret),
-                    Err(Refused::Unauthorized(_))
+                    Err(Invalid::Unauthorized(_))
                 ),
                 "{bad:?}"
             );
@@ -526,7 +689,7 @@ mod tests {
         let secret = Secret::new("s");
         assert!(matches!(
             verify(&headers(&[("x-gitea-event", "push")]), b"{}", &secret),
-            Err(Refused::BadRequest(_))
+            Err(Invalid::BadRequest(_))
         ));
     }
 
@@ -606,12 +769,27 @@ mod tests {
         }
 
         async fn deliver(h: &Handles, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+            deliver_from(h, [192, 0, 2, 1], headers, body).await
+        }
+
+        /// A delivery from the client at `ip`.
+        async fn deliver_from(
+            h: &Handles,
+            ip: [u8; 4],
+            headers: &[(&str, &str)],
+            body: Vec<u8>,
+        ) -> Response {
             let mut req = Request::post("/webhook/git");
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
+            let mut req = req.body(Body::from(body)).expect("request");
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                    ip, 40000,
+                ))));
             crate::http::router(h.clone())
-                .oneshot(req.body(Body::from(body)).expect("request"))
+                .oneshot(req)
                 .await
                 .expect("infallible")
         }
@@ -700,6 +878,7 @@ mod tests {
                 [
                     ("accepted", 2),
                     ("ignored", 2),
+                    ("duplicate", 0),
                     ("unauthorized", 1),
                     ("rate_limited", 0),
                     ("bad_request", 1),
@@ -747,23 +926,190 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_flood_is_refused_with_429_and_retry_after_before_the_signature_is_checked() {
+        async fn forged_deliveries_take_nothing_from_the_bucket_and_a_genuine_one_gets_through() {
+            let h = handles(Some(SECRET));
+            // More forged deliveries than the bucket holds, each from a client of its own
+            // (the per-client limit is the refusal guard's business).
+            for i in 0..(BURST as u8 + 10) {
+                let r = deliver_from(
+                    &h,
+                    [198, 51, 100, i],
+                    &[
+                        ("x-github-event", "push"),
+                        (
+                            "x-hub-signature-256",
+                            &format!("sha256={}", "00".repeat(32)),
+                        ),
+                    ],
+                    br#"{"ref":"refs/heads/main"}"#.to_vec(),
+                )
+                .await;
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
+            let r = github_push(&h, "refs/heads/main").await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            assert!(fetch_asked(&h).await);
+            assert_eq!(count(&h, "unauthorized"), BURST as u64 + 10);
+            assert_eq!(count(&h, "rate_limited"), 0);
+        }
+
+        #[tokio::test]
+        async fn authentic_deliveries_over_the_rate_are_refused_with_429_and_retry_after() {
             let h = handles(Some(SECRET));
             let mut statuses = Vec::new();
             let mut retry_after = None;
-            for _ in 0..25 {
-                // Unsigned: the first ones are 401, the ones over the limit never get that far.
-                let r = deliver(&h, &[("x-github-event", "push")], b"{}".to_vec()).await;
+            for i in 0..25 {
+                // Each a different push (a replay would be a duplicate, not a rate question).
+                let r = github_push(&h, &format!("refs/heads/b{i}")).await;
                 if r.status() == StatusCode::TOO_MANY_REQUESTS {
                     retry_after = r.headers().get(header::RETRY_AFTER).cloned();
                 }
                 statuses.push(r.status().as_u16());
             }
-            assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+            assert!(statuses[..20].iter().all(|s| *s == 200), "{statuses:?}");
             assert!(statuses[20..].contains(&429), "{statuses:?}");
             assert_eq!(retry_after.expect("Retry-After"), "1");
             assert!(count(&h, "rate_limited") >= 1);
         }
+
+        #[tokio::test]
+        async fn a_replayed_delivery_is_answered_200_and_triggers_nothing() {
+            let h = handles(Some(SECRET));
+            let body = br#"{"ref":"refs/heads/main","after":"0123"}"#.to_vec();
+            let sig = sign(&body);
+            let send = |id: &'static str| {
+                let (h, body, sig) = (h.clone(), body.clone(), sig.clone());
+                async move {
+                    deliver(
+                        &h,
+                        &[
+                            ("x-github-event", "push"),
+                            ("x-hub-signature-256", &sig),
+                            ("x-github-delivery", id),
+                        ],
+                        body,
+                    )
+                    .await
+                }
+            };
+            let r = send("72d3162e-cc78-11e3-81ab-4c9367dc0958").await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            assert!(fetch_asked(&h).await);
+            // The same delivery again, and the same body under a new (unsigned) id.
+            for id in [
+                "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                "00000000-0000-0000-0000-000000000001",
+            ] {
+                let r = send(id).await;
+                assert_eq!(r.status(), StatusCode::OK, "{id}");
+                let text = axum::body::to_bytes(r.into_body(), 1024)
+                    .await
+                    .expect("body");
+                assert_eq!(&text[..], b"duplicate delivery, ignored\n");
+                assert!(!fetch_asked(&h).await, "{id}");
+            }
+            // GitLab: the same event id with another body is the same delivery too.
+            let gl = |body: &'static [u8]| {
+                deliver(
+                    &h,
+                    &[
+                        ("x-gitlab-event", "Push Hook"),
+                        ("x-gitlab-token", SECRET),
+                        (
+                            "x-gitlab-event-uuid",
+                            "13792a34-cac6-4fda-95a8-c58e00a3954e",
+                        ),
+                    ],
+                    body.to_vec(),
+                )
+            };
+            assert_eq!(
+                gl(br#"{"ref":"refs/heads/main","after":"1"}"#)
+                    .await
+                    .status(),
+                StatusCode::ACCEPTED
+            );
+            assert!(fetch_asked(&h).await);
+            assert_eq!(
+                gl(br#"{"ref":"refs/heads/main","after":"2"}"#)
+                    .await
+                    .status(),
+                StatusCode::OK
+            );
+            assert!(!fetch_asked(&h).await);
+            assert_eq!(count(&h, "duplicate"), 3);
+            assert_eq!(count(&h, "accepted"), 2);
+        }
+    }
+
+    fn key(n: u8) -> Key {
+        [n; 32]
+    }
+
+    #[test]
+    fn the_replay_window_forgets_after_its_time_and_holds_at_most_its_bound() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        seen.insert(&[key(1), key(2)], t0);
+        assert!(seen.contains_any(&[key(9), key(2)], t0));
+        assert!(!seen.contains_any(&[key(3)], t0));
+        let t1 = t0 + DEDUPE_WINDOW - Duration::from_secs(1);
+        assert!(seen.contains_any(&[key(1)], t1));
+        seen.insert(&[key(3)], t1);
+        let t2 = t0 + DEDUPE_WINDOW;
+        assert!(
+            !seen.contains_any(&[key(1)], t2),
+            "forgotten after the window"
+        );
+        assert!(seen.contains_any(&[key(3)], t2));
+        assert_eq!(seen.len(), 1);
+
+        // Past the bound the oldest keys go first.
+        let mut seen = Seen::default();
+        for i in 0..(DEDUPE_MAX as u32 + 10) {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            seen.insert(&[k], t0);
+        }
+        assert_eq!(seen.len(), DEDUPE_MAX);
+        assert!(!seen.contains_any(&[[0u8; 32]], t0));
+    }
+
+    #[test]
+    fn a_duplicate_takes_no_token_and_a_delivery_over_the_rate_is_not_remembered() {
+        let hook = Webhook::new(Secret::new("s"), vec!["main".into()]);
+        let t0 = Instant::now();
+        assert_eq!(hook.admit(&[key(1)], t0), Admission::Admitted);
+        for _ in 0..100 {
+            assert_eq!(hook.admit(&[key(1)], t0), Admission::Duplicate);
+        }
+        for i in 2..(BURST as u8 + 1) {
+            assert_eq!(hook.admit(&[key(i)], t0), Admission::Admitted, "{i}");
+        }
+        let over = key(200);
+        assert!(matches!(hook.admit(&[over], t0), Admission::RateLimited(_)));
+        // Refused for the rate, it is not a duplicate when it comes again.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(hook.admit(&[over], t1), Admission::Admitted);
+    }
+
+    #[test]
+    fn delivery_keys_are_each_id_header_and_the_body_digest() {
+        let with_id = headers(&[("x-github-event", "push"), ("x-github-delivery", "abc")]);
+        let other_id = headers(&[("x-github-event", "push"), ("x-github-delivery", "abd")]);
+        let no_id = headers(&[("x-github-event", "push")]);
+        let a = delivery_keys(&with_id, b"{}");
+        let b = delivery_keys(&other_id, b"{}");
+        let c = delivery_keys(&no_id, b"{}");
+        let d = delivery_keys(&no_id, b"{ }");
+        assert_eq!(a.len(), 2);
+        assert_eq!(c.len(), 1);
+        assert_ne!(a[0], b[0], "ids differ");
+        assert_eq!(a[1], b[1], "the same body under another id");
+        assert_eq!(a[1], c[0]);
+        assert_ne!(c[0], d[0]);
+        let ping = delivery_keys(&headers(&[("x-github-event", "ping")]), b"{}");
+        assert_ne!(ping[0], c[0], "the event is part of the digest");
     }
 
     #[test]
@@ -777,18 +1123,13 @@ mod tests {
             [
                 ("accepted", 1),
                 ("ignored", 0),
+                ("duplicate", 0),
                 ("unauthorized", 2),
                 ("rate_limited", 0),
                 ("bad_request", 0),
             ]
         );
-        for r in [
-            WebhookResult::Accepted,
-            WebhookResult::Ignored,
-            WebhookResult::Unauthorized,
-            WebhookResult::RateLimited,
-            WebhookResult::BadRequest,
-        ] {
+        for r in WebhookResult::ALL {
             assert!(s.counts().iter().any(|(l, _)| *l == r.label()));
         }
     }

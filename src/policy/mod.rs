@@ -61,6 +61,27 @@ pub struct Correction {
     /// The corrected fields, to count as corrections once the apply succeeded. Empty for a
     /// missing object.
     pub fields: Vec<String>,
+    /// Foreign security fields to remove (also in `fields`): a server-side apply leaves them,
+    /// as gitopsd does not own them, so they are removed by a guarded JSON patch
+    /// (`Applier::remove_fields`).
+    pub remove: Vec<FieldPath>,
+}
+
+impl Correction {
+    fn new(object: ObjectKey) -> Correction {
+        Correction {
+            object,
+            hold_back: Vec::new(),
+            fields: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+
+    /// Whether the correction needs a server-side apply of the manifest: a missing object, or
+    /// drift other than foreign fields to remove.
+    pub fn needs_apply(&self) -> bool {
+        self.fields.is_empty() || self.fields.len() > self.remove.len()
+    }
 }
 
 /// What the policy decided for one drift report.
@@ -108,11 +129,9 @@ impl FightTracker {
             let key = item.object_key();
             let Some(path) = &item.field_path else {
                 // The whole object is missing: create it again.
-                per_object.entry(key.clone()).or_insert_with(|| Correction {
-                    object: key,
-                    hold_back: Vec::new(),
-                    fields: Vec::new(),
-                });
+                per_object
+                    .entry(key.clone())
+                    .or_insert_with(|| Correction::new(key));
                 continue;
             };
             let path_text = path.to_string();
@@ -130,15 +149,13 @@ impl FightTracker {
                 held.entry(key).or_default().push(path.clone());
                 continue;
             }
-            per_object
+            let c = per_object
                 .entry(key.clone())
-                .or_insert_with(|| Correction {
-                    object: key,
-                    hold_back: Vec::new(),
-                    fields: Vec::new(),
-                })
-                .fields
-                .push(path_text);
+                .or_insert_with(|| Correction::new(key));
+            c.fields.push(path_text);
+            if item.foreign.is_some() {
+                c.remove.push(path.clone());
+            }
         }
         for (key, mut c) in per_object {
             c.hold_back = held.remove(&key).unwrap_or_default();

@@ -38,6 +38,7 @@ fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) ->
         .into(),
         action,
         field_path: p,
+        foreign: None,
     }
 }
 
@@ -269,5 +270,44 @@ fn last_writer_reads_keyed_items_and_ignores_gitopsd() {
     assert_eq!(
         last_writer(&live, &path(&["spec", "replicas"])).as_deref(),
         Some("rogue-scaler")
+    );
+}
+
+#[test]
+fn a_foreign_field_is_corrected_by_removal_alone_and_given_up_when_it_keeps_coming_back() {
+    let p = path(&["spec", "template", "spec", "hostNetwork"]);
+    let mut foreign = item("api", Some(p.clone()), Severity::Critical, Action::Apply);
+    foreign.foreign = Some(crate::classify::Foreign {
+        manager: Some("kubectl-patch".into()),
+    });
+    let r = report(vec![foreign]);
+    let mut t = FightTracker::default();
+    let now = Instant::now();
+    let digest = |_: &ObjectKey| Some("d1".to_owned());
+    let live = |_: &ObjectKey| {
+        Some(json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-patch", "operation": "Update", "time": "2026-11-23T10:01:00Z",
+             "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:hostNetwork": {}}}}}}
+        ]}}))
+    };
+    let d = t.decide(&r, &digest, &live, now);
+    assert_eq!(d.corrections.len(), 1);
+    let c = &d.corrections[0];
+    assert_eq!(c.remove, vec![p.clone()]);
+    assert!(!c.needs_apply(), "nothing but a removal: no apply");
+    for i in 0..FIGHT_LIMIT {
+        t.corrected(
+            &key("api"),
+            &c.fields,
+            "d1",
+            now + Duration::from_secs(i as u64),
+        );
+    }
+    let d = t.decide(&r, &digest, &live, now + Duration::from_secs(10));
+    assert!(d.corrections.is_empty());
+    assert_eq!(d.unconvergeable.len(), 1);
+    assert_eq!(
+        d.unconvergeable[0].manager.as_deref(),
+        Some("kubectl-patch")
     );
 }

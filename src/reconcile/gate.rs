@@ -18,12 +18,44 @@ pub fn system_clock() -> Clock {
     std::sync::Arc::new(Utc::now)
 }
 
+/// What kind of hold: one per reason, so a revision's block is reported once per kind; the
+/// status's `heldBy` and the `held_by` label of `gitopsd_promotion_blocked` (alerts tell a gate
+/// that stays closed from a change window that is simply closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldKind {
+    /// `promoteFrom` has not recorded the revision healthy.
+    PromotionGate,
+    /// It has, but not for the `soak` time yet (lifts by itself).
+    Soak,
+    /// A commit in the range has no good signature.
+    Signature,
+    /// The change windows are closed (lifts by itself when one opens).
+    Window,
+}
+
+impl HoldKind {
+    pub const ALL: [HoldKind; 4] = [
+        HoldKind::PromotionGate,
+        HoldKind::Soak,
+        HoldKind::Signature,
+        HoldKind::Window,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::PromotionGate => "promotion-gate",
+            HoldKind::Soak => "soak",
+            HoldKind::Signature => "signature",
+            HoldKind::Window => "window",
+        }
+    }
+}
+
 /// What holds a revision back, and what would let it through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
-    /// `promotion-gate`, `soak`, `window`, `signature`: one kind per reason, so a revision's
-    /// block is reported once per kind.
-    pub kind: &'static str,
+    pub kind: HoldKind,
     pub message: String,
     /// When the hold lifts by itself (a soak ends, a window opens): the reconcile wakes then
     /// instead of at its next interval. `None`: something else must happen first.
@@ -61,7 +93,7 @@ pub fn promotion_gate(
             }
         };
         return Some(Hold {
-            kind: "promotion-gate",
+            kind: HoldKind::PromotionGate,
             message: format!(
                 "promotion gate closed: tier {from} has not recorded {what} healthy; it opens once {from} is healthy at it{}",
                 tier.soak
@@ -80,7 +112,7 @@ pub fn promotion_gate(
     let opens = record.since.checked_add_signed(needed);
     let for_ = Duration::from_secs(healthy_for.num_seconds().max(0) as u64);
     Some(Hold {
-        kind: "soak",
+        kind: HoldKind::Soak,
         message: format!(
             "promotion gate closed: tier {from} is healthy at {} for {} of the {} soak; it opens at {}",
             short(&record.revision),
@@ -100,7 +132,7 @@ pub fn window_hold(window: &WindowState) -> Option<Hold> {
         return None;
     }
     Some(Hold {
-        kind: "window",
+        kind: HoldKind::Window,
         message: format!(
             "change window closed: the revision waits until {}",
             window
@@ -181,7 +213,7 @@ mod tests {
         let t = tier("");
         let hold =
             promotion_gate(&t, "bbbb", None, &[record("aaaa", 0, None)], at(10)).expect("closed");
-        assert_eq!(hold.kind, "promotion-gate");
+        assert_eq!(hold.kind, HoldKind::PromotionGate);
         assert_eq!(
             hold.message,
             "promotion gate closed: tier experimental has not recorded revision bbbb healthy; it opens once experimental is healthy at it"
@@ -197,7 +229,7 @@ mod tests {
         let t = tier("soak: 30m");
         let ev = [record("aaaa", 0, None)];
         let hold = promotion_gate(&t, "aaaa", None, &ev, at(600)).expect("still soaking");
-        assert_eq!(hold.kind, "soak");
+        assert_eq!(hold.kind, HoldKind::Soak);
         assert!(
             hold.message
                 .contains("healthy at aaaa for 10m of the 30m soak"),
@@ -224,7 +256,7 @@ mod tests {
             next_change: Some(at(3600)),
         };
         let hold = window_hold(&closed).expect("closed");
-        assert_eq!(hold.kind, "window");
+        assert_eq!(hold.kind, HoldKind::Window);
         assert_eq!(hold.opens_at, Some(at(3600)));
         let open = WindowState {
             open: true,

@@ -43,7 +43,7 @@ use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
-pub use gate::{Clock, Hold, base_digest, promotion_gate, system_clock, window_hold};
+pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
 
 /// The inventory digest of an object recorded before its first apply finished: it matches no
 /// manifest digest, so the object is applied again.
@@ -169,6 +169,10 @@ pub struct TierReconciler {
     status: StatusHandle,
     checkouts: Arc<dyn Checkouts>,
     limits: Limits,
+    /// The last revision whose render failed, with the error: a render is a pure function of
+    /// the commit, so a refused one (a kustomize build stopped at its memory cap, say) is not
+    /// run again on every offer until the ref moves.
+    refused_render: Option<(String, String)>,
     observers: Observers,
     /// When each revision offered reached this tier (for commit-to-applied and deployment
     /// durations); dropped once the revision is healthy or replaced.
@@ -184,7 +188,7 @@ pub struct TierReconciler {
     /// every reconcile, while the last deployed set keeps being reconciled.
     held: Option<(String, Hold)>,
     /// (revision, hold kind) already reported as `PromotionBlocked`: once each.
-    blocked_reported: HashSet<(String, &'static str)>,
+    blocked_reported: HashSet<(String, HoldKind)>,
     /// Set by a manual sync that overrides a closed window; taken by the next reconcile.
     window_override: Arc<AtomicBool>,
     /// This reconcile runs with the window overridden.
@@ -246,6 +250,7 @@ impl TierReconciler {
             status,
             checkouts,
             limits: Limits::default(),
+            refused_render: None,
             observers,
             arrived: None,
             applied_reported: None,
@@ -262,6 +267,16 @@ impl TierReconciler {
             refused_now: false,
             refusals_logged: Vec::new(),
         }
+    }
+
+    /// The client every write of this tier goes through (applies, deletes, dry-runs): one that
+    /// impersonates the tier's `serviceAccount` ([`crate::cluster::impersonating`]), so RBAC
+    /// bounds the tier. Reads (the live cache, prune's checks), the state and Events keep the
+    /// daemon's client given to [`TierReconciler::new`].
+    pub fn set_write_client(&mut self, client: Client) {
+        let api = ApiLive::new(client);
+        self.applier = Applier::new(api.clone(), &self.tier.name, &self.tier.apply);
+        self.dry_run = ApiDryRun::new(api);
     }
 
     /// Replaces the clock (tests: windows and soak times without waiting).
@@ -306,7 +321,7 @@ impl TierReconciler {
                 Ok(state) => state.healthy,
                 Err(e) => {
                     return Some(Hold {
-                        kind: "promotion-gate",
+                        kind: HoldKind::PromotionGate,
                         message: format!(
                             "promotion gate closed: cannot read the state of tier {from}: {e}"
                         ),
@@ -359,7 +374,7 @@ impl TierReconciler {
             .unwrap_or_else(|e| Err(format!("the signature check failed: {e}")));
             if let Err(why) = checked {
                 return Some(Hold {
-                    kind: "signature",
+                    kind: HoldKind::Signature,
                     message: format!("signature check failed: {why}"),
                     opens_at: None,
                 });
@@ -397,7 +412,7 @@ impl TierReconciler {
             s.sync = SyncState::Blocked;
             s.last_error = Some(message);
             s.held_revision = Some(revision.to_owned());
-            s.held_by = Some(kind.to_owned());
+            s.held_by = Some(kind);
             s.window = window;
         });
         self.held = Some((revision.to_owned(), hold));
@@ -499,7 +514,22 @@ impl TierReconciler {
                 s.held_by = None;
             });
         }
-        let rendered = self.render(revision).await;
+        let rendered = match &self.refused_render {
+            Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
+                revision: revision.to_owned(),
+                message: message.clone(),
+            }),
+            _ => self.render(revision).await,
+        };
+        match &rendered {
+            // A checkout can fail for a passing reason (disk, lock): tried again next time.
+            Err(
+                crate::render::RenderError::Checkout { .. }
+                | crate::render::RenderError::Refused { .. },
+            )
+            | Ok(_) => {}
+            Err(e) => self.refused_render = Some((revision.to_owned(), e.to_string())),
+        }
         let offer = self
             .desired
             .offer(revision, rendered, &self.tier, self.last_tier);
@@ -551,6 +581,11 @@ impl TierReconciler {
                 &format!("the render task failed: {e}"),
             )),
         }
+    }
+
+    /// Sets the bounds a render of this tier runs within (`render:` in the config).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Renders the last healthy revision again (after a restart, to roll back to it).
@@ -660,7 +695,7 @@ impl TierReconciler {
             self.offer_revision(&revision).await;
         }
         if let Some((_, hold)) = &self.held {
-            self.window_held = hold.kind == "window";
+            self.window_held = hold.kind == HoldKind::Window;
         }
         let Some(active) = self.active.clone() else {
             if let Some((revision, _)) = &self.held {
@@ -799,7 +834,7 @@ impl TierReconciler {
             let lines: Vec<String> = refusals.iter().map(ToString::to_string).collect();
             if lines != self.refusals_logged {
                 for f in &refusals {
-                    warn!(object = %f.object, finding = %f, "refused: the tier may not take this object; nothing of the revision is applied");
+                    warn!(object = %crate::escape::escape_line(&f.object), finding = %crate::escape::escape_line(&f.to_string()), "refused: the tier may not take this object; nothing of the revision is applied");
                 }
                 self.refusals_logged = lines;
             }
@@ -913,10 +948,37 @@ impl TierReconciler {
         for u in &decision.unconvergeable {
             warn!(object = %crate::apply::display_name(&u.object), path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
         }
-        let corrections: Vec<_> = decision
+        let all_corrections: Vec<_> = decision
             .corrections
             .iter()
             .filter_map(|c| by_key.get(&c.object).map(|o| (c, *o)))
+            .collect();
+        // Foreign security fields are removed by a guarded JSON patch, one request per object
+        // (an apply cannot remove a field gitopsd does not own); the rest is applied.
+        let mut removed: Vec<ObjectResult> = Vec::new();
+        let mut removed_from: Vec<&DesiredObject> = Vec::new();
+        for (c, o) in all_corrections.iter().filter(|(c, _)| !c.remove.is_empty()) {
+            let Some(live) = lives.get(&c.object) else {
+                continue;
+            };
+            let r = self
+                .applier
+                .remove_fields(&c.object, live, &c.remove, cancel)
+                .await;
+            if r.outcome != Outcome::Failed {
+                let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
+                self.fights.corrected(&c.object, &fields, &o.digest, now);
+                info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
+            }
+            removed.push(r);
+            removed_from.push(*o);
+        }
+        if !removed.is_empty() {
+            self.note_results(&removed_from, &removed, record);
+        }
+        let corrections: Vec<_> = all_corrections
+            .into_iter()
+            .filter(|(c, _)| c.needs_apply())
             .collect();
         if !corrections.is_empty() {
             let objects: Vec<&DesiredObject> = corrections.iter().map(|(_, o)| *o).collect();
@@ -947,7 +1009,14 @@ impl TierReconciler {
             self.note_results(&objects, &results, record);
             for ((c, o), r) in corrections.iter().zip(&results) {
                 if r.outcome != Outcome::Failed {
-                    self.fights.corrected(&c.object, &c.fields, &o.digest, now);
+                    // Foreign fields were counted when they were removed.
+                    let applied: Vec<String> = c
+                        .fields
+                        .iter()
+                        .filter(|f| !c.remove.iter().any(|p| p.to_string() == **f))
+                        .cloned()
+                        .collect();
+                    self.fights.corrected(&c.object, &applied, &o.digest, now);
                     info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
                 }
             }
@@ -957,10 +1026,27 @@ impl TierReconciler {
         self.applied_generations
             .retain(|k, _| desired_keys.contains(k));
 
-        // Prune: only when the newest revision fetched, rendered and validated.
+        // Prune: only when the newest revision fetched, rendered and validated, and every
+        // object of this sync was applied: an object refused (RBAC, a conflict) may be the
+        // replacement of one prune would delete.
         let newest_ok =
             self.source_ok && self.desired.failure().is_none() && !cancel.is_cancelled();
-        if newest_ok {
+        let apply_failed = record
+            .outcomes
+            .get(Outcome::Failed.as_str())
+            .is_some_and(|n| *n > 0);
+        if newest_ok && apply_failed {
+            if self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+            {
+                record.prune_notes.push(
+                    "prune skipped: an object of this sync failed to apply (see the failures)"
+                        .into(),
+                );
+            }
+        } else if newest_ok {
             self.prune(&desired_keys, cancel, record).await;
         } else if self
             .state

@@ -12,6 +12,11 @@ pub enum RenderError {
     )]
     InvalidTierName { tier: String },
 
+    #[error(
+        "{message} (revision {revision} was refused before and is not rendered again until the ref moves or the daemon restarts)"
+    )]
+    Refused { revision: String, message: String },
+
     #[error("cannot check out revision {revision}: {reason}")]
     Checkout { revision: String, reason: String },
 
@@ -168,6 +173,17 @@ pub enum RenderError {
     )]
     KustomizeMissing { file: String },
 
+    #[error(
+        "{file}: kustomize build {dir} was stopped at its {limit} cap of {cap} (render limit {setting}); a kustomization (or a file it pulls in) that needs this much is refused: look for a YAML alias bomb or a runaway generator, or raise {setting}"
+    )]
+    KustomizeLimit {
+        file: String,
+        dir: String,
+        limit: ChildLimit,
+        cap: String,
+        setting: &'static str,
+    },
+
     #[error("{file}: kustomize build {dir} failed ({status}): {stderr}")]
     KustomizeFailed {
         file: String,
@@ -175,6 +191,22 @@ pub enum RenderError {
         status: String,
         stderr: String,
     },
+}
+
+/// Which cap of a child process's box it ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildLimit {
+    Memory,
+    Cpu,
+}
+
+impl std::fmt::Display for ChildLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChildLimit::Memory => "memory",
+            ChildLimit::Cpu => "CPU time",
+        })
+    }
 }
 
 impl RenderError {

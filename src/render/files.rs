@@ -25,12 +25,15 @@ impl Repo {
         &self.root
     }
 
-    /// `rel` as the repo shows it in messages: `base/app.yaml`.
+    /// `rel` as the repo shows it in messages: `base/app.yaml`. Control characters in a
+    /// file name are escaped here, where every message of the render stage gets its names.
     pub(crate) fn display(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+        crate::escape::escape_line(&self.relative(path).display().to_string()).into_owned()
+    }
+
+    /// `path` relative to the root, unescaped: for passing on to a child process.
+    pub(crate) fn relative<'p>(&self, path: &'p Path) -> &'p Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
     }
 
     /// Resolves `path` (symlinks followed) and refuses it when it lands outside the root.

@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::RenderError;
+use super::error::ChildLimit;
 use super::files::Repo;
+use super::sandbox::{self, Caps, confine};
 use super::yaml::{YamlLimits, parse_documents};
+use crate::escape::escape_text;
 
 /// The names kustomize itself accepts for a kustomization file.
 pub(crate) const KUSTOMIZATION_FILES: &[&str] =
@@ -95,19 +98,23 @@ pub(crate) fn build(
         status,
         stderr,
     };
-    let mut child = Command::new(bin)
-        .arg("build")
-        .arg(&rel_dir)
+    let mut cmd = Command::new(bin);
+    cmd.arg("build")
+        .arg(repo.relative(dir))
         .current_dir(repo.root())
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => RenderError::KustomizeMissing { file: file.clone() },
-            _ => failed("could not start".into(), format!("{}: {e}", bin.display())),
-        })?;
+        .stderr(Stdio::piped());
+    let caps = Caps {
+        memory_bytes: limits.kustomize_memory_bytes,
+        cpu: limits.kustomize_cpu,
+    };
+    confine(&mut cmd, caps);
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RenderError::KustomizeMissing { file: file.clone() },
+        _ => failed("could not start".into(), format!("{}: {e}", bin.display())),
+    })?;
     // Both pipes are drained on their own threads so a chatty kustomize cannot block on a
     // full pipe while we wait for it.
     let stdout = child.stdout.take().map(|out| {
@@ -157,7 +164,27 @@ pub(crate) fn build(
     }
     if !status.success() {
         let stderr = String::from_utf8_lossy(&err).trim().to_owned();
-        return Err(failed(status.to_string(), stderr));
+        if let Some(limit) = sandbox::limit_hit(status, &stderr) {
+            let (cap, setting) = match limit {
+                ChildLimit::Memory => (
+                    sandbox::bytes_human(caps.memory_bytes),
+                    "kustomize_memory_bytes",
+                ),
+                ChildLimit::Cpu => (format!("{:?}", caps.cpu), "kustomize_cpu"),
+            };
+            return Err(RenderError::KustomizeLimit {
+                file: file.clone(),
+                dir: rel_dir.clone(),
+                limit,
+                cap,
+                setting,
+            });
+        }
+        // kustomize's messages quote file names and content from the repo.
+        return Err(failed(
+            status.to_string(),
+            escape_text(&stderr).into_owned(),
+        ));
     }
     super::files::utf8(out, format!("{file} (kustomize build output)"))
 }
@@ -194,13 +221,70 @@ fn check_tree(
     }
     for (field, reference) in references(k) {
         let target = check_reference(repo, dir, &file, &field, &reference)?;
-        if let Some(target) = target
-            && target.is_dir()
-        {
-            check_tree(repo, &target, yaml, max_file_bytes, seen)?;
+        match target {
+            Some(target) if target.is_dir() => {
+                check_tree(repo, &target, yaml, max_file_bytes, seen)?;
+            }
+            // Generator inputs are read as text or env files, not as YAML.
+            Some(target)
+                if !field.starts_with("configMapGenerator")
+                    && !field.starts_with("secretGenerator") =>
+            {
+                match repo.read_text(&target, max_file_bytes) {
+                    Ok(text) => check_yaml(&text, &repo.display(&target), yaml)?,
+                    // A big file (a large CRD, say) is no bomb; kustomize reads it as before,
+                    // inside its caps.
+                    Err(RenderError::FileTooLarge { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
         }
     }
+    // Inline patches and generator/transformer configs are YAML kustomize parses too.
+    for (field, text) in inline_yaml(k) {
+        check_yaml(&text, &format!("{file} ({field})"), yaml)?;
+    }
     Ok(())
+}
+
+/// Runs a file kustomize will parse through gitopsd's own bounded parser first: an alias
+/// bomb or a nesting that kustomize would expand without bound is refused at once, naming
+/// the file, before kustomize starts. Other YAML errors are left to kustomize, which reports
+/// them in its own words (its YAML dialect differs in small ways from ours).
+fn check_yaml(text: &str, file: &str, yaml: &YamlLimits) -> Result<(), RenderError> {
+    match parse_documents(text, file, yaml) {
+        Ok(_) => Ok(()),
+        Err(e @ (RenderError::DocumentTooLarge { .. } | RenderError::TooDeep { .. })) => Err(e),
+        Err(_) => Ok(()),
+    }
+}
+
+/// (field, text) of every inline YAML string of a kustomization: `patches[].patch`, and
+/// multi-line entries of the generator, transformer and validator lists.
+fn inline_yaml(k: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for field in ["patches", "patchesJson6902", "patchesStrategicMerge"] {
+        if let Some(items) = k[field].as_array() {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(p) = item["patch"].as_str() {
+                    out.push((format!("{field}[{i}].patch"), p.to_owned()));
+                } else if let Some(p) = item.as_str().filter(|s| s.contains('\n')) {
+                    out.push((format!("{field}[{i}]"), p.to_owned()));
+                }
+            }
+        }
+    }
+    for field in ["generators", "transformers", "validators"] {
+        if let Some(items) = k[field].as_array() {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(p) = item.as_str().filter(|s| s.contains('\n')) {
+                    out.push((format!("{field}[{i}]"), p.to_owned()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// (field, path) for every path-like field of a kustomization.

@@ -12,6 +12,7 @@ mod error;
 mod files;
 mod kustomize;
 mod overlay;
+mod sandbox;
 mod scope;
 mod vars;
 mod yaml;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub use digest::canonical_json;
-pub use error::RenderError;
+pub use error::{ChildLimit, RenderError};
 pub use kustomize::Kustomize;
 
 use files::Repo;
@@ -51,6 +52,13 @@ pub struct Limits {
     pub max_kustomize_output_bytes: u64,
     /// How long `kustomize build` may run (60 s by default).
     pub kustomize_timeout: Duration,
+    /// The address space `kustomize build` may map (RLIMIT_AS; 2 GiB by default). Go
+    /// reserves address space well beyond what it uses: kustomize 5.8 needs about 1 GiB of
+    /// it to build anything (measured in `render/sandbox.rs`).
+    pub kustomize_memory_bytes: u64,
+    /// CPU time `kustomize build` may use, all its threads together (RLIMIT_CPU; 30 s by
+    /// default).
+    pub kustomize_cpu: Duration,
 }
 
 impl Default for Limits {
@@ -62,6 +70,8 @@ impl Default for Limits {
             max_document_nodes: 250_000,
             max_kustomize_output_bytes: 64 * 1024 * 1024,
             kustomize_timeout: Duration::from_secs(60),
+            kustomize_memory_bytes: 2 * 1024 * 1024 * 1024,
+            kustomize_cpu: Duration::from_secs(30),
         }
     }
 }

@@ -85,6 +85,19 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "commit {commit} of {url}: its export would write {found} {limit}, over source.exportLimits.{} = {max}; nothing was written and the last good revision stays. Remove what the repository does not need (one blob named by many paths counts each time), or raise source.exportLimits.{} if it really is that large",
+        limit.field(),
+        limit.field()
+    )]
+    ExportTooLarge {
+        url: String,
+        commit: String,
+        limit: ExportLimit,
+        /// At least this much: the walk stops once over the limit.
+        found: String,
+        max: u64,
+    },
     #[error("push of {refs} to {url} failed: {reason}")]
     Push {
         url: String,
@@ -93,6 +106,32 @@ pub enum SourceError {
     },
     #[error("the fetch task for {url} stopped: {reason}")]
     Task { url: String, reason: String },
+}
+
+/// Which bound of `source.exportLimits` an export ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportLimit {
+    Bytes,
+    Files,
+}
+
+impl ExportLimit {
+    /// The config field under `source.exportLimits`.
+    pub fn field(self) -> &'static str {
+        match self {
+            ExportLimit::Bytes => "maxBytes",
+            ExportLimit::Files => "maxFiles",
+        }
+    }
+}
+
+impl std::fmt::Display for ExportLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExportLimit::Bytes => "bytes",
+            ExportLimit::Files => "files and directories",
+        })
+    }
 }
 
 impl SourceError {

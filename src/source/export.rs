@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use git2::{FileMode, ObjectType, Oid, Tree};
 use tracing::{debug, info, warn};
 
-use super::{Source, SourceError};
+use super::{ExportLimit, Source, SourceError};
+use crate::escape::escape_line;
 
 /// How many exports (besides those in use) are kept when old ones are pruned.
 pub const KEEP_EXPORTS: usize = 3;
@@ -50,6 +51,9 @@ impl Source {
                 source,
             }
         };
+        // Sized before anything is written: a failed check leaves the disk and the exports
+        // of earlier revisions as they were.
+        self.check_export_size(&tree, &sha)?;
         std::fs::create_dir_all(&revisions).map_err(io_err(&revisions))?;
         let tmp = tempdir_in(&revisions, &sha).map_err(io_err(&revisions))?;
         let written = (|| {
@@ -78,6 +82,85 @@ impl Source {
             warn!(error = %e, "cannot prune old exports; they stay on disk");
         }
         Ok(dest)
+    }
+
+    /// What the export of `tree` would write, against `source.exportLimits`: every entry
+    /// the export creates counts (a blob named by many paths, a tree referenced many times,
+    /// a symlink copied as its target each count again), sizes read from the object headers,
+    /// never the content. The walk stops as soon as a limit is passed, so a tree built to
+    /// expand exponentially costs no more than the limit.
+    fn check_export_size(&self, root: &Tree<'_>, sha: &str) -> Result<(), SourceError> {
+        let limits = self.export_limits;
+        let odb = self.repo.odb().map_err(|source| SourceError::Read {
+            url: self.url.clone(),
+            commit: sha.to_owned(),
+            source,
+        })?;
+        let mut bytes = 0u64;
+        let mut files = 0u64;
+        let mut stack: Vec<(Tree<'_>, String)> = vec![(root.clone(), String::new())];
+        while let Some((tree, prefix)) = stack.pop() {
+            for entry in tree.iter() {
+                let rel = format!("{prefix}{}", String::from_utf8_lossy(entry.name_bytes()));
+                let read_err = |source| SourceError::Read {
+                    url: self.url.clone(),
+                    commit: sha.to_owned(),
+                    source,
+                };
+                let blob = match entry.filemode() {
+                    m if m == i32::from(FileMode::Tree) => {
+                        let sub = entry
+                            .to_object(&self.repo)
+                            .and_then(|o| o.peel_to_tree())
+                            .map_err(read_err)?;
+                        stack.push((sub, format!("{rel}/")));
+                        None
+                    }
+                    m if m == i32::from(FileMode::Blob)
+                        || m == i32::from(FileMode::BlobExecutable) =>
+                    {
+                        Some(entry.id())
+                    }
+                    m if m == i32::from(FileMode::Link) => {
+                        // Written as a copy of the file it leads to (links that leave the
+                        // tree fail the export later, while writing).
+                        match self.resolve_link(root, &rel, sha) {
+                            Ok(Some(target)) => Some(target),
+                            Ok(None) | Err(_) => None,
+                        }
+                    }
+                    _ => continue,
+                };
+                files += 1;
+                if files > limits.max_files {
+                    return Err(self.too_large(sha, ExportLimit::Files, files, limits.max_files));
+                }
+                if let Some(id) = blob {
+                    let (size, _) = odb.read_header(id).map_err(read_err)?;
+                    bytes = bytes.saturating_add(size as u64);
+                    if bytes > limits.max_bytes {
+                        return Err(self.too_large(
+                            sha,
+                            ExportLimit::Bytes,
+                            bytes,
+                            limits.max_bytes,
+                        ));
+                    }
+                }
+            }
+        }
+        debug!(commit = %sha, files, bytes, "export size checked");
+        Ok(())
+    }
+
+    fn too_large(&self, sha: &str, limit: ExportLimit, found: u64, max: u64) -> SourceError {
+        SourceError::ExportTooLarge {
+            url: self.url.clone(),
+            commit: sha.to_owned(),
+            limit,
+            found: format!("at least {found}"),
+            max,
+        }
     }
 
     /// Removes exported revisions other than `keep` and the newest [`KEEP_EXPORTS`].
@@ -191,22 +274,23 @@ impl Source {
                     *files += 1;
                 }
                 m if m == i32::from(FileMode::Link) => {
-                    let Some(content) = self.resolve_link(root, &rel, sha)? else {
+                    let Some(target) = self.resolve_link(root, &rel, sha)? else {
                         continue;
                     };
-                    write_file(&path, &content).map_err(io_err(&path))?;
+                    let blob = self.repo.find_blob(target).map_err(read_err)?;
+                    write_file(&path, blob.content()).map_err(io_err(&path))?;
                     *files += 1;
                 }
                 _ => {
                     // Submodules (commit entries) have no content in this repository.
-                    debug!(path = %rel, "skipping a submodule entry");
+                    debug!(path = %escape_line(&rel), "skipping a submodule entry");
                 }
             }
         }
         Ok(())
     }
 
-    /// The content a symlink at `rel` stands for: the file it leads to inside the tree.
+    /// The blob a symlink at `rel` stands for: the file it leads to inside the tree.
     /// `None` for links to directories or to nothing (skipped, with a warning); an error for
     /// links that leave the tree or loop.
     fn resolve_link(
@@ -214,7 +298,7 @@ impl Source {
         root: &Tree<'_>,
         rel: &str,
         sha: &str,
-    ) -> Result<Option<Vec<u8>>, SourceError> {
+    ) -> Result<Option<Oid>, SourceError> {
         let read_err = |source| SourceError::Read {
             url: self.url.clone(),
             commit: sha.to_owned(),
@@ -225,18 +309,17 @@ impl Source {
             let entry = root.get_path(Path::new(&at)).map_err(read_err)?;
             if entry.filemode() != i32::from(FileMode::Link) {
                 if entry.kind() != Some(ObjectType::Blob) {
-                    warn!(path = %rel, target = %at, "skipping a symlink to a directory");
+                    warn!(path = %escape_line(rel), target = %escape_line(&at), "skipping a symlink to a directory");
                     return Ok(None);
                 }
-                let blob = self.repo.find_blob(entry.id()).map_err(read_err)?;
-                return Ok(Some(blob.content().to_vec()));
+                return Ok(Some(entry.id()));
             }
             let blob = self.repo.find_blob(entry.id()).map_err(read_err)?;
             let target = String::from_utf8_lossy(blob.content()).into_owned();
             let escapes = || SourceError::SymlinkEscapes {
                 url: self.url.clone(),
                 commit: sha.to_owned(),
-                path: rel.to_owned(),
+                path: escape_line(rel).into_owned(),
                 target: target.clone(),
             };
             let parent = at.rsplit_once('/').map_or("", |(p, _)| p);
@@ -244,7 +327,7 @@ impl Source {
                 return Err(escapes());
             };
             if root.get_path(Path::new(&next)).is_err() {
-                warn!(path = %rel, target = %target, "skipping a symlink to nothing");
+                warn!(path = %escape_line(rel), target = %escape_line(&target), "skipping a symlink to nothing");
                 return Ok(None);
             }
             at = next;
@@ -252,7 +335,7 @@ impl Source {
         Err(SourceError::SymlinkEscapes {
             url: self.url.clone(),
             commit: sha.to_owned(),
-            path: rel.to_owned(),
+            path: escape_line(rel).into_owned(),
             target: format!("a chain of more than {MAX_LINK_HOPS} symlinks"),
         })
     }

@@ -34,7 +34,7 @@ use tracing::{debug, info, info_span, warn};
 
 pub use auth::DEFAULT_TOKEN_USER;
 pub use backoff::{Backoff, MAX_DELAY, MIN_DELAY};
-pub use error::SourceError;
+pub use error::{ExportLimit, SourceError};
 pub use evidence::{EVIDENCE_PREFIX, HEALTHY_PREFIX, healthy_ref};
 pub use export::KEEP_EXPORTS;
 pub use poll::{FetchReport, Fetcher, Poller};
@@ -63,6 +63,7 @@ pub struct Source {
     token_user: String,
     workdir: PathBuf,
     repo: Repository,
+    export_limits: crate::config::ExportLimits,
 }
 
 impl std::fmt::Debug for Source {
@@ -153,6 +154,7 @@ impl Source {
             token_user: token_user.to_owned(),
             workdir,
             repo,
+            export_limits: config.export_limits,
         })
     }
 

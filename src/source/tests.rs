@@ -82,6 +82,7 @@ fn source_config(url: &str) -> SourceConfig {
         interval: Duration::from_secs(60),
         webhook_secret_file: None,
         publish_healthy: false,
+        export_limits: Default::default(),
     }
 }
 
@@ -394,4 +395,90 @@ fn ssh_ports_and_redaction() {
         "https://user@example.com/a.git"
     );
     assert_eq!(redact("/srv/config.git"), "/srv/config.git");
+}
+
+/// A commit whose trees name one blob `fanout` times per level, `levels` deep: a few KiB in
+/// git, `fanout^levels` files on disk. Made with git2 in the bare upstream (the git CLI would
+/// need the files on disk first).
+fn fanout_commit(bare: &Path, blob_bytes: usize, fanout: usize, levels: usize) -> String {
+    let repo = git2::Repository::open_bare(bare).expect("open bare");
+    let blob = repo.blob(&vec![b'x'; blob_bytes]).expect("blob");
+    let mut b = repo.treebuilder(None).expect("treebuilder");
+    for i in 0..fanout {
+        b.insert(format!("f{i}.yaml"), blob, 0o100644)
+            .expect("insert");
+    }
+    let mut tree = b.write().expect("tree");
+    for _ in 1..levels {
+        let mut b = repo.treebuilder(None).expect("treebuilder");
+        for i in 0..fanout {
+            b.insert(format!("d{i}"), tree, 0o040000).expect("insert");
+        }
+        tree = b.write().expect("tree");
+    }
+    let tree = repo.find_tree(tree).expect("find tree");
+    let sig = git2::Signature::now("t", "t@example.com").expect("sig");
+    let parent = repo
+        .find_reference("refs/heads/main")
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        "fan out",
+        &tree,
+        &parents,
+    )
+    .expect("commit")
+    .to_string()
+}
+
+#[test]
+fn export_limits_refuse_a_commit_that_names_one_blob_many_times_before_writing() {
+    let up = Upstream::new();
+    let good = up.commit("base/a.yaml", "a: 1\n");
+    up.push("main");
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut config = up.config();
+    config.export_limits = crate::config::ExportLimits {
+        max_bytes: 4 * 1024 * 1024,
+        max_files: 1000,
+    };
+    let mut source = Source::new(&config, work.path().to_owned()).expect("source");
+    let c = update(&source.fetch(&refs(&["main"])).expect("fetch"), "main").commit;
+    assert_eq!(c.to_string(), good);
+    source.export(c).expect("the small commit exports");
+    let revisions = work.path().join("revisions");
+    let before: Vec<_> = std::fs::read_dir(&revisions)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+
+    // 64 KiB named 100 times: 6.4 MB from one blob.
+    let bytes = fanout_commit(&up.bare, 64 * 1024, 100, 1);
+    let c = update(&source.fetch(&refs(&["main"])).expect("fetch"), "main").commit;
+    assert_eq!(c.to_string(), bytes);
+    let err = source.export(c).expect_err("over maxBytes").to_string();
+    assert!(
+        err.contains(&bytes) && err.contains("source.exportLimits.maxBytes = 4194304"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    // Ten levels of ten: 10^10 files; refused at the 1001st without walking the rest.
+    let files = fanout_commit(&up.bare, 1, 10, 10);
+    let c = update(&source.fetch(&refs(&["main"])).expect("fetch"), "main").commit;
+    let err = source.export(c).expect_err("over maxFiles").to_string();
+    assert!(
+        err.contains(&files) && err.contains("source.exportLimits.maxFiles = 1000"),
+        "{err}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&revisions)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "nothing written, nothing pruned");
 }

@@ -13,4 +13,8 @@ mod reconcile_support;
 mod support;
 
 // One line per module; each module holds the tests of one wall.
+mod box_;
+mod foreign;
+mod http;
 mod own;
+mod sa;
