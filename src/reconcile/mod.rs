@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use kube::Client;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
@@ -159,6 +159,10 @@ pub struct TierReconciler {
     /// `metadata.generation` of objects as this daemon last applied them: until the live
     /// cache shows that generation, its (older) status says nothing about the new spec.
     applied_generations: HashMap<ObjectKey, i64>,
+    /// The live `resourceVersion` each object had when foreign fields were last removed from
+    /// it: until the live cache shows a newer one, it still shows the fields just removed, and
+    /// a second guarded patch built from that stale copy would only be refused.
+    removed_at_version: HashMap<ObjectKey, String>,
     /// The newest fetch of the tier's ref succeeded.
     source_ok: bool,
     /// Why the newest fetch failed, while it does.
@@ -244,6 +248,7 @@ impl TierReconciler {
             fights: FightTracker::default(),
             pending: None,
             applied_generations: HashMap::new(),
+            removed_at_version: HashMap::new(),
             source_ok: false,
             source_error: None,
             health_note: None,
@@ -961,11 +966,22 @@ impl TierReconciler {
             let Some(live) = lives.get(&c.object) else {
                 continue;
             };
+            let version = live
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if version.is_some() && self.removed_at_version.get(&c.object) == version.as_ref() {
+                debug!(object = %o.display_name(), "the live cache has not seen the last removal yet");
+                continue;
+            }
             let r = self
                 .applier
                 .remove_fields(&c.object, live, &c.remove, cancel)
                 .await;
             if r.outcome != Outcome::Failed {
+                if let Some(v) = version {
+                    self.removed_at_version.insert(c.object.clone(), v);
+                }
                 let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
                 self.fights.corrected(&c.object, &fields, &o.digest, now);
                 info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
@@ -1024,6 +1040,8 @@ impl TierReconciler {
         let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
         self.fights.retain(|k| desired_keys.contains(k));
         self.applied_generations
+            .retain(|k, _| desired_keys.contains(k));
+        self.removed_at_version
             .retain(|k, _| desired_keys.contains(k));
 
         // Prune: only when the newest revision fetched, rendered and validated, and every
