@@ -16,7 +16,7 @@ use crate::config::{Config, SourceConfig};
 use crate::escape::{escape_line, escape_text};
 use crate::logging::LogFormat;
 use crate::render::{DesiredSet, KindScopes, Limits, ObjectScope};
-use crate::validate::{self, Level};
+use crate::validate::{self, Finding, Level};
 
 /// gitopsd keeps Kubernetes clusters in step with a config git repository, tier by tier
 /// (experimental -> validation -> operational), and tells a harmless drift from a dangerous one.
@@ -747,9 +747,22 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             &tier,
             last_tier.as_deref() == Some(tier.name.as_str()),
         );
-        // The second wall: what the tier's ServiceAccount may write, asked of RBAC.
-        if let (Some(client), Some(sa)) = (&client, &tier.service_account) {
-            findings.extend(crate::access::check(client, &tier, sa, &set).await);
+        if let Some(client) = &client {
+            match ownership_findings(client, &config.state, &tier, &set).await {
+                Ok(f) => findings.extend(f),
+                Err(e) => {
+                    println!(
+                        "tier {}: error: cannot check who holds its objects: {}",
+                        tier.name,
+                        escape_text(&e)
+                    );
+                    blocked = true;
+                }
+            }
+            // The second wall: what the tier's ServiceAccount may write, asked of RBAC.
+            if let Some(sa) = &tier.service_account {
+                findings.extend(crate::access::check(client, &tier, sa, &set).await);
+            }
         }
         let blocking = findings.iter().filter(|f| f.level == Level::Block).count();
         for f in &findings {
@@ -769,6 +782,33 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The ownership refusals of `set` in the cluster (see [`crate::ownership`]): the tier's
+/// inventory from its state ConfigMap, then each desired object read once. A state that
+/// cannot be read counts as empty (as on a first install), which refuses more, never less.
+async fn ownership_findings(
+    client: &kube::Client,
+    state: &crate::config::StateConfig,
+    tier: &crate::config::TierConfig,
+    set: &DesiredSet,
+) -> Result<Vec<Finding>, String> {
+    let namespace = crate::state::StateStore::default_namespace(state);
+    let store = crate::state::StateStore::new(client.clone(), &namespace);
+    let inventory = match store.load(&tier.name).await {
+        Ok(s) => s.inventory,
+        Err(e) => {
+            eprintln!(
+                "note: tier {}: its inventory cannot be read ({e}); objects are checked as on a first install",
+                tier.name
+            );
+            Default::default()
+        }
+    };
+    let live = crate::live::ApiLive::new(client.clone());
+    crate::ownership::check(set, tier, &inventory, &live)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// `gitopsd diff` exit codes, as `kubectl diff` has them.
@@ -844,6 +884,21 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
             return error;
         }
     };
+    // What the daemon would refuse to take (see `crate::ownership`): said on stderr, so the
+    // JSON on stdout stays whole, and the exit code is an error's (2) after the diff.
+    let state = config.as_ref().map(|c| c.state.clone()).unwrap_or_default();
+    let refused = match ownership_findings(&conn.client, &state, &tier, &set).await {
+        Ok(findings) => {
+            for f in &findings {
+                eprintln!("{}", escape_text(&f.to_string()));
+            }
+            !findings.is_empty()
+        }
+        Err(e) => {
+            report.error("cannot check who holds the objects", &e);
+            return error;
+        }
+    };
     let live = crate::live::ApiLive::new(conn.client);
     let confirm = crate::drift::ApiDryRun::new(live.clone());
     let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
@@ -873,7 +928,13 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
             return error;
         }
     }
-    if drift.has_drift() {
+    if refused {
+        eprintln!(
+            "tier {}: the daemon refuses this revision (see the errors above); nothing of it would be applied",
+            tier.name
+        );
+        error
+    } else if drift.has_drift() {
         ExitCode::from(EXIT_DRIFT)
     } else {
         ExitCode::SUCCESS
@@ -900,6 +961,7 @@ fn default_tier(name: &str) -> crate::config::TierConfig {
         rollback: None,
         validation: Default::default(),
         severity: Vec::new(),
+        adopt: Vec::new(),
     }
 }
 

@@ -385,6 +385,104 @@ pub struct TierConfig {
     /// Severity overrides, checked in order before the default rules.
     #[serde(default)]
     pub severity: Vec<SeverityOverride>,
+    /// Existing objects this tier may take over although it did not create them (no gitopsd
+    /// tier label, or another tier's): each named in full. Without an entry such an object
+    /// is refused (see `crate::ownership`).
+    #[serde(default)]
+    pub adopt: Vec<AdoptEntry>,
+}
+
+/// One object a tier may adopt: `{kind: ConfigMap, namespace: shop-exp, name: legacy}`, or
+/// `{kind: Namespace, name: shop-exp}` for a cluster-scoped object (no namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "AdoptFields")]
+pub struct AdoptEntry {
+    /// `apps/v1`, `v1`: when given, only an object of that API group matches (the version is
+    /// not compared: an object keeps its identity across versions).
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AdoptFields {
+    #[serde(default)]
+    api_version: Option<String>,
+    kind: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    name: String,
+}
+
+/// Checked as the entry is read, so the error carries its line.
+impl TryFrom<AdoptFields> for AdoptEntry {
+    type Error = String;
+
+    fn try_from(f: AdoptFields) -> Result<Self, String> {
+        if !f.kind.starts_with(|c: char| c.is_ascii_uppercase())
+            || !f.kind.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(format!(
+                "kind {:?} is not a Kubernetes kind name (e.g. `ConfigMap`, `Namespace`)",
+                f.kind
+            ));
+        }
+        if f.name.is_empty() || f.name.contains(['/', ' ', '*']) {
+            return Err(format!(
+                "name {:?} must be the object's exact name (no wildcards: every object is adopted by name)",
+                f.name
+            ));
+        }
+        if let Some(ns) = &f.namespace {
+            check_dns_label(ns).map_err(|why| format!("namespace: {why}"))?;
+        }
+        if f.kind == "Namespace" && f.namespace.is_some() {
+            return Err(
+                "a Namespace is cluster-scoped: give its name only, without namespace".into(),
+            );
+        }
+        Ok(AdoptEntry {
+            api_version: f.api_version,
+            kind: f.kind,
+            namespace: f.namespace,
+            name: f.name,
+        })
+    }
+}
+
+impl AdoptEntry {
+    /// Whether this entry names the object `key`: kind, namespace and name, and the API
+    /// group when the entry gives an apiVersion.
+    pub fn names(&self, key: &crate::live::ObjectKey) -> bool {
+        self.kind == key.kind
+            && self.namespace == key.namespace
+            && self.name == key.name
+            && self
+                .api_version
+                .as_deref()
+                .is_none_or(|av| api_group(av) == api_group(&key.api_version))
+    }
+}
+
+/// The API group of an apiVersion: `apps` of `apps/v1`, `` (core) of `v1`.
+pub fn api_group(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
+impl fmt::Display for AdoptEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        if let Some(av) = &self.api_version {
+            write!(f, "apiVersion: {av}, ")?;
+        }
+        write!(f, "kind: {}, ", self.kind)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, "namespace: {ns}, ")?;
+        }
+        write!(f, "name: {}}}", self.name)
+    }
 }
 
 /// A ServiceAccount a tier impersonates: `serviceAccount: gitopsd/tier-dev` or
@@ -1008,6 +1106,7 @@ impl Config {
             return Err(invalid("tiers".into(), "expected at least one tier".into()));
         }
         let mut seen = HashSet::new();
+        let mut adopted = std::collections::HashMap::new();
         for (i, tier) in self.tiers.iter().enumerate() {
             let at = |field: &str| format!("tiers[{i}].{field}");
             if let Err(why) = check_dns_label(&tier.name) {
@@ -1124,6 +1223,65 @@ impl Config {
                     at("rollback.healthTimeout"),
                     "expected at least 1s".into(),
                 ));
+            }
+            self.validate_adopt(i, &mut adopted)
+                .map_err(|(field, message)| invalid(at(&field), message))?;
+        }
+        Ok(())
+    }
+
+    /// A tier adopts only inside its own scope, and no object is adopted by two tiers (both
+    /// would take it, and each would then refuse it as the other's).
+    fn validate_adopt<'a>(
+        &'a self,
+        i: usize,
+        adopted: &mut std::collections::HashMap<(&'a str, Option<&'a str>, &'a str), &'a str>,
+    ) -> Result<(), (String, String)> {
+        let tier = &self.tiers[i];
+        for (j, a) in tier.adopt.iter().enumerate() {
+            let field = |f: &str| format!("adopt[{j}]{f}");
+            let listed = |ns: &str| tier.namespaces.iter().any(|n| n == ns);
+            match &a.namespace {
+                Some(ns) if !listed(ns) => {
+                    return Err((
+                        field(".namespace"),
+                        format!(
+                            "{ns:?} is not one of tier {:?}'s namespaces ({}); a tier adopts only inside them",
+                            tier.name,
+                            tier.namespaces.join(", ")
+                        ),
+                    ));
+                }
+                None if a.kind == "Namespace" && !listed(&a.name) => {
+                    return Err((
+                        field(".name"),
+                        format!(
+                            "Namespace {:?} is not one of tier {:?}'s namespaces ({}); list it under namespaces first",
+                            a.name,
+                            tier.name,
+                            tier.namespaces.join(", ")
+                        ),
+                    ));
+                }
+                None if !tier.cluster_scoped => {
+                    return Err((
+                        field(""),
+                        format!(
+                            "{a} has no namespace, so it is cluster-scoped, and tier {:?} may not hold cluster-scoped objects (set clusterScoped: true, or give the namespace)",
+                            tier.name
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            let id = (a.kind.as_str(), a.namespace.as_deref(), a.name.as_str());
+            if let Some(other) = adopted.insert(id, &tier.name) {
+                let why = if other == tier.name {
+                    format!("{a} is listed twice")
+                } else {
+                    format!("{a} is adopted by tier {other:?} too; one object belongs to one tier")
+                };
+                return Err((field(""), why));
             }
         }
         Ok(())
@@ -1599,6 +1757,83 @@ mod tests {
         ));
         assert!(
             e.contains("tiers[0].severity[1].level: unknown field `level`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn adopt_entries_are_parsed_strictly_and_stay_inside_the_tiers_scope() {
+        let base = "source: {url: /srv/config}\ntiers:\n  - name: a\n    ref: main\n    namespaces: [a]\n    clusterScoped: true\n";
+        let c = parse(&format!(
+            "{base}    adopt:\n      - {{kind: Namespace, name: a}}\n      - {{apiVersion: apps/v1, kind: Deployment, namespace: a, name: api}}\n"
+        ))
+        .expect("valid adopt");
+        let adopt = &c.tiers[0].adopt;
+        assert_eq!(adopt[0].to_string(), "{kind: Namespace, name: a}");
+        assert_eq!(
+            adopt[1].to_string(),
+            "{apiVersion: apps/v1, kind: Deployment, namespace: a, name: api}"
+        );
+        // Errors read while parsing carry the line.
+        let e = error_of(&format!(
+            "{base}    adopt:\n      - {{kind: ConfigMap, nmae: x}}\n"
+        ));
+        assert!(
+            e.starts_with("gitopsd.yaml line 8 column ") && e.contains("unknown field `nmae`"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{base}    adopt:\n      - {{kind: configmap, name: x, namespace: a}}\n"
+        ));
+        assert!(
+            e.starts_with("gitopsd.yaml line 8 column ")
+                && e.contains(
+                    "tiers[0].adopt[0]: kind \"configmap\" is not a Kubernetes kind name"
+                ),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{base}    adopt:\n      - {{kind: ConfigMap, name: '*', namespace: a}}\n"
+        ));
+        assert!(e.contains("no wildcards"), "{e}");
+        let e = error_of(&format!(
+            "{base}    adopt:\n      - {{kind: Namespace, name: a, namespace: a}}\n"
+        ));
+        assert!(e.contains("a Namespace is cluster-scoped"), "{e}");
+        // Scope, checked across fields.
+        let e = error_of(&format!(
+            "{base}    adopt:\n      - {{kind: ConfigMap, namespace: kube-system, name: x}}\n"
+        ));
+        assert_eq!(
+            e,
+            "gitopsd.yaml: tiers[0].adopt[0].namespace: \"kube-system\" is not one of tier \"a\"'s namespaces (a); a tier adopts only inside them"
+        );
+        let e = error_of(&format!(
+            "{base}    adopt:\n      - {{kind: Namespace, name: kube-system}}\n"
+        ));
+        assert!(
+            e.contains("tiers[0].adopt[0].name: Namespace \"kube-system\" is not one of tier \"a\"'s namespaces (a)"),
+            "{e}"
+        );
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a], adopt: [{kind: ClusterRole, name: view}]}\n",
+        );
+        assert!(
+            e.contains("tiers[0].adopt[0]: {kind: ClusterRole, name: view} has no namespace, so it is cluster-scoped, and tier \"a\" may not hold cluster-scoped objects"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{base}    adopt: [{{kind: ClusterRole, name: view}}]\n  - {{name: b, ref: main, namespaces: [b], clusterScoped: true, adopt: [{{kind: ClusterRole, name: view}}]}}\n"
+        ));
+        assert!(
+            e.contains("tiers[1].adopt[0]: {kind: ClusterRole, name: view} is adopted by tier \"a\" too; one object belongs to one tier"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{base}    adopt: [{{kind: Namespace, name: a}}, {{kind: Namespace, name: a}}]\n"
+        ));
+        assert!(
+            e.contains("tiers[0].adopt[1]: {kind: Namespace, name: a} is listed twice"),
             "{e}"
         );
     }

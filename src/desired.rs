@@ -57,6 +57,19 @@ impl std::fmt::Display for Failure {
     }
 }
 
+impl Failure {
+    /// Whether every blocking finding is an ownership refusal (found at sync, not at offer).
+    fn is_refusal(&self) -> bool {
+        match self {
+            Failure::Render { .. } => false,
+            Failure::Blocked { findings, .. } => findings
+                .iter()
+                .filter(|f| f.level == Level::Block)
+                .all(|f| f.stage == validate::Stage::Ownership),
+        }
+    }
+}
+
 /// What offering a new render did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
@@ -115,6 +128,28 @@ impl TierDesired {
             warnings: findings,
         });
         Offer::Accepted
+    }
+
+    /// The current set may not be applied: the cluster holds objects of it that the tier may
+    /// not take (`crate::ownership`). Kept as the failure, so that nothing is pruned and the
+    /// status says why, unless a newer revision's failure is there already (that one is what
+    /// to fix next; the refusal is found again once it is gone).
+    pub fn refuse(&mut self, revision: &str, findings: Vec<Finding>) {
+        if self.failure.as_ref().is_some_and(|f| !f.is_refusal()) {
+            return;
+        }
+        self.failure = Some(Failure::Blocked {
+            revision: revision.to_owned(),
+            findings,
+        });
+    }
+
+    /// The current set passed the ownership check: a refusal kept by [`refuse`](Self::refuse)
+    /// is gone (any other failure stays).
+    pub fn clear_refusal(&mut self) {
+        if self.failure.as_ref().is_some_and(Failure::is_refusal) {
+            self.failure = None;
+        }
     }
 
     /// The last good desired set, if any revision has passed yet.
@@ -232,6 +267,41 @@ mod tests {
         );
         assert_eq!(d.current().unwrap().revision, "r3");
         assert!(d.failure().is_none());
+    }
+
+    fn refusal(revision: &str) -> Vec<Finding> {
+        vec![Finding {
+            level: Level::Block,
+            stage: validate::Stage::Ownership,
+            rule: "not-owned",
+            location: "base/cm.yaml line 1".into(),
+            object: "ConfigMap exp/c".into(),
+            message: format!("refused at {revision}"),
+        }]
+    }
+
+    #[test]
+    fn an_ownership_refusal_is_the_failure_until_cleared_and_never_hides_a_newer_failure() {
+        let mut d = TierDesired::default();
+        let good = config_map("info");
+        d.offer("r1", render(&files(&good)), &tier(), false);
+        d.refuse("r1", refusal("r1"));
+        let why = d.failure().unwrap().to_string();
+        assert!(
+            why.starts_with("revision r1 is blocked by 1 finding(s); first: error: base/cm.yaml line 1: ConfigMap exp/c: refused at r1 [ownership/not-owned]"),
+            "{why}"
+        );
+        d.clear_refusal();
+        assert!(d.failure().is_none());
+        // A newer revision that does not render outranks the refusal of the current set,
+        // and clearing the refusal leaves it.
+        d.refuse("r1", refusal("r1"));
+        let broken = config_map("${UNDEFINED}");
+        d.offer("r2", render(&files(&broken)), &tier(), false);
+        d.refuse("r1", refusal("r1"));
+        assert!(matches!(d.failure(), Some(Failure::Render { revision, .. }) if revision == "r2"));
+        d.clear_refusal();
+        assert!(matches!(d.failure(), Some(Failure::Render { revision, .. }) if revision == "r2"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod leader;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod ownership;
 pub mod podspec;
 pub mod policy;
 pub mod reconcile;

@@ -17,6 +17,8 @@ pub enum Stage {
     Schema,
     Security,
     Scope,
+    /// Whose the live object is (`crate::ownership`): checked against the cluster.
+    Ownership,
 }
 
 impl fmt::Display for Stage {
@@ -25,6 +27,7 @@ impl fmt::Display for Stage {
             Stage::Schema => "schema",
             Stage::Security => "security",
             Stage::Scope => "scope",
+            Stage::Ownership => "ownership",
         })
     }
 }
@@ -365,6 +368,27 @@ fn image_tag_problem(image: &str) -> Option<&'static str> {
 /// kind's scope as the API server serves it (or the built-in table offline): the namespace an
 /// object carries must agree with that scope, and the tier must be allowed that scope.
 fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static str, String)> {
+    // A Namespace object is the namespace itself (its labels set its Pod Security level): a
+    // tier writes only those it lists, whatever else clusterScoped lets it create. Any case
+    // of the kind and any core spelling of the version count (`v1`, `core/v1`, `/v1`), so
+    // another spelling the API server might accept cannot slip past.
+    if is_namespace_kind(&object.api_version, &object.kind)
+        && !tier.namespaces.iter().any(|n| n == &object.name)
+    {
+        return vec![(
+            "namespace-object",
+            format!(
+                "tier {:?} may create or change only the Namespaces it lists ({}), not {:?}: add it to the tier's namespaces in gitopsd.yaml, or remove the Namespace from the repo",
+                tier.name,
+                if tier.namespaces.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tier.namespaces.join(", ")
+                },
+                object.name
+            ),
+        )];
+    }
     let kind = &object.kind;
     let group = match object.api_version.rsplit_once('/') {
         Some((g, _)) => format!("group {g}"),
@@ -428,6 +452,15 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static st
         ));
     }
     out
+}
+
+/// Whether `apiVersion`/`kind` name the core Namespace, in any spelling.
+fn is_namespace_kind(api_version: &str, kind: &str) -> bool {
+    let core = match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => group.is_empty() || group.eq_ignore_ascii_case("core"),
+    };
+    core && kind.eq_ignore_ascii_case("Namespace")
 }
 
 #[cfg(test)]
@@ -701,6 +734,51 @@ mod tests {
             f[0].message,
             "ConfigMap (the core group) is namespaced but the object names no namespace (set metadata.namespace, or `namespace:` in tiers/t/tier.yaml)"
         );
+    }
+
+    #[test]
+    fn a_namespace_object_outside_the_tiers_namespaces_is_blocked_in_every_spelling() {
+        let t = tier("{name: t, ref: main, namespaces: [shop], clusterScoped: true}");
+        let check = |api_version: &str, kind: &str, name: &str| {
+            let set = DesiredSet {
+                tier: "t".into(),
+                objects: vec![object(
+                    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}}),
+                )],
+                digest: String::new(),
+            };
+            validate(&set, &t, false)
+                .into_iter()
+                .filter(|f| f.rule == "namespace-object")
+                .collect::<Vec<_>>()
+        };
+        let f = check("v1", "Namespace", "kube-system");
+        assert_eq!(
+            f[0].to_string(),
+            "error: base/app.yaml line 1: Namespace kube-system: tier \"t\" may create or change only the Namespaces it lists (shop), not \"kube-system\": add it to the tier's namespaces in gitopsd.yaml, or remove the Namespace from the repo [scope/namespace-object]"
+        );
+        assert!(blocks(&f));
+        for (av, kind) in [
+            ("core/v1", "Namespace"),
+            ("v1", "namespace"),
+            ("/v1", "NAMESPACE"),
+        ] {
+            assert_eq!(check(av, kind, "other").len(), 1, "{av} {kind}");
+        }
+        assert!(check("v1", "Namespace", "shop").is_empty());
+        assert!(check("example.com/v1", "Namespace", "other").is_empty());
+        // A namespaced tier cannot hold a Namespace at all: the cluster-scoped rule says so
+        // as well when the name is listed.
+        let t = tier("{name: t, ref: main, namespaces: [shop]}");
+        let set = DesiredSet {
+            tier: "t".into(),
+            objects: vec![object(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+            )],
+            digest: String::new(),
+        };
+        let rules: Vec<&str> = validate(&set, &t, false).iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["cluster-scoped"]);
     }
 
     #[test]

@@ -678,7 +678,8 @@ fn fixture(test: &str, base: reconcile_support::Files) -> Fixture {
     let f = Fixture::with_daemon(test, base, TierExtra::default(), daemon);
     // The token file lives as long as the fixture's own dir.
     std::fs::copy(&token, f.dir.path().join("api-token")).unwrap();
-    // The tier writes as its ServiceAccount (grant makes it), as the shipped config's tiers do.
+    // The tier writes as its ServiceAccount (grant makes it), as the shipped config's tiers do,
+    // and, as manifests/core, adopts its namespace, which exists before gitopsd (grant creates it).
     let config = std::fs::read_to_string(&f.config)
         .unwrap()
         .replace(
@@ -688,8 +689,8 @@ fn fixture(test: &str, base: reconcile_support::Files) -> Fixture {
         .replace(
             "    prune: true\n",
             &format!(
-                "    prune: true\n    serviceAccount: {}/{TIER_SA}\n",
-                f.state_ns
+                "    prune: true\n    serviceAccount: {}/{TIER_SA}\n    adopt: [{{kind: Namespace, name: {}}}]\n",
+                f.state_ns, f.tier
             ),
         );
     std::fs::write(&f.config, config).unwrap();

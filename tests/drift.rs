@@ -320,19 +320,41 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
         );
         let set = render_tier(repo.path(), &ns, &Limits::default(), &support::example_scopes()).expect("render");
         let live = ApiLive::new(client.clone());
+        let mut state = gitopsd::state::TierState::default();
         for o in &set.objects {
             let k = key(&o.api_version, &o.kind, &ns, &o.name);
             apply_as(&live, "gitopsd", &k, &o.manifest).await;
+            state.inventory.insert(k, gitopsd::state::short_digest(&o.digest).to_owned());
         }
+        // The inventory the daemon keeps of what it applied, in a state namespace the config
+        // names (the test's own): without it the Secret's tier label alone would be no proof
+        // that it is the tier's, and diff would refuse it.
+        gitopsd::state::StateStore::new(client.clone(), &ns)
+            .save(&ns, &state)
+            .await
+            .expect("save the tier state");
+        let config = repo.path().join("gitopsd.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "source: {{url: {}}}\ntiers:\n  - {{name: {ns}, ref: main, namespaces: [{ns}]}}\nstate: {{namespace: {ns}}}\n",
+                repo.path().display()
+            ),
+        )
+        .expect("write gitopsd.yaml");
+        let config = config.to_str().expect("a UTF-8 path").to_owned();
         let kubeconfig = kubeconfig().to_str().expect("a UTF-8 path").to_owned();
         let repo_path = repo.path().to_str().expect("a UTF-8 path").to_owned();
         let diff = |format: &'static str| {
-            let (ns, repo_path, kubeconfig) = (ns.clone(), repo_path.clone(), kubeconfig.clone());
+            let (ns, repo_path, kubeconfig, config) =
+                (ns.clone(), repo_path.clone(), kubeconfig.clone(), config.clone());
             tokio::task::spawn_blocking(move || {
                 gitopsd(&[
                     "diff",
                     "--tier",
                     &ns,
+                    "--config",
+                    &config,
                     "--repo",
                     &repo_path,
                     "--kubeconfig",

@@ -529,8 +529,20 @@ impl LiveCache {
     }
 }
 
-impl LiveObjects for LiveCache {
-    async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, LiveError> {
+impl LiveCache {
+    /// Reads a cached object in place, without turning it into JSON (the ownership check
+    /// reads the label of every desired object on every sync). Answers as `get` does.
+    pub fn peek<T>(
+        &self,
+        key: &ObjectKey,
+        read: impl FnOnce(&DynamicObject) -> T,
+    ) -> Result<Option<T>, LiveError> {
+        let (_, found) = self.find(key)?;
+        Ok(found.map(|o| read(&o)))
+    }
+
+    /// The kind's cache and the object, `None` when the cache knows it does not exist.
+    fn find(&self, key: &ObjectKey) -> Result<(&KindCache, Option<Arc<DynamicObject>>), LiveError> {
         let kind = self.kind(&key.api_version, &key.kind)?;
         let namespace = key.namespace.as_deref().filter(|_| kind.namespaced);
         let mut oref = ObjectRef::new_with(&key.name, kind.resource.clone());
@@ -538,11 +550,11 @@ impl LiveObjects for LiveCache {
             oref = oref.within(ns);
         }
         if let Some(found) = kind.stores().find_map(|s| s.get(&oref)) {
-            return kind.to_json(&found).map(Some);
+            return Ok((kind, Some(found)));
         }
         let id = (namespace.map(str::to_owned), key.name.clone());
         if kind.names.contains(&id) {
-            Ok(None)
+            Ok((kind, None))
         } else {
             // Neither labelled nor desired: no watch covers it, so absence proves nothing.
             Err(LiveError::NotCached {
@@ -554,6 +566,15 @@ impl LiveObjects for LiveCache {
                     key.name
                 ),
             })
+        }
+    }
+}
+
+impl LiveObjects for LiveCache {
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, LiveError> {
+        match self.find(key)? {
+            (kind, Some(found)) => kind.to_json(&found).map(Some),
+            (_, None) => Ok(None),
         }
     }
 

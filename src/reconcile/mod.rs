@@ -211,6 +211,11 @@ pub struct TierReconciler {
     /// Cancelled when this replica stops leading: from then on the tier state is not written
     /// (the new leader owns it).
     write_guard: Option<CancellationToken>,
+    /// This sync refused the active set: the cluster holds objects of it the tier may not
+    /// take (`crate::ownership`), so nothing of the revision was applied.
+    refused_now: bool,
+    /// The refusals last logged, so that a refusal is logged when it appears, not every sync.
+    refusals_logged: Vec<String>,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -274,6 +279,8 @@ impl TierReconciler {
             window_held: false,
             publish_healthy: false,
             write_guard: None,
+            refused_now: false,
+            refusals_logged: Vec::new(),
         }
     }
 
@@ -820,6 +827,7 @@ impl TierReconciler {
             .iter()
             .any(|(k, n)| k != Outcome::Unchanged.as_str() && *n > 0);
         let fully_applied = record.error.is_none()
+            && !self.refused_now
             && !record.outcomes.contains_key(Outcome::Failed.as_str())
             && !cancel.is_cancelled();
         if fully_applied && self.applied_reported.as_deref() != Some(active.revision.as_str()) {
@@ -875,14 +883,48 @@ impl TierReconciler {
         let set = active.set.clone();
         self.follow_set(&set).await?;
 
+        // Ownership, before anything is written: an existing object the tier did not create
+        // (no tier label, another tier's, or this tier's label without an inventory entry) is
+        // taken only when `adopt:` names it. One refusal blocks the whole revision, as a
+        // blocking validation finding does: applying the rest would deploy a revision the
+        // tier knows to be wrong about what it owns (a Deployment without the ConfigMap it
+        // was written against), and a partial apply could prune what the refused object was
+        // meant to replace. So nothing new or changed is applied, nothing enters the
+        // inventory, nothing is pruned (the refusal is the newest failure), drift is corrected
+        // only on objects this revision leaves as they were last applied, and the status names
+        // each refused object, its holder and the fix. The check reads the live cache, which
+        // follows every desired object by name: when the holder lets go (or `adopt:` is set
+        // and the daemon restarted), the next reconcile passes.
+        let refusals = self.refusals(&set)?;
+        self.refused_now = !refusals.is_empty();
+        if self.refused_now {
+            let lines: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+            if lines != self.refusals_logged {
+                for f in &refusals {
+                    warn!(object = %crate::escape::escape_line(&f.object), finding = %crate::escape::escape_line(&f.to_string()), "refused: the tier may not take this object; nothing of the revision is applied");
+                }
+                self.refusals_logged = lines;
+            }
+            self.desired.refuse(&active.revision, refusals);
+        } else {
+            self.refusals_logged.clear();
+            self.desired.clear_refusal();
+        }
+        let refused = self.refused_now;
+
         // Deploy: objects new or changed since they were last applied.
         let state = self.state.as_mut().ok_or("no tier state")?;
         let mut deploy: Vec<&DesiredObject> = Vec::new();
+        // In a refused sync: the objects the revision adds or changes, none of them applied.
+        let mut held: HashSet<ObjectKey> = HashSet::new();
         let mut new_keys = false;
         for o in &set.objects {
             let key = ObjectKey::from(o);
             match state.inventory.get(&key) {
                 Some(d) if d == short_digest(&o.digest) => {}
+                _ if refused => {
+                    held.insert(key);
+                }
                 Some(_) => deploy.push(o),
                 None => {
                     // Remembered before it exists, so a crash mid-apply cannot orphan it.
@@ -895,7 +937,9 @@ impl TierReconciler {
         if new_keys {
             self.save_state().await?;
         }
-        let mut applied_keys = HashSet::new();
+        // Left out of drift: objects just applied, and those held back by a refusal (their
+        // correction would apply the refused revision piecemeal).
+        let mut applied_keys = held;
         if !deploy.is_empty() {
             let items = self.items(deploy.iter().map(|o| (*o, &o.manifest))).await;
             let results = self.applier.apply(items, cancel).await;
@@ -1095,7 +1139,9 @@ impl TierReconciler {
             );
         }
 
-        if let Some(state) = self.state.as_mut() {
+        if let Some(state) = self.state.as_mut()
+            && !refused
+        {
             state.last_applied_revision = Some(active.revision.clone());
         }
         self.save_state().await?;
@@ -1107,13 +1153,25 @@ impl TierReconciler {
             .copied()
             .unwrap_or(0)
             > 0;
-        let outcomes = self.assess_health(active, &report, record).await;
+        // A refused revision was not applied: it starts no rollout and is never recorded
+        // healthy (a later tier's promotion gate reads that record).
+        let outcomes = if refused {
+            Outcomes::default()
+        } else {
+            self.assess_health(active, &report, record).await
+        };
         let sync = if failed || unconvergeable || !decision.alerts.is_empty() {
             SyncState::OutOfSync
         } else {
             SyncState::Synced
         };
-        let revision = active.revision.clone();
+        let revision = if refused {
+            self.state
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.clone())
+        } else {
+            Some(active.revision.clone())
+        };
         let objects = set.objects.len();
         // The newest revision's failure outranks what this sync of the last good set did.
         let (sync, error) = if let Some(f) = self.desired.failure() {
@@ -1140,7 +1198,7 @@ impl TierReconciler {
         let window = (!self.tier.windows.is_empty()).then_some(window);
         self.status.update(|s| {
             s.window = window;
-            s.revision = Some(revision);
+            s.revision = revision;
             s.sync = sync;
             s.objects = objects;
             s.alerts = decision.alerts;
@@ -1149,6 +1207,76 @@ impl TierReconciler {
             s.last_error = error;
         });
         Ok(outcomes)
+    }
+
+    /// The ownership refusals of `set` (see [`crate::ownership`]), read from the live cache
+    /// and the inventory: no request.
+    fn refusals(&self, set: &DesiredSet) -> Result<Vec<crate::validate::Finding>, String> {
+        use crate::ownership::{Claim, Live, adopts, claim, finding};
+        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
+        let state = self.state.as_ref().ok_or("no tier state")?;
+        // Across versions of a group, built only when an existing object misses the exact key.
+        let mut by_group: Option<crate::ownership::Inventory> = None;
+        let mut out = Vec::new();
+        for o in &set.objects {
+            let key = ObjectKey::from(o);
+            let label = |live: &kube::api::DynamicObject| {
+                live.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::render::TIER_LABEL))
+                    .cloned()
+            };
+            let found = match cache.peek(&key, label) {
+                Ok(found) => found,
+                // Not served (its CRD comes in this set): no object of it can exist yet.
+                Err(crate::live::LiveError::UnknownKind { .. }) => None,
+                Err(e) => return Err(format!("ownership of {}: {e}", o.display_name())),
+            };
+            let live = match &found {
+                None => Live::Absent,
+                Some(l) => Live::Present {
+                    tier_label: l.as_deref(),
+                },
+            };
+            let in_inventory = state.inventory.contains_key(&key)
+                || (found.is_some()
+                    && by_group
+                        .get_or_insert_with(|| {
+                            crate::ownership::Inventory::new(state.inventory.keys())
+                        })
+                        .contains(&key));
+            match claim(
+                &self.tier.name,
+                in_inventory,
+                adopts(&self.tier, &key),
+                live,
+            ) {
+                Claim::Create | Claim::Own => {}
+                Claim::Adopt => {
+                    info!(object = %o.display_name(), holder = found.flatten().as_deref().unwrap_or("no tier"), "adopting the object, as the tier's adopt: says")
+                }
+                Claim::Refuse(r) => {
+                    let managers = cache
+                        .peek(&key, |live| {
+                            let mut names: Vec<String> = Vec::new();
+                            for m in live.metadata.managed_fields.iter().flatten() {
+                                if let Some(m) = &m.manager
+                                    && !names.contains(m)
+                                {
+                                    names.push(m.clone());
+                                }
+                            }
+                            names
+                        })
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                    out.push(finding(o, &self.tier, &r, &managers));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Points the live cache at the set's kinds and objects (once per set), and waits until

@@ -16,5 +16,6 @@ mod support;
 mod box_;
 mod foreign;
 mod http;
+mod own;
 mod sa;
 mod scope;

@@ -129,6 +129,22 @@ async fn grant(live: &ApiLive, tier: &str, sa_ns: &str, guard: &mut ClusterScope
     .await;
 }
 
+/// The tier's Namespace exists before the daemon starts (grant makes it, for the bindings):
+/// the tier adopts it, as the tiers of manifests/core do (a tier takes over no existing object
+/// otherwise; its own label on the Namespace is no proof that it is the tier's).
+fn adopt_namespace(f: &Fixture) {
+    let config = std::fs::read_to_string(&f.config).expect("read gitopsd.yaml");
+    let config = config.replacen(
+        "    prune: true\n",
+        &format!(
+            "    prune: true\n    adopt: [{{kind: Namespace, name: {}}}]\n",
+            f.tier
+        ),
+        1,
+    );
+    std::fs::write(&f.config, config).expect("write gitopsd.yaml");
+}
+
 /// The Secret below is plaintext in git, which validation blocks by default: a warning here,
 /// so that it reaches the API server (as a hole in validation would let it).
 const PLAINTEXT_SECRET_WARNS: &str = "validation: {rules: {plaintext-secret: warn}}";
@@ -201,6 +217,7 @@ async fn a_write_the_tiers_service_account_may_not_make_is_refused_by_the_api_se
         ]);
         let first = f.commit("a Secret and a PriorityClass the tier's ServiceAccount may not write");
         grant(&live, &tier, &sa_ns, &mut guard).await;
+        adopt_namespace(&f);
 
         // validate --kubeconfig asks RBAC first (SubjectAccessReview) and lists the gaps.
         let config = f.config.display().to_string();
