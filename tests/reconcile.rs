@@ -469,23 +469,27 @@ async fn a_live_edit_is_reverted_under_policy_apply() {
     )
     .await;
     eprintln!("live edit reverted after {:?}", started.elapsed());
+    // gitopsd made the correction: a sync found the drift and configured the Deployment. (The
+    // sync's record joins the history just after the sync sets the status: wait for both.)
     let status = f
-        .wait_status("no drift of the deployment", CHANGE, |s| {
-            (s["sync"] == "Synced" && deployment_drift(s).is_empty() && s["drift"].is_object())
-                .then(|| s.clone())
-        })
+        .wait_status(
+            "no drift of the deployment, and the record of its correction",
+            CHANGE,
+            |s| {
+                let corrected = records(s).iter().any(|r| {
+                    r["drift"].as_u64() >= Some(1)
+                        && r["outcomes"]["configured"].as_u64() >= Some(1)
+                });
+                (s["sync"] == "Synced"
+                    && deployment_drift(s).is_empty()
+                    && s["drift"].is_object()
+                    && corrected)
+                    .then(|| s.clone())
+            },
+        )
         .await;
     assert!(status["alerts"].as_array().is_some_and(Vec::is_empty));
     assert_eq!(status["revision"], first.as_str());
-    // gitopsd made the correction: a sync found the drift and configured the Deployment.
-    assert!(
-        records(&status)
-            .iter()
-            .any(|r| r["drift"].as_u64() >= Some(1)
-                && r["outcomes"]["configured"].as_u64() >= Some(1)),
-        "a sync record of the correction: {:?}",
-        records(&status)
-    );
     // The image stays reverted.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(image_of(&client, &f.tier).await, IMAGE_1);
