@@ -226,22 +226,21 @@ async fn validate_passes_the_example_config_repo_against_the_cluster() {
     let mut config_text =
         std::fs::read_to_string(support::repo_root().join("examples/gitopsd.yaml"))
             .expect("read the example config");
-    for (ns, extra) in [
-        (
-            "shop-exp",
-            ", {kind: CustomResourceDefinition, name: featureflags.shop.example.com}",
-        ),
-        ("shop-val", ""),
-        ("shop-ops", ""),
-    ] {
-        let line = format!("    namespaces: [{ns}]\n");
+    // The example adopts each tier's Namespace already; experimental adopts the CRD here too.
+    let line = "    adopt: [{kind: Namespace, name: shop-exp}]";
+    assert!(
+        config_text.contains(line),
+        "{line} in examples/gitopsd.yaml"
+    );
+    config_text = config_text.replace(
+        line,
+        "    adopt: [{kind: Namespace, name: shop-exp}, {kind: CustomResourceDefinition, name: featureflags.shop.example.com}]",
+    );
+    for ns in ["shop-val", "shop-ops"] {
+        let line = format!("    adopt: [{{kind: Namespace, name: {ns}}}]");
         assert!(
             config_text.contains(&line),
             "{line} in examples/gitopsd.yaml"
-        );
-        config_text = config_text.replace(
-            &line,
-            &format!("{line}    adopt: [{{kind: Namespace, name: {ns}}}{extra}]\n"),
         );
     }
     let dir = tempfile::tempdir().unwrap();
