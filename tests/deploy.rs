@@ -396,25 +396,16 @@ struct ClusterScoped {
 impl Drop for ClusterScoped {
     fn drop(&mut self) {
         let names = std::mem::take(&mut self.names);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                // A client of this runtime: the test's belongs to the test's.
-                let admin = support::client().await;
-                for n in names {
-                    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
-                        .delete(&n, &Default::default())
-                        .await;
-                    let _ = Api::<ClusterRole>::all(admin.clone())
-                        .delete(&n, &Default::default())
-                        .await;
-                }
-            });
-        })
-        .join();
+        support::cleanup_blocking(move |client| async move {
+            for n in names {
+                let _ = Api::<ClusterRoleBinding>::all(client.clone())
+                    .delete(&n, &Default::default())
+                    .await;
+                let _ = Api::<ClusterRole>::all(client.clone())
+                    .delete(&n, &Default::default())
+                    .await;
+            }
+        });
     }
 }
 

@@ -21,21 +21,14 @@ struct ClusterScoped(Vec<ObjectKey>);
 impl Drop for ClusterScoped {
     fn drop(&mut self) {
         let keys = std::mem::take(&mut self.0);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let live = ApiLive::new(support::client().await);
-                for key in keys {
-                    if let Ok(api) = live.api_for(&key).await {
-                        let _ = api.delete(&key.name, &Default::default()).await;
-                    }
+        support::cleanup_blocking(move |client| async move {
+            let live = ApiLive::new(client);
+            for key in keys {
+                if let Ok(api) = live.api_for(&key).await {
+                    let _ = api.delete(&key.name, &Default::default()).await;
                 }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 

@@ -189,17 +189,10 @@ impl Drop for ClusterCrd {
     fn drop(&mut self) {
         let name = self.name.clone();
         // A client of its own: the test's runs on the runtime this drop may be blocking.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let api: Api<CustomResourceDefinition> = Api::all(support::client().await);
-                let _ = api.delete(&name, &DeleteParams::background()).await;
-            });
-        })
-        .join();
+        support::cleanup_blocking(move |client| async move {
+            let api: Api<CustomResourceDefinition> = Api::all(client);
+            let _ = api.delete(&name, &DeleteParams::background()).await;
+        });
     }
 }
 

@@ -421,20 +421,12 @@ impl Drop for Fixture {
         // Delete the tier's namespace, its state namespace, and nothing else. A thread of its
         // own: the test's runtime may be the one dropping us.
         let names = [self.tier.clone(), self.state_ns.clone()];
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let client = support::client().await;
-                let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-                for n in names {
-                    let _ = api.delete(&n, &kube::api::DeleteParams::background()).await;
-                }
-            });
-        })
-        .join();
+        support::cleanup_blocking(move |client| async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+            for n in names {
+                let _ = api.delete(&n, &kube::api::DeleteParams::background()).await;
+            }
+        });
     }
 }
 

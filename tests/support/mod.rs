@@ -201,6 +201,23 @@ async fn dump_namespace(client: &Client, ns: &str) {
     eprintln!("{report}");
 }
 
+/// Runs `cleanup` to completion from a `Drop`: on a thread with a runtime and a client of its
+/// own, since the test's runtime (and so the test's client) may be the one blocked in the drop.
+pub fn cleanup_blocking<F, Fut>(cleanup: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move { cleanup(client().await).await });
+    })
+    .join();
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
