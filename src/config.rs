@@ -1216,6 +1216,18 @@ impl Config {
                     ));
                 }
             }
+            // The state ConfigMaps hold each tier's inventory, the proof of what it owns (and
+            // so what it prunes): no tier may write beside them.
+            if let Some(state_ns) = self.state.namespace.as_deref().map(str::trim)
+                && let Some(j) = tier.namespaces.iter().position(|ns| ns == state_ns)
+            {
+                return Err(invalid(
+                    at(&format!("namespaces[{j}]")),
+                    format!(
+                        "namespace {state_ns:?} holds the tiers' state (state.namespace); no tier may write there: a tier that could would rewrite another tier's inventory"
+                    ),
+                ));
+            }
             if let Some(rb) = &tier.rollback
                 && rb.health_timeout < Duration::from_secs(1)
             {
@@ -1834,6 +1846,17 @@ mod tests {
         ));
         assert!(
             e.contains("tiers[0].adopt[1]: {kind: Namespace, name: a} is listed twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_tier_may_list_the_state_namespace() {
+        let e = error_of(
+            "source: {url: /srv/repo}\nstate: {namespace: ops}\ntiers:\n  - {name: t, ref: main, namespaces: [shop, ops]}\n",
+        );
+        assert!(
+            e.contains("tiers[0].namespaces[1]") && e.contains("holds the tiers' state"),
             "{e}"
         );
     }

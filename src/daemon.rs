@@ -55,6 +55,10 @@ pub enum DaemonError {
         tier: String,
         service_account: String,
     },
+    #[error(
+        "tier {tier} lists namespace {namespace:?}, where the tiers' state ConfigMaps live: a tier that may write there could rewrite another tier's inventory (what it holds, and so what it prunes); keep the state in a namespace no tier lists (state.namespace)"
+    )]
+    StateNamespaceInTier { tier: String, namespace: String },
     #[error("cannot listen on {addr} for the status endpoint: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -177,6 +181,19 @@ pub async fn run(
     }
 
     let namespace = StateStore::default_namespace(&config.state);
+    // The inventories are what says which objects a tier holds: no tier writes beside them.
+    // (config.rs refuses an explicit state.namespace listed by a tier; this also covers the
+    // default, the namespace the daemon runs in.)
+    if let Some(tier) = config
+        .tiers
+        .iter()
+        .find(|t| t.namespaces.contains(&namespace))
+    {
+        return Err(DaemonError::StateNamespaceInTier {
+            tier: tier.name.clone(),
+            namespace,
+        });
+    }
     let store = StateStore::new(client.clone(), &namespace);
     store.ensure_namespace().await?;
     info!(namespace = %namespace, "tier state is kept in ConfigMaps gitopsd-state-<tier>");

@@ -622,3 +622,39 @@ impl Drop for Cleanup {
         });
     }
 }
+
+/// The state ConfigMaps hold each tier's inventory, the proof of what it owns: a tier listing
+/// the namespace they live in (here the default, `gitopsd`, as no `state.namespace` is set) is
+/// refused at start-up, before anything is read or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_listing_the_state_namespace_does_not_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gitopsd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source: {{url: {}}}\ntiers:\n  - {{name: t, ref: main, namespaces: [shop, gitopsd]}}\nhttp: {{listen: \"127.0.0.1:0\"}}\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write config");
+    let kubeconfig = support::kubeconfig()
+        .to_str()
+        .expect("utf-8 path")
+        .to_owned();
+    let out = support::gitopsd(&[
+        "run",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--kubeconfig",
+        &kubeconfig,
+        "--workdir",
+        dir.path().join("work").to_str().expect("utf-8 path"),
+    ]);
+    let err = support::stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("tier t lists namespace \"gitopsd\", where the tiers' state ConfigMaps live"),
+        "{err}"
+    );
+}
