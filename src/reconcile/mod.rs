@@ -840,6 +840,15 @@ impl TierReconciler {
             }
             self.applied_reported = Some(active.revision.clone());
         }
+        // Applied and healthy both observed: the revision's arrival time has served.
+        if self.applied_reported.as_deref() == Some(active.revision.as_str())
+            && self
+                .last_healthy
+                .as_ref()
+                .is_some_and(|h| h.revision == active.revision)
+        {
+            self.arrived.take_if(|(r, _)| *r == active.revision);
+        }
         self.status
             .update(|s| s.last_reconcile_at = Some(started_at));
         // Quiet reconciles (a watch event or the interval, nothing to do) are not history.
@@ -1536,7 +1545,9 @@ impl TierReconciler {
                 if let Some(r) = &self.rollout {
                     info!(after = ?r.started.elapsed(), "revision healthy");
                 }
-                let arrived = self.arrived.take_if(|(r, _)| *r == active.revision);
+                // Not taken: the same sync may have made the revision healthy before its
+                // commit-to-applied time was observed (after the sync returns).
+                let arrived = self.arrived.clone().filter(|(r, _)| *r == active.revision);
                 let checkouts = self.checkouts.clone();
                 let rev = active.revision.clone();
                 let base = tokio::task::spawn_blocking(move || {
