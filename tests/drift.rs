@@ -327,17 +327,19 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
             state.inventory.insert(k, gitopsd::state::short_digest(&o.digest).to_owned());
         }
         // The inventory the daemon keeps of what it applied, in a state namespace the config
-        // names (the test's own): without it the Secret's tier label alone would be no proof
-        // that it is the tier's, and diff would refuse it.
-        gitopsd::state::StateStore::new(client.clone(), &ns)
-            .save(&ns, &state)
-            .await
-            .expect("save the tier state");
+        // names (one of the test's own, beside the tier's: no tier may write where the state
+        // is): without it the Secret's tier label alone would be no proof that it is the
+        // tier's, and diff would refuse it.
+        let state_ns = format!("{ns}-state");
+        let store = gitopsd::state::StateStore::new(client.clone(), &state_ns);
+        store.ensure_namespace().await.expect("make the state namespace");
+        let _state_ns = DeleteNamespace(state_ns.clone());
+        store.save(&ns, &state).await.expect("save the tier state");
         let config = repo.path().join("gitopsd.yaml");
         std::fs::write(
             &config,
             format!(
-                "source: {{url: {}}}\ntiers:\n  - {{name: {ns}, ref: main, namespaces: [{ns}]}}\nstate: {{namespace: {ns}}}\n",
+                "source: {{url: {}}}\ntiers:\n  - {{name: {ns}, ref: main, namespaces: [{ns}]}}\nstate: {{namespace: {state_ns}}}\n",
                 repo.path().display()
             ),
         )
@@ -646,4 +648,19 @@ fn diff_without_a_repo_or_a_config_is_an_error_with_exit_code_2() {
     let out = gitopsd(&["diff", "--tier", "experimental"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--repo"), "{}", stderr(&out));
+}
+
+/// Deletes a namespace a test made beside its own, however the test ends.
+struct DeleteNamespace(String);
+
+impl Drop for DeleteNamespace {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        support::cleanup_blocking(move |client| async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+            let _ = api
+                .delete(&name, &kube::api::DeleteParams::background())
+                .await;
+        });
+    }
 }
