@@ -49,16 +49,18 @@ pub enum SecurityRule {
     HostNamespaces,
     PlaintextSecret,
     ImageTag,
+    RbacGrant,
 }
 
 impl SecurityRule {
-    pub const ALL: [SecurityRule; 6] = [
+    pub const ALL: [SecurityRule; 7] = [
         SecurityRule::PrivilegedContainer,
         SecurityRule::RunAsNonRoot,
         SecurityRule::HostPath,
         SecurityRule::HostNamespaces,
         SecurityRule::PlaintextSecret,
         SecurityRule::ImageTag,
+        SecurityRule::RbacGrant,
     ];
 
     pub fn id(self) -> &'static str {
@@ -69,6 +71,7 @@ impl SecurityRule {
             SecurityRule::HostNamespaces => "host-namespaces",
             SecurityRule::PlaintextSecret => "plaintext-secret",
             SecurityRule::ImageTag => "image-tag",
+            SecurityRule::RbacGrant => "rbac-grant",
         }
     }
 }
@@ -164,7 +167,10 @@ pub fn validate(set: &DesiredSet, tier: &TierConfig, last_tier: bool) -> Vec<Fin
         for (rule, message) in schema_findings(object) {
             push(Level::Block, Stage::Schema, rule, message);
         }
-        for (rule, message) in security_findings(&object.kind, &object.manifest) {
+        for (rule, message) in security_findings(&object.kind, &object.manifest)
+            .into_iter()
+            .chain(rbac_findings(object, tier))
+        {
             let level = tier.validation.level(rule, last_tier);
             push(level, Stage::Security, rule.id(), message);
         }
@@ -346,6 +352,104 @@ fn security_findings(kind: &str, manifest: &Value) -> Vec<(SecurityRule, String)
                 )),
             }
         }
+    }
+    out
+}
+
+/// Groups and users that stand for everyone (or every ServiceAccount) the API server knows.
+const EVERYONE: &[(&str, &str)] = &[
+    ("Group", "system:authenticated"),
+    ("Group", "system:unauthenticated"),
+    ("Group", "system:serviceaccounts"),
+    ("User", "system:anonymous"),
+];
+
+/// Verbs that grant more than the rules they sit in: making bindings (`bind`), roles beyond
+/// one's own (`escalate`), or acting as someone else (`impersonate`).
+const ESCALATING_VERBS: &[&str] = &["*", "bind", "escalate", "impersonate"];
+
+/// What a tier's RBAC objects would hand out beyond the tier: a binding to everyone, to a
+/// ServiceAccount of a namespace outside the tier, or of `cluster-admin`; a role with
+/// escalating verbs or every verb on every resource. RBAC stops a ServiceAccount that lacks
+/// these rights from granting them; this finds them before a commit gets that far.
+fn rbac_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(SecurityRule, String)> {
+    if crate::config::api_group(&object.api_version) != "rbac.authorization.k8s.io" {
+        return Vec::new();
+    }
+    let m = &object.manifest;
+    let mut out = Vec::new();
+    let mut push = |message: String| out.push((SecurityRule::RbacGrant, message));
+    match object.kind.as_str() {
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let role = m.pointer("/roleRef/name").and_then(Value::as_str);
+            if m.pointer("/roleRef/kind").and_then(Value::as_str) == Some("ClusterRole")
+                && role == Some("cluster-admin")
+            {
+                push("binds ClusterRole cluster-admin (every verb on every resource)".into());
+            }
+            for subject in m
+                .get("subjects")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let kind = subject.get("kind").and_then(Value::as_str).unwrap_or("?");
+                let name = subject.get("name").and_then(Value::as_str).unwrap_or("?");
+                if EVERYONE.contains(&(kind, name)) {
+                    push(format!(
+                        "grants its role to {kind} {name:?}, that is to everyone"
+                    ));
+                } else if kind == "ServiceAccount" {
+                    let ns = subject
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .or(object.namespace.as_deref());
+                    match ns {
+                        Some(ns) if tier.namespaces.iter().any(|n| n == ns) => {}
+                        Some(ns) => push(format!(
+                            "grants its role to ServiceAccount {ns}/{name}, outside tier {:?}'s namespaces",
+                            tier.name
+                        )),
+                        None => push(format!(
+                            "grants its role to ServiceAccount {name:?} with no namespace"
+                        )),
+                    }
+                }
+            }
+        }
+        "Role" | "ClusterRole" => {
+            for rule in m
+                .get("rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let list = |key: &str| -> Vec<&str> {
+                    rule.get(key)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect()
+                };
+                let (verbs, resources) = (list("verbs"), list("resources"));
+                let escalating: Vec<&str> = verbs
+                    .iter()
+                    .copied()
+                    .filter(|v| ESCALATING_VERBS.contains(v))
+                    .collect();
+                if verbs.contains(&"*") && resources.contains(&"*") {
+                    push("grants every verb on every resource".into());
+                } else if !escalating.is_empty() {
+                    push(format!(
+                        "grants {} on {}",
+                        escalating.join(", "),
+                        resources.join(", ")
+                    ));
+                }
+            }
+        }
+        _ => {}
     }
     out
 }
@@ -596,7 +700,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("unknown security rule \"no-root\"; expected one of privileged-container, run-as-non-root, host-path, host-namespaces, plaintext-secret, image-tag"),
+            e.contains("unknown security rule \"no-root\"; expected one of privileged-container, run-as-non-root, host-path, host-namespaces, plaintext-secret, image-tag, rbac-grant"),
             "{e}"
         );
     }
@@ -646,6 +750,67 @@ mod tests {
             "a plaintext Secret in git (keys: password, user); use a sealed or external secret instead"
         );
         assert!(!f[0].to_string().contains("aHVudGVyMg=="));
+    }
+
+    #[test]
+    fn rbac_that_reaches_beyond_the_tier_is_a_security_finding() {
+        let binding = |role_kind: &str, role: &str, subjects: Value| {
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "b", "namespace": "shop"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+                "subjects": subjects
+            })
+        };
+        let messages = |manifest: Value| -> Vec<String> {
+            findings(manifest, true)
+                .into_iter()
+                .filter(|f| f.rule == "rbac-grant")
+                .map(|f| {
+                    assert_eq!(f.level, Level::Block, "{f}");
+                    f.message
+                })
+                .collect()
+        };
+        // The tier's own ServiceAccount, by its namespace or the binding's: nothing to say.
+        assert_eq!(
+            messages(binding(
+                "Role",
+                "read",
+                json!([{"kind": "ServiceAccount", "name": "api"},
+                       {"kind": "ServiceAccount", "name": "worker", "namespace": "shop"}])
+            )),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            messages(binding(
+                "ClusterRole",
+                "cluster-admin",
+                json!([{"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"},
+                       {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}])
+            )),
+            [
+                "binds ClusterRole cluster-admin (every verb on every resource)",
+                "grants its role to Group \"system:authenticated\", that is to everyone",
+                "grants its role to ServiceAccount kube-system/default, outside tier \"t\"'s namespaces",
+            ]
+        );
+        let role = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "r", "namespace": "shop"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["escalate", "bind"]},
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+            ]
+        });
+        assert_eq!(
+            messages(role),
+            [
+                "grants escalate, bind on roles",
+                "grants every verb on every resource"
+            ]
+        );
     }
 
     #[test]

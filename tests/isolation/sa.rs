@@ -138,9 +138,11 @@ fn adopt_namespace(f: &Fixture) {
     std::fs::write(&f.config, config).expect("write gitopsd.yaml");
 }
 
-/// The Secret below is plaintext in git, which validation blocks by default: a warning here,
-/// so that it reaches the API server (as a hole in validation would let it).
-const PLAINTEXT_SECRET_WARNS: &str = "validation: {rules: {plaintext-secret: warn}}";
+/// The Secret below is plaintext in git, and the RoleBinding binds cluster-admin, which
+/// validation blocks by default: warnings here, so that both reach the API server (as a hole
+/// in validation would let them).
+const PLAINTEXT_SECRET_WARNS: &str =
+    "validation: {rules: {plaintext-secret: warn, rbac-grant: warn}}";
 
 const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: not-for-this-tier\n";
 
