@@ -22,7 +22,6 @@ use crate::daemon::Handles;
 use crate::status::{SyncState, TierStatus};
 
 mod dashboard;
-mod escape;
 mod refused;
 mod secret;
 mod sync;
@@ -242,7 +241,7 @@ async fn diff(
             StatusCode::BAD_REQUEST,
             format!(
                 "format \"{}\": use text (the default) or json\n",
-                escape::printable(other, 64)
+                crate::escape::printable(other, 64)
             ),
         )
             .into_response(),
@@ -261,7 +260,7 @@ fn not_found(h: &Handles, name: &str) -> Response {
         )),
         format!(
             "no tier \"{}\"; tiers: {}\n",
-            escape::printable(name, 64),
+            crate::escape::printable(name, 64),
             known.join(", ")
         ),
     )

@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::escape::printable;
+use crate::escape::printable;
 
 /// Refusals a client may have at once before it is limited.
 pub const BURST: f64 = 30.0;

@@ -27,10 +27,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::escape::printable;
 use super::refused::{Reason, Refused};
 use super::secret::Secret;
 use crate::daemon::Handles;
+use crate::escape::printable;
 
 /// The largest delivery read. GitHub caps payloads at 25 MB, but a push payload lists up to
 /// 2048 commits with their messages and changed paths; a big merge runs to a few MB. 5 MiB
