@@ -828,16 +828,17 @@ impl Applier {
                 return shutting_down(key.clone(), SHUTTING_DOWN);
             }
             let shown: Vec<String> = paths.iter().map(ToString::to_string).collect();
+            let failed = |detail: String| {
+                ApplyError::Api {
+                    object: object.clone(),
+                    what: "removing foreign fields",
+                    detail,
+                }
+                .into_result(key.clone())
+            };
             let ops = match removal_patch(live, paths) {
                 Ok(ops) => ops,
-                Err(e) => {
-                    return ApplyError::Api {
-                        object: object.clone(),
-                        what: "removing foreign fields",
-                        detail: e.to_string(),
-                    }
-                    .into_result(key.clone());
-                }
+                Err(e) => return failed(e.to_string()),
             };
             let api = match self.api_for(key, &object, false, cancel).await {
                 Ok(api) => api,
@@ -845,14 +846,7 @@ impl Applier {
             };
             let body = match serde_json::to_vec(&ops) {
                 Ok(b) => b,
-                Err(e) => {
-                    return ApplyError::Api {
-                        object: object.clone(),
-                        what: "removing foreign fields",
-                        detail: e.to_string(),
-                    }
-                    .into_result(key.clone());
-                }
+                Err(e) => return failed(e.to_string()),
             };
             let url = format!(
                 "{}/{}?fieldManager={FIELD_MANAGER}",
@@ -894,12 +888,7 @@ impl Applier {
                         ),
                         _ => describe_error(&e),
                     };
-                    ApplyError::Api {
-                        object: object.clone(),
-                        what: "removing foreign fields",
-                        detail: format!("{} ({detail})", shown.join(", ")),
-                    }
-                    .into_result(key.clone())
+                    failed(format!("{} ({detail})", shown.join(", ")))
                 }
             }
         }
