@@ -7,9 +7,9 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-/// `s` with every control character escaped, newlines and tabs included, and a backslash
-/// doubled (so an escape read back is never a name's own text): for a name, a path or any
-/// single-line field.
+/// `s` with every control character escaped, newlines and tabs included: for a name, a path
+/// or any single-line field. Backslashes stay as they are, so text escaped once (a file name
+/// in a render error) is not escaped again where it is printed.
 pub fn escape_line(s: &str) -> Cow<'_, str> {
     escape(s, Mode::Line)
 }
@@ -20,16 +20,21 @@ pub fn escape_text(s: &str) -> Cow<'_, str> {
     escape(s, Mode::Text)
 }
 
-/// [`escape_line`] cut after `max` characters of the escaped text, saying how many bytes were
-/// left out: for caller-supplied text (a URL path, a header, a pushed ref) in a log line,
-/// where the caller also sets the length. An escape is never cut in half.
+/// [`escape_line`] with backslashes doubled (raw caller text, escaped once: `\x1b` read back
+/// is always an escape), cut after `max` characters of the escaped text, saying how many
+/// bytes were left out: for caller-supplied text (a URL path, a header, a pushed ref) in a
+/// log line. An escape is never cut in half.
 pub fn printable(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max) + 8);
     let mut piece = String::new();
     let mut shown = 0;
     for (i, c) in s.char_indices() {
         piece.clear();
-        push(&mut piece, c, Mode::Line);
+        if c == '\\' {
+            piece.push_str("\\\\");
+        } else {
+            push(&mut piece, c, Mode::Line);
+        }
         let len = piece.chars().count();
         if shown + len > max {
             let _ = write!(out, "…({} more bytes)", s.len() - i);
@@ -48,11 +53,10 @@ enum Mode {
 }
 
 fn needs_escape(c: char, mode: Mode) -> bool {
-    match (c, mode) {
-        ('\\', Mode::Line) => true,
-        ('\\' | '\n' | '\t', Mode::Text) => false,
-        _ => c.is_control() || is_format(c),
+    if mode == Mode::Text && (c == '\n' || c == '\t') {
+        return false;
     }
+    c.is_control() || is_format(c)
 }
 
 /// Unicode format characters that change how the text around them is shown: the bidi
@@ -75,7 +79,6 @@ fn push(out: &mut String, c: char, mode: Mode) {
         return;
     }
     match c {
-        '\\' => out.push_str("\\\\"),
         '\n' => out.push_str("\\n"),
         '\r' => out.push_str("\\r"),
         '\t' => out.push_str("\\t"),
@@ -119,11 +122,11 @@ mod tests {
             "line 1\n\tline 2\\x1b]0;t\\x07"
         );
         assert_eq!(escape_line("ünïcödé ok"), "ünïcödé ok");
-        // Zero-width and separator characters too; a name's own backslash is doubled in a
-        // line, so `\x1b` read back is always an escape (multi-line text keeps its own).
+        // Zero-width and separator characters too; backslashes stay, so escaping twice
+        // changes nothing.
         assert_eq!(escape_line("a\u{200f}b\u{feff}"), "a\\u{200f}b\\u{feff}");
-        assert_eq!(escape_line("a\\x1b"), "a\\\\x1b");
-        assert_eq!(escape_text("say \\\"hi\\\""), "say \\\"hi\\\"");
+        let once = escape_line("base/\x1bx.yaml").into_owned();
+        assert_eq!(escape_line(&once), once);
     }
 
     #[test]
