@@ -11,7 +11,7 @@ use kube::discovery::Scope;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use super::remove::removal_patch;
 use super::retry::{Backoff, is_transient, retry};
@@ -261,6 +261,35 @@ struct CrdState {
     established: HashSet<(String, String)>,
     /// (group, kind) of CRDs that did not, with the CRD's name and what its conditions said.
     not_established: HashMap<(String, String), (String, String)>,
+    /// Names of CRDs whose apply answer already said Established (an update of a served
+    /// CRD): no read is needed to know it.
+    established_on_apply: std::sync::Mutex<HashSet<String>>,
+}
+
+impl CrdState {
+    fn note_established_on_apply(&self, name: &str) {
+        if let Ok(mut names) = self.established_on_apply.lock() {
+            names.insert(name.to_owned());
+        }
+    }
+
+    fn was_established_on_apply(&self, name: &str) -> bool {
+        self.established_on_apply
+            .lock()
+            .is_ok_and(|names| names.contains(name))
+    }
+}
+
+/// Whether a CRD's `status.conditions` say Established, read in place: converting a CRD with
+/// a large schema to JSON to look at two fields cost more than the request.
+fn says_established(crd: &DynamicObject) -> bool {
+    crd.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
 }
 
 /// Applies a tier's objects with server-side apply, and deletes the ones prune chose.
@@ -315,7 +344,11 @@ impl Applier {
 
         let mut results: Vec<Option<ObjectResult>> = vec![None; items.len()];
         let mut crds = CrdState::default();
+        // Milliseconds of each phase, and of the wait for CRDs to be Established.
+        let mut took = [0u64; 3];
+        let mut crd_wait = 0u64;
         for (n, phase) in phases.iter().enumerate() {
+            let phase_started = Instant::now();
             let done: Vec<(usize, ObjectResult)> = stream::iter(phase.iter().copied())
                 .map(|i| {
                     let crds = &crds;
@@ -329,10 +362,24 @@ impl Applier {
             for (i, r) in done {
                 results[i] = Some(r);
             }
+            took[n] = phase_started.elapsed().as_millis() as u64;
             if n == 0 {
+                let wait_started = Instant::now();
                 self.await_crds(&items, &keys, &mut results, &mut crds, cancel)
                     .await;
+                crd_wait = wait_started.elapsed().as_millis() as u64;
             }
+        }
+        if !items.is_empty() {
+            info!(
+                tier = %self.tier,
+                objects = items.len(),
+                namespaces_and_crds_ms = took[0],
+                crds_established_ms = crd_wait,
+                cluster_scoped_ms = took[1],
+                namespaced_ms = took[2],
+                "apply phases"
+            );
         }
         results
             .into_iter()
@@ -412,7 +459,12 @@ impl Applier {
 
         let first = self.patch(&api, key, item.manifest, false, cancel).await;
         let e = match first {
-            Ok(applied) => return Ok(self.applied(key, item, applied, None)),
+            Ok(applied) => {
+                if is_crd(key) && says_established(&applied) {
+                    crds.note_established_on_apply(&key.name);
+                }
+                return Ok(self.applied(key, item, applied, None));
+            }
             Err(e) => e,
         };
         let kube::Error::Api(s) = &e else {
@@ -662,17 +714,34 @@ impl Applier {
         crds: &mut CrdState,
         cancel: &CancellationToken,
     ) {
-        let waiting: Vec<(usize, (String, String))> = keys
+        // Only the kinds that objects of this call are made of are waited for (kubectl waits
+        // for none): a repo of 93 CRDs and no custom resource waited a minute for nothing.
+        // Whether the others become Established is the health stage's to report.
+        let used: HashSet<(String, String)> = keys
             .iter()
-            .enumerate()
-            .filter(|(i, k)| {
-                is_crd(k)
-                    && results[*i]
-                        .as_ref()
-                        .is_some_and(|r| r.outcome != Outcome::Failed)
-            })
-            .filter_map(|(i, _)| Some((i, crd_defines(items[i].manifest)?)))
+            .filter(|k| !is_crd(k) && !is_namespace(k))
+            .map(|k| (group_of(&k.api_version).to_owned(), k.kind.clone()))
             .collect();
+        let mut waiting: Vec<(usize, (String, String))> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let applied = results[i]
+                .as_ref()
+                .is_some_and(|r| r.outcome != Outcome::Failed);
+            if !is_crd(key) || !applied {
+                continue;
+            }
+            let Some(group_kind) = crd_defines(items[i].manifest) else {
+                continue;
+            };
+            if !used.contains(&group_kind) {
+                continue;
+            }
+            if crds.was_established_on_apply(&key.name) {
+                crds.established.insert(group_kind);
+                continue;
+            }
+            waiting.push((i, group_kind));
+        }
         if waiting.is_empty() {
             return;
         }
@@ -723,23 +792,23 @@ impl Applier {
             .await
             .map_err(|e| format!(" (cannot read it: {e})"))?;
         let deadline = Instant::now() + self.crd_timeout;
+        // A new CRD is usually Established within a second; a busy API server (many large
+        // schemas at once) takes longer, and each read returns the whole schema: the reads
+        // thin out, from 100 ms up to 1 s apart.
+        let mut poll = POLL / 2;
         loop {
             let last = match api.get_opt(&key.name).await {
                 Ok(Some(crd)) => {
-                    let meta = AppliedMeta::of(&crd.metadata);
-                    let crd = to_json(crd, key);
+                    if says_established(&crd) {
+                        debug!("Established");
+                        return Ok(AppliedMeta::of(&crd.metadata));
+                    }
+                    let no_conditions = Vec::new();
                     let conditions = crd
+                        .data
                         .pointer("/status/conditions")
                         .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    if conditions
-                        .iter()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True")
-                    {
-                        debug!("Established");
-                        return Ok(meta);
-                    }
+                        .unwrap_or(&no_conditions);
                     conditions
                         .iter()
                         .filter(|c| c["status"] != "True")
@@ -766,8 +835,9 @@ impl Applier {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return Err(" (gitopsd is shutting down)".to_owned()),
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
+            poll = (poll * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -1000,16 +1070,6 @@ fn describe_conflicts(conflicts: &[Conflict]) -> String {
         .map(|(m, fields)| format!("field manager \"{m}\" owns {}", fields.join(", ")))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// The object as JSON with apiVersion and kind set.
-fn to_json(object: DynamicObject, key: &ObjectKey) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(key.api_version.clone()));
-        map.insert("kind".into(), Value::String(key.kind.clone()));
-    }
-    value
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
 mod gate;
+mod timing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -535,6 +536,7 @@ impl TierReconciler {
             });
         }
         self.unknown_kinds = None;
+        let render_started = Instant::now();
         let rendered = match &self.refused_render {
             Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
                 revision: revision.to_owned(),
@@ -542,6 +544,7 @@ impl TierReconciler {
             }),
             _ => self.render(revision).await,
         };
+        let render_time = render_started.elapsed();
         match &rendered {
             // A render is remembered as refused only when the commit alone decides it: a
             // checkout can fail for a passing reason (disk, lock), and what discovery says
@@ -556,9 +559,19 @@ impl TierReconciler {
             | Ok(_) => {}
             Err(e) => self.refused_render = Some((revision.to_owned(), e.to_string())),
         }
+        let objects = rendered.as_ref().map_or(0, |s| s.objects.len());
+        let validate_started = Instant::now();
         let offer = self
             .desired
             .offer(revision, rendered, &self.tier, self.last_tier);
+        info!(
+            tier = %self.tier.name,
+            revision,
+            objects,
+            render_ms = render_time.as_millis() as u64,
+            validate_ms = validate_started.elapsed().as_millis() as u64,
+            "revision rendered and validated"
+        );
         match offer {
             Offer::Accepted | Offer::Unchanged => {
                 self.health_note = None;
@@ -886,11 +899,14 @@ impl TierReconciler {
         cancel: &CancellationToken,
         record: &mut SyncRecord,
     ) -> Result<Outcomes, String> {
+        let mut laps = timing::Laps::start();
         if !self.ensure_state().await {
             return Err("the tier state could not be read".into());
         }
+        laps.lap("state-load");
         let set = active.set.clone();
         self.follow_set(&set).await?;
+        laps.lap("live-cache");
 
         // Ownership, before anything is written: an existing object the tier did not create
         // (no tier label, another tier's, or this tier's label without an inventory entry) is
@@ -920,6 +936,7 @@ impl TierReconciler {
             self.desired.clear_refusal();
         }
         let refused = self.refused_now;
+        laps.lap("ownership");
 
         // Deploy: objects new or changed since they were last applied.
         let state = self.state.as_mut().ok_or("no tier state")?;
@@ -945,6 +962,7 @@ impl TierReconciler {
         }
         if new_keys {
             self.save_state().await?;
+            laps.lap("inventory-write");
         }
         // Left out of drift: objects just applied, and those held back by a refusal (their
         // correction would apply the refused revision piecemeal).
@@ -952,6 +970,7 @@ impl TierReconciler {
         if !deploy.is_empty() {
             let items = self.items(deploy.iter().map(|o| (*o, &o.manifest))).await;
             let results = self.applier.apply(items, cancel).await;
+            laps.lap("apply");
             self.note_results(&deploy, &results, record);
             applied_keys.extend(results.iter().map(|r| r.key.clone()));
             // Kinds whose CRD this apply created can be watched now.
@@ -962,6 +981,7 @@ impl TierReconciler {
             if any_unserved {
                 self.cache_digest = None;
                 self.follow_set(&set).await?;
+                laps.lap("live-cache-new-kinds");
             }
         }
         if cancel.is_cancelled() {
@@ -976,6 +996,7 @@ impl TierReconciler {
         let report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
             .await
             .map_err(|e| e.to_string())?;
+        laps.lap("drift");
         let by_key: HashMap<ObjectKey, &DesiredObject> = set
             .objects
             .iter()
@@ -1108,6 +1129,7 @@ impl TierReconciler {
                 }
             }
         }
+        laps.lap("corrections");
         let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
         self.fights.retain(|k| desired_keys.contains(k));
         self.applied_generations
@@ -1153,7 +1175,9 @@ impl TierReconciler {
         {
             state.last_applied_revision = Some(active.revision.clone());
         }
+        laps.lap("prune");
         self.save_state().await?;
+        laps.lap("state-write");
 
         let unconvergeable = !decision.unconvergeable.is_empty();
         let failed = record
@@ -1169,6 +1193,13 @@ impl TierReconciler {
         } else {
             self.assess_health(active, &report, record).await
         };
+        laps.lap("health");
+        // Every sync that wrote something says where its time went; quiet ones only at debug.
+        if record.outcomes.is_empty() {
+            debug!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
+        } else {
+            info!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
+        }
         let sync = if failed || unconvergeable || !decision.alerts.is_empty() {
             SyncState::OutOfSync
         } else {
