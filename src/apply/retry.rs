@@ -44,10 +44,17 @@ impl Backoff {
     }
 }
 
+/// The start of server-side apply's 500 for a manifest its schema does not take.
+const NOT_TYPED: &str = "failed to create typed patch object";
+
 /// Whether a failed request may succeed if sent again: throttling (429), the server's
 /// transient failures (500, 502, 503, 504), and connection errors or timeouts.
 pub fn is_transient(e: &kube::Error) -> bool {
     match e {
+        // Server-side apply answers 500 when the manifest does not fit the kind's schema
+        // (`failed to create typed patch object`): the same request fails the same way, so
+        // it is not retried (four such objects cost 4 s of backoff per sync).
+        kube::Error::Api(s) if s.code == 500 && s.message.contains(NOT_TYPED) => false,
         kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         // Connection refused or reset, TLS handshakes cut short, timeouts of the client's
         // service stack: the request may never have reached the server.
@@ -111,6 +118,19 @@ mod tests {
         for code in [400, 401, 403, 404, 409, 422, 501] {
             assert!(!is_transient(&api_error(code)), "{code}");
         }
+    }
+
+    #[test]
+    fn a_manifest_the_schema_refuses_is_not_retried() {
+        let e = kube::Error::Api(
+            Status::failure(
+                "failed to create typed patch object (kyverno/k; apps/v1, Kind=Deployment): .spec.template.spec.volumes[name=\"t\"].projected.defaultMode: expected numeric (int or float), got string",
+                "",
+            )
+            .with_code(500)
+            .boxed(),
+        );
+        assert!(!is_transient(&e));
     }
 
     #[test]
