@@ -25,6 +25,9 @@ pub struct ForeignField {
 pub fn foreign_security_fields(kind: &str, manifest: &Value, live: &Value) -> Vec<ForeignField> {
     let mut out = Vec::new();
     for entry in SECURITY_FIELDS {
+        if filled_by_aggregation(entry, kind, manifest) {
+            continue;
+        }
         for (base, live_at, manifest_at) in bases(entry.scope, kind, manifest, live) {
             let steps: Vec<&str> = entry.path.split('.').collect();
             walk(entry, &steps, base, live_at, manifest_at, live, &mut out);
@@ -42,6 +45,19 @@ pub fn foreign_security_fields(kind: &str, manifest: &Value, live: &Value) -> Ve
 }
 
 type Base<'v> = (FieldPath, &'v Value, Option<&'v Value>);
+
+/// The rules of a ClusterRole whose manifest sets an `aggregationRule` are the aggregation
+/// controller's to write (it copies in the rules of the ClusterRoles the selectors match, and
+/// overwrites any other): they are the manifest's intent, not a grant added behind its back.
+/// Kyverno's install has four such roles; reporting their rules as critical drift and removing
+/// them started a fight with the controller. A changed `aggregationRule` itself is still drift.
+fn filled_by_aggregation(entry: &SecurityField, kind: &str, manifest: &Value) -> bool {
+    entry.id == "rbac-rule-added"
+        && kind == "ClusterRole"
+        && manifest
+            .get("aggregationRule")
+            .is_some_and(|a| !a.is_null())
+}
 
 /// Where an entry's path starts: the object, its pod spec, or each container the manifest
 /// also has.

@@ -284,6 +284,14 @@ fn added_rbac_rules_and_subjects_and_webhooks_are_found() {
     live["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]});
     assert_eq!(found(&role, &live)[0].1, "rbac-aggregation");
 
+    // An aggregated ClusterRole (as kyverno ships four): the controller fills in the rules.
+    let aggregated = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "kyverno:admission-controller"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.kyverno.io/aggregate-to-admission-controller": "true"}}]}});
+    let mut live = aggregated.clone();
+    live["rules"] = json!([{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get"]}]);
+    assert_eq!(found(&aggregated, &live), vec![]);
+
     let hooks = json!({"apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "w"},
         "webhooks": [{"name": "a.example.com", "clientConfig": {"url": "https://a"},
