@@ -11,6 +11,10 @@ scripts/install-deps.sh --rust
 scripts/build-control-plane.sh
 GITOPSD_KUSTOMIZE=$(scripts/build-kustomize.sh | tail -n 1)
 export GITOPSD_KUSTOMIZE
+# The issue-14 corpus (tests/corpus.rs, benches/corpus.rs): published install manifests from
+# the Go module proxy at pinned versions, sha256-checked (tests/fixtures/corpus/sources.tsv).
+GITOPSD_CORPUS=$(scripts/corpus.sh | tail -n 1)
+export GITOPSD_CORPUS
 
 started=0
 if ! scripts/cluster.sh status >/dev/null 2>&1; then
