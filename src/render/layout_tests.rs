@@ -192,10 +192,35 @@ fn symlinked_directories_stay_inside_the_repo_and_are_read_once() {
 
     let outside = tempfile::tempdir().unwrap();
     write(outside.path(), "x.yaml", &cm("x"));
+    write(outside.path(), "LICENSE", "text");
     let r = repo("", &[("base/a.yaml", &cm("a"))]);
+    // A file that is never read may point anywhere; a directory may not.
+    std::os::unix::fs::symlink(
+        outside.path().join("LICENSE"),
+        r.path().join("base/LICENSE"),
+    )
+    .unwrap();
+    assert!(render(r.path()).is_ok());
     std::os::unix::fs::symlink(outside.path(), r.path().join("base/out")).unwrap();
     let e = error(r.path());
     assert!(e.starts_with("base/out: symlink resolves to "), "{e}");
+}
+
+#[test]
+fn document_end_markers_keep_their_lines_when_substituting() {
+    // A YAML error after a `...` line is reported on the same line substituted or not.
+    let text = format!(
+        "{}...\n---\n# ${{A}}\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: b}}\ndata: [\n",
+        cm("a")
+    );
+    let plain = repo("namespace: ns\n", &[("base/all.yaml", &text)]);
+    let substituted = repo(
+        "namespace: ns\nvars: {A: x}\nsubstitute: [base]\n",
+        &[("base/all.yaml", &text)],
+    );
+    let e = error(plain.path());
+    assert!(e.starts_with("base/all.yaml line 1"), "{e}");
+    assert_eq!(error(substituted.path()), e);
 }
 
 #[test]

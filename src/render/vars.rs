@@ -29,7 +29,13 @@ pub(crate) fn substitute_objects<'t>(
         return Ok(Cow::Borrowed(text));
     }
     let mut out = String::with_capacity(text.len());
+    // Chunks are slices of `text`; what lies between them (a `...` line) is copied as it is,
+    // so lines keep their numbers.
+    let mut copied = 0;
     for chunk in split_documents(text) {
+        let start = chunk.text.as_ptr() as usize - text.as_ptr() as usize;
+        out.push_str(&text[copied..start]);
+        copied = start + chunk.text.len();
         let disabled = chunk.text.contains("${")
             && parse_documents(chunk.text, file, yaml).is_ok_and(|docs| {
                 docs.iter().any(|d| {
@@ -52,6 +58,7 @@ pub(crate) fn substitute_objects<'t>(
             )?);
         }
     }
+    out.push_str(&text[copied..]);
     Ok(Cow::Owned(out))
 }
 

@@ -92,6 +92,22 @@ impl Walk<'_> {
         names.sort();
         for name in names {
             let path = dir.join(&name);
+            let manifest = SUFFIXES.iter().any(|s| name.ends_with(s));
+            // Only what will be read is resolved (and so confined): a manifest, or a
+            // directory (a symlink to one followed). A symlink named README.md that points
+            // out of the repo is never read, so it is no error.
+            if !manifest && !std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                if let Some(s) = SUFFIXES
+                    .iter()
+                    .find(|s| name.to_ascii_lowercase().ends_with(*s))
+                {
+                    return Err(RenderError::ManifestSuffixCase {
+                        file: self.repo.display(&path),
+                        suffix: s,
+                    });
+                }
+                continue;
+            }
             let Some(real) = self.repo.resolve(&path)? else {
                 continue;
             };
@@ -113,19 +129,9 @@ impl Walk<'_> {
                 }
                 continue;
             }
-            // Anything else that is not a regular file (FIFO, device, socket) is refused
-            // when read.
-            if SUFFIXES.iter().any(|s| name.ends_with(s)) {
-                self.push(Input::File(path))?;
-            } else if let Some(s) = SUFFIXES
-                .iter()
-                .find(|s| name.to_ascii_lowercase().ends_with(*s))
-            {
-                return Err(RenderError::ManifestSuffixCase {
-                    file: self.repo.display(&path),
-                    suffix: s,
-                });
-            }
+            // A manifest that is not a regular file (FIFO, device, socket) is refused when
+            // read.
+            self.push(Input::File(path))?;
         }
         Ok(())
     }
