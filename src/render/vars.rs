@@ -16,8 +16,8 @@ pub const SUBSTITUTE_ANNOTATION: &str = "gitopsd.io/substitute";
 
 /// [`substitute`] per YAML document of a manifest file (or kustomize output): a document whose
 /// object carries `gitopsd.io/substitute: disabled` is left as written. Only documents that
-/// hold `${` are parsed first, to read the annotation; one that does not parse before
-/// substitution (a reference in flow syntax) is substituted.
+/// hold both `${` and the annotation's key are parsed first, to read it; one that does not
+/// parse before substitution (a reference in flow syntax) is substituted.
 pub(crate) fn substitute_objects<'t>(
     text: &'t str,
     vars: &BTreeMap<String, String>,
@@ -36,7 +36,9 @@ pub(crate) fn substitute_objects<'t>(
         let start = chunk.text.as_ptr() as usize - text.as_ptr() as usize;
         out.push_str(&text[copied..start]);
         copied = start + chunk.text.len();
+        // The key's text first: the rest of the documents are parsed once, as before.
         let disabled = chunk.text.contains("${")
+            && chunk.text.contains(SUBSTITUTE_ANNOTATION)
             && parse_documents(chunk.text, file, yaml).is_ok_and(|docs| {
                 docs.iter().any(|d| {
                     d.value
