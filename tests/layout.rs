@@ -150,7 +150,7 @@ fn config_errors_found_after_parsing_name_their_line() {
             "line 6 column 18: tiers[0].promoteFrom: expected the name of a tier listed before",
         ),
         (
-            "source:\n  url: /srv/config\n  interval: 0s\ntiers: [{name: dev, ref: main, namespaces: [dev]}]\n",
+            "source:\n  url: /srv/config\n  interval: 0\ntiers: [{name: dev, ref: main, namespaces: [dev]}]\n",
             "line 3 column 13: source.interval: expected at least 1s",
         ),
     ];
