@@ -463,7 +463,34 @@ async fn the_corpus_renders_validates_syncs_stays_quiet_and_finds_live_edits() {
         stderr(&out)
     );
 
-    // 5. Live edits, each found with a sensible severity (the tier's policy alerts, so they
+    // 5. An object the API server refuses through a webhook with failurePolicy Fail and no
+    // server behind it (kwok runs no containers): named with the refusal, the rest applied.
+    std::fs::write(
+        repo.join("tiers/corpus/webhook-probe.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: webhook-probe\n  namespace: ingress-nginx\n  labels: {gitopsd-corpus-webhook: probe}\nspec:\n  ingressClassName: nginx\n  defaultBackend:\n    service: {name: ingress-nginx-controller, port: {number: 80}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-the-probe\n  namespace: ingress-nginx\ndata: {note: applied beside a refused object}\n",
+    )
+    .expect("write the probe");
+    let probe = commit(&repo, "an Ingress the admission webhook must see");
+    let s = run
+        .wait("the probe commit synced", SYNC_TIMEOUT, |s| {
+            s["lastSync"]["revision"] == probe.as_str()
+        })
+        .await;
+    let failures = s["lastSync"]["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failures.len(), 1, "only the Ingress fails: {}", brief(&s));
+    let message = failures[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Ingress ingress-nginx/webhook-probe")
+            && message.contains("validate.nginx.ingress.kubernetes.io"),
+        "the refusal names the object and the webhook: {message}"
+    );
+    assert_eq!(s["lastSync"]["outcomes"]["created"], 1, "{}", brief(&s));
+    let out = kubectl(&["get", "configmap", "-n", "ingress-nginx", "after-the-probe"]);
+    assert!(out.status.success(), "the rest of the commit applied");
+    // 6. Live edits, each found with a sensible severity (the tier's policy alerts, so they
     // stay to be read).
     let edits: [(&[&str], &str, &str, &[&str]); 5] = [
         (
@@ -564,33 +591,6 @@ async fn the_corpus_renders_validates_syncs_stays_quiet_and_finds_live_edits() {
         );
     }
 
-    // 6. An object the API server refuses through a webhook with failurePolicy Fail and no
-    // server behind it (kwok runs no containers): named with the refusal, the rest applied.
-    std::fs::write(
-        repo.join("tiers/corpus/webhook-probe.yaml"),
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: webhook-probe\n  namespace: ingress-nginx\n  labels: {gitopsd-corpus-webhook: probe}\nspec:\n  ingressClassName: nginx\n  defaultBackend:\n    service: {name: ingress-nginx-controller, port: {number: 80}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-the-probe\n  namespace: ingress-nginx\ndata: {note: applied beside a refused object}\n",
-    )
-    .expect("write the probe");
-    let probe = commit(&repo, "an Ingress the admission webhook must see");
-    let s = run
-        .wait("the probe commit synced", SYNC_TIMEOUT, |s| {
-            s["lastSync"]["revision"] == probe.as_str()
-        })
-        .await;
-    let failures = s["lastSync"]["failures"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(failures.len(), 1, "only the Ingress fails: {}", brief(&s));
-    let message = failures[0]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("Ingress ingress-nginx/webhook-probe")
-            && message.contains("validate.nginx.ingress.kubernetes.io"),
-        "the refusal names the object and the webhook: {message}"
-    );
-    assert_eq!(s["lastSync"]["outcomes"]["created"], 1, "{}", brief(&s));
-    let out = kubectl(&["get", "configmap", "-n", "ingress-nginx", "after-the-probe"]);
-    assert!(out.status.success(), "the rest of the commit applied");
     drop(run);
     wait_corpus_gone(Duration::from_secs(300));
 }
