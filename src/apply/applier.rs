@@ -25,6 +25,9 @@ use crate::live::{ApiLive, LiveError, ObjectKey};
 pub const SHUTTING_DOWN: &str = "not applied: gitopsd is shutting down";
 /// The message of an object not deleted because the daemon is stopping.
 pub const SHUTTING_DOWN_DELETE: &str = "not deleted: gitopsd is shutting down";
+/// The message of an object not sent because the API server kept refusing this sync's
+/// writes with 429: sending the rest would only add to the load it is shedding.
+pub const THROTTLED: &str = "not applied: the API server is throttling this tier's writes (HTTP 429 Too Many Requests, API priority and fairness); gitopsd stopped this sync's remaining applies and tries again at the next reconcile";
 
 const CRD_KIND: &str = "CustomResourceDefinition";
 const CRD_GROUP: &str = "apiextensions.k8s.io";
@@ -220,9 +223,12 @@ impl ApplyError {
 fn describe_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if !s.message.is_empty() => {
-            let hint = webhook_hint(&s.message)
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
+            let hint = match s.code {
+                429 => Some("the API server is throttling these writes (API priority and fairness): gitopsd stopped this sync's remaining applies and tries again at the next reconcile; if it lasts, check the FlowSchema and PriorityLevelConfiguration that match the writer (gitopsd, or the tier's serviceAccount)".to_owned()),
+                _ => webhook_hint(&s.message),
+            }
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
             format!("{} (HTTP {} {}){hint}", s.message, s.code, s.reason)
         }
         other => other.to_string(),
@@ -341,13 +347,27 @@ impl Applier {
 
         let mut results: Vec<Option<ObjectResult>> = vec![None; items.len()];
         let mut crds = CrdState::default();
+        // Cancelled when an apply is still refused with 429 after its retries: the server is
+        // shedding load, so the rest of this sync is not sent (it is retried as a whole at
+        // the next reconcile) instead of every object retrying its way through the storm.
+        let throttled = cancel.child_token();
         for (n, phase) in phases.iter().enumerate() {
             let done: Vec<(usize, ObjectResult)> = stream::iter(phase.iter().copied())
                 .map(|i| {
                     let crds = &crds;
                     let key = keys[i].clone();
                     let item = &items[i];
-                    async move { (i, self.apply_one(key, item, crds, cancel).await) }
+                    let throttled = &throttled;
+                    async move {
+                        let r = self.apply_one(key, item, crds, throttled).await;
+                        let r = match r.message.as_deref() {
+                            Some(SHUTTING_DOWN) if !cancel.is_cancelled() => {
+                                shutting_down(r.key, THROTTLED)
+                            }
+                            _ => r,
+                        };
+                        (i, r)
+                    }
                 })
                 .buffer_unordered(self.config.concurrency.max(1))
                 .collect()
@@ -594,10 +614,18 @@ impl Applier {
             params = params.force();
         }
         let patch = Patch::Apply(manifest);
-        retry(&self.backoff, cancel, is_transient, || {
+        let result = retry(&self.backoff, cancel, is_transient, || {
             api.patch(&key.name, &params, &patch)
         })
-        .await
+        .await;
+        if let Err(kube::Error::Api(s)) = &result
+            && s.code == 429
+        {
+            // `cancel` is the call's throttle token (see `apply`): the daemon's own token
+            // is its parent and stays as it is.
+            cancel.cancel();
+        }
+        result
     }
 
     fn applied(
