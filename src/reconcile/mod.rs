@@ -1091,6 +1091,15 @@ impl TierReconciler {
                 .await;
             for (item, (c, _)) in items.iter_mut().zip(&corrections) {
                 item.take_fields = c.fields.clone();
+                // The version the drift and the held-back fields were read at: a take-back
+                // forces nothing unless the object is still there (`Applier::take_back`).
+                if let Some(v) = lives
+                    .get(&c.object)
+                    .and_then(|l| l.pointer("/metadata/resourceVersion"))
+                    .and_then(Value::as_str)
+                {
+                    item.previous_resource_version = Some(v.to_owned());
+                }
             }
             let results = self.applier.apply(items, cancel).await;
             self.note_results(&objects, &results, record);
