@@ -237,7 +237,10 @@ async fn drift_inside_atomic_maps_and_structs_is_corrected_and_only_it() {
         for step in &taken {
             at = &at[*step];
         }
-        assert!(at.is_null(), "{what}: {PATCHER} still owns {taken:?}: {patcher}");
+        assert!(
+            at.is_null(),
+            "{what}: {PATCHER} still owns {taken:?}: {patcher}"
+        );
         assert!(
             !patcher["f:metadata"]["f:labels"]["f:patched"].is_null(),
             "{what}: {PATCHER} keeps its label: {patcher}"
@@ -253,13 +256,17 @@ async fn drift_inside_atomic_maps_and_structs_is_corrected_and_only_it() {
 
     // Recorded as corrections, with no failure, and the tier Synced.
     let status = f
-        .wait_status("the corrections recorded and the tier Synced", CHANGE, |s| {
-            (s["sync"] == "Synced"
-                && records(s)
-                    .iter()
-                    .any(|r| r["outcomes"]["configured"].as_u64().unwrap_or(0) >= 1))
-            .then(|| s.clone())
-        })
+        .wait_status(
+            "the corrections recorded and the tier Synced",
+            CHANGE,
+            |s| {
+                (s["sync"] == "Synced"
+                    && records(s)
+                        .iter()
+                        .any(|r| r["outcomes"]["configured"].as_u64().unwrap_or(0) >= 1))
+                .then(|| s.clone())
+            },
+        )
         .await;
     for r in records(&status) {
         assert!(

@@ -611,10 +611,8 @@ impl Applier {
         const WHAT: &str = "apply (taking drifted fields back)";
         // The version whose conflicts were checked, and the object at it when it was read.
         // First the version the drift was found at (the live cache's).
-        let mut checked: Option<(String, Option<Value>)> = item
-            .previous_resource_version
-            .clone()
-            .map(|v| (v, None));
+        let mut checked: Option<(String, Option<Value>)> =
+            item.previous_resource_version.clone().map(|v| (v, None));
         for _ in 0..TAKE_BACK_ATTEMPTS {
             if let Some((version, _)) = &checked {
                 match self

@@ -16,7 +16,7 @@ use crate::live::ObjectKey;
 
 pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
 pub use forbidden::Refusal;
-pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
+pub use prune::{PRUNE_ANNOTATION, PrunePlan, kept_reason, plan_prune};
 pub use remove::{RemovalError, removal_patch};
 pub use retry::{Backoff, is_transient};
 pub use status::mask_secret_message;

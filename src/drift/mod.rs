@@ -292,6 +292,36 @@ pub async fn detect_except(
     .await
 }
 
+/// What really happens to each extra object of `report` (an object labelled for the tier, not
+/// in its desired set), which classify reports with [`crate::classify::NOT_IN_INVENTORY`]:
+/// one the tier's inventory holds (`in_inventory`) left git, and prune deletes it in this
+/// sync (action `prune`) unless prune keeps it (off, a protected kind, the prune annotation:
+/// reported with the reason, or ignored as the policy says). One that is not in the inventory
+/// gitopsd did not create, and never deletes.
+pub fn settle_extras(
+    report: &mut DriftReport,
+    tier: &TierConfig,
+    in_inventory: &dyn Fn(&ObjectKey) -> bool,
+) {
+    for item in &mut report.items {
+        if item.rule != "extra-object" || !in_inventory(&item.object_key()) {
+            continue;
+        }
+        let live = item.live.clone().unwrap_or(Value::Null);
+        match crate::apply::kept_reason(&tier.name, &tier.prune, &item.object_key(), &live) {
+            None => {
+                item.action = crate::config::Action::Prune;
+                item.reason = Some("not in git any more: prune deletes it in this sync".into());
+            }
+            Some(why) => {
+                item.reason = Some(format!(
+                    "not in git any more, and prune keeps it: {why}; delete it, or add it back to git"
+                ));
+            }
+        }
+    }
+}
+
 /// The foreign security fields of `live` ([`foreign::foreign_security_fields`]) the
 /// (confirmed) comparison has not already reported (a field the manifest sets, or a whole atomic list),
 /// each with the field manager that wrote it.
