@@ -335,3 +335,205 @@ async fn a_writer_that_keeps_changing_an_atomic_field_is_given_up() {
     let svc = live::<Service>(&client, &f.tier, "api").await;
     assert_eq!(svc["spec"]["selector"]["app"], "fighter");
 }
+
+/// The value of the series `name{labels}` in the daemon's /metrics (labels as written there).
+fn metric(f: &Fixture, name: &str, labels: &str) -> Option<f64> {
+    let (_, body) = http_get(f.port, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    let want = format!("{name}{{{labels}}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The drift items of a status (or of `gitopsd diff -o json`) about `kind/name`.
+fn items_of(report: &Value, kind: &str, name: &str) -> Vec<Value> {
+    report["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|i| i["kind"] == kind && i["name"] == name)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gitopsd_diff(f: &Fixture, format: &str) -> (Option<i32>, String) {
+    let config = f.config.to_string_lossy().into_owned();
+    let kubeconfig = support::kubeconfig().to_string_lossy().into_owned();
+    let out = support::gitopsd(&[
+        "diff",
+        "--config",
+        &config,
+        "--tier",
+        &f.tier,
+        "--kubeconfig",
+        &kubeconfig,
+        "-o",
+        format,
+    ]);
+    (out.status.code(), support::stdout(&out))
+}
+
+/// Waits until the daemon has reconciled after `since` (its `lastReconcileAt` moved on).
+async fn reconciled_after(f: &Fixture, since: &Value) -> Value {
+    let since = since.clone();
+    f.wait_status("a later reconcile", CHANGE, |s| {
+        (s["lastReconcileAt"] != since && !s["lastReconcileAt"].is_null()).then(|| s.clone())
+    })
+    .await
+}
+
+const NOT_IN_INVENTORY: &str = "not in this tier's inventory: gitopsd never deletes what it did not create; delete it or add it to git";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_rule() {
+    let client = support::client().await;
+    let mut f = Fixture::new(
+        "extra",
+        reconcile_support::base_files(reconcile_support::IMAGE_1),
+        TierExtra(vec![
+            "policy: {critical: apply, high: apply, medium: apply, low: alert}".into(),
+        ]),
+    );
+    let first = f.head();
+    f.start();
+    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let tier = f.tier.clone();
+    let synced = format!(r#"tier="{tier}""#);
+
+    // An object that left git, with prune on: its action is `prune`, it is pruned in the same
+    // sync, and that sync is Synced (the audit log holds the item as it was reported).
+    let out_of_sync_before = metric(
+        &f,
+        "gitopsd_sync_total",
+        &format!(r#"result="out_of_sync",tier="{tier}""#),
+    );
+    f.remove_files(&["base/extra-4.yaml"]);
+    let second = f.commit("remove extra-4");
+    f.wait_status("extra-4 pruned", CHANGE, |s| {
+        (s["revision"] == second.as_str()
+            && s["sync"] == "Synced"
+            && records(s)
+                .iter()
+                .any(|r| r["outcomes"]["pruned"].as_u64().unwrap_or(0) >= 1))
+        .then_some(())
+    })
+    .await;
+    let audit = std::fs::read_to_string(f.dir.path().join("workdir").join("audit.log"))
+        .expect("read the audit log");
+    let pruned_item = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "drift")
+        .flat_map(|e| e["items"].as_array().cloned().unwrap_or_default())
+        .find(|i| i["object"].to_string().contains("extra-4"))
+        .unwrap_or_else(|| panic!("no drift item for extra-4 in the audit log: {audit}"));
+    assert_eq!(pruned_item["action"], "prune", "{pruned_item}");
+    assert_eq!(pruned_item["rule"], "extra-object", "{pruned_item}");
+    assert_eq!(
+        metric(
+            &f,
+            "gitopsd_sync_total",
+            &format!(r#"result="out_of_sync",tier="{tier}""#)
+        ),
+        out_of_sync_before,
+        "a sync whose only drift was pruned is not OutOfSync"
+    );
+
+    // A stray object labelled for the tier, which gitopsd did not create: reported, with the
+    // reason, never applied or deleted; the tier is OutOfSync by the one rule.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &tier);
+    let stray: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "stray", "labels": {"gitopsd.io/tier": tier.as_str()}},
+        "data": {"made": "by hand"},
+    }))
+    .expect("a ConfigMap");
+    let created = cms
+        .create(&PostParams::default(), &stray)
+        .await
+        .expect("create the stray ConfigMap");
+    let status = f
+        .wait_status("the stray object reported", CHANGE, |s| {
+            let items = items_of(&s["drift"], "ConfigMap", "stray");
+            (s["sync"] == "OutOfSync" && !items.is_empty()).then(|| s.clone())
+        })
+        .await;
+    let item = &items_of(&status["drift"], "ConfigMap", "stray")[0];
+    assert_eq!(item["rule"], "extra-object", "{item}");
+    assert_eq!(item["severity"], "medium", "{item}");
+    assert_eq!(item["action"], "alert", "{item}");
+    assert_eq!(item["reason"], NOT_IN_INVENTORY, "{item}");
+    assert!(
+        !items_of(&json!({"items": status["alerts"]}), "ConfigMap", "stray").is_empty(),
+        "the stray object is among the alerts: {}",
+        status["alerts"]
+    );
+    assert_eq!(metric(&f, "gitopsd_tier_synced", &synced), Some(0.0));
+    assert_eq!(
+        metric(
+            &f,
+            "gitopsd_drift_unresolved_objects",
+            &format!(r#"severity="medium",tier="{tier}""#)
+        ),
+        Some(1.0)
+    );
+    // The diff endpoint, `gitopsd diff` (text and JSON) say the same.
+    let (_, text) = http_get(f.port, &format!("/api/v1/tiers/{tier}/diff"))
+        .unwrap_or_else(|e| panic!("GET diff: {e}"));
+    let said = format!("(rule extra-object, action alert): {NOT_IN_INVENTORY}");
+    assert!(text.contains(&said), "{text}");
+    let (code, text) = gitopsd_diff(&f, "text");
+    assert_eq!(code, Some(1), "drift found: {text}");
+    assert!(text.contains(&said), "{text}");
+    let (_, json_text) = gitopsd_diff(&f, "json");
+    let report: Value = serde_json::from_str(&json_text).expect("diff -o json");
+    let cli_item = &items_of(&report, "ConfigMap", "stray")[0];
+    assert_eq!(
+        (&cli_item["action"], &cli_item["reason"]),
+        (&item["action"], &item["reason"])
+    );
+    // Left alone, after a reconcile proven to have happened since.
+    let later = reconciled_after(&f, &status["lastReconcileAt"]).await;
+    assert_eq!(later["sync"], "OutOfSync");
+    let still = cms.get("stray").await.expect("the stray object is still there");
+    assert_eq!(still.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        still.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    // Deleted by hand: Synced again.
+    cms.delete("stray", &DeleteParams::default())
+        .await
+        .expect("delete the stray ConfigMap");
+    f.wait_status("Synced without the stray object", CHANGE, |s| {
+        (s["sync"] == "Synced" && items_of(&s["drift"], "ConfigMap", "stray").is_empty())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(metric(&f, "gitopsd_tier_synced", &synced), Some(1.0));
+
+    // A low label drift under `low: alert`: the same rule, OutOfSync.
+    let patch = json!({"metadata": {"labels": {"env": "prod"}}});
+    cms.patch("api-config", &params("kubectl-edit"), &Patch::Merge(&patch))
+        .await
+        .expect("relabel api-config");
+    let status = f
+        .wait_status("the label drift reported", CHANGE, |s| {
+            let items = items_of(&s["drift"], "ConfigMap", "api-config");
+            (s["sync"] == "OutOfSync" && !items.is_empty()).then(|| s.clone())
+        })
+        .await;
+    let item = &items_of(&status["drift"], "ConfigMap", "api-config")[0];
+    assert_eq!(item["severity"], "low", "{item}");
+    assert_eq!(item["action"], "alert", "{item}");
+    assert_eq!(metric(&f, "gitopsd_tier_synced", &synced), Some(0.0));
+    let api_config = cms.get("api-config").await.expect("get api-config");
+    assert_eq!(
+        api_config.metadata.labels.unwrap_or_default().get("env"),
+        Some(&"prod".to_owned()),
+        "an alert leaves the cluster alone"
+    );
+}
