@@ -497,7 +497,10 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
     // Left alone, after a reconcile proven to have happened since.
     let later = reconciled_after(&f, &status["lastReconcileAt"]).await;
     assert_eq!(later["sync"], "OutOfSync");
-    let still = cms.get("stray").await.expect("the stray object is still there");
+    let still = cms
+        .get("stray")
+        .await
+        .expect("the stray object is still there");
     assert_eq!(still.metadata.uid, created.metadata.uid);
     assert_eq!(
         still.metadata.resource_version,

@@ -295,9 +295,10 @@ pub async fn detect_except(
 /// What really happens to each extra object of `report` (an object labelled for the tier, not
 /// in its desired set), which classify reports with [`crate::classify::NOT_IN_INVENTORY`]:
 /// one the tier's inventory holds (`in_inventory`) left git, and prune deletes it in this
-/// sync (action `prune`) unless prune keeps it (off, a protected kind, the prune annotation:
-/// reported with the reason, or ignored as the policy says). One that is not in the inventory
-/// gitopsd did not create, and never deletes.
+/// sync (action `prune`) unless prune keeps it: annotated `gitopsd.io/prune: disabled`, it asks
+/// to be kept, and is (`ignore`); else (prune off, a protected kind) it is reported with the
+/// reason, or ignored as the policy says. One that is not in the inventory gitopsd did not
+/// create, and never deletes.
 pub fn settle_extras(
     report: &mut DriftReport,
     tier: &TierConfig,
@@ -308,10 +309,22 @@ pub fn settle_extras(
             continue;
         }
         let live = item.live.clone().unwrap_or(Value::Null);
+        let asks_to_stay = live
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::apply::PRUNE_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("disabled");
         match crate::apply::kept_reason(&tier.name, &tier.prune, &item.object_key(), &live) {
             None => {
                 item.action = crate::config::Action::Prune;
                 item.reason = Some("not in git any more: prune deletes it in this sync".into());
+            }
+            Some(_) if asks_to_stay => {
+                item.action = crate::config::Action::Ignore;
+                item.reason = Some(format!(
+                    "not in git any more, kept as its annotation {}: disabled asks",
+                    crate::apply::PRUNE_ANNOTATION
+                ));
             }
             Some(why) => {
                 item.reason = Some(format!(

@@ -63,7 +63,7 @@ fn an_extra_object_in_the_inventory_is_pruned_if_prune_deletes_it_else_reported_
         got,
         [
             ("left-git", Action::Prune),
-            ("kept", Action::Alert),
+            ("kept", Action::Ignore),
             ("foreign", Action::Alert)
         ]
     );
@@ -86,6 +86,7 @@ fn an_extra_object_in_the_inventory_is_pruned_if_prune_deletes_it_else_reported_
         "{}",
         reason(0, &r)
     );
+    assert_eq!(r.items[1].action, Action::Ignore, "it asks to be kept");
 }
 
 #[test]
