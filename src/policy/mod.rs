@@ -218,9 +218,10 @@ pub fn unsettled<'r>(
             Action::Alert => true,
             Action::Prune => !done(item),
             Action::Apply => {
-                let given_up = decision.unconvergeable.iter().any(|u| {
-                    u.object == item.object_key() && item.paths.iter().any(|p| *p == u.path)
-                });
+                let given_up = decision
+                    .unconvergeable
+                    .iter()
+                    .any(|u| u.object == item.object_key() && item.paths.contains(&u.path));
                 given_up || !done(item)
             }
         })

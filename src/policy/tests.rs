@@ -152,7 +152,6 @@ fn an_extra_object_gitopsd_does_not_delete_is_an_alert() {
 #[test]
 fn drift_is_settled_only_when_ignored_or_done() {
     let p = || Some(path(&["spec", "replicas"]));
-    let t = FightTracker::default();
     let decision = Decision::default();
     let unsettled_of = |i: DriftItem, done: bool| {
         let r = report(vec![i]);
@@ -184,7 +183,6 @@ fn drift_is_settled_only_when_ignored_or_done() {
         1,
         "an extra object gitopsd keeps"
     );
-    drop(t);
 
     // Given up: not settled, though nothing failed.
     let fought = item("api", p(), Severity::High, Action::Apply);
