@@ -195,6 +195,12 @@ async fn drift_inside_atomic_maps_and_structs_is_corrected_and_only_it() {
     f.start();
     f.wait_synced_healthy(&first, FIRST_SYNC).await;
     other_team_annotates(&client, &f.tier).await;
+    // Settled after the annotations (each a reconcile, no correction): then count requests.
+    f.wait_status("Synced after the annotations", CHANGE, |s| {
+        (s["sync"] == "Synced").then_some(())
+    })
+    .await;
+    let before = kube_requests(&f);
 
     kubectl_patches(&client, &f.tier, "evil").await;
     let ns = f.tier.clone();
@@ -207,6 +213,16 @@ async fn drift_inside_atomic_maps_and_structs_is_corrected_and_only_it() {
         }
     })
     .await;
+
+    let after = kube_requests(&f);
+    let delta: Vec<String> = after
+        .iter()
+        .filter_map(|(k, n)| {
+            let d = n - before.get(k).copied().unwrap_or(0.0);
+            (d > 0.0).then(|| format!("{k}: {d}"))
+        })
+        .collect();
+    eprintln!("kube requests from the three patches to their correction: {delta:?}");
 
     // The patcher lost exactly the atomic fields; its label, and the other team's annotation,
     // stay with them.
@@ -336,6 +352,18 @@ async fn a_writer_that_keeps_changing_an_atomic_field_is_given_up() {
     assert_eq!(svc["spec"]["selector"]["app"], "fighter");
 }
 
+/// `gitopsd_kube_requests_total` by `{verb, code}`, from the daemon's /metrics.
+fn kube_requests(f: &Fixture) -> std::collections::BTreeMap<String, f64> {
+    let (_, body) = http_get(f.port, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    body.lines()
+        .filter_map(|l| l.strip_prefix("gitopsd_kube_requests_total"))
+        .filter_map(|l| {
+            let (labels, n) = l.rsplit_once(' ')?;
+            Some((labels.to_owned(), n.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The value of the series `name{labels}` in the daemon's /metrics (labels as written there).
 fn metric(f: &Fixture, name: &str, labels: &str) -> Option<f64> {
     let (_, body) = http_get(f.port, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
@@ -383,6 +411,51 @@ async fn reconciled_after(f: &Fixture, since: &Value) -> Value {
         (s["lastReconcileAt"] != since && !s["lastReconcileAt"].is_null()).then(|| s.clone())
     })
     .await
+}
+
+/// The dashboard's DOM once its script has drawn the status: `--dump-dom` of headless Chromium
+/// (`chromium`, `chromium-browser` or `GITOPSD_CHROMIUM`, as tests/dashboard.rs finds it),
+/// stopped after 90 s by `timeout`.
+fn dashboard_dom(f: &Fixture) -> String {
+    let chromium = std::env::var("GITOPSD_CHROMIUM").unwrap_or_else(|_| {
+        ["chromium", "chromium-browser"]
+            .into_iter()
+            .find(|c| {
+                std::process::Command::new("sh")
+                    .args(["-c", &format!("command -v {c}")])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .unwrap_or("chromium")
+            .to_owned()
+    });
+    let profile = f.dir.path().join("chromium-profile");
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("http://127.0.0.1:{}/", f.port))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {chromium}: {e} (scripts/install-deps.sh installs it)")
+        });
+    assert!(
+        out.status.success(),
+        "{chromium} --dump-dom failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const NOT_IN_INVENTORY: &str = "not in this tier's inventory: gitopsd never deletes what it did not create; delete it or add it to git";
@@ -494,6 +567,19 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
         (&cli_item["action"], &cli_item["reason"]),
         (&item["action"], &item["reason"])
     );
+    // The dashboard, as headless Chromium draws it from the status API: the row's action and
+    // reason, and the tier's sync badge.
+    let dom = dashboard_dom(&f);
+    let row = dom
+        .split("<tr ")
+        .find(|r| r.contains(&format!("data-object=\"ConfigMap {tier}/stray\"")))
+        .unwrap_or_else(|| panic!("no drift row for the stray object in the DOM: {dom}"));
+    assert!(row.contains("data-action=\"alert\""), "{row}");
+    assert!(
+        row.contains("gitopsd never deletes what it did not create"),
+        "{row}"
+    );
+    assert!(dom.contains(">OutOfSync<"), "no OutOfSync badge: {dom}");
     // Left alone, after a reconcile proven to have happened since.
     let later = reconciled_after(&f, &status["lastReconcileAt"]).await;
     assert_eq!(later["sync"], "OutOfSync");
