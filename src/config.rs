@@ -747,6 +747,10 @@ pub enum Action {
     /// Report it (status, metric, event); leave the cluster alone.
     Alert,
     Ignore,
+    /// Not a policy (a config cannot say it): what happens to an extra object that left git
+    /// and that prune deletes in this sync (`drift::settle_extras`).
+    #[serde(skip_deserializing)]
+    Prune,
 }
 
 impl Action {
@@ -759,6 +763,7 @@ impl Action {
             Action::Apply => "apply",
             Action::Alert => "alert",
             Action::Ignore => "ignore",
+            Action::Prune => "prune",
         }
     }
 }
@@ -1567,6 +1572,11 @@ mod tests {
             e,
             "gitopsd.yaml line 6 column 24: tiers[0].policy.critical: unknown variant `fix`, expected one of `apply`, `alert`, `ignore`"
         );
+        // `prune` is what happens to an extra object, not a policy one may choose.
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    policy: {medium: prune}\n",
+        );
+        assert!(e.contains("unknown variant `prune`"), "{e}");
     }
 
     #[test]
