@@ -39,9 +39,15 @@ pub enum RenderError {
     SymlinkEscapes { file: String, target: PathBuf },
 
     #[error(
-        "{file}: {size} bytes is over the limit of {limit} bytes per file (rule: max_file_bytes, a guard against abuse: split the file, or raise render.maxFileBytes)"
+        "{file}: {size} bytes is over the limit of {limit} bytes per file (rule: max_file_bytes, a guard against abuse: split the file, or raise {setting})"
     )]
-    FileTooLarge { file: String, size: u64, limit: u64 },
+    FileTooLarge {
+        file: String,
+        size: u64,
+        limit: u64,
+        /// The gitopsd.yaml field that sets `limit`.
+        setting: &'static str,
+    },
 
     #[error("{file} line {line}: not valid UTF-8 (rule: manifests are UTF-8 text)")]
     NotUtf8 { file: String, line: usize },
