@@ -1739,6 +1739,13 @@ mod tests {
             "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1000}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );
         assert!(e.contains("render.kustomize.memoryBytes"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config}\nrender: {maxObjectBytes: 0}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(
+            e.contains("render.maxObjectBytes: must be more than 0"),
+            "{e}"
+        );
         let c = Config::parse(
             "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1073741824, cpu: 10s}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
             Path::new("gitopsd.yaml"),

@@ -142,7 +142,11 @@ fn validate_takes_real_manifest_shapes_unchanged() {
         "source: {url: .}\ntiers:\n  - {name: prod, ref: main, namespaces: [prod], clusterScoped: true}\n".into(),
     ));
     write(repo, &all);
-    assert!(all[0].1.len() > 1_400_000, "the CRD is {} bytes", all[0].1.len());
+    assert!(
+        all[0].1.len() > 1_400_000,
+        "the CRD is {} bytes",
+        all[0].1.len()
+    );
     let config = repo.join("gitopsd.yaml");
     let out = gitopsd(&[
         "validate",
@@ -180,8 +184,14 @@ fn validate_takes_real_manifest_shapes_unchanged() {
             .find(|i| i["kind"] == kind && i["metadata"]["name"] == name)
             .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
     };
-    assert_eq!(find("RoleBinding", "widget-reader")["metadata"]["namespace"], "prod");
-    assert_eq!(find("ConfigMap", "dashboard-b")["data"]["b.json"], "{\"title\": \"B\"}");
+    assert_eq!(
+        find("RoleBinding", "widget-reader")["metadata"]["namespace"],
+        "prod"
+    );
+    assert_eq!(
+        find("ConfigMap", "dashboard-b")["data"]["b.json"],
+        "{\"title\": \"B\"}"
+    );
     let c = &find("Deployment", "merged")["spec"]["template"]["spec"]["containers"];
     assert_eq!(c[0]["imagePullPolicy"], "IfNotPresent");
     assert_eq!(c[1]["imagePullPolicy"], "Always");
@@ -219,7 +229,10 @@ async fn run_applies_real_manifest_shapes_unchanged() {
     let client = support::client().await;
     let ns = f.tier.as_str();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = crds.get(&format!("widgets.{group}")).await.expect("CRD applied");
+    let crd = crds
+        .get(&format!("widgets.{group}"))
+        .await
+        .expect("CRD applied");
     let props = crd.spec.versions[0]
         .schema
         .as_ref()
@@ -230,12 +243,20 @@ async fn run_applies_real_manifest_shapes_unchanged() {
         .map(|p| p.len());
     assert_eq!(props, Some(4000));
     let roles: Api<Role> = Api::namespaced(client.clone(), ns);
-    roles.get("widget-reader").await.expect("Role from the List");
+    roles
+        .get("widget-reader")
+        .await
+        .expect("Role from the List");
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
-    bindings.get("widget-reader").await.expect("RoleBinding from the List");
+    bindings
+        .get("widget-reader")
+        .await
+        .expect("RoleBinding from the List");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for name in ["dashboard-a", "dashboard-b", "from-windows"] {
-        cms.get(name).await.unwrap_or_else(|e| panic!("ConfigMap {name}: {e}"));
+        cms.get(name)
+            .await
+            .unwrap_or_else(|e| panic!("ConfigMap {name}: {e}"));
     }
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let d = deps.get("merged").await.expect("Deployment");
@@ -246,5 +267,8 @@ async fn run_applies_real_manifest_shapes_unchanged() {
         (&"IfNotPresent".into(), &"Always".into())
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    secrets.get("webhook-certs").await.expect("placeholder Secret");
+    secrets
+        .get("webhook-certs")
+        .await
+        .expect("placeholder Secret");
 }

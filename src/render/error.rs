@@ -108,7 +108,6 @@ pub enum RenderError {
         why: String,
     },
 
-
     #[error(
         "{file} line {line}: document {document} is not a Kubernetes object: {why} (rule: every document is a mapping with apiVersion, kind and metadata.name)"
     )]

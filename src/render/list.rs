@@ -95,7 +95,8 @@ mod tests {
     #[test]
     fn an_empty_list_stands_for_nothing() {
         for items in [json!([]), Value::Null] {
-            let got = kinds(json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}));
+            let got =
+                kinds(json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}));
             assert_eq!(got.unwrap(), []);
         }
     }

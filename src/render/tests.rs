@@ -550,7 +550,9 @@ fn a_file_over_the_size_limit_is_refused() {
         ..Limits::default()
     };
     assert_eq!(
-        render_limited(repo.path(), &limits).unwrap_err().to_string(),
+        render_limited(repo.path(), &limits)
+            .unwrap_err()
+            .to_string(),
         format!(
             "base/big.yaml: {} bytes is over the limit of 1048576 bytes per file (rule: max_file_bytes, a guard against abuse: split the file, or raise render.maxFileBytes)",
             big.len()
@@ -581,8 +583,14 @@ fn a_crd_of_more_than_a_mebibyte_of_yaml_renders() {
     assert!(crd.len() > 1_400_000, "{}", crd.len());
     let repo = repo_with("", &[("crd.yaml", &crd)]);
     let set = render(repo.path(), "t").unwrap();
-    let o = object(&set, "CustomResourceDefinition", "widgets.widgets.render.example");
-    let props = o.manifest.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties");
+    let o = object(
+        &set,
+        "CustomResourceDefinition",
+        "widgets.widgets.render.example",
+    );
+    let props = o
+        .manifest
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties");
     assert_eq!(props.and_then(Value::as_object).map(Map::len), Some(4000));
 }
 
@@ -621,12 +629,20 @@ fn a_tiers_total_is_bounded_while_parsing() {
         max_tier_bytes: 1024 * 1024,
         ..Limits::default()
     };
-    let e = render_limited(repo.path(), &limits).unwrap_err().to_string();
+    let e = render_limited(repo.path(), &limits)
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.starts_with("base/a.yaml line ") && e.contains("takes the tier's parsed objects past 1048576 bytes of memory (rule: max_tier_bytes"),
+        e.starts_with("base/a.yaml line ")
+            && e.contains(
+                "takes the tier's parsed objects past 1048576 bytes of memory (rule: max_tier_bytes"
+            ),
         "{e}"
     );
-    assert!(e.ends_with("split the tier, or raise render.maxTierBytes"), "{e}");
+    assert!(
+        e.ends_with("split the tier, or raise render.maxTierBytes"),
+        "{e}"
+    );
     assert_eq!(render(repo.path(), "t").unwrap().objects.len(), 50);
 }
 
@@ -641,7 +657,11 @@ fn list_documents_are_expanded_into_their_items_like_kubectl() {
     let empty = "apiVersion: v1\nkind: List\nmetadata: {}\nitems: []\n---\napiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems: null\n";
     let repo = repo_with(
         "namespace: ns\nlabels: {team: a}\n",
-        &[("cms.yaml", cms), ("empty.yaml", empty), ("rbac.yaml", rbac)],
+        &[
+            ("cms.yaml", cms),
+            ("empty.yaml", empty),
+            ("rbac.yaml", rbac),
+        ],
     );
     let set = render(repo.path(), "t").unwrap();
     let mut got = names(&set);
@@ -657,7 +677,10 @@ fn list_documents_are_expanded_into_their_items_like_kubectl() {
     );
     // Items are objects of their own: namespace and labels stamped, nothing of the List.
     let d1 = object(&set, "ConfigMap", "d1");
-    assert_eq!(d1.manifest["metadata"]["labels"], json!({"app": "x", "team": "a", "gitopsd.io/tier": "t"}));
+    assert_eq!(
+        d1.manifest["metadata"]["labels"],
+        json!({"app": "x", "team": "a", "gitopsd.io/tier": "t"})
+    );
     assert!(d1.manifest.get("items").is_none());
     assert_eq!(d1.source.to_string(), "base/cms.yaml line 3 items[0]");
     assert_eq!((d1.source.document, d1.source.item), (1, Some(0)));
@@ -670,7 +693,9 @@ fn list_items_are_checked_like_any_object_and_named_by_index() {
     let list = |items: &str| format!("apiVersion: v1\nkind: List\nmetadata: {{}}\nitems:\n{items}");
     let cases = [
         (
-            list("- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {}}\n"),
+            list(
+                "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {}}\n",
+            ),
             "base/l.yaml line 1: document 0 is not a Kubernetes object: items[1]: metadata.name is missing or not a non-empty string (rule: every document is a mapping with apiVersion, kind and metadata.name)",
         ),
         (
@@ -686,11 +711,15 @@ fn list_items_are_checked_like_any_object_and_named_by_index() {
             "base/l.yaml line 1: document 0 is a List whose `items` is missing (rule: a List document holds its objects in `items`, a sequence of objects; nested Lists are not expanded: move their items up)",
         ),
         (
-            list("- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"),
+            list(
+                "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n",
+            ),
             "ConfigMap ns/a is defined twice in tier t: base/l.yaml line 1 items[0] and base/l.yaml line 1 items[1] (rule: one definition per apiVersion group, kind, namespace and name)",
         ),
         (
-            list("- {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: r, namespace: ns}}\n"),
+            list(
+                "- {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: r, namespace: ns}}\n",
+            ),
             "base/l.yaml line 1: ClusterRole r is cluster-scoped and must not set metadata.namespace \"ns\"",
         ),
     ];
@@ -711,8 +740,13 @@ fn an_object_over_the_limit_in_a_list_is_named_by_its_item() {
         max_object_bytes: 1000,
         ..Limits::default()
     };
-    let e = render_limited(repo.path(), &limits).unwrap_err().to_string();
-    assert!(e.starts_with("base/l.yaml line 1 items[1]: ConfigMap ns/b is 2"), "{e}");
+    let e = render_limited(repo.path(), &limits)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("base/l.yaml line 1 items[1]: ConfigMap ns/b is 2"),
+        "{e}"
+    );
 }
 
 #[test]

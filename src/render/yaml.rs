@@ -6,7 +6,7 @@
 //! there stops a deeply nested document at our limit, before serde_yaml's own (128).
 //!
 //! Node counting is per document: a real CRD runs at 20-30 bytes of JSON per node
-//! (prometheus-operator's largest, 454 KB as JSON, has 17k nodes), so the default of 250,000
+//! (prometheus-operator v0.85.0's CRDs: up to 454 KB as JSON, 16,900 nodes), so the default of 250,000
 //! fits any object the API server's 3 MiB request limit lets through, while a "billion laughs"
 //! document is stopped after 250,000 nodes, in milliseconds. What all documents of a tier take
 //! in memory is bounded by [`TierBytes`], shared by the parser threads, so many small documents
@@ -502,7 +502,10 @@ mod tests {
         .unwrap();
         let v = &docs[0].value;
         assert_eq!(v["one"], serde_json::json!({"a": 1, "b": 3, "c": 1}));
-        assert_eq!(v["many"], serde_json::json!({"a": 1, "b": 4, "c": 2, "d": 2}));
+        assert_eq!(
+            v["many"],
+            serde_json::json!({"a": 1, "b": 4, "c": 2, "d": 2})
+        );
     }
 
     #[test]
@@ -539,11 +542,18 @@ mod tests {
     #[test]
     fn merge_keys_take_only_mappings_and_appear_once() {
         let e = parse("a: {<<: 3}\n").unwrap_err().to_string();
-        assert!(e.contains("the merge key `<<` takes a mapping or a list of mappings"), "{e}");
-        let e = parse("x: &x {a: 1}\na: {<<: *x, <<: *x}\n").unwrap_err().to_string();
+        assert!(
+            e.contains("the merge key `<<` takes a mapping or a list of mappings"),
+            "{e}"
+        );
+        let e = parse("x: &x {a: 1}\na: {<<: *x, <<: *x}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("duplicate key `<<`"), "{e}");
         // Own keys may still not repeat.
-        let e = parse("x: &x {a: 1}\na: {<<: *x, b: 1, b: 2}\n").unwrap_err().to_string();
+        let e = parse("x: &x {a: 1}\na: {<<: *x, b: 1, b: 2}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("duplicate key `b`"), "{e}");
     }
 
@@ -552,7 +562,9 @@ mod tests {
         let mut bomb = String::from("l0: &l0 {a: lol, b: lol}\n");
         for i in 1..=12 {
             let p = i - 1;
-            bomb.push_str(&format!("l{i}: &l{i} {{x: *l{p}, y: *l{p}, z: *l{p}, <<: *l{p}}}\n"));
+            bomb.push_str(&format!(
+                "l{i}: &l{i} {{x: *l{p}, y: *l{p}, z: *l{p}, <<: *l{p}}}\n"
+            ));
         }
         let e = parse(&bomb).unwrap_err().to_string();
         assert!(e.contains("expands to more than 10000 nodes"), "{e}");
@@ -562,9 +574,15 @@ mod tests {
     fn a_byte_order_mark_at_the_start_is_not_content() {
         let docs = parse("\u{feff}a: 1\n---\nb: 2\n").unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!((docs[0].line, &docs[0].value), (1, &serde_json::json!({"a": 1})));
+        assert_eq!(
+            (docs[0].line, &docs[0].value),
+            (1, &serde_json::json!({"a": 1}))
+        );
         let docs = parse("\u{feff}---\na: 1\n").unwrap();
-        assert_eq!((docs[0].line, &docs[0].value), (2, &serde_json::json!({"a": 1})));
+        assert_eq!(
+            (docs[0].line, &docs[0].value),
+            (2, &serde_json::json!({"a": 1}))
+        );
     }
 
     #[test]
@@ -576,7 +594,10 @@ mod tests {
         assert_eq!((docs.len(), docs[0].index, docs[0].line), (1, 2, 6));
         // CRLF line ends, tabs inside block scalars, a very long line.
         let docs = parse("a: 1\r\nb: |\r\n  x\ty\r\n  \tz\r\n---\r\nc: 2\r\n").unwrap();
-        assert_eq!(docs[0].value, serde_json::json!({"a": 1, "b": "x\ty\n\tz\n"}));
+        assert_eq!(
+            docs[0].value,
+            serde_json::json!({"a": 1, "b": "x\ty\n\tz\n"})
+        );
         assert_eq!((docs[1].index, docs[1].line), (1, 6));
         let long = "x".repeat(4 << 20);
         let docs = parse(&format!("a: {long}\n")).unwrap();
