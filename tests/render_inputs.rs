@@ -73,7 +73,7 @@ items: []
 ";
 
 /// Two containers sharing settings through a YAML merge key: the second takes the first's
-/// keys and overrides some.
+/// keys and overrides some. A file mode written in octal, as YAML 1.1 (kubectl) reads it.
 const MERGED: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: merged}
@@ -83,6 +83,9 @@ spec:
     metadata: {labels: {app: merged}}
     spec:
       securityContext: {runAsNonRoot: true}
+      volumes:
+      - name: dashboards
+        configMap: {name: dashboard-a, defaultMode: 0644}
       containers:
       - &container
         name: a
@@ -196,6 +199,8 @@ fn validate_takes_real_manifest_shapes_unchanged() {
     assert_eq!(c[0]["imagePullPolicy"], "IfNotPresent");
     assert_eq!(c[1]["imagePullPolicy"], "Always");
     assert_eq!(c[1]["resources"]["limits"]["memory"], "64Mi");
+    let volumes = &find("Deployment", "merged")["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(volumes[0]["configMap"]["defaultMode"], 420);
     assert_eq!(
         find("ConfigMap", "from-windows")["data"]["script"],
         "echo one\n\techo tabbed\n"
@@ -265,6 +270,10 @@ async fn run_applies_real_manifest_shapes_unchanged() {
     assert_eq!(
         (&c[0]["imagePullPolicy"], &c[1]["imagePullPolicy"]),
         (&"IfNotPresent".into(), &"Always".into())
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["defaultMode"],
+        420
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     secrets

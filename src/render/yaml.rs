@@ -102,6 +102,7 @@ pub(crate) fn parse_counted(
         // iterator still yields each document, each counted.
         for de in serde_yaml::Deserializer::from_str(chunk.text) {
             let budget = Budget {
+                text: chunk.text,
                 nodes: Cell::new(0),
                 depth: Cell::new(0),
                 bytes: Cell::new(0),
@@ -258,6 +259,8 @@ enum Hit {
 }
 
 struct Budget<'a> {
+    /// The text being parsed: a borrowed scalar is found in it to learn whether it was quoted.
+    text: &'a str,
     nodes: Cell<usize>,
     depth: Cell<usize>,
     /// This document's memory (about) not yet added to `total`.
@@ -353,6 +356,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
             .ok_or_else(|| E::custom(format!("{v} (.inf/.nan) has no JSON form")))
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Value, E> {
+        // YAML 1.1, which kubectl reads, takes a plain `0644` for octal 420 (file modes:
+        // `defaultMode: 0644`); serde_yaml (YAML 1.2) makes it the string "0644", which the
+        // API server refuses for an integer field. Quoted, it stays a string.
+        if let Some(n) = yaml11_octal(v)
+            && !quoted(self.budget.text, v)
+        {
+            return self.visit_i64(n);
+        }
+        self.visit_str(v)
+    }
+
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         self.budget.node(v.len())?;
         Ok(Value::String(v.to_owned()))
@@ -429,6 +444,37 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
             "custom YAML tags (`!tag`) have no meaning in a Kubernetes manifest",
         ))
     }
+}
+
+/// `0644` as YAML 1.1 reads a plain scalar: a `0` and octal digits, optionally signed.
+fn yaml11_octal(v: &str) -> Option<i64> {
+    let (negative, digits) = match v.as_bytes().first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let octal = digits.strip_prefix('0')?;
+    if octal.is_empty() || !octal.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    let n = i64::from_str_radix(octal, 8).ok()?;
+    Some(if negative { -n } else { n })
+}
+
+/// Whether `scalar`, a slice of `text` handed out by the parser, stands between quotes there.
+/// serde_yaml gives a plain and a quoted scalar to the same visitor method; the text around
+/// it tells them apart (a plain scalar never starts or ends at a quote).
+fn quoted(text: &str, scalar: &str) -> bool {
+    let start = (scalar.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let end = start.wrapping_add(scalar.len());
+    if start == 0 || end >= text.len() {
+        return false;
+    }
+    let bytes = text.as_bytes();
+    matches!(
+        (bytes[start - 1], bytes[end]),
+        (b'\'', b'\'') | (b'"', b'"')
+    )
 }
 
 /// The YAML 1.1 merge key. A quoted `"<<"` is merged too (the visitor cannot tell them
@@ -624,6 +670,21 @@ mod tests {
         );
         // Without the budget (tier.yaml, kustomize's inputs) the same text parses.
         assert_eq!(parse(&text).unwrap().len(), 200);
+    }
+
+    #[test]
+    fn plain_octal_numbers_read_as_kubectl_reads_them_and_quoted_ones_stay_text() {
+        let docs = parse(
+            "defaultMode: 0644\nmode: 0755\nneg: -010\nquoted: '0644'\ndq: \"0755\"\n\
+             zero: 0\ndec: 420\nnot: 0844\nflow: [0600, '0600']\nkey: {data: {x: '0777'}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            docs[0].value,
+            serde_json::json!({"defaultMode": 420, "mode": 493, "neg": -8, "quoted": "0644",
+                "dq": "0755", "zero": 0, "dec": 420, "not": "0844", "flow": [384, "0600"],
+                "key": {"data": {"x": "0777"}}})
+        );
     }
 
     #[test]
