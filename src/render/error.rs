@@ -69,6 +69,15 @@ pub enum RenderError {
         limit: usize,
     },
 
+    #[error(
+        "{file} line {line}: document {document} replays its aliases more than 100 times its own length; a YAML alias bomb? (rule: max_document_nodes, serde_yaml's alias guard: use fewer aliases)"
+    )]
+    AliasRepetition {
+        file: String,
+        line: usize,
+        document: usize,
+    },
+
     #[error("{file} line {line}: nesting deeper than {limit} levels (rule: max_depth)")]
     TooDeep {
         file: String,
@@ -77,7 +86,7 @@ pub enum RenderError {
     },
 
     #[error(
-        "{file} line {line}: document {document} takes the tier's parsed objects past {limit} bytes of memory (rule: max_tier_bytes, the bound on one render's memory; about 48 bytes per YAML node, aliases expanded, plus its text): split the tier, or raise render.maxTierBytes"
+        "{file} line {line}: document {document} takes the tier's parsed objects past {limit} bytes of memory (rule: max_tier_bytes, the bound on one render's memory; about 56 bytes per YAML node, aliases expanded, plus its text): split the tier, or raise render.maxTierBytes"
     )]
     TierTooLarge {
         file: String,

@@ -51,7 +51,7 @@ pub struct Limits {
     /// Largest object, as JSON (3 MiB by default: the API server's own limit on a request
     /// body, so nothing it would accept is refused here).
     pub max_object_bytes: u64,
-    /// Most memory a tier's parsed objects may take, counted while parsing (about 48 bytes
+    /// Most memory a tier's parsed objects may take, counted while parsing (about 56 bytes
     /// per YAML node plus its text; 256 MiB by default): the bound on one render's memory.
     pub max_tier_bytes: u64,
     /// Deepest nesting of mappings and sequences in a document (64 by default).

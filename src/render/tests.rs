@@ -773,6 +773,23 @@ fn a_yaml_alias_bomb_is_refused() {
         bomb.push_str(&format!("l{i}: &l{i} [{}]\n", vec![prev; 9].join(", ")));
     }
     let repo = repo_with("", &[("bomb.yaml", &bomb)]);
+    // serde_yaml's own guard (alias replays over 100 times the document's events) stops
+    // this one before our node count does.
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/bomb.yaml line 1: document 0 replays its aliases more than 100 times its own length; a YAML alias bomb? (rule: max_document_nodes, serde_yaml's alias guard: use fewer aliases)"
+    );
+}
+
+#[test]
+fn a_flat_alias_expansion_under_serde_yamls_guard_is_stopped_by_the_node_count() {
+    // One anchor of 100 scalars used 3,000 times: few replays per event, 300,000 nodes.
+    let bomb = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: lol}}\na: &a [{}]\nb: [{}]\n",
+        vec!["lol"; 100].join(", "),
+        vec!["*a"; 3000].join(", ")
+    );
+    let repo = repo_with("", &[("bomb.yaml", &bomb)]);
     assert_eq!(
         error(repo.path(), "t"),
         "base/bomb.yaml line 1: document 0 expands to more than 250000 nodes; a YAML alias bomb? (rule: max_document_nodes; if the document is real, split it or raise render.maxDocumentNodes)"
