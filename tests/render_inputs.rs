@@ -281,3 +281,37 @@ async fn run_applies_real_manifest_shapes_unchanged() {
         .await
         .expect("placeholder Secret");
 }
+
+#[test]
+fn list_items_are_validated_like_any_object_and_named_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let all: Vec<(String, String)> = vec![
+        (
+            "base/pods.yaml".into(),
+            "apiVersion: v1\nkind: PodList\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: fine}\n  spec:\n    securityContext: {runAsNonRoot: true}\n    containers: [{name: c, image: 'busybox:1.36'}]\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: debug}\n  spec:\n    securityContext: {runAsNonRoot: true}\n    containers: [{name: sh, image: 'busybox:1.36', securityContext: {privileged: true}}]\n".into(),
+        ),
+        ("tiers/ops/tier.yaml".into(), "namespace: ops\n".into()),
+        (
+            "gitopsd.yaml".into(),
+            "source: {url: .}\ntiers:\n  - {name: ops, ref: main, namespaces: [ops]}\n".into(),
+        ),
+    ];
+    write(repo, &all);
+    let config = repo.join("gitopsd.yaml");
+    let out = gitopsd(&[
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+        "--offline",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("tier ops: error: base/pods.yaml line 1 items[1]: Pod ops/debug: container \"sh\" is privileged [security/privileged-container]"),
+        "{text}"
+    );
+    assert!(text.contains("tier ops: 2 objects, 1 blocking"), "{text}");
+}
