@@ -250,7 +250,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Validate the config and exit: 0 when it is valid, 2 with the error when it is not.
+    /// Validate the config and the files it names (tokens, secrets, keys: each must be
+    /// readable) and exit: 0 when all is valid, 2 with the error (field, line, path) when not.
     #[arg(long)]
     pub check: bool,
 
@@ -314,6 +315,11 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         }
     };
     if args.check {
+        // The files it names are read at start-up: a missing one fails the check, not the pod.
+        if let Err(e) = config.check_files(&args.config) {
+            report.error("invalid config", &e);
+            return ExitCode::from(EXIT_CONFIG);
+        }
         println!(
             "{}: valid ({} tiers: {})",
             args.config.display(),

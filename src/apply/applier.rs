@@ -220,10 +220,36 @@ impl ApplyError {
 fn describe_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if !s.message.is_empty() => {
-            format!("{} (HTTP {} {})", s.message, s.code, s.reason)
+            let hint = webhook_hint(&s.message)
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            format!("{} (HTTP {} {}){hint}", s.message, s.code, s.reason)
         }
         other => other.to_string(),
     }
+}
+
+/// What to do when an admission webhook stood in the way, from the API server's wording:
+/// it either could not reach the webhook (its service is down or hung; a `Fail` policy then
+/// refuses every write it matches) or the webhook denied the object.
+fn webhook_hint(message: &str) -> Option<String> {
+    let quoted = |after: &str| {
+        let rest = message.split_once(after)?.1;
+        let name = rest.strip_prefix('"')?.split('"').next()?;
+        Some(crate::escape::escape_line(name).into_owned())
+    };
+    if let Some(name) = quoted("failed calling webhook ") {
+        return Some(format!(
+            "the admission webhook \"{name}\" did not answer: check that the service behind it is running (kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations -o wide); gitopsd applies the object on a later reconcile and prunes nothing until the whole revision is in"
+        ));
+    }
+    quoted("admission webhook ")
+        .filter(|_| message.contains("denied the request"))
+        .map(|name| {
+            format!(
+                "the admission webhook \"{name}\" refused the object: change it in the config repo to satisfy the webhook's policy, or change the policy"
+            )
+        })
 }
 
 /// `Deployment shop-exp/api`, `Namespace shop-exp`.
@@ -1021,6 +1047,21 @@ mod tests {
             manager: m.into(),
             field: f.into(),
         }
+    }
+
+    #[test]
+    fn a_webhook_that_did_not_answer_or_denied_is_named_with_the_fix() {
+        let hung = r#"Internal error occurred: failed calling webhook "validate.nginx.ingress.kubernetes.io": failed to call webhook: Post "https://ingress-nginx-controller-admission.ingress-nginx.svc:443/networking/v1/ingresses?timeout=10s": context deadline exceeded"#;
+        let hint = webhook_hint(hung).expect("a hint");
+        assert!(hint.contains("\"validate.nginx.ingress.kubernetes.io\" did not answer"));
+        assert!(hint.contains("prunes nothing"));
+        let denied = r#"admission webhook "validation.gatekeeper.sh" denied the request: [must-have-owner] you must provide labels: {"owner"}"#;
+        let hint = webhook_hint(denied).expect("a hint");
+        assert!(hint.contains("\"validation.gatekeeper.sh\" refused the object"));
+        assert_eq!(webhook_hint("the object has been modified"), None);
+        // A name with control characters is shown escaped.
+        let hint = webhook_hint("failed calling webhook \"a\u{1b}[2Jb\": x").expect("a hint");
+        assert!(hint.contains("a\\x1b[2Jb"), "{hint}");
     }
 
     #[test]
