@@ -186,6 +186,7 @@ fn set_of(manifest: Value) -> DesiredSet {
             file: "base/api.yaml".into(),
             document: 0,
             line: 1,
+            item: None,
         },
         digest: "d".into(),
     };
