@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 
 use gitopsd::live::ObjectKey;
 use gitopsd::state::{StateStore, TierState, short_digest};
@@ -41,7 +40,7 @@ async fn save_then_load_round_trips_every_field() {
         let store = StateStore::new(client.clone(), &ns);
         let digest = sha256_hex("manifest");
         let state = TierState {
-            inventory: BTreeMap::from([
+            inventory: gitopsd::state::Inventory::from([
                 (
                     key("v1", "ConfigMap", Some("shop"), "settings"),
                     digest.clone(),

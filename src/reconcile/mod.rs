@@ -37,18 +37,15 @@ use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
-use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey};
+use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectId, ObjectKey};
 use crate::policy::{FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
-use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
+use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
 pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
 
-/// The inventory digest of an object recorded before its first apply finished: it matches no
-/// manifest digest, so the object is applied again.
-const NOT_APPLIED: &str = "not-applied";
 
 /// How long a reconcile waits for the live cache to list a new kind.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -1109,6 +1106,9 @@ impl TierReconciler {
             }
         }
         let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
+        // What leaves the inventory is compared by identity: a manifest moved to another
+        // version of its group is the same object (issue 21 item 4).
+        let desired_ids: HashSet<ObjectId> = desired_keys.iter().map(ObjectKey::id).collect();
         self.fights.retain(|k| desired_keys.contains(k));
         self.applied_generations
             .retain(|k, _| desired_keys.contains(k));
@@ -1128,7 +1128,7 @@ impl TierReconciler {
             if self
                 .state
                 .as_ref()
-                .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+                .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())))
             {
                 record.prune_notes.push(
                     "prune skipped: an object of this sync failed to apply (see the failures)"
@@ -1140,7 +1140,7 @@ impl TierReconciler {
         } else if self
             .state
             .as_ref()
-            .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+            .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())))
         {
             record.prune_notes.push(
                 "prune skipped: the newest revision could not be fetched, rendered or validated"
@@ -1224,8 +1224,6 @@ impl TierReconciler {
         use crate::ownership::{Claim, Live, adopts, claim, finding};
         let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
         let state = self.state.as_ref().ok_or("no tier state")?;
-        // Across versions of a group, built only when an existing object misses the exact key.
-        let mut by_group: Option<crate::ownership::Inventory> = None;
         let mut out = Vec::new();
         for o in &set.objects {
             let key = ObjectKey::from(o);
@@ -1248,13 +1246,8 @@ impl TierReconciler {
                     tier_label: l.as_deref(),
                 },
             };
-            let in_inventory = state.inventory.contains_key(&key)
-                || (found.is_some()
-                    && by_group
-                        .get_or_insert_with(|| {
-                            crate::ownership::Inventory::new(state.inventory.keys())
-                        })
-                        .contains(&key));
+            // The inventory compares identities: another version of the group is the same object.
+            let in_inventory = state.inventory.contains_key(&key);
             match claim(
                 &self.tier.name,
                 in_inventory,
@@ -1393,8 +1386,11 @@ impl TierReconciler {
             return;
         };
         let inventory: Vec<ObjectKey> = state.inventory.keys().cloned().collect();
-        let candidates: Vec<&ObjectKey> =
-            inventory.iter().filter(|k| !desired.contains(*k)).collect();
+        let desired_ids: HashSet<ObjectId> = desired.iter().map(ObjectKey::id).collect();
+        let candidates: Vec<&ObjectKey> = inventory
+            .iter()
+            .filter(|k| !desired_ids.contains(&k.id()))
+            .collect();
         if candidates.is_empty() {
             return;
         }
