@@ -398,6 +398,20 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                 ("reason", json!(reason)),
             ],
         ),
+        Activity::PruneRefused {
+            tier,
+            revision,
+            objects,
+            reason,
+        } => (
+            "prune-refused",
+            vec![
+                ("tier", json!(tier)),
+                ("revision", json!(revision)),
+                ("objects", json!(objects)),
+                ("reason", json!(reason)),
+            ],
+        ),
         Activity::ManualSync {
             tier,
             who,

@@ -29,6 +29,44 @@ pub struct TierState {
     /// The revisions this tier recorded healthy, newest last (at most [`HEALTHY_KEPT`]): the
     /// evidence a tier with `promoteFrom` checks. Absent in state written before it existed.
     pub healthy: Vec<HealthyRecord>,
+    /// Jobs with `ttlSecondsAfterFinished` that finished for the manifest they were applied
+    /// from: once the TTL controller deleted one, it is not drift and is not created again until
+    /// git changes it (issue 21 item 6). Absent in state written before it existed.
+    pub finished_jobs: Vec<FinishedJob>,
+}
+
+/// A Job that ran to its end (complete or failed) for one manifest of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedJob {
+    pub namespace: String,
+    pub name: String,
+    /// The short digest ([`short_digest`]) of the manifest it ran from.
+    pub digest: String,
+    /// The revision that applied it.
+    pub revision: String,
+}
+
+impl TierState {
+    /// Whether the Job `namespace/name` finished for the manifest of `digest`.
+    pub fn job_finished(&self, namespace: &str, name: &str, digest: &str) -> bool {
+        self.finished_jobs.iter().any(|j| {
+            j.namespace == namespace && j.name == name && j.digest == short_digest(digest)
+        })
+    }
+
+    /// Records that the Job `namespace/name` finished for the manifest of `digest` (replacing
+    /// the record of an earlier manifest of it).
+    pub fn record_job_finished(&mut self, namespace: &str, name: &str, digest: &str, revision: &str) {
+        self.finished_jobs
+            .retain(|j| !(j.namespace == namespace && j.name == name));
+        self.finished_jobs.push(FinishedJob {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            digest: short_digest(digest).to_owned(),
+            revision: revision.to_owned(),
+        });
+    }
 }
 
 /// What a tier applied: one entry per object, keyed by its identity (group, kind, namespace,
@@ -248,6 +286,7 @@ const KEY_LAST_HEALTHY: &str = "lastHealthyRevision";
 const KEY_FAILED: &str = "failedRevision";
 const KEY_ROLLBACKS: &str = "rollbacks";
 const KEY_HEALTHY: &str = "healthyRevisions";
+const KEY_FINISHED_JOBS: &str = "finishedJobs";
 const KEY_COUNT: &str = "inventoryCount";
 const KEY_FORMAT: &str = "format";
 const KEY_INVENTORY: &str = "inventory.gz";
@@ -530,6 +569,11 @@ fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, S
             serde_json::to_string(&state.healthy).map_err(|e| encode_error(e.to_string()))?;
         data.insert(KEY_HEALTHY.to_owned(), json);
     }
+    if !state.finished_jobs.is_empty() {
+        let json = serde_json::to_string(&state.finished_jobs)
+            .map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_FINISHED_JOBS.to_owned(), json);
+    }
     data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
     data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
 
@@ -605,6 +649,12 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
             .map_err(|e| corrupt(KEY_HEALTHY, format!("not a list of healthy revisions: {e}")))?,
         None => Vec::new(),
     };
+    let finished_jobs = match data.get(KEY_FINISHED_JOBS) {
+        Some(v) => serde_json::from_str(v).map_err(|e| {
+            corrupt(KEY_FINISHED_JOBS, format!("not a list of finished Jobs: {e}"))
+        })?,
+        None => Vec::new(),
+    };
     Ok(TierState {
         inventory,
         last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
@@ -612,6 +662,7 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
         failed_revision: data.get(KEY_FAILED).cloned(),
         rollbacks,
         healthy,
+        finished_jobs,
     })
 }
 
@@ -734,6 +785,12 @@ mod tests {
                 revision: "abc000".to_owned(),
                 since: chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a time"),
                 base_digest: Some("b45e".to_owned()),
+            }],
+            finished_jobs: vec![FinishedJob {
+                namespace: "shop".to_owned(),
+                name: "migrate".to_owned(),
+                digest: "0123456789abcdef".to_owned(),
+                revision: "abc123".to_owned(),
             }],
         }
     }

@@ -64,6 +64,7 @@ async fn save_then_load_round_trips_every_field() {
             failed_revision: Some("3333333333333333333333333333333333333333".to_owned()),
             rollbacks: 2,
             healthy: Vec::new(),
+            finished_jobs: Vec::new(),
         };
         store.save("prod", &state).await.expect("save");
         let back = store.load("prod").await.expect("load");

@@ -106,6 +106,27 @@ impl DriftReport {
     pub fn has_drift(&self) -> bool {
         !self.items.is_empty()
     }
+
+    /// Drops the items `drop` picks (what the reconcile knows is no drift: a finished Job its
+    /// TTL deleted), keeping the counts true: an object left with no item is in sync.
+    pub fn drop_items(&mut self, drop: impl Fn(&DriftItem) -> bool) {
+        let objects = |items: &[DriftItem]| {
+            items
+                .iter()
+                .map(DriftItem::object_key)
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let before = objects(&self.items);
+        self.items.retain(|i| !drop(i));
+        let after = objects(&self.items);
+        self.in_sync += before - after;
+        self.drifted = self.drifted.saturating_sub(before - after);
+        self.counts = SeverityCounts::default();
+        for i in &self.items {
+            self.counts.add(i.severity);
+        }
+    }
 }
 
 /// Detects the drift of `set` against the cluster `live` reads, confirming each local

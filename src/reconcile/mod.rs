@@ -38,7 +38,7 @@ use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectId, ObjectKey};
-use crate::policy::{FightTracker, hold_back};
+use crate::policy::{self, FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
 use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
@@ -213,6 +213,16 @@ pub struct TierReconciler {
     refused_now: bool,
     /// The refusals last logged, so that a refusal is logged when it appears, not every sync.
     refusals_logged: Vec<String>,
+    /// The prune guard's refusal of the last prune (with the fix), shown in the status.
+    prune_refused: Option<String>,
+    /// (revision, refusal) last reported as `PruneRefused`: once per revision and reason.
+    prune_refused_reported: Option<(String, String)>,
+    /// The uid of each Job with ttlSecondsAfterFinished as last applied or seen: its end
+    /// Event is matched by it.
+    job_uids: HashMap<ObjectKey, String>,
+    /// Jobs of this sync that finished for their manifest and are gone: neither drift nor
+    /// unhealthy.
+    jobs_gone: HashSet<ObjectKey>,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -278,6 +288,10 @@ impl TierReconciler {
             write_guard: None,
             refused_now: false,
             refusals_logged: Vec::new(),
+            prune_refused: None,
+            prune_refused_reported: None,
+            job_uids: HashMap::new(),
+            jobs_gone: HashSet::new(),
         }
     }
 
@@ -970,14 +984,82 @@ impl TierReconciler {
 
         // Drift of the objects not just applied, and what the policy does about it.
         let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
-        let report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
+        let mut report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
             .await
             .map_err(|e| e.to_string())?;
+        // A Job with ttlSecondsAfterFinished that finished for its manifest and was deleted by
+        // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
+        let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
+        for o in set.objects.iter().filter(|o| is_ttl_job(o)) {
+            let key = ObjectKey::from(o);
+            let Some(state) = self.state.as_mut() else {
+                break;
+            };
+            let namespace = o.namespace.clone().unwrap_or_default();
+            let applied_here =
+                state.inventory.get(&key).map(String::as_str) == Some(short_digest(&o.digest));
+            let live = cache.get(&key).await.ok().flatten();
+            if let Some(live) = &live {
+                if let Some(uid) = live.pointer("/metadata/uid").and_then(Value::as_str) {
+                    self.job_uids.insert(key.clone(), uid.to_owned());
+                }
+                if applied_here
+                    && job_finished(live)
+                    && !state.job_finished(&namespace, &o.name, &o.digest)
+                {
+                    info!(object = %o.display_name(), "job finished for this revision: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                }
+                continue;
+            }
+            if state.job_finished(&namespace, &o.name, &o.digest) {
+                jobs_gone.insert(key);
+                continue;
+            }
+            if !applied_here {
+                continue;
+            }
+            // Gone before a reconcile saw it finish (ttlSecondsAfterFinished: 0): the Job
+            // controller's Event says whether the Job gitopsd created ran to its end.
+            let uid = self.job_uids.get(&key).cloned();
+            match job_end_event(&self.client, &namespace, &o.name, uid.as_deref()).await {
+                Ok(true) => {
+                    info!(object = %o.display_name(), "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                    jobs_gone.insert(key);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(object = %o.display_name(), error = %e, "cannot read the Job's Events")
+                }
+            }
+        }
+        if let Some(state) = self.state.as_mut() {
+            state.finished_jobs.retain(|j| {
+                set.objects.iter().any(|o| {
+                    is_ttl_job(o)
+                        && o.name == j.name
+                        && o.namespace.as_deref() == Some(j.namespace.as_str())
+                })
+            });
+        }
+        if !jobs_gone.is_empty() {
+            report.drop_items(|i| i.field_path.is_none() && jobs_gone.contains(&i.object_key()));
+        }
+        self.jobs_gone = jobs_gone;
         let by_key: HashMap<ObjectKey, &DesiredObject> = set
             .objects
             .iter()
             .map(|o| (ObjectKey::from(o), o))
             .collect();
+        // Who deletes the objects gitopsd had to create again, while their live copy tells.
+        for key in self.fights.recreated_objects() {
+            if let Some(o) = by_key.get(&key) {
+                let live = cache.get(&key).await.ok().flatten();
+                self.fights
+                    .note_deleter(&key, policy::deletion_hint(&o.manifest, live.as_ref()));
+            }
+        }
         let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
         for item in &report.items {
             let key = item.object_key();
@@ -1101,6 +1183,10 @@ impl TierReconciler {
                         .cloned()
                         .collect();
                     self.fights.corrected(&c.object, &applied, &o.digest, now);
+                    // A missing object created again: deletions count in the fight guard.
+                    if c.fields.is_empty() && r.outcome == Outcome::Created {
+                        self.fights.recreated(&c.object, &o.digest, now);
+                    }
                     info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
                 }
             }
@@ -1174,6 +1260,13 @@ impl TierReconciler {
         } else {
             SyncState::Synced
         };
+        // A refused prune leaves objects git no longer has: not in sync, whatever drift says.
+        let prune_refused = self.prune_refused.clone();
+        let sync = if prune_refused.is_some() {
+            SyncState::OutOfSync
+        } else {
+            sync
+        };
         let revision = if refused {
             self.state
                 .as_ref()
@@ -1202,7 +1295,13 @@ impl TierReconciler {
             )
         } else {
             let first_failure = record.failures.first().and_then(|r| r.message.clone());
-            (sync, self.health_note.clone().or(first_failure))
+            (
+                sync,
+                self.health_note
+                    .clone()
+                    .or(first_failure)
+                    .or(prune_refused.clone()),
+            )
         };
         let window = (!self.tier.windows.is_empty()).then_some(window);
         self.status.update(|s| {
@@ -1212,6 +1311,7 @@ impl TierReconciler {
             s.objects = objects;
             s.alerts = decision.alerts;
             s.unconvergeable = decision.unconvergeable;
+            s.prune_refused = prune_refused;
             s.drift = Some(report);
             s.last_error = error;
         });
@@ -1367,6 +1467,11 @@ impl TierReconciler {
                 if let Some(generation) = r.applied.as_ref().and_then(|a| a.generation) {
                     self.applied_generations.insert(r.key.clone(), generation);
                 }
+                if is_ttl_job(o)
+                    && let Some(uid) = r.applied.as_ref().and_then(|a| a.uid.clone())
+                {
+                    self.job_uids.insert(r.key.clone(), uid);
+                }
                 if let Some(state) = self.state.as_mut() {
                     state
                         .inventory
@@ -1391,6 +1496,7 @@ impl TierReconciler {
             .iter()
             .filter(|k| !desired_ids.contains(&k.id()))
             .collect();
+        self.prune_refused = None;
         if candidates.is_empty() {
             return;
         }
@@ -1427,6 +1533,24 @@ impl TierReconciler {
         if let Some(refused) = &plan.refused {
             warn!(reason = %refused, "prune refused");
             record.prune_notes.push(refused.clone());
+            // The objects the guard kept: neither gone nor skipped for a reason of their own.
+            let kept = candidates
+                .len()
+                .saturating_sub(plan.gone.len() + plan.skipped.len());
+            let message = format!(
+                "prune refused: {kept} objects that left git stay in the cluster: {refused} (or put them back in git)"
+            );
+            let report = (record.revision.clone(), refused.clone());
+            if self.prune_refused_reported.as_ref() != Some(&report) {
+                self.observers.emit(Activity::PruneRefused {
+                    tier: self.tier.name.clone(),
+                    revision: record.revision.clone(),
+                    objects: kept,
+                    reason: refused.clone(),
+                });
+                self.prune_refused_reported = Some(report);
+            }
+            self.prune_refused = Some(message);
             return;
         }
         for (key, why) in &plan.skipped {
@@ -1493,6 +1617,9 @@ impl TierReconciler {
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
         for o in &active.set.objects {
+            if self.jobs_gone.contains(&ObjectKey::from(o)) {
+                continue;
+            }
             let h = if missing.contains(&(o.kind.clone(), o.namespace.clone(), o.name.clone())) {
                 health::assess_or_missing(None)
             } else if !has_health(&o.kind) {
@@ -1760,6 +1887,58 @@ impl TierReconciler {
 fn wake_at(opens_at: DateTime<Utc>, now: DateTime<Utc>, instant: Instant) -> Instant {
     let wait = (opens_at - now).to_std().unwrap_or(Duration::ZERO);
     instant + wait + Duration::from_secs(1)
+}
+
+/// A Job the TTL-after-finished controller deletes once it finished.
+fn is_ttl_job(o: &DesiredObject) -> bool {
+    o.kind == "Job"
+        && crate::config::api_group(&o.api_version) == "batch"
+        && o.manifest
+            .pointer("/spec/ttlSecondsAfterFinished")
+            .is_some_and(|t| !t.is_null())
+}
+
+/// Whether a live Job ran to its end: its `Complete` or `Failed` condition is true.
+fn job_finished(live: &Value) -> bool {
+    live.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                matches!(
+                    c.get("type").and_then(Value::as_str),
+                    Some("Complete" | "Failed")
+                ) && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// The reasons of the Events the Job controller records when a Job ends.
+const JOB_END_REASONS: &[&str] = &[
+    "Completed",
+    "BackoffLimitExceeded",
+    "DeadlineExceeded",
+    "PodFailurePolicy",
+    "MaxFailedIndexesExceeded",
+    "FailedIndexes",
+];
+
+/// Whether the Job controller recorded the end of the Job `namespace/name` (of `uid`, when
+/// known; after a restart gitopsd does not know it, and any end of a Job of that name counts).
+async fn job_end_event(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool, kube::Error> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let params = kube::api::ListParams::default()
+        .fields(&format!("involvedObject.kind=Job,involvedObject.name={name}"));
+    let events = api.list(&params).await?;
+    Ok(events.items.iter().any(|e| {
+        JOB_END_REASONS.contains(&e.reason.as_deref().unwrap_or_default())
+            && uid.is_none_or(|u| e.involved_object.uid.as_deref() == Some(u))
+    }))
 }
 
 /// Kinds whose health is more than "it exists": the rest are healthy when present.
