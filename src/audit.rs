@@ -785,6 +785,21 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_prune_is_recorded_with_its_count_and_reason() {
+        let (event, fields) = record(&Activity::PruneRefused {
+            tier: "t".into(),
+            revision: "abc".into(),
+            objects: 6,
+            reason: "would delete 6 of 8 objects (75%)".into(),
+        })
+        .expect("recorded");
+        assert_eq!(event, "prune-refused");
+        let fields: std::collections::HashMap<_, _> = fields.into_iter().collect();
+        assert_eq!(fields["objects"], 6);
+        assert_eq!(fields["reason"], "would delete 6 of 8 objects (75%)");
+    }
+
+    #[test]
     fn quiet_syncs_and_fetches_are_not_logged() {
         let mut quiet = sync("t");
         if let Activity::SyncFinished { notable, .. } = &mut quiet {

@@ -1970,6 +1970,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_job_is_finished_when_complete_or_failed() {
+        let job = |t: &str, s: &str| {
+            serde_json::json!({"status": {"conditions": [{"type": t, "status": s}]}})
+        };
+        assert!(job_finished(&job("Complete", "True")));
+        assert!(job_finished(&job("Failed", "True")));
+        assert!(!job_finished(&job("Complete", "False")));
+        assert!(!job_finished(&job("Suspended", "True")));
+        assert!(!job_finished(&serde_json::json!({})));
+    }
+
+    #[test]
     fn a_hold_wakes_the_tier_a_second_after_it_opens_by_the_reconciles_clock() {
         let now = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
         let instant = Instant::now();
