@@ -901,13 +901,22 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     };
     let live = crate::live::ApiLive::new(conn.client);
     let confirm = crate::drift::ApiDryRun::new(live.clone());
-    let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
+    let mut drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
         Ok(d) => d,
         Err(e) => {
             report.error("drift detection failed", &e);
             return error;
         }
     };
+    // A Job its TTL deleted after it finished for this manifest is no drift (the daemon's
+    // record in the tier state; unreadable state: reported as missing, as before).
+    let store = crate::state::StateStore::new(
+        live.client().clone(),
+        &crate::state::StateStore::default_namespace(&state),
+    );
+    if let Ok(tier_state) = store.load(&tier.name).await {
+        crate::reconcile::drop_finished_jobs(&mut drift, &set, &tier_state);
+    }
     let text = match args.output {
         DiffFormat::Json => match serde_json::to_string_pretty(&drift) {
             Ok(t) => t + "\n",

@@ -50,14 +50,20 @@ pub struct FinishedJob {
 impl TierState {
     /// Whether the Job `namespace/name` finished for the manifest of `digest`.
     pub fn job_finished(&self, namespace: &str, name: &str, digest: &str) -> bool {
-        self.finished_jobs.iter().any(|j| {
-            j.namespace == namespace && j.name == name && j.digest == short_digest(digest)
-        })
+        self.finished_jobs
+            .iter()
+            .any(|j| j.namespace == namespace && j.name == name && j.digest == short_digest(digest))
     }
 
     /// Records that the Job `namespace/name` finished for the manifest of `digest` (replacing
     /// the record of an earlier manifest of it).
-    pub fn record_job_finished(&mut self, namespace: &str, name: &str, digest: &str, revision: &str) {
+    pub fn record_job_finished(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        digest: &str,
+        revision: &str,
+    ) {
         self.finished_jobs
             .retain(|j| !(j.namespace == namespace && j.name == name));
         self.finished_jobs.push(FinishedJob {
@@ -151,7 +157,10 @@ impl Inventory {
             None => true,
             Some((old_key, old_digest)) => {
                 let rank = |d: &str, k: &ObjectKey| {
-                    (d != NOT_APPLIED, version_priority(version_of(&k.api_version)))
+                    (
+                        d != NOT_APPLIED,
+                        version_priority(version_of(&k.api_version)),
+                    )
                 };
                 rank(&digest, &key) > rank(old_digest, old_key)
             }
@@ -570,8 +579,8 @@ fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, S
         data.insert(KEY_HEALTHY.to_owned(), json);
     }
     if !state.finished_jobs.is_empty() {
-        let json = serde_json::to_string(&state.finished_jobs)
-            .map_err(|e| encode_error(e.to_string()))?;
+        let json =
+            serde_json::to_string(&state.finished_jobs).map_err(|e| encode_error(e.to_string()))?;
         data.insert(KEY_FINISHED_JOBS.to_owned(), json);
     }
     data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
@@ -651,7 +660,10 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
     };
     let finished_jobs = match data.get(KEY_FINISHED_JOBS) {
         Some(v) => serde_json::from_str(v).map_err(|e| {
-            corrupt(KEY_FINISHED_JOBS, format!("not a list of finished Jobs: {e}"))
+            corrupt(
+                KEY_FINISHED_JOBS,
+                format!("not a list of finished Jobs: {e}"),
+            )
         })?,
         None => Vec::new(),
     };
@@ -906,16 +918,38 @@ mod tests {
     #[test]
     fn the_inventory_is_keyed_by_identity_not_version() {
         let mut inv = Inventory::new();
-        let v1 = key("autoscaling/v1", "HorizontalPodAutoscaler", Some("shop"), "api");
-        let v2 = key("autoscaling/v2", "HorizontalPodAutoscaler", Some("shop"), "api");
+        let v1 = key(
+            "autoscaling/v1",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
+        let v2 = key(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
         inv.insert(v1.clone(), "d1".to_owned());
         assert_eq!(inv.get(&v2).map(String::as_str), Some("d1"));
         assert!(inv.contains_key(&v2));
-        assert_eq!(inv.insert(v2.clone(), "d2".to_owned()).as_deref(), Some("d1"));
+        assert_eq!(
+            inv.insert(v2.clone(), "d2".to_owned()).as_deref(),
+            Some("d1")
+        );
         assert_eq!(inv.len(), 1);
-        assert_eq!(inv.keys().collect::<Vec<_>>(), [&v2], "the key last applied");
+        assert_eq!(
+            inv.keys().collect::<Vec<_>>(),
+            [&v2],
+            "the key last applied"
+        );
         // Another group is another object.
-        let other = key("example.com/v1", "HorizontalPodAutoscaler", Some("shop"), "api");
+        let other = key(
+            "example.com/v1",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
         assert!(!inv.contains_key(&other));
         assert_eq!(inv.remove(&v1).as_deref(), Some("d2"));
         assert!(inv.is_empty());
@@ -923,11 +957,15 @@ mod tests {
 
     #[test]
     fn versions_rank_as_kubernetes_ranks_them() {
-        let mut versions = ["v1alpha1", "v2beta1", "v1", "v1beta2", "foo", "v2", "v1beta1"];
+        let mut versions = [
+            "v1alpha1", "v2beta1", "v1", "v1beta2", "foo", "v2", "v1beta1",
+        ];
         versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         assert_eq!(
             versions,
-            ["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+            [
+                "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"
+            ]
         );
     }
 
@@ -949,12 +987,24 @@ mod tests {
         }
         let state = decode(NS, &cm).expect("an old state loads");
         assert_eq!(state.inventory.len(), 3);
-        let hpa = key("autoscaling/v2", "HorizontalPodAutoscaler", Some("shop"), "api");
-        assert_eq!(state.inventory.stored_key(&hpa), Some(&hpa), "the newer version");
+        let hpa = key(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
+        assert_eq!(
+            state.inventory.stored_key(&hpa),
+            Some(&hpa),
+            "the newer version"
+        );
         assert_eq!(state.inventory[&hpa], "2222222222222222");
         let widget = key("example.com/v1", "Widget", Some("shop"), "w");
         assert_eq!(
-            state.inventory.stored_key(&widget).map(|k| k.api_version.as_str()),
+            state
+                .inventory
+                .stored_key(&widget)
+                .map(|k| k.api_version.as_str()),
             Some("example.com/v1alpha1"),
             "an applied entry wins over one not applied yet"
         );

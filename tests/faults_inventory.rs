@@ -21,8 +21,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch};
 use kube::api::PatchParams;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, brief_status, random_suffix};
@@ -98,10 +98,15 @@ async fn no_prune_while_one_object_fails(test: &str, bad: &str, expect_sync: &st
     f.write_files(&vec![("base/bad.yaml".into(), bad.to_owned())]);
     let second = f.commit("remove 10 ConfigMaps, add an object the API server rejects");
     let s = f
-        .wait_status(&format!("sync {expect_sync} at the new commit"), CHANGE, |s| {
-            let at_second = s["sourceRevision"] == second.as_str();
-            (at_second && s["sync"] == expect_sync && !s["lastError"].is_null()).then(|| s.clone())
-        })
+        .wait_status(
+            &format!("sync {expect_sync} at the new commit"),
+            CHANGE,
+            |s| {
+                let at_second = s["sourceRevision"] == second.as_str();
+                (at_second && s["sync"] == expect_sync && !s["lastError"].is_null())
+                    .then(|| s.clone())
+            },
+        )
         .await;
     let error = s["lastError"].as_str().unwrap_or_default().to_owned();
     // Several reconciles after the failure: still nothing pruned.
@@ -126,7 +131,12 @@ async fn no_prune_while_one_object_fails(test: &str, bad: &str, expect_sync: &st
     support::eventually("the 10 ConfigMaps pruned", CHANGE, || {
         let client = client.clone();
         let ns = f.tier.clone();
-        async move { existing(&client, &ns, "doomed-").await.is_empty().then_some(()) }
+        async move {
+            existing(&client, &ns, "doomed-")
+                .await
+                .is_empty()
+                .then_some(())
+        }
     })
     .await;
     assert_eq!(existing(&client, &f.tier, "kept-").await.len(), 12);
@@ -158,9 +168,8 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_resource_of_an_unserved_kind_beside_removed_objects_prunes_nothing() {
     let group = format!("unserved-{}.example.com", random_suffix());
-    let bad = format!(
-        "apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 3\n"
-    );
+    let bad =
+        format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 3\n");
     no_prune_while_one_object_fails("unserved", &bad, "Failed").await;
 }
 
@@ -220,7 +229,9 @@ async fn an_api_version_change_keeps_the_live_object() {
     let mut f = Fixture::new("apiversion", base, TierExtra::default());
     let first = f.head();
     f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    // A CRD and its resource in one first sync: the live cache's wait for the new kind's
+    // watches (60 s at most) may pass before the tier syncs.
+    f.wait_synced_healthy(&first, FIRST_SYNC * 3).await;
 
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &f.tier);
     let gvk = GroupVersionKind::gvk(&group, "v1", "Widget");
@@ -239,14 +250,22 @@ async fn an_api_version_change_keeps_the_live_object() {
     let s = reconciles(&f, 3).await;
     assert_eq!(s["sync"], "Synced", "{}", brief_status(&s));
     let after = hpas.get("api").await.expect("the HPA is still there");
-    assert_eq!(after.uid(), hpa_uid, "the HPA was deleted and created again");
+    assert_eq!(
+        after.uid(),
+        hpa_uid,
+        "the HPA was deleted and created again"
+    );
     let metrics = serde_json::to_value(&after.spec).expect("HPA spec");
     assert!(
         metrics.pointer("/metrics/0/resource/target/averageUtilization") == Some(&json!(80)),
         "the v2 manifest was applied: {metrics}"
     );
     let w = widgets.get("w").await.expect("the Widget is still there");
-    assert_eq!(w.uid(), widget_uid, "the Widget was deleted and created again");
+    assert_eq!(
+        w.uid(),
+        widget_uid,
+        "the Widget was deleted and created again"
+    );
     let pruned: u64 = reconcile_support::records(&s)
         .iter()
         .filter_map(|r| r["outcomes"]["pruned"].as_u64())
@@ -265,7 +284,10 @@ async fn an_api_version_change_keeps_the_live_object() {
         .collect();
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert!(versions.contains(&"autoscaling/v2"), "{versions:?}");
-    assert!(versions.contains(&format!("{group}/v1").as_str()), "{versions:?}");
+    assert!(
+        versions.contains(&format!("{group}/v1").as_str()),
+        "{versions:?}"
+    );
 }
 
 fn ttl_job(image: &str) -> String {
@@ -289,7 +311,10 @@ spec:
 }
 
 /// Every uid the Job `migrate` had in `ns`, as a watch sees them (its creations).
-fn watch_job_uids(client: &Client, ns: &str) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::JoinHandle<()>) {
+fn watch_job_uids(
+    client: &Client,
+    ns: &str,
+) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::JoinHandle<()>) {
     let uids = Arc::new(Mutex::new(BTreeSet::new()));
     let api: Api<Job> = Api::namespaced(client.clone(), ns);
     let seen = uids.clone();
@@ -317,17 +342,24 @@ fn watch_job_uids(client: &Client, ns: &str) -> (Arc<Mutex<BTreeSet<String>>>, t
 async fn a_ttl_job_runs_once_per_revision() {
     let client = support::client().await;
     let mut base = base_files(IMAGE_1);
-    base.push(("base/job.yaml".into(), ttl_job("registry.example.com/shop/migrate:1")));
+    base.push((
+        "base/job.yaml".into(),
+        ttl_job("registry.example.com/shop/migrate:1"),
+    ));
     let mut f = Fixture::new("ttljob", base, TierExtra::default());
     let (uids, watch) = watch_job_uids(&client, &f.tier);
     let first = f.head();
     f.start();
     f.wait_synced_healthy(&first, FIRST_SYNC).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &f.tier);
-    support::eventually("the Job to complete and be deleted by its TTL", CHANGE, || {
-        let jobs = jobs.clone();
-        async move { jobs.get_opt("migrate").await.ok()?.is_none().then_some(()) }
-    })
+    support::eventually(
+        "the Job to complete and be deleted by its TTL",
+        CHANGE,
+        || {
+            let jobs = jobs.clone();
+            async move { jobs.get_opt("migrate").await.ok()?.is_none().then_some(()) }
+        },
+    )
     .await;
     let s = reconciles(&f, 5).await;
     let created = uids.lock().expect("uids").len();
@@ -338,13 +370,19 @@ async fn a_ttl_job_runs_once_per_revision() {
         .as_array()
         .map(|items| items.iter().filter(|i| i["name"] == "migrate").collect())
         .unwrap_or_default();
-    assert!(deleted.is_empty(), "a finished Job is no drift: {deleted:?}");
+    assert!(
+        deleted.is_empty(),
+        "a finished Job is no drift: {deleted:?}"
+    );
     let state = gitopsd::state::StateStore::new(client.clone(), &f.state_ns)
         .load(&f.tier)
         .await
         .expect("the tier state");
     assert!(
-        state.finished_jobs.iter().any(|j| j.name == "migrate" && j.revision == first),
+        state
+            .finished_jobs
+            .iter()
+            .any(|j| j.name == "migrate" && j.revision == first),
         "the completion is recorded for the revision: {:?}",
         state.finished_jobs
     );
@@ -415,13 +453,17 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
         }
     });
     let s = f
-        .wait_status("the deletion fight given up", Duration::from_secs(90), |s| {
-            s["unconvergeable"]
-                .as_array()?
-                .iter()
-                .any(|u| u["object"]["name"] == "reaped-0" && u["fought"] == "deletion")
-                .then(|| s.clone())
-        })
+        .wait_status(
+            "the deletion fight given up",
+            Duration::from_secs(90),
+            |s| {
+                s["unconvergeable"]
+                    .as_array()?
+                    .iter()
+                    .any(|u| u["object"]["name"] == "reaped-0" && u["fought"] == "deletion")
+                    .then(|| s.clone())
+            },
+        )
         .await;
     reaper.abort();
     let u = s["unconvergeable"]
@@ -431,7 +473,10 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
         .unwrap_or_default();
     assert_eq!(u["corrections"], 3, "{u}");
     assert!(
-        u["manager"].as_str().unwrap_or_default().contains("test-reaper"),
+        u["manager"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test-reaper"),
         "the deleter is named: {u}"
     );
     assert_eq!(s["sync"], "OutOfSync", "{}", brief_status(&s));
@@ -470,11 +515,21 @@ async fn a_refused_prune_is_reported_in_status_and_events() {
         })
         .await;
     let message = s["pruneRefused"].as_str().unwrap_or_default();
-    for needle in ["6 objects", "maxDeletePercent", "75%", "raise prune.maxDeletePercent"] {
+    for needle in [
+        "6 objects",
+        "maxDeletePercent",
+        "75%",
+        "raise prune.maxDeletePercent",
+    ] {
         assert!(message.contains(needle), "{needle:?} in {message:?}");
     }
     assert_eq!(s["sync"], "OutOfSync", "{}", brief_status(&s));
-    assert_eq!(s["lastError"].as_str(), Some(message), "{}", brief_status(&s));
+    assert_eq!(
+        s["lastError"].as_str(),
+        Some(message),
+        "{}",
+        brief_status(&s)
+    );
     let s = reconciles(&f, 2).await;
     assert_eq!(s["sync"], "OutOfSync", "still: {}", brief_status(&s));
 
@@ -489,8 +544,7 @@ async fn a_refused_prune_is_reported_in_status_and_events() {
             list.items
                 .into_iter()
                 .filter(|e| {
-                    e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                        == Some(regarding.as_str())
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding.as_str())
                 })
                 .find(|e| e.reason.as_deref() == Some("PruneRefused"))
         }

@@ -2,7 +2,6 @@
 
 mod support;
 
-
 use gitopsd::live::ObjectKey;
 use gitopsd::state::{StateStore, TierState, short_digest};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

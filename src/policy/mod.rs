@@ -273,7 +273,10 @@ impl FightTracker {
 /// The API server records no deleter in the object; `None` when nothing names one.
 pub fn deletion_hint(manifest: &Value, live: Option<&Value>) -> Option<String> {
     let kind = manifest.get("kind").and_then(Value::as_str);
-    let ttl = |o: &Value| o.pointer("/spec/ttlSecondsAfterFinished").and_then(Value::as_i64);
+    let ttl = |o: &Value| {
+        o.pointer("/spec/ttlSecondsAfterFinished")
+            .and_then(Value::as_i64)
+    };
     if kind == Some("Job")
         && let Some(t) = live.and_then(ttl).or_else(|| ttl(manifest))
     {

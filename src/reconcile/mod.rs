@@ -46,7 +46,6 @@ use crate::window::{WindowState, window_state};
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
 pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
 
-
 /// How long a reconcile waits for the live cache to list a new kind.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -1898,6 +1897,28 @@ fn is_ttl_job(o: &DesiredObject) -> bool {
             .is_some_and(|t| !t.is_null())
 }
 
+/// Drops from `report` the absence of each Job with `ttlSecondsAfterFinished` that the tier
+/// state records finished for its manifest: no drift, as the daemon sees it (`gitopsd diff`
+/// reads the same state).
+pub fn drop_finished_jobs(
+    report: &mut crate::drift::DriftReport,
+    set: &DesiredSet,
+    state: &TierState,
+) {
+    let done: HashSet<ObjectKey> = set
+        .objects
+        .iter()
+        .filter(|o| {
+            is_ttl_job(o)
+                && state.job_finished(o.namespace.as_deref().unwrap_or(""), &o.name, &o.digest)
+        })
+        .map(ObjectKey::from)
+        .collect();
+    if !done.is_empty() {
+        report.drop_items(|i| i.field_path.is_none() && done.contains(&i.object_key()));
+    }
+}
+
 /// Whether a live Job ran to its end: its `Complete` or `Failed` condition is true.
 fn job_finished(live: &Value) -> bool {
     live.pointer("/status/conditions")
@@ -1932,8 +1953,9 @@ async fn job_end_event(
 ) -> Result<bool, kube::Error> {
     let api: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(client.clone(), namespace);
-    let params = kube::api::ListParams::default()
-        .fields(&format!("involvedObject.kind=Job,involvedObject.name={name}"));
+    let params = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.kind=Job,involvedObject.name={name}"
+    ));
     let events = api.list(&params).await?;
     Ok(events.items.iter().any(|e| {
         JOB_END_REASONS.contains(&e.reason.as_deref().unwrap_or_default())
@@ -1971,9 +1993,7 @@ mod tests {
 
     #[test]
     fn a_job_is_finished_when_complete_or_failed() {
-        let job = |t: &str, s: &str| {
-            serde_json::json!({"status": {"conditions": [{"type": t, "status": s}]}})
-        };
+        let job = |t: &str, s: &str| serde_json::json!({"status": {"conditions": [{"type": t, "status": s}]}});
         assert!(job_finished(&job("Complete", "True")));
         assert!(job_finished(&job("Failed", "True")));
         assert!(!job_finished(&job("Complete", "False")));
