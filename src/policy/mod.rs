@@ -301,9 +301,31 @@ pub fn deletion_hint(manifest: &Value, live: Option<&Value>) -> Option<String> {
         .as_array()?
         .iter()
         .filter(|e| e.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
+        // A controller's status writes say nothing about who deletes the object.
+        .filter(|e| !status_only(e))
         .max_by_key(|e| e.get("time").and_then(Value::as_str).unwrap_or_default())
         .and_then(|e| e.get("manager").and_then(Value::as_str))
         .map(|m| format!("{m} (probably: the last other field manager that wrote it)"))
+}
+
+/// Whether a managedFields entry writes the status alone (the status subresource, or only
+/// `f:status`). `fieldsV1` may be JSON text (the live cache keeps it so).
+fn status_only(entry: &Value) -> bool {
+    if entry.get("subresource").and_then(Value::as_str) == Some("status") {
+        return true;
+    }
+    let parsed;
+    let fields = match entry.get("fieldsV1") {
+        Some(Value::String(text)) => {
+            parsed = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+            &parsed
+        }
+        Some(v) => v,
+        None => return false,
+    };
+    fields
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.keys().all(|k| k == "f:status"))
 }
 
 /// The manifest to apply with the `hold_back` fields set to their live values (or removed

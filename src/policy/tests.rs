@@ -365,3 +365,19 @@ fn a_deletion_hint_names_the_ttl_controller_an_owner_or_the_last_writer() {
     let only_ours = json!({"metadata": {"managedFields": [{"manager": "gitopsd"}]}});
     assert_eq!(deletion_hint(&cm, Some(&only_ours)), None);
 }
+
+#[test]
+fn a_controllers_status_writes_do_not_make_it_the_deleter() {
+    let cm = json!({"kind": "ConfigMap"});
+    let live = json!({"metadata": {"managedFields": [
+        {"manager": "reaper", "time": "2026-11-23T10:00:00Z",
+         "fieldsV1": "{\"f:metadata\":{\"f:annotations\":{}}}"},
+        {"manager": "kube-controller-manager", "time": "2026-11-23T10:06:00Z",
+         "subresource": "status", "fieldsV1": {"f:status": {}}}
+    ]}});
+    assert!(
+        deletion_hint(&cm, Some(&live))
+            .unwrap_or_default()
+            .starts_with("reaper ")
+    );
+}
