@@ -11,7 +11,9 @@
 //! - nothing is applied or pruned until the tier's state (inventory, revisions) is read;
 //! - the keys of objects about to be created are written to the inventory before the apply,
 //!   so a daemon killed mid-apply still knows about them;
-//! - prune runs only when the newest fetch, render and validation all succeeded;
+//! - prune runs only when the newest fetch, render and validation all succeeded and every
+//!   object of the sync applied; it compares objects by identity (group, kind, namespace,
+//!   name), so an apiVersion change is never a prune and a create;
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
 mod gate;
