@@ -30,6 +30,25 @@ pub enum RenderError {
         source: std::io::Error,
     },
 
+    #[error(
+        "{dir}/: more than {limit} manifest files and kustomize directories (rule: max_manifest_files): split the tier, or build the directory with a kustomization"
+    )]
+    TooManyFiles { dir: String, limit: usize },
+
+    #[error(
+        "{dir}/: more than {limit} directories below {top}/ (rule: max_directory_depth): flatten the layout"
+    )]
+    DirectoryTooDeep {
+        dir: String,
+        top: String,
+        limit: usize,
+    },
+
+    #[error(
+        "{file}: has a manifest suffix in another case and would not be read (rule: manifests end in .yaml, .yml or .json, lowercase): rename it to end in {suffix}, or rename it to a suffix that is not a manifest's if it is none"
+    )]
+    ManifestSuffixCase { file: String, suffix: &'static str },
+
     #[error("{file}: is not a regular file (rule: only regular files and directories are read)")]
     NotARegularFile { file: String },
 

@@ -2,10 +2,11 @@
 //! out: ordered, labelled, hashed objects, or an error that names the file and renders
 //! nothing. Pure logic on a directory; fetching the repo is the source stage's job.
 //!
-//! A tier is `base/*.yaml` plus `tiers/<tier>/*.yaml`, with `tiers/<tier>/tier.yaml` applied
-//! on top (see DESIGN.md). A directory holding a kustomization is built by kustomize instead;
-//! when the tier directory holds one, its build is the tier's whole input (kustomize overlays
-//! pull in their bases themselves), and tier.yaml, if present, is still applied.
+//! A tier is the manifests under `base/` plus those under `tiers/<tier>/`, subdirectories
+//! included (`walk.rs` says which files, in which order), with `tiers/<tier>/tier.yaml`
+//! applied on top (see DESIGN.md). A directory holding a kustomization is built by kustomize
+//! instead; when the tier directory holds one, its build is the tier's whole input (kustomize
+//! overlays pull in their bases themselves), and tier.yaml, if present, is still applied.
 
 mod builtin_kinds;
 mod digest;
@@ -16,7 +17,11 @@ mod overlay;
 mod sandbox;
 mod scope;
 mod vars;
+mod walk;
 mod yaml;
+
+#[cfg(test)]
+mod layout_tests;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +33,7 @@ use serde_json::{Map, Value};
 pub use digest::canonical_json;
 pub use error::{ChildLimit, RenderError};
 pub use kustomize::Kustomize;
+pub use vars::SUBSTITUTE_ANNOTATION;
 
 use files::Repo;
 use overlay::Overlay;
@@ -61,6 +67,11 @@ pub struct Limits {
     /// CPU time `kustomize build` may use, all its threads together (RLIMIT_CPU; 30 s by
     /// default).
     pub kustomize_cpu: Duration,
+    /// Most manifest files (and kustomize subdirectories) under `base/`, and under a tier's
+    /// directory, each (20,000 by default).
+    pub max_manifest_files: usize,
+    /// Deepest subdirectory read below `base/` or a tier's directory (32 by default).
+    pub max_directory_depth: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +85,8 @@ impl Default for Limits {
             kustomize_timeout: Duration::from_secs(60),
             kustomize_memory_bytes: 2 * 1024 * 1024 * 1024,
             kustomize_cpu: Duration::from_secs(30),
+            max_manifest_files: 20_000,
+            max_directory_depth: 32,
         }
     }
 }
@@ -198,34 +211,74 @@ pub fn render_tier_with(
         None => (Overlay::default(), Default::default()),
     };
 
-    // Every input as (text, file shown in messages, file recorded in the source location).
-    let mut inputs: Vec<(String, String)> = Vec::new();
+    // Every substitute path must exist: a typo would silently turn substitution off.
+    for (i, p) in overlay.substitute.iter().flatten().enumerate() {
+        if repo.resolve(&root.join(p))?.is_none() {
+            return Err(RenderError::InvalidOverlay {
+                file: tier_file_display.clone(),
+                field: format!("substitute[{i}]"),
+                message: format!(
+                    "{} does not exist in the repo; expected a directory or file whose manifests use vars",
+                    crate::escape::escape_line(p)
+                ),
+            });
+        }
+    }
+
+    // Every input as (text, file shown in messages and recorded in the source location,
+    // whether `${VAR}` is substituted in it).
+    let mut inputs: Vec<(String, String, bool)> = Vec::new();
     let build =
         |dir: &Path, kfile: &Path| kustomize::build(&repo, dir, kfile, kustomize, &yaml, limits);
+    let substitutes = |path: &Path| overlay.substitutes(repo.relative(path));
     if let Some(kfile) = kustomize::kustomization_in(&repo, &tier_dir)? {
-        inputs.push((build(&tier_dir, &kfile)?, repo.display(&kfile)));
+        inputs.push((
+            build(&tier_dir, &kfile)?,
+            repo.display(&kfile),
+            substitutes(&kfile),
+        ));
     } else {
+        let walk_limits = walk::WalkLimits {
+            max_files: limits.max_manifest_files,
+            max_depth: limits.max_directory_depth,
+        };
+        let mut found = Vec::new();
         let base = root.join("base");
         match repo.resolve(&base)? {
             Some(real) if real.is_dir() => {
                 if let Some(kfile) = kustomize::kustomization_in(&repo, &base)? {
-                    inputs.push((build(&base, &kfile)?, repo.display(&kfile)));
+                    found.push(walk::Input::Kustomize { dir: base, kfile });
                 } else {
-                    for f in repo.yaml_files(&base, &[])? {
-                        inputs.push((repo.read_text(&f, limits.max_file_bytes)?, repo.display(&f)));
-                    }
+                    found.extend(walk::walk(&repo, &base, &[], walk_limits)?);
                 }
             }
             _ => {}
         }
-        for f in repo.yaml_files(&tier_dir, &["tier.yaml", "tier.yml"])? {
-            inputs.push((repo.read_text(&f, limits.max_file_bytes)?, repo.display(&f)));
+        found.extend(walk::walk(
+            &repo,
+            &tier_dir,
+            &["tier.yaml", "tier.yml"],
+            walk_limits,
+        )?);
+        for input in found {
+            inputs.push(match input {
+                walk::Input::File(f) => (
+                    repo.read_text(&f, limits.max_file_bytes)?,
+                    repo.display(&f),
+                    substitutes(&f),
+                ),
+                walk::Input::Kustomize { dir, kfile } => (
+                    build(&dir, &kfile)?,
+                    repo.display(&kfile),
+                    substitutes(&kfile),
+                ),
+            });
         }
     }
 
     let parsed = parse_inputs(&inputs, &vars, &tier_file_display, &yaml);
     let mut objects: Vec<Pending> = Vec::new();
-    for (docs, (_, file)) in parsed.into_iter().zip(&inputs) {
+    for (docs, (_, file, _)) in parsed.into_iter().zip(&inputs) {
         for doc in docs? {
             let source = SourceLocation {
                 file: PathBuf::from(file),
@@ -339,17 +392,20 @@ pub fn render_tier_with(
     })
 }
 
-/// Substitutes and parses every input, files spread over the available cores (YAML parsing
-/// is most of a render's time); results stay in input order so the first error reported is
-/// the same on every run.
+/// Substitutes (in the inputs that opted in) and parses every input, files spread over the
+/// available cores (YAML parsing is most of a render's time); results stay in input order so
+/// the first error reported is the same on every run.
 fn parse_inputs(
-    inputs: &[(String, String)],
+    inputs: &[(String, String, bool)],
     vars: &std::collections::BTreeMap<String, String>,
     tier_file: &str,
     yaml: &YamlLimits,
 ) -> Vec<Result<Vec<yaml::Document>, RenderError>> {
-    let parse = |(text, file): &(String, String)| {
-        let text = vars::substitute(text, vars, file, tier_file)?;
+    let parse = |(text, file, substitute): &(String, String, bool)| {
+        if !substitute {
+            return yaml::parse_documents(text, file, yaml);
+        }
+        let text = vars::substitute_objects(text, vars, file, tier_file, yaml)?;
         yaml::parse_documents(&text, file, yaml)
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));

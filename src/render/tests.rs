@@ -863,7 +863,7 @@ fn kustomize_output_over_its_limit_is_refused() {
 #[test]
 fn vars_in_tier_yaml_are_substituted_into_its_patches_and_escapes_work_there_too() {
     let repo = repo_with(
-        "vars: {V: x}\npatches:\n  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: \"${V}\", b: \"$${V}\"}}\n",
+        "vars: {V: x}\nsubstitute: []\npatches:\n  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: \"${V}\", b: \"$${V}\"}}\n",
         &[("cm.yaml", CM)],
     );
     let set = render(repo.path(), "t").unwrap();

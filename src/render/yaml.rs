@@ -121,10 +121,10 @@ fn yaml_error(
     }
 }
 
-struct Chunk<'a> {
-    text: &'a str,
+pub(crate) struct Chunk<'a> {
+    pub(crate) text: &'a str,
     /// 1-based line where `text` starts in the file.
-    first_line: usize,
+    pub(crate) first_line: usize,
     /// 1-based line of the first content, if the chunk has any.
     content_line: Option<usize>,
 }
@@ -132,7 +132,7 @@ struct Chunk<'a> {
 /// Splits at `---` and `...` marker lines. YAML forbids these at the start of a line inside
 /// any scalar, so a line-based split finds exactly the document boundaries and lets us
 /// report the line each document starts on.
-fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+pub(crate) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut first_line = 1;
