@@ -452,20 +452,32 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    let given_up = |s: &Value| {
+        s["unconvergeable"].as_array().is_some_and(|us| {
+            us.iter()
+                .any(|u| u["object"]["name"] == "reaped-0" && u["fought"] == "deletion")
+        })
+    };
+    f.wait_status(
+        "the deletion fight given up",
+        Duration::from_secs(90),
+        |s| given_up(s).then_some(()),
+    )
+    .await;
+    // The reaper keeps running: a copy created just before the daemon gave up goes too.
+    support::eventually("the ConfigMap gone", CHANGE, || {
+        let cms = cms.clone();
+        async move { cms.get_opt("reaped-0").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
     let s = f
-        .wait_status(
-            "the deletion fight given up",
-            Duration::from_secs(90),
-            |s| {
-                s["unconvergeable"]
-                    .as_array()?
-                    .iter()
-                    .any(|u| u["object"]["name"] == "reaped-0" && u["fought"] == "deletion")
-                    .then(|| s.clone())
-            },
-        )
+        .wait_status("still given up, with the object gone", CHANGE, |s| {
+            given_up(s).then(|| s.clone())
+        })
         .await;
-    reaper.abort();
+    // One more reconcile: the reaper's last deletion is counted by then.
+    reconciles(&f, 1).await;
+    let deleted = *deletions.lock().expect("count");
     let u = s["unconvergeable"]
         .as_array()
         .and_then(|us| us.iter().find(|u| u["object"]["name"] == "reaped-0"))
@@ -480,14 +492,22 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
         "the deleter is named: {u}"
     );
     assert_eq!(s["sync"], "OutOfSync", "{}", brief_status(&s));
-    // Given up: not created again over more reconciles.
+    // Given up: not created again over more reconciles (the reaper, still running, would
+    // have had to delete it again).
     let s = reconciles(&f, 3).await;
     assert!(
         cms.get_opt("reaped-0").await.expect("get").is_none(),
         "created again after it was given up: {}",
         brief_status(&s)
     );
-    assert!(*deletions.lock().expect("count") >= 3);
+    assert_eq!(
+        *deletions.lock().expect("count"),
+        deleted,
+        "created again after it was given up: {}",
+        brief_status(&s)
+    );
+    assert!(given_up(&s), "{}", brief_status(&s));
+    reaper.abort();
 }
 
 /// Item 9c: a refused prune leaves the tier OutOfSync with a message naming how many objects,
