@@ -564,6 +564,7 @@ impl Observer for Metrics {
             // State, read from the status at scrape time.
             Activity::HealthChanged { .. }
             | Activity::PromotionBlocked { .. }
+            | Activity::PruneRefused { .. }
             | Activity::ManualSync { .. } => {}
         }
     }
