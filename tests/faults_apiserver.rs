@@ -98,14 +98,15 @@ impl ClusterLock {
 }
 
 /// Kills the API server (SIGKILL: a crash), keeps it down for `down`, starts it again and
-/// waits until it is ready. Returns when it serves again.
+/// waits until it is ready. Returns when it was killed.
 async fn restart_apiserver(down: Duration) -> DateTime<Utc> {
     let lock = ClusterLock::take();
+    let killed = Utc::now();
     cluster_sh(&["stop", "kube-apiserver", "--kill"]);
     tokio::time::sleep(down).await;
     cluster_sh(&["start", "kube-apiserver"]);
     drop(lock);
-    Utc::now()
+    killed
 }
 
 /// `n` ConfigMaps `cm-0000` .. in one file per 100.
@@ -172,9 +173,12 @@ fn assert_no_deletion_reported(f: &Fixture) {
         .filter(|l| l.contains("object-deleted"))
         .count();
     let status = f.status();
-    let in_status = status["drift"]["items"]
-        .as_array()
-        .map_or(0, |items| items.iter().filter(|i| i["rule"] == "object-deleted").count());
+    let in_status = status["drift"]["items"].as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|i| i["rule"] == "object-deleted")
+            .count()
+    });
     assert_eq!(
         (critical, deleted_in_audit, in_status),
         (0.0, 0, 0),
@@ -249,10 +253,15 @@ async fn an_api_server_restart_in_steady_state_reports_no_deletion_and_reapplies
     .await;
     let before = patches(&f);
 
-    let back = restart_apiserver(Duration::from_secs(15)).await;
-    // Reconciled after the API server returned, and Synced.
+    let killed = restart_apiserver(Duration::from_secs(15)).await;
+    // A reconcile that started after the kill and ended Synced: one after the return (while
+    // the API server is away, a reconcile waits for the cache and fails). It may have run
+    // before `/readyz` said ok, which is why the kill is the mark, not the return.
     f.wait_status("a Synced reconcile after the restart", CHANGE, |s| {
-        (last_reconcile(s).is_some_and(|t| t > back) && s["sync"] == "Synced").then_some(())
+        (last_reconcile(s).is_some_and(|t| t > killed)
+            && s["sync"] == "Synced"
+            && s["lastError"].is_null())
+        .then_some(())
     })
     .await;
     let after = patches(&f);
@@ -373,19 +382,23 @@ async fn a_live_edit_during_a_reconcile_is_corrected_without_waiting_for_the_int
     let cms: Api<ConfigMap> = Api::namespaced(client, &f.tier);
     let edit = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"value": "edited"}});
     // As soon as the first object exists, while the first sync still applies the others.
-    support::eventually("cm-0000 to be created by the first sync", FIRST_SYNC, || {
-        let cms = cms.clone();
-        let edit = edit.clone();
-        async move {
-            cms.patch(
-                "cm-0000",
-                &PatchParams::apply("someone-else").force(),
-                &Patch::Apply(&edit),
-            )
-            .await
-            .ok()
-        }
-    })
+    support::eventually(
+        "cm-0000 to be created by the first sync",
+        FIRST_SYNC,
+        || {
+            let cms = cms.clone();
+            let edit = edit.clone();
+            async move {
+                cms.patch(
+                    "cm-0000",
+                    &PatchParams::apply("someone-else").force(),
+                    &Patch::Apply(&edit),
+                )
+                .await
+                .ok()
+            }
+        },
+    )
     .await;
     let status = f.status();
     assert!(

@@ -177,7 +177,11 @@ mod tests {
         dry.remember(key("other"), "digest-1", "1".into(), &big);
         assert_eq!(dry.entries(), 2);
         dry.retain(&HashSet::from([key("other")]));
-        assert_eq!(dry.entries(), 1, "the object that left the set is forgotten");
+        assert_eq!(
+            dry.entries(),
+            1,
+            "the object that left the set is forgotten"
+        );
         assert_eq!(dry.cached(&key("cm"), "digest-1", "519"), None);
     }
 }

@@ -43,7 +43,10 @@ static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
 /// tests/faults_apiserver.rs). Panics when another cluster was chosen already.
 pub fn use_kubeconfig(path: PathBuf) {
     let chosen = KUBECONFIG.get_or_init(|| path.clone());
-    assert_eq!(chosen, &path, "this test binary already uses another cluster");
+    assert_eq!(
+        chosen, &path,
+        "this test binary already uses another cluster"
+    );
 }
 
 /// The kubeconfig of the test cluster; starts the local control plane on first use.
