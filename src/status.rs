@@ -109,6 +109,10 @@ pub struct TierStatus {
     /// replica reconciles nothing; the leader's status is the one that counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standby: Option<String>,
+    /// Answers the tier's dry-run cache holds (one per object at most), for
+    /// `gitopsd_dryrun_cache_entries`; not part of the status API.
+    #[serde(skip)]
+    pub dry_run_cache_entries: usize,
 }
 
 impl TierStatus {
@@ -136,6 +140,7 @@ impl TierStatus {
             held_by: None,
             window: None,
             standby: None,
+            dry_run_cache_entries: 0,
         }
     }
 
