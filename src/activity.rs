@@ -84,6 +84,16 @@ pub enum Activity {
         revision: String,
         reason: String,
     },
+    /// The prune guard refused to delete what left git (`prune.maxDeletePercent`, an empty
+    /// desired set): reported when a revision's refusal first appears, not on every sync.
+    PruneRefused {
+        tier: String,
+        revision: String,
+        /// How many objects left git and are kept.
+        objects: usize,
+        /// Why, and the fix.
+        reason: String,
+    },
     /// Someone asked for a sync through the API.
     ManualSync {
         tier: String,
@@ -108,6 +118,7 @@ impl Activity {
             | Activity::HealthChanged { tier, .. }
             | Activity::RolledBack { tier, .. }
             | Activity::PromotionBlocked { tier, .. }
+            | Activity::PruneRefused { tier, .. }
             | Activity::ManualSync { tier, .. } => Some(tier),
         }
     }

@@ -754,7 +754,8 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             last_tier.as_deref() == Some(tier.name.as_str()),
         );
         if let Some(client) = &client {
-            match ownership_findings(client, &config.state, &tier, &set).await {
+            let inventory = tier_inventory(client, &config.state, &tier).await;
+            match ownership_findings(client, &tier, &set, &inventory).await {
                 Ok(f) => findings.extend(f),
                 Err(e) => {
                     println!(
@@ -790,19 +791,27 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     }
 }
 
-/// The ownership refusals of `set` in the cluster (see [`crate::ownership`]): the tier's
-/// inventory from its state ConfigMap, then each desired object read once. A state that
-/// cannot be read counts as empty (as on a first install), which refuses more, never less.
-async fn ownership_findings(
+/// The tier's inventory from its state ConfigMap. A state that cannot be read counts as empty
+/// (as on a first install), which refuses more, never less.
+async fn tier_inventory(
     client: &kube::Client,
     state: &crate::config::StateConfig,
     tier: &crate::config::TierConfig,
-    set: &DesiredSet,
-) -> Result<Vec<Finding>, String> {
+) -> crate::state::Inventory {
+    tier_state(client, state, tier).await.inventory
+}
+
+/// The tier's state (its inventory, the Jobs it recorded finished), or the default (as on a
+/// first install) when it cannot be read, said on stderr.
+async fn tier_state(
+    client: &kube::Client,
+    state: &crate::config::StateConfig,
+    tier: &crate::config::TierConfig,
+) -> crate::state::TierState {
     let namespace = crate::state::StateStore::default_namespace(state);
     let store = crate::state::StateStore::new(client.clone(), &namespace);
-    let inventory = match store.load(&tier.name).await {
-        Ok(s) => s.inventory,
+    match store.load(&tier.name).await {
+        Ok(s) => s,
         Err(e) => {
             eprintln!(
                 "note: tier {}: its inventory cannot be read ({e}); objects are checked as on a first install",
@@ -810,9 +819,19 @@ async fn ownership_findings(
             );
             Default::default()
         }
-    };
+    }
+}
+
+/// The ownership refusals of `set` in the cluster (see [`crate::ownership`]) against the tier's
+/// `inventory`, each desired object read once.
+async fn ownership_findings(
+    client: &kube::Client,
+    tier: &crate::config::TierConfig,
+    set: &DesiredSet,
+    inventory: &crate::state::Inventory,
+) -> Result<Vec<Finding>, String> {
     let live = crate::live::ApiLive::new(client.clone());
-    crate::ownership::check(set, tier, &inventory, &live)
+    crate::ownership::check(set, tier, inventory, &live)
         .await
         .map_err(|e| e.to_string())
 }
@@ -893,7 +912,9 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     // What the daemon would refuse to take (see `crate::ownership`): said on stderr, so the
     // JSON on stdout stays whole, and the exit code is an error's (2) after the diff.
     let state = config.as_ref().map(|c| c.state.clone()).unwrap_or_default();
-    let refused = match ownership_findings(&conn.client, &state, &tier, &set).await {
+    let tier_state = tier_state(&conn.client, &state, &tier).await;
+    let inventory = &tier_state.inventory;
+    let refused = match ownership_findings(&conn.client, &tier, &set, inventory).await {
         Ok(findings) => {
             for f in &findings {
                 eprintln!("{}", escape_text(&f.to_string()));
@@ -907,13 +928,21 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     };
     let live = crate::live::ApiLive::new(conn.client);
     let confirm = crate::drift::ApiDryRun::new(live.clone());
-    let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
-        Ok(d) => d,
+    let mut drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
+        Ok(mut d) => {
+            // What the daemon says of extra objects: pruned if its inventory holds them (by
+            // identity, whatever the version).
+            crate::drift::settle_extras(&mut d, &tier, &|k| inventory.contains_key(k));
+            d
+        }
         Err(e) => {
             report.error("drift detection failed", &e);
             return error;
         }
     };
+    // A Job its TTL deleted after it finished for this manifest is no drift (the daemon's
+    // record in the tier state).
+    crate::reconcile::drop_finished_jobs(&mut drift, &set, &tier_state);
     let text = match args.output {
         DiffFormat::Json => match serde_json::to_string_pretty(&drift) {
             Ok(t) => t + "\n",

@@ -62,12 +62,52 @@ pub struct Config {
 }
 
 /// Bounds on rendering a tier: a hostile config repo must not exhaust the daemon or its node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RenderConfig {
     /// The box `kustomize build` runs in.
     #[serde(default)]
     pub kustomize: KustomizeLimits,
+    /// Largest manifest file, in bytes (64 MiB by default): a guard against abuse only.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Largest object as JSON, in bytes (3 MiB by default: the API server's request limit).
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: u64,
+    /// Memory a tier's parsed objects may take, in bytes (256 MiB by default).
+    #[serde(default = "default_max_tier_bytes")]
+    pub max_tier_bytes: u64,
+    /// YAML nodes one document may expand to, aliases expanded (250,000 by default).
+    #[serde(default = "default_max_document_nodes")]
+    pub max_document_nodes: usize,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            kustomize: KustomizeLimits::default(),
+            max_file_bytes: default_max_file_bytes(),
+            max_object_bytes: default_max_object_bytes(),
+            max_tier_bytes: default_max_tier_bytes(),
+            max_document_nodes: default_max_document_nodes(),
+        }
+    }
+}
+
+fn default_max_file_bytes() -> u64 {
+    crate::render::Limits::default().max_file_bytes
+}
+
+fn default_max_object_bytes() -> u64 {
+    crate::render::Limits::default().max_object_bytes
+}
+
+fn default_max_tier_bytes() -> u64 {
+    crate::render::Limits::default().max_tier_bytes
+}
+
+fn default_max_document_nodes() -> usize {
+    crate::render::Limits::default().max_document_nodes
 }
 
 /// The caps of a `kustomize build` child process (see `render/sandbox.rs`).
@@ -124,6 +164,10 @@ impl RenderConfig {
             kustomize_cpu: k.cpu,
             kustomize_timeout: k.timeout,
             max_kustomize_output_bytes: k.max_output_bytes,
+            max_file_bytes: self.max_file_bytes,
+            max_object_bytes: self.max_object_bytes,
+            max_tier_bytes: self.max_tier_bytes,
+            max_document_nodes: self.max_document_nodes,
             ..crate::render::Limits::default()
         }
     }
@@ -747,6 +791,10 @@ pub enum Action {
     /// Report it (status, metric, event); leave the cluster alone.
     Alert,
     Ignore,
+    /// Not a policy (a config cannot say it): what happens to an extra object that left git
+    /// and that prune deletes in this sync (`drift::settle_extras`).
+    #[serde(skip_deserializing)]
+    Prune,
 }
 
 impl Action {
@@ -759,6 +807,7 @@ impl Action {
             Action::Apply => "apply",
             Action::Alert => "alert",
             Action::Ignore => "ignore",
+            Action::Prune => "prune",
         }
     }
 }
@@ -1062,6 +1111,20 @@ impl Config {
                 return Err(invalid(
                     format!("render.kustomize.{field}"),
                     "expected at least 1s".into(),
+                ));
+            }
+        }
+        let r = &self.render;
+        for (field, value) in [
+            ("maxFileBytes", r.max_file_bytes),
+            ("maxObjectBytes", r.max_object_bytes),
+            ("maxTierBytes", r.max_tier_bytes),
+            ("maxDocumentNodes", r.max_document_nodes as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    format!("render.{field}"),
+                    "must be more than 0 (it bounds what one render may read or build)".into(),
                 ));
             }
         }
@@ -1567,6 +1630,11 @@ mod tests {
             e,
             "gitopsd.yaml line 6 column 24: tiers[0].policy.critical: unknown variant `fix`, expected one of `apply`, `alert`, `ignore`"
         );
+        // `prune` is what happens to an extra object, not a policy one may choose.
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    policy: {medium: prune}\n",
+        );
+        assert!(e.contains("unknown variant `prune`"), "{e}");
     }
 
     #[test]
@@ -1808,12 +1876,21 @@ mod tests {
             "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1000}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );
         assert!(e.contains("render.kustomize.memoryBytes"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config}\nrender: {maxObjectBytes: 0}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(
+            e.contains("render.maxObjectBytes: must be more than 0"),
+            "{e}"
+        );
         let c = Config::parse(
             "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1073741824, cpu: 10s}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
             Path::new("gitopsd.yaml"),
         )
         .expect("valid");
         let l = c.render.limits();
+        assert_eq!(l.max_object_bytes, 3 << 20);
+        assert_eq!(l.max_file_bytes, 64 << 20);
         assert_eq!(l.kustomize_memory_bytes, 1 << 30);
         assert_eq!(l.kustomize_cpu, Duration::from_secs(10));
         assert_eq!(l.kustomize_timeout, Duration::from_secs(60));

@@ -24,9 +24,11 @@ pub const LISTED: usize = 50;
 pub enum SyncState {
     /// No sync has finished yet.
     Unknown,
-    /// The cluster matches the tier's revision (drift left alone by policy aside).
+    /// The cluster matches the tier's revision: every drift item is ignored by policy, or was
+    /// corrected or pruned in this reconcile (`policy::unsettled`).
     Synced,
-    /// Drift remains that the policy corrects, or objects failed to apply.
+    /// Drift remains that was not corrected (`alert`, an extra object gitopsd does not delete,
+    /// a correction given up or failed, a prune not done), or objects failed to apply.
     OutOfSync,
     /// The newest revision could not be fetched, rendered or validated, or state could not be
     /// read or written: nothing was applied.
@@ -83,6 +85,10 @@ pub struct TierStatus {
     /// Drift left alone because the policy says `alert`.
     pub alerts: Vec<DriftItem>,
     pub unconvergeable: Vec<Unconvergeable>,
+    /// The prune guard refuses to delete objects that left git: how many, why, and the fix.
+    /// While set, the tier is `OutOfSync` (the cluster holds objects git no longer has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_refused: Option<String>,
     /// The last sync worth recording (something changed or failed, a new revision, a
     /// trigger); quiet reconciles only move `last_reconcile_at`.
     pub last_sync: Option<SyncRecord>,
@@ -103,6 +109,10 @@ pub struct TierStatus {
     /// replica reconciles nothing; the leader's status is the one that counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standby: Option<String>,
+    /// Answers the tier's dry-run cache holds (one per object at most), for
+    /// `gitopsd_dryrun_cache_entries`; not part of the status API.
+    #[serde(skip)]
+    pub dry_run_cache_entries: usize,
 }
 
 impl TierStatus {
@@ -118,6 +128,7 @@ impl TierStatus {
             drift: None,
             alerts: Vec::new(),
             unconvergeable: Vec::new(),
+            prune_refused: None,
             last_sync: None,
             last_reconcile_at: None,
             history: VecDeque::new(),
@@ -129,6 +140,7 @@ impl TierStatus {
             held_by: None,
             window: None,
             standby: None,
+            dry_run_cache_entries: 0,
         }
     }
 

@@ -4,54 +4,21 @@
 //! name the object and the webhook, apply the rest of the revision, prune nothing, and get the
 //! object in once the webhook is gone, without a new commit.
 
+mod faults_support;
 mod git_support;
 mod reconcile_support;
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use faults_support::{HANG_LABEL, hung_webhook};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
 use reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, configmap, records};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const FIRST_SYNC: Duration = Duration::from_secs(60);
 const CHANGE: Duration = Duration::from_secs(90);
-
-/// A TCP server on loopback that accepts every connection and never sends a byte: the TLS
-/// handshake the API server starts never completes. Connections are held open until the
-/// process ends, as a hung server holds them.
-fn silent_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let port = listener.local_addr().expect("local addr").port();
-    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            if let Ok(mut h) = held.lock() {
-                h.push(stream);
-            }
-        }
-    });
-    port
-}
-
-/// Removes the webhook configuration however the test ends: a `Fail` webhook left behind
-/// would refuse every labelled ConfigMap of later runs.
-struct WebhookGuard(String);
-
-impl Drop for WebhookGuard {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        support::cleanup_blocking(|client| async move {
-            let api: Api<ValidatingWebhookConfiguration> = Api::all(client);
-            let _ = api.delete(&name, &DeleteParams::default()).await;
-        });
-    }
-}
 
 fn failure_messages(s: &Value) -> Vec<String> {
     records(s)
@@ -73,39 +40,13 @@ async fn a_hung_fail_webhook_refuses_one_object_by_name_and_the_rest_is_applied_
     // Only ConfigMaps labelled with this test's value go through the webhook, so other tests'
     // objects never meet it.
     let mark = f.tier.clone();
-    let port = silent_server();
-    let hook_name = format!("gitopsd-test-hang-{mark}");
-    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let hook: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": hook_name},
-        "webhooks": [{
-            "name": "hang.gitopsd.test",
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/validate")},
-            "rules": [{
-                "apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"],
-            }],
-            "objectSelector": {"matchLabels": {"gitopsd-test-hang": mark}},
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 1,
-        }],
-    }))
-    .expect("webhook configuration");
-    hooks
-        .create(&PostParams::default(), &hook)
-        .await
-        .expect("create the webhook configuration");
-    let guard = WebhookGuard(hook_name.clone());
+    let guard = hung_webhook(&client, &mark, 1).await;
 
     // One commit: a new ConfigMap the webhook holds up, a change to another one, and
     // extra-4 removed (a prune that must wait for a sync that succeeds).
     let blocked = configmap("blocked", &[]).replacen(
         "metadata:\n",
-        &format!("metadata:\n  labels:\n    gitopsd-test-hang: \"{mark}\"\n"),
+        &format!("metadata:\n  labels:\n    {HANG_LABEL}: \"{mark}\"\n"),
         1,
     );
     let changed = configmap("extra-1", &[]).replace("greeting: hello", "greeting: changed");

@@ -20,7 +20,7 @@ use crate::classify::{
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
 use crate::diff::{applied_fields_v1, compare};
-use crate::live::{LiveError, LiveObjects, ObjectKey};
+use crate::live::{LiveError, LiveObjects, ObjectId, ObjectKey};
 use crate::policy::last_writer;
 use crate::render::{DesiredObject, DesiredSet};
 
@@ -105,6 +105,27 @@ pub struct DriftReport {
 impl DriftReport {
     pub fn has_drift(&self) -> bool {
         !self.items.is_empty()
+    }
+
+    /// Drops the items `drop` picks (what the reconcile knows is no drift: a finished Job its
+    /// TTL deleted), keeping the counts true: an object left with no item is in sync.
+    pub fn drop_items(&mut self, drop: impl Fn(&DriftItem) -> bool) {
+        let objects = |items: &[DriftItem]| {
+            items
+                .iter()
+                .map(DriftItem::object_key)
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let before = objects(&self.items);
+        self.items.retain(|i| !drop(i));
+        let after = objects(&self.items);
+        self.in_sync += before - after;
+        self.drifted = self.drifted.saturating_sub(before - after);
+        self.counts = SeverityCounts::default();
+        for i in &self.items {
+            self.counts.add(i.severity);
+        }
     }
 }
 
@@ -200,7 +221,15 @@ pub async fn detect_except(
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
         let kinds = set.kinds();
-        let desired: HashSet<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
+        // By identity: a kind watched at two versions (two manifests of one group at
+        // different versions) shows each object under both, and a desired object under the
+        // version it is not desired at is the same object, not an extra one.
+        let desired: HashSet<ObjectId> = set
+            .objects
+            .iter()
+            .map(|o| ObjectKey::from(o).id())
+            .collect();
+        let mut extra_seen: HashSet<ObjectId> = HashSet::new();
         let labelled = live
             .labelled_keys(&set.tier, &kinds)
             .await
@@ -210,7 +239,7 @@ pub async fn detect_except(
             })?;
         // Only extra objects are read whole: the desired ones were read above.
         for key in labelled {
-            if desired.contains(&key) {
+            if desired.contains(&key.id()) || !extra_seen.insert(key.id()) {
                 continue;
             }
             let l = match live.get(&key).await {
@@ -290,6 +319,49 @@ pub async fn detect_except(
     }
     .instrument(span)
     .await
+}
+
+/// What really happens to each extra object of `report` (an object labelled for the tier, not
+/// in its desired set), which classify reports with [`crate::classify::NOT_IN_INVENTORY`]:
+/// one the tier's inventory holds (`in_inventory`) left git, and prune deletes it in this
+/// sync (action `prune`) unless prune keeps it: annotated `gitopsd.io/prune: disabled`, it asks
+/// to be kept, and is (`ignore`); else (prune off, a protected kind) it is reported with the
+/// reason, or ignored as the policy says. One that is not in the inventory gitopsd did not
+/// create, and never deletes.
+pub fn settle_extras(
+    report: &mut DriftReport,
+    tier: &TierConfig,
+    in_inventory: &dyn Fn(&ObjectKey) -> bool,
+) {
+    for item in &mut report.items {
+        if item.rule != "extra-object" || !in_inventory(&item.object_key()) {
+            continue;
+        }
+        let live = item.live.clone().unwrap_or(Value::Null);
+        let asks_to_stay = live
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::apply::PRUNE_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("disabled");
+        match crate::apply::kept_reason(&tier.name, &tier.prune, &item.object_key(), &live) {
+            None => {
+                item.action = crate::config::Action::Prune;
+                item.reason = Some("not in git any more: prune deletes it in this sync".into());
+            }
+            Some(_) if asks_to_stay => {
+                item.action = crate::config::Action::Ignore;
+                item.reason = Some(format!(
+                    "not in git any more, kept as its annotation {}: disabled asks",
+                    crate::apply::PRUNE_ANNOTATION
+                ));
+            }
+            Some(why) => {
+                item.reason = Some(format!(
+                    "not in git any more, and prune keeps it: {why}; delete it, or add it back to git"
+                ));
+            }
+        }
+    }
 }
 
 /// The foreign security fields of `live` ([`foreign::foreign_security_fields`]) the

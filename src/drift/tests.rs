@@ -11,6 +11,84 @@ fn field(f: &str) -> PathSegment {
     PathSegment::Field(f.to_owned())
 }
 
+fn extra_item(name: &str, annotations: serde_json::Value) -> crate::classify::DriftItem {
+    let tier: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let object = ObjectRef {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some("t".into()),
+        name: name.into(),
+    };
+    let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "t", "annotations": annotations,
+            "labels": {crate::render::TIER_LABEL: "t"}}});
+    classify(
+        &object,
+        Some(&live),
+        &ObjectDiff::Extra,
+        &tier,
+        &HashSet::new(),
+    )
+    .remove(0)
+}
+
+#[test]
+fn an_extra_object_in_the_inventory_is_pruned_if_prune_deletes_it_else_reported_with_why() {
+    use crate::config::Action;
+    let report = |items| DriftReport {
+        tier: "t".into(),
+        items,
+        in_sync: 0,
+        drifted: 3,
+        counts: SeverityCounts::default(),
+        dismissed_by_dry_run: 0,
+    };
+    let items = vec![
+        extra_item("left-git", json!({})),
+        extra_item("kept", json!({crate::apply::PRUNE_ANNOTATION: "disabled"})),
+        extra_item("foreign", json!({})),
+    ];
+    let in_inventory = |k: &ObjectKey| k.name != "foreign";
+    let pruning: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t], prune: true}").expect("tier");
+    let mut r = report(items.clone());
+    settle_extras(&mut r, &pruning, &in_inventory);
+    let got: Vec<(&str, Action)> = r
+        .items
+        .iter()
+        .map(|i| (i.name.as_str(), i.action))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("left-git", Action::Prune),
+            ("kept", Action::Ignore),
+            ("foreign", Action::Alert)
+        ]
+    );
+    let reason = |i: usize, r: &DriftReport| r.items[i].reason.clone().unwrap_or_default();
+    assert!(
+        reason(1, &r).contains("gitopsd.io/prune: disabled"),
+        "{}",
+        reason(1, &r)
+    );
+    assert_eq!(reason(2, &r), crate::classify::NOT_IN_INVENTORY);
+
+    // Prune off: nothing is pruned, each says why.
+    let off: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let mut r = report(items);
+    settle_extras(&mut r, &off, &in_inventory);
+    assert_eq!(r.items[0].action, Action::Alert);
+    assert!(
+        reason(0, &r).contains("prune is off for tier t"),
+        "{}",
+        reason(0, &r)
+    );
+    assert_eq!(r.items[1].action, Action::Ignore, "it asks to be kept");
+}
+
 #[test]
 fn a_difference_the_dry_run_reproduces_is_a_default_not_drift() {
     let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "nodePort": 30001}]}});
@@ -108,6 +186,7 @@ fn set_of(manifest: Value) -> DesiredSet {
             file: "base/api.yaml".into(),
             document: 0,
             line: 1,
+            item: None,
         },
         digest: "d".into(),
     };
@@ -154,4 +233,57 @@ async fn a_foreign_security_field_is_critical_drift_that_no_dry_run_dismisses() 
     );
     assert_eq!((report.drifted, report.in_sync), (1, 0));
     assert_eq!(report.counts.critical, 1);
+}
+
+/// One live object under every key, and labelled keys as a cache watching a kind at two
+/// versions lists them: each object once per version.
+struct TwoVersions(Value, Vec<ObjectKey>);
+
+impl LiveObjects for TwoVersions {
+    async fn get(&self, _: &ObjectKey) -> Result<Option<Value>, LiveError> {
+        Ok(Some(self.0.clone()))
+    }
+    async fn labelled(&self, _: &str, _: &[(String, String)]) -> Result<Vec<Value>, LiveError> {
+        Ok(Vec::new())
+    }
+    async fn labelled_keys(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+    ) -> Result<Vec<ObjectKey>, LiveError> {
+        Ok(self.1.clone())
+    }
+}
+
+#[tokio::test]
+async fn extra_objects_are_found_by_identity_not_version() {
+    let desired = testdata("deployment-desired");
+    let set = set_of(desired.clone());
+    let key = |version: &str, name: &str| ObjectKey {
+        api_version: format!("apps/{version}"),
+        kind: "Deployment".into(),
+        namespace: set.objects[0].namespace.clone(),
+        name: name.into(),
+    };
+    let name = set.objects[0].name.clone();
+    let labelled = vec![
+        key("v1", &name),
+        // The desired object, listed again under another version of its group.
+        key("v1beta2", &name),
+        // A real extra object, listed under both versions: reported once.
+        key("v1", "stray"),
+        key("v1beta2", "stray"),
+    ];
+    let tier: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let report = detect(&set, &tier, &TwoVersions(desired, labelled), &EchoDryRun)
+        .await
+        .expect("detect");
+    let extra: Vec<&str> = report
+        .items
+        .iter()
+        .filter(|i| i.rule == "extra-object")
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(extra, ["stray"], "{:?}", report.items);
 }

@@ -39,6 +39,7 @@ fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) ->
         action,
         field_path: p,
         foreign: None,
+        reason: None,
     }
 }
 
@@ -124,10 +125,87 @@ fn alert_ignore_and_apply_follow_the_policy() {
 #[test]
 fn an_extra_object_is_left_to_prune() {
     let mut t = FightTracker::default();
-    let mut extra = item("x", None, Severity::Medium, Action::Apply);
+    for action in [Action::Apply, Action::Prune, Action::Ignore] {
+        let mut extra = item("x", None, Severity::Medium, action);
+        extra.rule = "extra-object".into();
+        let d = t.decide(&report(vec![extra]), &|_| None, &|_| None, Instant::now());
+        assert_eq!(d, Decision::default(), "{action}");
+    }
+}
+
+#[test]
+fn an_extra_object_gitopsd_does_not_delete_is_an_alert() {
+    let mut t = FightTracker::default();
+    let mut extra = item("x", None, Severity::Medium, Action::Alert);
     extra.rule = "extra-object".into();
-    let d = t.decide(&report(vec![extra]), &|_| None, &|_| None, Instant::now());
-    assert_eq!(d, Decision::default());
+    let d = t.decide(
+        &report(vec![extra.clone()]),
+        &|_| None,
+        &|_| None,
+        Instant::now(),
+    );
+    assert_eq!(d.alerts, [extra]);
+    assert!(d.corrections.is_empty());
+}
+
+/// The one sync rule: each action, done or not.
+#[test]
+fn drift_is_settled_only_when_ignored_or_done() {
+    let p = || Some(path(&["spec", "replicas"]));
+    let decision = Decision::default();
+    let unsettled_of = |i: DriftItem, done: bool| {
+        let r = report(vec![i]);
+        unsettled(&r, &decision, &|_| done).len()
+    };
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::Low, Action::Ignore), false),
+        0
+    );
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::Low, Action::Alert), true),
+        1
+    );
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::High, Action::Apply), true),
+        0
+    );
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::High, Action::Apply), false),
+        1
+    );
+    let mut extra = item("x", None, Severity::Medium, Action::Prune);
+    extra.rule = "extra-object".into();
+    assert_eq!(unsettled_of(extra.clone(), true), 0);
+    assert_eq!(unsettled_of(extra.clone(), false), 1);
+    extra.action = Action::Alert;
+    assert_eq!(
+        unsettled_of(extra, true),
+        1,
+        "an extra object gitopsd keeps"
+    );
+
+    // Given up: not settled, though nothing failed.
+    let fought = item("api", p(), Severity::High, Action::Apply);
+    let decision = Decision {
+        unconvergeable: vec![Unconvergeable {
+            object: key("api"),
+            path: "spec.replicas".into(),
+            severity: Severity::High,
+            manager: None,
+            corrections: FIGHT_LIMIT,
+            fought: Fought::Field,
+        }],
+        ..Decision::default()
+    };
+    let r = report(vec![
+        fought,
+        item("other", p(), Severity::High, Action::Apply),
+    ]);
+    let left: Vec<&str> = unsettled(&r, &decision, &|_| true)
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(left, ["api"]);
 }
 
 #[test]
@@ -309,5 +387,75 @@ fn a_foreign_field_is_corrected_by_removal_alone_and_given_up_when_it_keeps_comi
     assert_eq!(
         d.unconvergeable[0].manager.as_deref(),
         Some("kubectl-patch")
+    );
+}
+
+#[test]
+fn an_object_deleted_after_each_recreation_is_given_up_naming_the_deleter() {
+    let mut t = FightTracker::default();
+    let r = report(vec![item("api", None, Severity::Critical, Action::Apply)]);
+    let start = Instant::now();
+    for round in 0..FIGHT_LIMIT {
+        let now = start + Duration::from_secs(round as u64 * 5);
+        let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, now);
+        assert_eq!(d.corrections.len(), 1, "round {round} creates it again");
+        assert!(d.unconvergeable.is_empty());
+        t.recreated(&key("api"), "d1", now);
+        // Seen live in between, last written by the reaper.
+        t.note_deleter(
+            &key("api"),
+            deletion_hint(&json!({"kind": "Deployment"}), Some(&live_fought())),
+        );
+    }
+    assert_eq!(t.recreated_objects(), [key("api")]);
+    let now = start + Duration::from_secs(60);
+    let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, now);
+    assert!(d.corrections.is_empty(), "not created a fourth time");
+    assert_eq!(d.unconvergeable.len(), 1);
+    let u = &d.unconvergeable[0];
+    assert_eq!((u.fought, u.corrections), (Fought::Deletion, FIGHT_LIMIT));
+    assert!(
+        u.to_string().starts_with(
+            "Deployment shop-exp/api: created again 3 times and deleted again each time, by rogue-scaler"
+        ),
+        "{u}"
+    );
+    // A changed desired object is created again.
+    let d = t.decide(&r, &|_| Some("d2".into()), &|_| None, now);
+    assert_eq!(d.corrections.len(), 1);
+}
+
+#[test]
+fn a_deletion_hint_names_the_ttl_controller_an_owner_or_the_last_writer() {
+    let job = json!({"kind": "Job", "spec": {"ttlSecondsAfterFinished": 0}});
+    assert_eq!(
+        deletion_hint(&job, None).as_deref(),
+        Some("the TTL-after-finished controller (ttlSecondsAfterFinished: 0)")
+    );
+    let cm = json!({"kind": "ConfigMap"});
+    assert_eq!(deletion_hint(&cm, None), None);
+    let owned = json!({"metadata": {"ownerReferences": [{"kind": "Widget", "name": "w"}]}});
+    assert!(
+        deletion_hint(&cm, Some(&owned))
+            .unwrap_or_default()
+            .starts_with("its owner Widget w")
+    );
+    let only_ours = json!({"metadata": {"managedFields": [{"manager": "gitopsd"}]}});
+    assert_eq!(deletion_hint(&cm, Some(&only_ours)), None);
+}
+
+#[test]
+fn a_controllers_status_writes_do_not_make_it_the_deleter() {
+    let cm = json!({"kind": "ConfigMap"});
+    let live = json!({"metadata": {"managedFields": [
+        {"manager": "reaper", "time": "2026-11-23T10:00:00Z",
+         "fieldsV1": "{\"f:metadata\":{\"f:annotations\":{}}}"},
+        {"manager": "kube-controller-manager", "time": "2026-11-23T10:06:00Z",
+         "subresource": "status", "fieldsV1": {"f:status": {}}}
+    ]}});
+    assert!(
+        deletion_hint(&cm, Some(&live))
+            .unwrap_or_default()
+            .starts_with("reaper ")
     );
 }

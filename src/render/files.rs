@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::RenderError;
 
+/// The gitopsd.yaml field of the limit `read_text` is given.
+const MAX_FILE_BYTES: &str = "render.maxFileBytes";
+
 /// The repo root, canonical, with the helpers that keep reads inside it.
 pub(crate) struct Repo {
     root: PathBuf,
@@ -84,6 +87,7 @@ impl Repo {
                 file,
                 size: meta.len(),
                 limit,
+                setting: MAX_FILE_BYTES,
             });
         }
         let f = std::fs::File::open(&real).map_err(|source| RenderError::Io {
@@ -104,6 +108,7 @@ impl Repo {
                 file,
                 size: bytes.len() as u64,
                 limit,
+                setting: MAX_FILE_BYTES,
             });
         }
         utf8(bytes, file)

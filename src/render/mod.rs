@@ -13,6 +13,7 @@ mod digest;
 mod error;
 mod files;
 mod kustomize;
+mod list;
 mod overlay;
 mod sandbox;
 mod scope;
@@ -39,16 +40,26 @@ use files::Repo;
 use overlay::Overlay;
 use scope::SetScopes;
 pub use scope::{KindScope, KindScopes, ObjectScope, builtin_kubernetes_version};
-use yaml::YamlLimits;
+use yaml::{TierBytes, YamlLimits};
 
 /// The label every rendered object carries; the live set of a tier is found by it.
 pub const TIER_LABEL: &str = "gitopsd.io/tier";
 
-/// Bounds that keep a hostile or broken repo from exhausting the daemon.
+/// Bounds that keep a hostile or broken repo from exhausting the daemon, without refusing
+/// what Kubernetes accepts: objects are bounded by their size as JSON (what the API server
+/// receives), the tier by the sum of those, alias expansion by nodes per document; the
+/// size of a file's text is only a coarse guard against abuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest manifest file read (1 MiB by default).
+    /// Largest manifest file read (64 MiB by default): a guard against abuse only. Real
+    /// bundles are several MB (prometheus-operator's bundle.yaml is 4.2 MB).
     pub max_file_bytes: u64,
+    /// Largest object, as JSON (3 MiB by default: the API server's own limit on a request
+    /// body, so nothing it would accept is refused here).
+    pub max_object_bytes: u64,
+    /// Most memory a tier's parsed objects may take, counted while parsing (about 56 bytes
+    /// per YAML node plus its text; 256 MiB by default): the bound on one render's memory.
+    pub max_tier_bytes: u64,
     /// Deepest nesting of mappings and sequences in a document (64 by default).
     pub max_depth: usize,
     /// Most objects one tier may render (20,000 by default).
@@ -77,7 +88,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_file_bytes: 1024 * 1024,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_object_bytes: 3 * 1024 * 1024,
+            max_tier_bytes: 256 * 1024 * 1024,
             max_depth: 64,
             max_objects: 20_000,
             max_document_nodes: 250_000,
@@ -100,11 +113,17 @@ pub struct SourceLocation {
     pub document: usize,
     /// 1-based line where the document's content starts (in the build output for kustomize).
     pub line: usize,
+    /// The object's index in the `items` of a List document (`None` for a plain document).
+    pub item: Option<usize>,
 }
 
 impl fmt::Display for SourceLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}", self.file.display(), self.line)
+        write!(f, "{} line {}", self.file.display(), self.line)?;
+        match self.item {
+            Some(i) => write!(f, " items[{i}]"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -276,20 +295,24 @@ pub fn render_tier_with(
         }
     }
 
-    let parsed = parse_inputs(&inputs, &vars, &tier_file_display, &yaml);
+    let total = TierBytes::new(limits.max_tier_bytes);
+    let parsed = parse_inputs(&inputs, &vars, &tier_file_display, &yaml, &total);
     let mut objects: Vec<Pending> = Vec::new();
     for (docs, (_, file, _)) in parsed.into_iter().zip(&inputs) {
         for doc in docs? {
-            let source = SourceLocation {
-                file: PathBuf::from(file),
-                document: doc.index,
-                line: doc.line,
-            };
-            identify(&doc.value, &source)?;
-            objects.push(Pending {
-                manifest: doc.value,
-                source,
-            });
+            for (value, item) in list::expand(doc.value, file, doc.line, doc.index)? {
+                let source = SourceLocation {
+                    file: PathBuf::from(file),
+                    document: doc.index,
+                    line: doc.line,
+                    item,
+                };
+                identify(&value, &source)?;
+                objects.push(Pending {
+                    manifest: value,
+                    source,
+                });
+            }
         }
         // Checked per file so a huge repo fails before the rest of the overlay work.
         if objects.len() > limits.max_objects {
@@ -365,13 +388,23 @@ pub fn render_tier_with(
         let (api_version, kind, namespace, name) = identify(&o.manifest, &o.source)?;
         let scope = after.get(api_version, kind);
         ranks.push(scope::rank(api_version, kind, scope));
+        let json = canonical_json(&o.manifest);
+        // What the API server will be sent, labels and patches included.
+        if json.len() as u64 > limits.max_object_bytes {
+            return Err(RenderError::ObjectTooLarge {
+                location: o.source.to_string(),
+                object: object_name(kind, namespace, name),
+                size: json.len(),
+                limit: limits.max_object_bytes,
+            });
+        }
         let obj = DesiredObject {
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
             scope,
-            digest: digest::sha256_hex(canonical_json(&o.manifest).as_bytes()),
+            digest: digest::sha256_hex(json.as_bytes()),
             manifest: o.manifest,
             source: o.source,
         };
@@ -400,13 +433,14 @@ fn parse_inputs(
     vars: &std::collections::BTreeMap<String, String>,
     tier_file: &str,
     yaml: &YamlLimits,
+    total: &TierBytes,
 ) -> Vec<Result<Vec<yaml::Document>, RenderError>> {
     let parse = |(text, file, substitute): &(String, String, bool)| {
         if !substitute {
-            return yaml::parse_documents(text, file, yaml);
+            return yaml::parse_counted(text, file, yaml, Some(total));
         }
         let text = vars::substitute_objects(text, vars, file, tier_file, yaml)?;
-        yaml::parse_documents(&text, file, yaml)
+        yaml::parse_counted(&text, file, yaml, Some(total))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if threads < 2 || inputs.len() < 2 {
@@ -449,7 +483,10 @@ fn identify<'v>(
         file: source.file.display().to_string(),
         line: source.line,
         document: source.document,
-        why: why.to_owned(),
+        why: match source.item {
+            Some(i) => format!("items[{i}]: {why}"),
+            None => why.to_owned(),
+        },
     };
     if !v.is_object() {
         return Err(bad("it is not a mapping"));
