@@ -398,6 +398,20 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                 ("reason", json!(reason)),
             ],
         ),
+        Activity::HistoryRewritten {
+            tier,
+            git_ref,
+            from,
+            to,
+        } => (
+            "history-rewritten",
+            vec![
+                ("tier", json!(tier)),
+                ("ref", json!(git_ref)),
+                ("from", json!(from)),
+                ("to", json!(to)),
+            ],
+        ),
         Activity::ManualSync {
             tier,
             who,

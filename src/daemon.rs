@@ -30,6 +30,9 @@ use crate::status::StatusHandle;
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How long in-flight applies get to finish after SIGTERM before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// A ref with no successful fetch for this many poll intervals (plus one fetch timeout) is
+/// stale: its tiers turn `Failed` whatever their objects look like, and say so.
+pub const STALE_INTERVALS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -227,14 +230,21 @@ pub async fn run(
 
     let source_dir = options.workdir.join("source");
     let source = Source::new(&config.source, source_dir.clone())?;
+    let url = source.url().to_owned();
     // Exports read the mirror the poller writes: a second handle, used between fetches.
-    let exporter: Arc<dyn Checkouts> =
-        Arc::new(Mutex::new(Source::new(&config.source, source_dir)?));
+    let exporter: Arc<dyn Checkouts> = Arc::new(Mutex::new(Source::new(
+        &config.source,
+        source_dir.clone(),
+    )?));
     let mut refs: Vec<String> = config.tiers.iter().map(|t| t.git_ref.clone()).collect();
     refs.sort();
     refs.dedup();
     let webhook = webhook_secret.map(|secret| Arc::new(Webhook::new(secret, refs.clone())));
-    let poller = Poller::new(source, refs, config.source.interval);
+    let reopen = {
+        let source_config = config.source.clone();
+        move || Source::new(&source_config, source_dir.clone())
+    };
+    let poller = Poller::new(source, refs, config.source.interval).reopen_with(reopen);
     let fetch_now = poller.trigger();
     let (fetch_tx, mut fetch_rx) = mpsc::channel::<FetchReport>(4);
     let poll_task = tokio::spawn(async move {
@@ -266,6 +276,8 @@ pub async fn run(
         leader: leader_rx.clone(),
     };
     let mut senders: Vec<(String, mpsc::Sender<TierEvent>)> = Vec::new();
+    // Each tier's ref and status, for what the daemon itself records of the source.
+    let mut sources: Vec<(String, String, StatusHandle)> = Vec::new();
     let mut tasks = Vec::new();
     let last = config.tiers.len().saturating_sub(1);
     // One discovery snapshot for every tier (which kinds are namespaced; see crate::discovery).
@@ -318,6 +330,7 @@ pub async fn run(
         handles.tiers.push((tier.name.clone(), status.clone()));
         handles.sync_now.insert(tier.name.clone(), trigger.clone());
         senders.push((tier.git_ref.clone(), tx));
+        sources.push((tier.name.clone(), tier.git_ref.clone(), status.clone()));
         let span = info_span!("tier", tier = %tier.name);
         tasks.push(tokio::spawn(
             tier_task(
@@ -348,7 +361,15 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    // Fetch results go to each tier that follows the ref.
+    // Fetch results go to each tier that follows the ref; a watchdog marks refs stale when
+    // no fetch has answered for them in a long time, whether fetches fail or never finish.
+    let stale_after = config.source.interval * STALE_INTERVALS + config.source.fetch_timeout;
+    let mut freshness = Freshness::new(&url, stale_after);
+    let mut watchdog = tokio::time::interval_at(
+        Instant::now() + config.source.interval,
+        config.source.interval,
+    );
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -358,8 +379,10 @@ pub async fn run(
                     duration: report.duration,
                     error: fetch_error(&report),
                 });
-                dispatch(&report, &senders);
+                freshness.record(&report, &sources, &observers);
+                dispatch(&report, &senders, &freshness);
             }
+            _ = watchdog.tick() => freshness.check(&sources, &senders),
         }
     }
     info!("shutting down: letting each tier finish or stop its apply");
@@ -423,18 +446,174 @@ fn fetch_error(report: &FetchReport) -> Option<String> {
     }
 }
 
-fn dispatch(report: &FetchReport, senders: &[(String, mpsc::Sender<TierEvent>)]) {
+fn dispatch(
+    report: &FetchReport,
+    senders: &[(String, mpsc::Sender<TierEvent>)],
+    freshness: &Freshness,
+) {
     for (git_ref, tx) in senders {
         let event = match &report.result {
             Ok(outcome) => match outcome.get(git_ref) {
                 Some(Ok(update)) => TierEvent::Revision(update.commit.to_string()),
-                Some(Err(e)) => TierEvent::FetchFailed(e.to_string()),
+                Some(Err(e)) => TierEvent::FetchFailed(freshness.failure(git_ref, &e.to_string())),
                 None => continue,
             },
-            Err(e) => TierEvent::FetchFailed(e.to_string()),
+            Err(e) => TierEvent::FetchFailed(freshness.failure(git_ref, &e.to_string())),
         };
         // A full queue means the tier is busy; the next poll says the same again.
         let _ = tx.try_send(event);
+    }
+}
+
+/// When each followed ref last fetched well, and what the tiers' status says of it.
+///
+/// "Synced" must never hide a source that stopped answering: a failed fetch already makes its
+/// tiers `Failed` (the reconcile keeps the fetch error), and past `stale_after` without a
+/// successful fetch the ref is stale: `source.stale` in the status, `gitopsd_source_stale`,
+/// and the tiers' error says how long it has been. The watchdog ([`Freshness::check`]) does
+/// that on its own timer, so it holds even when no fetch report comes at all.
+struct Freshness {
+    url: String,
+    stale_after: Duration,
+    started: Instant,
+    /// Per ref, the last successful fetch.
+    last_ok: HashMap<String, (Instant, chrono::DateTime<chrono::Utc>)>,
+    /// Per ref, the last fetch error since then.
+    last_error: HashMap<String, String>,
+}
+
+impl Freshness {
+    fn new(url: &str, stale_after: Duration) -> Freshness {
+        Freshness {
+            url: url.to_owned(),
+            stale_after,
+            started: Instant::now(),
+            last_ok: HashMap::new(),
+            last_error: HashMap::new(),
+        }
+    }
+
+    /// Records a fetch report in the status of each tier it concerns, and reports rewrites.
+    fn record(
+        &mut self,
+        report: &FetchReport,
+        tiers: &[(String, String, StatusHandle)],
+        observers: &Observers,
+    ) {
+        let now = chrono::Utc::now();
+        for (tier, git_ref, status) in tiers {
+            let result = match &report.result {
+                Ok(outcome) => match outcome.get(git_ref) {
+                    Some(Ok(update)) => Ok(*update),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => continue,
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(update) => {
+                    self.last_ok.insert(git_ref.clone(), (Instant::now(), now));
+                    self.last_error.remove(git_ref);
+                    let rewrite = match (update.rewrite, update.previous) {
+                        (true, Some(from)) => Some(crate::status::Rewrite {
+                            git_ref: git_ref.clone(),
+                            from: from.to_string(),
+                            to: update.commit.to_string(),
+                            at: now,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(r) = &rewrite {
+                        warn!(tier = %tier, git_ref = %git_ref, from = %r.from, to = %r.to, "the history of the followed ref was rewritten (force-push)");
+                        observers.emit(Activity::HistoryRewritten {
+                            tier: tier.clone(),
+                            git_ref: git_ref.clone(),
+                            from: r.from.clone(),
+                            to: r.to.clone(),
+                        });
+                    }
+                    status.update(|s| {
+                        s.source.last_attempt_at = Some(now);
+                        s.source.last_fetch_at = Some(now);
+                        s.source.fetch_error = None;
+                        s.source.stale = false;
+                        if let Some(r) = rewrite {
+                            s.source.rewrites += 1;
+                            s.source.last_rewrite = Some(r);
+                        }
+                    });
+                }
+                Err(e) => {
+                    self.last_error.insert(git_ref.clone(), e.clone());
+                    let stale = self.stale_for(git_ref).is_some();
+                    status.update(|s| {
+                        s.source.last_attempt_at = Some(now);
+                        s.source.fetch_error = Some(e);
+                        s.source.stale = stale;
+                    });
+                }
+            }
+        }
+    }
+
+    /// How long `git_ref` has gone without a successful fetch, if that is past the limit.
+    fn stale_for(&self, git_ref: &str) -> Option<Duration> {
+        let since = self
+            .last_ok
+            .get(git_ref)
+            .map_or(self.started, |(at, _)| *at);
+        let age = since.elapsed();
+        (age > self.stale_after).then_some(age)
+    }
+
+    /// The error a tier gets for a failed fetch of `git_ref`: the stale note first when the
+    /// ref has gone unanswered for long, so the message does not flip between the two.
+    fn failure(&self, git_ref: &str, error: &str) -> String {
+        match self.stale_note(git_ref) {
+            Some(note) => format!("{note}; the last error: {error}"),
+            None => error.to_owned(),
+        }
+    }
+
+    fn stale_note(&self, git_ref: &str) -> Option<String> {
+        let age = self.stale_for(git_ref)?;
+        let age = humantime::format_duration(Duration::from_secs(age.as_secs()));
+        let since = match self.last_ok.get(git_ref) {
+            Some((_, at)) => format!("since {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => "since the daemon started".to_owned(),
+        };
+        Some(format!(
+            "source stale: no fetch of {git_ref} from {} has succeeded for {age} ({since}; the limit is {STALE_INTERVALS} poll intervals plus source.fetchTimeout); the last good revision stays applied and prune waits",
+            self.url
+        ))
+    }
+
+    /// The watchdog: marks stale refs in their tiers' status and fails those tiers, even if
+    /// the poller has reported nothing (a fetch stuck past every deadline).
+    fn check(
+        &self,
+        tiers: &[(String, String, StatusHandle)],
+        senders: &[(String, mpsc::Sender<TierEvent>)],
+    ) {
+        for ((_, git_ref, status), (_, tx)) in tiers.iter().zip(senders) {
+            let Some(note) = self.stale_note(git_ref) else {
+                continue;
+            };
+            let error = match self.last_error.get(git_ref) {
+                Some(e) => format!("{note}; the last error: {e}"),
+                None => format!("{note}; no fetch has finished since"),
+            };
+            if !status.read(|s| s.source.stale) {
+                warn!(git_ref = %git_ref, "{note}");
+            }
+            status.update(|s| {
+                s.source.stale = true;
+                if s.source.fetch_error.is_none() {
+                    s.source.fetch_error = Some(error.clone());
+                }
+            });
+            let _ = tx.try_send(TierEvent::FetchFailed(error));
+        }
     }
 }
 

@@ -389,6 +389,23 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             "Promote",
             format!("{} is held back: {reason}", short(revision)),
         ),
+        Activity::HistoryRewritten {
+            tier,
+            git_ref,
+            from,
+            to,
+        } => (
+            tier,
+            EventType::Warning,
+            "HistoryRewritten",
+            "Fetch",
+            format!(
+                "the history of {git_ref} was rewritten (force-push): {} -> {}, which does not descend from it; following {}",
+                short(from),
+                short(to),
+                short(to)
+            ),
+        ),
         Activity::HealthChanged {
             tier,
             revision,

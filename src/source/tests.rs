@@ -80,6 +80,7 @@ fn source_config(url: &str) -> SourceConfig {
         url: url.parse().expect("repo url"),
         auth: GitAuth::default(),
         interval: Duration::from_secs(60),
+        fetch_timeout: Duration::from_secs(60),
         webhook_secret_file: None,
         publish_healthy: false,
         export_limits: Default::default(),
