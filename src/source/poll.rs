@@ -445,13 +445,15 @@ mod tests {
 
     /// Hangs while `hang` is up, like a git server that accepted the connection and went
     /// silent; gives up when its cancel flag is raised, unless `deaf` (a thread stuck where
-    /// nothing checks the flag).
+    /// nothing checks the flag). Real time: tokio's paused clock does not advance while a
+    /// blocking task runs.
     struct Hanging {
         calls: Arc<AtomicUsize>,
         hang: Arc<AtomicBool>,
         deaf: bool,
         cancel: Arc<AtomicBool>,
         cancelled: Arc<AtomicUsize>,
+        deadline: Option<Duration>,
     }
 
     impl Hanging {
@@ -462,6 +464,7 @@ mod tests {
                 deaf,
                 cancel: Arc::default(),
                 cancelled: Arc::default(),
+                deadline: Some(DEADLINE),
             }
         }
     }
@@ -488,15 +491,17 @@ mod tests {
             Some(self.cancel.clone())
         }
         fn deadline(&self) -> Option<Duration> {
-            Some(Duration::from_secs(5))
+            self.deadline
         }
     }
+
+    const DEADLINE: Duration = Duration::from_millis(300);
 
     fn exact_backoff() -> Backoff {
         Backoff::new(super::super::MIN_DELAY, super::super::MAX_DELAY, || 1.0)
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_fetch_that_hangs_is_abandoned_at_its_deadline_cancelled_and_retried_with_backoff() {
         let f = Hanging::new(true, false);
         let (calls, hang, cancelled) = (f.calls.clone(), f.hang.clone(), f.cancelled.clone());
@@ -508,7 +513,7 @@ mod tests {
         let first = rx.recv().await.expect("a report at the deadline");
         match &first.result {
             Err(e @ SourceError::TimedOut { after, .. }) => {
-                assert_eq!(*after, Duration::from_secs(5));
+                assert_eq!(*after, DEADLINE);
                 let msg = e.to_string();
                 assert!(
                     msg.contains("source.fetchTimeout") && msg.contains("git.example"),
@@ -524,14 +529,13 @@ mod tests {
         }
         // The server answers again: the retry after the backoff gets through.
         hang.store(false, Ordering::SeqCst);
-        tokio::time::advance(first.next_in).await;
         let second = rx.recv().await.expect("the retry's report");
         assert!(second.result.is_ok(), "{:?}", second.result);
         assert_eq!(second.next_in, Duration::from_secs(60));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_fetch_thread_that_never_returns_is_left_behind_and_the_mirror_opened_again() {
         let f = Hanging::new(true, true);
         let (stuck, calls) = (f.hang.clone(), f.calls.clone());
@@ -552,7 +556,6 @@ mod tests {
             "{:?}",
             first.result
         );
-        tokio::time::advance(first.next_in).await;
         // The next fetch waits one deadline for the stuck thread, then opens the mirror again.
         let second = rx.recv().await.expect("a report from the new handle");
         assert!(second.result.is_ok(), "{:?}", second.result);
@@ -562,16 +565,16 @@ mod tests {
         stuck.store(false, Ordering::SeqCst);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn dropping_the_poller_mid_fetch_cancels_the_fetch() {
-        let f = Hanging::new(true, false);
+        let mut f = Hanging::new(true, false);
+        f.deadline = None;
         let (calls, cancelled) = (f.calls.clone(), f.cancelled.clone());
         let poller = Poller::new(f, vec!["main".into()], Duration::from_secs(60));
         let (tx, _rx) = mpsc::channel(1);
         let task = tokio::spawn(poller.run(tx));
         while calls.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-            std::thread::sleep(Duration::from_millis(1));
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // The daemon aborts the poller at shutdown.
         task.abort();
