@@ -232,10 +232,8 @@ pub async fn run(
     let source = Source::new(&config.source, source_dir.clone())?;
     let url = source.url().to_owned();
     // Exports read the mirror the poller writes: a second handle, used between fetches.
-    let exporter: Arc<dyn Checkouts> = Arc::new(Mutex::new(Source::new(
-        &config.source,
-        source_dir.clone(),
-    )?));
+    let exporter: Arc<dyn Checkouts> =
+        Arc::new(Mutex::new(Source::new(&config.source, source_dir.clone())?));
     let mut refs: Vec<String> = config.tiers.iter().map(|t| t.git_ref.clone()).collect();
     refs.sort();
     refs.dedup();
@@ -579,7 +577,10 @@ impl Freshness {
         let age = self.stale_for(git_ref)?;
         let age = humantime::format_duration(Duration::from_secs(age.as_secs()));
         let since = match self.last_ok.get(git_ref) {
-            Some((_, at)) => format!("since {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            Some((_, at)) => format!(
+                "since {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
             None => "since the daemon started".to_owned(),
         };
         Some(format!(

@@ -51,17 +51,49 @@ fn certs() -> &'static Path {
             .keep();
         let openssl = |args: &[&str]| run(&d, "openssl", args);
         openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=gitopsd faults CA", "-keyout", "ca.key", "-out", "ca.pem",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gitopsd faults CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
         ]);
         openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-            "server.key", "-out", "server.csr",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
         ]);
         std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san");
         openssl(&[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
         ]);
         // SAFETY: inside the OnceLock, before this process starts any daemon or git2 call;
         // the other tests wait on this OnceLock first.
@@ -227,7 +259,11 @@ async fn a_git_server_that_hangs_is_given_up_shown_stale_and_the_next_commit_app
     let first = f.head();
     f.start();
     let s = f.wait_synced_healthy(&first, FIRST_SYNC).await;
-    assert!(s["source"]["lastFetchAt"].is_string(), "{}", brief_status(&s));
+    assert!(
+        s["source"]["lastFetchAt"].is_string(),
+        "{}",
+        brief_status(&s)
+    );
     assert_eq!(s["source"]["stale"], false);
 
     // The server stops answering, and a commit arrives meanwhile.
@@ -241,14 +277,18 @@ async fn a_git_server_that_hangs_is_given_up_shown_stale_and_the_next_commit_app
     // No Synced over a source that does not answer: the fetch is given up at its deadline,
     // and after 3 intervals + the timeout the source is stale.
     let s = f
-        .wait_status("a Failed tier with a stale source", Duration::from_secs(60), |s| {
-            (s["sync"] == "Failed"
-                && s["source"]["stale"] == true
-                && s["source"]["fetchError"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("source.fetchTimeout")))
-            .then(|| s.clone())
-        })
+        .wait_status(
+            "a Failed tier with a stale source",
+            Duration::from_secs(60),
+            |s| {
+                (s["sync"] == "Failed"
+                    && s["source"]["stale"] == true
+                    && s["source"]["fetchError"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("source.fetchTimeout")))
+                .then(|| s.clone())
+            },
+        )
         .await;
     assert_eq!(s["revision"], first.as_str(), "{}", brief_status(&s));
     let error = s["lastError"].as_str().unwrap_or_default();
@@ -264,16 +304,29 @@ async fn a_git_server_that_hangs_is_given_up_shown_stale_and_the_next_commit_app
     );
     assert!(proxy.hung() >= 2, "fetches were retried: {}", proxy.hung());
     let text = metrics(&f);
-    assert_eq!(metric(&text, "gitopsd_source_stale", &f.tier), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "gitopsd_source_stale", &f.tier),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(metric(&text, "gitopsd_tier_synced", &f.tier), Some(0.0));
-    let at = metric(&text, "gitopsd_source_last_fetch_timestamp_seconds", &f.tier)
-        .expect("the last fetch time per tier");
-    assert!((at - last_fetch.timestamp() as f64).abs() < 2.0, "{at} vs {last_fetch}");
+    let at = metric(
+        &text,
+        "gitopsd_source_last_fetch_timestamp_seconds",
+        &f.tier,
+    )
+    .expect("the last fetch time per tier");
+    assert!(
+        (at - last_fetch.timestamp() as f64).abs() < 2.0,
+        "{at} vs {last_fetch}"
+    );
 
     // The server answers again; the connections it held stay open and silent. The next
     // fetch after the backoff gets through, and the commit is applied.
     proxy.answer(true);
-    let s = f.wait_synced_healthy(&second, Duration::from_secs(90)).await;
+    let s = f
+        .wait_synced_healthy(&second, Duration::from_secs(90))
+        .await;
     assert_eq!(s["source"]["stale"], false, "{}", brief_status(&s));
     assert!(s["source"]["fetchError"].is_null(), "{}", brief_status(&s));
     let text = metrics(&f);
@@ -302,9 +355,11 @@ async fn sigterm_stops_a_daemon_stuck_in_a_hung_fetch_and_releases_its_lease() {
         holder(leases.get_opt(&lease).await.ok().flatten())
     })
     .await;
-    support::eventually("a fetch hanging on the server", Duration::from_secs(30), || async {
-        (proxy.hung() >= 1).then_some(())
-    })
+    support::eventually(
+        "a fetch hanging on the server",
+        Duration::from_secs(30),
+        || async { (proxy.hung() >= 1).then_some(()) },
+    )
     .await;
 
     // Generous: the shutdown grace for applies is 25 s, and nothing applies here.
@@ -339,7 +394,9 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
         configmap("api-config", &[("release", "two")]),
     )]);
     let second = f.commit("the second release");
-    let s = f.wait_synced_healthy(&second, Duration::from_secs(45)).await;
+    let s = f
+        .wait_synced_healthy(&second, Duration::from_secs(45))
+        .await;
     assert_eq!(s["source"]["rewrites"], 0, "{}", brief_status(&s));
 
     // Force-push main back to the first commit: `git reset --hard` on the followed repo.
@@ -360,12 +417,16 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
     );
 
     let audit = f.dir.path().join("workdir").join("audit.log");
-    let line = support::eventually("the rewrite in the audit log", Duration::from_secs(20), || {
-        let found = audit_lines(&audit)
-            .into_iter()
-            .find(|l| l["event"] == "history-rewritten");
-        async move { found }
-    })
+    let line = support::eventually(
+        "the rewrite in the audit log",
+        Duration::from_secs(20),
+        || {
+            let found = audit_lines(&audit)
+                .into_iter()
+                .find(|l| l["event"] == "history-rewritten");
+            async move { found }
+        },
+    )
     .await;
     assert_eq!(line["tier"], f.tier.as_str(), "{line}");
     assert_eq!(line["ref"], "main", "{line}");

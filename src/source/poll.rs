@@ -505,8 +505,12 @@ mod tests {
     async fn a_fetch_that_hangs_is_abandoned_at_its_deadline_cancelled_and_retried_with_backoff() {
         let f = Hanging::new(true, false);
         let (calls, hang, cancelled) = (f.calls.clone(), f.hang.clone(), f.cancelled.clone());
-        let poller =
-            Poller::with_backoff(f, vec!["main".into()], Duration::from_secs(60), exact_backoff());
+        let poller = Poller::with_backoff(
+            f,
+            vec!["main".into()],
+            Duration::from_secs(60),
+            exact_backoff(),
+        );
         let (tx, mut rx) = mpsc::channel(1);
         let _task = tokio::spawn(poller.run(tx));
 
@@ -522,7 +526,11 @@ mod tests {
             }
             other => panic!("expected a timeout: {other:?}"),
         }
-        assert_eq!(first.next_in, Duration::from_secs(1), "retried with the backoff");
+        assert_eq!(
+            first.next_in,
+            Duration::from_secs(1),
+            "retried with the backoff"
+        );
         // The abandoned thread saw its cancel flag and stopped (real time: a thread).
         while cancelled.load(Ordering::SeqCst) == 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -541,12 +549,16 @@ mod tests {
         let (stuck, calls) = (f.hang.clone(), f.calls.clone());
         let reopened = Arc::new(AtomicUsize::new(0));
         let r = reopened.clone();
-        let poller =
-            Poller::with_backoff(f, vec!["main".into()], Duration::from_secs(60), exact_backoff())
-                .reopen_with(move || {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    Ok(Hanging::new(false, false))
-                });
+        let poller = Poller::with_backoff(
+            f,
+            vec!["main".into()],
+            Duration::from_secs(60),
+            exact_backoff(),
+        )
+        .reopen_with(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            Ok(Hanging::new(false, false))
+        });
         let (tx, mut rx) = mpsc::channel(1);
         let _task = tokio::spawn(poller.run(tx));
 
@@ -560,7 +572,11 @@ mod tests {
         let second = rx.recv().await.expect("a report from the new handle");
         assert!(second.result.is_ok(), "{:?}", second.result);
         assert_eq!(reopened.load(Ordering::SeqCst), 1);
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "the stuck handle was not used again");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the stuck handle was not used again"
+        );
         // Let the stuck thread end, or the test runtime would wait for it.
         stuck.store(false, Ordering::SeqCst);
     }
