@@ -785,6 +785,23 @@ mod tests {
     }
 
     #[test]
+    fn a_history_rewrite_is_logged_with_the_ref_and_both_commits() {
+        let (event, fields) = record(&Activity::HistoryRewritten {
+            tier: "t".into(),
+            git_ref: "main".into(),
+            from: "b".repeat(40),
+            to: "a".repeat(40),
+        })
+        .expect("recorded");
+        assert_eq!(event, "history-rewritten");
+        let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("tier"), Some(json!("t")));
+        assert_eq!(get("ref"), Some(json!("main")));
+        assert_eq!(get("from"), Some(json!("b".repeat(40))));
+        assert_eq!(get("to"), Some(json!("a".repeat(40))));
+    }
+
+    #[test]
     fn quiet_syncs_and_fetches_are_not_logged() {
         let mut quiet = sync("t");
         if let Activity::SyncFinished { notable, .. } = &mut quiet {

@@ -767,6 +767,121 @@ mod tests {
     use super::*;
     use crate::activity::Observer;
 
+    fn oid(c: char) -> git2::Oid {
+        git2::Oid::from_str(&c.to_string().repeat(40)).expect("oid")
+    }
+
+    fn report(update: Result<crate::source::RefUpdate, ()>) -> FetchReport {
+        use crate::source::{FetchOutcome, RefOutcome};
+        let result = match update {
+            Ok(u) => Ok(FetchOutcome {
+                refs: vec![RefOutcome {
+                    git_ref: "main".into(),
+                    result: Ok(u),
+                }],
+            }),
+            Err(()) => Err(SourceError::TimedOut {
+                url: "https://git.example/c.git".into(),
+                refs: "main".into(),
+                after: Duration::from_secs(3),
+            }),
+        };
+        FetchReport {
+            result,
+            duration: Duration::from_millis(5),
+            next_in: Duration::from_secs(1),
+        }
+    }
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<Activity>>);
+
+    impl Observer for Seen {
+        fn observe(&self, activity: &Activity) {
+            if let Ok(mut s) = self.0.lock() {
+                s.push(activity.clone());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fetches_are_recorded_in_the_status_and_a_rewrite_is_told_to_the_observers() {
+        let status = StatusHandle::new("dev");
+        let tiers = vec![("dev".to_owned(), "main".to_owned(), status.clone())];
+        let seen = Arc::new(Seen::default());
+        let observers = Observers::new(vec![seen.clone()]);
+        let mut freshness = Freshness::new("https://git.example/c.git", Duration::from_secs(3600));
+
+        let moved = crate::source::RefUpdate {
+            commit: oid('a'),
+            previous: Some(oid('b')),
+            changed: true,
+            rewrite: true,
+        };
+        freshness.record(&report(Ok(moved)), &tiers, &observers);
+        let s = status.snapshot().source;
+        assert!(s.last_fetch_at.is_some() && s.fetch_error.is_none() && !s.stale);
+        assert_eq!(s.rewrites, 1);
+        let r = s.last_rewrite.expect("the rewrite");
+        assert_eq!((r.from, r.to), (oid('b').to_string(), oid('a').to_string()));
+        let activity = seen.0.lock().unwrap().clone();
+        assert!(
+            matches!(&activity[..], [Activity::HistoryRewritten { tier, git_ref, .. }] if tier == "dev" && git_ref == "main"),
+            "{activity:?}"
+        );
+
+        // A failed fetch keeps the last good time and says why; no rewrite is told twice.
+        let before = status.snapshot().source.last_fetch_at;
+        freshness.record(&report(Err(())), &tiers, &observers);
+        let s = status.snapshot().source;
+        assert_eq!(s.last_fetch_at, before);
+        assert!(
+            s.fetch_error
+                .expect("the error")
+                .contains("source.fetchTimeout")
+        );
+        assert!(!s.stale, "one failure is not stale");
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_source_unanswered_past_the_limit_is_stale_and_fails_its_tiers_even_with_no_report() {
+        let status = StatusHandle::new("dev");
+        let tiers = vec![("dev".to_owned(), "main".to_owned(), status.clone())];
+        let (tx, mut rx) = mpsc::channel(4);
+        let senders = vec![("main".to_owned(), tx)];
+        let freshness = Freshness::new("https://git.example/c.git", Duration::from_millis(20));
+        // Not yet: the watchdog leaves a fresh daemon alone.
+        freshness.check(&tiers, &senders);
+        assert!(rx.try_recv().is_err());
+        assert!(!status.snapshot().source.stale);
+
+        // No fetch report at all (a fetch stuck past every deadline), past the limit.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        freshness.check(&tiers, &senders);
+        let s = status.snapshot().source;
+        assert!(s.stale);
+        match rx.try_recv() {
+            Ok(TierEvent::FetchFailed(e)) => {
+                assert!(
+                    e.starts_with("source stale: no fetch of main from https://git.example/c.git"),
+                    "{e}"
+                );
+                assert!(
+                    e.contains("since the daemon started") && e.contains("prune waits"),
+                    "{e}"
+                );
+            }
+            _ => panic!("the tier is told its source failed"),
+        }
+        // A fetch error while stale carries the note first, so the message stays put.
+        let e = freshness.failure("main", "connection refused");
+        assert!(
+            e.starts_with("source stale:") && e.ends_with("the last error: connection refused"),
+            "{e}"
+        );
+    }
+
     #[tokio::test]
     async fn a_healthy_tier_wakes_the_tiers_promoted_from_it_and_no_other() {
         let config = Config::parse(

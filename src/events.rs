@@ -694,6 +694,26 @@ mod tests {
     }
 
     #[test]
+    fn a_history_rewrite_is_a_warning_naming_the_ref_and_both_commits() {
+        let (o, _rx) = observer();
+        let notes = o.notes(&Activity::HistoryRewritten {
+            tier: "validation".into(),
+            git_ref: "main".into(),
+            from: format!("bbbbbbb{}", "0".repeat(33)),
+            to: format!("aaaaaaa{}", "0".repeat(33)),
+        });
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].tier, "validation");
+        assert_eq!(notes[0].type_, EventType::Warning);
+        assert_eq!(notes[0].reason, "HistoryRewritten");
+        assert!(
+            notes[0].message.contains("main") && notes[0].message.contains("bbbbbbb -> aaaaaaa"),
+            "{}",
+            notes[0].message
+        );
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
         let (o, _rx) = observer();
         for _ in 0..5 {

@@ -847,6 +847,42 @@ mod tests {
     }
 
     #[test]
+    fn the_source_of_each_tier_is_measured_rewrites_last_fetch_and_staleness() {
+        let (m, tiers) = metrics();
+        let t = r#"tier="validation""#;
+        let text = m.render(&tiers);
+        let rewrites = format!("gitopsd_source_rewrites_total{{{t}}}");
+        let stale = format!("gitopsd_source_stale{{{t}}}");
+        assert_eq!(value(&text, &rewrites), Some(0.0), "from the start");
+        assert_eq!(value(&text, &stale), Some(0.0));
+        assert!(series(&text, "gitopsd_source_last_fetch_timestamp_seconds").is_empty());
+
+        m.observe(&Activity::HistoryRewritten {
+            tier: TIER.into(),
+            git_ref: "main".into(),
+            from: "b".repeat(40),
+            to: "a".repeat(40),
+        });
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        tiers[0].1.update(|s| {
+            s.source.last_fetch_at = Some(at);
+            s.source.stale = true;
+        });
+        let text = m.render(&tiers);
+        assert_eq!(value(&text, &rewrites), Some(1.0));
+        assert_eq!(value(&text, &stale), Some(1.0));
+        assert_eq!(
+            value(
+                &text,
+                &format!("gitopsd_source_last_fetch_timestamp_seconds{{{t}}}")
+            ),
+            Some(at.timestamp() as f64)
+        );
+    }
+
+    #[test]
     fn state_gauges_are_read_from_the_status_at_scrape_time() {
         let (m, tiers) = metrics();
         let t = r#"tier="validation""#;

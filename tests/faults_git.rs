@@ -459,3 +459,37 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
         "{note}"
     );
 }
+
+/// libgit2 itself gives up on a server that accepts and never answers (its read timeout, set
+/// from `source.fetchTimeout`), so an abandoned fetch thread comes back by itself. The only
+/// `Source` made in this test process: the timeouts are process-wide, set by the first one.
+#[test]
+fn a_fetch_from_a_silent_server_fails_by_itself_at_the_read_timeout() {
+    certs();
+    let proxy = Proxy::start(free_port(), false);
+    let config = gitopsd::config::SourceConfig {
+        url: format!("https://127.0.0.1:{}/git/repo", proxy.port)
+            .parse()
+            .expect("url"),
+        auth: Default::default(),
+        interval: Duration::from_secs(60),
+        fetch_timeout: Duration::from_secs(2),
+        webhook_secret_file: None,
+        publish_healthy: false,
+        export_limits: Default::default(),
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut source = gitopsd::source::Source::new(&config, work.path().to_owned()).expect("source");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(source.fetch(&["main".to_owned()]).map(|_| ()));
+    });
+    // Generous: the read timeout is 2 s.
+    let result = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the fetch returns by itself");
+    let err = result.expect_err("a silent server cannot answer");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{}", proxy.port)), "{msg}");
+    assert!(proxy.hung() >= 1);
+}
