@@ -229,6 +229,17 @@ pub async fn run(
     };
 
     let source_dir = options.workdir.join("source");
+    // A fetch cut short by the last stop (SIGKILL, or a hung fetch left behind at SIGTERM)
+    // may have left a ref locked; nothing else uses the mirror yet.
+    match Source::clear_stale_locks(&source_dir) {
+        Ok(removed) if !removed.is_empty() => {
+            warn!(files = ?removed, "removed lock files a stopped fetch left in the git mirror")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %e, "cannot clear stale lock files in the git mirror; fetches of a locked ref will fail")
+        }
+    }
     let source = Source::new(&config.source, source_dir.clone())?;
     let url = source.url().to_owned();
     // Exports read the mirror the poller writes: a second handle, used between fetches.

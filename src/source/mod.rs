@@ -188,6 +188,38 @@ impl Source {
         self.fetch_timeout
     }
 
+    /// Removes the lock files (`*.lock`) a process stopped mid-update left in the mirror under
+    /// `workdir` (its refs, `packed-refs`, `shallow`, `config`): libgit2 takes a lock by
+    /// creating the file exclusively, so one left behind fails every later update of that ref.
+    /// Only for start-up, before any [`Source`] on `workdir` fetches: the daemon owns its
+    /// workdir and runs one poller. Returns the files removed.
+    pub fn clear_stale_locks(workdir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mirror = workdir.join("mirror");
+        let mut removed = Vec::new();
+        let mut dirs = vec![mirror.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                let kind = entry.file_type()?;
+                // Refs live under refs/; the other lockable files sit at the top.
+                if kind.is_dir() && (dir != mirror || entry.file_name() == "refs") {
+                    dirs.push(path);
+                } else if kind.is_file() && path.extension().is_some_and(|e| e == "lock") {
+                    std::fs::remove_file(&path)?;
+                    removed.push(path);
+                }
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// The URL as it appears in logs and errors.
     pub fn url(&self) -> &str {
         &self.url
