@@ -79,6 +79,7 @@ fn desired_set(tier: &str, ns: &str, n: usize) -> DesiredSet {
                     file: PathBuf::from(format!("bench/objects-{:03}.yaml", i / 100)),
                     document: i % 100,
                     line: 1,
+                    item: None,
                 },
             }
         })

@@ -47,7 +47,7 @@ fn generate(root: &Path, objects: usize) {
         std::fs::write(
             dir.join("tier.yaml"),
             format!(
-                "namespace: bench-{tier}\nlabels: {{env: {tier}}}\nvars: {{REPLICAS: \"{}\", TAG: \"1.{n}.0\"}}\n\
+                "namespace: bench-{tier}\nlabels: {{env: {tier}}}\nvars: {{REPLICAS: \"{}\", TAG: \"1.{n}.0\"}}\nsubstitute: [base]\n\
                  patches:\n  - target: {{kind: Deployment, name: app-0}}\n    merge: {{spec: {{replicas: 5}}}}\n\
                  \x20 - target: {{kind: ConfigMap, name: app-2}}\n    json: [{{op: replace, path: /data/LOG_LEVEL, value: debug}}]\n",
                 n + 1

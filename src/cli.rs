@@ -250,7 +250,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Validate the config and exit: 0 when it is valid, 2 with the error when it is not.
+    /// Validate the config and the files it names (tokens, secrets, keys: each must be
+    /// readable) and exit: 0 when all is valid, 2 with the error (field, line, path) when not.
     #[arg(long)]
     pub check: bool,
 
@@ -314,6 +315,11 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         }
     };
     if args.check {
+        // The files it names are read at start-up: a missing one fails the check, not the pod.
+        if let Err(e) = config.check_files(&args.config) {
+            report.error("invalid config", &e);
+            return ExitCode::from(EXIT_CONFIG);
+        }
         println!(
             "{}: valid ({} tiers: {})",
             args.config.display(),
@@ -749,7 +755,8 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
             last_tier.as_deref() == Some(tier.name.as_str()),
         );
         if let Some(client) = &client {
-            match ownership_findings(client, &config.state, &tier, &set).await {
+            let inventory = tier_inventory(client, &config.state, &tier).await;
+            match ownership_findings(client, &tier, &set, &inventory).await {
                 Ok(f) => findings.extend(f),
                 Err(e) => {
                     println!(
@@ -785,18 +792,16 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
     }
 }
 
-/// The ownership refusals of `set` in the cluster (see [`crate::ownership`]): the tier's
-/// inventory from its state ConfigMap, then each desired object read once. A state that
-/// cannot be read counts as empty (as on a first install), which refuses more, never less.
-async fn ownership_findings(
+/// The tier's inventory from its state ConfigMap. A state that cannot be read counts as empty
+/// (as on a first install), which refuses more, never less.
+async fn tier_inventory(
     client: &kube::Client,
     state: &crate::config::StateConfig,
     tier: &crate::config::TierConfig,
-    set: &DesiredSet,
-) -> Result<Vec<Finding>, String> {
+) -> std::collections::BTreeMap<crate::live::ObjectKey, String> {
     let namespace = crate::state::StateStore::default_namespace(state);
     let store = crate::state::StateStore::new(client.clone(), &namespace);
-    let inventory = match store.load(&tier.name).await {
+    match store.load(&tier.name).await {
         Ok(s) => s.inventory,
         Err(e) => {
             eprintln!(
@@ -805,9 +810,19 @@ async fn ownership_findings(
             );
             Default::default()
         }
-    };
+    }
+}
+
+/// The ownership refusals of `set` in the cluster (see [`crate::ownership`]) against the tier's
+/// `inventory`, each desired object read once.
+async fn ownership_findings(
+    client: &kube::Client,
+    tier: &crate::config::TierConfig,
+    set: &DesiredSet,
+    inventory: &std::collections::BTreeMap<crate::live::ObjectKey, String>,
+) -> Result<Vec<Finding>, String> {
     let live = crate::live::ApiLive::new(client.clone());
-    crate::ownership::check(set, tier, &inventory, &live)
+    crate::ownership::check(set, tier, inventory, &live)
         .await
         .map_err(|e| e.to_string())
 }
@@ -888,7 +903,8 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     // What the daemon would refuse to take (see `crate::ownership`): said on stderr, so the
     // JSON on stdout stays whole, and the exit code is an error's (2) after the diff.
     let state = config.as_ref().map(|c| c.state.clone()).unwrap_or_default();
-    let refused = match ownership_findings(&conn.client, &state, &tier, &set).await {
+    let inventory = tier_inventory(&conn.client, &state, &tier).await;
+    let refused = match ownership_findings(&conn.client, &tier, &set, &inventory).await {
         Ok(findings) => {
             for f in &findings {
                 eprintln!("{}", escape_text(&f.to_string()));
@@ -903,7 +919,12 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     let live = crate::live::ApiLive::new(conn.client);
     let confirm = crate::drift::ApiDryRun::new(live.clone());
     let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
-        Ok(d) => d,
+        Ok(mut d) => {
+            // What the daemon says of extra objects: pruned if its inventory holds them.
+            let inventory = crate::ownership::Inventory::new(inventory.keys());
+            crate::drift::settle_extras(&mut d, &tier, &|k| inventory.contains(k));
+            d
+        }
         Err(e) => {
             report.error("drift detection failed", &e);
             return error;

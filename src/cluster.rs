@@ -126,6 +126,12 @@ fn build(
     counter: Option<&RequestCounter>,
 ) -> Result<kube::Client, ClusterError> {
     let server = config.cluster_url.to_string();
+    let mut config = config;
+    // kube's own retry layer retries 429/503/504 up to 15 times with a backoff that grows to
+    // minutes, out of sight of cancellation and of the request counter: under a 429 storm one
+    // apply then stalled a sync for minutes with nothing reported. gitopsd retries where it
+    // writes (`apply::retry`, bounded and cancellable) and reconciles again otherwise.
+    config.default_retry = false;
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|source| ClusterError::Client { server, source })?;
     Ok(match counter {

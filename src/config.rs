@@ -3,7 +3,6 @@
 //! Every error names the file, the field (as a path such as `tiers[2].policy.low`) and what was
 //! expected there, because an operator reading a crash-looping pod's log has nothing else.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::PathPattern;
+
+mod locate;
 
 /// What went wrong reading the config, always with the file it came from.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +32,12 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
-    #[error("{path}: {field}: {message}")]
+    #[error("{path}{location}: {field}: {message}")]
     Invalid {
         path: PathBuf,
+        /// ` line L column C` of the field's value, or empty when the field is not written
+        /// (it took its default).
+        location: String,
         field: String,
         message: String,
     },
@@ -58,12 +62,52 @@ pub struct Config {
 }
 
 /// Bounds on rendering a tier: a hostile config repo must not exhaust the daemon or its node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RenderConfig {
     /// The box `kustomize build` runs in.
     #[serde(default)]
     pub kustomize: KustomizeLimits,
+    /// Largest manifest file, in bytes (64 MiB by default): a guard against abuse only.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Largest object as JSON, in bytes (3 MiB by default: the API server's request limit).
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: u64,
+    /// Memory a tier's parsed objects may take, in bytes (256 MiB by default).
+    #[serde(default = "default_max_tier_bytes")]
+    pub max_tier_bytes: u64,
+    /// YAML nodes one document may expand to, aliases expanded (250,000 by default).
+    #[serde(default = "default_max_document_nodes")]
+    pub max_document_nodes: usize,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            kustomize: KustomizeLimits::default(),
+            max_file_bytes: default_max_file_bytes(),
+            max_object_bytes: default_max_object_bytes(),
+            max_tier_bytes: default_max_tier_bytes(),
+            max_document_nodes: default_max_document_nodes(),
+        }
+    }
+}
+
+fn default_max_file_bytes() -> u64 {
+    crate::render::Limits::default().max_file_bytes
+}
+
+fn default_max_object_bytes() -> u64 {
+    crate::render::Limits::default().max_object_bytes
+}
+
+fn default_max_tier_bytes() -> u64 {
+    crate::render::Limits::default().max_tier_bytes
+}
+
+fn default_max_document_nodes() -> usize {
+    crate::render::Limits::default().max_document_nodes
 }
 
 /// The caps of a `kustomize build` child process (see `render/sandbox.rs`).
@@ -120,6 +164,10 @@ impl RenderConfig {
             kustomize_cpu: k.cpu,
             kustomize_timeout: k.timeout,
             max_kustomize_output_bytes: k.max_output_bytes,
+            max_file_bytes: self.max_file_bytes,
+            max_object_bytes: self.max_object_bytes,
+            max_tier_bytes: self.max_tier_bytes,
+            max_document_nodes: self.max_document_nodes,
             ..crate::render::Limits::default()
         }
     }
@@ -752,6 +800,10 @@ pub enum Action {
     /// Report it (status, metric, event); leave the cluster alone.
     Alert,
     Ignore,
+    /// Not a policy (a config cannot say it): what happens to an extra object that left git
+    /// and that prune deletes in this sync (`drift::settle_extras`).
+    #[serde(skip_deserializing)]
+    Prune,
 }
 
 impl Action {
@@ -764,6 +816,7 @@ impl Action {
             Action::Apply => "apply",
             Action::Alert => "alert",
             Action::Ignore => "ignore",
+            Action::Prune => "prune",
         }
     }
 }
@@ -1034,14 +1087,16 @@ impl Config {
                 message: strip_location(&inner.to_string()),
             }
         })?;
-        config.validate(path)?;
+        config.validate(path, text)?;
         Ok(config)
     }
 
-    /// Rules that span fields, which serde cannot check alone.
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Rules that span fields, which serde cannot check alone. `text` is looked up only to
+    /// name the line of the field at fault.
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let invalid = |field: String, message: String| ConfigError::Invalid {
             path: path.to_owned(),
+            location: locate::location(text, &field),
             field,
             message,
         };
@@ -1071,6 +1126,20 @@ impl Config {
                 return Err(invalid(
                     format!("render.kustomize.{field}"),
                     "expected at least 1s".into(),
+                ));
+            }
+        }
+        let r = &self.render;
+        for (field, value) in [
+            ("maxFileBytes", r.max_file_bytes),
+            ("maxObjectBytes", r.max_object_bytes),
+            ("maxTierBytes", r.max_tier_bytes),
+            ("maxDocumentNodes", r.max_document_nodes as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    format!("render.{field}"),
+                    "must be more than 0 (it bounds what one render may read or build)".into(),
                 ));
             }
         }
@@ -1120,19 +1189,21 @@ impl Config {
         if self.tiers.is_empty() {
             return Err(invalid("tiers".into(), "expected at least one tier".into()));
         }
-        let mut seen = HashSet::new();
+        let mut seen = std::collections::HashMap::new();
         let mut adopted = std::collections::HashMap::new();
         for (i, tier) in self.tiers.iter().enumerate() {
             let at = |field: &str| format!("tiers[{i}].{field}");
             if let Err(why) = check_dns_label(&tier.name) {
                 return Err(invalid(at("name"), why));
             }
-            if !seen.insert(tier.name.as_str()) {
+            if let Some(first) = seen.insert(tier.name.as_str(), i) {
+                let first_field = format!("tiers[{first}].name");
                 return Err(invalid(
                     at("name"),
                     format!(
-                        "tier {:?} is defined twice; tier names must be unique",
-                        tier.name
+                        "tier {:?} is defined twice (first as {first_field}{}); tier names must be unique: rename or remove one",
+                        tier.name,
+                        locate::location(text, &first_field)
                     ),
                 ));
             }
@@ -1310,6 +1381,59 @@ impl Config {
                 };
                 return Err((field(""), why));
             }
+        }
+        Ok(())
+    }
+
+    /// The files the config names, each read once to prove it can be (`gitopsd run --check`;
+    /// the daemon reads them at start-up and would fail there). Contents are never shown; a
+    /// token or secret file must not be empty. `path` is the config file, read again only to
+    /// name the field's line.
+    pub fn check_files(&self, path: &Path) -> Result<(), ConfigError> {
+        let auth = &self.source.auth;
+        let named = [
+            ("source.auth.tokenFile", &auth.token_file, true),
+            ("source.auth.sshKeyFile", &auth.ssh_key_file, false),
+            ("source.auth.knownHostsFile", &auth.known_hosts_file, false),
+            (
+                "source.webhookSecretFile",
+                &self.source.webhook_secret_file,
+                true,
+            ),
+            ("http.tokenFile", &self.http.token_file, true),
+        ];
+        let mut files: Vec<(String, &Path, bool)> = named
+            .into_iter()
+            .filter_map(|(field, file, secret)| Some((field.to_owned(), file.as_deref()?, secret)))
+            .collect();
+        for (i, tier) in self.tiers.iter().enumerate() {
+            if let Some(s) = &tier.require_signed_commits {
+                files.push((
+                    format!("tiers[{i}].requireSignedCommits.sshAllowedSigners"),
+                    s.ssh_allowed_signers.as_path(),
+                    false,
+                ));
+            }
+        }
+        for (field, file, secret) in files {
+            let problem = match std::fs::read(file) {
+                Err(e) => format!(
+                    "cannot read {}: {e}; create the file, or remove {field}",
+                    file.display()
+                ),
+                Ok(bytes) if secret && bytes.trim_ascii().is_empty() => format!(
+                    "{} is empty (or only whitespace); write the secret into it, or remove {field}",
+                    file.display()
+                ),
+                Ok(_) => continue,
+            };
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                location: locate::location(&text, &field),
+                field,
+                message: problem,
+            });
         }
         Ok(())
     }
@@ -1521,6 +1645,11 @@ mod tests {
             e,
             "gitopsd.yaml line 6 column 24: tiers[0].policy.critical: unknown variant `fix`, expected one of `apply`, `alert`, `ignore`"
         );
+        // `prune` is what happens to an extra object, not a policy one may choose.
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - name: dev\n    ref: main\n    namespaces: [dev]\n    policy: {medium: prune}\n",
+        );
+        assert!(e.contains("unknown variant `prune`"), "{e}");
     }
 
     #[test]
@@ -1557,8 +1686,74 @@ mod tests {
         );
         assert_eq!(
             e,
-            "gitopsd.yaml: tiers[0].promoteFrom: expected the name of a tier listed before \"a\"; found \"b\" (tiers: a, b)"
+            "gitopsd.yaml line 3 column 56: tiers[0].promoteFrom: expected the name of a tier listed before \"a\"; found \"b\" (tiers: a, b)"
         );
+    }
+
+    #[test]
+    fn errors_found_after_parsing_name_the_line_of_the_field() {
+        let e = error_of(
+            "source:\n  url: /srv/config\n  interval: 0s\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert_eq!(
+            e,
+            "gitopsd.yaml line 3 column 13: source.interval: expected at least 1s between polls"
+        );
+        let e = error_of(
+            "source: {url: /srv/config}\ntiers:\n  - name: a\n    ref: main\n    namespaces: [a]\n    windows: [{schedule: '0 8 * * *', duration: 1s}]\n",
+        );
+        assert!(
+            e.starts_with("gitopsd.yaml line 6 column 49: tiers[0].windows[0].duration:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn check_files_names_the_field_its_line_and_the_path_never_the_contents() {
+        let dir = std::env::temp_dir().join(format!("gitopsd-check-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cr3t-token\n").unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let missing = dir.join("missing");
+        let config_file = dir.join("gitopsd.yaml");
+        let write = |source_extra: &str, http: &str| {
+            let text = format!(
+                "source:\n  url: https://git.example.com/c.git\n  auth: {{tokenFile: {}}}\n{source_extra}tiers: [{{name: a, ref: main, namespaces: [a]}}]\n{http}",
+                token.display()
+            );
+            std::fs::write(&config_file, &text).unwrap();
+            Config::parse(&text, &config_file).unwrap()
+        };
+        let ok = write("", "");
+        ok.check_files(&config_file).expect("every file readable");
+
+        let c = write(&format!("  webhookSecretFile: {}\n", missing.display()), "");
+        let e = c.check_files(&config_file).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{} line 4 column 22: source.webhookSecretFile: cannot read {}:",
+                config_file.display(),
+                missing.display()
+            )),
+            "{e}"
+        );
+        let c = write("", &format!("http:\n  tokenFile: {}\n", empty.display()));
+        let e = c.check_files(&config_file).unwrap_err().to_string();
+        assert!(
+            e.contains("line 6 column 14: http.tokenFile:") && e.contains("is empty"),
+            "{e}"
+        );
+        std::fs::write(&token, "").unwrap();
+        std::fs::remove_file(&token).unwrap();
+        let e = ok.check_files(&config_file).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3 column 21: source.auth.tokenFile: cannot read"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1605,9 +1800,9 @@ mod tests {
         let e = error_of(
             "source: {url: /srv/config}\ntiers:\n  - {name: a, ref: main, namespaces: [a]}\n  - {name: a, ref: x, namespaces: [b]}\n",
         );
-        assert!(
-            e.contains("tiers[1].name: tier \"a\" is defined twice"),
-            "{e}"
+        assert_eq!(
+            e,
+            "gitopsd.yaml line 4 column 12: tiers[1].name: tier \"a\" is defined twice (first as tiers[0].name line 3 column 12); tier names must be unique: rename or remove one"
         );
     }
 
@@ -1696,12 +1891,21 @@ mod tests {
             "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1000}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
         );
         assert!(e.contains("render.kustomize.memoryBytes"), "{e}");
+        let e = error_of(
+            "source: {url: /srv/config}\nrender: {maxObjectBytes: 0}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
+        );
+        assert!(
+            e.contains("render.maxObjectBytes: must be more than 0"),
+            "{e}"
+        );
         let c = Config::parse(
             "source: {url: /srv/config}\nrender: {kustomize: {memoryBytes: 1073741824, cpu: 10s}}\ntiers: [{name: a, ref: main, namespaces: [a]}]\n",
             Path::new("gitopsd.yaml"),
         )
         .expect("valid");
         let l = c.render.limits();
+        assert_eq!(l.max_object_bytes, 3 << 20);
+        assert_eq!(l.max_file_bytes, 64 << 20);
         assert_eq!(l.kustomize_memory_bytes, 1 << 30);
         assert_eq!(l.kustomize_cpu, Duration::from_secs(10));
         assert_eq!(l.kustomize_timeout, Duration::from_secs(60));
@@ -1833,7 +2037,7 @@ mod tests {
         ));
         assert_eq!(
             e,
-            "gitopsd.yaml: tiers[0].adopt[0].namespace: \"kube-system\" is not one of tier \"a\"'s namespaces (a); a tier adopts only inside them"
+            "gitopsd.yaml line 8 column 38: tiers[0].adopt[0].namespace: \"kube-system\" is not one of tier \"a\"'s namespaces (a); a tier adopts only inside them"
         );
         let e = error_of(&format!(
             "{base}    adopt:\n      - {{kind: Namespace, name: kube-system}}\n"

@@ -226,7 +226,7 @@ mod tests {
         let good = config_map("info");
         d.offer("r1", render(&files(&good)), &tier(), false);
         let digest = d.current().unwrap().set.digest.clone();
-        let broken = config_map("${UNDEFINED}");
+        let broken = config_map("[unclosed");
         assert_eq!(
             d.offer("r2", render(&files(&broken)), &tier(), false),
             Offer::Rejected
@@ -296,7 +296,7 @@ mod tests {
         // A newer revision that does not render outranks the refusal of the current set,
         // and clearing the refusal leaves it.
         d.refuse("r1", refusal("r1"));
-        let broken = config_map("${UNDEFINED}");
+        let broken = config_map("[unclosed");
         d.offer("r2", render(&files(&broken)), &tier(), false);
         d.refuse("r1", refusal("r1"));
         assert!(matches!(d.failure(), Some(Failure::Render { revision, .. }) if revision == "r2"));

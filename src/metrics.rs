@@ -238,7 +238,7 @@ impl Metrics {
             )?,
             drift_unresolved: r.gauges(
                 "gitopsd_drift_unresolved_objects",
-                "Drift items the tier's last reconcile found whose policy action is not ignore (apply or alert), by severity.",
+                "Drift items the tier's last reconcile found whose action is not ignore (apply, alert or prune), by severity.",
                 &["tier", "severity"],
             )?,
             drift_detected: r.counters(
@@ -672,6 +672,7 @@ mod tests {
             action: crate::config::Action::Alert,
             field_path: None,
             foreign: None,
+            reason: None,
         }
     }
 

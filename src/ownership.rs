@@ -294,6 +294,7 @@ mod tests {
                 file: PathBuf::from("tiers/exp/namespace.yaml"),
                 document: 0,
                 line: 2,
+                item: None,
             },
             digest: String::new(),
             manifest,

@@ -24,9 +24,11 @@ pub const LISTED: usize = 50;
 pub enum SyncState {
     /// No sync has finished yet.
     Unknown,
-    /// The cluster matches the tier's revision (drift left alone by policy aside).
+    /// The cluster matches the tier's revision: every drift item is ignored by policy, or was
+    /// corrected or pruned in this reconcile (`policy::unsettled`).
     Synced,
-    /// Drift remains that the policy corrects, or objects failed to apply.
+    /// Drift remains that was not corrected (`alert`, an extra object gitopsd does not delete,
+    /// a correction given up or failed, a prune not done), or objects failed to apply.
     OutOfSync,
     /// The newest revision could not be fetched, rendered or validated, or state could not be
     /// read or written: nothing was applied.

@@ -265,10 +265,16 @@ fn pod_spec<'a>(kind: &str, manifest: &'a Value) -> Option<&'a Value> {
 fn security_findings(kind: &str, manifest: &Value) -> Vec<(SecurityRule, String)> {
     let mut out = Vec::new();
     if kind == "Secret" && manifest.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+        // Only keys with a value: a Secret of empty placeholders (filled in the cluster by
+        // an operator or by hand) holds no secret in git.
         let keys: BTreeSet<&str> = ["data", "stringData"]
             .iter()
             .filter_map(|k| manifest.get(*k).and_then(Value::as_object))
-            .flat_map(|m| m.keys().map(String::as_str))
+            .flat_map(|m| {
+                m.iter()
+                    .filter(|(_, v)| !matches!(v, Value::Null) && v.as_str() != Some(""))
+                    .map(|(k, _)| k.as_str())
+            })
             .collect();
         if !keys.is_empty() {
             out.push((
@@ -597,6 +603,7 @@ mod tests {
                 file: PathBuf::from("base/app.yaml"),
                 document: 0,
                 line: 1,
+                item: None,
             },
             digest: String::new(),
             manifest,
@@ -750,6 +757,34 @@ mod tests {
             "a plaintext Secret in git (keys: password, user); use a sealed or external secret instead"
         );
         assert!(!f[0].to_string().contains("aHVudGVyMg=="));
+    }
+
+    #[test]
+    fn a_secret_of_empty_placeholders_is_not_a_plaintext_secret() {
+        // Install manifests ship Secrets whose values an operator or a person fills in.
+        for manifest in [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webhook-certs", "namespace": "shop"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w", "namespace": "shop"},
+                   "data": {"tls.crt": "", "tls.key": ""}, "stringData": {"token": ""}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w", "namespace": "shop"},
+                   "data": {}, "type": "kubernetes.io/tls"}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w", "namespace": "shop"},
+                   "data": {"a": null}}),
+        ] {
+            let f = findings(manifest.clone(), true);
+            assert!(f.is_empty(), "{manifest}: {f:?}");
+        }
+        // One real value among placeholders is still a secret in git, named alone.
+        let f = findings(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+                   "data": {"tls.crt": "", "password": "aHVudGVyMg=="}, "stringData": {"user": ""}}),
+            true,
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].message,
+            "a plaintext Secret in git (keys: password); use a sealed or external secret instead"
+        );
     }
 
     #[test]

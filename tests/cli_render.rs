@@ -113,7 +113,7 @@ fn render_reads_a_git_repository_at_the_ref_asked_for() {
     write(
         repo,
         "tiers/exp/tier.yaml",
-        "namespace: exp\nvars: {LEVEL: debug}\n",
+        "namespace: exp\nvars: {LEVEL: debug}\nsubstitute: [base]\n",
     );
     git(repo, &["add", "-A"]);
     git(repo, &["commit", "-qm", "first"]);
@@ -122,7 +122,7 @@ fn render_reads_a_git_repository_at_the_ref_asked_for() {
     write(
         repo,
         "tiers/exp/tier.yaml",
-        "namespace: exp\nvars: {LEVEL: info}\n",
+        "namespace: exp\nvars: {LEVEL: info}\nsubstitute: [base]\n",
     );
     git(repo, &["commit", "-qam", "second"]);
 
@@ -150,7 +150,11 @@ fn a_render_error_names_file_and_line_and_exits_1() {
         "base/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  level: ${LEVEL}\n",
     );
-    write(dir.path(), "tiers/exp/tier.yaml", "namespace: exp\n");
+    write(
+        dir.path(),
+        "tiers/exp/tier.yaml",
+        "namespace: exp\nsubstitute: [base]\n",
+    );
     let out = gitopsd(&[
         "render",
         "--tier",

@@ -25,11 +25,16 @@ use crate::live::{ApiLive, LiveError, ObjectKey};
 pub const SHUTTING_DOWN: &str = "not applied: gitopsd is shutting down";
 /// The message of an object not deleted because the daemon is stopping.
 pub const SHUTTING_DOWN_DELETE: &str = "not deleted: gitopsd is shutting down";
+/// The message of an object not sent because the API server kept refusing this sync's
+/// writes with 429: sending the rest would only add to the load it is shedding.
+pub const THROTTLED: &str = "not applied: the API server is throttling this tier's writes (HTTP 429 Too Many Requests, API priority and fairness); gitopsd stopped this sync's remaining applies and tries again at the next reconcile";
 
 const CRD_KIND: &str = "CustomResourceDefinition";
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 /// Polling interval of the waits (a CRD to be Established, an object to be gone).
 const POLL: Duration = Duration::from_millis(200);
+/// Tries at taking drifted fields back from an object that keeps changing meanwhile.
+const TAKE_BACK_ATTEMPTS: usize = 5;
 
 /// Why one object could not be applied or deleted. Never returned for a batch: each becomes
 /// the [`ObjectResult`] of its object.
@@ -220,10 +225,39 @@ impl ApplyError {
 fn describe_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if !s.message.is_empty() => {
-            format!("{} (HTTP {} {})", s.message, s.code, s.reason)
+            let hint = match s.code {
+                429 => Some("the API server is throttling these writes (API priority and fairness): gitopsd stopped this sync's remaining applies and tries again at the next reconcile; if it lasts, check the FlowSchema and PriorityLevelConfiguration that match the writer (gitopsd, or the tier's serviceAccount)".to_owned()),
+                _ => webhook_hint(&s.message),
+            }
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+            format!("{} (HTTP {} {}){hint}", s.message, s.code, s.reason)
         }
         other => other.to_string(),
     }
+}
+
+/// What to do when an admission webhook stood in the way, from the API server's wording:
+/// it either could not reach the webhook (its service is down or hung; a `Fail` policy then
+/// refuses every write it matches) or the webhook denied the object.
+fn webhook_hint(message: &str) -> Option<String> {
+    let quoted = |after: &str| {
+        let rest = message.split_once(after)?.1;
+        let name = rest.strip_prefix('"')?.split('"').next()?;
+        Some(crate::escape::escape_line(name).into_owned())
+    };
+    if let Some(name) = quoted("failed calling webhook ") {
+        return Some(format!(
+            "the admission webhook \"{name}\" did not answer: check that the service behind it is running (kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations -o wide); gitopsd applies the object on a later reconcile and prunes nothing until the whole revision is in"
+        ));
+    }
+    quoted("admission webhook ")
+        .filter(|_| message.contains("denied the request"))
+        .map(|name| {
+            format!(
+                "the admission webhook \"{name}\" refused the object: change it in the config repo to satisfy the webhook's policy, or change the policy"
+            )
+        })
 }
 
 /// `Deployment shop-exp/api`, `Namespace shop-exp`.
@@ -315,13 +349,27 @@ impl Applier {
 
         let mut results: Vec<Option<ObjectResult>> = vec![None; items.len()];
         let mut crds = CrdState::default();
+        // Cancelled when an apply is still refused with 429 after its retries: the server is
+        // shedding load, so the rest of this sync is not sent (it is retried as a whole at
+        // the next reconcile) instead of every object retrying its way through the storm.
+        let throttled = cancel.child_token();
         for (n, phase) in phases.iter().enumerate() {
             let done: Vec<(usize, ObjectResult)> = stream::iter(phase.iter().copied())
                 .map(|i| {
                     let crds = &crds;
                     let key = keys[i].clone();
                     let item = &items[i];
-                    async move { (i, self.apply_one(key, item, crds, cancel).await) }
+                    let throttled = &throttled;
+                    async move {
+                        let r = self.apply_one(key, item, crds, throttled).await;
+                        let r = match r.message.as_deref() {
+                            Some(SHUTTING_DOWN) if !cancel.is_cancelled() => {
+                                shutting_down(r.key, THROTTLED)
+                            }
+                            _ => r,
+                        };
+                        (i, r)
+                    }
                 })
                 .buffer_unordered(self.config.concurrency.max(1))
                 .collect()
@@ -429,14 +477,9 @@ impl Applier {
                     .iter()
                     .all(|c| covered(&c.field, &item.take_fields))
             {
-                let applied = self
-                    .patch(&api, key, item.manifest, true, cancel)
-                    .await
-                    .map_err(|e| {
-                        ApplyError::api(object, "apply (taking drifted fields back)", &e)
-                    })?;
-                let note = format!("took back from {}", describe_conflicts(&conflicts));
-                return Ok(self.applied(key, item, applied, Some(note)));
+                return self
+                    .take_back(&api, key, object, item, conflicts, cancel)
+                    .await;
             }
             return Err(ApplyError::Conflict {
                 object: object.to_owned(),
@@ -568,10 +611,134 @@ impl Applier {
             params = params.force();
         }
         let patch = Patch::Apply(manifest);
-        retry(&self.backoff, cancel, is_transient, || {
+        let result = retry(&self.backoff, cancel, is_transient, || {
             api.patch(&key.name, &params, &patch)
         })
-        .await
+        .await;
+        if let Err(kube::Error::Api(s)) = &result
+            && s.code == 429
+        {
+            // `cancel` is the call's throttle token (see `apply`): the daemon's own token
+            // is its parent and stays as it is.
+            cancel.cancel();
+        }
+        result
+    }
+
+    /// [`Applier::patch`] only if the object is still at `version`: a resourceVersion in a
+    /// server-side apply is a precondition (409 "the object has been modified" otherwise).
+    async fn patch_at(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        manifest: &Value,
+        version: &str,
+        force: bool,
+        cancel: &CancellationToken,
+    ) -> Result<DynamicObject, kube::Error> {
+        let mut at = manifest.clone();
+        if let Some(meta) = at.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(version.to_owned()));
+        }
+        self.patch(api, key, &at, force, cancel).await
+    }
+
+    /// Takes back drifted fields another manager owns (`conflicts`, each [`covered`] by
+    /// `item.take_fields`): a forced apply, made only at a version whose conflicts were
+    /// checked, so that it forces nothing the check did not see. When the object moved since,
+    /// it is read again: if only its status changed (a controller's status write), the
+    /// conflicts still hold at the new version; otherwise they are asked for again there (an
+    /// apply without force, which succeeds if none are left) and checked again.
+    ///
+    /// For an atomic map or struct (a NetworkPolicy's `podSelector`, a Service's `selector`, a
+    /// `secretKeyRef`) the server names the whole value: taking it gives it the manifest's
+    /// value, which is what the drifted fields inside it are corrected to.
+    async fn take_back(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        object: &str,
+        item: &ApplyItem<'_>,
+        mut conflicts: Vec<Conflict>,
+        cancel: &CancellationToken,
+    ) -> Result<ObjectResult, ApplyError> {
+        const WHAT: &str = "apply (taking drifted fields back)";
+        // The version whose conflicts were checked, and the object at it when it was read.
+        // First the version the drift was found at (the live cache's).
+        let mut checked: Option<(String, Option<Value>)> =
+            item.previous_resource_version.clone().map(|v| (v, None));
+        for _ in 0..TAKE_BACK_ATTEMPTS {
+            if let Some((version, _)) = &checked {
+                match self
+                    .patch_at(api, key, item.manifest, version, true, cancel)
+                    .await
+                {
+                    Ok(applied) => {
+                        let note = format!("took back from {}", describe_conflicts(&conflicts));
+                        debug!(%note, "drifted fields taken back");
+                        return Ok(self.applied(key, item, applied, Some(note)));
+                    }
+                    Err(kube::Error::Api(s)) if is_modified(&s) => {
+                        debug!(version, "changed since its conflicts were checked");
+                    }
+                    Err(e) => return Err(ApplyError::api(object, WHAT, &e)),
+                }
+            }
+            let now = retry(&self.backoff, cancel, is_transient, || {
+                api.get_opt(&key.name)
+            })
+            .await
+            .map_err(|e| ApplyError::api(object, WHAT, &e))?;
+            let Some((now, version)) = now.and_then(|o| {
+                let version = o.metadata.resource_version.clone()?;
+                Some((apart_from_status(o), version))
+            }) else {
+                return Err(ApplyError::Api {
+                    object: object.to_owned(),
+                    what: WHAT,
+                    detail: "the object was deleted meanwhile; it is applied again on the next reconcile".to_owned(),
+                });
+            };
+            if let Some((_, Some(before))) = &checked
+                && *before == now
+            {
+                checked = Some((version, Some(now)));
+                continue;
+            }
+            match self
+                .patch_at(api, key, item.manifest, &version, false, cancel)
+                .await
+            {
+                // Nothing of it conflicts any more.
+                Ok(applied) => return Ok(self.applied(key, item, applied, None)),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let found = status::conflicts(&s);
+                    if found.is_empty() {
+                        // Moved again before the check: read it again.
+                        checked = None;
+                        continue;
+                    }
+                    if !found.iter().all(|c| covered(&c.field, &item.take_fields)) {
+                        return Err(ApplyError::Conflict {
+                            object: object.to_owned(),
+                            tier: self.tier.clone(),
+                            owners: describe_conflicts(&found),
+                            conflicts: found,
+                        });
+                    }
+                    conflicts = found;
+                    checked = Some((version, Some(now)));
+                }
+                Err(e) => return Err(ApplyError::api(object, WHAT, &e)),
+            }
+        }
+        Err(ApplyError::Api {
+            object: object.to_owned(),
+            what: WHAT,
+            detail: format!(
+                "the object changed each time between checking its conflicts and taking the fields ({TAKE_BACK_ATTEMPTS} tries); tried again on the next reconcile"
+            ),
+        })
     }
 
     fn applied(
@@ -1024,6 +1191,21 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_that_did_not_answer_or_denied_is_named_with_the_fix() {
+        let hung = r#"Internal error occurred: failed calling webhook "validate.nginx.ingress.kubernetes.io": failed to call webhook: Post "https://ingress-nginx-controller-admission.ingress-nginx.svc:443/networking/v1/ingresses?timeout=10s": context deadline exceeded"#;
+        let hint = webhook_hint(hung).expect("a hint");
+        assert!(hint.contains("\"validate.nginx.ingress.kubernetes.io\" did not answer"));
+        assert!(hint.contains("prunes nothing"));
+        let denied = r#"admission webhook "validation.gatekeeper.sh" denied the request: [must-have-owner] you must provide labels: {"owner"}"#;
+        let hint = webhook_hint(denied).expect("a hint");
+        assert!(hint.contains("\"validation.gatekeeper.sh\" refused the object"));
+        assert_eq!(webhook_hint("the object has been modified"), None);
+        // A name with control characters is shown escaped.
+        let hint = webhook_hint("failed calling webhook \"a\u{1b}[2Jb\": x").expect("a hint");
+        assert!(hint.contains("a\\x1b[2Jb"), "{hint}");
+    }
+
+    #[test]
     fn conflicts_grouped_by_manager() {
         assert_eq!(
             describe_conflicts(&[c("a", ".x"), c("b", ".y"), c("a", ".z")]),
@@ -1054,16 +1236,41 @@ mod tests {
 }
 
 /// Whether the API server's name of a conflicting field (`.spec.template.spec.containers[name="api"].image`)
-/// is one of `fields` (in the diff stage's form, `spec.template.spec.containers[name=api].image`)
-/// or lies below one.
+/// is one of `fields` (in the diff stage's form, `spec.template.spec.containers[name=api].image`),
+/// lies below one, or lies above one. Above: the server names an atomic map or struct whole
+/// (`.spec.selector` for a drifted `spec.selector.app`), as a conflict is always a field of
+/// gitopsd's own applied set; and an atomic value is one field, which the apply sets to the
+/// manifest's value.
 fn covered(conflict: &str, fields: &[String]) -> bool {
     let conflict: String = conflict.trim_start_matches('.').replace('"', "");
-    fields.iter().any(|f| {
-        conflict == *f
-            || conflict
-                .strip_prefix(f.as_str())
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-    })
+    let below = |path: &str, parent: &str| {
+        path.strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    };
+    fields
+        .iter()
+        .any(|f| conflict == *f || below(&conflict, f) || below(f, &conflict))
+}
+
+/// The object as far as field conflicts go: without its status, resourceVersion and the
+/// managedFields entries of status writes, which a controller changes all the time.
+fn apart_from_status(object: DynamicObject) -> Value {
+    let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(map) = v.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
+            entries.retain(|e| e.get("subresource").and_then(Value::as_str) != Some("status"));
+        }
+    }
+    v
+}
+
+/// A 409 for a failed resourceVersion precondition, not a field conflict.
+fn is_modified(s: &kube::core::Status) -> bool {
+    s.code == 409 && status::conflicts(s).is_empty()
 }
 
 #[cfg(test)]
@@ -1090,5 +1297,29 @@ mod covered_tests {
             ".spec.template.spec.containers[name=\"api\"].imagePullPolicy",
             &fields
         ));
+    }
+
+    #[test]
+    fn an_atomic_parent_the_server_names_covers_the_drift_inside_it() {
+        let fields = vec![
+            "spec.podSelector.matchLabels.app".to_owned(),
+            "spec.selector.app".to_owned(),
+            "spec.template.spec.containers[name=api].env[name=PASSWORD].valueFrom.secretKeyRef.name"
+                .to_owned(),
+        ];
+        assert!(covered(".spec.podSelector", &fields));
+        assert!(covered(".spec.selector", &fields));
+        assert!(covered(
+            ".spec.template.spec.containers[name=\"api\"].env[name=\"PASSWORD\"].valueFrom.secretKeyRef",
+            &fields
+        ));
+        // A sibling, or a name that merely starts the same, is not covered.
+        assert!(!covered(".spec.selectorX", &fields));
+        assert!(!covered(".spec.policyTypes", &fields));
+        assert!(!covered(
+            ".spec.template.spec.containers[name=\"api\"].env[name=\"OTHER\"].valueFrom.secretKeyRef",
+            &fields
+        ));
+        assert!(!covered(".spec.sel", &fields));
     }
 }

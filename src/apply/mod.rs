@@ -16,7 +16,7 @@ use crate::live::ObjectKey;
 
 pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
 pub use forbidden::Refusal;
-pub use prune::{PRUNE_ANNOTATION, PrunePlan, plan_prune};
+pub use prune::{PRUNE_ANNOTATION, PrunePlan, kept_reason, plan_prune};
 pub use remove::{RemovalError, removal_patch};
 pub use retry::{Backoff, is_transient};
 pub use status::mask_secret_message;
@@ -94,8 +94,11 @@ pub struct ApplyItem<'a> {
     /// tells `created`, `configured` and `unchanged` apart without another request.
     pub previous_resource_version: Option<String>,
     /// Fields (diff-stage form, `spec.replicas`) whose drift the tier's policy corrects: a
-    /// conflict with another manager on these alone is resolved by taking them back (forced
-    /// apply). Any other conflict is reported, unless `apply.forceConflicts` is set.
+    /// conflict with another manager on these alone (or on the atomic map or struct holding
+    /// one, which the server names whole) is resolved by taking them back: a forced apply,
+    /// made only while the object is still at `previous_resource_version` (the version the
+    /// drift was read at), so nothing else is forced. Any other conflict is reported, unless
+    /// `apply.forceConflicts` is set.
     pub take_fields: Vec<String>,
 }
 

@@ -95,6 +95,21 @@ pub fn plan_prune(
     plan
 }
 
+/// Why prune keeps an inventory object that left the desired set (`object`: the live one), or
+/// `None` when it deletes it unless the guard refuses the whole prune: what drift reports as
+/// the extra object's fate before prune runs.
+pub fn kept_reason(
+    tier: &str,
+    config: &PruneConfig,
+    key: &ObjectKey,
+    object: &Value,
+) -> Option<String> {
+    if !config.enabled {
+        return Some(format!("prune is off for tier {tier}"));
+    }
+    skip_reason(tier, config, key, object)
+}
+
 /// Why a candidate must not be deleted, if it must not.
 fn skip_reason(
     tier: &str,

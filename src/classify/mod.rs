@@ -111,7 +111,14 @@ pub struct DriftItem {
     /// (rule [`FOREIGN_SECURITY_RULE`] unless an override decided): correcting it removes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub foreign: Option<Foreign>,
+    /// Why the action is what it is, where the policy alone does not say: an extra object is
+    /// never applied, only reported or pruned ([`NOT_IN_INVENTORY`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
+
+/// The reason of an extra object that is not in the tier's inventory.
+pub const NOT_IN_INVENTORY: &str = "not in this tier's inventory: gitopsd never deletes what it did not create; delete it or add it to git";
 
 /// Who set a foreign security field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -168,6 +175,9 @@ impl fmt::Display for DriftItem {
                     .unwrap_or("another field manager")
             )?;
         }
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason})")?;
+        }
         Ok(())
     }
 }
@@ -219,6 +229,7 @@ pub fn classify(
             action: action_for(&tier.policy, severity),
             field_path: field_path.cloned(),
             foreign: None,
+            reason: None,
         };
         mask_secret_values(&mut item);
         item
@@ -231,13 +242,23 @@ pub fn classify(
             Severity::Critical,
             "object-deleted",
         )],
-        ObjectDiff::Extra => vec![item(
-            None,
-            None,
-            manifest.cloned(),
-            Severity::Medium,
-            "extra-object",
-        )],
+        // Drift never deletes, and prune deletes only what the tier's inventory holds: an
+        // extra object is reported (or ignored), never applied. `drift::settle_extras` says
+        // what happens to the ones in the inventory.
+        ObjectDiff::Extra => {
+            let mut extra = item(
+                None,
+                None,
+                manifest.cloned(),
+                Severity::Medium,
+                "extra-object",
+            );
+            if extra.action != Action::Ignore {
+                extra.action = Action::Alert;
+            }
+            extra.reason = Some(NOT_IN_INVENTORY.to_owned());
+            vec![extra]
+        }
         ObjectDiff::Changed(fields) => {
             let selector_keys = manifest.map(selector_label_keys).unwrap_or_default();
             let overrides = override_rules(tier);
@@ -300,6 +321,7 @@ pub fn classify_foreign(
                 foreign: Some(Foreign {
                     manager: manager.clone(),
                 }),
+                reason: None,
             };
             mask_secret_values(&mut item);
             Some(item)

@@ -467,6 +467,33 @@ fn a_missing_object_is_one_critical_item_and_an_extra_one_medium() {
 }
 
 #[test]
+fn an_extra_object_is_reported_never_applied_unless_the_policy_ignores_it() {
+    let targets = HashSet::new();
+    let manifest = deployment_manifest();
+    let extra = |tier: &TierConfig| {
+        classify(
+            &object("Deployment"),
+            Some(&manifest),
+            &ObjectDiff::Extra,
+            tier,
+            &targets,
+        )
+        .remove(0)
+    };
+    // The default policy says `apply` for medium: an extra object is still only reported.
+    let item = extra(&tier_with(""));
+    assert_eq!(item.action, Action::Alert);
+    assert_eq!(item.reason.as_deref(), Some(NOT_IN_INVENTORY));
+    assert!(
+        item.to_string()
+            .contains("never deletes what it did not create"),
+        "{item}"
+    );
+    let item = extra(&tier_with(", policy: {medium: ignore}"));
+    assert_eq!(item.action, Action::Ignore);
+}
+
+#[test]
 fn an_object_in_sync_has_no_drift_items() {
     let items = classify(
         &object("Deployment"),

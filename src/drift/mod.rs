@@ -292,6 +292,49 @@ pub async fn detect_except(
     .await
 }
 
+/// What really happens to each extra object of `report` (an object labelled for the tier, not
+/// in its desired set), which classify reports with [`crate::classify::NOT_IN_INVENTORY`]:
+/// one the tier's inventory holds (`in_inventory`) left git, and prune deletes it in this
+/// sync (action `prune`) unless prune keeps it: annotated `gitopsd.io/prune: disabled`, it asks
+/// to be kept, and is (`ignore`); else (prune off, a protected kind) it is reported with the
+/// reason, or ignored as the policy says. One that is not in the inventory gitopsd did not
+/// create, and never deletes.
+pub fn settle_extras(
+    report: &mut DriftReport,
+    tier: &TierConfig,
+    in_inventory: &dyn Fn(&ObjectKey) -> bool,
+) {
+    for item in &mut report.items {
+        if item.rule != "extra-object" || !in_inventory(&item.object_key()) {
+            continue;
+        }
+        let live = item.live.clone().unwrap_or(Value::Null);
+        let asks_to_stay = live
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::apply::PRUNE_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("disabled");
+        match crate::apply::kept_reason(&tier.name, &tier.prune, &item.object_key(), &live) {
+            None => {
+                item.action = crate::config::Action::Prune;
+                item.reason = Some("not in git any more: prune deletes it in this sync".into());
+            }
+            Some(_) if asks_to_stay => {
+                item.action = crate::config::Action::Ignore;
+                item.reason = Some(format!(
+                    "not in git any more, kept as its annotation {}: disabled asks",
+                    crate::apply::PRUNE_ANNOTATION
+                ));
+            }
+            Some(why) => {
+                item.reason = Some(format!(
+                    "not in git any more, and prune keeps it: {why}; delete it, or add it back to git"
+                ));
+            }
+        }
+    }
+}
+
 /// The foreign security fields of `live` ([`foreign::foreign_security_fields`]) the
 /// (confirmed) comparison has not already reported (a field the manifest sets, or a whole atomic list),
 /// each with the field manager that wrote it.

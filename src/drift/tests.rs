@@ -11,6 +11,84 @@ fn field(f: &str) -> PathSegment {
     PathSegment::Field(f.to_owned())
 }
 
+fn extra_item(name: &str, annotations: serde_json::Value) -> crate::classify::DriftItem {
+    let tier: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let object = ObjectRef {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some("t".into()),
+        name: name.into(),
+    };
+    let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "t", "annotations": annotations,
+            "labels": {crate::render::TIER_LABEL: "t"}}});
+    classify(
+        &object,
+        Some(&live),
+        &ObjectDiff::Extra,
+        &tier,
+        &HashSet::new(),
+    )
+    .remove(0)
+}
+
+#[test]
+fn an_extra_object_in_the_inventory_is_pruned_if_prune_deletes_it_else_reported_with_why() {
+    use crate::config::Action;
+    let report = |items| DriftReport {
+        tier: "t".into(),
+        items,
+        in_sync: 0,
+        drifted: 3,
+        counts: SeverityCounts::default(),
+        dismissed_by_dry_run: 0,
+    };
+    let items = vec![
+        extra_item("left-git", json!({})),
+        extra_item("kept", json!({crate::apply::PRUNE_ANNOTATION: "disabled"})),
+        extra_item("foreign", json!({})),
+    ];
+    let in_inventory = |k: &ObjectKey| k.name != "foreign";
+    let pruning: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t], prune: true}").expect("tier");
+    let mut r = report(items.clone());
+    settle_extras(&mut r, &pruning, &in_inventory);
+    let got: Vec<(&str, Action)> = r
+        .items
+        .iter()
+        .map(|i| (i.name.as_str(), i.action))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("left-git", Action::Prune),
+            ("kept", Action::Ignore),
+            ("foreign", Action::Alert)
+        ]
+    );
+    let reason = |i: usize, r: &DriftReport| r.items[i].reason.clone().unwrap_or_default();
+    assert!(
+        reason(1, &r).contains("gitopsd.io/prune: disabled"),
+        "{}",
+        reason(1, &r)
+    );
+    assert_eq!(reason(2, &r), crate::classify::NOT_IN_INVENTORY);
+
+    // Prune off: nothing is pruned, each says why.
+    let off: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let mut r = report(items);
+    settle_extras(&mut r, &off, &in_inventory);
+    assert_eq!(r.items[0].action, Action::Alert);
+    assert!(
+        reason(0, &r).contains("prune is off for tier t"),
+        "{}",
+        reason(0, &r)
+    );
+    assert_eq!(r.items[1].action, Action::Ignore, "it asks to be kept");
+}
+
 #[test]
 fn a_difference_the_dry_run_reproduces_is_a_default_not_drift() {
     let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "nodePort": 30001}]}});
@@ -108,6 +186,7 @@ fn set_of(manifest: Value) -> DesiredSet {
             file: "base/api.yaml".into(),
             document: 0,
             line: 1,
+            item: None,
         },
         digest: "d".into(),
     };

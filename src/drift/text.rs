@@ -49,11 +49,15 @@ pub fn render_text(report: &DriftReport, colour: bool) -> String {
             paint(
                 CYAN,
                 &format!(
-                    "@@ {what} @@ {} (rule {}, action {}){}",
+                    "@@ {what} @@ {} (rule {}, action {}){}{}",
                     item.severity,
                     item.rule,
                     item.action,
-                    foreign_note(item)
+                    foreign_note(item),
+                    item.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
                 )
             )
         );
@@ -140,6 +144,7 @@ mod tests {
                 action: Action::Alert,
                 field_path: None,
                 foreign: None,
+                reason: None,
             }],
             in_sync: 3,
             drifted: 1,
@@ -149,6 +154,21 @@ mod tests {
             },
             dismissed_by_dry_run: 0,
         }
+    }
+
+    #[test]
+    fn an_extra_object_says_why_it_is_only_reported() {
+        let mut report = report();
+        let item = &mut report.items[0];
+        item.paths.clear();
+        item.desired = None;
+        item.rule = "extra-object".into();
+        item.reason = Some(crate::classify::NOT_IN_INVENTORY.into());
+        let text = render_text(&report, false);
+        assert!(
+            text.contains("(rule extra-object, action alert): not in this tier's inventory"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -114,17 +114,18 @@ impl FightTracker {
         let mut per_object: BTreeMap<ObjectKey, Correction> = BTreeMap::new();
         let mut held: BTreeMap<ObjectKey, Vec<FieldPath>> = BTreeMap::new();
         for item in &report.items {
-            // An extra object is prune's business; drift does not delete.
-            if item.rule == "extra-object" {
-                continue;
-            }
             match item.action {
-                Action::Ignore => continue,
+                // Deleting an extra object is prune's business.
+                Action::Ignore | Action::Prune => continue,
                 Action::Alert => {
                     decision.alerts.push(item.clone());
                     continue;
                 }
                 Action::Apply => {}
+            }
+            // Drift never deletes (classify never gives an extra object `apply`).
+            if item.rule == "extra-object" {
+                continue;
             }
             let key = item.object_key();
             let Some(path) = &item.field_path else {
@@ -196,6 +197,35 @@ impl FightTracker {
     pub fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
         self.corrected.retain(|(k, _), _| keep(k));
     }
+}
+
+/// The drift items of `report` that keep a tier OutOfSync: the one rule of docs/DESIGN.md
+/// ("Sync state"). An item is settled when its action is `ignore`, or when its action is
+/// automatic (`apply`, `prune`), it was not given up as unconvergeable, and it was done
+/// (`done`: the correction or the prune succeeded in this reconcile). Everything else is
+/// not: `alert` (reported, left alone), an extra object gitopsd does not delete, a
+/// correction that failed or was given up, a prune that was refused or failed.
+pub fn unsettled<'r>(
+    report: &'r DriftReport,
+    decision: &Decision,
+    done: &dyn Fn(&DriftItem) -> bool,
+) -> Vec<&'r DriftItem> {
+    report
+        .items
+        .iter()
+        .filter(|item| match item.action {
+            Action::Ignore => false,
+            Action::Alert => true,
+            Action::Prune => !done(item),
+            Action::Apply => {
+                let given_up = decision
+                    .unconvergeable
+                    .iter()
+                    .any(|u| u.object == item.object_key() && item.paths.contains(&u.path));
+                given_up || !done(item)
+            }
+        })
+        .collect()
 }
 
 /// The manifest to apply with the `hold_back` fields set to their live values (or removed

@@ -39,6 +39,7 @@ fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) ->
         action,
         field_path: p,
         foreign: None,
+        reason: None,
     }
 }
 
@@ -124,10 +125,86 @@ fn alert_ignore_and_apply_follow_the_policy() {
 #[test]
 fn an_extra_object_is_left_to_prune() {
     let mut t = FightTracker::default();
-    let mut extra = item("x", None, Severity::Medium, Action::Apply);
+    for action in [Action::Apply, Action::Prune, Action::Ignore] {
+        let mut extra = item("x", None, Severity::Medium, action);
+        extra.rule = "extra-object".into();
+        let d = t.decide(&report(vec![extra]), &|_| None, &|_| None, Instant::now());
+        assert_eq!(d, Decision::default(), "{action}");
+    }
+}
+
+#[test]
+fn an_extra_object_gitopsd_does_not_delete_is_an_alert() {
+    let mut t = FightTracker::default();
+    let mut extra = item("x", None, Severity::Medium, Action::Alert);
     extra.rule = "extra-object".into();
-    let d = t.decide(&report(vec![extra]), &|_| None, &|_| None, Instant::now());
-    assert_eq!(d, Decision::default());
+    let d = t.decide(
+        &report(vec![extra.clone()]),
+        &|_| None,
+        &|_| None,
+        Instant::now(),
+    );
+    assert_eq!(d.alerts, [extra]);
+    assert!(d.corrections.is_empty());
+}
+
+/// The one sync rule: each action, done or not.
+#[test]
+fn drift_is_settled_only_when_ignored_or_done() {
+    let p = || Some(path(&["spec", "replicas"]));
+    let decision = Decision::default();
+    let unsettled_of = |i: DriftItem, done: bool| {
+        let r = report(vec![i]);
+        unsettled(&r, &decision, &|_| done).len()
+    };
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::Low, Action::Ignore), false),
+        0
+    );
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::Low, Action::Alert), true),
+        1
+    );
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::High, Action::Apply), true),
+        0
+    );
+    assert_eq!(
+        unsettled_of(item("a", p(), Severity::High, Action::Apply), false),
+        1
+    );
+    let mut extra = item("x", None, Severity::Medium, Action::Prune);
+    extra.rule = "extra-object".into();
+    assert_eq!(unsettled_of(extra.clone(), true), 0);
+    assert_eq!(unsettled_of(extra.clone(), false), 1);
+    extra.action = Action::Alert;
+    assert_eq!(
+        unsettled_of(extra, true),
+        1,
+        "an extra object gitopsd keeps"
+    );
+
+    // Given up: not settled, though nothing failed.
+    let fought = item("api", p(), Severity::High, Action::Apply);
+    let decision = Decision {
+        unconvergeable: vec![Unconvergeable {
+            object: key("api"),
+            path: "spec.replicas".into(),
+            severity: Severity::High,
+            manager: None,
+            corrections: FIGHT_LIMIT,
+        }],
+        ..Decision::default()
+    };
+    let r = report(vec![
+        fought,
+        item("other", p(), Severity::High, Action::Apply),
+    ]);
+    let left: Vec<&str> = unsettled(&r, &decision, &|_| true)
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(left, ["api"]);
 }
 
 #[test]

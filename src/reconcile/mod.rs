@@ -973,9 +973,13 @@ impl TierReconciler {
 
         // Drift of the objects not just applied, and what the policy does about it.
         let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
-        let report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
+        let mut report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(state) = &self.state {
+            let inventory = crate::ownership::Inventory::new(state.inventory.keys());
+            crate::drift::settle_extras(&mut report, &self.tier, &|k| inventory.contains(k));
+        }
         let by_key: HashMap<ObjectKey, &DesiredObject> = set
             .objects
             .iter()
@@ -1091,6 +1095,15 @@ impl TierReconciler {
                 .await;
             for (item, (c, _)) in items.iter_mut().zip(&corrections) {
                 item.take_fields = c.fields.clone();
+                // The version the drift and the held-back fields were read at: a take-back
+                // forces nothing unless the object is still there (`Applier::take_back`).
+                if let Some(v) = lives
+                    .get(&c.object)
+                    .and_then(|l| l.pointer("/metadata/resourceVersion"))
+                    .and_then(Value::as_str)
+                {
+                    item.previous_resource_version = Some(v.to_owned());
+                }
             }
             let results = self.applier.apply(items, cancel).await;
             self.note_results(&objects, &results, record);
@@ -1162,6 +1175,22 @@ impl TierReconciler {
             .copied()
             .unwrap_or(0)
             > 0;
+        // The one rule (docs/DESIGN.md, "Sync state"): drift leaves the tier OutOfSync unless
+        // each item is ignored, or was corrected or pruned in this reconcile.
+        let failed_keys: HashSet<&ObjectKey> = record.failures.iter().map(|r| &r.key).collect();
+        let inventory = self
+            .state
+            .as_ref()
+            .map(|s| crate::ownership::Inventory::new(s.inventory.keys()));
+        let unsettled = crate::policy::unsettled(&report, &decision, &|item| {
+            let key = item.object_key();
+            match item.action {
+                // Pruned (or found gone): out of the inventory.
+                Action::Prune => inventory.as_ref().is_some_and(|i| !i.contains(&key)),
+                _ => !failed_keys.contains(&key),
+            }
+        })
+        .len();
         // A refused revision was not applied: it starts no rollout and is never recorded
         // healthy (a later tier's promotion gate reads that record).
         let outcomes = if refused {
@@ -1169,7 +1198,7 @@ impl TierReconciler {
         } else {
             self.assess_health(active, &report, record).await
         };
-        let sync = if failed || unconvergeable || !decision.alerts.is_empty() {
+        let sync = if failed || unconvergeable || unsettled > 0 {
             SyncState::OutOfSync
         } else {
             SyncState::Synced

@@ -30,6 +30,25 @@ pub enum RenderError {
         source: std::io::Error,
     },
 
+    #[error(
+        "{dir}/: more than {limit} manifest files and kustomize directories (rule: max_manifest_files): split the tier, or build the directory with a kustomization"
+    )]
+    TooManyFiles { dir: String, limit: usize },
+
+    #[error(
+        "{dir}/: more than {limit} directories below {top}/ (rule: max_directory_depth): flatten the layout"
+    )]
+    DirectoryTooDeep {
+        dir: String,
+        top: String,
+        limit: usize,
+    },
+
+    #[error(
+        "{file}: has a manifest suffix in another case and would not be read (rule: manifests end in .yaml, .yml or .json, lowercase): rename it to end in {suffix}, or rename it to a suffix that is not a manifest's if it is none"
+    )]
+    ManifestSuffixCase { file: String, suffix: &'static str },
+
     #[error("{file}: is not a regular file (rule: only regular files and directories are read)")]
     NotARegularFile { file: String },
 
@@ -39,9 +58,15 @@ pub enum RenderError {
     SymlinkEscapes { file: String, target: PathBuf },
 
     #[error(
-        "{file}: {size} bytes is over the limit of {limit} bytes per file (rule: max_file_bytes)"
+        "{file}: {size} bytes is over the limit of {limit} bytes per file (rule: max_file_bytes, a guard against abuse: split the file, or raise {setting})"
     )]
-    FileTooLarge { file: String, size: u64, limit: u64 },
+    FileTooLarge {
+        file: String,
+        size: u64,
+        limit: u64,
+        /// The gitopsd.yaml field that sets `limit`.
+        setting: &'static str,
+    },
 
     #[error("{file} line {line}: not valid UTF-8 (rule: manifests are UTF-8 text)")]
     NotUtf8 { file: String, line: usize },
@@ -54,7 +79,7 @@ pub enum RenderError {
     },
 
     #[error(
-        "{file} line {line}: document {document} expands to more than {limit} nodes; a YAML alias bomb? (rule: max_document_nodes)"
+        "{file} line {line}: document {document} expands to more than {limit} nodes; a YAML alias bomb? (rule: max_document_nodes; if the document is real, split it or raise render.maxDocumentNodes)"
     )]
     DocumentTooLarge {
         file: String,
@@ -63,11 +88,52 @@ pub enum RenderError {
         limit: usize,
     },
 
+    #[error(
+        "{file} line {line}: document {document} replays its aliases more than 100 times its own length; a YAML alias bomb? (rule: max_document_nodes, serde_yaml's alias guard: use fewer aliases)"
+    )]
+    AliasRepetition {
+        file: String,
+        line: usize,
+        document: usize,
+    },
+
     #[error("{file} line {line}: nesting deeper than {limit} levels (rule: max_depth)")]
     TooDeep {
         file: String,
         line: usize,
         limit: usize,
+    },
+
+    #[error(
+        "{file} line {line}: document {document} takes the tier's parsed objects past {limit} bytes of memory (rule: max_tier_bytes, the bound on one render's memory; about 56 bytes per YAML node, aliases expanded, plus its text): split the tier, or raise render.maxTierBytes"
+    )]
+    TierTooLarge {
+        file: String,
+        line: usize,
+        document: usize,
+        limit: u64,
+    },
+
+    #[error(
+        "{location}: {object} is {size} bytes as JSON, over the limit of {limit} bytes per object (rule: max_object_bytes; the API server refuses a request body over 3 MiB, and etcd by default an object over 1.5 MiB): make the object smaller, or raise render.maxObjectBytes only if your API server accepts it"
+    )]
+    ObjectTooLarge {
+        /// `base/crds.yaml line 12`, with `items[N]` for an item of a List.
+        location: String,
+        object: String,
+        size: usize,
+        limit: u64,
+    },
+
+    #[error(
+        "{file} line {line}: document {document} is a {kind} whose {why} (rule: a List document holds its objects in `items`, a sequence of objects; nested Lists are not expanded: move their items up)"
+    )]
+    BadList {
+        file: String,
+        line: usize,
+        document: usize,
+        kind: String,
+        why: String,
     },
 
     #[error(

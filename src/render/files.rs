@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::RenderError;
 
+/// The gitopsd.yaml field of the limit `read_text` is given.
+const MAX_FILE_BYTES: &str = "render.maxFileBytes";
+
 /// The repo root, canonical, with the helpers that keep reads inside it.
 pub(crate) struct Repo {
     root: PathBuf,
@@ -62,49 +65,6 @@ impl Repo {
         Ok(Some(real))
     }
 
-    /// The `*.yaml` / `*.yml` files directly in `dir`, sorted by name, except `skip`.
-    /// Dotfiles are left out (editor swap and backup files).
-    pub(crate) fn yaml_files(
-        &self,
-        dir: &Path,
-        skip: &[&str],
-    ) -> Result<Vec<PathBuf>, RenderError> {
-        let io = |source| RenderError::Io {
-            file: self.display(dir),
-            source,
-        };
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let name = entry.map_err(io)?.file_name();
-            // Names that are not UTF-8 cannot end in `.yaml` as we compare it.
-            let Some(name) = name.to_str() else {
-                continue;
-            };
-            if name.starts_with('.') || skip.contains(&name) {
-                continue;
-            }
-            if name.ends_with(".yaml") || name.ends_with(".yml") {
-                names.push(name.to_owned());
-            }
-        }
-        // Sorted before anything is resolved, so the same repo fails on the same file.
-        names.sort();
-        let mut files = Vec::new();
-        for name in names {
-            let path = dir.join(name);
-            let Some(real) = self.resolve(&path)? else {
-                continue;
-            };
-            // A directory named `x.yaml` is not a manifest; anything else that is not a regular
-            // file (FIFO, device, socket) is refused when read.
-            if real.is_dir() {
-                continue;
-            }
-            files.push(path);
-        }
-        Ok(files)
-    }
-
     /// Reads a whole file as UTF-8, refusing symlinks out of the repo, non-regular files and
     /// files over `limit` bytes.
     pub(crate) fn read_text(&self, path: &Path, limit: u64) -> Result<String, RenderError> {
@@ -127,6 +87,7 @@ impl Repo {
                 file,
                 size: meta.len(),
                 limit,
+                setting: MAX_FILE_BYTES,
             });
         }
         let f = std::fs::File::open(&real).map_err(|source| RenderError::Io {
@@ -147,6 +108,7 @@ impl Repo {
                 file,
                 size: bytes.len() as u64,
                 limit,
+                setting: MAX_FILE_BYTES,
             });
         }
         utf8(bytes, file)

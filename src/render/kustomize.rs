@@ -160,6 +160,7 @@ pub(crate) fn build(
             file: format!("{file} (kustomize build output)"),
             size: out.len() as u64,
             limit: max_output_bytes,
+            setting: "render.kustomize.maxOutputBytes",
         });
     }
     if !status.success() {

@@ -2,21 +2,27 @@
 //! out: ordered, labelled, hashed objects, or an error that names the file and renders
 //! nothing. Pure logic on a directory; fetching the repo is the source stage's job.
 //!
-//! A tier is `base/*.yaml` plus `tiers/<tier>/*.yaml`, with `tiers/<tier>/tier.yaml` applied
-//! on top (see DESIGN.md). A directory holding a kustomization is built by kustomize instead;
-//! when the tier directory holds one, its build is the tier's whole input (kustomize overlays
-//! pull in their bases themselves), and tier.yaml, if present, is still applied.
+//! A tier is the manifests under `base/` plus those under `tiers/<tier>/`, subdirectories
+//! included (`walk.rs` says which files, in which order), with `tiers/<tier>/tier.yaml`
+//! applied on top (see DESIGN.md). A directory holding a kustomization is built by kustomize
+//! instead; when the tier directory holds one, its build is the tier's whole input (kustomize
+//! overlays pull in their bases themselves), and tier.yaml, if present, is still applied.
 
 mod builtin_kinds;
 mod digest;
 mod error;
 mod files;
 mod kustomize;
+mod list;
 mod overlay;
 mod sandbox;
 mod scope;
 mod vars;
+mod walk;
 mod yaml;
+
+#[cfg(test)]
+mod layout_tests;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,21 +34,32 @@ use serde_json::{Map, Value};
 pub use digest::canonical_json;
 pub use error::{ChildLimit, RenderError};
 pub use kustomize::Kustomize;
+pub use vars::SUBSTITUTE_ANNOTATION;
 
 use files::Repo;
 use overlay::Overlay;
 use scope::SetScopes;
 pub use scope::{KindScope, KindScopes, ObjectScope, builtin_kubernetes_version};
-use yaml::YamlLimits;
+use yaml::{TierBytes, YamlLimits};
 
 /// The label every rendered object carries; the live set of a tier is found by it.
 pub const TIER_LABEL: &str = "gitopsd.io/tier";
 
-/// Bounds that keep a hostile or broken repo from exhausting the daemon.
+/// Bounds that keep a hostile or broken repo from exhausting the daemon, without refusing
+/// what Kubernetes accepts: objects are bounded by their size as JSON (what the API server
+/// receives), the tier by the sum of those, alias expansion by nodes per document; the
+/// size of a file's text is only a coarse guard against abuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest manifest file read (1 MiB by default).
+    /// Largest manifest file read (64 MiB by default): a guard against abuse only. Real
+    /// bundles are several MB (prometheus-operator's bundle.yaml is 4.2 MB).
     pub max_file_bytes: u64,
+    /// Largest object, as JSON (3 MiB by default: the API server's own limit on a request
+    /// body, so nothing it would accept is refused here).
+    pub max_object_bytes: u64,
+    /// Most memory a tier's parsed objects may take, counted while parsing (about 56 bytes
+    /// per YAML node plus its text; 256 MiB by default): the bound on one render's memory.
+    pub max_tier_bytes: u64,
     /// Deepest nesting of mappings and sequences in a document (64 by default).
     pub max_depth: usize,
     /// Most objects one tier may render (20,000 by default).
@@ -61,12 +78,19 @@ pub struct Limits {
     /// CPU time `kustomize build` may use, all its threads together (RLIMIT_CPU; 30 s by
     /// default).
     pub kustomize_cpu: Duration,
+    /// Most manifest files (and kustomize subdirectories) under `base/`, and under a tier's
+    /// directory, each (20,000 by default).
+    pub max_manifest_files: usize,
+    /// Deepest subdirectory read below `base/` or a tier's directory (32 by default).
+    pub max_directory_depth: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_file_bytes: 1024 * 1024,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_object_bytes: 3 * 1024 * 1024,
+            max_tier_bytes: 256 * 1024 * 1024,
             max_depth: 64,
             max_objects: 20_000,
             max_document_nodes: 250_000,
@@ -74,6 +98,8 @@ impl Default for Limits {
             kustomize_timeout: Duration::from_secs(60),
             kustomize_memory_bytes: 2 * 1024 * 1024 * 1024,
             kustomize_cpu: Duration::from_secs(30),
+            max_manifest_files: 20_000,
+            max_directory_depth: 32,
         }
     }
 }
@@ -87,11 +113,17 @@ pub struct SourceLocation {
     pub document: usize,
     /// 1-based line where the document's content starts (in the build output for kustomize).
     pub line: usize,
+    /// The object's index in the `items` of a List document (`None` for a plain document).
+    pub item: Option<usize>,
 }
 
 impl fmt::Display for SourceLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}", self.file.display(), self.line)
+        write!(f, "{} line {}", self.file.display(), self.line)?;
+        match self.item {
+            Some(i) => write!(f, " items[{i}]"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -198,45 +230,89 @@ pub fn render_tier_with(
         None => (Overlay::default(), Default::default()),
     };
 
-    // Every input as (text, file shown in messages, file recorded in the source location).
-    let mut inputs: Vec<(String, String)> = Vec::new();
+    // Every substitute path must exist: a typo would silently turn substitution off.
+    for (i, p) in overlay.substitute.iter().flatten().enumerate() {
+        if repo.resolve(&root.join(p))?.is_none() {
+            return Err(RenderError::InvalidOverlay {
+                file: tier_file_display.clone(),
+                field: format!("substitute[{i}]"),
+                message: format!(
+                    "{} does not exist in the repo; expected a directory or file whose manifests use vars",
+                    crate::escape::escape_line(p)
+                ),
+            });
+        }
+    }
+
+    // Every input as (text, file shown in messages and recorded in the source location,
+    // whether `${VAR}` is substituted in it).
+    let mut inputs: Vec<(String, String, bool)> = Vec::new();
     let build =
         |dir: &Path, kfile: &Path| kustomize::build(&repo, dir, kfile, kustomize, &yaml, limits);
+    let substitutes = |path: &Path| overlay.substitutes(repo.relative(path));
     if let Some(kfile) = kustomize::kustomization_in(&repo, &tier_dir)? {
-        inputs.push((build(&tier_dir, &kfile)?, repo.display(&kfile)));
+        inputs.push((
+            build(&tier_dir, &kfile)?,
+            repo.display(&kfile),
+            substitutes(&kfile),
+        ));
     } else {
+        let walk_limits = walk::WalkLimits {
+            max_files: limits.max_manifest_files,
+            max_depth: limits.max_directory_depth,
+        };
+        let mut found = Vec::new();
         let base = root.join("base");
         match repo.resolve(&base)? {
             Some(real) if real.is_dir() => {
                 if let Some(kfile) = kustomize::kustomization_in(&repo, &base)? {
-                    inputs.push((build(&base, &kfile)?, repo.display(&kfile)));
+                    found.push(walk::Input::Kustomize { dir: base, kfile });
                 } else {
-                    for f in repo.yaml_files(&base, &[])? {
-                        inputs.push((repo.read_text(&f, limits.max_file_bytes)?, repo.display(&f)));
-                    }
+                    found.extend(walk::walk(&repo, &base, &[], walk_limits)?);
                 }
             }
             _ => {}
         }
-        for f in repo.yaml_files(&tier_dir, &["tier.yaml", "tier.yml"])? {
-            inputs.push((repo.read_text(&f, limits.max_file_bytes)?, repo.display(&f)));
+        found.extend(walk::walk(
+            &repo,
+            &tier_dir,
+            &["tier.yaml", "tier.yml"],
+            walk_limits,
+        )?);
+        for input in found {
+            inputs.push(match input {
+                walk::Input::File(f) => (
+                    repo.read_text(&f, limits.max_file_bytes)?,
+                    repo.display(&f),
+                    substitutes(&f),
+                ),
+                walk::Input::Kustomize { dir, kfile } => (
+                    build(&dir, &kfile)?,
+                    repo.display(&kfile),
+                    substitutes(&kfile),
+                ),
+            });
         }
     }
 
-    let parsed = parse_inputs(&inputs, &vars, &tier_file_display, &yaml);
+    let total = TierBytes::new(limits.max_tier_bytes);
+    let parsed = parse_inputs(&inputs, &vars, &tier_file_display, &yaml, &total);
     let mut objects: Vec<Pending> = Vec::new();
-    for (docs, (_, file)) in parsed.into_iter().zip(&inputs) {
+    for (docs, (_, file, _)) in parsed.into_iter().zip(&inputs) {
         for doc in docs? {
-            let source = SourceLocation {
-                file: PathBuf::from(file),
-                document: doc.index,
-                line: doc.line,
-            };
-            identify(&doc.value, &source)?;
-            objects.push(Pending {
-                manifest: doc.value,
-                source,
-            });
+            for (value, item) in list::expand(doc.value, file, doc.line, doc.index)? {
+                let source = SourceLocation {
+                    file: PathBuf::from(file),
+                    document: doc.index,
+                    line: doc.line,
+                    item,
+                };
+                identify(&value, &source)?;
+                objects.push(Pending {
+                    manifest: value,
+                    source,
+                });
+            }
         }
         // Checked per file so a huge repo fails before the rest of the overlay work.
         if objects.len() > limits.max_objects {
@@ -312,13 +388,23 @@ pub fn render_tier_with(
         let (api_version, kind, namespace, name) = identify(&o.manifest, &o.source)?;
         let scope = after.get(api_version, kind);
         ranks.push(scope::rank(api_version, kind, scope));
+        let json = canonical_json(&o.manifest);
+        // What the API server will be sent, labels and patches included.
+        if json.len() as u64 > limits.max_object_bytes {
+            return Err(RenderError::ObjectTooLarge {
+                location: o.source.to_string(),
+                object: object_name(kind, namespace, name),
+                size: json.len(),
+                limit: limits.max_object_bytes,
+            });
+        }
         let obj = DesiredObject {
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
             scope,
-            digest: digest::sha256_hex(canonical_json(&o.manifest).as_bytes()),
+            digest: digest::sha256_hex(json.as_bytes()),
             manifest: o.manifest,
             source: o.source,
         };
@@ -339,18 +425,22 @@ pub fn render_tier_with(
     })
 }
 
-/// Substitutes and parses every input, files spread over the available cores (YAML parsing
-/// is most of a render's time); results stay in input order so the first error reported is
-/// the same on every run.
+/// Substitutes (in the inputs that opted in) and parses every input, files spread over the
+/// available cores (YAML parsing is most of a render's time); results stay in input order so
+/// the first error reported is the same on every run.
 fn parse_inputs(
-    inputs: &[(String, String)],
+    inputs: &[(String, String, bool)],
     vars: &std::collections::BTreeMap<String, String>,
     tier_file: &str,
     yaml: &YamlLimits,
+    total: &TierBytes,
 ) -> Vec<Result<Vec<yaml::Document>, RenderError>> {
-    let parse = |(text, file): &(String, String)| {
-        let text = vars::substitute(text, vars, file, tier_file)?;
-        yaml::parse_documents(&text, file, yaml)
+    let parse = |(text, file, substitute): &(String, String, bool)| {
+        if !substitute {
+            return yaml::parse_counted(text, file, yaml, Some(total));
+        }
+        let text = vars::substitute_objects(text, vars, file, tier_file, yaml)?;
+        yaml::parse_counted(&text, file, yaml, Some(total))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if threads < 2 || inputs.len() < 2 {
@@ -393,7 +483,10 @@ fn identify<'v>(
         file: source.file.display().to_string(),
         line: source.line,
         document: source.document,
-        why: why.to_owned(),
+        why: match source.item {
+            Some(i) => format!("items[{i}]: {why}"),
+            None => why.to_owned(),
+        },
     };
     if !v.is_object() {
         return Err(bad("it is not a mapping"));

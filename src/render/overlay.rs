@@ -1,4 +1,5 @@
-//! `tiers/<tier>/tier.yaml`: the tier's namespace, labels, vars and patches.
+//! `tiers/<tier>/tier.yaml`: the tier's namespace, labels, vars (and where they are
+//! substituted) and patches.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,22 @@ pub(crate) struct Overlay {
     _vars: Value,
     #[serde(default)]
     pub patches: Vec<Patch>,
+    /// Where `${VAR}` is substituted: paths relative to the repo root (`base`,
+    /// `tiers/dev/app.yaml`), each a directory (everything below it) or a file. Opt-in: a
+    /// manifest outside them is read as written, `${...}` and all. Required with `vars`, so
+    /// a tier.yaml written before substitution was opt-in fails with the fix rather than
+    /// deploying `${TAG}` as text.
+    pub substitute: Option<Vec<String>>,
+}
+
+impl Overlay {
+    /// Whether `${VAR}` is substituted in the input at `rel` (relative to the repo root).
+    pub fn substitutes(&self, rel: &std::path::Path) -> bool {
+        self.substitute
+            .iter()
+            .flatten()
+            .any(|p| rel.starts_with(p.as_str()))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +140,32 @@ pub(crate) fn load(
     let exact = lines.len() == overlay.patches.len() + 1;
     for (i, p) in overlay.patches.iter_mut().enumerate() {
         p.line = if exact { lines[i + 1] } else { key_line };
+    }
+    if let Some(paths) = &mut overlay.substitute {
+        for (i, p) in paths.iter_mut().enumerate() {
+            let trimmed = p.trim_end_matches('/');
+            let normal = !trimmed.is_empty()
+                && std::path::Path::new(trimmed)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !normal {
+                return Err(invalid(
+                    &format!("substitute[{i}]"),
+                    format!(
+                        "expected a path relative to the repo root without `.` or `..` (`base`, `tiers/<tier>/app.yaml`); found {p:?}"
+                    ),
+                ));
+            }
+            *p = trimmed.to_owned();
+        }
+    } else if !vars.is_empty() {
+        let dir = file.rsplit_once('/').map_or("tiers/<tier>", |(d, _)| d);
+        return Err(invalid(
+            "substitute",
+            format!(
+                "vars are declared but no `substitute:` says where ${{VAR}} is replaced; substitution is opt-in: add `substitute: [base, {dir}]` to replace it in every manifest as before, list only the directories or files that use vars, or `substitute: []` to use them in tier.yaml alone"
+            ),
+        ));
     }
     for (i, p) in overlay.patches.iter().enumerate() {
         if p.merge.is_some() == p.json.is_some() {

@@ -531,16 +531,221 @@ fn a_fifo_named_like_a_manifest_is_refused_rather_than_read() {
     );
 }
 
+fn render_limited(repo: &Path, limits: &Limits) -> Result<DesiredSet, RenderError> {
+    render_tier_with(
+        repo,
+        "t",
+        limits,
+        &Kustomize::none(),
+        &KindScopes::builtin(),
+    )
+}
+
 #[test]
 fn a_file_over_the_size_limit_is_refused() {
     let big = format!("{CM}# {}\n", "x".repeat(2 * 1024 * 1024));
     let repo = repo_with("", &[("big.yaml", &big)]);
+    let limits = Limits {
+        max_file_bytes: 1024 * 1024,
+        ..Limits::default()
+    };
     assert_eq!(
-        error(repo.path(), "t"),
+        render_limited(repo.path(), &limits)
+            .unwrap_err()
+            .to_string(),
         format!(
-            "base/big.yaml: {} bytes is over the limit of 1048576 bytes per file (rule: max_file_bytes)",
+            "base/big.yaml: {} bytes is over the limit of 1048576 bytes per file (rule: max_file_bytes, a guard against abuse: split the file, or raise render.maxFileBytes)",
             big.len()
         )
+    );
+}
+
+/// A CRD whose schema has `properties` properties, each with a long description, as
+/// controller-gen writes them: YAML of ~380 bytes per property.
+fn big_crd(group: &str, properties: usize) -> String {
+    let mut y = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  names: {{kind: Widget, listKind: WidgetList, plural: widgets, singular: widget}}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n"
+    );
+    for i in 0..properties {
+        y.push_str(&format!(
+            "              field{i:05}:\n                description: |-\n                  Field {i} of the widget. {}\n                type: string\n",
+            "It says what the widget does with it, at length, as generated schemas do. ".repeat(4)
+        ));
+    }
+    y
+}
+
+#[test]
+fn a_crd_of_more_than_a_mebibyte_of_yaml_renders() {
+    // Real bundles: prometheus-operator v0.85.0's bundle.yaml is 4.2 MB, its largest CRD
+    // 786 KB of YAML; other projects ship CRDs of 1.4 MB of YAML.
+    let crd = big_crd("widgets.render.example", 4000);
+    assert!(crd.len() > 1_400_000, "{}", crd.len());
+    let repo = repo_with("", &[("crd.yaml", &crd)]);
+    let set = render(repo.path(), "t").unwrap();
+    let o = object(
+        &set,
+        "CustomResourceDefinition",
+        "widgets.widgets.render.example",
+    );
+    let props = o
+        .manifest
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties");
+    assert_eq!(props.and_then(Value::as_object).map(Map::len), Some(4000));
+}
+
+#[test]
+fn an_object_over_the_api_servers_request_limit_is_refused_naming_it_and_the_fix() {
+    let text = format!(
+        "{CM}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: huge}}\ndata:\n  blob: {}\n",
+        "x".repeat(3 * 1024 * 1024)
+    );
+    let repo = repo_with("namespace: ns\n", &[("huge.yaml", &text)]);
+    let e = error(repo.path(), "t");
+    assert!(
+        e.starts_with("base/huge.yaml line 6: ConfigMap ns/huge is 3145"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bytes as JSON, over the limit of 3145728 bytes per object (rule: max_object_bytes; the API server refuses a request body over 3 MiB"),
+        "{e}"
+    );
+    assert!(e.ends_with("make the object smaller, or raise render.maxObjectBytes only if your API server accepts it"), "{e}");
+    // The limit counts what is sent: labels and namespace included.
+    let limits = Limits {
+        max_object_bytes: 3 * 1024 * 1024 + 4096,
+        ..Limits::default()
+    };
+    assert!(render_limited(repo.path(), &limits).is_ok());
+}
+
+#[test]
+fn a_tiers_total_is_bounded_while_parsing() {
+    let cms: String = (0..50)
+        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm{i}}}\ndata: {{a: {}}}\n", "y".repeat(100_000)))
+        .collect();
+    let repo = repo_with("", &[("a.yaml", &cms)]);
+    let limits = Limits {
+        max_tier_bytes: 1024 * 1024,
+        ..Limits::default()
+    };
+    let e = render_limited(repo.path(), &limits)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("base/a.yaml line ")
+            && e.contains(
+                "takes the tier's parsed objects past 1048576 bytes of memory (rule: max_tier_bytes"
+            ),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("split the tier, or raise render.maxTierBytes"),
+        "{e}"
+    );
+    assert_eq!(render(repo.path(), "t").unwrap().objects.len(), 50);
+}
+
+#[test]
+fn list_documents_are_expanded_into_their_items_like_kubectl() {
+    let rbac = "apiVersion: v1\nkind: List\nmetadata: {}\nitems:\n\
+        - apiVersion: rbac.authorization.k8s.io/v1\n  kind: Role\n  metadata: {name: reader}\n  rules: []\n\
+        - apiVersion: rbac.authorization.k8s.io/v1\n  kind: RoleBinding\n  metadata: {name: reader}\n  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}\n  subjects: []\n";
+    let cms = "# dashboards\n---\napiVersion: v1\nkind: ConfigMapList\nitems:\n\
+        - {apiVersion: v1, kind: ConfigMap, metadata: {name: d1, labels: {app: x}}, data: {a: b}}\n\
+        - {apiVersion: v1, kind: ConfigMap, metadata: {name: d2}}\n";
+    let empty = "apiVersion: v1\nkind: List\nmetadata: {}\nitems: []\n---\napiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems: null\n";
+    let repo = repo_with(
+        "namespace: ns\nlabels: {team: a}\n",
+        &[
+            ("cms.yaml", cms),
+            ("empty.yaml", empty),
+            ("rbac.yaml", rbac),
+        ],
+    );
+    let set = render(repo.path(), "t").unwrap();
+    let mut got = names(&set);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "ConfigMap ns/d1",
+            "ConfigMap ns/d2",
+            "Role ns/reader",
+            "RoleBinding ns/reader"
+        ]
+    );
+    // Items are objects of their own: namespace and labels stamped, nothing of the List.
+    let d1 = object(&set, "ConfigMap", "d1");
+    assert_eq!(
+        d1.manifest["metadata"]["labels"],
+        json!({"app": "x", "team": "a", "gitopsd.io/tier": "t"})
+    );
+    assert!(d1.manifest.get("items").is_none());
+    assert_eq!(d1.source.to_string(), "base/cms.yaml line 3 items[0]");
+    assert_eq!((d1.source.document, d1.source.item), (1, Some(0)));
+    let rb = object(&set, "RoleBinding", "reader");
+    assert_eq!(rb.source.to_string(), "base/rbac.yaml line 1 items[1]");
+}
+
+#[test]
+fn list_items_are_checked_like_any_object_and_named_by_index() {
+    let list = |items: &str| format!("apiVersion: v1\nkind: List\nmetadata: {{}}\nitems:\n{items}");
+    let cases = [
+        (
+            list(
+                "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {}}\n",
+            ),
+            "base/l.yaml line 1: document 0 is not a Kubernetes object: items[1]: metadata.name is missing or not a non-empty string (rule: every document is a mapping with apiVersion, kind and metadata.name)",
+        ),
+        (
+            list("- just text\n"),
+            "base/l.yaml line 1: document 0 is not a Kubernetes object: items[0]: it is not a mapping (rule: every document is a mapping with apiVersion, kind and metadata.name)",
+        ),
+        (
+            list("- {apiVersion: v1, kind: List, items: []}\n"),
+            "base/l.yaml line 1: document 0 is a List whose items[0] is itself a List (rule: a List document holds its objects in `items`, a sequence of objects; nested Lists are not expanded: move their items up)",
+        ),
+        (
+            "apiVersion: v1\nkind: List\nmetadata: {}\n".to_owned(),
+            "base/l.yaml line 1: document 0 is a List whose `items` is missing (rule: a List document holds its objects in `items`, a sequence of objects; nested Lists are not expanded: move their items up)",
+        ),
+        (
+            list(
+                "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n",
+            ),
+            "ConfigMap ns/a is defined twice in tier t: base/l.yaml line 1 items[0] and base/l.yaml line 1 items[1] (rule: one definition per apiVersion group, kind, namespace and name)",
+        ),
+        (
+            list(
+                "- {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: r, namespace: ns}}\n",
+            ),
+            "base/l.yaml line 1: ClusterRole r is cluster-scoped and must not set metadata.namespace \"ns\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let repo = repo_with("namespace: ns\n", &[("l.yaml", &text)]);
+        assert_eq!(error(repo.path(), "t"), want, "{text}");
+    }
+}
+
+#[test]
+fn an_object_over_the_limit_in_a_list_is_named_by_its_item() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMapList\nitems:\n- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: a}}}}\n- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: b}}, data: {{x: {}}}}}\n",
+        "z".repeat(2000)
+    );
+    let repo = repo_with("namespace: ns\n", &[("l.yaml", &text)]);
+    let limits = Limits {
+        max_object_bytes: 1000,
+        ..Limits::default()
+    };
+    let e = render_limited(repo.path(), &limits)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("base/l.yaml line 1 items[1]: ConfigMap ns/b is 2"),
+        "{e}"
     );
 }
 
@@ -568,9 +773,26 @@ fn a_yaml_alias_bomb_is_refused() {
         bomb.push_str(&format!("l{i}: &l{i} [{}]\n", vec![prev; 9].join(", ")));
     }
     let repo = repo_with("", &[("bomb.yaml", &bomb)]);
+    // serde_yaml's own guard (alias replays over 100 times the document's events) stops
+    // this one before our node count does.
     assert_eq!(
         error(repo.path(), "t"),
-        "base/bomb.yaml line 1: document 0 expands to more than 250000 nodes; a YAML alias bomb? (rule: max_document_nodes)"
+        "base/bomb.yaml line 1: document 0 replays its aliases more than 100 times its own length; a YAML alias bomb? (rule: max_document_nodes, serde_yaml's alias guard: use fewer aliases)"
+    );
+}
+
+#[test]
+fn a_flat_alias_expansion_under_serde_yamls_guard_is_stopped_by_the_node_count() {
+    // One anchor of 100 scalars used 3,000 times: few replays per event, 300,000 nodes.
+    let bomb = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: lol}}\na: &a [{}]\nb: [{}]\n",
+        vec!["lol"; 100].join(", "),
+        vec!["*a"; 3000].join(", ")
+    );
+    let repo = repo_with("", &[("bomb.yaml", &bomb)]);
+    assert_eq!(
+        error(repo.path(), "t"),
+        "base/bomb.yaml line 1: document 0 expands to more than 250000 nodes; a YAML alias bomb? (rule: max_document_nodes; if the document is real, split it or raise render.maxDocumentNodes)"
     );
 }
 
@@ -855,7 +1077,7 @@ fn kustomize_output_over_its_limit_is_refused() {
         "{e}"
     );
     assert!(
-        e.ends_with("over the limit of 100 bytes per file (rule: max_file_bytes)"),
+        e.ends_with("over the limit of 100 bytes per file (rule: max_file_bytes, a guard against abuse: split the file, or raise render.kustomize.maxOutputBytes)"),
         "{e}"
     );
 }
@@ -863,7 +1085,7 @@ fn kustomize_output_over_its_limit_is_refused() {
 #[test]
 fn vars_in_tier_yaml_are_substituted_into_its_patches_and_escapes_work_there_too() {
     let repo = repo_with(
-        "vars: {V: x}\npatches:\n  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: \"${V}\", b: \"$${V}\"}}\n",
+        "vars: {V: x}\nsubstitute: []\npatches:\n  - target: {kind: ConfigMap, name: cm}\n    merge: {data: {a: \"${V}\", b: \"$${V}\"}}\n",
         &[("cm.yaml", CM)],
     );
     let set = render(repo.path(), "t").unwrap();

@@ -1,14 +1,82 @@
 //! `${VAR}` substitution on file text, before YAML parsing, as Flux's post-build substitution
 //! does: a value becomes whatever YAML it spells (`replicas: ${REPLICAS}` is a number), and
-//! an error can name the line. `$${X}` is the escape for a literal `${X}`.
+//! an error can name the line. `$${X}` is the escape for a literal `${X}`. Opt-in, as Flux's:
+//! only in the paths tier.yaml's `substitute` lists, and not in an object annotated
+//! `gitopsd.io/substitute: disabled`; anywhere else `${...}` is plain text.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::RenderError;
+use super::yaml::{YamlLimits, parse_documents, split_documents};
+
+/// The annotation that keeps one object of an opted-in file as written (as Flux's
+/// `kustomize.toolkit.fluxcd.io/substitute: disabled`).
+pub const SUBSTITUTE_ANNOTATION: &str = "gitopsd.io/substitute";
+
+/// [`substitute`] per YAML document of a manifest file (or kustomize output): a document whose
+/// object carries `gitopsd.io/substitute: disabled` is left as written. Only documents that
+/// hold both `${` and the annotation's key are parsed first, to read it; one that does not
+/// parse before substitution (a reference in flow syntax) is substituted.
+pub(crate) fn substitute_objects<'t>(
+    text: &'t str,
+    vars: &BTreeMap<String, String>,
+    file: &str,
+    tier_file: &str,
+    yaml: &YamlLimits,
+) -> Result<Cow<'t, str>, RenderError> {
+    if !text.contains("${") {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len());
+    // Chunks are slices of `text`; what lies between them (a `...` line) is copied as it is,
+    // so lines keep their numbers.
+    let mut copied = 0;
+    for chunk in split_documents(text) {
+        let start = chunk.text.as_ptr() as usize - text.as_ptr() as usize;
+        out.push_str(&text[copied..start]);
+        copied = start + chunk.text.len();
+        // The key's text first: the rest of the documents are parsed once, as before.
+        let disabled = chunk.text.contains("${")
+            && chunk.text.contains(SUBSTITUTE_ANNOTATION)
+            && parse_documents(chunk.text, file, yaml).is_ok_and(|docs| {
+                docs.iter().any(|d| {
+                    d.value
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(SUBSTITUTE_ANNOTATION))
+                        .and_then(|v| v.as_str())
+                        == Some("disabled")
+                })
+            });
+        if disabled {
+            out.push_str(chunk.text);
+        } else {
+            out.push_str(&substitute_at(
+                chunk.text,
+                chunk.first_line,
+                vars,
+                file,
+                tier_file,
+            )?);
+        }
+    }
+    out.push_str(&text[copied..]);
+    Ok(Cow::Owned(out))
+}
 
 pub(crate) fn substitute<'t>(
     text: &'t str,
+    vars: &BTreeMap<String, String>,
+    file: &str,
+    tier_file: &str,
+) -> Result<Cow<'t, str>, RenderError> {
+    substitute_at(text, 1, vars, file, tier_file)
+}
+
+/// `text` starts at line `first_line` of `file`.
+fn substitute_at<'t>(
+    text: &'t str,
+    first_line: usize,
     vars: &BTreeMap<String, String>,
     file: &str,
     tier_file: &str,
@@ -21,7 +89,7 @@ pub(crate) fn substitute<'t>(
     let mut rest = text;
     while let Some(i) = rest.find("${") {
         let escaped = i > 0 && rest.as_bytes()[i - 1] == b'$';
-        let line = || 1 + text[..text.len() - rest.len() + i].matches('\n').count();
+        let line = || first_line + text[..text.len() - rest.len() + i].matches('\n').count();
         if escaped {
             // `$${X}`: drop one `$`, keep `${` as text.
             out.push_str(&rest[..i - 1]);

@@ -157,6 +157,8 @@ pub struct Fixture {
     pub daemon: Option<Daemon>,
     /// Logs of daemons that were stopped during the test, kept for the failure report.
     pub old_logs: Vec<PathBuf>,
+    /// Extra environment of the daemon process (e.g. a preloaded libfaketime).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Fixture {
@@ -201,6 +203,7 @@ impl Fixture {
             config,
             daemon: None,
             old_logs: Vec::new(),
+            daemon_env: Vec::new(),
         };
         let mut files = base;
         files.extend(f.tier_files());
@@ -266,6 +269,7 @@ impl Fixture {
             .current_dir(self.dir.path())
             .env_remove("GITOPSD_CONFIG")
             .env_remove("GITOPSD_KUSTOMIZE")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
