@@ -302,7 +302,12 @@ async fn a_git_server_that_hangs_is_given_up_shown_stale_and_the_next_commit_app
         "the last good fetch is older than the stale limit: {}",
         brief_status(&s)
     );
-    assert!(proxy.hung() >= 2, "fetches were retried: {}", proxy.hung());
+    support::eventually(
+        "the fetch retried after the backoff",
+        Duration::from_secs(30),
+        || async { (proxy.hung() >= 2).then_some(()) },
+    )
+    .await;
     let text = metrics(&f);
     assert_eq!(
         metric(&text, "gitopsd_source_stale", &f.tier),
