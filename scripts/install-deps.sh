@@ -20,6 +20,8 @@ have shellcheck || need+=(shellcheck)
 # (tests/metrics.rs); Debian ships it only inside the prometheus package (no server is started
 # where there is no init system, as on CI).
 have promtool || need+=(prometheus)
+# libfaketime steps the daemon's wall clock in tests/faults_clock.rs.
+[[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || need+=(faketime)
 # wrk loads the status endpoint with 200 concurrent clients on loopback (benches/http.rs).
 have wrk || need+=(wrk)
 # Headers for git2's https (OpenSSL) and ssh (libssh2) transports.

@@ -84,6 +84,16 @@ pub enum Activity {
         revision: String,
         reason: String,
     },
+    /// The prune guard refused to delete what left git (`prune.maxDeletePercent`, an empty
+    /// desired set): reported when a revision's refusal first appears, not on every sync.
+    PruneRefused {
+        tier: String,
+        revision: String,
+        /// How many objects left git and are kept.
+        objects: usize,
+        /// Why, and the fix.
+        reason: String,
+    },
     /// The ref a tier follows moved to a commit that does not descend from the one before
     /// (a force-push): followed anyway, and told to everyone watching, since what it drops
     /// from the cluster was never reviewed as a removal.
@@ -117,6 +127,7 @@ impl Activity {
             | Activity::HealthChanged { tier, .. }
             | Activity::RolledBack { tier, .. }
             | Activity::PromotionBlocked { tier, .. }
+            | Activity::PruneRefused { tier, .. }
             | Activity::HistoryRewritten { tier, .. }
             | Activity::ManualSync { tier, .. } => Some(tier),
         }

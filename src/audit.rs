@@ -398,6 +398,20 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                 ("reason", json!(reason)),
             ],
         ),
+        Activity::PruneRefused {
+            tier,
+            revision,
+            objects,
+            reason,
+        } => (
+            "prune-refused",
+            vec![
+                ("tier", json!(tier)),
+                ("revision", json!(revision)),
+                ("objects", json!(objects)),
+                ("reason", json!(reason)),
+            ],
+        ),
         Activity::HistoryRewritten {
             tier,
             git_ref,
@@ -782,6 +796,21 @@ mod tests {
                 torn: vec![]
             }
         );
+    }
+
+    #[test]
+    fn a_refused_prune_is_recorded_with_its_count_and_reason() {
+        let (event, fields) = record(&Activity::PruneRefused {
+            tier: "t".into(),
+            revision: "abc".into(),
+            objects: 6,
+            reason: "would delete 6 of 8 objects (75%)".into(),
+        })
+        .expect("recorded");
+        assert_eq!(event, "prune-refused");
+        let fields: std::collections::HashMap<_, _> = fields.into_iter().collect();
+        assert_eq!(fields["objects"], 6);
+        assert_eq!(fields["reason"], "would delete 6 of 8 objects (75%)");
     }
 
     #[test]

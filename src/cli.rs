@@ -798,11 +798,21 @@ async fn tier_inventory(
     client: &kube::Client,
     state: &crate::config::StateConfig,
     tier: &crate::config::TierConfig,
-) -> std::collections::BTreeMap<crate::live::ObjectKey, String> {
+) -> crate::state::Inventory {
+    tier_state(client, state, tier).await.inventory
+}
+
+/// The tier's state (its inventory, the Jobs it recorded finished), or the default (as on a
+/// first install) when it cannot be read, said on stderr.
+async fn tier_state(
+    client: &kube::Client,
+    state: &crate::config::StateConfig,
+    tier: &crate::config::TierConfig,
+) -> crate::state::TierState {
     let namespace = crate::state::StateStore::default_namespace(state);
     let store = crate::state::StateStore::new(client.clone(), &namespace);
     match store.load(&tier.name).await {
-        Ok(s) => s.inventory,
+        Ok(s) => s,
         Err(e) => {
             eprintln!(
                 "note: tier {}: its inventory cannot be read ({e}); objects are checked as on a first install",
@@ -819,7 +829,7 @@ async fn ownership_findings(
     client: &kube::Client,
     tier: &crate::config::TierConfig,
     set: &DesiredSet,
-    inventory: &std::collections::BTreeMap<crate::live::ObjectKey, String>,
+    inventory: &crate::state::Inventory,
 ) -> Result<Vec<Finding>, String> {
     let live = crate::live::ApiLive::new(client.clone());
     crate::ownership::check(set, tier, inventory, &live)
@@ -903,8 +913,9 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     // What the daemon would refuse to take (see `crate::ownership`): said on stderr, so the
     // JSON on stdout stays whole, and the exit code is an error's (2) after the diff.
     let state = config.as_ref().map(|c| c.state.clone()).unwrap_or_default();
-    let inventory = tier_inventory(&conn.client, &state, &tier).await;
-    let refused = match ownership_findings(&conn.client, &tier, &set, &inventory).await {
+    let tier_state = tier_state(&conn.client, &state, &tier).await;
+    let inventory = &tier_state.inventory;
+    let refused = match ownership_findings(&conn.client, &tier, &set, inventory).await {
         Ok(findings) => {
             for f in &findings {
                 eprintln!("{}", escape_text(&f.to_string()));
@@ -918,11 +929,11 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
     };
     let live = crate::live::ApiLive::new(conn.client);
     let confirm = crate::drift::ApiDryRun::new(live.clone());
-    let drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
+    let mut drift = match crate::drift::detect(&set, &tier, &live, &confirm).await {
         Ok(mut d) => {
-            // What the daemon says of extra objects: pruned if its inventory holds them.
-            let inventory = crate::ownership::Inventory::new(inventory.keys());
-            crate::drift::settle_extras(&mut d, &tier, &|k| inventory.contains(k));
+            // What the daemon says of extra objects: pruned if its inventory holds them (by
+            // identity, whatever the version).
+            crate::drift::settle_extras(&mut d, &tier, &|k| inventory.contains_key(k));
             d
         }
         Err(e) => {
@@ -930,6 +941,9 @@ async fn diff(args: DiffArgs, report: Report) -> ExitCode {
             return error;
         }
     };
+    // A Job its TTL deleted after it finished for this manifest is no drift (the daemon's
+    // record in the tier state).
+    crate::reconcile::drop_finished_jobs(&mut drift, &set, &tier_state);
     let text = match args.output {
         DiffFormat::Json => match serde_json::to_string_pretty(&drift) {
             Ok(t) => t + "\n",

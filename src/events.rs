@@ -389,6 +389,21 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             "Promote",
             format!("{} is held back: {reason}", short(revision)),
         ),
+        Activity::PruneRefused {
+            tier,
+            revision,
+            objects,
+            reason,
+        } => (
+            tier,
+            EventType::Warning,
+            "PruneRefused",
+            "Prune",
+            format!(
+                "{objects} objects that left git at {} are kept: {reason}",
+                short(revision)
+            ),
+        ),
         Activity::HistoryRewritten {
             tier,
             git_ref,

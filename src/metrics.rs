@@ -601,6 +601,7 @@ impl Observer for Metrics {
             }
             Activity::HealthChanged { .. }
             | Activity::PromotionBlocked { .. }
+            | Activity::PruneRefused { .. }
             | Activity::ManualSync { .. } => {}
         }
     }

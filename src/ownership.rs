@@ -17,7 +17,7 @@
 //! the CLI from the API server. A refusal is a blocking [`Finding`] that names the object,
 //! its current holder (tier label and field managers) and the fix (`adopt:`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
@@ -186,10 +186,9 @@ pub fn adopts(tier: &TierConfig, key: &ObjectKey) -> bool {
 pub async fn check(
     set: &DesiredSet,
     tier: &TierConfig,
-    inventory: &BTreeMap<ObjectKey, String>,
+    inventory: &crate::state::Inventory,
     live: &impl LiveObjects,
 ) -> Result<Vec<Finding>, LiveError> {
-    let inventory = Inventory::new(inventory.keys());
     let mut findings = Vec::new();
     for object in &set.objects {
         let key = ObjectKey::from(object);
@@ -207,7 +206,7 @@ pub async fn check(
         };
         let decision = claim(
             &tier.name,
-            inventory.contains(&key),
+            inventory.contains_key(&key),
             adopts(tier, &key),
             state,
         );

@@ -14,13 +14,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use crate::live::ObjectKey;
+use crate::live::{ObjectId, ObjectKey};
 
 /// A tier's remembered state. `Default` is a tier gitopsd never synced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierState {
     /// Object -> the digest of the manifest last applied (`DesiredObject::digest`).
-    pub inventory: BTreeMap<ObjectKey, String>,
+    pub inventory: Inventory,
     pub last_applied_revision: Option<String>,
     pub last_healthy_revision: Option<String>,
     /// A revision that was rolled back because it did not become healthy in time.
@@ -29,6 +29,218 @@ pub struct TierState {
     /// The revisions this tier recorded healthy, newest last (at most [`HEALTHY_KEPT`]): the
     /// evidence a tier with `promoteFrom` checks. Absent in state written before it existed.
     pub healthy: Vec<HealthyRecord>,
+    /// Jobs with `ttlSecondsAfterFinished` that finished for the manifest they were applied
+    /// from: once the TTL controller deleted one, it is not drift and is not created again until
+    /// git changes it (issue 21 item 6). Absent in state written before it existed.
+    pub finished_jobs: Vec<FinishedJob>,
+}
+
+/// A Job that ran to its end (complete or failed) for one manifest of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedJob {
+    pub namespace: String,
+    pub name: String,
+    /// The short digest ([`short_digest`]) of the manifest it ran from.
+    pub digest: String,
+    /// The revision that applied it.
+    pub revision: String,
+}
+
+impl TierState {
+    /// Whether the Job `namespace/name` finished for the manifest of `digest`.
+    pub fn job_finished(&self, namespace: &str, name: &str, digest: &str) -> bool {
+        self.finished_jobs
+            .iter()
+            .any(|j| j.namespace == namespace && j.name == name && j.digest == short_digest(digest))
+    }
+
+    /// Records that the Job `namespace/name` finished for the manifest of `digest` (replacing
+    /// the record of an earlier manifest of it).
+    pub fn record_job_finished(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        digest: &str,
+        revision: &str,
+    ) {
+        self.finished_jobs
+            .retain(|j| !(j.namespace == namespace && j.name == name));
+        self.finished_jobs.push(FinishedJob {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            digest: short_digest(digest).to_owned(),
+            revision: revision.to_owned(),
+        });
+    }
+}
+
+/// What a tier applied: one entry per object, keyed by its identity (group, kind, namespace,
+/// name: [`ObjectId`]), not by its API version. A manifest that moves from `autoscaling/v1` to
+/// `autoscaling/v2` names the same object, which must be configured, never pruned and created
+/// again (issue 21 item 4). Each entry keeps the key it was last applied with (its apiVersion is
+/// what prune reads and deletes it by) and the short digest of that manifest.
+///
+/// The API mirrors a map from [`ObjectKey`]: every lookup takes a key and compares its
+/// identity, and `insert` replaces an entry of another version of the same object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory(BTreeMap<ObjectId, (ObjectKey, String)>);
+
+impl Inventory {
+    pub fn new() -> Inventory {
+        Inventory::default()
+    }
+
+    /// The digest recorded for the object `key` names, at whatever version it was applied.
+    pub fn get(&self, key: &ObjectKey) -> Option<&String> {
+        self.0.get(&key.id()).map(|(_, d)| d)
+    }
+
+    /// The key the object was last applied with (its apiVersion may differ from `key`'s).
+    pub fn stored_key(&self, key: &ObjectKey) -> Option<&ObjectKey> {
+        self.0.get(&key.id()).map(|(k, _)| k)
+    }
+
+    pub fn contains_key(&self, key: &ObjectKey) -> bool {
+        self.0.contains_key(&key.id())
+    }
+
+    pub fn contains_id(&self, id: &ObjectId) -> bool {
+        self.0.contains_key(id)
+    }
+
+    /// Records `key` with `digest`, replacing the entry of the same object at any version;
+    /// returns the digest it replaced.
+    pub fn insert(&mut self, key: ObjectKey, digest: String) -> Option<String> {
+        self.0.insert(key.id(), (key, digest)).map(|(_, d)| d)
+    }
+
+    /// Forgets the object `key` names, at whatever version it was recorded.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<String> {
+        self.0.remove(&key.id()).map(|(_, d)| d)
+    }
+
+    /// The stored keys, in identity order.
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.0.values().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &String> {
+        self.0.values().map(|(_, d)| d)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        self.0.values_mut().map(|(_, d)| d)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &String)> {
+        self.0.values().map(|(k, d)| (k, d))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds an entry read from a state that may list one object at two versions (written
+    /// before the inventory was keyed by identity: a version change recorded the new key before
+    /// prune removed the old one, and prune off or refused kept both). One entry stays: one
+    /// whose apply finished over one still [`NOT_APPLIED`], else the newer version by
+    /// Kubernetes' version order (`v2` over `v1` over `v1beta1`). Either digest only decides
+    /// whether the object is applied again, and the next apply records the desired version.
+    fn merge(&mut self, key: ObjectKey, digest: String) {
+        let id = key.id();
+        let keep_new = match self.0.get(&id) {
+            None => true,
+            Some((old_key, old_digest)) => {
+                let rank = |d: &str, k: &ObjectKey| {
+                    (
+                        d != NOT_APPLIED,
+                        version_priority(version_of(&k.api_version)),
+                    )
+                };
+                rank(&digest, &key) > rank(old_digest, old_key)
+            }
+        };
+        if keep_new {
+            self.0.insert(id, (key, digest));
+        }
+    }
+}
+
+impl std::ops::Index<&ObjectKey> for Inventory {
+    type Output = String;
+
+    fn index(&self, key: &ObjectKey) -> &String {
+        match self.get(key) {
+            Some(d) => d,
+            None => panic!("{key:?} is not in the inventory"),
+        }
+    }
+}
+
+impl FromIterator<(ObjectKey, String)> for Inventory {
+    fn from_iter<I: IntoIterator<Item = (ObjectKey, String)>>(iter: I) -> Inventory {
+        let mut inventory = Inventory::new();
+        for (k, d) in iter {
+            inventory.insert(k, d);
+        }
+        inventory
+    }
+}
+
+impl<const N: usize> From<[(ObjectKey, String); N]> for Inventory {
+    fn from(entries: [(ObjectKey, String); N]) -> Inventory {
+        entries.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Inventory {
+    type Item = (&'a ObjectKey, &'a String);
+    type IntoIter = Box<dyn Iterator<Item = (&'a ObjectKey, &'a String)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// The inventory digest of an object recorded before its first apply finished: it matches no
+/// manifest digest, so the object is applied again.
+pub const NOT_APPLIED: &str = "not-applied";
+
+/// The version part of an apiVersion: `v2` of `autoscaling/v2`, `v1` of `v1`.
+fn version_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or(api_version, |(_, v)| v)
+}
+
+/// Kubernetes' version priority (as `kubectl` and discovery order versions): GA over beta over
+/// alpha, a higher major and then a higher minor first; a version not of that form ranks last.
+fn version_priority(version: &str) -> (u8, u64, u64) {
+    let Some(rest) = version.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return (0, 0, 0);
+    };
+    let tail = &rest[digits..];
+    let (stage, minor) = if tail.is_empty() {
+        (3, Some(0))
+    } else if let Some(n) = tail.strip_prefix("beta") {
+        (2, n.parse::<u64>().ok())
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n.parse::<u64>().ok())
+    } else {
+        (0, None)
+    };
+    let Some(minor) = minor else {
+        return (0, 0, 0);
+    };
+    // Stage first: `v1` ranks over `v2beta1`, as in Kubernetes.
+    (stage, major, minor)
 }
 
 /// How many healthy revisions a tier's state keeps.
@@ -83,6 +295,7 @@ const KEY_LAST_HEALTHY: &str = "lastHealthyRevision";
 const KEY_FAILED: &str = "failedRevision";
 const KEY_ROLLBACKS: &str = "rollbacks";
 const KEY_HEALTHY: &str = "healthyRevisions";
+const KEY_FINISHED_JOBS: &str = "finishedJobs";
 const KEY_COUNT: &str = "inventoryCount";
 const KEY_FORMAT: &str = "format";
 const KEY_INVENTORY: &str = "inventory.gz";
@@ -365,6 +578,11 @@ fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, S
             serde_json::to_string(&state.healthy).map_err(|e| encode_error(e.to_string()))?;
         data.insert(KEY_HEALTHY.to_owned(), json);
     }
+    if !state.finished_jobs.is_empty() {
+        let json =
+            serde_json::to_string(&state.finished_jobs).map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_FINISHED_JOBS.to_owned(), json);
+    }
     data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
     data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
 
@@ -417,7 +635,7 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
             .map_err(|e| corrupt(KEY_ROLLBACKS, format!("{v:?} is not a count: {e}")))?,
         None => 0,
     };
-    let inventory = match cm.binary_data.as_ref().and_then(|b| b.get(KEY_INVENTORY)) {
+    let (inventory, lines) = match cm.binary_data.as_ref().and_then(|b| b.get(KEY_INVENTORY)) {
         Some(gz) => decode_inventory(&gz.0).map_err(|r| corrupt(KEY_INVENTORY, r))?,
         None => return Err(corrupt(KEY_INVENTORY, "missing from binaryData".to_owned())),
     };
@@ -427,19 +645,26 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
         let count: usize = count
             .parse()
             .map_err(|e| corrupt(KEY_COUNT, format!("{count:?} is not a count: {e}")))?;
-        if count != inventory.len() {
+        // Lines, not entries: two lines for one object at two versions are merged.
+        if count != lines {
             return Err(corrupt(
                 KEY_INVENTORY,
-                format!(
-                    "holds {} objects, {KEY_COUNT} says {count}",
-                    inventory.len()
-                ),
+                format!("holds {lines} objects, {KEY_COUNT} says {count}"),
             ));
         }
     }
     let healthy = match data.get(KEY_HEALTHY) {
         Some(v) => serde_json::from_str(v)
             .map_err(|e| corrupt(KEY_HEALTHY, format!("not a list of healthy revisions: {e}")))?,
+        None => Vec::new(),
+    };
+    let finished_jobs = match data.get(KEY_FINISHED_JOBS) {
+        Some(v) => serde_json::from_str(v).map_err(|e| {
+            corrupt(
+                KEY_FINISHED_JOBS,
+                format!("not a list of finished Jobs: {e}"),
+            )
+        })?,
         None => Vec::new(),
     };
     Ok(TierState {
@@ -449,12 +674,13 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
         failed_revision: data.get(KEY_FAILED).cloned(),
         rollbacks,
         healthy,
+        finished_jobs,
     })
 }
 
 /// Gzip of the inventory lines, sorted (the `BTreeMap` order is the key order; lines are sorted
 /// again by their text so the bytes depend only on the content).
-fn encode_inventory(inventory: &BTreeMap<ObjectKey, String>) -> Result<Vec<u8>, String> {
+fn encode_inventory(inventory: &Inventory) -> Result<Vec<u8>, String> {
     let mut lines = Vec::with_capacity(inventory.len());
     for (key, digest) in inventory {
         let fields = [
@@ -492,13 +718,16 @@ fn encode_inventory(inventory: &BTreeMap<ObjectKey, String>) -> Result<Vec<u8>, 
     gz.finish().map_err(|e| format!("gzip: {e}"))
 }
 
-fn decode_inventory(gz: &[u8]) -> Result<BTreeMap<ObjectKey, String>, String> {
+/// The inventory of the lines; two lines for one object at two versions (a state written
+/// before the inventory was keyed by identity) become one entry ([`Inventory::merge`]).
+fn decode_inventory(gz: &[u8]) -> Result<(Inventory, usize), String> {
     let mut text = String::new();
     GzDecoder::new(gz)
         .take(MAX_INVENTORY_TEXT_BYTES)
         .read_to_string(&mut text)
         .map_err(|e| format!("not a gzip of UTF-8 text: {e}"))?;
-    let mut inventory = BTreeMap::new();
+    let mut inventory = Inventory::new();
+    let mut lines_seen = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split('\t').collect();
         let [digest, api_version, kind, namespace, name] = fields[..] else {
@@ -517,14 +746,15 @@ fn decode_inventory(gz: &[u8]) -> Result<BTreeMap<ObjectKey, String>, String> {
             namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
             name: name.to_owned(),
         };
-        if inventory.insert(key, digest.to_owned()).is_some() {
+        if !lines_seen.insert(key.clone()) {
             return Err(format!(
                 "line {}: the object is listed twice: {line:?}",
                 i + 1
             ));
         }
+        inventory.merge(key, digest.to_owned());
     }
-    Ok(inventory)
+    Ok((inventory, lines_seen.len()))
 }
 
 #[cfg(test)]
@@ -544,7 +774,7 @@ mod tests {
 
     fn sample() -> TierState {
         TierState {
-            inventory: BTreeMap::from([
+            inventory: Inventory::from([
                 (
                     key("v1", "ConfigMap", Some("shop"), "a"),
                     "0123456789abcdef".to_owned(),
@@ -567,6 +797,12 @@ mod tests {
                 revision: "abc000".to_owned(),
                 since: chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a time"),
                 base_digest: Some("b45e".to_owned()),
+            }],
+            finished_jobs: vec![FinishedJob {
+                namespace: "shop".to_owned(),
+                name: "migrate".to_owned(),
+                digest: "0123456789abcdef".to_owned(),
+                revision: "abc123".to_owned(),
             }],
         }
     }
@@ -677,6 +913,107 @@ mod tests {
         let cm = with_inventory_text("\tv1\tConfigMap\tns\tname\n");
         let err = decode(NS, &cm).expect_err("empty digest").to_string();
         assert!(err.contains("line 1: an empty field"), "{err}");
+    }
+
+    #[test]
+    fn the_inventory_is_keyed_by_identity_not_version() {
+        let mut inv = Inventory::new();
+        let v1 = key(
+            "autoscaling/v1",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
+        let v2 = key(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
+        inv.insert(v1.clone(), "d1".to_owned());
+        assert_eq!(inv.get(&v2).map(String::as_str), Some("d1"));
+        assert!(inv.contains_key(&v2));
+        assert_eq!(
+            inv.insert(v2.clone(), "d2".to_owned()).as_deref(),
+            Some("d1")
+        );
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            inv.keys().collect::<Vec<_>>(),
+            [&v2],
+            "the key last applied"
+        );
+        // Another group is another object.
+        let other = key(
+            "example.com/v1",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
+        assert!(!inv.contains_key(&other));
+        assert_eq!(inv.remove(&v1).as_deref(), Some("d2"));
+        assert!(inv.is_empty());
+    }
+
+    #[test]
+    fn versions_rank_as_kubernetes_ranks_them() {
+        let mut versions = [
+            "v1alpha1", "v2beta1", "v1", "v1beta2", "foo", "v2", "v1beta1",
+        ];
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            versions,
+            [
+                "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"
+            ]
+        );
+    }
+
+    /// A state ConfigMap written by the gitopsd before the inventory was keyed by identity:
+    /// an HPA moved from autoscaling/v1 to autoscaling/v2 with prune off left both lines, and a
+    /// CR moved from v1alpha1 to v1 was recorded before its apply finished.
+    #[test]
+    fn an_old_state_with_one_object_at_two_versions_loads_as_one_entry() {
+        let cm = with_inventory_text(concat!(
+            "1111111111111111\tautoscaling/v1\tHorizontalPodAutoscaler\tshop\tapi\n",
+            "2222222222222222\tautoscaling/v2\tHorizontalPodAutoscaler\tshop\tapi\n",
+            "3333333333333333\texample.com/v1alpha1\tWidget\tshop\tw\n",
+            "not-applied\texample.com/v1\tWidget\tshop\tw\n",
+            "4444444444444444\tv1\tConfigMap\tshop\tc\n",
+        ));
+        let mut cm = cm;
+        if let Some(data) = cm.data.as_mut() {
+            data.insert("inventoryCount".to_owned(), "5".to_owned());
+        }
+        let state = decode(NS, &cm).expect("an old state loads");
+        assert_eq!(state.inventory.len(), 3);
+        let hpa = key(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            Some("shop"),
+            "api",
+        );
+        assert_eq!(
+            state.inventory.stored_key(&hpa),
+            Some(&hpa),
+            "the newer version"
+        );
+        assert_eq!(state.inventory[&hpa], "2222222222222222");
+        let widget = key("example.com/v1", "Widget", Some("shop"), "w");
+        assert_eq!(
+            state
+                .inventory
+                .stored_key(&widget)
+                .map(|k| k.api_version.as_str()),
+            Some("example.com/v1alpha1"),
+            "an applied entry wins over one not applied yet"
+        );
+        assert_eq!(state.inventory[&widget], "3333333333333333");
+        // Saved again: one line per object, the count matching.
+        let again = encode("prod", NS, &state).expect("encode");
+        let data = again.data.clone().unwrap_or_default();
+        assert_eq!(data.get("inventoryCount").map(String::as_str), Some("3"));
+        assert_eq!(decode(NS, &again).expect("decode"), state);
     }
 
     #[test]

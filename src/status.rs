@@ -85,6 +85,10 @@ pub struct TierStatus {
     /// Drift left alone because the policy says `alert`.
     pub alerts: Vec<DriftItem>,
     pub unconvergeable: Vec<Unconvergeable>,
+    /// The prune guard refuses to delete objects that left git: how many, why, and the fix.
+    /// While set, the tier is `OutOfSync` (the cluster holds objects git no longer has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_refused: Option<String>,
     /// The last sync worth recording (something changed or failed, a new revision, a
     /// trigger); quiet reconciles only move `last_reconcile_at`.
     pub last_sync: Option<SyncRecord>,
@@ -152,6 +156,7 @@ impl TierStatus {
             drift: None,
             alerts: Vec::new(),
             unconvergeable: Vec::new(),
+            prune_refused: None,
             last_sync: None,
             last_reconcile_at: None,
             history: VecDeque::new(),

@@ -52,7 +52,12 @@ async fn greeting(cms: &Api<ConfigMap>, name: &str) -> Option<String> {
 
 /// After the step: a reconcile dated by the stepped clock (so the daemon sees it), a live
 /// edit corrected, and a new commit applied.
-async fn still_reconciles(f: &Fixture, cms: &Api<ConfigMap>, dated: impl Fn(DateTime<Utc>) -> bool, n: usize) {
+async fn still_reconciles(
+    f: &Fixture,
+    cms: &Api<ConfigMap>,
+    dated: impl Fn(DateTime<Utc>) -> bool,
+    n: usize,
+) {
     f.wait_status("a reconcile dated by the stepped clock", CHANGE, |s| {
         last_reconcile(s).filter(|t| dated(*t)).map(|_| ())
     })
@@ -64,7 +69,8 @@ async fn still_reconciles(f: &Fixture, cms: &Api<ConfigMap>, dated: impl Fn(Date
     })
     .await;
 
-    let changed = configmap("extra-2", &[]).replace("greeting: hello", &format!("greeting: commit-{n}"));
+    let changed =
+        configmap("extra-2", &[]).replace("greeting: hello", &format!("greeting: commit-{n}"));
     f.write_files(&vec![("base/extra-2.yaml".into(), changed)]);
     let revision = f.commit(&format!("change {n} after the clock stepped"));
     f.wait_status("the new commit Synced", CHANGE, |s| {
@@ -86,7 +92,10 @@ async fn a_wall_clock_step_forward_and_back_stalls_nothing() {
     step_clock(&offset, "+0");
     f.daemon_env = vec![
         ("LD_PRELOAD".into(), LIBFAKETIME.into()),
-        ("FAKETIME_TIMESTAMP_FILE".into(), offset.display().to_string()),
+        (
+            "FAKETIME_TIMESTAMP_FILE".into(),
+            offset.display().to_string(),
+        ),
         ("FAKETIME_CACHE_DURATION".into(), "1".into()),
         ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
     ];
@@ -96,10 +105,22 @@ async fn a_wall_clock_step_forward_and_back_stalls_nothing() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
 
     step_clock(&offset, "+1d");
-    still_reconciles(&f, &cms, |t| t > Utc::now() + chrono::Duration::hours(20), 1).await;
+    still_reconciles(
+        &f,
+        &cms,
+        |t| t > Utc::now() + chrono::Duration::hours(20),
+        1,
+    )
+    .await;
 
     // Back behind where it started: timestamps the daemon took a moment ago now lie in its
     // future.
     step_clock(&offset, "-1h");
-    still_reconciles(&f, &cms, |t| t < Utc::now() - chrono::Duration::minutes(30), 2).await;
+    still_reconciles(
+        &f,
+        &cms,
+        |t| t < Utc::now() - chrono::Duration::minutes(30),
+        2,
+    )
+    .await;
 }

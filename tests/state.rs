@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use gitopsd::live::ObjectKey;
 use gitopsd::state::{StateStore, TierState, short_digest};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -41,7 +39,7 @@ async fn save_then_load_round_trips_every_field() {
         let store = StateStore::new(client.clone(), &ns);
         let digest = sha256_hex("manifest");
         let state = TierState {
-            inventory: BTreeMap::from([
+            inventory: gitopsd::state::Inventory::from([
                 (
                     key("v1", "ConfigMap", Some("shop"), "settings"),
                     digest.clone(),
@@ -65,6 +63,7 @@ async fn save_then_load_round_trips_every_field() {
             failed_revision: Some("3333333333333333333333333333333333333333".to_owned()),
             rollbacks: 2,
             healthy: Vec::new(),
+            finished_jobs: Vec::new(),
         };
         store.save("prod", &state).await.expect("save");
         let back = store.load("prod").await.expect("load");

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::PruneTarget;
 use crate::config::PruneConfig;
-use crate::live::ObjectKey;
+use crate::live::{ObjectId, ObjectKey};
 use crate::render::TIER_LABEL;
 
 /// The annotation that keeps an object from ever being pruned.
@@ -40,10 +40,13 @@ pub fn plan_prune(
     live: &dyn Fn(&ObjectKey) -> Option<Value>,
 ) -> PrunePlan {
     let mut plan = PrunePlan::default();
+    // By identity, not version: an object whose manifest moved to another version of its
+    // group (`autoscaling/v1` to `autoscaling/v2`) is still desired (issue 21 item 4).
+    let desired: HashSet<ObjectId> = desired.iter().map(ObjectKey::id).collect();
     let mut seen = HashSet::new();
     let mut candidates: Vec<(ObjectKey, Value)> = Vec::new();
     for key in inventory {
-        if desired.contains(key) || !seen.insert(key) {
+        if desired.contains(&key.id()) || !seen.insert(key.id()) {
             continue;
         }
         match live(key) {
@@ -216,6 +219,35 @@ mod tests {
         assert_eq!(plan.delete[0].uid.as_deref(), Some("uid-a"));
         assert_eq!(plan.refused, None);
         assert!(plan.skipped.is_empty() && plan.gone.is_empty());
+    }
+
+    #[test]
+    fn an_object_moved_to_another_version_of_its_group_is_not_pruned() {
+        let v1 = ObjectKey {
+            api_version: "autoscaling/v1".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            namespace: Some("ns".into()),
+            name: "api".into(),
+        };
+        let v2 = ObjectKey {
+            api_version: "autoscaling/v2".into(),
+            ..v1.clone()
+        };
+        let other_group = ObjectKey {
+            api_version: "example.com/v1".into(),
+            ..v1.clone()
+        };
+        let mut inv = ten();
+        inv.push(v1.clone());
+        let mut desired = inv[..10].to_vec();
+        desired.push(v2);
+        let plan = run(&enabled(), &inv, &desired, HashMap::new());
+        assert_eq!(plan, PrunePlan::default());
+        // Another group is another object: the v1 HPA is pruned.
+        desired.pop();
+        desired.push(other_group);
+        let plan = run(&enabled(), &inv, &desired, HashMap::new());
+        assert_eq!(names(&plan.delete), ["api"]);
     }
 
     #[test]

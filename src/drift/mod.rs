@@ -20,7 +20,7 @@ use crate::classify::{
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
 use crate::diff::{applied_fields_v1, compare};
-use crate::live::{LiveError, LiveObjects, ObjectKey};
+use crate::live::{LiveError, LiveObjects, ObjectId, ObjectKey};
 use crate::policy::last_writer;
 use crate::render::{DesiredObject, DesiredSet};
 
@@ -105,6 +105,27 @@ pub struct DriftReport {
 impl DriftReport {
     pub fn has_drift(&self) -> bool {
         !self.items.is_empty()
+    }
+
+    /// Drops the items `drop` picks (what the reconcile knows is no drift: a finished Job its
+    /// TTL deleted), keeping the counts true: an object left with no item is in sync.
+    pub fn drop_items(&mut self, drop: impl Fn(&DriftItem) -> bool) {
+        let objects = |items: &[DriftItem]| {
+            items
+                .iter()
+                .map(DriftItem::object_key)
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let before = objects(&self.items);
+        self.items.retain(|i| !drop(i));
+        let after = objects(&self.items);
+        self.in_sync += before - after;
+        self.drifted = self.drifted.saturating_sub(before - after);
+        self.counts = SeverityCounts::default();
+        for i in &self.items {
+            self.counts.add(i.severity);
+        }
     }
 }
 
@@ -200,7 +221,15 @@ pub async fn detect_except(
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
         let kinds = set.kinds();
-        let desired: HashSet<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
+        // By identity: a kind watched at two versions (two manifests of one group at
+        // different versions) shows each object under both, and a desired object under the
+        // version it is not desired at is the same object, not an extra one.
+        let desired: HashSet<ObjectId> = set
+            .objects
+            .iter()
+            .map(|o| ObjectKey::from(o).id())
+            .collect();
+        let mut extra_seen: HashSet<ObjectId> = HashSet::new();
         let labelled = live
             .labelled_keys(&set.tier, &kinds)
             .await
@@ -210,7 +239,7 @@ pub async fn detect_except(
             })?;
         // Only extra objects are read whole: the desired ones were read above.
         for key in labelled {
-            if desired.contains(&key) {
+            if desired.contains(&key.id()) || !extra_seen.insert(key.id()) {
                 continue;
             }
             let l = match live.get(&key).await {

@@ -234,3 +234,56 @@ async fn a_foreign_security_field_is_critical_drift_that_no_dry_run_dismisses() 
     assert_eq!((report.drifted, report.in_sync), (1, 0));
     assert_eq!(report.counts.critical, 1);
 }
+
+/// One live object under every key, and labelled keys as a cache watching a kind at two
+/// versions lists them: each object once per version.
+struct TwoVersions(Value, Vec<ObjectKey>);
+
+impl LiveObjects for TwoVersions {
+    async fn get(&self, _: &ObjectKey) -> Result<Option<Value>, LiveError> {
+        Ok(Some(self.0.clone()))
+    }
+    async fn labelled(&self, _: &str, _: &[(String, String)]) -> Result<Vec<Value>, LiveError> {
+        Ok(Vec::new())
+    }
+    async fn labelled_keys(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+    ) -> Result<Vec<ObjectKey>, LiveError> {
+        Ok(self.1.clone())
+    }
+}
+
+#[tokio::test]
+async fn extra_objects_are_found_by_identity_not_version() {
+    let desired = testdata("deployment-desired");
+    let set = set_of(desired.clone());
+    let key = |version: &str, name: &str| ObjectKey {
+        api_version: format!("apps/{version}"),
+        kind: "Deployment".into(),
+        namespace: set.objects[0].namespace.clone(),
+        name: name.into(),
+    };
+    let name = set.objects[0].name.clone();
+    let labelled = vec![
+        key("v1", &name),
+        // The desired object, listed again under another version of its group.
+        key("v1beta2", &name),
+        // A real extra object, listed under both versions: reported once.
+        key("v1", "stray"),
+        key("v1beta2", "stray"),
+    ];
+    let tier: TierConfig =
+        serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+    let report = detect(&set, &tier, &TwoVersions(desired, labelled), &EchoDryRun)
+        .await
+        .expect("detect");
+    let extra: Vec<&str> = report
+        .items
+        .iter()
+        .filter(|i| i.rule == "extra-object")
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(extra, ["stray"], "{:?}", report.items);
+}

@@ -97,7 +97,29 @@ impl From<&crate::render::DesiredObject> for ObjectKey {
     }
 }
 
+/// An object's identity without its API version: group, kind, namespace, name. Two keys that
+/// differ only in the version of their group (`autoscaling/v1` and `autoscaling/v2`) name one
+/// object in the API server, which serves it at every version of the group: what the inventory,
+/// prune and the extra-object check compare by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectId {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
 impl ObjectKey {
+    /// The identity of the object this key names, whatever the version.
+    pub fn id(&self) -> ObjectId {
+        ObjectId {
+            group: crate::config::api_group(&self.api_version).to_owned(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// The identity of a live object as JSON (`apiVersion`, `kind`, `metadata`).
     pub fn of(object: &Value) -> ObjectKey {
         let at = |p: &str| object.pointer(p).and_then(Value::as_str);

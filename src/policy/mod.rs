@@ -6,6 +6,11 @@
 //! forever only makes both controllers busy; after [`FIGHT_LIMIT`] corrections within
 //! [`FIGHT_WINDOW`] the field is held back from applies and reported as unconvergeable, naming
 //! the field manager that wrote it.
+//!
+//! Deletions count the same way: an object gitopsd created again after it went missing, that
+//! goes missing again and again (a TTL controller, an operator that owns it, a finalizer loop),
+//! is given up after [`FIGHT_LIMIT`] recreations within [`FIGHT_WINDOW`] and reported as
+//! unconvergeable, naming who deletes it where the last live copy tells ([`deletion_hint`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -23,6 +28,19 @@ use crate::live::ObjectKey;
 pub const FIGHT_LIMIT: usize = 3;
 pub const FIGHT_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// The path under which recreations of a deleted object are counted, and shown.
+pub const DELETED: &str = "(the object)";
+
+/// What gitopsd gave up fighting over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Fought {
+    /// A field another writer keeps changing back.
+    Field,
+    /// The whole object: something keeps deleting it after gitopsd creates it again.
+    Deletion,
+}
+
 /// A field gitopsd gave up correcting: something else keeps writing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,9 +48,11 @@ pub struct Unconvergeable {
     pub object: ObjectKey,
     pub path: String,
     pub severity: Severity,
-    /// The field manager that wrote the live value, when managedFields tell.
+    /// The field manager that wrote the live value, when managedFields tell; for a deletion,
+    /// who deletes it, as far as its last live copy tells.
     pub manager: Option<String>,
     pub corrections: usize,
+    pub fought: Fought,
 }
 
 impl std::fmt::Display for Unconvergeable {
@@ -42,6 +62,16 @@ impl std::fmt::Display for Unconvergeable {
             Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
             None => format!("{} {}", o.kind, o.name),
         };
+        if self.fought == Fought::Deletion {
+            return write!(
+                f,
+                "{name}: created again {} times and deleted again each time, by {}; gitopsd stops creating it until the desired object changes (stop what deletes it, or remove the object from git)",
+                self.corrections,
+                self.manager
+                    .as_deref()
+                    .unwrap_or("an unknown deleter (the API server records no deleter, and its last live copy names none)")
+            );
+        }
         write!(
             f,
             "{name} {}: corrected {} times and changed back each time by {}; gitopsd stops re-applying it until the desired object changes (stop the other writer, or give it the field with a severity override `ignore`)",
@@ -98,6 +128,8 @@ pub struct Decision {
 pub struct FightTracker {
     /// (object, field path) -> (the desired digest it was corrected to, when).
     corrected: HashMap<(ObjectKey, String), (String, Vec<Instant>)>,
+    /// Who deletes each object gitopsd created again, as its last live copy told.
+    deleters: HashMap<ObjectKey, String>,
 }
 
 impl FightTracker {
@@ -129,7 +161,20 @@ impl FightTracker {
             }
             let key = item.object_key();
             let Some(path) = &item.field_path else {
-                // The whole object is missing: create it again.
+                // The whole object is missing: create it again, unless it keeps being deleted.
+                let current = digest(&key).unwrap_or_default();
+                let count = self.recent(&key, DELETED, &current, now);
+                if count >= FIGHT_LIMIT {
+                    decision.unconvergeable.push(Unconvergeable {
+                        manager: self.deleters.get(&key).cloned(),
+                        object: key,
+                        path: DELETED.to_owned(),
+                        severity: item.severity,
+                        corrections: count,
+                        fought: Fought::Deletion,
+                    });
+                    continue;
+                }
                 per_object
                     .entry(key.clone())
                     .or_insert_with(|| Correction::new(key));
@@ -146,6 +191,7 @@ impl FightTracker {
                     severity: item.severity,
                     manager,
                     corrections: count,
+                    fought: Fought::Field,
                 });
                 held.entry(key).or_default().push(path.clone());
                 continue;
@@ -196,7 +242,91 @@ impl FightTracker {
     /// Forgets objects that left the desired set.
     pub fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
         self.corrected.retain(|(k, _), _| keep(k));
+        self.deleters.retain(|k, _| keep(k));
     }
+
+    /// Records that `object` was created again (it had gone missing) from the desired object
+    /// of `digest`.
+    pub fn recreated(&mut self, object: &ObjectKey, digest: &str, now: Instant) {
+        self.corrected(object, &[DELETED.to_owned()], digest, now);
+    }
+
+    /// The objects gitopsd created again and whose deleter is worth noting while they exist.
+    pub fn recreated_objects(&self) -> Vec<ObjectKey> {
+        self.corrected
+            .keys()
+            .filter(|(_, p)| p == DELETED)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Notes who is likely to delete `object` (from [`deletion_hint`]), kept for the report.
+    pub fn note_deleter(&mut self, object: &ObjectKey, hint: Option<String>) {
+        if let Some(h) = hint {
+            self.deleters.insert(object.clone(), h);
+        }
+    }
+}
+
+/// Who deletes an object, as far as its desired manifest and its last live copy tell: a Job's
+/// `ttlSecondsAfterFinished` (the TTL-after-finished controller), an owner reference (its owner
+/// or the garbage collector), or else the last field manager other than gitopsd that wrote it.
+/// The API server records no deleter in the object; `None` when nothing names one.
+pub fn deletion_hint(manifest: &Value, live: Option<&Value>) -> Option<String> {
+    let kind = manifest.get("kind").and_then(Value::as_str);
+    let ttl = |o: &Value| {
+        o.pointer("/spec/ttlSecondsAfterFinished")
+            .and_then(Value::as_i64)
+    };
+    if kind == Some("Job")
+        && let Some(t) = live.and_then(ttl).or_else(|| ttl(manifest))
+    {
+        return Some(format!(
+            "the TTL-after-finished controller (ttlSecondsAfterFinished: {t})"
+        ));
+    }
+    let live = live?;
+    if let Some(owner) = live
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|o| o.first())
+    {
+        let at = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or("?");
+        return Some(format!(
+            "its owner {} {} (ownerReferences) or the garbage collector",
+            at("kind"),
+            at("name")
+        ));
+    }
+    live.pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .filter(|e| e.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
+        // A controller's status writes say nothing about who deletes the object.
+        .filter(|e| !status_only(e))
+        .max_by_key(|e| e.get("time").and_then(Value::as_str).unwrap_or_default())
+        .and_then(|e| e.get("manager").and_then(Value::as_str))
+        .map(|m| format!("{m} (probably: the last other field manager that wrote it)"))
+}
+
+/// Whether a managedFields entry writes the status alone (the status subresource, or only
+/// `f:status`). `fieldsV1` may be JSON text (the live cache keeps it so).
+fn status_only(entry: &Value) -> bool {
+    if entry.get("subresource").and_then(Value::as_str) == Some("status") {
+        return true;
+    }
+    let parsed;
+    let fields = match entry.get("fieldsV1") {
+        Some(Value::String(text)) => {
+            parsed = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+            &parsed
+        }
+        Some(v) => v,
+        None => return false,
+    };
+    fields
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.keys().all(|k| k == "f:status"))
 }
 
 /// The drift items of `report` that keep a tier OutOfSync: the one rule of docs/DESIGN.md
@@ -218,10 +348,11 @@ pub fn unsettled<'r>(
             Action::Alert => true,
             Action::Prune => !done(item),
             Action::Apply => {
-                let given_up = decision
-                    .unconvergeable
-                    .iter()
-                    .any(|u| u.object == item.object_key() && item.paths.contains(&u.path));
+                let given_up = decision.unconvergeable.iter().any(|u| {
+                    u.object == item.object_key()
+                        && (item.paths.contains(&u.path)
+                            || (u.fought == Fought::Deletion && item.field_path.is_none()))
+                });
                 given_up || !done(item)
             }
         })

@@ -193,6 +193,7 @@ fn drift_is_settled_only_when_ignored_or_done() {
             severity: Severity::High,
             manager: None,
             corrections: FIGHT_LIMIT,
+            fought: Fought::Field,
         }],
         ..Decision::default()
     };
@@ -386,5 +387,75 @@ fn a_foreign_field_is_corrected_by_removal_alone_and_given_up_when_it_keeps_comi
     assert_eq!(
         d.unconvergeable[0].manager.as_deref(),
         Some("kubectl-patch")
+    );
+}
+
+#[test]
+fn an_object_deleted_after_each_recreation_is_given_up_naming_the_deleter() {
+    let mut t = FightTracker::default();
+    let r = report(vec![item("api", None, Severity::Critical, Action::Apply)]);
+    let start = Instant::now();
+    for round in 0..FIGHT_LIMIT {
+        let now = start + Duration::from_secs(round as u64 * 5);
+        let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, now);
+        assert_eq!(d.corrections.len(), 1, "round {round} creates it again");
+        assert!(d.unconvergeable.is_empty());
+        t.recreated(&key("api"), "d1", now);
+        // Seen live in between, last written by the reaper.
+        t.note_deleter(
+            &key("api"),
+            deletion_hint(&json!({"kind": "Deployment"}), Some(&live_fought())),
+        );
+    }
+    assert_eq!(t.recreated_objects(), [key("api")]);
+    let now = start + Duration::from_secs(60);
+    let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, now);
+    assert!(d.corrections.is_empty(), "not created a fourth time");
+    assert_eq!(d.unconvergeable.len(), 1);
+    let u = &d.unconvergeable[0];
+    assert_eq!((u.fought, u.corrections), (Fought::Deletion, FIGHT_LIMIT));
+    assert!(
+        u.to_string().starts_with(
+            "Deployment shop-exp/api: created again 3 times and deleted again each time, by rogue-scaler"
+        ),
+        "{u}"
+    );
+    // A changed desired object is created again.
+    let d = t.decide(&r, &|_| Some("d2".into()), &|_| None, now);
+    assert_eq!(d.corrections.len(), 1);
+}
+
+#[test]
+fn a_deletion_hint_names_the_ttl_controller_an_owner_or_the_last_writer() {
+    let job = json!({"kind": "Job", "spec": {"ttlSecondsAfterFinished": 0}});
+    assert_eq!(
+        deletion_hint(&job, None).as_deref(),
+        Some("the TTL-after-finished controller (ttlSecondsAfterFinished: 0)")
+    );
+    let cm = json!({"kind": "ConfigMap"});
+    assert_eq!(deletion_hint(&cm, None), None);
+    let owned = json!({"metadata": {"ownerReferences": [{"kind": "Widget", "name": "w"}]}});
+    assert!(
+        deletion_hint(&cm, Some(&owned))
+            .unwrap_or_default()
+            .starts_with("its owner Widget w")
+    );
+    let only_ours = json!({"metadata": {"managedFields": [{"manager": "gitopsd"}]}});
+    assert_eq!(deletion_hint(&cm, Some(&only_ours)), None);
+}
+
+#[test]
+fn a_controllers_status_writes_do_not_make_it_the_deleter() {
+    let cm = json!({"kind": "ConfigMap"});
+    let live = json!({"metadata": {"managedFields": [
+        {"manager": "reaper", "time": "2026-11-23T10:00:00Z",
+         "fieldsV1": "{\"f:metadata\":{\"f:annotations\":{}}}"},
+        {"manager": "kube-controller-manager", "time": "2026-11-23T10:06:00Z",
+         "subresource": "status", "fieldsV1": {"f:status": {}}}
+    ]}});
+    assert!(
+        deletion_hint(&cm, Some(&live))
+            .unwrap_or_default()
+            .starts_with("reaper ")
     );
 }

@@ -11,7 +11,9 @@
 //! - nothing is applied or pruned until the tier's state (inventory, revisions) is read;
 //! - the keys of objects about to be created are written to the inventory before the apply,
 //!   so a daemon killed mid-apply still knows about them;
-//! - prune runs only when the newest fetch, render and validation all succeeded;
+//! - prune runs only when the newest fetch, render and validation all succeeded and every
+//!   object of the sync applied; it compares objects by identity (group, kind, namespace,
+//!   name), so an apiVersion change is never a prune and a create;
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
 mod gate;
@@ -37,18 +39,14 @@ use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
-use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey};
-use crate::policy::{FightTracker, hold_back};
+use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectId, ObjectKey};
+use crate::policy::{self, FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
-use crate::state::{HealthyRecord, StateStore, TierState, short_digest};
+use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
 pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
-
-/// The inventory digest of an object recorded before its first apply finished: it matches no
-/// manifest digest, so the object is applied again.
-const NOT_APPLIED: &str = "not-applied";
 
 /// How long a reconcile waits for the live cache to list a new kind.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -216,6 +214,16 @@ pub struct TierReconciler {
     refused_now: bool,
     /// The refusals last logged, so that a refusal is logged when it appears, not every sync.
     refusals_logged: Vec<String>,
+    /// The prune guard's refusal of the last prune (with the fix), shown in the status.
+    prune_refused: Option<String>,
+    /// (revision, refusal) last reported as `PruneRefused`: once per revision and reason.
+    prune_refused_reported: Option<(String, String)>,
+    /// The uid of each Job with ttlSecondsAfterFinished as last applied or seen: its end
+    /// Event is matched by it.
+    job_uids: HashMap<ObjectKey, String>,
+    /// Jobs of this sync that finished for their manifest and are gone: neither drift nor
+    /// unhealthy.
+    jobs_gone: HashSet<ObjectKey>,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -281,6 +289,10 @@ impl TierReconciler {
             write_guard: None,
             refused_now: false,
             refusals_logged: Vec::new(),
+            prune_refused: None,
+            prune_refused_reported: None,
+            job_uids: HashMap::new(),
+            jobs_gone: HashSet::new(),
         }
     }
 
@@ -976,15 +988,85 @@ impl TierReconciler {
         let mut report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
             .await
             .map_err(|e| e.to_string())?;
+        // A Job with ttlSecondsAfterFinished that finished for its manifest and was deleted by
+        // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
+        let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
+        for o in set.objects.iter().filter(|o| is_ttl_job(o)) {
+            let key = ObjectKey::from(o);
+            let Some(state) = self.state.as_mut() else {
+                break;
+            };
+            let namespace = o.namespace.clone().unwrap_or_default();
+            let applied_here =
+                state.inventory.get(&key).map(String::as_str) == Some(short_digest(&o.digest));
+            let live = cache.get(&key).await.ok().flatten();
+            if let Some(live) = &live {
+                if let Some(uid) = live.pointer("/metadata/uid").and_then(Value::as_str) {
+                    self.job_uids.insert(key.clone(), uid.to_owned());
+                }
+                if applied_here
+                    && job_finished(live)
+                    && !state.job_finished(&namespace, &o.name, &o.digest)
+                {
+                    info!(object = %o.display_name(), "job finished for this revision: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                }
+                continue;
+            }
+            if state.job_finished(&namespace, &o.name, &o.digest) {
+                jobs_gone.insert(key);
+                continue;
+            }
+            if !applied_here {
+                continue;
+            }
+            // Gone before a reconcile saw it finish (ttlSecondsAfterFinished: 0): the Job
+            // controller's Event says whether the Job gitopsd created ran to its end.
+            let uid = self.job_uids.get(&key).cloned();
+            match job_end_event(&self.client, &namespace, &o.name, uid.as_deref()).await {
+                Ok(true) => {
+                    info!(object = %o.display_name(), "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                    jobs_gone.insert(key);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(object = %o.display_name(), error = %e, "cannot read the Job's Events")
+                }
+            }
+        }
+        if let Some(state) = self.state.as_mut() {
+            state.finished_jobs.retain(|j| {
+                set.objects.iter().any(|o| {
+                    is_ttl_job(o)
+                        && o.name == j.name
+                        && o.namespace.as_deref() == Some(j.namespace.as_str())
+                })
+            });
+        }
+        if !jobs_gone.is_empty() {
+            report.drop_items(|i| i.field_path.is_none() && jobs_gone.contains(&i.object_key()));
+        }
+        self.jobs_gone = jobs_gone;
         if let Some(state) = &self.state {
-            let inventory = crate::ownership::Inventory::new(state.inventory.keys());
-            crate::drift::settle_extras(&mut report, &self.tier, &|k| inventory.contains(k));
+            // By identity: the inventory compares group, kind, namespace and name.
+            crate::drift::settle_extras(&mut report, &self.tier, &|k| {
+                state.inventory.contains_key(k)
+            });
         }
         let by_key: HashMap<ObjectKey, &DesiredObject> = set
             .objects
             .iter()
             .map(|o| (ObjectKey::from(o), o))
             .collect();
+        // Who deletes the objects gitopsd had to create again, while their live copy tells.
+        for key in self.fights.recreated_objects() {
+            if let Some(o) = by_key.get(&key) {
+                let live = cache.get(&key).await.ok().flatten();
+                self.fights
+                    .note_deleter(&key, policy::deletion_hint(&o.manifest, live.as_ref()));
+            }
+        }
         let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
         for item in &report.items {
             let key = item.object_key();
@@ -1117,11 +1199,18 @@ impl TierReconciler {
                         .cloned()
                         .collect();
                     self.fights.corrected(&c.object, &applied, &o.digest, now);
+                    // A missing object created again: deletions count in the fight guard.
+                    if c.fields.is_empty() && r.outcome == Outcome::Created {
+                        self.fights.recreated(&c.object, &o.digest, now);
+                    }
                     info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
                 }
             }
         }
         let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
+        // What leaves the inventory is compared by identity: a manifest moved to another
+        // version of its group is the same object (issue 21 item 4).
+        let desired_ids: HashSet<ObjectId> = desired_keys.iter().map(ObjectKey::id).collect();
         self.fights.retain(|k| desired_keys.contains(k));
         self.applied_generations
             .retain(|k, _| desired_keys.contains(k));
@@ -1141,7 +1230,7 @@ impl TierReconciler {
             if self
                 .state
                 .as_ref()
-                .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+                .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())))
             {
                 record.prune_notes.push(
                     "prune skipped: an object of this sync failed to apply (see the failures)"
@@ -1153,7 +1242,7 @@ impl TierReconciler {
         } else if self
             .state
             .as_ref()
-            .is_some_and(|s| s.inventory.keys().any(|k| !desired_keys.contains(k)))
+            .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())))
         {
             record.prune_notes.push(
                 "prune skipped: the newest revision could not be fetched, rendered or validated"
@@ -1203,6 +1292,13 @@ impl TierReconciler {
         } else {
             SyncState::Synced
         };
+        // A refused prune leaves objects git no longer has: not in sync, whatever drift says.
+        let prune_refused = self.prune_refused.clone();
+        let sync = if prune_refused.is_some() {
+            SyncState::OutOfSync
+        } else {
+            sync
+        };
         let revision = if refused {
             self.state
                 .as_ref()
@@ -1231,7 +1327,13 @@ impl TierReconciler {
             )
         } else {
             let first_failure = record.failures.first().and_then(|r| r.message.clone());
-            (sync, self.health_note.clone().or(first_failure))
+            (
+                sync,
+                self.health_note
+                    .clone()
+                    .or(first_failure)
+                    .or(prune_refused.clone()),
+            )
         };
         let window = (!self.tier.windows.is_empty()).then_some(window);
         self.status.update(|s| {
@@ -1241,6 +1343,7 @@ impl TierReconciler {
             s.objects = objects;
             s.alerts = decision.alerts;
             s.unconvergeable = decision.unconvergeable;
+            s.prune_refused = prune_refused;
             s.drift = Some(report);
             s.last_error = error;
         });
@@ -1253,8 +1356,6 @@ impl TierReconciler {
         use crate::ownership::{Claim, Live, adopts, claim, finding};
         let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
         let state = self.state.as_ref().ok_or("no tier state")?;
-        // Across versions of a group, built only when an existing object misses the exact key.
-        let mut by_group: Option<crate::ownership::Inventory> = None;
         let mut out = Vec::new();
         for o in &set.objects {
             let key = ObjectKey::from(o);
@@ -1277,13 +1378,8 @@ impl TierReconciler {
                     tier_label: l.as_deref(),
                 },
             };
-            let in_inventory = state.inventory.contains_key(&key)
-                || (found.is_some()
-                    && by_group
-                        .get_or_insert_with(|| {
-                            crate::ownership::Inventory::new(state.inventory.keys())
-                        })
-                        .contains(&key));
+            // The inventory compares identities: another version of the group is the same object.
+            let in_inventory = state.inventory.contains_key(&key);
             match claim(
                 &self.tier.name,
                 in_inventory,
@@ -1403,6 +1499,11 @@ impl TierReconciler {
                 if let Some(generation) = r.applied.as_ref().and_then(|a| a.generation) {
                     self.applied_generations.insert(r.key.clone(), generation);
                 }
+                if is_ttl_job(o)
+                    && let Some(uid) = r.applied.as_ref().and_then(|a| a.uid.clone())
+                {
+                    self.job_uids.insert(r.key.clone(), uid);
+                }
                 if let Some(state) = self.state.as_mut() {
                     state
                         .inventory
@@ -1422,8 +1523,12 @@ impl TierReconciler {
             return;
         };
         let inventory: Vec<ObjectKey> = state.inventory.keys().cloned().collect();
-        let candidates: Vec<&ObjectKey> =
-            inventory.iter().filter(|k| !desired.contains(*k)).collect();
+        let desired_ids: HashSet<ObjectId> = desired.iter().map(ObjectKey::id).collect();
+        let candidates: Vec<&ObjectKey> = inventory
+            .iter()
+            .filter(|k| !desired_ids.contains(&k.id()))
+            .collect();
+        self.prune_refused = None;
         if candidates.is_empty() {
             return;
         }
@@ -1460,6 +1565,24 @@ impl TierReconciler {
         if let Some(refused) = &plan.refused {
             warn!(reason = %refused, "prune refused");
             record.prune_notes.push(refused.clone());
+            // The objects the guard kept: neither gone nor skipped for a reason of their own.
+            let kept = candidates
+                .len()
+                .saturating_sub(plan.gone.len() + plan.skipped.len());
+            let message = format!(
+                "prune refused: {kept} objects that left git stay in the cluster: {refused} (or put them back in git)"
+            );
+            let report = (record.revision.clone(), refused.clone());
+            if self.prune_refused_reported.as_ref() != Some(&report) {
+                self.observers.emit(Activity::PruneRefused {
+                    tier: self.tier.name.clone(),
+                    revision: record.revision.clone(),
+                    objects: kept,
+                    reason: refused.clone(),
+                });
+                self.prune_refused_reported = Some(report);
+            }
+            self.prune_refused = Some(message);
             return;
         }
         for (key, why) in &plan.skipped {
@@ -1526,6 +1649,9 @@ impl TierReconciler {
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
         for o in &active.set.objects {
+            if self.jobs_gone.contains(&ObjectKey::from(o)) {
+                continue;
+            }
             let h = if missing.contains(&(o.kind.clone(), o.namespace.clone(), o.name.clone())) {
                 health::assess_or_missing(None)
             } else if !has_health(&o.kind) {
@@ -1795,6 +1921,81 @@ fn wake_at(opens_at: DateTime<Utc>, now: DateTime<Utc>, instant: Instant) -> Ins
     instant + wait + Duration::from_secs(1)
 }
 
+/// A Job the TTL-after-finished controller deletes once it finished.
+fn is_ttl_job(o: &DesiredObject) -> bool {
+    o.kind == "Job"
+        && crate::config::api_group(&o.api_version) == "batch"
+        && o.manifest
+            .pointer("/spec/ttlSecondsAfterFinished")
+            .is_some_and(|t| !t.is_null())
+}
+
+/// Drops from `report` the absence of each Job with `ttlSecondsAfterFinished` that the tier
+/// state records finished for its manifest: no drift, as the daemon sees it (`gitopsd diff`
+/// reads the same state).
+pub fn drop_finished_jobs(
+    report: &mut crate::drift::DriftReport,
+    set: &DesiredSet,
+    state: &TierState,
+) {
+    let done: HashSet<ObjectKey> = set
+        .objects
+        .iter()
+        .filter(|o| {
+            is_ttl_job(o)
+                && state.job_finished(o.namespace.as_deref().unwrap_or(""), &o.name, &o.digest)
+        })
+        .map(ObjectKey::from)
+        .collect();
+    if !done.is_empty() {
+        report.drop_items(|i| i.field_path.is_none() && done.contains(&i.object_key()));
+    }
+}
+
+/// Whether a live Job ran to its end: its `Complete` or `Failed` condition is true.
+fn job_finished(live: &Value) -> bool {
+    live.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                matches!(
+                    c.get("type").and_then(Value::as_str),
+                    Some("Complete" | "Failed")
+                ) && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// The reasons of the Events the Job controller records when a Job ends.
+const JOB_END_REASONS: &[&str] = &[
+    "Completed",
+    "BackoffLimitExceeded",
+    "DeadlineExceeded",
+    "PodFailurePolicy",
+    "MaxFailedIndexesExceeded",
+    "FailedIndexes",
+];
+
+/// Whether the Job controller recorded the end of the Job `namespace/name` (of `uid`, when
+/// known; after a restart gitopsd does not know it, and any end of a Job of that name counts).
+async fn job_end_event(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool, kube::Error> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let params = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.kind=Job,involvedObject.name={name}"
+    ));
+    let events = api.list(&params).await?;
+    Ok(events.items.iter().any(|e| {
+        JOB_END_REASONS.contains(&e.reason.as_deref().unwrap_or_default())
+            && uid.is_none_or(|u| e.involved_object.uid.as_deref() == Some(u))
+    }))
+}
+
 /// Kinds whose health is more than "it exists": the rest are healthy when present.
 fn has_health(kind: &str) -> bool {
     !matches!(
@@ -1822,6 +2023,16 @@ fn short(revision: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_is_finished_when_complete_or_failed() {
+        let job = |t: &str, s: &str| serde_json::json!({"status": {"conditions": [{"type": t, "status": s}]}});
+        assert!(job_finished(&job("Complete", "True")));
+        assert!(job_finished(&job("Failed", "True")));
+        assert!(!job_finished(&job("Complete", "False")));
+        assert!(!job_finished(&job("Suspended", "True")));
+        assert!(!job_finished(&serde_json::json!({})));
+    }
 
     #[test]
     fn a_hold_wakes_the_tier_a_second_after_it_opens_by_the_reconciles_clock() {

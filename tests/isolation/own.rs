@@ -49,7 +49,7 @@ async fn refused_then_reconciled(f: &Fixture, needles: &[&str]) -> Value {
     .await
 }
 
-async fn inventory(client: &Client, f: &Fixture) -> BTreeMap<ObjectKey, String> {
+async fn inventory(client: &Client, f: &Fixture) -> gitopsd::state::Inventory {
     StateStore::new(client.clone(), &f.state_ns)
         .load(&f.tier)
         .await
