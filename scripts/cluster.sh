@@ -7,6 +7,11 @@
 #                               (reuses a cluster that is already up and healthy; restarts
 #                               only kwok if scripts/kwok-stages changed since it started)
 #   scripts/cluster.sh down     stop every process it started, by process id
+#   scripts/cluster.sh stop COMPONENT [--kill]   stop one component of a running cluster (by
+#                               its recorded process id, as `down` does; --kill: SIGKILL at
+#                               once, a crash), e.g. to test an API server outage
+#   scripts/cluster.sh start COMPONENT   start it again with the arguments `up` gives it, and
+#                               wait until it is healthy (etcd, kube-apiserver: ready to serve)
 #   scripts/cluster.sh env      print shell exports (KUBECONFIG, PATH with kubectl)
 #   scripts/cluster.sh status   say what runs, with process ids and ports
 #   scripts/cluster.sh logs [COMPONENT]   show the end of a component's log
@@ -198,6 +203,71 @@ start_kwok() {
     --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-lease-duration-seconds 40
 }
 
+# ---- each component, started with the same arguments by `up` and by `start COMPONENT`.
+start_etcd() {
+  log "starting etcd $ETCD_VERSION on 127.0.0.1:$ETCD_CLIENT_PORT"
+  start etcd "$ETCD_BIN/etcd" --name gitopsd-local --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "gitopsd-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync --log-level warn
+}
+
+start_apiserver() {
+  log "starting kube-apiserver $KUBERNETES_VERSION on $SERVER"
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --endpoint-reconciler-type none \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --authorization-mode Node,RBAC --allow-privileged=true \
+    --service-cluster-ip-range 10.96.0.0/16 --profiling=false
+}
+
+start_kcm() {
+  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
+    --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --use-service-account-credentials=true
+}
+
+start_scheduler() {
+  start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig "$DIR/kube-scheduler.kubeconfig" \
+    --authentication-kubeconfig "$DIR/kube-scheduler.kubeconfig" \
+    --authorization-kubeconfig "$DIR/kube-scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
+}
+
+# Starts one component and, for etcd and kube-apiserver (what the others need), waits until it
+# serves.
+start_component() { # name
+  case $1 in
+    etcd)
+      start_etcd
+      wait_for "etcd health" 30 etcd curl -sf "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+      ;;
+    kube-apiserver)
+      start_apiserver
+      wait_for "kube-apiserver /readyz" 90 kube-apiserver \
+        bash -c "[[ \$(curl -sS --max-time 5 --cacert '$PKI/ca.crt' --cert '$PKI/admin.crt' --key '$PKI/admin.key' '$SERVER/readyz') == ok ]]"
+      ;;
+    kube-controller-manager) start_kcm ;;
+    kube-scheduler) start_scheduler ;;
+    kwok) start_kwok ;;
+    *) die "unknown component $1 (one of: ${COMPONENTS[*]})" ;;
+  esac
+}
+
 # A cluster started with other stages (an older checkout of this script) gets the current ones:
 # $DIR/kwok.yaml is the config the running kwok read. Only kwok restarts: it keeps no state of
 # its own (it re-lists nodes and Pods), while a whole restart would wipe etcd, and with it the
@@ -238,44 +308,11 @@ cmd_up() {
   write_kubeconfig "$DIR/kube-controller-manager.kubeconfig" kube-controller-manager
   write_kubeconfig "$DIR/kube-scheduler.kubeconfig" kube-scheduler
 
-  log "starting etcd $ETCD_VERSION on 127.0.0.1:$ETCD_CLIENT_PORT"
-  start etcd "$ETCD_BIN/etcd" --name gitopsd-local --data-dir "$DIR/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "gitopsd-local=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --unsafe-no-fsync --log-level warn
-  wait_for "etcd health" 30 etcd curl -sf "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
-
-  log "starting kube-apiserver $KUBERNETES_VERSION on $SERVER"
-  start kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-    --endpoint-reconciler-type none \
-    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-    --client-ca-file "$PKI/ca.crt" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-    --authorization-mode Node,RBAC --allow-privileged=true \
-    --service-cluster-ip-range 10.96.0.0/16 --profiling=false
-  wait_for "kube-apiserver /readyz" 90 kube-apiserver \
-    bash -c "[[ \$(curl -sS --max-time 5 --cacert '$PKI/ca.crt' --cert '$PKI/admin.crt' --key '$PKI/admin.key' '$SERVER/readyz') == ok ]]"
-
+  start_component etcd
+  start_component kube-apiserver
   log "starting kube-controller-manager and kube-scheduler"
-  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
-    --kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
-    --authentication-kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
-    --authorization-kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
-    --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
-    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --use-service-account-credentials=true
-  start kube-scheduler "$K8S_BIN/kube-scheduler" \
-    --kubeconfig "$DIR/kube-scheduler.kubeconfig" \
-    --authentication-kubeconfig "$DIR/kube-scheduler.kubeconfig" \
-    --authorization-kubeconfig "$DIR/kube-scheduler.kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
+  start_kcm
+  start_scheduler
   start_kwok
   wait_for "kube-controller-manager /healthz" 60 kube-controller-manager \
     curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
@@ -329,6 +366,33 @@ cmd_down() {
   log "down"
 }
 
+# One component of a running cluster: stopped (tests of an API server outage) and started again.
+# Neither takes $DIR/.lock: the caller holds it (flock) from stop to start, so that an `up`
+# meanwhile waits instead of taking the half-stopped cluster for a crashed one and restarting it
+# whole (which wipes etcd).
+cmd_stop() { # component [--kill]
+  [[ -n ${1:-} ]] || die "usage: cluster.sh stop COMPONENT [--kill] (one of: ${COMPONENTS[*]})"
+  [[ " ${COMPONENTS[*]} " == *" $1 "* ]] || die "unknown component $1 (one of: ${COMPONENTS[*]})"
+  if [[ ${2:-} == --kill ]] && alive "$1"; then
+    local pid
+    pid=$(pid_of "$1")
+    log "killing $1 (pid $pid)"
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  stop_one "$1"
+}
+
+cmd_start() { # component
+  [[ -n ${1:-} ]] || die "usage: cluster.sh start COMPONENT (one of: ${COMPONENTS[*]})"
+  [[ -f $PKI/.complete ]] || die "no cluster in $DIR; run \`cluster.sh up\` first"
+  if alive "$1"; then
+    log "$1 already runs (pid $(pid_of "$1"))"
+    return 0
+  fi
+  start_component "$1"
+}
+
 cmd_env() {
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
   echo "export PATH=$K8S_BIN:\$PATH"
@@ -353,11 +417,13 @@ cmd_logs() {
 case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
+  stop) shift; cmd_stop "$@" ;;
+  start) shift; cmd_start "$@" ;;
   env) cmd_env ;;
   status) cmd_status ;;
   logs) shift; cmd_logs "$@" ;;
   *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     [[ ${1:-} == -h || ${1:-} == --help ]] || exit 2
     ;;
 esac

@@ -16,7 +16,17 @@ started=0
 if ! scripts/cluster.sh status >/dev/null 2>&1; then
   started=1
 fi
-stop() { if ((started)); then scripts/cluster.sh down; fi; }
+# tests/faults_apiserver.rs stops and starts the API server of a control plane of its own, which
+# it brings up itself (this directory and port); stopped at the end if it was not up before.
+faults=(env GITOPSD_CLUSTER_DIR="${GITOPSD_CACHE:-$HOME/.cache/gitopsd}/cluster-faults" GITOPSD_CLUSTER_PORT=16470 GITOPSD_KWOK_NODES=1)
+faults_started=0
+if ! "${faults[@]}" scripts/cluster.sh status >/dev/null 2>&1; then
+  faults_started=1
+fi
+stop() {
+  if ((faults_started)); then "${faults[@]}" scripts/cluster.sh down || true; fi
+  if ((started)); then scripts/cluster.sh down; fi
+}
 trap stop EXIT
 GITOPSD_TEST_KUBECONFIG=$(scripts/cluster.sh up | tail -n 1)
 export GITOPSD_TEST_KUBECONFIG

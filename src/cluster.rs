@@ -2,6 +2,7 @@
 //! `KUBECONFIG` / `~/.kube/config` that kubectl would use.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
@@ -45,8 +46,26 @@ pub struct Connection {
     pub version: k8s_openapi::apimachinery::pkg::version::Info,
 }
 
-/// Loads the client config: an explicit kubeconfig file, or what kube infers (in-cluster first).
+/// How long a connection to the API server may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a response may go without a byte (counted from the request, not from when a pooled
+/// connection went idle). Above the 290 s after which the API server ends a watch (kube's
+/// watcher asks for that, and gives up itself 5 s later), so that a quiet watch is ended by
+/// the server, normally, never by this; a hung GET, PATCH or list still ends within it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Loads the client config: an explicit kubeconfig file, or what kube infers (in-cluster first),
+/// with deadlines on every request ([`CONNECT_TIMEOUT`], [`READ_TIMEOUT`]; kube's default has
+/// no read timeout, so an API server that accepts a request and never answers held it forever).
 pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, ClusterError> {
+    let mut config = load_config(kubeconfig).await?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.reset_reader_on_write = true;
+    Ok(config)
+}
+
+async fn load_config(kubeconfig: Option<&Path>) -> Result<kube::Config, ClusterError> {
     match kubeconfig {
         Some(path) => {
             let err = |source| ClusterError::Kubeconfig {
@@ -185,6 +204,23 @@ mod tests {
         );
         assert_eq!(c.auth_info.impersonate_groups, None);
         assert_eq!(c.cluster_url, base.cluster_url);
+    }
+
+    #[tokio::test]
+    async fn every_request_has_a_connect_and_a_read_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:6443\"}}]\n\
+             users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+        )
+        .expect("write");
+        let c = client_config(Some(&path)).await.expect("config");
+        assert_eq!(c.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(c.read_timeout, Some(READ_TIMEOUT));
+        assert!(c.reset_reader_on_write);
+        assert!(c.write_timeout.is_some());
     }
 
     #[tokio::test]

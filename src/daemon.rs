@@ -715,8 +715,14 @@ async fn tier_loop(
     let mut wake_at: Option<Instant> = None;
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Subscribed once, not per reconcile: a fresh receiver takes every change made before it
+    // as seen, so a live edit during a reconcile waited for the next poll (issue 21). The
+    // reconciler subscribed it when its live cache started, so nothing since then is missed.
+    let mut changes: Option<watch::Receiver<u64>> = None;
     loop {
-        let mut changes = reconciler.live_changes();
+        if changes.is_none() {
+            changes = reconciler.live_changes();
+        }
         let pending = first.take();
         let reason = tokio::select! {
             biased;
@@ -743,8 +749,13 @@ async fn tier_loop(
             _ = ticker.tick() => "interval",
             _ = sleep_until(wake_at) => "deadline",
             _ = changed(&mut changes) => {
-                // Coalesce a burst (a rollout writes status many times).
+                // Coalesce a burst (a rollout writes status many times): what changed during
+                // the pause is read by this reconcile, so it is marked seen; a change after
+                // this point wakes the next one.
                 tokio::time::sleep(DEBOUNCE).await;
+                if let Some(rx) = changes.as_mut() {
+                    rx.borrow_and_update();
+                }
                 "live-change"
             }
         };

@@ -109,6 +109,7 @@ pub struct Metrics {
     tier_health: IntGaugeVec,
     drift_objects: IntGaugeVec,
     drift_unresolved: IntGaugeVec,
+    dryrun_cache_entries: IntGaugeVec,
     drift_detected: IntCounterVec,
     sync_total: IntCounterVec,
     sync_duration: HistogramVec,
@@ -240,6 +241,11 @@ impl Metrics {
                 "gitopsd_drift_unresolved_objects",
                 "Drift items the tier's last reconcile found whose action is not ignore (apply, alert or prune), by severity.",
                 &["tier", "severity"],
+            )?,
+            dryrun_cache_entries: r.gauges(
+                "gitopsd_dryrun_cache_entries",
+                "Server-side-apply dry-run answers the tier keeps (at most one per desired object).",
+                &["tier"],
             )?,
             drift_detected: r.counters(
                 "gitopsd_drift_detected_total",
@@ -507,6 +513,9 @@ impl Metrics {
                     .with_label_values(&[tier, severity])
                     .set(n);
             }
+            self.dryrun_cache_entries
+                .with_label_values(&[tier])
+                .set(i64::try_from(s.dry_run_cache_entries).unwrap_or(i64::MAX));
             // No series before the first reconcile: 0 would read as 1970.
             if let Some(at) = s.last_reconcile_at {
                 self.last_sync

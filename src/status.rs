@@ -112,6 +112,10 @@ pub struct TierStatus {
     /// The tier's ref as the poller last saw it: when it was last fetched, why not since,
     /// whether it is stale, and the last history rewrite (force-push).
     pub source: SourceStatus,
+    /// Answers the tier's dry-run cache holds (one per object at most), for
+    /// `gitopsd_dryrun_cache_entries`; not part of the status API.
+    #[serde(skip)]
+    pub dry_run_cache_entries: usize,
 }
 
 /// What the daemon knows of the tier's ref in the config repo (written by the daemon on
@@ -169,6 +173,7 @@ impl TierStatus {
             window: None,
             standby: None,
             source: SourceStatus::default(),
+            dry_run_cache_entries: 0,
         }
     }
 

@@ -28,13 +28,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, TryStreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersion};
 use kube::discovery::Scope;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector::store::Writer};
 use kube::{Client, ResourceExt};
@@ -64,6 +65,15 @@ fn slim(object: &mut DynamicObject) {
             fields.0 = Value::String(fields.0.to_string());
         }
     }
+}
+
+/// The first retry of a failed watch, doubled per failure up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// `d` +- 25 %, so that the watches of a tier do not all retry at the same instant.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
 /// Above this many desired objects of one kind in one namespace, one namespace-wide watch
@@ -118,6 +128,12 @@ struct KindCache {
 
 struct WatchedStore {
     store: Store<DynamicObject>,
+    /// True from the end of a (re)list until the watch fails: while false, the store holds the
+    /// last list's objects, which may be stale, and an object missing from it is unknown, not
+    /// deleted.
+    synced: Arc<AtomicBool>,
+    /// What the watch selects, for the messages that say which watch is not synced.
+    what: String,
     _task: AbortOnDrop,
 }
 
@@ -200,20 +216,36 @@ impl LiveCache {
         Ok(())
     }
 
-    /// Waits until every watch has listed its objects once.
+    /// Waits until every watch is synced: it has listed its objects, and has not failed since
+    /// (a watch that failed lists again, see [`spawn_watch`](Self::spawn_watch)).
     pub async fn wait_synced(&self, timeout: Duration) -> Result<(), LiveError> {
-        let all = self.kinds.values().flat_map(|k| k.stores()).map(|s| {
-            let s = s.clone();
-            async move { s.wait_until_ready().await }
-        });
-        let waited = tokio::time::timeout(timeout, future::join_all(all)).await;
-        // A dropped writer (its task ended) or the deadline: name the first kind not synced.
-        if waited.is_err() || waited.is_ok_and(|r| r.iter().any(|r| r.is_err())) {
-            for (id, kind) in &self.kinds {
-                kind.synced(id)?;
+        let mut changes = self.changes.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            // Checked after subscribing, so a list that ends meanwhile wakes the loop.
+            while self.not_synced().is_some() {
+                if changes.changed().await.is_err() {
+                    return;
+                }
             }
+        })
+        .await;
+        match (waited, self.not_synced()) {
+            (_, None) => Ok(()),
+            (_, Some((id, _))) => Err(LiveError::NotSynced {
+                api_version: id.0.clone(),
+                kind: id.1.clone(),
+            }),
         }
-        Ok(())
+    }
+
+    /// The first watch that is not synced (listing, or failed and listing again), with what it
+    /// selects; `None` when every watch is synced.
+    pub fn not_synced(&self) -> Option<(&KindId, &str)> {
+        self.kinds.iter().find_map(|(id, kind)| {
+            kind.watches()
+                .find(|w| !w.synced.load(Ordering::Acquire))
+                .map(|w| (id, w.what.as_str()))
+        })
     }
 
     /// A receiver whose value (a generation number) changes whenever a watched object is
@@ -358,8 +390,16 @@ impl LiveCache {
         stores
     }
 
-    /// One watch, one task: events go through the reflector into the store, then bump the
-    /// change generation (the store is updated first, so a woken reader sees the change).
+    /// One watch, one task: events go into the store, then bump the change generation (the
+    /// store is updated first, so a woken reader sees the change).
+    ///
+    /// A failed watch is not resumed where it stopped: it lists again (kube's watcher would
+    /// resume from its last resourceVersion when it can, and then nothing would say when it is
+    /// current again). Until that list ends, the store keeps the previous list's objects (the
+    /// writer swaps the new list in whole at its end) and the watch counts as not synced, so
+    /// nothing reads an object's absence as a deletion. Retries back off from 250 ms to 4 s
+    /// (jittered), reset by a successful list: kube's default backoff grows to 30 s, which
+    /// left an API server that came back unwatched for up to a minute (issue 21).
     fn spawn_watch(
         &self,
         (api_version, kind): &KindId,
@@ -369,8 +409,9 @@ impl LiveCache {
         only: Option<BTreeSet<String>>,
         selector: &str,
     ) -> WatchedStore {
-        let writer = Writer::new(resource.clone());
+        let mut writer = Writer::new(resource.clone());
         let store = writer.as_reader();
+        let synced = Arc::new(AtomicBool::new(false));
         let changes = self.changes.clone();
         let tier = self.tier.clone();
         let span = tracing::info_span!(
@@ -380,27 +421,54 @@ impl LiveCache {
             kind = %kind,
             selector = %selector,
         );
-        let events = watcher::watcher(api, config)
-            .default_backoff()
-            .try_filter(move |event| future::ready(wanted(event, only.as_ref(), &tier)))
-            .modify(slim);
+        let flag = synced.clone();
         let task = tokio::spawn(
-            reflector::reflector(writer, events)
-                .for_each(move |event| {
-                    match event {
-                        Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {
-                            changes.send_modify(|g| *g = g.wrapping_add(1));
+            async move {
+                let bump = || changes.send_modify(|g| *g = g.wrapping_add(1));
+                let mut retry = RETRY_FIRST;
+                loop {
+                    let only = only.clone();
+                    let tier = tier.clone();
+                    let events = watcher::watcher(api.clone(), config.clone())
+                        .try_filter(move |event| {
+                            future::ready(wanted(event, only.as_ref(), &tier))
+                        })
+                        .modify(slim);
+                    let mut events = std::pin::pin!(events);
+                    while let Some(event) = events.next().await {
+                        match event {
+                            Ok(event) => {
+                                writer.apply_watcher_event(&event);
+                                match event {
+                                    Event::InitDone => {
+                                        flag.store(true, Ordering::Release);
+                                        retry = RETRY_FIRST;
+                                        bump();
+                                    }
+                                    Event::Apply(_) | Event::Delete(_) => bump(),
+                                    Event::Init | Event::InitApply(_) => {}
+                                }
+                            }
+                            Err(error) => {
+                                let was_synced = flag.swap(false, Ordering::AcqRel);
+                                tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "watch failed; listing again");
+                                if was_synced {
+                                    bump();
+                                }
+                                break;
+                            }
                         }
-                        Ok(Event::Init | Event::InitApply(_)) => {}
-                        // The backoff retries; the store keeps its last state meanwhile.
-                        Err(error) => tracing::warn!(%error, "watch failed; retrying"),
                     }
-                    future::ready(())
-                })
-                .instrument(span),
+                    tokio::time::sleep(jittered(retry)).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+            .instrument(span),
         );
         WatchedStore {
             store,
+            synced,
+            what: selector.to_owned(),
             _task: AbortOnDrop(task),
         }
     }
@@ -443,15 +511,18 @@ fn wanted(event: &Event<DynamicObject>, only: Option<&BTreeSet<String>>, tier: &
 }
 
 impl KindCache {
-    fn stores(&self) -> impl Iterator<Item = &Store<DynamicObject>> {
-        self.labelled.iter().chain(&self.named).map(|w| &w.store)
+    fn watches(&self) -> impl Iterator<Item = &WatchedStore> {
+        self.labelled.iter().chain(&self.named)
     }
 
+    fn stores(&self) -> impl Iterator<Item = &Store<DynamicObject>> {
+        self.watches().map(|w| &w.store)
+    }
+
+    /// Every watch of the kind has listed and not failed since: otherwise its answers would
+    /// be guesses (a missing object may only not be listed again yet).
     fn synced(&self, (api_version, kind): &KindId) -> Result<(), LiveError> {
-        let ready = self
-            .stores()
-            .all(|s| matches!(s.wait_until_ready().now_or_never(), Some(Ok(()))));
-        if ready {
+        if self.watches().all(|w| w.synced.load(Ordering::Acquire)) {
             Ok(())
         } else {
             Err(LiveError::NotSynced {

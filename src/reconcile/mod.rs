@@ -51,6 +51,10 @@ pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock,
 /// How long a reconcile waits for the live cache to list a new kind.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a reconcile waits for a live cache whose watch failed (the API server restarted,
+/// say) to list again before it gives up with the reason; the end of the list wakes the tier.
+const CACHE_RESYNC_WAIT: Duration = Duration::from_secs(20);
+
 /// Gives the files of a revision: the source's export in the daemon.
 pub trait Checkouts: Send + Sync {
     /// Blocking (git). The directory holds the repo's files at `revision`.
@@ -146,6 +150,9 @@ pub struct TierReconciler {
     state: Option<TierState>,
     saved: Option<TierState>,
     cache: Option<LiveCache>,
+    /// Subscribed when the cache starts, never marked seen here: [`Self::live_changes`] hands
+    /// out clones, which see every change since the cache started.
+    live_rx: Option<tokio::sync::watch::Receiver<u64>>,
     cache_digest: Option<String>,
     desired: TierDesired,
     active: Option<Active>,
@@ -256,6 +263,7 @@ impl TierReconciler {
             state: None,
             saved: None,
             cache: None,
+            live_rx: None,
             cache_digest: None,
             desired: TierDesired::default(),
             active: None,
@@ -476,9 +484,11 @@ impl TierReconciler {
         &self.tier.name
     }
 
-    /// A receiver that changes when a watched live object changes (none before the first set).
+    /// A receiver that changes when a watched live object changes or a watch lists again (none
+    /// before the first set). Subscribed when the cache started: a change made since then,
+    /// during a reconcile included, is not missed. Keep it across reconciles.
     pub fn live_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.cache.as_ref().map(LiveCache::changes)
+        self.live_rx.clone()
     }
 
     /// The source could not fetch the tier's ref: the last good revision stays, and prune
@@ -903,6 +913,9 @@ impl TierReconciler {
         }
         let set = active.set.clone();
         self.follow_set(&set).await?;
+        // A watch that failed is listing again: until it is done, an object the cache lacks
+        // may exist (issue 21: a relist read as 1,178 deletions), so nothing is decided.
+        self.live_synced(cancel).await?;
 
         // Ownership, before anything is written: an existing object the tier did not create
         // (no tier label, another tier's, or this tier's label without an inventory entry) is
@@ -983,7 +996,9 @@ impl TierReconciler {
             return Ok(Outcomes::default());
         }
 
-        // Drift of the objects not just applied, and what the policy does about it.
+        // Drift of the objects not just applied, and what the policy does about it. The apply
+        // may have outlived a watch (an API server restart mid-apply).
+        self.live_synced(cancel).await?;
         let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
         let mut report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
             .await
@@ -1216,6 +1231,7 @@ impl TierReconciler {
             .retain(|k, _| desired_keys.contains(k));
         self.removed_at_version
             .retain(|k, _| desired_keys.contains(k));
+        self.dry_run.retain(&desired_keys);
 
         // Prune: only when the newest revision fetched, rendered and validated, and every
         // object of this sync was applied: an object refused (RBAC, a conflict) may be the
@@ -1336,6 +1352,7 @@ impl TierReconciler {
             )
         };
         let window = (!self.tier.windows.is_empty()).then_some(window);
+        let dry_run_entries = self.dry_run.entries();
         self.status.update(|s| {
             s.window = window;
             s.revision = revision;
@@ -1346,6 +1363,7 @@ impl TierReconciler {
             s.prune_refused = prune_refused;
             s.drift = Some(report);
             s.last_error = error;
+            s.dry_run_cache_entries = dry_run_entries;
         });
         Ok(outcomes)
     }
@@ -1439,6 +1457,7 @@ impl TierReconciler {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+                self.live_rx = Some(cache.changes());
                 self.cache = Some(cache);
             }
         }
@@ -1450,6 +1469,25 @@ impl TierReconciler {
         }
         self.cache_digest = Some(set.digest.clone());
         Ok(())
+    }
+
+    /// Waits (at most [`CACHE_RESYNC_WAIT`]) until every watch of the live cache is synced, the
+    /// status saying why meanwhile; the error names the watch still listing.
+    async fn live_synced(&self, cancel: &CancellationToken) -> Result<(), String> {
+        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
+        let Some(((api_version, kind), what)) = cache.not_synced() else {
+            return Ok(());
+        };
+        let reason = format!(
+            "the live cache is listing {api_version} {kind} ({what}) again after a watch error (API server restarted or unreachable?); drift detection and corrections wait until it has"
+        );
+        info!(tier = %self.tier.name, "{reason}");
+        let shown = reason.clone();
+        self.status.update(|s| s.last_error = Some(shown));
+        tokio::select! {
+            waited = cache.wait_synced(CACHE_RESYNC_WAIT) => waited.map_err(|e| format!("{reason}: still not synced after {}s: {e}", CACHE_RESYNC_WAIT.as_secs())),
+            _ = cancel.cancelled() => Err(reason),
+        }
     }
 
     /// Apply items for `(object, manifest to apply)` pairs, with each object's live

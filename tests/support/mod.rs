@@ -36,9 +36,21 @@ pub fn pinned_kubernetes_version() -> String {
         .expect("KUBERNETES_VERSION in scripts/versions.env")
 }
 
+static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes `path` this test binary's cluster, before anything asked for [`kubeconfig`] (a test
+/// binary that stops and starts the API server uses a control plane of its own:
+/// tests/faults_apiserver.rs). Panics when another cluster was chosen already.
+pub fn use_kubeconfig(path: PathBuf) {
+    let chosen = KUBECONFIG.get_or_init(|| path.clone());
+    assert_eq!(
+        chosen, &path,
+        "this test binary already uses another cluster"
+    );
+}
+
 /// The kubeconfig of the test cluster; starts the local control plane on first use.
 pub fn kubeconfig() -> &'static Path {
-    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
     KUBECONFIG.get_or_init(|| {
         if let Some(path) = std::env::var_os("GITOPSD_TEST_KUBECONFIG") {
             return PathBuf::from(path);
