@@ -94,6 +94,15 @@ pub enum Activity {
         /// Why, and the fix.
         reason: String,
     },
+    /// The ref a tier follows moved to a commit that does not descend from the one before
+    /// (a force-push): followed anyway, and told to everyone watching, since what it drops
+    /// from the cluster was never reviewed as a removal.
+    HistoryRewritten {
+        tier: String,
+        git_ref: String,
+        from: String,
+        to: String,
+    },
     /// Someone asked for a sync through the API.
     ManualSync {
         tier: String,
@@ -119,6 +128,7 @@ impl Activity {
             | Activity::RolledBack { tier, .. }
             | Activity::PromotionBlocked { tier, .. }
             | Activity::PruneRefused { tier, .. }
+            | Activity::HistoryRewritten { tier, .. }
             | Activity::ManualSync { tier, .. } => Some(tier),
         }
     }

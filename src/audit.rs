@@ -412,6 +412,20 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                 ("reason", json!(reason)),
             ],
         ),
+        Activity::HistoryRewritten {
+            tier,
+            git_ref,
+            from,
+            to,
+        } => (
+            "history-rewritten",
+            vec![
+                ("tier", json!(tier)),
+                ("ref", json!(git_ref)),
+                ("from", json!(from)),
+                ("to", json!(to)),
+            ],
+        ),
         Activity::ManualSync {
             tier,
             who,
@@ -797,6 +811,23 @@ mod tests {
         let fields: std::collections::HashMap<_, _> = fields.into_iter().collect();
         assert_eq!(fields["objects"], 6);
         assert_eq!(fields["reason"], "would delete 6 of 8 objects (75%)");
+    }
+
+    #[test]
+    fn a_history_rewrite_is_logged_with_the_ref_and_both_commits() {
+        let (event, fields) = record(&Activity::HistoryRewritten {
+            tier: "t".into(),
+            git_ref: "main".into(),
+            from: "b".repeat(40),
+            to: "a".repeat(40),
+        })
+        .expect("recorded");
+        assert_eq!(event, "history-rewritten");
+        let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("tier"), Some(json!("t")));
+        assert_eq!(get("ref"), Some(json!("main")));
+        assert_eq!(get("from"), Some(json!("b".repeat(40))));
+        assert_eq!(get("to"), Some(json!("a".repeat(40))));
     }
 
     #[test]

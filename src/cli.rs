@@ -570,6 +570,7 @@ fn bare_source(repo: Option<&str>) -> Result<SourceConfig, String> {
         url: url.parse().map_err(|e| format!("--repo {url}: {e}"))?,
         auth: Default::default(),
         interval: std::time::Duration::from_secs(60),
+        fetch_timeout: crate::config::default_fetch_timeout(),
         webhook_secret_file: None,
         publish_healthy: false,
         export_limits: Default::default(),

@@ -238,6 +238,11 @@ pub struct SourceConfig {
     pub auth: GitAuth,
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
+    /// The deadline of one fetch (and push) of the config repo, and of each connect and read
+    /// inside it: a server that accepts and then says nothing is given up on after this long,
+    /// and the fetch is retried with backoff.
+    #[serde(default = "default_fetch_timeout", with = "humantime_serde")]
+    pub fetch_timeout: Duration,
     pub webhook_secret_file: Option<PathBuf>,
     /// Push `refs/gitopsd/healthy/<tier>/<sha>` to the config repo when a tier becomes
     /// healthy at a revision, so daemons in other clusters can check their gates from git.
@@ -250,6 +255,10 @@ pub struct SourceConfig {
 }
 
 fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+pub fn default_fetch_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
@@ -1097,6 +1106,12 @@ impl Config {
                 "expected at least 1s between polls".into(),
             ));
         }
+        if self.source.fetch_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "source.fetchTimeout".into(),
+                "expected at least 1s for a fetch (the connect alone may take that)".into(),
+            ));
+        }
         let k = &self.render.kustomize;
         // Go maps about 1 GiB of address space before it allocates much; with less,
         // kustomize fails to start now and then (render/sandbox.rs).
@@ -1644,7 +1659,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `webhookSecretFile`, `publishHealthy`, `exportLimits`"
+            "gitopsd.yaml line 1 column 28: source.intervall: unknown field `intervall`, expected one of `url`, `auth`, `interval`, `fetchTimeout`, `webhookSecretFile`, `publishHealthy`, `exportLimits`"
         );
     }
 

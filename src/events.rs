@@ -404,6 +404,23 @@ fn other_notes(activity: &Activity) -> Option<Note> {
                 short(revision)
             ),
         ),
+        Activity::HistoryRewritten {
+            tier,
+            git_ref,
+            from,
+            to,
+        } => (
+            tier,
+            EventType::Warning,
+            "HistoryRewritten",
+            "Fetch",
+            format!(
+                "the history of {git_ref} was rewritten (force-push): {} -> {}, which does not descend from it; following {}",
+                short(from),
+                short(to),
+                short(to)
+            ),
+        ),
         Activity::HealthChanged {
             tier,
             revision,
@@ -688,6 +705,26 @@ mod tests {
         assert_eq!(
             health(Health::Healthy)[0].message,
             "Progressing -> Healthy at r"
+        );
+    }
+
+    #[test]
+    fn a_history_rewrite_is_a_warning_naming_the_ref_and_both_commits() {
+        let (o, _rx) = observer();
+        let notes = o.notes(&Activity::HistoryRewritten {
+            tier: "validation".into(),
+            git_ref: "main".into(),
+            from: format!("bbbbbbb{}", "0".repeat(33)),
+            to: format!("aaaaaaa{}", "0".repeat(33)),
+        });
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].tier, "validation");
+        assert_eq!(notes[0].type_, EventType::Warning);
+        assert_eq!(notes[0].reason, "HistoryRewritten");
+        assert!(
+            notes[0].message.contains("main") && notes[0].message.contains("bbbbbbb -> aaaaaaa"),
+            "{}",
+            notes[0].message
         );
     }
 

@@ -5,8 +5,10 @@
 //! Kubernetes API server ([`cluster`]), the config repo mirror ([`source`]), the desired set of
 //! each tier ([`render`]) and its validation ([`validate`]), the diff stage ([`diff`]) and where a
 //! drift is classified ([`classify`]).
-// One unsafe block: the resource limits a renderer's child process gets between fork and
-// exec (`render/sandbox.rs`, documented there); everything else stays safe.
+// Two unsafe blocks: the resource limits a renderer's child process gets between fork and
+// exec (`render/sandbox.rs`), and libgit2's process-wide connect and read timeouts, set once
+// before any fetch (`source::set_network_timeouts`); each documented there. Everything else
+// stays safe.
 #![deny(unsafe_code)]
 
 pub mod access;

@@ -40,5 +40,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(execute(Cli::parse()))
+    let code = runtime.block_on(execute(Cli::parse()));
+    // Dropping the runtime would wait for every blocking thread, and a git fetch stuck on a
+    // server that never answers would keep a stopped daemon alive (its fetch is cancelled,
+    // but a thread in a silent read sees that only at libgit2's read timeout). Everything
+    // that matters has finished by now (tiers stopped and saved their state, the Lease
+    // was released): what is left gets a moment, then the process exits.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }

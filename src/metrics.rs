@@ -121,6 +121,9 @@ pub struct Metrics {
     fetch_errors: IntCounter,
     last_successful_fetch: Gauge,
     last_sync: GaugeVec,
+    source_last_fetch: GaugeVec,
+    source_stale: IntGaugeVec,
+    source_rewrites: IntCounterVec,
     kube_requests: IntCounterVec,
     webhook_requests: IntCounterVec,
     http_refused: IntCounterVec,
@@ -309,6 +312,27 @@ impl Metrics {
                 )
                 .map_err(err("gitopsd_last_successful_fetch_timestamp_seconds"))?,
             )?,
+            source_last_fetch: r.add(
+                "gitopsd_source_last_fetch_timestamp_seconds",
+                GaugeVec::new(
+                    Opts::new(
+                        "gitopsd_source_last_fetch_timestamp_seconds",
+                        "When the ref the tier follows was last fetched without error (Unix time).",
+                    ),
+                    &["tier"],
+                )
+                .map_err(err("gitopsd_source_last_fetch_timestamp_seconds"))?,
+            )?,
+            source_stale: r.gauges(
+                "gitopsd_source_stale",
+                "1 while no fetch of the tier's ref has succeeded for longer than 3 poll intervals plus source.fetchTimeout.",
+                &["tier"],
+            )?,
+            source_rewrites: r.counters(
+                "gitopsd_source_rewrites_total",
+                "Rewrites (force-pushes) of the ref the tier follows: it moved to a commit that does not descend from the one before.",
+                &["tier"],
+            )?,
             last_sync: r.add(
                 "gitopsd_last_sync_timestamp_seconds",
                 GaugeVec::new(
@@ -378,6 +402,8 @@ impl Metrics {
                 m.apply_objects.with_label_values(&[tier, a.as_str()]);
             }
             m.rollback_total.with_label_values(&[tier]);
+            m.source_rewrites.with_label_values(&[tier]);
+            m.source_stale.with_label_values(&[tier]);
             m.sync_duration.with_label_values(&[tier]);
             m.deployment_duration.with_label_values(&[tier]);
             m.commit_to_applied.with_label_values(&[tier]);
@@ -496,6 +522,14 @@ impl Metrics {
                     .with_label_values(&[tier])
                     .set(at.timestamp_millis() as f64 / 1000.0);
             }
+            if let Some(at) = s.source.last_fetch_at {
+                self.source_last_fetch
+                    .with_label_values(&[tier])
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+            }
+            self.source_stale
+                .with_label_values(&[tier])
+                .set(i64::from(s.source.stale));
             let windows = self.windows.get(tier).map(Vec::as_slice).unwrap_or(&[]);
             self.window_open
                 .with_label_values(&[tier])
@@ -571,6 +605,9 @@ impl Observer for Metrics {
                 self.rollback_total.with_label_values(&[tier]).inc();
             }
             // State, read from the status at scrape time.
+            Activity::HistoryRewritten { tier, .. } => {
+                self.source_rewrites.with_label_values(&[tier]).inc();
+            }
             Activity::HealthChanged { .. }
             | Activity::PromotionBlocked { .. }
             | Activity::PruneRefused { .. }
@@ -817,6 +854,42 @@ mod tests {
         assert_eq!(
             value(&text, "gitopsd_last_successful_fetch_timestamp_seconds"),
             Some(at)
+        );
+    }
+
+    #[test]
+    fn the_source_of_each_tier_is_measured_rewrites_last_fetch_and_staleness() {
+        let (m, tiers) = metrics();
+        let t = r#"tier="validation""#;
+        let text = m.render(&tiers);
+        let rewrites = format!("gitopsd_source_rewrites_total{{{t}}}");
+        let stale = format!("gitopsd_source_stale{{{t}}}");
+        assert_eq!(value(&text, &rewrites), Some(0.0), "from the start");
+        assert_eq!(value(&text, &stale), Some(0.0));
+        assert!(series(&text, "gitopsd_source_last_fetch_timestamp_seconds").is_empty());
+
+        m.observe(&Activity::HistoryRewritten {
+            tier: TIER.into(),
+            git_ref: "main".into(),
+            from: "b".repeat(40),
+            to: "a".repeat(40),
+        });
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        tiers[0].1.update(|s| {
+            s.source.last_fetch_at = Some(at);
+            s.source.stale = true;
+        });
+        let text = m.render(&tiers);
+        assert_eq!(value(&text, &rewrites), Some(1.0));
+        assert_eq!(value(&text, &stale), Some(1.0));
+        assert_eq!(
+            value(
+                &text,
+                &format!("gitopsd_source_last_fetch_timestamp_seconds{{{t}}}")
+            ),
+            Some(at.timestamp() as f64)
         );
     }
 

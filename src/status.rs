@@ -109,10 +109,42 @@ pub struct TierStatus {
     /// replica reconciles nothing; the leader's status is the one that counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standby: Option<String>,
+    /// The tier's ref as the poller last saw it: when it was last fetched, why not since,
+    /// whether it is stale, and the last history rewrite (force-push).
+    pub source: SourceStatus,
     /// Answers the tier's dry-run cache holds (one per object at most), for
     /// `gitopsd_dryrun_cache_entries`; not part of the status API.
     #[serde(skip)]
     pub dry_run_cache_entries: usize,
+}
+
+/// What the daemon knows of the tier's ref in the config repo (written by the daemon on
+/// every fetch report, not by the reconcile).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// The last fetch that brought an answer for the ref.
+    pub last_fetch_at: Option<DateTime<Utc>>,
+    /// The last fetch tried, successful or not.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Why the fetches since `last_fetch_at` failed (`None` once one succeeds again).
+    pub fetch_error: Option<String>,
+    /// No fetch has answered for longer than the stale threshold (a few poll intervals): the
+    /// tier is `Failed` with this said in `lastError`, however its cluster objects look.
+    pub stale: bool,
+    /// Times the ref's history was rewritten (a force-push) since the daemon started.
+    pub rewrites: u64,
+    pub last_rewrite: Option<Rewrite>,
+}
+
+/// A followed ref moved to a commit that does not descend from the one before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrite {
+    pub git_ref: String,
+    pub from: String,
+    pub to: String,
+    pub at: DateTime<Utc>,
 }
 
 impl TierStatus {
@@ -140,6 +172,7 @@ impl TierStatus {
             held_by: None,
             window: None,
             standby: None,
+            source: SourceStatus::default(),
             dry_run_cache_entries: 0,
         }
     }

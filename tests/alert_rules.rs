@@ -121,6 +121,7 @@ fn every_alert_has_a_severity_a_summary_and_a_description_naming_what_to_run() {
         "GitopsdPromotionBlocked",
         "GitopsdChangeWindowHeld",
         "GitopsdStalled",
+        "GitopsdSourceStale",
         "GitopsdAbsent",
     ] {
         assert!(

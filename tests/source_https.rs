@@ -91,6 +91,7 @@ fn source(url: &str, token_file: &Path) -> (tempfile::TempDir, Source) {
             known_hosts_file: None,
         },
         interval: Duration::from_secs(60),
+        fetch_timeout: Duration::from_secs(60),
         webhook_secret_file: None,
         publish_healthy: false,
         export_limits: Default::default(),

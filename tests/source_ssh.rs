@@ -90,6 +90,7 @@ impl SshFixture {
                 known_hosts_file: Some(known_hosts.to_owned()),
             },
             interval: Duration::from_secs(60),
+            fetch_timeout: Duration::from_secs(60),
             webhook_secret_file: None,
             publish_healthy: false,
             export_limits: Default::default(),

@@ -256,7 +256,11 @@ fn check_tree(
 fn check_yaml(text: &str, file: &str, yaml: &YamlLimits) -> Result<(), RenderError> {
     match parse_documents(text, file, yaml) {
         Ok(_) => Ok(()),
-        Err(e @ (RenderError::DocumentTooLarge { .. } | RenderError::TooDeep { .. })) => Err(e),
+        Err(
+            e @ (RenderError::DocumentTooLarge { .. }
+            | RenderError::AliasRepetition { .. }
+            | RenderError::TooDeep { .. }),
+        ) => Err(e),
         Err(_) => Ok(()),
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn confine(cmd: &mut Command, caps: Caps) {
         (libc::RLIMIT_FSIZE, 0, 0),
         (libc::RLIMIT_CORE, 0, 0),
     ];
-    // The one unsafe block of the library (lib.rs): `pre_exec` runs the closure in the forked
+    // One of the two unsafe blocks of the library (lib.rs): `pre_exec` runs the closure in the forked
     // child, where only async-signal-safe calls are allowed.
     // SAFETY: the closure only calls setrlimit(2), a plain system call that is
     // async-signal-safe, on values copied into it before the fork; it takes no lock and does

@@ -104,6 +104,17 @@ pub enum SourceError {
         refs: String,
         reason: String,
     },
+    #[error(
+        "fetch of {refs} from {url} did not finish within source.fetchTimeout ({}): the server stopped answering or is too slow; the fetch was abandoned, the last good commits stay, and it is retried with backoff. Check the git server and the network to it, or raise source.fetchTimeout if the repository is that large",
+        humantime::format_duration(*after)
+    )]
+    TimedOut {
+        url: String,
+        refs: String,
+        after: std::time::Duration,
+    },
+    #[error("fetch of {refs} from {url} was cancelled (abandoned at its deadline or at shutdown)")]
+    Cancelled { url: String, refs: String },
     #[error("the fetch task for {url} stopped: {reason}")]
     Task { url: String, reason: String },
 }

@@ -14,6 +14,13 @@
 //!   tag is fetched with full history into `refs/gitopsd/all/` and the commit looked up there;
 //!   a commit found nowhere fails its own ref only.
 //!
+//! - Every network call has a deadline, `source.fetchTimeout`: libgit2's connect and read
+//!   timeouts (process-wide, set once by the first [`Source`]: [`set_network_timeouts`]) end
+//!   a connection to a server that accepts and then says nothing, for fetches and pushes,
+//!   https and ssh alike; the poller also abandons a whole fetch at the deadline and raises
+//!   the handle's cancel flag ([`Source::cancel_flag`]), which the progress callbacks read,
+//!   so a server that trickles is dropped too.
+//!
 //! Limits: known_hosts lines with hashed host names (`|1|...`) or `@cert-authority` are
 //! ignored; a custom CA for https comes from the system store (or `SSL_CERT_FILE`).
 
@@ -28,8 +35,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use git2::{AutotagOption, Direction, FetchOptions, Oid, Repository};
+use git2::{AutotagOption, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use tracing::{debug, info, info_span, warn};
 
 pub use auth::DEFAULT_TOKEN_USER;
@@ -64,6 +74,10 @@ pub struct Source {
     workdir: PathBuf,
     repo: Repository,
     export_limits: crate::config::ExportLimits,
+    /// Raised by whoever gave up on the fetch running on this handle (the poller at the
+    /// deadline, or at shutdown); libgit2's progress callbacks read it and abort.
+    cancel: Arc<AtomicBool>,
+    fetch_timeout: Duration,
 }
 
 impl std::fmt::Debug for Source {
@@ -128,6 +142,7 @@ impl Source {
         workdir: PathBuf,
         token_user: &str,
     ) -> Result<Source, SourceError> {
+        set_network_timeouts(config.fetch_timeout);
         let url = redact(config.url.as_str());
         let path = workdir.join("mirror");
         let mirror_err = |source| SourceError::Mirror {
@@ -155,7 +170,54 @@ impl Source {
             workdir,
             repo,
             export_limits: config.export_limits,
+            cancel: Arc::new(AtomicBool::new(false)),
+            fetch_timeout: config.fetch_timeout,
         })
+    }
+
+    /// The flag that cancels the fetch running on this handle: set it from another thread and
+    /// the fetch stops at libgit2's next progress callback (or its read timeout, whichever is
+    /// first) with [`SourceError::Cancelled`]. Whoever raises it lowers it before the next
+    /// fetch on this handle (the poller does).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// `source.fetchTimeout`: how long the poller lets one fetch run.
+    pub fn fetch_timeout(&self) -> Duration {
+        self.fetch_timeout
+    }
+
+    /// Removes the lock files (`*.lock`) a process stopped mid-update left in the mirror under
+    /// `workdir` (its refs, `packed-refs`, `shallow`, `config`): libgit2 takes a lock by
+    /// creating the file exclusively, so one left behind fails every later update of that ref.
+    /// Only for start-up, before any [`Source`] on `workdir` fetches: the daemon owns its
+    /// workdir and runs one poller. Returns the files removed.
+    pub fn clear_stale_locks(workdir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mirror = workdir.join("mirror");
+        let mut removed = Vec::new();
+        let mut dirs = vec![mirror.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                let kind = entry.file_type()?;
+                // Refs live under refs/; the other lockable files sit at the top.
+                if kind.is_dir() && (dir != mirror || entry.file_name() == "refs") {
+                    dirs.push(path);
+                } else if kind.is_file() && path.extension().is_some_and(|e| e == "lock") {
+                    std::fs::remove_file(&path)?;
+                    removed.push(path);
+                }
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// The URL as it appears in logs and errors.
@@ -429,7 +491,8 @@ impl Source {
         let trouble = Rc::new(RefCell::new(auth::CallbackTrouble::default()));
         let result = (|| {
             let mut remote = self.repo.remote_anonymous(&self.url)?;
-            let cb = auth::callbacks(creds, port, trouble.clone());
+            let mut cb = auth::callbacks(creds, port, trouble.clone());
+            self.watch_cancel(&mut cb);
             let conn = remote.connect_auth(Direction::Fetch, Some(cb), None)?;
             let heads = conn
                 .list()?
@@ -452,8 +515,13 @@ impl Source {
         let trouble = Rc::new(RefCell::new(auth::CallbackTrouble::default()));
         let result = (|| {
             let mut remote = self.repo.remote_anonymous(&self.url)?;
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(git2::Error::from_str("cancelled"));
+            }
             let mut fo = FetchOptions::new();
-            fo.remote_callbacks(auth::callbacks(creds, port, trouble.clone()));
+            let mut cb = auth::callbacks(creds, port, trouble.clone());
+            self.watch_cancel(&mut cb);
+            fo.remote_callbacks(cb);
             // Tags are fetched only when a tier follows one, by its own refspec.
             fo.download_tags(AutotagOption::None);
             fo.update_fetchhead(false);
@@ -465,9 +533,23 @@ impl Source {
         result.map_err(|e| self.classify(e, &trouble.borrow(), refs_label))
     }
 
+    /// Progress callbacks that abort the transfer once the cancel flag is up (libgit2 calls
+    /// them as data arrives; a server that sends nothing is ended by the read timeout).
+    fn watch_cancel(&self, cb: &mut RemoteCallbacks<'_>) {
+        let c = self.cancel.clone();
+        cb.transfer_progress(move |_| !c.load(Ordering::Relaxed));
+        let c = self.cancel.clone();
+        cb.sideband_progress(move |_| !c.load(Ordering::Relaxed));
+        let c = self.cancel.clone();
+        cb.update_tips(move |_, _, _| !c.load(Ordering::Relaxed));
+    }
+
     fn classify(&self, e: git2::Error, t: &auth::CallbackTrouble, refs: &str) -> SourceError {
         let url = self.url.clone();
         let refs = refs.to_owned();
+        if self.cancel.load(Ordering::SeqCst) {
+            return SourceError::Cancelled { url, refs };
+        }
         if let Some((host, reason)) = &t.host_key {
             return SourceError::HostKey {
                 url,
@@ -489,6 +571,30 @@ impl Source {
             source: e,
         }
     }
+}
+
+/// Sets libgit2's process-wide connect and read timeouts to `timeout`, once per process (the
+/// first [`Source`] made decides; a daemon has one config). They bound every socket wait of
+/// the https and ssh transports (libgit2 >= 1.7 passes the read timeout to libssh2 too), for
+/// fetches and pushes alike: without them a server that accepts and never answers holds the
+/// fetch forever.
+pub fn set_network_timeouts(timeout: Duration) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: git_libgit2_opts writes two plain ints that libgit2 reads when it opens a
+        // socket. `Once` makes this the single write, done when the first Source is built,
+        // that is before this process runs any fetch or push (they all go through a Source).
+        #[allow(unsafe_code)]
+        let set = unsafe {
+            git2::opts::set_server_connect_timeout_in_milliseconds(ms)
+                .and_then(|()| git2::opts::set_server_timeout_in_milliseconds(ms))
+        };
+        match set {
+            Ok(()) => debug!(timeout_ms = ms, "git connect and read timeouts set"),
+            Err(e) => warn!(error = %e, "cannot set the git connect and read timeouts; a git server that stops answering holds a fetch until the poller abandons it"),
+        }
+    });
 }
 
 fn follow_ref(r: &str) -> String {

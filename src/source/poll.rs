@@ -4,12 +4,22 @@
 //! arriving during a fetch leaves one permit in the `Notify`, so any number of triggers cause
 //! at most one more fetch. After a failure the next try waits for the backoff instead of the
 //! interval; a trigger still fetches at once.
+//!
+//! A fetch that outlives its deadline (`source.fetchTimeout`) is abandoned: the report says it
+//! timed out, the next try waits for the backoff, and the fetcher's cancel flag is raised so
+//! the blocking thread stops at libgit2's next callback or read timeout. Two fetches never
+//! write the mirror at once: the next fetch first waits (one deadline more) for the abandoned
+//! one to come back with its handle; only a thread stuck beyond that (somewhere libgit2 has
+//! no timeout, a DNS lookup say) is left behind, and the mirror is opened again
+//! ([`Poller::reopen_with`]). Dropping the poller (the daemon's shutdown) raises the flag too.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
-use tracing::{Instrument, info_span, warn};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info, info_span, warn};
 
 use super::{Backoff, FetchOutcome, Source, SourceError};
 
@@ -18,6 +28,14 @@ pub trait Fetcher: Send + 'static {
     fn fetch(&mut self, refs: &[String]) -> Result<FetchOutcome, SourceError>;
     /// Names the repository in errors of the poller itself.
     fn url(&self) -> String;
+    /// The flag that stops a fetch in progress from another thread; `None`: it cannot be.
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        None
+    }
+    /// How long one fetch may run before the poller abandons it; `None`: no deadline.
+    fn deadline(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl Fetcher for Source {
@@ -28,6 +46,41 @@ impl Fetcher for Source {
     fn url(&self) -> String {
         Source::url(self).to_owned()
     }
+
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        Some(Source::cancel_flag(self))
+    }
+
+    fn deadline(&self) -> Option<Duration> {
+        Some(Source::fetch_timeout(self))
+    }
+}
+
+type Joined<F> = (F, Result<FetchOutcome, SourceError>);
+
+/// Raises a cancel flag when dropped unless disarmed: the poller's future dropped mid-fetch
+/// (the daemon aborts it at shutdown) must not leave the fetch thread running on.
+struct RaiseOnDrop(Option<Arc<AtomicBool>>);
+
+impl RaiseOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A fetch given up at its deadline whose thread has not returned yet.
+struct Abandoned<F> {
+    handle: JoinHandle<Joined<F>>,
+    /// Raised again at shutdown (the poller's drop).
+    _cancel: RaiseOnDrop,
 }
 
 /// The result of one fetch, and when the poller will try next (unless triggered).
@@ -40,6 +93,11 @@ pub struct FetchReport {
 
 pub struct Poller<F: Fetcher> {
     fetcher: Option<F>,
+    abandoned: Option<Abandoned<F>>,
+    /// Opens a second handle on the mirror when an abandoned fetch never comes back.
+    reopen: Option<Box<dyn Fn() -> Result<F, SourceError> + Send>>,
+    /// The fetcher's deadline, kept while it is away in an abandoned fetch.
+    deadline: Option<Duration>,
     refs: Arc<[String]>,
     interval: Duration,
     backoff: Backoff,
@@ -58,7 +116,10 @@ impl<F: Fetcher> Poller<F> {
         backoff: Backoff,
     ) -> Self {
         Poller {
+            deadline: fetcher.deadline(),
             fetcher: Some(fetcher),
+            abandoned: None,
+            reopen: None,
             refs: refs.into(),
             interval,
             backoff,
@@ -72,9 +133,58 @@ impl<F: Fetcher> Poller<F> {
         self.trigger.clone()
     }
 
+    /// How a fetcher that does not come back is replaced: `open` makes a new handle on the
+    /// same mirror (the daemon: `Source::new` again). Without it the poller waits for the
+    /// abandoned fetch however long it takes.
+    pub fn reopen_with(
+        mut self,
+        open: impl Fn() -> Result<F, SourceError> + Send + 'static,
+    ) -> Self {
+        self.reopen = Some(Box::new(open));
+        self
+    }
+
+    /// The fetcher for the next fetch: the one at hand, or the abandoned fetch's once it
+    /// returns (waiting one deadline for it), or a new one. `Ok(None)`: the receiver left.
+    async fn next_fetcher(
+        &mut self,
+        tx: &mpsc::Sender<FetchReport>,
+        url: &str,
+    ) -> Result<Option<F>, SourceError> {
+        if let Some(f) = self.fetcher.take() {
+            return Ok(Some(f));
+        }
+        let Some(mut abandoned) = self.abandoned.take() else {
+            return Ok(None);
+        };
+        // Nothing to replace it with: wait as long as it takes.
+        let grace = self.deadline.filter(|_| self.reopen.is_some());
+        tokio::select! {
+            joined = &mut abandoned.handle => match joined {
+                Ok((f, _)) => {
+                    info!(url = %url, "the abandoned fetch has returned; fetching again");
+                    return Ok(Some(f));
+                }
+                Err(e) => warn!(url = %url, error = %e, "the abandoned fetch task failed"),
+            },
+            _ = sleep_for(grace) => {
+                warn!(url = %url, waited = ?grace, "the abandoned fetch has still not returned; leaving its thread behind and opening the mirror again");
+            }
+            _ = tx.closed() => return Ok(None),
+        }
+        match &self.reopen {
+            Some(open) => open().map(Some),
+            None => Err(SourceError::Task {
+                url: url.to_owned(),
+                reason: "the fetch task failed and the mirror cannot be opened again".into(),
+            }),
+        }
+    }
+
     /// Fetches at once, then on every interval and trigger, sending each report to `tx`;
     /// returns when the receiver is dropped, or with an error when a fetch task died.
     pub async fn run(mut self, tx: mpsc::Sender<FetchReport>) -> Result<(), SourceError> {
+        let mut url = self.fetcher.as_ref().map(Fetcher::url).unwrap_or_default();
         loop {
             // A trigger that came before this fetch starts is answered by it: drop its permit,
             // so only triggers during the fetch cause another.
@@ -83,24 +193,15 @@ impl<F: Fetcher> Poller<F> {
                 _ = self.trigger.notified() => {}
                 _ = std::future::ready(()) => {}
             }
-            let Some(mut fetcher) = self.fetcher.take() else {
-                return Ok(());
-            };
-            let url = fetcher.url();
-            let refs = self.refs.clone();
             let started = tokio::time::Instant::now();
-            let span = info_span!("poll", url = %url);
-            let joined = tokio::task::spawn_blocking(move || {
-                let result = fetcher.fetch(&refs);
-                (fetcher, result)
-            })
-            .instrument(span)
-            .await;
-            let (fetcher, result) = joined.map_err(|e| SourceError::Task {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-            self.fetcher = Some(fetcher);
+            let result = match self.next_fetcher(&tx, &url).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(fetcher)) => {
+                    url = fetcher.url();
+                    self.fetch_once(fetcher, &url).await?
+                }
+                Err(e) => Err(e),
+            };
             let next_in = match &result {
                 Ok(_) => {
                     self.backoff.reset();
@@ -126,6 +227,68 @@ impl<F: Fetcher> Poller<F> {
                 _ = tx.closed() => return Ok(()),
             }
         }
+    }
+}
+
+impl<F: Fetcher> Poller<F> {
+    /// One fetch on the blocking pool, abandoned at the fetcher's deadline.
+    async fn fetch_once(
+        &mut self,
+        mut fetcher: F,
+        url: &str,
+    ) -> Result<Result<FetchOutcome, SourceError>, SourceError> {
+        let refs = self.refs.clone();
+        let cancel = fetcher.cancel_flag();
+        self.deadline = fetcher.deadline();
+        if let Some(flag) = &cancel {
+            // Raised if this handle's previous fetch was abandoned.
+            flag.store(false, Ordering::SeqCst);
+        }
+        let guard = RaiseOnDrop(cancel.clone());
+        let span = info_span!("poll", url = %url);
+        let mut handle = tokio::task::spawn_blocking(move || {
+            let result = fetcher.fetch(&refs);
+            (fetcher, result)
+        });
+        let joined = tokio::select! {
+            joined = (&mut handle).instrument(span) => Some(joined),
+            _ = sleep_for(self.deadline) => None,
+        };
+        match joined {
+            Some(joined) => {
+                guard.disarm();
+                let (fetcher, result) = joined.map_err(|e| SourceError::Task {
+                    url: url.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                self.fetcher = Some(fetcher);
+                Ok(result)
+            }
+            None => {
+                let deadline = self.deadline.unwrap_or_default();
+                if let Some(flag) = &cancel {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                let err = SourceError::TimedOut {
+                    url: url.to_owned(),
+                    refs: self.refs.join(", "),
+                    after: deadline,
+                };
+                warn!(url = %url, deadline = ?deadline, "git fetch abandoned at its deadline: the server stopped answering");
+                self.abandoned = Some(Abandoned {
+                    handle,
+                    _cancel: guard,
+                });
+                Ok(Err(err))
+            }
+        }
+    }
+}
+
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -278,5 +441,162 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         let again = rx.recv().await.expect("report");
         assert_eq!(again.next_in, Duration::from_secs(1));
+    }
+
+    /// Hangs while `hang` is up, like a git server that accepted the connection and went
+    /// silent; gives up when its cancel flag is raised, unless `deaf` (a thread stuck where
+    /// nothing checks the flag). Real time: tokio's paused clock does not advance while a
+    /// blocking task runs.
+    struct Hanging {
+        calls: Arc<AtomicUsize>,
+        hang: Arc<AtomicBool>,
+        deaf: bool,
+        cancel: Arc<AtomicBool>,
+        cancelled: Arc<AtomicUsize>,
+        deadline: Option<Duration>,
+    }
+
+    impl Hanging {
+        fn new(hang: bool, deaf: bool) -> Hanging {
+            Hanging {
+                calls: Arc::default(),
+                hang: Arc::new(AtomicBool::new(hang)),
+                deaf,
+                cancel: Arc::default(),
+                cancelled: Arc::default(),
+                deadline: Some(DEADLINE),
+            }
+        }
+    }
+
+    impl Fetcher for Hanging {
+        fn fetch(&mut self, _refs: &[String]) -> Result<FetchOutcome, SourceError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            while self.hang.load(Ordering::SeqCst) {
+                if !self.deaf && self.cancel.load(Ordering::SeqCst) {
+                    self.cancelled.fetch_add(1, Ordering::SeqCst);
+                    return Err(SourceError::Cancelled {
+                        url: self.url(),
+                        refs: "main".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(FetchOutcome { refs: Vec::new() })
+        }
+        fn url(&self) -> String {
+            "https://git.example/config.git".into()
+        }
+        fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+            Some(self.cancel.clone())
+        }
+        fn deadline(&self) -> Option<Duration> {
+            self.deadline
+        }
+    }
+
+    const DEADLINE: Duration = Duration::from_millis(300);
+
+    fn exact_backoff() -> Backoff {
+        Backoff::new(super::super::MIN_DELAY, super::super::MAX_DELAY, || 1.0)
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_hangs_is_abandoned_at_its_deadline_cancelled_and_retried_with_backoff() {
+        let f = Hanging::new(true, false);
+        let (calls, hang, cancelled) = (f.calls.clone(), f.hang.clone(), f.cancelled.clone());
+        let poller = Poller::with_backoff(
+            f,
+            vec!["main".into()],
+            Duration::from_secs(60),
+            exact_backoff(),
+        );
+        let (tx, mut rx) = mpsc::channel(1);
+        let _task = tokio::spawn(poller.run(tx));
+
+        let first = rx.recv().await.expect("a report at the deadline");
+        match &first.result {
+            Err(e @ SourceError::TimedOut { after, .. }) => {
+                assert_eq!(*after, DEADLINE);
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("source.fetchTimeout") && msg.contains("git.example"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected a timeout: {other:?}"),
+        }
+        assert_eq!(
+            first.next_in,
+            Duration::from_secs(1),
+            "retried with the backoff"
+        );
+        // The abandoned thread saw its cancel flag and stopped (real time: a thread).
+        while cancelled.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The server answers again: the retry after the backoff gets through.
+        hang.store(false, Ordering::SeqCst);
+        let second = rx.recv().await.expect("the retry's report");
+        assert!(second.result.is_ok(), "{:?}", second.result);
+        assert_eq!(second.next_in, Duration::from_secs(60));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_thread_that_never_returns_is_left_behind_and_the_mirror_opened_again() {
+        let f = Hanging::new(true, true);
+        let (stuck, calls) = (f.hang.clone(), f.calls.clone());
+        let reopened = Arc::new(AtomicUsize::new(0));
+        let r = reopened.clone();
+        let poller = Poller::with_backoff(
+            f,
+            vec!["main".into()],
+            Duration::from_secs(60),
+            exact_backoff(),
+        )
+        .reopen_with(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            Ok(Hanging::new(false, false))
+        });
+        let (tx, mut rx) = mpsc::channel(1);
+        let _task = tokio::spawn(poller.run(tx));
+
+        let first = rx.recv().await.expect("a report at the deadline");
+        assert!(
+            matches!(first.result, Err(SourceError::TimedOut { .. })),
+            "{:?}",
+            first.result
+        );
+        // The next fetch waits one deadline for the stuck thread, then opens the mirror again.
+        let second = rx.recv().await.expect("a report from the new handle");
+        assert!(second.result.is_ok(), "{:?}", second.result);
+        assert_eq!(reopened.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the stuck handle was not used again"
+        );
+        // Let the stuck thread end, or the test runtime would wait for it.
+        stuck.store(false, Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_poller_mid_fetch_cancels_the_fetch() {
+        let mut f = Hanging::new(true, false);
+        f.deadline = None;
+        let (calls, cancelled) = (f.calls.clone(), f.cancelled.clone());
+        let poller = Poller::new(f, vec!["main".into()], Duration::from_secs(60));
+        let (tx, _rx) = mpsc::channel(1);
+        let task = tokio::spawn(poller.run(tx));
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The daemon aborts the poller at shutdown.
+        task.abort();
+        let _ = task.await;
+        while cancelled.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }

@@ -80,6 +80,7 @@ fn source_config(url: &str) -> SourceConfig {
         url: url.parse().expect("repo url"),
         auth: GitAuth::default(),
         interval: Duration::from_secs(60),
+        fetch_timeout: Duration::from_secs(60),
         webhook_secret_file: None,
         publish_healthy: false,
         export_limits: Default::default(),
@@ -481,4 +482,41 @@ fn export_limits_refuse_a_commit_that_names_one_blob_many_times_before_writing()
         .map(|e| e.file_name())
         .collect();
     assert_eq!(before, after, "nothing written, nothing pruned");
+}
+
+#[test]
+fn lock_files_left_by_a_fetch_killed_mid_update_are_cleared_at_start_up() {
+    let up = Upstream::new();
+    let a = up.commit("x.yaml", "v: a\n");
+    up.push("main");
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut source = Source::new(&up.config(), work.path().to_owned()).expect("source");
+    source.fetch(&refs(&["main"])).expect("first fetch");
+    // A process stopped while libgit2 updated the ref leaves its lock file behind.
+    let lock = work
+        .path()
+        .join("mirror")
+        .join("refs/gitopsd/follow/main.lock");
+    std::fs::write(&lock, format!("{a}\n")).expect("write the lock");
+    let b = up.commit("x.yaml", "v: b\n");
+    up.push("main");
+    let stuck = source.fetch(&refs(&["main"]));
+    assert!(
+        stuck.is_err()
+            || update(stuck.as_ref().expect("outcome"), "main")
+                .commit
+                .to_string()
+                != b,
+        "a stale lock blocks the ref's update: {stuck:?}"
+    );
+
+    drop(source);
+    let cleared = Source::clear_stale_locks(work.path()).expect("clear");
+    assert_eq!(cleared, vec![lock.clone()]);
+    assert!(!lock.exists());
+    let mut source = Source::new(&up.config(), work.path().to_owned()).expect("source");
+    let out = source
+        .fetch(&refs(&["main"]))
+        .expect("fetch after the clean-up");
+    assert_eq!(update(&out, "main").commit.to_string(), b);
 }

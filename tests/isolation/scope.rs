@@ -376,7 +376,8 @@ async fn attack_2_validate_refuses_cluster_scoped_kinds_a_list_missed_and_unserv
         .map(|(av, k, n, rest)| manifest(av, k, n, rest))
         .collect();
     objects.push(manifest(&crd.api_version(), crd.kind, &name, &json!({})));
-    // A List is not a kind the API server serves: its items are never applied unseen.
+    // A List is expanded as kubectl does; its items are checked like any object, so a
+    // cluster-scoped item in a List is refused by its own name and the List's item index.
     objects.push(json!({"apiVersion": "v1", "kind": "List", "metadata": {"name": name},
         "items": [manifest("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &name, &json!({}))]}));
     let dir = validate_repo(
@@ -414,7 +415,7 @@ async fn attack_2_validate_refuses_cluster_scoped_kinds_a_list_missed_and_unserv
     );
     assert!(
         text.contains(&format!(
-            "List {name}: kind List (the core group) at apiVersion v1 is not served by the cluster"
+            "items[0]: ClusterRoleBinding {name}: ClusterRoleBinding (group rbac.authorization.k8s.io) is cluster-scoped and tier \"t\" may not create cluster-scoped objects"
         )),
         "{text}"
     );
