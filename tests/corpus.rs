@@ -292,7 +292,6 @@ fn item_of<'a>(items: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until issue 14 items 1, 2, 4 (file limit, opt-in substitution, base/ subdirectories) are on main"]
 async fn the_corpus_renders_validates_syncs_stays_quiet_and_finds_live_edits() {
     let _lock = CorpusLock::take();
     let dir = tempfile::tempdir().expect("tempdir");
