@@ -20,13 +20,13 @@ mod support;
 
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use git_support::{Server, free_port, run};
+use git_support::{Server, free_port, tls_certs};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
@@ -39,72 +39,9 @@ use serde_json::Value;
 /// A first sync on the local cluster.
 const FIRST_SYNC: Duration = Duration::from_secs(60);
 
-/// The CA and server certificate for 127.0.0.1, made once; sets `SSL_CERT_FILE` (inherited by
-/// the daemons this test starts) before any of them runs.
-fn certs() -> &'static Path {
-    static CERTS: OnceLock<PathBuf> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let d = tempfile::Builder::new()
-            .prefix("faults_git-certs-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir")
-            .keep();
-        let openssl = |args: &[&str]| run(&d, "openssl", args);
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=gitopsd faults CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ]);
-        // SAFETY: inside the OnceLock, before this process starts any daemon or git2 call;
-        // the other tests wait on this OnceLock first.
-        unsafe { std::env::set_var("SSL_CERT_FILE", d.join("ca.pem")) };
-        d
-    })
-}
-
 /// lighttpd + `git http-backend` over TLS, serving the repositories under `root` (no auth).
 fn git_https_server(root: &Path, scratch: &Path) -> (Server, u16) {
-    let certs = certs();
+    let certs = tls_certs();
     let port = free_port();
     let conf = format!(
         r#"server.document-root = "{d}"
@@ -470,7 +407,7 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
 /// `Source` made in this test process: the timeouts are process-wide, set by the first one.
 #[test]
 fn a_fetch_from_a_silent_server_fails_by_itself_at_the_read_timeout() {
-    certs();
+    tls_certs();
     let proxy = Proxy::start(free_port(), false);
     let config = gitopsd::config::SourceConfig {
         url: format!("https://127.0.0.1:{}/git/repo", proxy.port)

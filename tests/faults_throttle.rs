@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use faults_support::{ClusterScoped, HANG_LABEL, hung_webhook};
+use faults_support::{HANG_LABEL, hung_webhook};
 use gitopsd::live::{ApiLive, ObjectKey};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use reconcile_support::{Fixture, TierExtra, configmap, http_get};
 use serde_json::{Value, json};
+use support::ClusterScoped;
 
 const OBJECTS: usize = 120;
 const SYNC: Duration = Duration::from_secs(300);

@@ -9,78 +9,13 @@ mod git_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use git_support::{Server, Upstream, free_port, run};
+use git_support::{Server, Upstream, free_port, tls_certs};
 use gitopsd::config::{GitAuth, SourceConfig};
 use gitopsd::source::{Source, SourceError};
 
 const TOKEN: &str = "t0ken-for-the-test";
-
-fn make_certs(d: &Path) {
-    run(
-        d,
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=gitopsd test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    run(
-        d,
-        "openssl",
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        d.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("san");
-    run(
-        d,
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-}
 
 fn source(url: &str, token_file: &Path) -> (tempfile::TempDir, Source) {
     let config = SourceConfig {
@@ -101,26 +36,6 @@ fn source(url: &str, token_file: &Path) -> (tempfile::TempDir, Source) {
     (work, s)
 }
 
-/// The directory holding `ca.pem`, `server.pem` and `server.key`, made on first use; sets
-/// `SSL_CERT_FILE` to the CA. Every test calls it (through [`HttpsFixture::start`]) before any
-/// git2 call. The directory lives under cargo's test tmp dir and outlives the process (a
-/// static is never dropped).
-fn certs() -> &'static Path {
-    static CERTS: OnceLock<PathBuf> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("source_https-certs-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir")
-            .keep();
-        make_certs(&dir);
-        // SAFETY: inside the OnceLock, before any git2 call in the process; the other test
-        // threads wait on this OnceLock before reading anything.
-        unsafe { std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem")) };
-        dir
-    })
-}
-
 /// An upstream served by lighttpd + `git http-backend` over TLS, behind a token.
 struct HttpsFixture {
     dir: tempfile::TempDir,
@@ -133,7 +48,7 @@ struct HttpsFixture {
 
 impl HttpsFixture {
     fn start() -> HttpsFixture {
-        let certs = certs();
+        let certs = tls_certs();
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let repos = d.join("repos");

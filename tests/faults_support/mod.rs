@@ -5,13 +5,13 @@
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use gitopsd::live::{ApiLive, ObjectKey};
+use gitopsd::live::ObjectKey;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::support;
+use crate::support::ClusterScoped;
 
 /// The label a ConfigMap carries to go through [`hung_webhook`] `mark`'s webhook.
 pub const HANG_LABEL: &str = "gitopsd-test-hang";
@@ -31,23 +31,6 @@ pub fn silent_server() -> u16 {
         }
     });
     port
-}
-
-/// Cluster-scoped objects a test made, deleted however it ends.
-pub struct ClusterScoped(pub Vec<ObjectKey>);
-
-impl Drop for ClusterScoped {
-    fn drop(&mut self) {
-        let keys = std::mem::take(&mut self.0);
-        support::cleanup_blocking(move |client| async move {
-            let live = ApiLive::new(client);
-            for key in keys {
-                if let Ok(api) = live.api_for(&key).await {
-                    let _ = api.delete(&key.name, &DeleteParams::default()).await;
-                }
-            }
-        });
-    }
 }
 
 /// A validating webhook `hang.gitopsd.test` with `failurePolicy: Fail` whose server never

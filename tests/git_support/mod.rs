@@ -5,6 +5,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub fn run(dir: &Path, program: &str, args: &[&str]) -> String {
@@ -149,4 +150,88 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn make_certs(d: &Path) {
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gitopsd test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        d.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("san");
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// The directory holding `ca.pem`, `server.pem` and `server.key`, made on first use; sets
+/// `SSL_CERT_FILE` to the CA (inherited by the daemons a test starts). Every test of a binary
+/// that serves https calls it before any git2 call. The directory lives under cargo's test tmp dir and outlives the process (a
+/// static is never dropped).
+pub fn tls_certs() -> &'static Path {
+    static CERTS: OnceLock<PathBuf> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("gitopsd-test-certs-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir")
+            .keep();
+        make_certs(&dir);
+        // SAFETY: inside the OnceLock, before any git2 call in the process; the other test
+        // threads wait on this OnceLock before reading anything.
+        unsafe { std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem")) };
+        dir
+    })
 }

@@ -11,26 +11,9 @@ use gitopsd::live::{ApiLive, LiveObjects, ObjectKey};
 use serde_json::{Value, json};
 
 use crate::reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, brief_status};
-use crate::support;
+use crate::support::{self, ClusterScoped};
 
 const SYNC: Duration = Duration::from_secs(120);
-
-/// Cluster-scoped objects a test made (or may have caused), deleted however it ends.
-struct ClusterScoped(Vec<ObjectKey>);
-
-impl Drop for ClusterScoped {
-    fn drop(&mut self) {
-        let keys = std::mem::take(&mut self.0);
-        support::cleanup_blocking(move |client| async move {
-            let live = ApiLive::new(client);
-            for key in keys {
-                if let Ok(api) = live.api_for(&key).await {
-                    let _ = api.delete(&key.name, &Default::default()).await;
-                }
-            }
-        });
-    }
-}
 
 fn key(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectKey {
     ObjectKey {

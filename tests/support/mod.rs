@@ -333,3 +333,20 @@ pub async fn ensure_crd(live: &ApiLive) {
     })
     .await;
 }
+
+/// Cluster-scoped objects a test made, deleted however it ends.
+pub struct ClusterScoped(pub Vec<ObjectKey>);
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut self.0);
+        cleanup_blocking(move |client| async move {
+            let live = ApiLive::new(client);
+            for key in keys {
+                if let Ok(api) = live.api_for(&key).await {
+                    let _ = api.delete(&key.name, &DeleteParams::default()).await;
+                }
+            }
+        });
+    }
+}
