@@ -224,11 +224,15 @@ async fn gitopsd_sync(ctx: &Ctx, repo: &Path, revision: &str, state_ns: &str) ->
         .await;
     let wall = t0.elapsed();
     let cpu = Duration::from_nanos(cpu_ns().saturating_sub(cpu0));
-    let outcomes = status
-        .snapshot()
-        .last_sync
-        .map(|r| r.outcomes)
-        .unwrap_or_default();
+    let after = status.snapshot();
+    let outcomes = after.last_sync.map(|r| r.outcomes).unwrap_or_default();
+    // A reconcile that applied nothing measured nothing: say why instead of a figure.
+    assert!(
+        !outcomes.is_empty(),
+        "the reconcile applied nothing: sync {:?}, last error {:?}",
+        after.sync,
+        after.last_error
+    );
     Sync {
         wall,
         cpu,
@@ -399,8 +403,10 @@ async fn main() {
         ctx.delete_corpus();
         let (mut g, mut k, mut f) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..runs {
+            // `gitopsd run` makes its state namespace at start-up; an in-process reconciler
+            // does not.
             let state_ns = format!("bench-corpus-state-{}", unique());
-            created.note(&state_ns);
+            created.namespace(&ctx.admin, &state_ns).await;
             let sync = gitopsd_sync(&ctx, repo.path(), &revision, &state_ns).await;
             ctx.delete_corpus();
             let (kc, kc_applied, kc_failed) = kubectl_apply(&ctx, &list_file);
