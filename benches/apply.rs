@@ -47,8 +47,8 @@ const SYNC_DEADLINE: Duration = Duration::from_secs(600);
 
 mod common;
 use common::{
-    Created, Daemon, Repo, config_map, cpu_ns, env_list, env_usize, git, kubeconfig, kubectl,
-    synced_at, unique,
+    Created, Daemon, GitCheckouts, Repo, config_map, cpu_ns, delta, env_list, env_usize, git,
+    kubeconfig, kubectl, show_verbs, synced_at, unique,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -81,46 +81,8 @@ fn mixed_object(i: usize, namespaces: &[String]) -> String {
     }
 }
 
-/// Checkouts of the bench repo: `git checkout --detach <rev>` in its working tree.
-struct GitCheckouts {
-    dir: PathBuf,
-}
-
-impl Checkouts for GitCheckouts {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, String> {
-        let out = Command::new("git")
-            .args(["checkout", "-q", "--detach", revision])
-            .current_dir(&self.dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(self.dir.clone())
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The cluster side.
-
-/// Requests by verb between two snapshots.
-fn delta(before: &[(&'static str, u64)], counter: &RequestCounter) -> BTreeMap<&'static str, u64> {
-    counter
-        .by_verb()
-        .into_iter()
-        .zip(before)
-        .filter_map(|((verb, now), (_, then))| (now > *then).then_some((verb, now - then)))
-        .collect()
-}
-
-fn show_verbs(v: &BTreeMap<&'static str, u64>) -> String {
-    if v.is_empty() {
-        return "none".into();
-    }
-    let total: u64 = v.values().sum();
-    let parts: Vec<String> = v.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    format!("{total} ({})", parts.join(", "))
-}
 
 fn tier_config(name: &str, namespaces: &[String], concurrency: usize) -> TierConfig {
     serde_json::from_value(json!({

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gitopsd::config::TierConfig;
-use gitopsd::live::{RequestCounter, counted_client};
-use gitopsd::reconcile::{Checkouts, TierReconciler};
+use gitopsd::live::counted_client;
+use gitopsd::reconcile::TierReconciler;
 use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;
 use gitopsd::status::StatusHandle;
@@ -40,7 +40,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{Created, Daemon, cpu_ns, env_list, env_usize, git, kubeconfig, kubectl, unique};
+use common::{
+    Created, Daemon, GitCheckouts, cpu_ns, delta, env_list, env_usize, git, kubeconfig, kubectl,
+    show_verbs, unique,
+};
 
 const TIER: &str = "corpus";
 const CORPUS_LABEL: &str = "gitopsd-corpus=true";
@@ -157,39 +160,6 @@ impl Ctx {
         }))
         .expect("tier config")
     }
-}
-
-struct GitCheckouts {
-    dir: PathBuf,
-}
-
-impl Checkouts for GitCheckouts {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, String> {
-        let out = Command::new("git")
-            .args(["checkout", "-q", "--detach", revision])
-            .current_dir(&self.dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(self.dir.clone())
-    }
-}
-
-fn delta(before: &[(&'static str, u64)], counter: &RequestCounter) -> BTreeMap<&'static str, u64> {
-    counter
-        .by_verb()
-        .into_iter()
-        .zip(before)
-        .filter_map(|((verb, now), (_, then))| (now > *then).then_some((verb, now - then)))
-        .collect()
-}
-
-fn show_verbs(v: &BTreeMap<&'static str, u64>) -> String {
-    let total: u64 = v.values().sum();
-    let parts: Vec<String> = v.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    format!("{total} ({})", parts.join(", "))
 }
 
 struct Sync {

@@ -2,6 +2,7 @@
 //! repos made with the git CLI, scratch namespaces, and `gitopsd run` with its status endpoint.
 #![allow(dead_code)] // each bench uses its own part of this module
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gitopsd::live::RequestCounter;
+use gitopsd::reconcile::Checkouts;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -407,4 +410,45 @@ impl Daemon {
 /// A tier status that shows `revision` with sync `Synced`.
 pub fn synced_at(revision: &str) -> impl Fn(&Value) -> bool + '_ {
     move |s| s["sync"] == "Synced" && s["revision"] == revision
+}
+
+/// Checkouts of the bench repo: `git checkout --detach <rev>` in its working tree.
+pub struct GitCheckouts {
+    pub dir: PathBuf,
+}
+
+impl Checkouts for GitCheckouts {
+    fn checkout(&self, revision: &str) -> Result<PathBuf, String> {
+        let out = Command::new("git")
+            .args(["checkout", "-q", "--detach", revision])
+            .current_dir(&self.dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(self.dir.clone())
+    }
+}
+
+/// Requests by verb between two snapshots.
+pub fn delta(
+    before: &[(&'static str, u64)],
+    counter: &RequestCounter,
+) -> BTreeMap<&'static str, u64> {
+    counter
+        .by_verb()
+        .into_iter()
+        .zip(before)
+        .filter_map(|((verb, now), (_, then))| (now > *then).then_some((verb, now - then)))
+        .collect()
+}
+
+pub fn show_verbs(v: &BTreeMap<&'static str, u64>) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    let total: u64 = v.values().sum();
+    let parts: Vec<String> = v.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!("{total} ({})", parts.join(", "))
 }
