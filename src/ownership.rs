@@ -17,11 +17,9 @@
 //! the CLI from the API server. A refusal is a blocking [`Finding`] that names the object,
 //! its current holder (tier label and field managers) and the fix (`adopt:`).
 
-use std::collections::HashSet;
-
 use serde_json::Value;
 
-use crate::config::{TierConfig, api_group};
+use crate::config::TierConfig;
 use crate::live::{LiveError, LiveObjects, ObjectKey};
 use crate::render::{DesiredObject, DesiredSet, TIER_LABEL};
 use crate::validate::{Finding, Level, Stage};
@@ -149,30 +147,6 @@ pub fn finding(
             tier.name, tier.name
         ),
     }
-}
-
-/// The tier's inventory as identities without the API version: an object whose manifest
-/// moves to another version of its group (`policy/v1beta1` to `policy/v1`) is the same object,
-/// still the tier's.
-pub struct Inventory(HashSet<(String, String, Option<String>, String)>);
-
-impl Inventory {
-    pub fn new<'a>(keys: impl IntoIterator<Item = &'a ObjectKey>) -> Inventory {
-        Inventory(keys.into_iter().map(identity).collect())
-    }
-
-    pub fn contains(&self, key: &ObjectKey) -> bool {
-        self.0.contains(&identity(key))
-    }
-}
-
-fn identity(key: &ObjectKey) -> (String, String, Option<String>, String) {
-    (
-        api_group(&key.api_version).to_owned(),
-        key.kind.clone(),
-        key.namespace.clone(),
-        key.name.clone(),
-    )
 }
 
 /// Whether `tier` adopts `key` by an `adopt:` entry.
@@ -333,19 +307,6 @@ mod tests {
         assert_eq!(f.rule, "other-tier");
         let f = finding(&cm, &tier, &Refusal::LabelOnly, &[]);
         assert!(f.message.contains("a label alone is no proof"), "{f}");
-    }
-
-    #[test]
-    fn the_inventory_knows_an_object_across_versions_of_its_group_not_across_groups() {
-        let k = |av: &str| ObjectKey {
-            api_version: av.into(),
-            kind: "PodDisruptionBudget".into(),
-            namespace: Some("exp".into()),
-            name: "api".into(),
-        };
-        let inv = Inventory::new([&k("policy/v1beta1")]);
-        assert!(inv.contains(&k("policy/v1")));
-        assert!(!inv.contains(&k("example.com/v1")));
     }
 
     #[test]

@@ -1307,15 +1307,14 @@ impl TierReconciler {
         // The one rule (docs/DESIGN.md, "Sync state"): drift leaves the tier OutOfSync unless
         // each item is ignored, or was corrected or pruned in this reconcile.
         let failed_keys: HashSet<&ObjectKey> = record.failures.iter().map(|r| &r.key).collect();
-        let inventory = self
-            .state
-            .as_ref()
-            .map(|s| crate::ownership::Inventory::new(s.inventory.keys()));
         let unsettled = crate::policy::unsettled(&report, &decision, &|item| {
             let key = item.object_key();
             match item.action {
-                // Pruned (or found gone): out of the inventory.
-                Action::Prune => inventory.as_ref().is_some_and(|i| !i.contains(&key)),
+                // Pruned (or found gone): out of the inventory, which compares identities.
+                Action::Prune => self
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| !s.inventory.contains_key(&key)),
                 _ => !failed_keys.contains(&key),
             }
         })
