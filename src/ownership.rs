@@ -193,12 +193,10 @@ pub async fn check(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use serde_json::json;
 
     use super::*;
-    use crate::render::SourceLocation;
 
     const TIER: &str = "exp";
 
@@ -247,31 +245,7 @@ mod tests {
     }
 
     fn object(manifest: Value) -> DesiredObject {
-        let get = |p: &str| {
-            manifest
-                .pointer(p)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        DesiredObject {
-            api_version: get("/apiVersion").unwrap_or_default(),
-            kind: get("/kind").unwrap_or_default(),
-            namespace: get("/metadata/namespace"),
-            name: get("/metadata/name").unwrap_or_default(),
-            scope: if get("/metadata/namespace").is_some() {
-                crate::render::ObjectScope::Namespaced
-            } else {
-                crate::render::ObjectScope::Cluster
-            },
-            source: SourceLocation {
-                file: PathBuf::from("tiers/exp/namespace.yaml"),
-                document: 0,
-                line: 2,
-                item: None,
-            },
-            digest: String::new(),
-            manifest,
-        }
+        DesiredObject::for_test(manifest, "tiers/exp/namespace.yaml", 2)
     }
 
     #[test]

@@ -575,39 +575,13 @@ fn is_namespace_kind(api_version: &str, kind: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use serde_json::json;
 
     use super::*;
-    use crate::render::SourceLocation;
 
     fn object(manifest: Value) -> DesiredObject {
-        let get = |p: &str| {
-            manifest
-                .pointer(p)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        DesiredObject {
-            api_version: get("/apiVersion").unwrap_or_default(),
-            kind: get("/kind").unwrap_or_default(),
-            // As a render that knew the kind would have it.
-            scope: match get("/metadata/namespace") {
-                Some(_) => ObjectScope::Namespaced,
-                None => ObjectScope::Cluster,
-            },
-            namespace: get("/metadata/namespace"),
-            name: get("/metadata/name").unwrap_or_default(),
-            source: SourceLocation {
-                file: PathBuf::from("base/app.yaml"),
-                document: 0,
-                line: 1,
-                item: None,
-            },
-            digest: String::new(),
-            manifest,
-        }
+        DesiredObject::for_test(manifest, "base/app.yaml", 1)
     }
 
     fn tier(yaml: &str) -> TierConfig {

@@ -150,6 +150,38 @@ impl DesiredObject {
     pub fn display_name(&self) -> String {
         object_name(&self.kind, self.namespace.as_deref(), &self.name)
     }
+
+    /// A desired object as a render would make it of `manifest` found at `file` line `line`
+    /// (namespaced when it names a namespace), with no digest: for unit tests of the later
+    /// stages.
+    #[cfg(test)]
+    pub(crate) fn for_test(manifest: Value, file: &str, line: usize) -> DesiredObject {
+        let get = |p: &str| {
+            manifest
+                .pointer(p)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let namespace = get("/metadata/namespace");
+        DesiredObject {
+            api_version: get("/apiVersion").unwrap_or_default(),
+            kind: get("/kind").unwrap_or_default(),
+            scope: match namespace {
+                Some(_) => ObjectScope::Namespaced,
+                None => ObjectScope::Cluster,
+            },
+            namespace,
+            name: get("/metadata/name").unwrap_or_default(),
+            source: SourceLocation {
+                file: file.into(),
+                document: 0,
+                line,
+                item: None,
+            },
+            digest: String::new(),
+            manifest,
+        }
+    }
 }
 
 /// A tier's objects in apply order, with one digest for the whole set.
