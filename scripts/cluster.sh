@@ -126,7 +126,17 @@ start() { # name binary args...
   # and `down` stops exactly the recorded process id.
   # 8>&-: the components must not inherit (and so hold forever) the lock of cluster.sh.
   setsid "$bin" "$@" >"$LOGS/$name.log" 2>&1 </dev/null 8>&- &
-  echo $! >"$PIDS/$name.pid"
+  local pid=$!
+  echo "$pid" >"$PIDS/$name.pid"
+  # Until the background shell has exec'd the binary, /proc/PID/cmdline is this script's, and
+  # `alive` (which checks it, to never trust a recycled pid) would call a starting component
+  # dead. On a loaded machine that window outlasts a refused curl: wait for the exec.
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0 # exited: wait_for reports it with its log
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "/$name " && return 0
+    sleep 0.05
+  done
 }
 
 wait_for() { # what seconds command...
