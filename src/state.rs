@@ -33,6 +33,18 @@ pub struct TierState {
     /// from: once the TTL controller deleted one, it is not drift and is not created again until
     /// git changes it (issue 21 item 6). Absent in state written before it existed.
     pub finished_jobs: Vec<FinishedJob>,
+    /// The rollout under way: a revision applied and not yet healthy, and when it was first
+    /// applied (wall clock). Its health deadline counts from then across restarts and changes
+    /// of leader (issue 15 bug b). Absent in state written before it existed.
+    pub rollout: Option<RolloutRecord>,
+}
+
+/// When a revision's rollout started: what its health deadline counts from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRecord {
+    pub revision: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A Job that ran to its end (complete or failed) for one manifest of it.
@@ -296,6 +308,7 @@ const KEY_FAILED: &str = "failedRevision";
 const KEY_ROLLBACKS: &str = "rollbacks";
 const KEY_HEALTHY: &str = "healthyRevisions";
 const KEY_FINISHED_JOBS: &str = "finishedJobs";
+const KEY_ROLLOUT: &str = "rollout";
 const KEY_COUNT: &str = "inventoryCount";
 const KEY_FORMAT: &str = "format";
 const KEY_INVENTORY: &str = "inventory.gz";
@@ -583,6 +596,10 @@ fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, S
             serde_json::to_string(&state.finished_jobs).map_err(|e| encode_error(e.to_string()))?;
         data.insert(KEY_FINISHED_JOBS.to_owned(), json);
     }
+    if let Some(rollout) = &state.rollout {
+        let json = serde_json::to_string(rollout).map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_ROLLOUT.to_owned(), json);
+    }
     data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
     data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
 
@@ -667,6 +684,15 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
         })?,
         None => Vec::new(),
     };
+    let rollout = match data.get(KEY_ROLLOUT) {
+        Some(v) => Some(serde_json::from_str(v).map_err(|e| {
+            corrupt(
+                KEY_ROLLOUT,
+                format!("not a rollout (revision, startedAt): {e}"),
+            )
+        })?),
+        None => None,
+    };
     Ok(TierState {
         inventory,
         last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
@@ -675,6 +701,7 @@ fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
         rollbacks,
         healthy,
         finished_jobs,
+        rollout,
     })
 }
 
@@ -804,6 +831,10 @@ mod tests {
                 digest: "0123456789abcdef".to_owned(),
                 revision: "abc123".to_owned(),
             }],
+            rollout: Some(RolloutRecord {
+                revision: "def456".to_owned(),
+                started_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+            }),
         }
     }
 
@@ -835,6 +866,24 @@ mod tests {
         assert_eq!(data.get("inventoryCount").map(String::as_str), Some("2"));
         assert_eq!(data.get("format").map(String::as_str), Some("1"));
         assert_eq!(decode(NS, &cm).expect("decode"), state);
+    }
+
+    #[test]
+    fn the_rollout_start_is_kept_and_state_without_it_still_loads() {
+        let state = sample();
+        let cm = encode("prod", NS, &state).expect("encode");
+        let data = cm.data.clone().unwrap_or_default();
+        assert_eq!(
+            data.get("rollout").map(String::as_str),
+            Some(r#"{"revision":"def456","startedAt":"2027-01-15T08:00:00Z"}"#)
+        );
+        assert_eq!(decode(NS, &cm).expect("decode").rollout, state.rollout);
+        // State written before the rollout was kept: no rollout under way.
+        let mut old = cm.clone();
+        if let Some(d) = old.data.as_mut() {
+            d.remove("rollout");
+        }
+        assert_eq!(decode(NS, &old).expect("decode").rollout, None);
     }
 
     #[test]

@@ -64,6 +64,7 @@ async fn save_then_load_round_trips_every_field() {
             rollbacks: 2,
             healthy: Vec::new(),
             finished_jobs: Vec::new(),
+            rollout: None,
         };
         store.save("prod", &state).await.expect("save");
         let back = store.load("prod").await.expect("load");

@@ -17,6 +17,7 @@
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
 mod gate;
+mod rollout;
 mod timing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -130,13 +131,7 @@ struct Active {
     set: Arc<DesiredSet>,
 }
 
-/// A revision applied and not yet healthy: when it must be.
-#[derive(Debug, Clone)]
-struct Rollout {
-    revision: String,
-    started: Instant,
-    deadline: Instant,
-}
+use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
 pub struct TierReconciler {
@@ -1785,6 +1780,7 @@ impl TierReconciler {
                 let since = (self.clock)();
                 if let Some(state) = self.state.as_mut() {
                     state.record_healthy(&active.revision, since, base);
+                    state.rollout = None;
                 }
                 if let Err(e) = self.save_state().await {
                     warn!(error = %e, "cannot record the healthy revision");
@@ -1801,16 +1797,32 @@ impl TierReconciler {
             }
             self.last_healthy = Some(active.clone());
             self.rollout = None;
+            if let Some(state) = self.state.as_mut()
+                && state.rollout.take().is_some()
+                && let Err(e) = self.save_state().await
+            {
+                warn!(error = %e, "cannot clear the finished rollout from the tier state");
+            }
         } else if last_healthy.as_deref() != Some(active.revision.as_str()) {
             let timeout = self.tier.health_timeout();
             let rollout = match &self.rollout {
                 Some(r) if r.revision == active.revision => r.clone(),
                 _ => {
-                    let r = Rollout {
-                        revision: active.revision.clone(),
-                        started: now,
-                        deadline: now + timeout,
-                    };
+                    // Resumed from the tier state when a daemon before this one started it.
+                    let persisted = self.state.as_ref().and_then(|s| s.rollout.as_ref());
+                    let (r, record) = rollout::take_up(
+                        persisted,
+                        &active.revision,
+                        timeout,
+                        (self.clock)(),
+                        now,
+                    );
+                    if let Some(state) = self.state.as_mut() {
+                        state.rollout = Some(record);
+                    }
+                    if let Err(e) = self.save_state().await {
+                        warn!(error = %e, "cannot record the start of the rollout; a restart starts its health deadline again");
+                    }
                     self.rollout = Some(r.clone());
                     r
                 }
@@ -1901,12 +1913,23 @@ impl TierReconciler {
             humantime::format_duration(timeout)
         );
         self.rollout = None;
+        // Over: with rollback off (or nothing to roll back to) the next reconcile starts
+        // another deadline, as it did before the start was kept.
+        if let Some(state) = self.state.as_mut() {
+            state.rollout = None;
+        }
         if !self.tier.rolls_back() {
+            if let Err(e) = self.save_state().await {
+                warn!(error = %e, "cannot clear the rollout from the tier state");
+            }
             warn!("{message}; rollback is off for this tier");
             self.health_note = Some(format!("{message}; rollback is off for this tier"));
             return Outcomes::default();
         }
         let Some(target) = self.restore_last_healthy().await else {
+            if let Err(e) = self.save_state().await {
+                warn!(error = %e, "cannot clear the rollout from the tier state");
+            }
             warn!("{message}; no healthy revision to roll back to");
             self.status.update(|s| {
                 s.last_error = Some(format!("{message}; no healthy revision to roll back to"))
@@ -1920,6 +1943,7 @@ impl TierReconciler {
         if let Some(state) = self.state.as_mut() {
             state.failed_revision = Some(active.revision.clone());
             state.rollbacks += 1;
+            state.rollout = None;
         }
         if let Err(e) = self.save_state().await {
             warn!(error = %e, "cannot record the rollback; it is retried");
