@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gitopsd::live::RequestCounter;
-use gitopsd::reconcile::Checkouts;
+use gitopsd::reconcile::{CheckoutError, Checkouts};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -418,14 +418,18 @@ pub struct GitCheckouts {
 }
 
 impl Checkouts for GitCheckouts {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, String> {
+    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+        let failed = |reason: String| CheckoutError::Failed {
+            revision: revision.to_owned(),
+            reason,
+        };
         let out = Command::new("git")
             .args(["checkout", "-q", "--detach", revision])
             .current_dir(&self.dir)
             .output()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
         if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            return Err(failed(String::from_utf8_lossy(&out.stderr).into_owned()));
         }
         Ok(self.dir.clone())
     }

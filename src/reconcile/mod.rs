@@ -16,6 +16,7 @@
 //!   name), so an apiVersion change is never a prune and a create;
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
+mod error;
 mod gate;
 mod rollout;
 mod timing;
@@ -48,6 +49,7 @@ use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_dige
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
+pub use error::{CheckoutError, ReconcileError};
 pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
 
 /// How long a reconcile waits for the live cache to list a new kind.
@@ -60,7 +62,7 @@ const CACHE_RESYNC_WAIT: Duration = Duration::from_secs(20);
 /// Gives the files of a revision: the source's export in the daemon.
 pub trait Checkouts: Send + Sync {
     /// Blocking (git). The directory holds the repo's files at `revision`.
-    fn checkout(&self, revision: &str) -> Result<PathBuf, String>;
+    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError>;
 
     /// Blocking (git). What the config repo's healthy refs
     /// (`refs/gitopsd/healthy/<tier>/<sha>`) say `tier` recorded healthy, as fetched last.
@@ -70,8 +72,10 @@ pub trait Checkouts: Send + Sync {
 
     /// Blocking (git). Publishes `record` as `refs/gitopsd/healthy/<tier>/<sha>` in the
     /// config repo.
-    fn publish_healthy(&self, _tier: &str, _record: &HealthyRecord) -> Result<(), String> {
-        Err("publishing healthy refs is not supported by this source".into())
+    fn publish_healthy(&self, _tier: &str, _record: &HealthyRecord) -> Result<(), CheckoutError> {
+        Err(CheckoutError::Unsupported {
+            what: "publishing healthy refs",
+        })
     }
 
     /// Blocking (git). The commits in `to`'s history that `from` lacks (every commit of `to`
@@ -81,19 +85,21 @@ pub trait Checkouts: Send + Sync {
         &self,
         _from: Option<&str>,
         _to: &str,
-    ) -> Result<Vec<crate::signature::SignedCommit>, String> {
-        Err("this source cannot list commits".into())
+    ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
+        Err(CheckoutError::Unsupported {
+            what: "listing commits",
+        })
     }
 }
 
 impl Checkouts for Mutex<crate::source::Source> {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, String> {
-        let oid = git2::Oid::from_str(revision)
-            .map_err(|e| format!("{revision} is not a commit id: {e}"))?;
-        let source = self
-            .lock()
-            .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
-        source.export(oid).map_err(|e| e.to_string())
+    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+        let oid = git2::Oid::from_str(revision).map_err(|e| CheckoutError::NotACommit {
+            revision: revision.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
+        Ok(source.export(oid)?)
     }
 
     fn healthy_refs(&self, tier: &str) -> Vec<HealthyRecord> {
@@ -103,24 +109,19 @@ impl Checkouts for Mutex<crate::source::Source> {
         }
     }
 
-    fn publish_healthy(&self, tier: &str, record: &HealthyRecord) -> Result<(), String> {
-        let source = self
-            .lock()
-            .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
-        source
-            .publish_healthy(tier, record)
-            .map_err(|e| e.to_string())
+    fn publish_healthy(&self, tier: &str, record: &HealthyRecord) -> Result<(), CheckoutError> {
+        let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
+        Ok(source.publish_healthy(tier, record)?)
     }
 
     fn commits_between(
         &self,
         from: Option<&str>,
         to: &str,
-    ) -> Result<Vec<crate::signature::SignedCommit>, String> {
-        let source = self
-            .lock()
-            .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
+    ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
+        let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
         crate::signature::commits_between(source.repository(), from, to)
+            .map_err(CheckoutError::Commits)
     }
 }
 
@@ -199,8 +200,10 @@ pub struct TierReconciler {
     /// The newest revision, held back by a gate, a window or a signature: re-checked on
     /// every reconcile, while the last deployed set keeps being reconciled.
     held: Option<(String, Hold)>,
-    /// (revision, hold kind) already reported as `PromotionBlocked`: once each.
-    blocked_reported: HashSet<(String, HoldKind)>,
+    /// The hold kinds already reported as `PromotionBlocked` for the revision held now: once
+    /// each. Only the held revision is kept (bug h: a set of every revision held grew without
+    /// bound within a leadership term).
+    blocked_reported: BlockedReported,
     /// Set by a manual sync that overrides a closed window; taken by the next reconcile.
     window_override: Arc<AtomicBool>,
     /// This reconcile runs with the window overridden.
@@ -285,7 +288,7 @@ impl TierReconciler {
             health_seen: None,
             clock: system_clock(),
             held: None,
-            blocked_reported: HashSet::new(),
+            blocked_reported: BlockedReported::default(),
             window_override: Arc::new(AtomicBool::new(false)),
             override_now: false,
             window_held: false,
@@ -403,7 +406,9 @@ impl TierReconciler {
             let checkouts = self.checkouts.clone();
             let to = revision.to_owned();
             let checked = tokio::task::spawn_blocking(move || {
-                let commits = checkouts.commits_between(from.as_deref(), &to)?;
+                let commits = checkouts
+                    .commits_between(from.as_deref(), &to)
+                    .map_err(|e| e.to_string())?;
                 crate::signature::check_range(&commits, &signed.ssh_allowed_signers)
             })
             .await
@@ -430,10 +435,7 @@ impl TierReconciler {
         if self.active.is_none() {
             self.active = self.restore_last_applied().await;
         }
-        if self
-            .blocked_reported
-            .insert((revision.to_owned(), hold.kind))
-        {
+        if self.blocked_reported.first_time(revision, hold.kind) {
             warn!(tier = %self.tier.name, revision, reason = %hold.message, "revision held back");
             self.observers.emit(Activity::PromotionBlocked {
                 tier: self.tier.name.clone(),
@@ -659,7 +661,7 @@ impl TierReconciler {
         let joined = tokio::task::spawn_blocking(move || {
             let root = checkouts
                 .checkout(&revision)
-                .map_err(|e| crate::render::RenderError::checkout(&revision, &e))?;
+                .map_err(|e| crate::render::RenderError::checkout(&revision, &e.to_string()))?;
             crate::render::render_tier(&root, &tier, &limits, &scopes)
         })
         .await;
@@ -743,7 +745,7 @@ impl TierReconciler {
         }
     }
 
-    async fn save_state(&mut self) -> Result<(), String> {
+    async fn save_state(&mut self) -> Result<(), ReconcileError> {
         let Some(state) = &self.state else {
             return Ok(());
         };
@@ -751,12 +753,9 @@ impl TierReconciler {
             return Ok(());
         }
         if self.write_guard.as_ref().is_some_and(|t| t.is_cancelled()) {
-            return Err("this replica stopped leading: the tier state is not written".into());
+            return Err(ReconcileError::NotLeading);
         }
-        self.store
-            .save(&self.tier.name, state)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.store.save(&self.tier.name, state).await?;
         self.saved = Some(state.clone());
         Ok(())
     }
@@ -844,6 +843,7 @@ impl TierReconciler {
         match result {
             Ok(o) => outcomes = o,
             Err(e) => {
+                let e = e.to_string();
                 warn!(error = %e, "sync failed; the cluster keeps what was applied so far");
                 record.error = Some(e.clone());
                 self.status.update(|s| {
@@ -886,6 +886,16 @@ impl TierReconciler {
             || record.error.is_some()
             || record.rolled_back_from.is_some()
             || matches!(reason, "revision" | "trigger" | "deadline");
+        // What outranks this sync's own result is reported as its error, naming the revision
+        // it is about (bug f: a revision blocked by validation read as "sync of <previous
+        // revision> failed: 0 objects failed to apply", with no error in the audit record; a
+        // refused prune read as a clean sync).
+        if record.error.is_none()
+            && let Some((revision, error)) = self.standing_error()
+        {
+            record.revision = revision;
+            record.error = Some(error);
+        }
         self.observers.emit(Activity::SyncFinished {
             tier: self.tier.name.clone(),
             revision: record.revision.clone(),
@@ -910,15 +920,31 @@ impl TierReconciler {
         outcomes
     }
 
+    /// The revision and the reason the tier is not in sync for, other than a failure of the
+    /// sync itself: the newest revision rejected (render, validation, ownership), a failing
+    /// fetch, a refused prune. `None` when nothing outranks the sync's own outcome.
+    fn standing_error(&self) -> Option<(String, String)> {
+        let active = self.active.as_ref().map(|a| a.revision.clone());
+        if let Some(f) = self.desired.failure() {
+            let (Failure::Render { revision, .. } | Failure::Blocked { revision, .. }) = f;
+            return Some((revision.clone(), f.to_string()));
+        }
+        let active = active?;
+        if let Some(e) = &self.source_error {
+            return Some((active, e.clone()));
+        }
+        self.prune_refused.clone().map(|p| (active, p))
+    }
+
     async fn sync(
         &mut self,
         active: &Active,
         cancel: &CancellationToken,
         record: &mut SyncRecord,
-    ) -> Result<Outcomes, String> {
+    ) -> Result<Outcomes, ReconcileError> {
         let mut laps = timing::Laps::start();
         if !self.ensure_state().await {
-            return Err("the tier state could not be read".into());
+            return Err(ReconcileError::StateUnreadable);
         }
         laps.lap("state-load");
         let set = active.set.clone();
@@ -959,7 +985,7 @@ impl TierReconciler {
         laps.lap("ownership");
 
         // Deploy: objects new or changed since they were last applied.
-        let state = self.state.as_mut().ok_or("no tier state")?;
+        let state = self.state.as_mut().ok_or(ReconcileError::NoState)?;
         let mut deploy: Vec<&DesiredObject> = Vec::new();
         // In a refused sync: the objects the revision adds or changes, none of them applied.
         let mut held: HashSet<ObjectKey> = HashSet::new();
@@ -1014,10 +1040,9 @@ impl TierReconciler {
         // Drift of the objects not just applied, and what the policy does about it. The apply
         // may have outlived a watch (an API server restart mid-apply).
         self.live_synced(cancel).await?;
-        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
-        let mut report = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys)
-            .await
-            .map_err(|e| e.to_string())?;
+        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let mut report =
+            detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys).await?;
         // A Job with ttlSecondsAfterFinished that finished for its manifest and was deleted by
         // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
         let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
@@ -1395,10 +1420,13 @@ impl TierReconciler {
 
     /// The ownership refusals of `set` (see [`crate::ownership`]), read from the live cache
     /// and the inventory: no request.
-    fn refusals(&self, set: &DesiredSet) -> Result<Vec<crate::validate::Finding>, String> {
+    fn refusals(
+        &self,
+        set: &DesiredSet,
+    ) -> Result<Vec<crate::validate::Finding>, ReconcileError> {
         use crate::ownership::{Claim, Live, adopts, claim, finding};
-        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
-        let state = self.state.as_ref().ok_or("no tier state")?;
+        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let state = self.state.as_ref().ok_or(ReconcileError::NoState)?;
         let mut out = Vec::new();
         for o in &set.objects {
             let key = ObjectKey::from(o);
@@ -1413,7 +1441,12 @@ impl TierReconciler {
                 Ok(found) => found,
                 // Not served (its CRD comes in this set): no object of it can exist yet.
                 Err(crate::live::LiveError::UnknownKind { .. }) => None,
-                Err(e) => return Err(format!("ownership of {}: {e}", o.display_name())),
+                Err(source) => {
+                    return Err(ReconcileError::Ownership {
+                        object: o.display_name(),
+                        source,
+                    });
+                }
             };
             let live = match &found {
                 None => Live::Absent,
@@ -1458,17 +1491,14 @@ impl TierReconciler {
 
     /// Points the live cache at the set's kinds and objects (once per set), and waits until
     /// it has listed them.
-    async fn follow_set(&mut self, set: &DesiredSet) -> Result<(), String> {
+    async fn follow_set(&mut self, set: &DesiredSet) -> Result<(), ReconcileError> {
         if self.cache_digest.as_deref() == Some(set.digest.as_str()) && self.cache.is_some() {
             return Ok(());
         }
         let kinds = set.kinds();
         let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
         match self.cache.as_mut() {
-            Some(cache) => cache
-                .update_kinds(&kinds, &names)
-                .await
-                .map_err(|e| e.to_string())?,
+            Some(cache) => cache.update_kinds(&kinds, &names).await?,
             None => {
                 // The tier's namespaces only: no desired object can be outside them (validation),
                 // and gitopsd's RBAC grants reads of namespaced kinds only there.
@@ -1480,17 +1510,13 @@ impl TierReconciler {
                     &kinds,
                     &names,
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
                 self.live_rx = Some(cache.changes());
                 self.cache = Some(cache);
             }
         }
         if let Some(cache) = &self.cache {
-            cache
-                .wait_synced(CACHE_SYNC_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())?;
+            cache.wait_synced(CACHE_SYNC_TIMEOUT).await?;
         }
         self.cache_digest = Some(set.digest.clone());
         Ok(())
@@ -1498,8 +1524,8 @@ impl TierReconciler {
 
     /// Waits (at most [`CACHE_RESYNC_WAIT`]) until every watch of the live cache is synced, the
     /// status saying why meanwhile; the error names the watch still listing.
-    async fn live_synced(&self, cancel: &CancellationToken) -> Result<(), String> {
-        let cache = self.cache.as_ref().ok_or("the live cache did not start")?;
+    async fn live_synced(&self, cancel: &CancellationToken) -> Result<(), ReconcileError> {
+        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
         let Some(((api_version, kind), what)) = cache.not_synced() else {
             return Ok(());
         };
@@ -1510,8 +1536,12 @@ impl TierReconciler {
         let shown = reason.clone();
         self.status.update(|s| s.last_error = Some(shown));
         tokio::select! {
-            waited = cache.wait_synced(CACHE_RESYNC_WAIT) => waited.map_err(|e| format!("{reason}: still not synced after {}s: {e}", CACHE_RESYNC_WAIT.as_secs())),
-            _ = cancel.cancelled() => Err(reason),
+            waited = cache.wait_synced(CACHE_RESYNC_WAIT) => waited.map_err(|source| ReconcileError::CacheNotSynced {
+                reason,
+                waited_secs: CACHE_RESYNC_WAIT.as_secs(),
+                source,
+            }),
+            _ = cancel.cancelled() => Err(ReconcileError::CacheListing { reason }),
         }
     }
 
@@ -2006,6 +2036,33 @@ impl TierReconciler {
     }
 }
 
+/// The hold kinds reported for one held revision; a newer revision held starts over.
+#[derive(Debug, Default)]
+struct BlockedReported {
+    revision: Option<String>,
+    kinds: Vec<HoldKind>,
+}
+
+impl BlockedReported {
+    /// Whether `kind` is new for `revision` (and remembers it).
+    fn first_time(&mut self, revision: &str, kind: HoldKind) -> bool {
+        if self.revision.as_deref() != Some(revision) {
+            self.revision = Some(revision.to_owned());
+            self.kinds.clear();
+        }
+        if self.kinds.contains(&kind) {
+            return false;
+        }
+        self.kinds.push(kind);
+        true
+    }
+
+    /// How many (revision, kind) pairs are remembered.
+    fn len(&self) -> usize {
+        self.kinds.len()
+    }
+}
+
 /// The instant a hold opening at `opens_at` (by the reconcile's clock, which reads `now`)
 /// lifts, a second late so the clock has passed it.
 fn wake_at(opens_at: DateTime<Utc>, now: DateTime<Utc>, instant: Instant) -> Instant {
@@ -2115,6 +2172,67 @@ fn short(revision: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoCheckouts;
+
+    impl Checkouts for NoCheckouts {
+        fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+            Err(CheckoutError::NotACommit {
+                revision: revision.to_owned(),
+                reason: "no checkouts in this test".to_owned(),
+            })
+        }
+    }
+
+    /// A reconciler that never reaches a server: its client points at a closed port.
+    fn offline_reconciler() -> TierReconciler {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let tier: TierConfig =
+            serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
+        TierReconciler::new(
+            tier,
+            false,
+            client.clone(),
+            StateStore::new(client, "state"),
+            Arc::new(NoCheckouts),
+            StatusHandle::new("t"),
+            Observers::new(Vec::new()),
+        )
+    }
+
+    #[test]
+    fn a_hold_is_reported_once_per_revision_and_kind() {
+        let mut b = BlockedReported::default();
+        assert!(b.first_time("a", HoldKind::Soak));
+        assert!(!b.first_time("a", HoldKind::Soak));
+        assert!(b.first_time("a", HoldKind::Window));
+        assert!(b.first_time("b", HoldKind::Soak));
+        assert!(!b.first_time("b", HoldKind::Soak));
+        assert_eq!(b.len(), 1);
+    }
+
+    /// Bug h: what was reported as held back is bounded within a leadership term: only the
+    /// revision held now is remembered.
+    #[tokio::test]
+    async fn held_revisions_reported_stay_bounded() {
+        let mut r = offline_reconciler();
+        for i in 0..100 {
+            for kind in [HoldKind::PromotionGate, HoldKind::Window] {
+                let hold = Hold {
+                    kind,
+                    message: "held".to_owned(),
+                    opens_at: None,
+                };
+                r.hold(&format!("{i:040}"), hold).await;
+            }
+        }
+        assert!(
+            r.blocked_reported.len() <= HoldKind::ALL.len(),
+            "{} entries remembered",
+            r.blocked_reported.len()
+        );
+    }
 
     #[test]
     fn a_job_is_finished_when_complete_or_failed() {
