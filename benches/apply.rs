@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use gitopsd::config::TierConfig;
 use gitopsd::live::{RequestCounter, counted_client};
-use gitopsd::reconcile::{Checkouts, TierReconciler};
+use gitopsd::reconcile::{Checkouts, ReconcileReason, TierReconciler};
 use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;
 use gitopsd::status::{StatusHandle, SyncState};
@@ -148,7 +148,9 @@ async fn gitopsd_sync(
     let cancel = CancellationToken::new();
     let cpu0 = cpu_ns();
     let t0 = Instant::now();
-    reconciler.reconcile("revision", &cancel).await;
+    reconciler
+        .reconcile(ReconcileReason::Revision, &cancel)
+        .await;
     let reconcile = t0.elapsed();
     let cpu = Duration::from_nanos(cpu_ns().saturating_sub(cpu0));
     let requests = delta(&before, &counter);
@@ -431,7 +433,9 @@ async fn small_change(m: usize, ctx: &Ctx) -> SmallChange {
     let change_offer = t0.elapsed();
     let before = counter.by_verb();
     let t0 = Instant::now();
-    reconciler.reconcile("revision", &cancel).await;
+    reconciler
+        .reconcile(ReconcileReason::Revision, &cancel)
+        .await;
     let change = t0.elapsed();
     let change_requests = delta(&before, &counter);
     let change_outcomes = status
@@ -462,7 +466,9 @@ async fn small_change(m: usize, ctx: &Ctx) -> SmallChange {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = counter.by_verb();
     let t0 = Instant::now();
-    reconciler.reconcile("interval", &cancel).await;
+    reconciler
+        .reconcile(ReconcileReason::Interval, &cancel)
+        .await;
     let nochange = t0.elapsed();
     let nochange_requests = delta(&before, &counter);
     eprintln!(

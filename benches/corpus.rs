@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use gitopsd::config::TierConfig;
 use gitopsd::live::counted_client;
-use gitopsd::reconcile::TierReconciler;
+use gitopsd::reconcile::{ReconcileReason, TierReconciler};
 use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;
 use gitopsd::status::StatusHandle;
@@ -190,7 +190,7 @@ async fn gitopsd_sync(ctx: &Ctx, repo: &Path, revision: &str, state_ns: &str) ->
     let cpu0 = cpu_ns();
     let t0 = Instant::now();
     reconciler
-        .reconcile("revision", &CancellationToken::new())
+        .reconcile(ReconcileReason::Revision, &CancellationToken::new())
         .await;
     let wall = t0.elapsed();
     let cpu = Duration::from_nanos(cpu_ns().saturating_sub(cpu0));

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::http::{Secret, SecretFileError, Webhook, WebhookStats};
 use crate::leader::{Elector, LeaderView};
 use crate::metrics::Metrics;
-use crate::reconcile::{Checkouts, TierReconciler};
+use crate::reconcile::{Checkouts, ReconcileReason, TierReconciler};
 use crate::source::{FetchReport, Poller, Source, SourceError};
 use crate::state::{StateError, StateStore};
 use crate::status::StatusHandle;
@@ -742,12 +742,12 @@ async fn tier_loop(
                     info!(revision = %rev, "new revision");
                     reconciler.offer_revision(&rev).await;
                     offered = Some(rev);
-                    "revision"
+                    ReconcileReason::Revision
                 }
             },
-            _ = trigger.notified() => "trigger",
-            _ = ticker.tick() => "interval",
-            _ = sleep_until(wake_at) => "deadline",
+            _ = trigger.notified() => ReconcileReason::Trigger,
+            _ = ticker.tick() => ReconcileReason::Interval,
+            _ = sleep_until(wake_at) => ReconcileReason::Deadline,
             _ = changed(&mut changes) => {
                 // Coalesce a burst (a rollout writes status many times): what changed during
                 // the pause is read by this reconcile, so it is marked seen; a change after
@@ -756,7 +756,7 @@ async fn tier_loop(
                 if let Some(rx) = changes.as_mut() {
                     rx.borrow_and_update();
                 }
-                "live-change"
+                ReconcileReason::LiveChange
             }
         };
         let out = reconciler.reconcile(reason, cancel).await;

@@ -22,14 +22,17 @@ const CHANGE: Duration = Duration::from_secs(45);
 
 /// The Events regarding the tier's state ConfigMap with `reason`, newest last.
 async fn events(client: &kube::Client, f: &Fixture, reason: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &f.state_ns);
+    let api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &f.state_ns);
     let regarding = format!("gitopsd-state-{}", f.tier);
     let Ok(list) = api.list(&ListParams::default()).await else {
         return Vec::new();
     };
     list.items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding.as_str()))
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding.as_str())
+        })
         .filter(|e| e.reason.as_deref() == Some(reason))
         .map(|e| e.note.unwrap_or_default())
         .collect()
@@ -85,7 +88,10 @@ async fn the_health_deadline_survives_restarts() {
     }
     let s = f.wait_synced_healthy(&first, CHANGE).await;
     assert_eq!(s["failedRevision"], bad.as_str(), "{}", brief_status(&s));
-    assert!(restarts >= 2, "the test restarted the daemon {restarts} times");
+    assert!(
+        restarts >= 2,
+        "the test restarted the daemon {restarts} times"
+    );
 }
 
 /// Bug f: a revision blocked by validation is reported (Event, history record, audit) as the
@@ -116,21 +122,28 @@ async fn a_blocked_revision_is_reported_as_itself_with_the_reason() {
     assert_eq!(s["revision"], first.as_str(), "{}", brief_status(&s));
 
     let short = &blocked[..7];
-    let notes = support::eventually("a SyncFailed Event naming the blocked revision", CHANGE, || {
-        let client = client.clone();
-        let f = &f;
-        async move {
-            let notes = events(&client, f, "SyncFailed").await;
-            (!notes.is_empty()).then_some(notes)
-        }
-    })
+    let notes = support::eventually(
+        "a SyncFailed Event naming the blocked revision",
+        CHANGE,
+        || {
+            let client = client.clone();
+            let f = &f;
+            async move {
+                let notes = events(&client, f, "SyncFailed").await;
+                (!notes.is_empty()).then_some(notes)
+            }
+        },
+    )
     .await;
     for note in &notes {
         assert!(
             !note.contains("0 objects failed to apply"),
             "a blocked revision is not an apply failure: {note}"
         );
-        assert!(note.contains(short), "names the blocked revision {short}: {note}");
+        assert!(
+            note.contains(short),
+            "names the blocked revision {short}: {note}"
+        );
         assert!(note.contains("namespace"), "says why: {note}");
     }
     let s = f.status();
@@ -139,7 +152,9 @@ async fn a_blocked_revision_is_reported_as_itself_with_the_reason() {
         .find(|r| r["revision"] == blocked.as_str())
         .unwrap_or_else(|| panic!("a history record of {blocked}: {}", brief_status(&s)));
     assert!(
-        record["error"].as_str().is_some_and(|e| e.contains("blocked")),
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("blocked")),
         "{record}"
     );
 }

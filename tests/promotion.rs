@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use git_support::{Upstream, run, ssh_keygen};
 use gitopsd::activity::{Activity, Observer, Observers};
 use gitopsd::config::{SourceConfig, TierConfig};
-use gitopsd::reconcile::{Checkouts, Clock, TierReconciler};
+use gitopsd::reconcile::{Checkouts, Clock, ReconcileReason, TierReconciler};
 use gitopsd::source::Source;
 use gitopsd::state::StateStore;
 use gitopsd::status::{StatusHandle, SyncState};
@@ -211,7 +211,7 @@ impl Tier {
 
     async fn reconcile(&mut self) {
         self.reconciler
-            .reconcile("revision", &CancellationToken::new())
+            .reconcile(ReconcileReason::Revision, &CancellationToken::new())
             .await;
     }
 

@@ -18,6 +18,8 @@
 
 mod error;
 mod gate;
+mod plan;
+mod reason;
 mod rollout;
 mod timing;
 
@@ -35,15 +37,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
 use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
-use crate::classify::Severity;
 use crate::config::{Action, OutsideWindows, TierConfig};
 use crate::desired::{Failure, Offer, TierDesired};
-use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::discovery::ScopeCache;
 use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectId, ObjectKey};
-use crate::policy::{self, FightTracker, hold_back};
+use crate::policy::{self, FightTracker};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
 use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
@@ -51,6 +51,7 @@ use crate::window::{WindowState, window_state};
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
 pub use error::{CheckoutError, ReconcileError};
 pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
+pub use reason::ReconcileReason;
 
 /// How long a reconcile waits for the live cache to list a new kind.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -761,7 +762,11 @@ impl TierReconciler {
     }
 
     /// One reconcile of the active set. `reason` names what started it.
-    pub async fn reconcile(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
+    pub async fn reconcile(
+        &mut self,
+        reason: ReconcileReason,
+        cancel: &CancellationToken,
+    ) -> Outcomes {
         self.override_now = self.window_override.swap(false, Ordering::SeqCst);
         let mut out = self.reconcile_once(reason, cancel).await;
         // An override is good for this one reconcile only.
@@ -774,7 +779,11 @@ impl TierReconciler {
         out
     }
 
-    async fn reconcile_once(&mut self, reason: &str, cancel: &CancellationToken) -> Outcomes {
+    async fn reconcile_once(
+        &mut self,
+        reason: ReconcileReason,
+        cancel: &CancellationToken,
+    ) -> Outcomes {
         self.window_held = false;
         if let Some(revision) = self.pending.take() {
             self.offer_revision(&revision).await;
@@ -799,7 +808,7 @@ impl TierReconciler {
                 self.observers.emit(Activity::SyncFinished {
                     tier: self.tier.name.clone(),
                     revision: revision.clone(),
-                    reason: reason.to_owned(),
+                    reason: reason.to_string(),
                     result: SyncState::Blocked,
                     duration: Duration::ZERO,
                     outcomes: BTreeMap::new(),
@@ -810,7 +819,7 @@ impl TierReconciler {
             }
             return Outcomes::default();
         };
-        let span = info_span!("reconcile", tier = %self.tier.name, revision = %short(&active.revision), reason);
+        let span = info_span!("reconcile", tier = %self.tier.name, revision = %short(&active.revision), reason = %reason);
         self.reconcile_active(active, reason, cancel)
             .instrument(span)
             .await
@@ -819,14 +828,14 @@ impl TierReconciler {
     async fn reconcile_active(
         &mut self,
         active: Active,
-        reason: &str,
+        reason: ReconcileReason,
         cancel: &CancellationToken,
     ) -> Outcomes {
         let started_at = Utc::now();
         let started = Instant::now();
         let mut record = SyncRecord {
             revision: active.revision.clone(),
-            reason: reason.to_owned(),
+            reason: reason.to_string(),
             started_at,
             duration_ms: 0,
             outcomes: BTreeMap::new(),
@@ -885,7 +894,7 @@ impl TierReconciler {
         let notable = changed
             || record.error.is_some()
             || record.rolled_back_from.is_some()
-            || matches!(reason, "revision" | "trigger" | "deadline");
+            || reason.always_notable();
         // What outranks this sync's own result is reported as its error, naming the revision
         // it is about (bug f: a revision blocked by validation read as "sync of <previous
         // revision> failed: 0 objects failed to apply", with no error in the audit record; a
@@ -986,25 +995,15 @@ impl TierReconciler {
 
         // Deploy: objects new or changed since they were last applied.
         let state = self.state.as_mut().ok_or(ReconcileError::NoState)?;
-        let mut deploy: Vec<&DesiredObject> = Vec::new();
-        // In a refused sync: the objects the revision adds or changes, none of them applied.
-        let mut held: HashSet<ObjectKey> = HashSet::new();
-        let mut new_keys = false;
-        for o in &set.objects {
-            let key = ObjectKey::from(o);
-            match state.inventory.get(&key) {
-                Some(d) if d == short_digest(&o.digest) => {}
-                _ if refused => {
-                    held.insert(key);
-                }
-                Some(_) => deploy.push(o),
-                None => {
-                    // Remembered before it exists, so a crash mid-apply cannot orphan it.
-                    state.inventory.insert(key, NOT_APPLIED.to_owned());
-                    new_keys = true;
-                    deploy.push(o);
-                }
-            }
+        let plan::DeployPlan {
+            deploy,
+            remember,
+            held,
+        } = plan::plan_deploy(&set, &state.inventory, refused);
+        let new_keys = !remember.is_empty();
+        for key in remember {
+            // Remembered before it exists, so a crash mid-apply cannot orphan it.
+            state.inventory.insert(key, NOT_APPLIED.to_owned());
         }
         if new_keys {
             self.save_state().await?;
@@ -1110,11 +1109,7 @@ impl TierReconciler {
             });
         }
         laps.lap("drift");
-        let by_key: HashMap<ObjectKey, &DesiredObject> = set
-            .objects
-            .iter()
-            .map(|o| (ObjectKey::from(o), o))
-            .collect();
+        let by_key = plan::by_key(&set);
         // Who deletes the objects gitopsd had to create again, while their live copy tells.
         for key in self.fights.recreated_objects() {
             if let Some(o) = by_key.get(&key) {
@@ -1135,22 +1130,8 @@ impl TierReconciler {
         // that too, or a manual sync overrode the window); the rest waits.
         let window = self.window_now();
         let closed = !window.open && !self.override_now;
-        let mut waiting = 0;
-        let policy_report = if closed {
-            let critical_too = self.tier.critical_outside_windows == OutsideWindows::Hold;
-            let mut r = report.clone();
-            r.items.retain(|i| {
-                let wait =
-                    i.action == Action::Apply && (critical_too || i.severity != Severity::Critical);
-                if wait {
-                    waiting += 1;
-                }
-                !wait
-            });
-            r
-        } else {
-            report.clone()
-        };
+        let critical_too = self.tier.critical_outside_windows == OutsideWindows::Hold;
+        let (policy_report, waiting) = plan::outside_window(&report, closed, critical_too);
         if waiting > 0 {
             self.window_held = true;
         }
@@ -1215,18 +1196,7 @@ impl TierReconciler {
             // difference (alerted, ignored, held back, HPA-owned) is applied at its live value.
             let manifests: Vec<Value> = corrections
                 .iter()
-                .map(|(c, o)| match lives.get(&c.object) {
-                    Some(live) => {
-                        let owned = applied_fields_v1(live, FIELD_MANAGER);
-                        let keep: Vec<FieldPath> = compare(&o.manifest, live, owned)
-                            .into_iter()
-                            .map(|d| d.path)
-                            .filter(|p| !c.fields.contains(&p.to_string()))
-                            .collect();
-                        hold_back(&o.manifest, live, &keep)
-                    }
-                    None => o.manifest.clone(),
-                })
+                .map(|(c, o)| plan::correction_manifest(c, &o.manifest, lives.get(&c.object)))
                 .collect();
             let mut items = self
                 .items(objects.iter().copied().zip(manifests.iter()))
@@ -1284,28 +1254,13 @@ impl TierReconciler {
             .outcomes
             .get(Outcome::Failed.as_str())
             .is_some_and(|n| *n > 0);
-        if newest_ok && apply_failed {
-            if self
-                .state
-                .as_ref()
-                .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())))
-            {
-                record.prune_notes.push(
-                    "prune skipped: an object of this sync failed to apply (see the failures)"
-                        .into(),
-                );
-            }
-        } else if newest_ok {
-            self.prune(&desired_keys, cancel, record).await;
-        } else if self
+        let leftovers = self
             .state
             .as_ref()
-            .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())))
-        {
-            record.prune_notes.push(
-                "prune skipped: the newest revision could not be fetched, rendered or validated"
-                    .into(),
-            );
+            .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())));
+        match plan::prune_step(newest_ok, apply_failed, leftovers) {
+            plan::PruneStep::Run => self.prune(&desired_keys, cancel, record).await,
+            plan::PruneStep::Skip(note) => record.prune_notes.extend(note.map(str::to_owned)),
         }
 
         if let Some(state) = self.state.as_mut()
@@ -1353,18 +1308,8 @@ impl TierReconciler {
         } else {
             info!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
         }
-        let sync = if failed || unconvergeable || unsettled > 0 {
-            SyncState::OutOfSync
-        } else {
-            SyncState::Synced
-        };
         // A refused prune leaves objects git no longer has: not in sync, whatever drift says.
         let prune_refused = self.prune_refused.clone();
-        let sync = if prune_refused.is_some() {
-            SyncState::OutOfSync
-        } else {
-            sync
-        };
         let revision = if refused {
             self.state
                 .as_ref()
@@ -1374,33 +1319,19 @@ impl TierReconciler {
         };
         let objects = set.objects.len();
         // The newest revision's failure outranks what this sync of the last good set did.
-        let (sync, error) = if let Some(f) = self.desired.failure() {
-            (SyncState::Failed, Some(f.to_string()))
-        } else if let Some(e) = &self.source_error {
-            (SyncState::Failed, Some(e.clone()))
-        } else if let Some((_, hold)) = &self.held {
-            (SyncState::Blocked, Some(hold.message.clone()))
-        } else if waiting > 0 {
-            let until = window
-                .next_change
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "a window opens".into());
-            (
-                SyncState::Blocked,
-                Some(format!(
-                    "change window closed: {waiting} drift correction(s) wait until {until}"
-                )),
-            )
-        } else {
-            let first_failure = record.failures.first().and_then(|r| r.message.clone());
-            (
-                sync,
-                self.health_note
-                    .clone()
-                    .or(first_failure)
-                    .or(prune_refused.clone()),
-            )
-        };
+        let (sync, error) = plan::sync_state(&plan::SyncFacts {
+            failed,
+            unconvergeable,
+            unsettled,
+            prune_refused: prune_refused.as_deref(),
+            newest_failure: self.desired.failure().map(ToString::to_string),
+            source_error: self.source_error.as_deref(),
+            held: self.held.as_ref().map(|(_, h)| h.message.as_str()),
+            window_waiting: waiting,
+            window_next: window.next_change,
+            health_note: self.health_note.as_deref(),
+            first_failure: record.failures.first().and_then(|r| r.message.as_deref()),
+        });
         let window = (!self.tier.windows.is_empty()).then_some(window);
         let dry_run_entries = self.dry_run.entries();
         self.status.update(|s| {
@@ -1420,10 +1351,7 @@ impl TierReconciler {
 
     /// The ownership refusals of `set` (see [`crate::ownership`]), read from the live cache
     /// and the inventory: no request.
-    fn refusals(
-        &self,
-        set: &DesiredSet,
-    ) -> Result<Vec<crate::validate::Finding>, ReconcileError> {
+    fn refusals(&self, set: &DesiredSet) -> Result<Vec<crate::validate::Finding>, ReconcileError> {
         use crate::ownership::{Claim, Live, adopts, claim, finding};
         let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
         let state = self.state.as_ref().ok_or(ReconcileError::NoState)?;
@@ -1840,13 +1768,8 @@ impl TierReconciler {
                 _ => {
                     // Resumed from the tier state when a daemon before this one started it.
                     let persisted = self.state.as_ref().and_then(|s| s.rollout.as_ref());
-                    let (r, record) = rollout::take_up(
-                        persisted,
-                        &active.revision,
-                        timeout,
-                        (self.clock)(),
-                        now,
-                    );
+                    let (r, record) =
+                        rollout::take_up(persisted, &active.revision, timeout, (self.clock)(), now);
                     if let Some(state) = self.state.as_mut() {
                         state.rollout = Some(record);
                     }
@@ -2058,6 +1981,7 @@ impl BlockedReported {
     }
 
     /// How many (revision, kind) pairs are remembered.
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.kinds.len()
     }
