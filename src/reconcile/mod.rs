@@ -18,8 +18,10 @@
 
 mod error;
 mod gate;
+mod phase;
 mod plan;
 mod reason;
+mod report;
 mod rollout;
 mod timing;
 
@@ -133,6 +135,8 @@ struct Active {
     set: Arc<DesiredSet>,
 }
 
+use phase::{PhaseEvent, Retry, TierPhase};
+use report::Tally;
 use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
@@ -157,9 +161,9 @@ pub struct TierReconciler {
     last_healthy: Option<Active>,
     rollout: Option<Rollout>,
     fights: FightTracker,
-    /// A revision that could not be taken yet (the state was unreadable): offered again on
-    /// the next reconcile.
-    pending: Option<String>,
+    /// The newest revision when intake did not take it (state unreadable, held back, unknown
+    /// kinds): what the next reconcile offers again.
+    phase: TierPhase,
     /// `metadata.generation` of objects as this daemon last applied them: until the live
     /// cache shows that generation, its (older) status says nothing about the new spec.
     applied_generations: HashMap<ObjectKey, i64>,
@@ -183,10 +187,6 @@ pub struct TierReconciler {
     refused_render: Option<(String, String)>,
     /// Which kinds are namespaced (API discovery, cached): what the render stamps by.
     scopes: Arc<ScopeCache>,
-    /// A revision refused for kinds of unknown scope, and the discovery generation it was
-    /// judged by: offered again once discovery answers differently (its CRD installed since,
-    /// e.g. by the tier that owns it), not on every reconcile.
-    unknown_kinds: Option<(String, u64)>,
     observers: Observers,
     /// When each revision offered reached this tier (for commit-to-applied and deployment
     /// durations); dropped once the revision is healthy or replaced.
@@ -198,9 +198,6 @@ pub struct TierReconciler {
     health_seen: Option<Health>,
     /// "Now" for windows and soak times; the system clock unless a test sets another.
     clock: Clock,
-    /// The newest revision, held back by a gate, a window or a signature: re-checked on
-    /// every reconcile, while the last deployed set keeps being reconciled.
-    held: Option<(String, Hold)>,
     /// The hold kinds already reported as `PromotionBlocked` for the revision held now: once
     /// each. Only the held revision is kept (bug h: a set of every revision held grew without
     /// bound within a leadership term).
@@ -270,7 +267,7 @@ impl TierReconciler {
             last_healthy: None,
             rollout: None,
             fights: FightTracker::default(),
-            pending: None,
+            phase: TierPhase::Settled,
             applied_generations: HashMap::new(),
             removed_at_version: HashMap::new(),
             source_ok: false,
@@ -281,14 +278,12 @@ impl TierReconciler {
             limits: Limits::default(),
             refused_render: None,
             scopes,
-            unknown_kinds: None,
             observers,
             arrived: None,
             applied_reported: None,
             drift_seen: HashSet::new(),
             health_seen: None,
             clock: system_clock(),
-            held: None,
             blocked_reported: BlockedReported::default(),
             window_override: Arc::new(AtomicBool::new(false)),
             override_now: false,
@@ -454,7 +449,15 @@ impl TierReconciler {
             s.held_by = Some(kind);
             s.window = window;
         });
-        self.held = Some((revision.to_owned(), hold));
+        self.advance(PhaseEvent::HeldBack {
+            revision: revision.to_owned(),
+            hold,
+        });
+    }
+
+    fn advance(&mut self, event: PhaseEvent) {
+        let phase = std::mem::replace(&mut self.phase, TierPhase::Settled);
+        self.phase = phase::step(phase, event);
     }
 
     /// Renders the revision last applied (after a restart, to keep reconciling it while a
@@ -518,7 +521,9 @@ impl TierReconciler {
         self.status
             .update(|s| s.source_revision = Some(revision.to_owned()));
         if !self.ensure_state().await {
-            self.pending = Some(revision.to_owned());
+            self.advance(PhaseEvent::StateUnreadable {
+                revision: revision.to_owned(),
+            });
             return;
         }
         let Some(state) = self.state.as_mut() else {
@@ -549,13 +554,13 @@ impl TierReconciler {
             self.hold(revision, hold).await;
             return;
         }
-        if self.held.take().is_some() {
+        if self.phase.held().is_some() {
             self.status.update(|s| {
                 s.held_revision = None;
                 s.held_by = None;
             });
         }
-        self.unknown_kinds = None;
+        self.advance(PhaseEvent::Passed);
         let render_started = Instant::now();
         let rendered = match &self.refused_render {
             Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
@@ -613,8 +618,11 @@ impl TierReconciler {
                         if findings.iter().any(|f| f.rule == "unknown-kind")
                 );
                 if unknown {
-                    self.unknown_kinds =
-                        Some((revision.to_owned(), self.scopes.generation().await));
+                    let generation = self.scopes.generation().await;
+                    self.advance(PhaseEvent::RejectedForUnknownKinds {
+                        revision: revision.to_owned(),
+                        generation,
+                    });
                 }
                 let failure = self
                     .desired
@@ -772,7 +780,7 @@ impl TierReconciler {
         // An override is good for this one reconcile only.
         self.override_now = false;
         // A hold that lifts by itself (a soak ends, a window opens) wakes the tier then.
-        if let Some(opens_at) = self.held.as_ref().and_then(|(_, h)| h.opens_at) {
+        if let Some(opens_at) = self.phase.held().and_then(|(_, h)| h.opens_at) {
             let at = wake_at(opens_at, (self.clock)(), Instant::now());
             out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
         }
@@ -785,29 +793,35 @@ impl TierReconciler {
         cancel: &CancellationToken,
     ) -> Outcomes {
         self.window_held = false;
-        if let Some(revision) = self.pending.take() {
-            self.offer_revision(&revision).await;
-        } else if let Some((revision, _)) = self.held.clone() {
-            // Gates and windows are checked again: a held revision goes once they open.
-            self.offer_revision(&revision).await;
-        } else if let Some((revision, generation)) = self.unknown_kinds.clone() {
-            // Discovery is asked again (at most every MISS_REFRESH_AFTER); only a changed
-            // answer renders the revision again.
-            self.scopes.refresh_on_miss().await;
-            if self.scopes.generation().await != generation {
-                info!(tier = %self.tier.name, revision, "API discovery changed; rendering the revision refused for unknown kinds again");
+        let waiting = self
+            .phase
+            .to_offer()
+            .map(|(revision, retry)| (revision.to_owned(), retry));
+        match waiting {
+            // Gates and windows are checked again: a held revision goes once they open; a
+            // revision pending on an unreadable state is offered again.
+            Some((revision, Retry::Always)) => {
+                self.advance(PhaseEvent::OfferedAgain);
                 self.offer_revision(&revision).await;
             }
+            Some((revision, Retry::IfDiscoveryChanged(generation))) => {
+                // Discovery is asked again (at most every MISS_REFRESH_AFTER); only a changed
+                // answer renders the revision again.
+                self.scopes.refresh_on_miss().await;
+                if self.scopes.generation().await != generation {
+                    info!(tier = %self.tier.name, revision, "API discovery changed; rendering the revision refused for unknown kinds again");
+                    self.offer_revision(&revision).await;
+                }
+            }
+            None => {}
         }
-        if let Some((_, hold)) = &self.held {
-            self.window_held = hold.kind == HoldKind::Window;
-        }
+        self.window_held = self.phase.window_held();
         let Some(active) = self.active.clone() else {
-            if let Some((revision, _)) = &self.held {
+            if let Some((revision, _)) = self.phase.held() {
                 // Nothing deployed yet, and the first revision is held back.
                 self.observers.emit(Activity::SyncFinished {
                     tier: self.tier.name.clone(),
-                    revision: revision.clone(),
+                    revision: revision.to_owned(),
                     reason: reason.to_string(),
                     result: SyncState::Blocked,
                     duration: Duration::ZERO,
@@ -846,7 +860,9 @@ impl TierReconciler {
             rolled_back_from: None,
             error: None,
         };
-        let result = self.sync(&active, cancel, &mut record).await;
+        let mut tally = Tally::default();
+        let result = self.sync(&active, cancel, &mut record, &mut tally).await;
+        record.outcomes = tally.to_map();
         record.duration_ms = started.elapsed().as_millis() as u64;
         let mut outcomes = Outcomes::default();
         match result {
@@ -861,13 +877,10 @@ impl TierReconciler {
                 });
             }
         }
-        let changed = record
-            .outcomes
-            .iter()
-            .any(|(k, n)| k != Outcome::Unchanged.as_str() && *n > 0);
+        let changed = tally.changed();
         let fully_applied = record.error.is_none()
             && !self.refused_now
-            && !record.outcomes.contains_key(Outcome::Failed.as_str())
+            && tally.get(Outcome::Failed) == 0
             && !cancel.is_cancelled();
         if fully_applied && self.applied_reported.as_deref() != Some(active.revision.as_str()) {
             if let Some((_, at)) = self.arrived.as_ref().filter(|(r, _)| *r == active.revision) {
@@ -929,20 +942,14 @@ impl TierReconciler {
         outcomes
     }
 
-    /// The revision and the reason the tier is not in sync for, other than a failure of the
-    /// sync itself: the newest revision rejected (render, validation, ownership), a failing
-    /// fetch, a refused prune. `None` when nothing outranks the sync's own outcome.
+    /// What outranks this sync's own result in its report ([`report::standing_error`]).
     fn standing_error(&self) -> Option<(String, String)> {
-        let active = self.active.as_ref().map(|a| a.revision.clone());
-        if let Some(f) = self.desired.failure() {
-            let (Failure::Render { revision, .. } | Failure::Blocked { revision, .. }) = f;
-            return Some((revision.clone(), f.to_string()));
-        }
-        let active = active?;
-        if let Some(e) = &self.source_error {
-            return Some((active, e.clone()));
-        }
-        self.prune_refused.clone().map(|p| (active, p))
+        report::standing_error(
+            self.desired.failure(),
+            self.active.as_ref().map(|a| a.revision.as_str()),
+            self.source_error.as_deref(),
+            self.prune_refused.as_deref(),
+        )
     }
 
     async fn sync(
@@ -950,6 +957,7 @@ impl TierReconciler {
         active: &Active,
         cancel: &CancellationToken,
         record: &mut SyncRecord,
+        tally: &mut Tally,
     ) -> Result<Outcomes, ReconcileError> {
         let mut laps = timing::Laps::start();
         if !self.ensure_state().await {
@@ -1016,7 +1024,7 @@ impl TierReconciler {
             let items = self.items(deploy.iter().map(|o| (*o, &o.manifest))).await;
             let results = self.applier.apply(items, cancel).await;
             laps.lap("apply");
-            self.note_results(&deploy, &results, record);
+            self.note_results(&deploy, &results, record, tally);
             applied_keys.extend(results.iter().map(|r| r.key.clone()));
             // Kinds whose CRD this apply created can be watched now.
             let any_unserved = self
@@ -1184,7 +1192,7 @@ impl TierReconciler {
             removed_from.push(*o);
         }
         if !removed.is_empty() {
-            self.note_results(&removed_from, &removed, record);
+            self.note_results(&removed_from, &removed, record, tally);
         }
         let corrections: Vec<_> = all_corrections
             .into_iter()
@@ -1214,7 +1222,7 @@ impl TierReconciler {
                 }
             }
             let results = self.applier.apply(items, cancel).await;
-            self.note_results(&objects, &results, record);
+            self.note_results(&objects, &results, record, tally);
             for ((c, o), r) in corrections.iter().zip(&results) {
                 if r.outcome != Outcome::Failed {
                     // Foreign fields were counted when they were removed.
@@ -1250,16 +1258,13 @@ impl TierReconciler {
         // replacement of one prune would delete.
         let newest_ok =
             self.source_ok && self.desired.failure().is_none() && !cancel.is_cancelled();
-        let apply_failed = record
-            .outcomes
-            .get(Outcome::Failed.as_str())
-            .is_some_and(|n| *n > 0);
+        let apply_failed = tally.get(Outcome::Failed) > 0;
         let leftovers = self
             .state
             .as_ref()
             .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())));
         match plan::prune_step(newest_ok, apply_failed, leftovers) {
-            plan::PruneStep::Run => self.prune(&desired_keys, cancel, record).await,
+            plan::PruneStep::Run => self.prune(&desired_keys, cancel, record, tally).await,
             plan::PruneStep::Skip(note) => record.prune_notes.extend(note.map(str::to_owned)),
         }
 
@@ -1273,12 +1278,7 @@ impl TierReconciler {
         laps.lap("state-write");
 
         let unconvergeable = !decision.unconvergeable.is_empty();
-        let failed = record
-            .outcomes
-            .get(Outcome::Failed.as_str())
-            .copied()
-            .unwrap_or(0)
-            > 0;
+        let failed = tally.get(Outcome::Failed) > 0;
         // The one rule (docs/DESIGN.md, "Sync state"): drift leaves the tier OutOfSync unless
         // each item is ignored, or was corrected or pruned in this reconcile.
         let failed_keys: HashSet<&ObjectKey> = record.failures.iter().map(|r| &r.key).collect();
@@ -1303,7 +1303,7 @@ impl TierReconciler {
         };
         laps.lap("health");
         // Every sync that wrote something says where its time went; quiet ones only at debug.
-        if record.outcomes.is_empty() {
+        if tally.is_empty() {
             debug!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
         } else {
             info!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
@@ -1326,7 +1326,7 @@ impl TierReconciler {
             prune_refused: prune_refused.as_deref(),
             newest_failure: self.desired.failure().map(ToString::to_string),
             source_error: self.source_error.as_deref(),
-            held: self.held.as_ref().map(|(_, h)| h.message.as_str()),
+            held: self.phase.held().map(|(_, h)| h.message.as_str()),
             window_waiting: waiting,
             window_next: window.next_change,
             health_note: self.health_note.as_deref(),
@@ -1504,12 +1504,10 @@ impl TierReconciler {
         objects: &[&DesiredObject],
         results: &[ObjectResult],
         record: &mut SyncRecord,
+        tally: &mut Tally,
     ) {
         for (o, r) in objects.iter().zip(results) {
-            *record
-                .outcomes
-                .entry(r.outcome.as_str().to_owned())
-                .or_default() += 1;
+            tally.add(r.outcome);
             self.report_object(&record.revision, r);
             if r.outcome == Outcome::Failed {
                 warn!(object = %o.display_name(), error = r.message.as_deref().unwrap_or("?"), "apply failed");
@@ -1539,6 +1537,7 @@ impl TierReconciler {
         desired: &HashSet<ObjectKey>,
         cancel: &CancellationToken,
         record: &mut SyncRecord,
+        tally: &mut Tally,
     ) {
         let Some(state) = self.state.as_ref() else {
             return;
@@ -1637,10 +1636,7 @@ impl TierReconciler {
             return;
         };
         for r in &results {
-            *record
-                .outcomes
-                .entry(r.outcome.as_str().to_owned())
-                .or_default() += 1;
+            tally.add(r.outcome);
             if r.outcome == Outcome::Pruned {
                 info!(object = %crate::apply::display_name(&r.key), "pruned");
                 state.inventory.remove(&r.key);
