@@ -136,7 +136,7 @@ struct Active {
 }
 
 use phase::{PhaseEvent, Retry, TierPhase};
-use report::Tally;
+use report::{HealthStatus, StatusReport, SyncStatus, Tally};
 use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
@@ -861,7 +861,10 @@ impl TierReconciler {
             error: None,
         };
         let mut tally = Tally::default();
-        let result = self.sync(&active, cancel, &mut record, &mut tally).await;
+        let mut report = StatusReport::default();
+        let result = self
+            .sync(&active, cancel, &mut record, &mut tally, &mut report)
+            .await;
         record.outcomes = tally.to_map();
         record.duration_ms = started.elapsed().as_millis() as u64;
         let mut outcomes = Outcomes::default();
@@ -870,13 +873,10 @@ impl TierReconciler {
             Err(e) => {
                 let e = e.to_string();
                 warn!(error = %e, "sync failed; the cluster keeps what was applied so far");
-                record.error = Some(e.clone());
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(e);
-                });
+                record.error = Some(e);
             }
         }
+        let sync_error = record.error.clone();
         let changed = tally.changed();
         let fully_applied = record.error.is_none()
             && !self.refused_now
@@ -901,8 +901,6 @@ impl TierReconciler {
         {
             self.arrived.take_if(|(r, _)| *r == active.revision);
         }
-        self.status
-            .update(|s| s.last_reconcile_at = Some(started_at));
         // Quiet reconciles (a watch event or the interval, nothing to do) are not history.
         let notable = changed
             || record.error.is_some()
@@ -918,17 +916,6 @@ impl TierReconciler {
             record.revision = revision;
             record.error = Some(error);
         }
-        self.observers.emit(Activity::SyncFinished {
-            tier: self.tier.name.clone(),
-            revision: record.revision.clone(),
-            reason: record.reason.clone(),
-            result: self.status.read(|s| s.sync),
-            duration: started.elapsed(),
-            outcomes: record.outcomes.clone(),
-            error: record.error.clone(),
-            notable,
-            window_closed: self.window_held,
-        });
         if notable {
             info!(
                 outcomes = ?record.outcomes,
@@ -937,8 +924,35 @@ impl TierReconciler {
                 duration_ms = record.duration_ms,
                 "sync finished"
             );
-            self.status.update(|s| s.record(record));
         }
+        // The status, once, from this reconcile's report; the observers after it, from the
+        // same values.
+        let (revision, reason, outcomes_map, error) = (
+            record.revision.clone(),
+            record.reason.clone(),
+            record.outcomes.clone(),
+            record.error.clone(),
+        );
+        let mut result = SyncState::Synced;
+        self.status.update(|s| {
+            report.write(s, sync_error);
+            s.last_reconcile_at = Some(started_at);
+            if notable {
+                s.record(record);
+            }
+            result = s.sync;
+        });
+        self.observers.emit(Activity::SyncFinished {
+            tier: self.tier.name.clone(),
+            revision,
+            reason,
+            result,
+            duration: started.elapsed(),
+            outcomes: outcomes_map,
+            error,
+            notable,
+            window_closed: self.window_held,
+        });
         outcomes
     }
 
@@ -958,6 +972,7 @@ impl TierReconciler {
         cancel: &CancellationToken,
         record: &mut SyncRecord,
         tally: &mut Tally,
+        status: &mut StatusReport,
     ) -> Result<Outcomes, ReconcileError> {
         let mut laps = timing::Laps::start();
         if !self.ensure_state().await {
@@ -1299,7 +1314,7 @@ impl TierReconciler {
         let outcomes = if refused {
             Outcomes::default()
         } else {
-            self.assess_health(active, &report, record).await
+            self.assess_health(active, &report, record, status).await
         };
         laps.lap("health");
         // Every sync that wrote something says where its time went; quiet ones only at debug.
@@ -1332,19 +1347,17 @@ impl TierReconciler {
             health_note: self.health_note.as_deref(),
             first_failure: record.failures.first().and_then(|r| r.message.as_deref()),
         });
-        let window = (!self.tier.windows.is_empty()).then_some(window);
-        let dry_run_entries = self.dry_run.entries();
-        self.status.update(|s| {
-            s.window = window;
-            s.revision = revision;
-            s.sync = sync;
-            s.objects = objects;
-            s.alerts = decision.alerts;
-            s.unconvergeable = decision.unconvergeable;
-            s.prune_refused = prune_refused;
-            s.drift = Some(report);
-            s.last_error = error;
-            s.dry_run_cache_entries = dry_run_entries;
+        status.sync = Some(SyncStatus {
+            window: (!self.tier.windows.is_empty()).then_some(window),
+            revision,
+            sync,
+            objects,
+            alerts: decision.alerts,
+            unconvergeable: decision.unconvergeable,
+            prune_refused,
+            drift: report,
+            last_error: error,
+            dry_run_cache_entries: self.dry_run.entries(),
         });
         Ok(outcomes)
     }
@@ -1653,6 +1666,7 @@ impl TierReconciler {
         active: &Active,
         report: &crate::drift::DriftReport,
         record: &mut SyncRecord,
+        status: &mut StatusReport,
     ) -> Outcomes {
         let Some(cache) = self.cache.as_ref() else {
             return Outcomes::default();
@@ -1804,12 +1818,12 @@ impl TierReconciler {
             }
             self.health_seen = Some(worst);
         }
-        self.status.update(|s| {
-            s.health = worst;
-            s.unhealthy = unhealthy;
-            s.last_healthy_revision = last_healthy;
-            s.failed_revision = failed;
-            s.rollbacks = rollbacks;
+        status.health = Some(HealthStatus {
+            health: worst,
+            unhealthy,
+            last_healthy_revision: last_healthy,
+            failed_revision: failed,
+            rollbacks,
         });
         out
     }
@@ -1880,9 +1894,9 @@ impl TierReconciler {
                 warn!(error = %e, "cannot clear the rollout from the tier state");
             }
             warn!("{message}; no healthy revision to roll back to");
-            self.status.update(|s| {
-                s.last_error = Some(format!("{message}; no healthy revision to roll back to"))
-            });
+            // Kept as the health note: the status of this sync says it (it was written to the
+            // status and overwritten by the end of the same sync before).
+            self.health_note = Some(format!("{message}; no healthy revision to roll back to"));
             return Outcomes::default();
         };
         if target.revision == active.revision {

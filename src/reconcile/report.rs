@@ -4,7 +4,76 @@
 use std::collections::BTreeMap;
 
 use crate::apply::Outcome;
+use crate::classify::DriftItem;
 use crate::desired::Failure;
+use crate::drift::DriftReport;
+use crate::health::Health;
+use crate::policy::Unconvergeable;
+use crate::status::{SyncState, TierStatus, UnhealthyObject};
+use crate::window::WindowState;
+
+/// What one reconcile of the active set writes to the tier's status: gathered while it runs,
+/// written in one update at its end (with the sync record and `lastReconcileAt`), so a reader
+/// never sees half a reconcile.
+#[derive(Debug, Default)]
+pub(super) struct StatusReport {
+    /// The sync's result; `None` when it stopped before its end (the error says why).
+    pub sync: Option<SyncStatus>,
+    /// The tier's health; `None` when it was not assessed (a refused revision, a stopped sync).
+    pub health: Option<HealthStatus>,
+}
+
+#[derive(Debug)]
+pub(super) struct SyncStatus {
+    pub window: Option<WindowState>,
+    pub revision: Option<String>,
+    pub sync: SyncState,
+    pub objects: usize,
+    pub alerts: Vec<DriftItem>,
+    pub unconvergeable: Vec<Unconvergeable>,
+    pub prune_refused: Option<String>,
+    pub drift: DriftReport,
+    pub last_error: Option<String>,
+    pub dry_run_cache_entries: usize,
+}
+
+#[derive(Debug)]
+pub(super) struct HealthStatus {
+    pub health: Health,
+    pub unhealthy: Vec<UnhealthyObject>,
+    pub last_healthy_revision: Option<String>,
+    pub failed_revision: Option<String>,
+    pub rollbacks: u64,
+}
+
+impl StatusReport {
+    /// Writes the report into `s`; a sync that failed (`error`) is `Failed` with it.
+    pub fn write(self, s: &mut TierStatus, error: Option<String>) {
+        if let Some(h) = self.health {
+            s.health = h.health;
+            s.unhealthy = h.unhealthy;
+            s.last_healthy_revision = h.last_healthy_revision;
+            s.failed_revision = h.failed_revision;
+            s.rollbacks = h.rollbacks;
+        }
+        if let Some(r) = self.sync {
+            s.window = r.window;
+            s.revision = r.revision;
+            s.sync = r.sync;
+            s.objects = r.objects;
+            s.alerts = r.alerts;
+            s.unconvergeable = r.unconvergeable;
+            s.prune_refused = r.prune_refused;
+            s.drift = Some(r.drift);
+            s.last_error = r.last_error;
+            s.dry_run_cache_entries = r.dry_run_cache_entries;
+        }
+        if let Some(e) = error {
+            s.sync = SyncState::Failed;
+            s.last_error = Some(e);
+        }
+    }
+}
 
 /// Objects of one sync per outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
