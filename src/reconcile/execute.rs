@@ -1,0 +1,854 @@
+//! The executor: one sync of the active set carried out (deploy, drift, corrections, prune,
+//! state), with the decisions taken by the pure [`super::plan`] functions, and the reconcile's
+//! report (sync record, tally, status, `SyncFinished`).
+//!
+//! Over 600 lines: `sync` is one sequence of I/O steps whose order is the safety rules at the
+//! top of the reconcile (state read, keys recorded, apply, drift, corrections, prune, state
+//! written); its decisions are already in `plan.rs`.
+
+use super::*;
+
+impl TierReconciler {
+    pub(super) async fn reconcile_active(
+        &mut self,
+        active: Active,
+        reason: ReconcileReason,
+        cancel: &CancellationToken,
+    ) -> Outcomes {
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let mut record = SyncRecord {
+            revision: active.revision.clone(),
+            reason: reason.to_string(),
+            started_at,
+            duration_ms: 0,
+            outcomes: BTreeMap::new(),
+            failures: Vec::new(),
+            drift: 0,
+            alerts: 0,
+            prune_notes: Vec::new(),
+            rolled_back_from: None,
+            error: None,
+        };
+        let mut tally = Tally::default();
+        let mut report = StatusReport::default();
+        let result = self
+            .sync(&active, cancel, &mut record, &mut tally, &mut report)
+            .await;
+        record.outcomes = tally.to_map();
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        let mut outcomes = Outcomes::default();
+        match result {
+            Ok(o) => outcomes = o,
+            Err(e) => {
+                let e = e.to_string();
+                warn!(error = %e, "sync failed; the cluster keeps what was applied so far");
+                record.error = Some(e);
+            }
+        }
+        let sync_error = record.error.clone();
+        let changed = tally.changed();
+        let fully_applied = record.error.is_none()
+            && !self.refused_now
+            && tally.get(Outcome::Failed) == 0
+            && !cancel.is_cancelled();
+        if fully_applied && self.applied_reported.as_deref() != Some(active.revision.as_str()) {
+            if let Some((_, at)) = self.arrived.as_ref().filter(|(r, _)| *r == active.revision) {
+                self.observers.emit(Activity::RevisionApplied {
+                    tier: self.tier.name.clone(),
+                    revision: active.revision.clone(),
+                    since_arrival: at.elapsed(),
+                });
+            }
+            self.applied_reported = Some(active.revision.clone());
+        }
+        // Applied and healthy both observed: the revision's arrival time has served.
+        if self.applied_reported.as_deref() == Some(active.revision.as_str())
+            && self
+                .last_healthy
+                .as_ref()
+                .is_some_and(|h| h.revision == active.revision)
+        {
+            self.arrived.take_if(|(r, _)| *r == active.revision);
+        }
+        // Quiet reconciles (a watch event or the interval, nothing to do) are not history.
+        let notable = changed
+            || record.error.is_some()
+            || record.rolled_back_from.is_some()
+            || reason.always_notable();
+        // What outranks this sync's own result is reported as its error, naming the revision
+        // it is about (bug f: a revision blocked by validation read as "sync of <previous
+        // revision> failed: 0 objects failed to apply", with no error in the audit record; a
+        // refused prune read as a clean sync).
+        if record.error.is_none()
+            && let Some((revision, error)) = self.standing_error()
+        {
+            record.revision = revision;
+            record.error = Some(error);
+        }
+        if notable {
+            info!(
+                outcomes = ?record.outcomes,
+                drift = record.drift,
+                alerts = record.alerts,
+                duration_ms = record.duration_ms,
+                "sync finished"
+            );
+        }
+        // The status, once, from this reconcile's report; the observers after it, from the
+        // same values.
+        let (revision, reason, outcomes_map, error) = (
+            record.revision.clone(),
+            record.reason.clone(),
+            record.outcomes.clone(),
+            record.error.clone(),
+        );
+        let mut result = SyncState::Synced;
+        self.status.update(|s| {
+            report.write(s, sync_error);
+            s.last_reconcile_at = Some(started_at);
+            if notable {
+                s.record(record);
+            }
+            result = s.sync;
+        });
+        self.observers.emit(Activity::SyncFinished {
+            tier: self.tier.name.clone(),
+            revision,
+            reason,
+            result,
+            duration: started.elapsed(),
+            outcomes: outcomes_map,
+            error,
+            notable,
+            window_closed: self.window_held,
+        });
+        outcomes
+    }
+
+    /// What outranks this sync's own result in its report ([`report::standing_error`]).
+    pub(super) fn standing_error(&self) -> Option<(String, String)> {
+        report::standing_error(
+            self.desired.failure(),
+            self.active.as_ref().map(|a| a.revision.as_str()),
+            self.source_error.as_deref(),
+            self.prune_refused.as_deref(),
+        )
+    }
+
+    pub(super) async fn sync(
+        &mut self,
+        active: &Active,
+        cancel: &CancellationToken,
+        record: &mut SyncRecord,
+        tally: &mut Tally,
+        status: &mut StatusReport,
+    ) -> Result<Outcomes, ReconcileError> {
+        let mut laps = timing::Laps::start();
+        if !self.ensure_state().await {
+            return Err(ReconcileError::StateUnreadable);
+        }
+        laps.lap("state-load");
+        let set = active.set.clone();
+        self.follow_set(&set).await?;
+        laps.lap("live-cache");
+        // A watch that failed is listing again: until it is done, an object the cache lacks
+        // may exist (issue 21: a relist read as 1,178 deletions), so nothing is decided.
+        self.live_synced(cancel).await?;
+
+        // Ownership, before anything is written: an existing object the tier did not create
+        // (no tier label, another tier's, or this tier's label without an inventory entry) is
+        // taken only when `adopt:` names it. One refusal blocks the whole revision, as a
+        // blocking validation finding does: applying the rest would deploy a revision the
+        // tier knows to be wrong about what it owns (a Deployment without the ConfigMap it
+        // was written against), and a partial apply could prune what the refused object was
+        // meant to replace. So nothing new or changed is applied, nothing enters the
+        // inventory, nothing is pruned (the refusal is the newest failure), drift is corrected
+        // only on objects this revision leaves as they were last applied, and the status names
+        // each refused object, its holder and the fix. The check reads the live cache, which
+        // follows every desired object by name: when the holder lets go (or `adopt:` is set
+        // and the daemon restarted), the next reconcile passes.
+        let refusals = self.refusals(&set)?;
+        self.refused_now = !refusals.is_empty();
+        if self.refused_now {
+            let lines: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+            if lines != self.refusals_logged {
+                for f in &refusals {
+                    warn!(object = %crate::escape::escape_line(&f.object), finding = %crate::escape::escape_line(&f.to_string()), "refused: the tier may not take this object; nothing of the revision is applied");
+                }
+                self.refusals_logged = lines;
+            }
+            self.desired.refuse(&active.revision, refusals);
+        } else {
+            self.refusals_logged.clear();
+            self.desired.clear_refusal();
+        }
+        let refused = self.refused_now;
+        laps.lap("ownership");
+
+        // Deploy: objects new or changed since they were last applied.
+        let state = self.state.as_mut().ok_or(ReconcileError::NoState)?;
+        let plan::DeployPlan {
+            deploy,
+            remember,
+            held,
+        } = plan::plan_deploy(&set, &state.inventory, refused);
+        let new_keys = !remember.is_empty();
+        for key in remember {
+            // Remembered before it exists, so a crash mid-apply cannot orphan it.
+            state.inventory.insert(key, NOT_APPLIED.to_owned());
+        }
+        if new_keys {
+            self.save_state().await?;
+            laps.lap("inventory-write");
+        }
+        // Left out of drift: objects just applied, and those held back by a refusal (their
+        // correction would apply the refused revision piecemeal).
+        let mut applied_keys = held;
+        if !deploy.is_empty() {
+            let items = self.items(deploy.iter().map(|o| (*o, &o.manifest))).await;
+            let results = self.applier.apply(items, cancel).await;
+            laps.lap("apply");
+            self.note_results(&deploy, &results, record, tally);
+            applied_keys.extend(results.iter().map(|r| r.key.clone()));
+            // Kinds whose CRD this apply created can be watched now.
+            let any_unserved = self
+                .cache
+                .as_ref()
+                .is_some_and(|c| c.unserved().next().is_some());
+            if any_unserved {
+                self.cache_digest = None;
+                self.follow_set(&set).await?;
+                laps.lap("live-cache-new-kinds");
+            }
+        }
+        if cancel.is_cancelled() {
+            // Stopping (SIGTERM) between objects: what was applied goes into the state, so the
+            // next leader applies only the rest (no state is written after leadership is lost).
+            self.save_state().await?;
+            return Ok(Outcomes::default());
+        }
+
+        // Drift of the objects not just applied, and what the policy does about it. The apply
+        // may have outlived a watch (an API server restart mid-apply).
+        self.live_synced(cancel).await?;
+        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let mut report =
+            detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys).await?;
+        // A Job with ttlSecondsAfterFinished that finished for its manifest and was deleted by
+        // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
+        let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
+        for o in set.objects.iter().filter(|o| is_ttl_job(o)) {
+            let key = ObjectKey::from(o);
+            let Some(state) = self.state.as_mut() else {
+                break;
+            };
+            let namespace = o.namespace.clone().unwrap_or_default();
+            let applied_here =
+                state.inventory.get(&key).map(String::as_str) == Some(short_digest(&o.digest));
+            let live = cache.get(&key).await.ok().flatten();
+            if let Some(live) = &live {
+                if let Some(uid) = live.pointer("/metadata/uid").and_then(Value::as_str) {
+                    self.job_uids.insert(key.clone(), uid.to_owned());
+                }
+                if applied_here
+                    && job_finished(live)
+                    && !state.job_finished(&namespace, &o.name, &o.digest)
+                {
+                    info!(object = %o.display_name(), "job finished for this revision: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                }
+                continue;
+            }
+            if state.job_finished(&namespace, &o.name, &o.digest) {
+                jobs_gone.insert(key);
+                continue;
+            }
+            if !applied_here {
+                continue;
+            }
+            // Gone before a reconcile saw it finish (ttlSecondsAfterFinished: 0): the Job
+            // controller's Event says whether the Job gitopsd created ran to its end.
+            let uid = self.job_uids.get(&key).cloned();
+            match job_end_event(&self.client, &namespace, &o.name, uid.as_deref()).await {
+                Ok(true) => {
+                    info!(object = %o.display_name(), "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                    jobs_gone.insert(key);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(object = %o.display_name(), error = %e, "cannot read the Job's Events")
+                }
+            }
+        }
+        if let Some(state) = self.state.as_mut() {
+            state.finished_jobs.retain(|j| {
+                set.objects.iter().any(|o| {
+                    is_ttl_job(o)
+                        && o.name == j.name
+                        && o.namespace.as_deref() == Some(j.namespace.as_str())
+                })
+            });
+        }
+        if !jobs_gone.is_empty() {
+            report.drop_items(|i| i.field_path.is_none() && jobs_gone.contains(&i.object_key()));
+        }
+        self.jobs_gone = jobs_gone;
+        if let Some(state) = &self.state {
+            // By identity: the inventory compares group, kind, namespace and name.
+            crate::drift::settle_extras(&mut report, &self.tier, &|k| {
+                state.inventory.contains_key(k)
+            });
+        }
+        laps.lap("drift");
+        let by_key = plan::by_key(&set);
+        // Who deletes the objects gitopsd had to create again, while their live copy tells.
+        for key in self.fights.recreated_objects() {
+            if let Some(o) = by_key.get(&key) {
+                let live = cache.get(&key).await.ok().flatten();
+                self.fights
+                    .note_deleter(&key, policy::deletion_hint(&o.manifest, live.as_ref()));
+            }
+        }
+        let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
+        for item in &report.items {
+            let key = item.object_key();
+            if let Ok(Some(l)) = cache.get(&key).await {
+                lives.insert(key, l);
+            }
+        }
+        let now = Instant::now();
+        // Outside the change windows only critical drift is corrected (unless the tier holds
+        // that too, or a manual sync overrode the window); the rest waits.
+        let window = self.window_now();
+        let closed = !window.open && !self.override_now;
+        let critical_too = self.tier.critical_outside_windows == OutsideWindows::Hold;
+        let (policy_report, waiting) = plan::outside_window(&report, closed, critical_too);
+        if waiting > 0 {
+            self.window_held = true;
+        }
+        let decision = self.fights.decide(
+            &policy_report,
+            &|k| by_key.get(k).map(|o| o.digest.clone()),
+            &|k| lives.get(k).cloned(),
+            now,
+        );
+        record.drift = report.items.len();
+        record.alerts = decision.alerts.len();
+        self.report_new_drift(&active.revision, &report);
+        for u in &decision.unconvergeable {
+            warn!(object = %crate::apply::display_name(&u.object), path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
+        }
+        let all_corrections: Vec<_> = decision
+            .corrections
+            .iter()
+            .filter_map(|c| by_key.get(&c.object).map(|o| (c, *o)))
+            .collect();
+        // Foreign security fields are removed by a guarded JSON patch, one request per object
+        // (an apply cannot remove a field gitopsd does not own); the rest is applied.
+        let mut removed: Vec<ObjectResult> = Vec::new();
+        let mut removed_from: Vec<&DesiredObject> = Vec::new();
+        for (c, o) in all_corrections.iter().filter(|(c, _)| !c.remove.is_empty()) {
+            let Some(live) = lives.get(&c.object) else {
+                continue;
+            };
+            let version = live
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if version.is_some() && self.removed_at_version.get(&c.object) == version.as_ref() {
+                debug!(object = %o.display_name(), "the live cache has not seen the last removal yet");
+                continue;
+            }
+            let r = self
+                .applier
+                .remove_fields(&c.object, live, &c.remove, cancel)
+                .await;
+            if r.outcome != Outcome::Failed {
+                if let Some(v) = version {
+                    self.removed_at_version.insert(c.object.clone(), v);
+                }
+                let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
+                self.fights.corrected(&c.object, &fields, &o.digest, now);
+                info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
+            }
+            removed.push(r);
+            removed_from.push(*o);
+        }
+        if !removed.is_empty() {
+            self.note_results(&removed_from, &removed, record, tally);
+        }
+        let corrections: Vec<_> = all_corrections
+            .into_iter()
+            .filter(|(c, _)| c.needs_apply())
+            .collect();
+        if !corrections.is_empty() {
+            let objects: Vec<&DesiredObject> = corrections.iter().map(|(_, o)| *o).collect();
+            // A correction changes exactly the fields the policy corrects: every other
+            // difference (alerted, ignored, held back, HPA-owned) is applied at its live value.
+            let manifests: Vec<Value> = corrections
+                .iter()
+                .map(|(c, o)| plan::correction_manifest(c, &o.manifest, lives.get(&c.object)))
+                .collect();
+            let mut items = self
+                .items(objects.iter().copied().zip(manifests.iter()))
+                .await;
+            for (item, (c, _)) in items.iter_mut().zip(&corrections) {
+                item.take_fields = c.fields.clone();
+                // The version the drift and the held-back fields were read at: a take-back
+                // forces nothing unless the object is still there (`Applier::take_back`).
+                if let Some(v) = lives
+                    .get(&c.object)
+                    .and_then(|l| l.pointer("/metadata/resourceVersion"))
+                    .and_then(Value::as_str)
+                {
+                    item.previous_resource_version = Some(v.to_owned());
+                }
+            }
+            let results = self.applier.apply(items, cancel).await;
+            self.note_results(&objects, &results, record, tally);
+            for ((c, o), r) in corrections.iter().zip(&results) {
+                if r.outcome != Outcome::Failed {
+                    // Foreign fields were counted when they were removed.
+                    let applied: Vec<String> = c
+                        .fields
+                        .iter()
+                        .filter(|f| !c.remove.iter().any(|p| p.to_string() == **f))
+                        .cloned()
+                        .collect();
+                    self.fights.corrected(&c.object, &applied, &o.digest, now);
+                    // A missing object created again: deletions count in the fight guard.
+                    if c.fields.is_empty() && r.outcome == Outcome::Created {
+                        self.fights.recreated(&c.object, &o.digest, now);
+                    }
+                    info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
+                }
+            }
+        }
+        laps.lap("corrections");
+        let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
+        // What leaves the inventory is compared by identity: a manifest moved to another
+        // version of its group is the same object (issue 21 item 4).
+        let desired_ids: HashSet<ObjectId> = desired_keys.iter().map(ObjectKey::id).collect();
+        self.fights.retain(|k| desired_keys.contains(k));
+        self.applied_generations
+            .retain(|k, _| desired_keys.contains(k));
+        self.removed_at_version
+            .retain(|k, _| desired_keys.contains(k));
+        self.dry_run.retain(&desired_keys);
+
+        // Prune: only when the newest revision fetched, rendered and validated, and every
+        // object of this sync was applied: an object refused (RBAC, a conflict) may be the
+        // replacement of one prune would delete.
+        let newest_ok =
+            self.source_ok && self.desired.failure().is_none() && !cancel.is_cancelled();
+        let apply_failed = tally.get(Outcome::Failed) > 0;
+        let leftovers = self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.inventory.keys().any(|k| !desired_ids.contains(&k.id())));
+        match plan::prune_step(newest_ok, apply_failed, leftovers) {
+            plan::PruneStep::Run => self.prune(&desired_keys, cancel, record, tally).await,
+            plan::PruneStep::Skip(note) => record.prune_notes.extend(note.map(str::to_owned)),
+        }
+
+        if let Some(state) = self.state.as_mut()
+            && !refused
+        {
+            state.last_applied_revision = Some(active.revision.clone());
+        }
+        laps.lap("prune");
+        self.save_state().await?;
+        laps.lap("state-write");
+
+        let unconvergeable = !decision.unconvergeable.is_empty();
+        let failed = tally.get(Outcome::Failed) > 0;
+        // The one rule (docs/DESIGN.md, "Sync state"): drift leaves the tier OutOfSync unless
+        // each item is ignored, or was corrected or pruned in this reconcile.
+        let failed_keys: HashSet<&ObjectKey> = record.failures.iter().map(|r| &r.key).collect();
+        let unsettled = crate::policy::unsettled(&report, &decision, &|item| {
+            let key = item.object_key();
+            match item.action {
+                // Pruned (or found gone): out of the inventory, which compares identities.
+                Action::Prune => self
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| !s.inventory.contains_key(&key)),
+                _ => !failed_keys.contains(&key),
+            }
+        })
+        .len();
+        // A refused revision was not applied: it starts no rollout and is never recorded
+        // healthy (a later tier's promotion gate reads that record).
+        let outcomes = if refused {
+            Outcomes::default()
+        } else {
+            self.assess_health(active, &report, record, status).await
+        };
+        laps.lap("health");
+        // Every sync that wrote something says where its time went; quiet ones only at debug.
+        if tally.is_empty() {
+            debug!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
+        } else {
+            info!(phases = %laps, total_ms = laps.total().as_millis() as u64, "sync timings");
+        }
+        // A refused prune leaves objects git no longer has: not in sync, whatever drift says.
+        let prune_refused = self.prune_refused.clone();
+        let revision = if refused {
+            self.state
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.clone())
+        } else {
+            Some(active.revision.clone())
+        };
+        let objects = set.objects.len();
+        // The newest revision's failure outranks what this sync of the last good set did.
+        let (sync, error) = plan::sync_state(&plan::SyncFacts {
+            failed,
+            unconvergeable,
+            unsettled,
+            prune_refused: prune_refused.as_deref(),
+            newest_failure: self.desired.failure().map(ToString::to_string),
+            source_error: self.source_error.as_deref(),
+            held: self.phase.held().map(|(_, h)| h.message.as_str()),
+            window_waiting: waiting,
+            window_next: window.next_change,
+            health_note: self.health_note.as_deref(),
+            first_failure: record.failures.first().and_then(|r| r.message.as_deref()),
+        });
+        status.sync = Some(SyncStatus {
+            window: (!self.tier.windows.is_empty()).then_some(window),
+            revision,
+            sync,
+            objects,
+            alerts: decision.alerts,
+            unconvergeable: decision.unconvergeable,
+            prune_refused,
+            drift: report,
+            last_error: error,
+            dry_run_cache_entries: self.dry_run.entries(),
+        });
+        Ok(outcomes)
+    }
+
+    /// The ownership refusals of `set` (see [`crate::ownership`]), read from the live cache
+    /// and the inventory: no request.
+    pub(super) fn refusals(
+        &self,
+        set: &DesiredSet,
+    ) -> Result<Vec<crate::validate::Finding>, ReconcileError> {
+        use crate::ownership::{Claim, Live, adopts, claim, finding};
+        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let state = self.state.as_ref().ok_or(ReconcileError::NoState)?;
+        let mut out = Vec::new();
+        for o in &set.objects {
+            let key = ObjectKey::from(o);
+            let label = |live: &kube::api::DynamicObject| {
+                live.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::render::TIER_LABEL))
+                    .cloned()
+            };
+            let found = match cache.peek(&key, label) {
+                Ok(found) => found,
+                // Not served (its CRD comes in this set): no object of it can exist yet.
+                Err(crate::live::LiveError::UnknownKind { .. }) => None,
+                Err(source) => {
+                    return Err(ReconcileError::Ownership {
+                        object: o.display_name(),
+                        source,
+                    });
+                }
+            };
+            let live = match &found {
+                None => Live::Absent,
+                Some(l) => Live::Present {
+                    tier_label: l.as_deref(),
+                },
+            };
+            // The inventory compares identities: another version of the group is the same object.
+            let in_inventory = state.inventory.contains_key(&key);
+            match claim(
+                &self.tier.name,
+                in_inventory,
+                adopts(&self.tier, &key),
+                live,
+            ) {
+                Claim::Create | Claim::Own => {}
+                Claim::Adopt => {
+                    info!(object = %o.display_name(), holder = found.flatten().as_deref().unwrap_or("no tier"), "adopting the object, as the tier's adopt: says")
+                }
+                Claim::Refuse(r) => {
+                    let managers = cache
+                        .peek(&key, |live| {
+                            let mut names: Vec<String> = Vec::new();
+                            for m in live.metadata.managed_fields.iter().flatten() {
+                                if let Some(m) = &m.manager
+                                    && !names.contains(m)
+                                {
+                                    names.push(m.clone());
+                                }
+                            }
+                            names
+                        })
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                    out.push(finding(o, &self.tier, &r, &managers));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits (at most [`CACHE_RESYNC_WAIT`]) until every watch of the live cache is synced, the
+    /// status saying why meanwhile; the error names the watch still listing.
+    pub(super) async fn live_synced(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<(), ReconcileError> {
+        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let Some(((api_version, kind), what)) = cache.not_synced() else {
+            return Ok(());
+        };
+        let reason = format!(
+            "the live cache is listing {api_version} {kind} ({what}) again after a watch error (API server restarted or unreachable?); drift detection and corrections wait until it has"
+        );
+        info!(tier = %self.tier.name, "{reason}");
+        let shown = reason.clone();
+        self.status.update(|s| s.last_error = Some(shown));
+        tokio::select! {
+            waited = cache.wait_synced(CACHE_RESYNC_WAIT) => waited.map_err(|source| ReconcileError::CacheNotSynced {
+                reason,
+                waited_secs: CACHE_RESYNC_WAIT.as_secs(),
+                source,
+            }),
+            _ = cancel.cancelled() => Err(ReconcileError::CacheListing { reason }),
+        }
+    }
+
+    /// Apply items for `(object, manifest to apply)` pairs, with each object's live
+    /// resourceVersion from the cache (which tells created, configured and unchanged apart).
+    pub(super) async fn items<'a>(
+        &self,
+        pairs: impl Iterator<Item = (&DesiredObject, &'a Value)>,
+    ) -> Vec<ApplyItem<'a>> {
+        let mut items = Vec::new();
+        for (o, manifest) in pairs {
+            items.push(ApplyItem {
+                manifest,
+                previous_resource_version: self.resource_version(&ObjectKey::from(o)).await,
+                take_fields: Vec::new(),
+            });
+        }
+        items
+    }
+
+    pub(super) async fn resource_version(&self, key: &ObjectKey) -> Option<String> {
+        let cache = self.cache.as_ref()?;
+        let live = cache.get(key).await.ok()??;
+        live.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// Counts results, keeps failures for status, and moves applied digests into the inventory.
+    pub(super) fn note_results(
+        &mut self,
+        objects: &[&DesiredObject],
+        results: &[ObjectResult],
+        record: &mut SyncRecord,
+        tally: &mut Tally,
+    ) {
+        for (o, r) in objects.iter().zip(results) {
+            tally.add(r.outcome);
+            self.report_object(&record.revision, r);
+            if r.outcome == Outcome::Failed {
+                warn!(object = %o.display_name(), error = r.message.as_deref().unwrap_or("?"), "apply failed");
+                if record.failures.len() < LISTED {
+                    record.failures.push(r.clone());
+                }
+            } else {
+                if let Some(generation) = r.applied.as_ref().and_then(|a| a.generation) {
+                    self.applied_generations.insert(r.key.clone(), generation);
+                }
+                if is_ttl_job(o)
+                    && let Some(uid) = r.applied.as_ref().and_then(|a| a.uid.clone())
+                {
+                    self.job_uids.insert(r.key.clone(), uid);
+                }
+                if let Some(state) = self.state.as_mut() {
+                    state
+                        .inventory
+                        .insert(r.key.clone(), short_digest(&o.digest).to_owned());
+                }
+            }
+        }
+    }
+
+    pub(super) async fn prune(
+        &mut self,
+        desired: &HashSet<ObjectKey>,
+        cancel: &CancellationToken,
+        record: &mut SyncRecord,
+        tally: &mut Tally,
+    ) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let inventory: Vec<ObjectKey> = state.inventory.keys().cloned().collect();
+        let desired_ids: HashSet<ObjectId> = desired.iter().map(ObjectKey::id).collect();
+        let candidates: Vec<&ObjectKey> = inventory
+            .iter()
+            .filter(|k| !desired_ids.contains(&k.id()))
+            .collect();
+        self.prune_refused = None;
+        if candidates.is_empty() {
+            return;
+        }
+        let mut live: HashMap<ObjectKey, Value> = HashMap::new();
+        for key in &candidates {
+            match self.api.get(key).await {
+                Ok(Some(v)) => {
+                    live.insert((*key).clone(), v);
+                }
+                Ok(None) | Err(crate::live::LiveError::UnknownKind { .. }) => {}
+                Err(e) => {
+                    // Unknown state: do not prune on a guess.
+                    record.prune_notes.push(format!(
+                        "prune skipped: cannot read {}: {e}",
+                        crate::apply::display_name(key)
+                    ));
+                    return;
+                }
+            }
+        }
+        let plan = plan_prune(
+            &self.tier.name,
+            &self.tier.prune,
+            &inventory,
+            desired,
+            &|k| live.get(k).cloned(),
+        );
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        for key in &plan.gone {
+            state.inventory.remove(key);
+        }
+        if let Some(refused) = &plan.refused {
+            warn!(reason = %refused, "prune refused");
+            record.prune_notes.push(refused.clone());
+            // The objects the guard kept: neither gone nor skipped for a reason of their own.
+            let kept = candidates
+                .len()
+                .saturating_sub(plan.gone.len() + plan.skipped.len());
+            let message = format!(
+                "prune refused: {kept} objects that left git stay in the cluster: {refused} (or put them back in git)"
+            );
+            let report = (record.revision.clone(), refused.clone());
+            if self.prune_refused_reported.as_ref() != Some(&report) {
+                self.observers.emit(Activity::PruneRefused {
+                    tier: self.tier.name.clone(),
+                    revision: record.revision.clone(),
+                    objects: kept,
+                    reason: refused.clone(),
+                });
+                self.prune_refused_reported = Some(report);
+            }
+            self.prune_refused = Some(message);
+            return;
+        }
+        for (key, why) in &plan.skipped {
+            record
+                .prune_notes
+                .push(format!("{} kept: {why}", crate::apply::display_name(key)));
+            // Another tier or a person took it over: no longer this tier's to prune.
+            let taken = live
+                .get(key)
+                .and_then(|l| {
+                    l.pointer(&format!(
+                        "/metadata/labels/{}",
+                        crate::render::TIER_LABEL.replace('/', "~1")
+                    ))
+                })
+                .and_then(Value::as_str)
+                != Some(self.tier.name.as_str());
+            if taken {
+                state.inventory.remove(key);
+            }
+        }
+        if plan.delete.is_empty() {
+            return;
+        }
+        let targets: Vec<PruneTarget> = plan.delete.clone();
+        let results = self.applier.delete(targets, cancel).await;
+        for r in &results {
+            self.report_object(&record.revision, r);
+        }
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        for r in &results {
+            tally.add(r.outcome);
+            if r.outcome == Outcome::Pruned {
+                info!(object = %crate::apply::display_name(&r.key), "pruned");
+                state.inventory.remove(&r.key);
+            } else if record.failures.len() < LISTED {
+                record.failures.push(r.clone());
+            }
+        }
+    }
+
+    /// Reports an object's outcome, unless nothing changed.
+    pub(super) fn report_object(&self, revision: &str, r: &ObjectResult) {
+        if r.outcome == Outcome::Unchanged {
+            return;
+        }
+        self.observers.emit(Activity::ObjectApplied {
+            tier: self.tier.name.clone(),
+            revision: revision.to_owned(),
+            object: r.key.clone(),
+            outcome: r.outcome,
+            message: r.message.clone(),
+        });
+    }
+
+    /// Reports the drift items the previous reconcile did not see, and remembers this one's.
+    pub(super) fn report_new_drift(&mut self, revision: &str, report: &crate::drift::DriftReport) {
+        let mut seen = HashSet::new();
+        let mut new = Vec::new();
+        for item in &report.items {
+            let key = (item.object_key(), item.paths.join(","));
+            if !self.drift_seen.contains(&key) {
+                new.push(item.clone());
+            }
+            seen.insert(key);
+        }
+        self.drift_seen = seen;
+        if !new.is_empty() {
+            self.observers.emit(Activity::DriftFound {
+                tier: self.tier.name.clone(),
+                revision: revision.to_owned(),
+                items: new,
+            });
+        }
+    }
+
+    pub(super) async fn save_state(&mut self) -> Result<(), ReconcileError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        if self.saved.as_ref() == Some(state) {
+            return Ok(());
+        }
+        if self.write_guard.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err(ReconcileError::NotLeading);
+        }
+        self.store.save(&self.tier.name, state).await?;
+        self.saved = Some(state.clone());
+        Ok(())
+    }
+}
