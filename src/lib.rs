@@ -32,6 +32,7 @@ pub mod leader;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod object;
 pub mod ownership;
 pub mod podspec;
 pub mod policy;

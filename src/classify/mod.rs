@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::config::{Action, OverrideSeverity, Policy, TierConfig};
 use crate::diff::{FieldDiff, FieldPath, ObjectDiff};
-use crate::render::DesiredObject;
+use crate::object::ObjectKey;
 
 pub use mask::{marker, mask_secret_values};
 pub use rules::{PathPattern, PatternError, Rule, default_rules};
@@ -64,26 +64,9 @@ pub fn action_for(policy: &Policy, severity: Severity) -> Action {
     }
 }
 
-/// Which object a drift is in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ObjectRef {
-    pub api_version: String,
-    pub kind: String,
-    /// `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl From<&DesiredObject> for ObjectRef {
-    fn from(o: &DesiredObject) -> Self {
-        ObjectRef {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-        }
-    }
-}
+/// Which object a drift is in: the crate's one object identity (the old name, kept while
+/// other modules still use it).
+pub type ObjectRef = ObjectKey;
 
 /// One classified difference. Secret values in `desired` and `live` are always masked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -132,9 +115,18 @@ pub struct Foreign {
 pub const FOREIGN_SECURITY_RULE: &str = "foreign-security-field";
 
 impl DriftItem {
+    /// The object as messages name it (`Deployment shop/api`), without building a key.
+    pub fn object_name(&self) -> crate::object::ObjectName<'_> {
+        crate::object::ObjectName {
+            kind: &self.kind,
+            namespace: self.namespace.as_deref(),
+            name: &self.name,
+        }
+    }
+
     /// The object the item is about.
-    pub fn object_key(&self) -> crate::live::ObjectKey {
-        crate::live::ObjectKey {
+    pub fn object_key(&self) -> ObjectKey {
+        ObjectKey {
             api_version: self.api_version.clone(),
             kind: self.kind.clone(),
             namespace: self.namespace.clone(),
@@ -149,11 +141,7 @@ impl fmt::Display for DriftItem {
             Some(v) => v.to_string(),
             None => "(absent)".to_owned(),
         };
-        write!(f, "{} {}", self.severity, self.kind)?;
-        match &self.namespace {
-            Some(ns) => write!(f, " {ns}/{}", self.name)?,
-            None => write!(f, " {}", self.name)?,
-        }
+        write!(f, "{} {}", self.severity, self.object_name())?;
         if !self.paths.is_empty() {
             write!(f, " {}", self.paths.join(", "))?;
         }
@@ -209,7 +197,7 @@ pub fn hpa_scale_targets<'a>(
 /// `manifest` is the object as known (desired, or live for an extra object): the workload's
 /// own `spec.selector` is read from it. `hpa_targets` comes from [`hpa_scale_targets`].
 pub fn classify(
-    object: &ObjectRef,
+    object: &ObjectKey,
     manifest: Option<&Value>,
     diff: &ObjectDiff,
     tier: &TierConfig,
@@ -285,7 +273,7 @@ pub fn classify(
 /// set it: critical under [`FOREIGN_SECURITY_RULE`], unless one of the tier's `severity`
 /// overrides matches first (which may also say `ignore`).
 pub fn classify_foreign(
-    object: &ObjectRef,
+    object: &ObjectKey,
     fields: &[(FieldDiff, Option<String>)],
     tier: &TierConfig,
 ) -> Vec<DriftItem> {
@@ -331,7 +319,7 @@ pub fn classify_foreign(
 
 /// An HPA sets the replicas of its target; the manifest's number is only a starting point.
 fn owned_by_hpa(
-    object: &ObjectRef,
+    object: &ObjectKey,
     fd: &FieldDiff,
     hpa_targets: &HashSet<(String, String, String)>,
 ) -> bool {
@@ -345,7 +333,7 @@ fn owned_by_hpa(
 
 /// The first rule that matches, overrides first; `None` when an override says `ignore`.
 fn decide<'r>(
-    object: &ObjectRef,
+    object: &ObjectKey,
     fd: &FieldDiff,
     overrides: &'r [Rule],
     selector_keys: &[String],

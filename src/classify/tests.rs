@@ -34,8 +34,8 @@ fn tier_with(extra: &str) -> TierConfig {
         .expect("test tier parses")
 }
 
-fn object(kind: &str) -> ObjectRef {
-    ObjectRef {
+fn object(kind: &str) -> ObjectKey {
+    ObjectKey {
         api_version: "v1".into(),
         kind: kind.into(),
         namespace: Some("shop".into()),

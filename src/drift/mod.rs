@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::classify::{
-    DriftItem, ObjectRef, Severity, classify, classify_foreign, hpa_scale_targets,
+    DriftItem, Severity, classify, classify_foreign, hpa_scale_targets,
 };
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
@@ -153,7 +153,7 @@ pub async fn detect_except(
     async {
         // Desired manifests are borrowed, not cloned: this loop runs over every object of
         // every reconcile.
-        let mut diffs: Vec<(ObjectRef, Cow<'_, Value>, ObjectDiff)> = Vec::new();
+        let mut diffs: Vec<(ObjectKey, Cow<'_, Value>, ObjectDiff)> = Vec::new();
         // Live HPAs only (what `hpa_scale_targets` reads): holding every live object until
         // the end of the loop cost a whole copy of the cluster per reconcile.
         let mut live_hpas: Vec<Value> = Vec::new();
@@ -214,9 +214,9 @@ pub async fn detect_except(
             dismissed += dismissed_here;
             live_hpas.extend(live_obj.filter(is_hpa));
             if !foreign.is_empty() {
-                foreign_items.extend(classify_foreign(&ObjectRef::from(o), &foreign, tier));
+                foreign_items.extend(classify_foreign(&ObjectKey::from(o), &foreign, tier));
             }
-            diffs.push((ObjectRef::from(o), Cow::Borrowed(&o.manifest), diff));
+            diffs.push((ObjectKey::from(o), Cow::Borrowed(&o.manifest), diff));
         }
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
@@ -258,7 +258,7 @@ pub async fn detect_except(
                 live_hpas.push(l);
             }
             diffs.push((
-                ObjectRef {
+                ObjectKey {
                     api_version: key.api_version,
                     kind: key.kind,
                     namespace: key.namespace,

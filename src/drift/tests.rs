@@ -14,7 +14,7 @@ fn field(f: &str) -> PathSegment {
 fn extra_item(name: &str, annotations: serde_json::Value) -> crate::classify::DriftItem {
     let tier: TierConfig =
         serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
-    let object = ObjectRef {
+    let object = ObjectKey {
         api_version: "v1".into(),
         kind: "ConfigMap".into(),
         namespace: Some("t".into()),

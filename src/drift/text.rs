@@ -101,11 +101,9 @@ fn foreign_note(item: &DriftItem) -> String {
     }
 }
 
+/// `apps/v1 Deployment shop/api`: the version too, since a diff is about one version's fields.
 fn object_name(item: &DriftItem) -> String {
-    match &item.namespace {
-        Some(ns) => format!("{} {} {ns}/{}", item.api_version, item.kind, item.name),
-        None => format!("{} {} {}", item.api_version, item.kind, item.name),
-    }
+    format!("{} {}", item.api_version, item.object_name())
 }
 
 /// The value as YAML under its full path (label keys hold dots, so a last segment cut at a

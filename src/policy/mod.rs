@@ -57,11 +57,7 @@ pub struct Unconvergeable {
 
 impl std::fmt::Display for Unconvergeable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let o = &self.object;
-        let name = match &o.namespace {
-            Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
-            None => format!("{} {}", o.kind, o.name),
-        };
+        let name = &self.object;
         if self.fought == Fought::Deletion {
             return write!(
                 f,
