@@ -176,8 +176,9 @@ impl Observer for EventsObserver {
     }
 }
 
+/// Events show git's `--oneline` length.
 fn short(revision: &str) -> &str {
-    revision.get(..7).unwrap_or(revision)
+    crate::revision::abbrev(revision)
 }
 
 fn truncate(mut s: String) -> String {

@@ -38,6 +38,7 @@ pub mod podspec;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
+pub mod revision;
 pub mod signature;
 pub mod source;
 pub mod state;
