@@ -151,6 +151,9 @@ mod tests {
         }));
         assert_eq!(k.to_string(), "Deployment shop/api");
         let k = ObjectKey::of(&serde_json::json!({"kind": 3}));
-        assert_eq!((k.kind.as_str(), k.namespace, k.name.as_str()), ("", None, ""));
+        assert_eq!(
+            (k.kind.as_str(), k.namespace, k.name.as_str()),
+            ("", None, "")
+        );
     }
 }

@@ -353,8 +353,12 @@ fn check(name: &str, actual: &str) {
         std::fs::write(&path, actual).expect("write the golden file");
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (GITOPSD_UPDATE_GOLDEN=1 writes it)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (GITOPSD_UPDATE_GOLDEN=1 writes it)",
+            path.display()
+        )
+    });
     assert!(
         expected == actual,
         "{name} changed; expected:\n{expected}\nactual:\n{actual}"
@@ -383,10 +387,7 @@ fn drift_report_json_and_text_are_pinned() {
         "drift.json",
         &(serde_json::to_string_pretty(&report).expect("serialise") + "\n"),
     );
-    check(
-        "drift.txt",
-        &gitopsd::drift::render_text(&report, false),
-    );
+    check("drift.txt", &gitopsd::drift::render_text(&report, false));
 }
 
 #[test]

@@ -74,4 +74,3 @@ pub trait LiveObjects {
         kinds: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<ObjectKey>, LiveError>> + Send;
 }
-
