@@ -84,7 +84,7 @@ pub struct DriftItem {
     pub live: Option<Value>,
     pub severity: Severity,
     /// The id of the rule that decided the severity, e.g. `container-image`.
-    pub rule: String,
+    pub rule: RuleId,
     pub action: Action,
     /// The field's path as data (`None` for a missing or extra object): what the reconcile
     /// needs to hold a single field back from an apply.
@@ -112,7 +112,113 @@ pub struct Foreign {
 }
 
 /// The rule id of a security-weakening field the manifest does not set ([`rules::SECURITY_FIELDS`]).
-pub const FOREIGN_SECURITY_RULE: &str = "foreign-security-field";
+pub const FOREIGN_SECURITY_RULE: &str = BuiltinRule::ForeignSecurityField.as_str();
+
+/// The rules decided here rather than by the rule table ([`default_rules`]): what other stages
+/// look for in a drift item (an extra object to prune, a deleted object to create again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuiltinRule {
+    /// The desired object is not in the cluster.
+    ObjectDeleted,
+    /// A live object of the tier that the desired set no longer has.
+    ExtraObject,
+    /// A security-weakening field the manifest does not set, added by another field manager.
+    ForeignSecurityField,
+}
+
+impl BuiltinRule {
+    pub const ALL: [BuiltinRule; 3] = [
+        BuiltinRule::ObjectDeleted,
+        BuiltinRule::ExtraObject,
+        BuiltinRule::ForeignSecurityField,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BuiltinRule::ObjectDeleted => "object-deleted",
+            BuiltinRule::ExtraObject => "extra-object",
+            BuiltinRule::ForeignSecurityField => "foreign-security-field",
+        }
+    }
+}
+
+/// The id of the rule that decided a drift item's severity: a built-in one, a rule of the
+/// table (`container-image`) or a tier's override (`override:Deployment:spec.replicas`).
+/// Serialised as the id's string; equal when the strings are, however it was built.
+#[derive(Debug, Clone)]
+pub enum RuleId {
+    Builtin(BuiltinRule),
+    Named(String),
+}
+
+impl RuleId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RuleId::Builtin(b) => b.as_str(),
+            RuleId::Named(s) => s,
+        }
+    }
+}
+
+impl From<BuiltinRule> for RuleId {
+    fn from(b: BuiltinRule) -> RuleId {
+        RuleId::Builtin(b)
+    }
+}
+
+impl From<&str> for RuleId {
+    /// A built-in id's string becomes that built-in rule.
+    fn from(s: &str) -> RuleId {
+        match BuiltinRule::ALL.into_iter().find(|b| b.as_str() == s) {
+            Some(b) => RuleId::Builtin(b),
+            None => RuleId::Named(s.to_owned()),
+        }
+    }
+}
+
+impl PartialEq for RuleId {
+    fn eq(&self, other: &RuleId) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RuleId {}
+
+impl std::hash::Hash for RuleId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq<BuiltinRule> for RuleId {
+    fn eq(&self, other: &BuiltinRule) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<str> for RuleId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 impl DriftItem {
     /// The object as messages name it (`Deployment shop/api`), without building a key.
@@ -213,7 +319,7 @@ pub fn classify(
             desired,
             live,
             severity,
-            rule: rule.to_owned(),
+            rule: rule.into(),
             action: action_for(&tier.policy, severity),
             field_path: field_path.cloned(),
             foreign: None,
@@ -228,7 +334,7 @@ pub fn classify(
             manifest.cloned(),
             None,
             Severity::Critical,
-            "object-deleted",
+            BuiltinRule::ObjectDeleted.as_str(),
         )],
         // Drift never deletes, and prune deletes only what the tier's inventory holds: an
         // extra object is reported (or ignored), never applied. `drift::settle_extras` says
@@ -239,7 +345,7 @@ pub fn classify(
                 None,
                 manifest.cloned(),
                 Severity::Medium,
-                "extra-object",
+                BuiltinRule::ExtraObject.as_str(),
             );
             if extra.action != Action::Ignore {
                 extra.action = Action::Alert;
@@ -303,7 +409,7 @@ pub fn classify_foreign(
                 desired: fd.desired.clone(),
                 live: fd.live.clone(),
                 severity,
-                rule: rule.to_owned(),
+                rule: rule.into(),
                 action: action_for(&tier.policy, severity),
                 field_path: Some(fd.path.clone()),
                 foreign: Some(Foreign {

@@ -14,9 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::classify::{
-    DriftItem, Severity, classify, classify_foreign, hpa_scale_targets,
-};
+use crate::classify::{BuiltinRule, DriftItem, Severity, classify, classify_foreign, hpa_scale_targets};
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
 use crate::diff::{applied_fields_v1, compare};
@@ -334,7 +332,7 @@ pub fn settle_extras(
     in_inventory: &dyn Fn(&ObjectKey) -> bool,
 ) {
     for item in &mut report.items {
-        if item.rule != "extra-object" || !in_inventory(&item.object_key()) {
+        if item.rule != BuiltinRule::ExtraObject || !in_inventory(&item.object_key()) {
             continue;
         }
         let live = item.live.clone().unwrap_or(Value::Null);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::classify::{DriftItem, Severity};
+use crate::classify::{BuiltinRule, DriftItem, Severity};
 use crate::config::Action;
 use crate::diff::{FIELD_MANAGER, FieldPath, OwnedFields, OwnedKey, PathSegment, matches_keys};
 use crate::drift::DriftReport;
@@ -152,7 +152,7 @@ impl FightTracker {
                 Action::Apply => {}
             }
             // Drift never deletes (classify never gives an extra object `apply`).
-            if item.rule == "extra-object" {
+            if item.rule == BuiltinRule::ExtraObject {
                 continue;
             }
             let key = item.object_key();
