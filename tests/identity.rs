@@ -73,10 +73,7 @@ fn item(
     action: Action,
 ) -> DriftItem {
     DriftItem {
-        api_version: key.api_version.clone(),
-        kind: key.kind.clone(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
+        key: key.clone(),
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
         desired,
         live,

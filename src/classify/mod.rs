@@ -72,10 +72,10 @@ pub type ObjectRef = ObjectKey;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftItem {
-    pub api_version: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
+    /// The object the item is about (flat in the JSON: `apiVersion`, `kind`, `namespace`,
+    /// `name`).
+    #[serde(flatten)]
+    pub key: ObjectKey,
     /// Field paths in display form (`spec.template.spec.containers[name=api].image`); empty
     /// when the whole object is missing or extra.
     pub paths: Vec<String>,
@@ -224,20 +224,15 @@ impl DriftItem {
     /// The object as messages name it (`Deployment shop/api`), without building a key.
     pub fn object_name(&self) -> crate::object::ObjectName<'_> {
         crate::object::ObjectName {
-            kind: &self.kind,
-            namespace: self.namespace.as_deref(),
-            name: &self.name,
+            kind: &self.key.kind,
+            namespace: self.key.namespace.as_deref(),
+            name: &self.key.name,
         }
     }
 
     /// The object the item is about.
     pub fn object_key(&self) -> ObjectKey {
-        ObjectKey {
-            api_version: self.api_version.clone(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
+        self.key.clone()
     }
 }
 
@@ -311,10 +306,7 @@ pub fn classify(
 ) -> Vec<DriftItem> {
     let item = |field_path: Option<&FieldPath>, desired, live, severity, rule: &str| {
         let mut item = DriftItem {
-            api_version: object.api_version.clone(),
-            kind: object.kind.clone(),
-            namespace: object.namespace.clone(),
-            name: object.name.clone(),
+            key: object.clone(),
             paths: field_path.map(|p| vec![p.to_string()]).unwrap_or_default(),
             desired,
             live,
@@ -401,10 +393,7 @@ pub fn classify_foreign(
                 None => (Severity::Critical, FOREIGN_SECURITY_RULE),
             };
             let mut item = DriftItem {
-                api_version: object.api_version.clone(),
-                kind: object.kind.clone(),
-                namespace: object.namespace.clone(),
-                name: object.name.clone(),
+                key: object.clone(),
                 paths: vec![fd.path.to_string()],
                 desired: fd.desired.clone(),
                 live: fd.live.clone(),

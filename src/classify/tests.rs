@@ -854,8 +854,20 @@ fn built_in_rule_ids_keep_their_strings_however_the_id_is_built() {
 fn missing_and_extra_objects_carry_the_built_in_rules() {
     let tier = tier_with("");
     let none = HashSet::new();
-    let missing = classify(&object("Deployment"), None, &ObjectDiff::Missing, &tier, &none);
+    let missing = classify(
+        &object("Deployment"),
+        None,
+        &ObjectDiff::Missing,
+        &tier,
+        &none,
+    );
     assert_eq!(missing[0].rule, BuiltinRule::ObjectDeleted);
-    let extra = classify(&object("Deployment"), None, &ObjectDiff::Extra, &tier, &none);
+    let extra = classify(
+        &object("Deployment"),
+        None,
+        &ObjectDiff::Extra,
+        &tier,
+        &none,
+    );
     assert_eq!(extra[0].rule, BuiltinRule::ExtraObject);
 }

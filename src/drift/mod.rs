@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::classify::{BuiltinRule, DriftItem, Severity, classify, classify_foreign, hpa_scale_targets};
+use crate::classify::{
+    BuiltinRule, DriftItem, Severity, classify, classify_foreign, hpa_scale_targets,
+};
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
 use crate::diff::{applied_fields_v1, compare};
@@ -278,17 +280,7 @@ pub async fn detect_except(
         let mut drifted = 0;
         for (object, manifest, diff) in &diffs {
             let mut found = classify(object, Some(manifest.as_ref()), diff, tier, &hpa_targets);
-            found.extend(
-                foreign_items
-                    .iter()
-                    .filter(|i| {
-                        i.kind == object.kind
-                            && i.name == object.name
-                            && i.namespace == object.namespace
-                            && i.api_version == object.api_version
-                    })
-                    .cloned(),
-            );
+            found.extend(foreign_items.iter().filter(|i| i.key == *object).cloned());
             if found.is_empty() {
                 in_sync += 1;
             } else {
@@ -297,10 +289,10 @@ pub async fn detect_except(
             items.extend(found);
         }
         items.sort_by(|a, b| {
-            (&a.namespace, &a.kind, &a.name, &a.paths).cmp(&(
-                &b.namespace,
-                &b.kind,
-                &b.name,
+            (&a.key.namespace, &a.key.kind, &a.key.name, &a.paths).cmp(&(
+                &b.key.namespace,
+                &b.key.kind,
+                &b.key.name,
                 &b.paths,
             ))
         });
