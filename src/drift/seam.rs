@@ -14,12 +14,15 @@ use crate::render::DesiredObject;
 
 /// A [`DryRun`] with a cache of answers, usable as a trait object.
 pub trait DryRunCache: Send + Sync {
-    /// As [`DryRun::dry_run`].
-    fn confirm<'a>(
-        &'a self,
-        desired: &'a DesiredObject,
-        live: &'a Value,
-    ) -> BoxFuture<'a, Result<Value, DriftError>>;
+    /// As [`DryRun::dry_run`]. The arguments are owned: a future that borrows only `self`
+    /// is `Send` for the daemon's spawned tier tasks (one borrowing every argument of a trait
+    /// object's method is not shown to be). Only a difference the comparison cannot settle
+    /// comes here, so the copies are rare.
+    fn confirm(
+        &self,
+        desired: DesiredObject,
+        live: Value,
+    ) -> BoxFuture<'_, Result<Value, DriftError>>;
 
     /// Forgets the answers of objects not in `keep` (those that left the desired set).
     fn retain(&self, keep: &HashSet<ObjectKey>);
@@ -29,12 +32,12 @@ pub trait DryRunCache: Send + Sync {
 }
 
 impl DryRunCache for ApiDryRun {
-    fn confirm<'a>(
-        &'a self,
-        desired: &'a DesiredObject,
-        live: &'a Value,
-    ) -> BoxFuture<'a, Result<Value, DriftError>> {
-        Box::pin(DryRun::dry_run(self, desired, live))
+    fn confirm(
+        &self,
+        desired: DesiredObject,
+        live: Value,
+    ) -> BoxFuture<'_, Result<Value, DriftError>> {
+        Box::pin(async move { DryRun::dry_run(self, &desired, &live).await })
     }
 
     fn retain(&self, keep: &HashSet<ObjectKey>) {
@@ -46,8 +49,14 @@ impl DryRunCache for ApiDryRun {
     }
 }
 
-impl DryRun for Arc<dyn DryRunCache> {
-    async fn dry_run(&self, desired: &DesiredObject, live: &Value) -> Result<Value, DriftError> {
-        self.confirm(desired, live).await
+// For every lifetime of the trait object: the future of a spawned task is checked for `Send`
+// with its lifetimes erased.
+impl<'x> DryRun for Arc<dyn DryRunCache + 'x> {
+    fn dry_run(
+        &self,
+        desired: &DesiredObject,
+        live: &Value,
+    ) -> impl Future<Output = Result<Value, DriftError>> + Send {
+        self.confirm(desired.clone(), live.clone())
     }
 }

@@ -34,25 +34,26 @@ pub trait LiveWatch: Send + Sync {
     /// Wanted kinds the API server did not serve at the last `update_kinds`.
     fn unserved(&self) -> Box<dyn Iterator<Item = &(String, String)> + Send + '_>;
 
+    // The questions of [`LiveObjects`] take their arguments owned: a future that borrows
+    // only `self` is `Send` for the daemon's spawned tier tasks, which one borrowing every
+    // argument of a trait object's method is not shown to be.
+
     /// As [`LiveObjects::get`].
-    fn get_object<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-    ) -> BoxFuture<'a, Result<Option<Value>, LiveError>>;
+    fn get_object(&self, key: ObjectKey) -> BoxFuture<'_, Result<Option<Value>, LiveError>>;
 
     /// As [`LiveObjects::labelled`].
-    fn labelled_objects<'a>(
-        &'a self,
-        tier: &'a str,
-        kinds: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<Vec<Value>, LiveError>>;
+    fn labelled_objects(
+        &self,
+        tier: String,
+        kinds: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<Vec<Value>, LiveError>>;
 
     /// As [`LiveObjects::labelled_keys`].
-    fn labelled_object_keys<'a>(
-        &'a self,
-        tier: &'a str,
-        kinds: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<Vec<ObjectKey>, LiveError>>;
+    fn labelled_object_keys(
+        &self,
+        tier: String,
+        kinds: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<Vec<ObjectKey>, LiveError>>;
 
     /// Calls `read` with the cached object, if there is one (`Ok(false)` when the cache knows
     /// it does not exist); see [`LiveCache::peek`], and `peek` on `dyn LiveWatch`.
@@ -106,27 +107,24 @@ impl LiveWatch for LiveCache {
         Box::new(LiveCache::unserved(self))
     }
 
-    fn get_object<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-    ) -> BoxFuture<'a, Result<Option<Value>, LiveError>> {
-        Box::pin(LiveObjects::get(self, key))
+    fn get_object(&self, key: ObjectKey) -> BoxFuture<'_, Result<Option<Value>, LiveError>> {
+        Box::pin(async move { LiveObjects::get(self, &key).await })
     }
 
-    fn labelled_objects<'a>(
-        &'a self,
-        tier: &'a str,
-        kinds: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<Vec<Value>, LiveError>> {
-        Box::pin(LiveObjects::labelled(self, tier, kinds))
+    fn labelled_objects(
+        &self,
+        tier: String,
+        kinds: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<Vec<Value>, LiveError>> {
+        Box::pin(async move { LiveObjects::labelled(self, &tier, &kinds).await })
     }
 
-    fn labelled_object_keys<'a>(
-        &'a self,
-        tier: &'a str,
-        kinds: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<Vec<ObjectKey>, LiveError>> {
-        Box::pin(LiveObjects::labelled_keys(self, tier, kinds))
+    fn labelled_object_keys(
+        &self,
+        tier: String,
+        kinds: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<Vec<ObjectKey>, LiveError>> {
+        Box::pin(async move { LiveObjects::labelled_keys(self, &tier, &kinds).await })
     }
 
     fn peek_object(
@@ -138,25 +136,30 @@ impl LiveWatch for LiveCache {
     }
 }
 
-impl LiveObjects for Box<dyn LiveWatch> {
-    async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, LiveError> {
-        self.get_object(key).await
+// For every lifetime of the trait object: the future of a spawned task is checked for `Send`
+// with its lifetimes erased.
+impl<'x> LiveObjects for Box<dyn LiveWatch + 'x> {
+    fn get(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Option<Value>, LiveError>> + Send {
+        self.get_object(key.clone())
     }
 
-    async fn labelled(
+    fn labelled(
         &self,
         tier: &str,
         kinds: &[(String, String)],
-    ) -> Result<Vec<Value>, LiveError> {
-        self.labelled_objects(tier, kinds).await
+    ) -> impl Future<Output = Result<Vec<Value>, LiveError>> + Send {
+        self.labelled_objects(tier.to_owned(), kinds.to_vec())
     }
 
-    async fn labelled_keys(
+    fn labelled_keys(
         &self,
         tier: &str,
         kinds: &[(String, String)],
-    ) -> Result<Vec<ObjectKey>, LiveError> {
-        self.labelled_object_keys(tier, kinds).await
+    ) -> impl Future<Output = Result<Vec<ObjectKey>, LiveError>> + Send {
+        self.labelled_object_keys(tier.to_owned(), kinds.to_vec())
     }
 }
 
