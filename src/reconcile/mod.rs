@@ -18,6 +18,10 @@
 
 mod backends;
 mod gate;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod scenarios;
 mod timing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
