@@ -129,34 +129,52 @@ async fn new_keys_are_in_the_inventory_before_the_apply_and_stay_when_it_fails()
     );
 }
 
-/// Rule: prune runs only when the newest render succeeded.
+/// Rule: prune runs only when the newest render succeeded. The ref moved twice since the last
+/// reconcile: to a revision without `b` (accepted), then to one that does not render (which
+/// may well hold `b` again). The accepted set is reconciled, and `b` is not pruned.
 #[tokio::test]
 async fn a_revision_that_fails_to_render_prunes_nothing() {
     let mut h = Harness::new(&[]);
     deployed_a_and_b(&mut h).await;
+    let only_a = h.commit(&[("a.yaml", &configmap("a", "hello"))]);
     let broken = h.commit(&[
         ("a.yaml", &configmap("a", "hello")),
+        ("b.yaml", &configmap("b", "hello")),
         (
             "broken.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a, map\n",
         ),
     ]);
-    h.deploy(&broken).await;
+    h.reconciler.offer_revision(&only_a).await;
+    h.reconciler.offer_revision(&broken).await;
+    h.reconcile().await;
     h.reconcile().await;
     assert!(h.cluster.exists(&cm("b")), "pruned after a failed render");
     assert!(h.cluster.deleted().is_empty());
     assert_eq!(h.sync(), SyncState::Failed);
+
+    // The ref moves on to a revision that renders: now `b` goes.
+    let fixed = h.commit(&[("a.yaml", &configmap("a", "hello"))]);
+    h.deploy(&fixed).await;
+    assert!(!h.cluster.exists(&cm("b")), "{}", last_error(&h));
 }
 
-/// Rule: prune runs only when the newest validation succeeded.
+/// Rule: prune runs only when the newest validation succeeded (as above, the ref moved twice).
 #[tokio::test]
 async fn a_revision_that_fails_validation_prunes_nothing() {
     let mut h = Harness::new(&[]);
     deployed_a_and_b(&mut h).await;
     // An object outside the tier's namespaces blocks the revision.
     let outside = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: elsewhere\ndata:\n  greeting: hello\n";
-    let blocked = h.commit(&[("a.yaml", &configmap("a", "hello")), ("c.yaml", outside)]);
-    h.deploy(&blocked).await;
+    let only_a = h.commit(&[("a.yaml", &configmap("a", "hello"))]);
+    let blocked = h.commit(&[
+        ("a.yaml", &configmap("a", "hello")),
+        ("b.yaml", &configmap("b", "hello")),
+        ("c.yaml", outside),
+    ]);
+    h.reconciler.offer_revision(&only_a).await;
+    h.reconciler.offer_revision(&blocked).await;
+    h.reconcile().await;
     h.reconcile().await;
     assert!(
         h.cluster.exists(&cm("b")),
@@ -164,6 +182,10 @@ async fn a_revision_that_fails_validation_prunes_nothing() {
     );
     assert!(h.cluster.deleted().is_empty());
     assert_eq!(h.sync(), SyncState::Failed, "{}", last_error(&h));
+
+    let fixed = h.commit(&[("a.yaml", &configmap("a", "hello"))]);
+    h.deploy(&fixed).await;
+    assert!(!h.cluster.exists(&cm("b")), "{}", last_error(&h));
 }
 
 /// Rule: prune runs only when the newest fetch succeeded.
