@@ -76,6 +76,8 @@ struct World {
     api_down: bool,
     /// The state store alone cannot be read (the API server answers everything else).
     state_unreadable: bool,
+    /// Reads straight from the API server fail (the live cache still answers).
+    reads_failing: bool,
     /// Deployments report all replicas available.
     ready: bool,
     states: HashMap<String, TierState>,
@@ -180,6 +182,11 @@ impl FakeCluster {
     /// The state store alone fails its reads (RBAC lost on the state ConfigMap, say).
     pub fn set_state_unreadable(&self, unreadable: bool) {
         self.world().state_unreadable = unreadable;
+    }
+
+    /// Reads straight from the API server (prune's last look) fail; writes still work.
+    pub fn set_reads_failing(&self, failing: bool) {
+        self.world().reads_failing = failing;
     }
 
     /// Whether Deployments become available (their status says so after each write).
@@ -810,7 +817,11 @@ impl Cluster for FakeCluster {
     }
 
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Value>, LiveError>> {
-        let r = if self.world().api_down {
+        let failing = {
+            let world = self.world();
+            world.api_down || world.reads_failing
+        };
+        let r = if failing {
             Err(LiveError::Api {
                 what: crate::apply::display_name(key),
                 source: api_down_error("get"),
@@ -923,11 +934,7 @@ impl Harness {
         let status = StatusHandle::new(&tier.name);
         let activities = Arc::new(Recorder::default());
         let observers = Observers::new(vec![activities.clone()]);
-        // Nothing listens there: a request the harness does not answer fails.
-        let client = kube::Client::try_from(kube::Config::new(
-            "http://127.0.0.1:9".parse().expect("a URL"),
-        ))
-        .expect("a client");
+        let client = no_api_server();
         let mut reconciler = TierReconciler::with_backends(
             tier,
             true,
@@ -972,9 +979,10 @@ impl Harness {
     /// The tier's ref moved to `revision`, and the tier reconciles.
     pub async fn deploy(&mut self, revision: &str) -> Outcomes {
         self.reconciler.offer_revision(revision).await;
-        self.reconcile().await
+        self.reconciler.reconcile("revision", &self.cancel).await
     }
 
+    /// A reconcile with nothing new from git (the interval, a live change).
     pub async fn reconcile(&mut self) -> Outcomes {
         self.reconciler.reconcile("interval", &self.cancel).await
     }
@@ -991,6 +999,17 @@ impl Harness {
     pub fn state(&self) -> TierState {
         self.cluster.state(TIER)
     }
+}
+
+/// A client whose every request fails at once: the harness answers everything the scenarios
+/// need, so one that reached the API server would fail rather than pass by luck.
+fn no_api_server() -> kube::Client {
+    let refuse = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+        Err::<http::Response<kube::client::Body>, _>(std::io::Error::other(
+            "the reconcile harness has no API server",
+        ))
+    });
+    kube::Client::new(refuse, "default")
 }
 
 /// The tier `web` of `config`.

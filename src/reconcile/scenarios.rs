@@ -530,3 +530,58 @@ async fn an_object_the_tier_did_not_create_blocks_the_revision() {
     assert!(!h.state().inventory.contains_key(&cm("b")));
     assert_eq!(h.sync(), SyncState::Failed, "{}", last_error(&h));
 }
+
+/// Prune deletes nothing on a guess: when it cannot read a candidate from the API server, it
+/// skips this time, says why, and prunes once it can.
+#[tokio::test]
+async fn prune_skips_what_it_cannot_read_and_says_so() {
+    let mut h = Harness::new(&[]);
+    deployed_a_and_b(&mut h).await;
+    h.cluster.set_reads_failing(true);
+    let only_a = h.commit(&[("a.yaml", &configmap("a", "hello"))]);
+    h.deploy(&only_a).await;
+    assert!(h.cluster.exists(&cm("b")), "pruned without reading it");
+    let notes = h.status(|s| s.last_sync.as_ref().map(|r| r.prune_notes.clone()));
+    assert!(
+        notes
+            .iter()
+            .flatten()
+            .any(|n| n.contains("prune skipped: cannot read")),
+        "{notes:?}"
+    );
+    h.reconcile().await;
+    assert!(h.cluster.exists(&cm("b")), "pruned without reading it");
+    assert!(h.cluster.deleted().is_empty());
+
+    h.cluster.set_reads_failing(false);
+    h.reconcile().await;
+    assert!(!h.cluster.exists(&cm("b")), "{}", last_error(&h));
+}
+
+/// Leadership: once this replica stops leading, it writes no tier state, and so creates no
+/// object whose key it could not record first.
+#[tokio::test]
+async fn a_replica_that_stopped_leading_writes_no_state_and_creates_nothing() {
+    let mut h = Harness::new(&[]);
+    let lost = tokio_util::sync::CancellationToken::new();
+    h.reconciler.set_write_guard(lost.clone());
+    deployed_a_and_b(&mut h).await;
+    lost.cancel();
+    h.cluster.clear_log();
+    let with_c = h.commit(&[
+        ("a.yaml", &configmap("a", "hello")),
+        ("b.yaml", &configmap("b", "hello")),
+        ("c.yaml", &configmap("c", "hello")),
+    ]);
+    h.deploy(&with_c).await;
+    assert!(
+        !h.cluster
+            .log()
+            .iter()
+            .any(|s| matches!(s, Step::StateSaved { .. } | Step::Applied(_))),
+        "{:?}",
+        h.cluster.log()
+    );
+    assert!(!h.cluster.exists(&cm("c")));
+    assert_eq!(h.sync(), SyncState::Failed);
+}
