@@ -78,6 +78,8 @@ struct World {
     state_unreadable: bool,
     /// Reads straight from the API server fail (the live cache still answers).
     reads_failing: bool,
+    /// SIGTERM mid-apply: the token is cancelled once this many more objects were applied.
+    stop_after: Option<(usize, CancellationToken)>,
     /// Deployments report all replicas available.
     ready: bool,
     states: HashMap<String, TierState>,
@@ -182,6 +184,12 @@ impl FakeCluster {
     /// The state store alone fails its reads (RBAC lost on the state ConfigMap, say).
     pub fn set_state_unreadable(&self, unreadable: bool) {
         self.world().state_unreadable = unreadable;
+    }
+
+    /// Cancels `token` (the daemon's SIGTERM) once `applies` more objects were applied; the
+    /// objects of that apply after them are not sent, as [`crate::apply::Applier`] does.
+    pub fn stop_after(&self, applies: usize, token: CancellationToken) {
+        self.world().stop_after = Some((applies, token));
     }
 
     /// Reads straight from the API server (prune's last look) fail; writes still work.
@@ -559,10 +567,30 @@ impl Apply for FakeCluster {
     fn apply<'a>(
         &'a self,
         items: Vec<ApplyItem<'a>>,
-        _cancel: &'a CancellationToken,
+        cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Vec<ObjectResult>> {
         let mut world = self.world();
-        let out = items.iter().map(|i| world.apply(i.manifest)).collect();
+        let mut out = Vec::new();
+        for item in &items {
+            if cancel.is_cancelled() {
+                out.push(ObjectResult {
+                    key: ObjectKey::of(item.manifest),
+                    outcome: Outcome::Failed,
+                    message: Some(crate::apply::SHUTTING_DOWN.to_owned()),
+                    conflicts: Vec::new(),
+                    applied: None,
+                });
+                continue;
+            }
+            out.push(world.apply(item.manifest));
+            if let Some((left, token)) = world.stop_after.as_mut() {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    token.cancel();
+                    world.stop_after = None;
+                }
+            }
+        }
         Box::pin(async move { out })
     }
 
@@ -915,6 +943,7 @@ pub fn config(before: &str, extra: &[&str]) -> Config {
 
 /// One tier's reconciler over a fake cluster and a repo of real files.
 pub struct Harness {
+    tier: TierConfig,
     pub cluster: FakeCluster,
     pub repo: Arc<FakeRepo>,
     pub status: StatusHandle,
@@ -934,18 +963,9 @@ impl Harness {
         let status = StatusHandle::new(&tier.name);
         let activities = Arc::new(Recorder::default());
         let observers = Observers::new(vec![activities.clone()]);
-        let client = no_api_server();
-        let mut reconciler = TierReconciler::with_backends(
-            tier,
-            true,
-            client.clone(),
-            cluster.backends(),
-            repo.clone(),
-            status.clone(),
-            observers,
-        );
-        reconciler.set_scope_cache(Arc::new(ScopeCache::seeded(client, KindScopes::builtin())));
+        let reconciler = reconciler(&tier, &cluster, repo.clone(), status.clone(), observers);
         Harness {
+            tier,
             cluster,
             repo,
             status,
@@ -953,6 +973,22 @@ impl Harness {
             reconciler,
             cancel: CancellationToken::new(),
         }
+    }
+
+    /// The daemon restarts (or another replica takes over): a new reconciler, with nothing in
+    /// memory, over the same cluster and repo.
+    pub fn restart(&mut self) {
+        self.status = StatusHandle::new(&self.tier.name);
+        self.activities = Arc::new(Recorder::default());
+        let observers = Observers::new(vec![self.activities.clone()]);
+        self.reconciler = reconciler(
+            &self.tier,
+            &self.cluster,
+            self.repo.clone(),
+            self.status.clone(),
+            observers,
+        );
+        self.cancel = CancellationToken::new();
     }
 
     /// A commit of the tier's files (tier.yaml, the Namespace) and `files` under `base/`
@@ -999,6 +1035,27 @@ impl Harness {
     pub fn state(&self) -> TierState {
         self.cluster.state(TIER)
     }
+}
+
+fn reconciler(
+    tier: &TierConfig,
+    cluster: &FakeCluster,
+    repo: Arc<FakeRepo>,
+    status: StatusHandle,
+    observers: Observers,
+) -> TierReconciler {
+    let client = no_api_server();
+    let mut reconciler = TierReconciler::with_backends(
+        tier.clone(),
+        true,
+        client.clone(),
+        cluster.backends(),
+        repo,
+        status,
+        observers,
+    );
+    reconciler.set_scope_cache(Arc::new(ScopeCache::seeded(client, KindScopes::builtin())));
+    reconciler
 }
 
 /// A client whose every request fails at once: the harness answers everything the scenarios

@@ -321,14 +321,18 @@ async fn a_rolled_back_revision_is_not_deployed_again_until_the_ref_moves() {
     h.reconcile().await;
     assert_eq!(image(&h), Some(json!("api:1")), "not rolled back");
 
-    // The ref has not moved: b is offered again, and stays out.
-    for _ in 0..2 {
+    // The ref has not moved: b is offered again, and stays out; after a restart too (the
+    // state remembers it).
+    for restart in [false, false, true, false] {
+        if restart {
+            h.restart();
+        }
         h.reconciler.offer_revision(&b).await;
         h.reconcile().await;
         assert_eq!(
             image(&h),
             Some(json!("api:1")),
-            "the rolled-back revision came back"
+            "the rolled-back revision came back (restarted: {restart})"
         );
     }
 
@@ -362,6 +366,23 @@ async fn the_promotion_gate_holds_a_revision_until_the_earlier_tier_is_healthy_a
     h.reconcile().await;
     assert!(h.cluster.exists(&cm("a")), "{}", last_error(&h));
     assert_eq!(h.sync(), SyncState::Synced);
+
+    // A newer revision is held; the set deployed before keeps being reconciled.
+    let b = h.commit(&[("a.yaml", &configmap("a", "hello, b"))]);
+    h.cluster.edit(
+        &cm("a"),
+        "kubectl-edit",
+        &["data", "greeting"],
+        json!("edited"),
+    );
+    h.deploy(&b).await;
+    assert_eq!(
+        greeting(&h, "a"),
+        Some(json!("hello")),
+        "drift left while held"
+    );
+    assert_eq!(h.sync(), SyncState::Blocked);
+    assert_eq!(h.status(|s| s.held_revision.clone()), Some(b.clone()));
 }
 
 /// A clock the scenario moves.
@@ -529,6 +550,8 @@ async fn an_object_the_tier_did_not_create_blocks_the_revision() {
     assert_eq!(greeting(&h, "a"), Some(json!("theirs")));
     assert!(!h.state().inventory.contains_key(&cm("b")));
     assert_eq!(h.sync(), SyncState::Failed, "{}", last_error(&h));
+    // A refused revision was not applied: it is never recorded healthy.
+    assert_eq!(h.state().last_healthy_revision, None);
 }
 
 /// Prune deletes nothing on a guess: when it cannot read a candidate from the API server, it
@@ -584,4 +607,56 @@ async fn a_replica_that_stopped_leading_writes_no_state_and_creates_nothing() {
     );
     assert!(!h.cluster.exists(&cm("c")));
     assert_eq!(h.sync(), SyncState::Failed);
+}
+
+/// SIGTERM mid-apply: what was applied goes into the state, nothing is pruned, and the next
+/// leader applies only the rest, then prunes exactly what left git.
+#[tokio::test]
+async fn a_sync_stopped_mid_apply_records_what_was_applied_and_the_next_leader_finishes_it() {
+    let mut h = Harness::new(&[]);
+    deployed_a_and_b(&mut h).await;
+    let names = ["c", "d", "e", "f"];
+    let mut files: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (format!("{n}.yaml"), configmap(n, "hello")))
+        .collect();
+    files.push(("a.yaml".into(), configmap("a", "hello")));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(f, c)| (f.as_str(), c.as_str()))
+        .collect();
+    let b_to_cdef = h.commit(&refs);
+    h.cluster.stop_after(2, h.cancel.clone());
+    h.cluster.clear_log();
+    h.deploy(&b_to_cdef).await;
+    let applied = h.cluster.applied();
+    assert_eq!(applied.len(), 2, "{:?}", h.cluster.log());
+    assert!(h.cluster.deleted().is_empty(), "pruned while stopping");
+    let state = h.state();
+    for n in names {
+        let recorded = state.inventory.get(&cm(n)).map(String::as_str);
+        if applied.contains(&cm(n)) {
+            assert!(
+                recorded.is_some_and(|d| d != NOT_APPLIED),
+                "{n}: {recorded:?}"
+            );
+        } else {
+            assert_eq!(recorded, Some(NOT_APPLIED), "{n}");
+        }
+    }
+
+    h.restart();
+    h.cluster.clear_log();
+    h.deploy(&b_to_cdef).await;
+    let mut rest = h.cluster.applied();
+    rest.sort();
+    let mut expected: Vec<ObjectKey> = names
+        .iter()
+        .map(|n| cm(n))
+        .filter(|k| !applied.contains(k))
+        .collect();
+    expected.sort();
+    assert_eq!(rest, expected, "the next leader applies only the rest");
+    assert_eq!(h.cluster.deleted(), vec![cm("b")]);
+    assert_eq!(h.sync(), SyncState::Synced, "{}", last_error(&h));
 }
