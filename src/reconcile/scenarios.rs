@@ -210,36 +210,50 @@ async fn a_failed_fetch_prunes_nothing_until_a_fetch_succeeds() {
 /// replacement of one prune would delete).
 #[tokio::test]
 async fn a_failed_apply_prunes_nothing_until_every_object_applies() {
-    let mut h = Harness::new(&[]);
-    deployed_a_and_b(&mut h).await;
-    h.cluster.inject(
-        &cm("c"),
-        Fault::Conflict {
-            manager: "kubectl-edit".into(),
-            field: ".data.greeting".into(),
-        },
-    );
-    let b_to_c = h.commit(&[
-        ("a.yaml", &configmap("a", "hello")),
-        ("c.yaml", &configmap("c", "hello")),
-    ]);
-    h.deploy(&b_to_c).await;
-    assert!(
-        h.cluster.exists(&cm("b")),
-        "pruned although c failed to apply"
-    );
-    assert!(h.cluster.deleted().is_empty());
-    assert_eq!(h.sync(), SyncState::OutOfSync);
-    assert!(
-        last_error(&h).contains("kubectl-edit"),
-        "{}",
-        last_error(&h)
-    );
+    let faults = [
+        (
+            Fault::Conflict {
+                manager: "kubectl-edit".into(),
+                field: ".data.greeting".into(),
+            },
+            "kubectl-edit",
+        ),
+        (
+            Fault::Immutable {
+                field: "data".into(),
+            },
+            "immutable",
+        ),
+        (
+            Fault::Denied {
+                webhook: "policy.example.com".into(),
+            },
+            "policy.example.com",
+        ),
+    ];
+    for (fault, named) in faults {
+        let mut h = Harness::new(&[]);
+        deployed_a_and_b(&mut h).await;
+        h.cluster.inject(&cm("c"), fault.clone());
+        let b_to_c = h.commit(&[
+            ("a.yaml", &configmap("a", "hello")),
+            ("c.yaml", &configmap("c", "hello")),
+        ]);
+        h.deploy(&b_to_c).await;
+        h.reconcile().await;
+        assert!(
+            h.cluster.exists(&cm("b")),
+            "{fault:?}: pruned although c failed"
+        );
+        assert!(h.cluster.deleted().is_empty(), "{fault:?}");
+        assert_eq!(h.sync(), SyncState::OutOfSync, "{fault:?}");
+        assert!(last_error(&h).contains(named), "{}", last_error(&h));
 
-    h.cluster.heal(&cm("c"));
-    h.reconcile().await;
-    assert!(h.cluster.exists(&cm("c")));
-    assert!(!h.cluster.exists(&cm("b")), "{}", last_error(&h));
+        h.cluster.heal(&cm("c"));
+        h.reconcile().await;
+        assert!(h.cluster.exists(&cm("c")), "{fault:?}");
+        assert!(!h.cluster.exists(&cm("b")), "{fault:?}: {}", last_error(&h));
+    }
 }
 
 /// Rule: prune compares objects by identity (group, kind, namespace, name): a manifest moved to
@@ -658,5 +672,29 @@ async fn a_sync_stopped_mid_apply_records_what_was_applied_and_the_next_leader_f
     expected.sort();
     assert_eq!(rest, expected, "the next leader applies only the rest");
     assert_eq!(h.cluster.deleted(), vec![cm("b")]);
+    assert_eq!(h.sync(), SyncState::Synced, "{}", last_error(&h));
+}
+
+/// The API server down for everything: the sync fails, nothing is pruned, and once it is back
+/// the tier converges; an object deleted meanwhile is created again (policy `apply`).
+#[tokio::test]
+async fn an_api_server_that_is_down_changes_nothing_and_the_tier_converges_after() {
+    let mut h = Harness::new(&[]);
+    deployed_a_and_b(&mut h).await;
+    h.cluster.set_api_down(true);
+    let only_a = h.commit(&[("a.yaml", &configmap("a", "hello, again"))]);
+    h.deploy(&only_a).await;
+    h.reconcile().await;
+    assert!(h.cluster.exists(&cm("b")));
+    assert!(h.cluster.deleted().is_empty());
+    assert_ne!(h.sync(), SyncState::Synced);
+    assert_eq!(greeting(&h, "a"), Some(json!("hello")));
+
+    h.cluster.set_api_down(false);
+    h.cluster.delete_object(&cm("a"));
+    h.reconcile().await;
+    h.reconcile().await;
+    assert_eq!(greeting(&h, "a"), Some(json!("hello, again")));
+    assert!(!h.cluster.exists(&cm("b")));
     assert_eq!(h.sync(), SyncState::Synced, "{}", last_error(&h));
 }
