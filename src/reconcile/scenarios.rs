@@ -698,3 +698,54 @@ async fn an_api_server_that_is_down_changes_nothing_and_the_tier_converges_after
     assert!(!h.cluster.exists(&cm("b")));
     assert_eq!(h.sync(), SyncState::Synced, "{}", last_error(&h));
 }
+
+/// A Job with `ttlSecondsAfterFinished` runs once per manifest: once it finished and the TTL
+/// controller deleted it, it is neither drift nor created again until git changes it.
+#[tokio::test]
+async fn a_finished_ttl_job_is_not_created_again_until_git_changes_it() {
+    let job_manifest = |image: &str| {
+        format!(
+            r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+spec:
+  ttlSecondsAfterFinished: 60
+  template:
+    spec:
+      restartPolicy: Never
+      securityContext: {{runAsNonRoot: true, runAsUser: 10001}}
+      containers:
+        - name: migrate
+          image: {image}
+"#
+        )
+    };
+    let job = key("batch/v1", "Job", "migrate");
+    let mut h = Harness::new(&[]);
+    let a = h.commit(&[("job.yaml", &job_manifest("migrate:1"))]);
+    h.deploy(&a).await;
+    assert!(h.cluster.exists(&job), "{}", last_error(&h));
+    // The Job controller marks it complete; a reconcile sees it finished.
+    h.cluster.edit(
+        &job,
+        "kube-controller-manager",
+        &["status"],
+        json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+    );
+    h.reconcile().await;
+    assert_eq!(h.state().finished_jobs.len(), 1, "{}", last_error(&h));
+
+    // The TTL controller deletes it.
+    h.cluster.delete_object(&job);
+    h.cluster.clear_log();
+    h.reconcile().await;
+    h.reconcile().await;
+    assert!(!h.cluster.exists(&job), "created again");
+    assert!(h.cluster.applied().is_empty(), "{:?}", h.cluster.log());
+    assert_eq!(h.sync(), SyncState::Synced, "{}", last_error(&h));
+
+    let b = h.commit(&[("job.yaml", &job_manifest("migrate:2"))]);
+    h.deploy(&b).await;
+    assert!(h.cluster.exists(&job), "a changed Job runs again");
+}
