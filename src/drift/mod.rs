@@ -4,6 +4,7 @@
 
 mod confirm;
 pub mod foreign;
+mod seam;
 mod text;
 
 use std::borrow::Cow;
@@ -25,6 +26,7 @@ use crate::policy::last_writer;
 use crate::render::{DesiredObject, DesiredSet};
 
 pub use confirm::ApiDryRun;
+pub use seam::DryRunCache;
 pub use text::render_text;
 
 #[derive(Debug, thiserror::Error)]

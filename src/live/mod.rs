@@ -7,6 +7,7 @@
 pub(crate) mod api;
 mod cache;
 mod counter;
+mod watch;
 
 use std::future::Future;
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 pub use api::ApiLive;
 pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE, Namespaces};
 pub use counter::{Counted, RequestCounter, Verb, counted_client};
+pub use watch::{Cluster, KubeCluster, LiveWatch};
 
 pub use crate::object::{ObjectId, ObjectKey};
 
