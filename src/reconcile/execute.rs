@@ -338,7 +338,7 @@ impl TierReconciler {
         record.alerts = decision.alerts.len();
         self.report_new_drift(&active.revision, &report);
         for u in &decision.unconvergeable {
-            warn!(object = %crate::apply::display_name(&u.object), path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
+            warn!(object = %u.object, path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
         }
         let all_corrections: Vec<_> = decision
             .corrections
@@ -717,10 +717,9 @@ impl TierReconciler {
                 Ok(None) | Err(crate::live::LiveError::UnknownKind { .. }) => {}
                 Err(e) => {
                     // Unknown state: do not prune on a guess.
-                    record.prune_notes.push(format!(
-                        "prune skipped: cannot read {}: {e}",
-                        crate::apply::display_name(key)
-                    ));
+                    record
+                        .prune_notes
+                        .push(format!("prune skipped: cannot read {}: {e}", key));
                     return;
                 }
             }
@@ -762,9 +761,7 @@ impl TierReconciler {
             return;
         }
         for (key, why) in &plan.skipped {
-            record
-                .prune_notes
-                .push(format!("{} kept: {why}", crate::apply::display_name(key)));
+            record.prune_notes.push(format!("{key} kept: {why}"));
             // Another tier or a person took it over: no longer this tier's to prune.
             let taken = live
                 .get(key)
@@ -794,7 +791,7 @@ impl TierReconciler {
         for r in &results {
             tally.add(r.outcome);
             if r.outcome == Outcome::Pruned {
-                info!(object = %crate::apply::display_name(&r.key), "pruned");
+                info!(object = %r.key, "pruned");
                 state.inventory.remove(&r.key);
             } else if record.failures.len() < LISTED {
                 record.failures.push(r.clone());

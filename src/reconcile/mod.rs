@@ -55,6 +55,7 @@ use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, Cluster, LiveObjects, LiveWatch, Namespaces, ObjectId, ObjectKey};
 use crate::policy::{self, FightTracker};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
+use crate::revision::short;
 use crate::state::{HealthyRecord, NOT_APPLIED, StateStorage, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
@@ -539,10 +540,6 @@ impl BlockedReported {
 fn wake_at(opens_at: DateTime<Utc>, now: DateTime<Utc>, instant: Instant) -> Instant {
     let wait = (opens_at - now).to_std().unwrap_or(Duration::ZERO);
     instant + wait + Duration::from_secs(1)
-}
-
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
 }
 
 #[cfg(test)]

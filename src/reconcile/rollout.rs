@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::*;
+use crate::classify::BuiltinRule;
 use crate::state::RolloutRecord;
 
 /// A revision applied and not yet healthy: when it must be.
@@ -66,17 +67,11 @@ impl super::TierReconciler {
         let Some(cache) = self.cache.as_ref() else {
             return Outcomes::default();
         };
-        let missing: HashSet<(String, Option<String>, String)> = report
+        let missing: HashSet<ObjectId> = report
             .items
             .iter()
-            .filter(|i| i.rule == "object-deleted")
-            .map(|i| {
-                (
-                    i.key.kind.clone(),
-                    i.key.namespace.clone(),
-                    i.key.name.clone(),
-                )
-            })
+            .filter(|i| i.rule == BuiltinRule::ObjectDeleted)
+            .map(|i| i.key.id())
             .collect();
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
@@ -84,7 +79,7 @@ impl super::TierReconciler {
             if self.jobs_gone.contains(&ObjectKey::from(o)) {
                 continue;
             }
-            let h = if missing.contains(&(o.kind.clone(), o.namespace.clone(), o.name.clone())) {
+            let h = if missing.contains(&ObjectKey::from(o).id()) {
                 health::assess_or_missing(None)
             } else if !has_health(&o.kind) {
                 continue;
@@ -265,9 +260,7 @@ impl super::TierReconciler {
             .map(|u| {
                 format!(
                     "; first: {} {} ({})",
-                    crate::apply::display_name(&u.object),
-                    u.health.health,
-                    u.health.message
+                    u.object, u.health.health, u.health.message
                 )
             })
             .unwrap_or_default();
