@@ -6,6 +6,7 @@
 //! binary, made and announced once ([`certs`]) before any test touches git2.
 
 mod git_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

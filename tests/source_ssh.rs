@@ -2,6 +2,7 @@
 //! with its own host key and authorized_keys: the right key, a wrong key, a wrong host key.
 
 mod git_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
