@@ -76,7 +76,7 @@ fn audit_verify_exits_2_when_the_file_cannot_be_read() {
 
 async fn tier_events(client: &Client, f: &Fixture) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = format!("gitopsd-state-{}", f.tier);
+    let regarding = gitopsd::state::StateStore::config_map_name(&f.tier);
     api.list(&ListParams::default())
         .await
         .expect("list events")

@@ -376,7 +376,7 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
     assert_eq!(line["to"], first.as_str(), "{line}");
 
     let events: Api<Event> = Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = format!("gitopsd-state-{}", f.tier);
+    let regarding = gitopsd::state::StateStore::config_map_name(&f.tier);
     let event = support::eventually("a HistoryRewritten Event", Duration::from_secs(30), || {
         let (events, regarding) = (events.clone(), regarding.clone());
         async move {
