@@ -1,9 +1,8 @@
 //! The audit log and Kubernetes Events: `gitopsd audit verify` on a log written by the real
 //! module, and a real daemon on the local cluster writing both.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::time::Duration;
 

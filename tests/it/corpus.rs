@@ -10,9 +10,8 @@
 //! projects' admission webhooks are narrowed by the tier's patches to a probe label only this
 //! test sets (tests/fixtures/corpus/tier/tier.yaml), so no other test's objects meet them.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -128,24 +127,28 @@ fn delete_corpus(state_ns: &str) {
 /// Waits until no object of the corpus is left (its namespaces and CRDs gone), so that a
 /// run after this one starts clean.
 fn wait_corpus_gone(timeout: Duration) {
-    support::eventually_blocking("the corpus of an earlier run to be deleted", timeout, || {
-        let crds = kubectl(&["get", "crd", "-l", CORPUS_LABEL, "-o", "name"]);
-        let namespaces = kubectl(&[
-            "get",
-            "namespace",
-            "--ignore-not-found",
-            "-o",
-            "name",
-            OWN_NAMESPACES[0],
-            OWN_NAMESPACES[1],
-            OWN_NAMESPACES[2],
-            OWN_NAMESPACES[3],
-        ]);
-        if stdout(&crds).trim().is_empty() && stdout(&namespaces).trim().is_empty() {
-            return Ok(());
-        }
-        Err(format!("{} {}", stdout(&crds), stdout(&namespaces)))
-    });
+    support::eventually_blocking(
+        "the corpus of an earlier run to be deleted",
+        timeout,
+        || {
+            let crds = kubectl(&["get", "crd", "-l", CORPUS_LABEL, "-o", "name"]);
+            let namespaces = kubectl(&[
+                "get",
+                "namespace",
+                "--ignore-not-found",
+                "-o",
+                "name",
+                OWN_NAMESPACES[0],
+                OWN_NAMESPACES[1],
+                OWN_NAMESPACES[2],
+                OWN_NAMESPACES[3],
+            ]);
+            if stdout(&crds).trim().is_empty() && stdout(&namespaces).trim().is_empty() {
+                return Ok(());
+            }
+            Err(format!("{} {}", stdout(&crds), stdout(&namespaces)))
+        },
+    );
 }
 
 /// The corpus as a git repo in `dir`, committed; the commit.

@@ -1,14 +1,13 @@
 //! What a person sees of a running daemon: the dashboard at `/` (loaded in headless Chromium),
 //! a tier's drift as a diff (`/api/v1/tiers/<tier>/diff`) and `gitopsd status`, all against
 //! the real binary reconciling a config repo onto the local cluster (the fixture of
-//! tests/reconcile.rs).
+//! tests/it/reconcile.rs).
 //!
 //! Chromium comes from scripts/install-deps.sh (Debian's `chromium`); `GITOPSD_CHROMIUM`
 //! names another binary. Without one the test fails and says so: it is never skipped.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

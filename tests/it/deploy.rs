@@ -4,13 +4,13 @@
 //! writes as its own ServiceAccount, impersonated (`serviceAccount`), as the manifests' tiers
 //! do. `kubectl auth can-i` checks what the shipped RBAC grants whom.
 //!
-//! `cargo test --test deploy`. The install (`manifests/core`) stays in the cluster after the
+//! `cargo test --test it deploy::`. The install (`manifests/core`) stays in the cluster after the
 //! tests (re-applying it is a no-op); each replica test has its own tier, state namespace and
 //! Lease, deleted when it ends.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::git_support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -110,7 +110,7 @@ fn install() -> String {
     if let Some(out) = done.as_ref() {
         return out.clone();
     }
-    // tier-access.yaml makes the example's tier namespaces, which tests/drift.rs applies and
+    // tier-access.yaml makes the example's tier namespaces, which tests/it/drift.rs applies and
     // deletes under this lock: take it, and wait out a deletion of theirs still under way.
     let lock_path = std::env::temp_dir().join("gitopsd-test-example-tiers.lock");
     let lock = std::fs::OpenOptions::new()

@@ -10,7 +10,7 @@
 //! `shop-val`, `shop-ops`) with its Namespace and PriorityClass; it is the only test that uses
 //! those names, and it holds a lock file while it does, so two test runs never share them.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

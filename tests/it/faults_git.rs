@@ -14,9 +14,9 @@
 //! lighttpd + `git http-backend` over TLS (a CA made by the test, given to the daemon through
 //! `SSL_CERT_FILE`), serving the fixture's repo.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::git_support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -7,9 +7,8 @@
 //! assertions wait until the daemon has provably reconciled again (`lastReconcileAt` moved),
 //! never a fixed sleep.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -7,9 +7,8 @@
 //! The fixture kills the daemon and deletes both namespaces when the test ends, and prints the
 //! daemon's log tail when it failed.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -873,7 +872,12 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
     assert_eq!(u["manager"], FIGHTER, "the other manager is named: {u}");
     assert_eq!(u["corrections"], limit, "{u}");
     assert_eq!(u["fought"], "field", "{u}");
-    assert_eq!(status["sync"], "OutOfSync", "{}", reconcile_support::brief_status(&status));
+    assert_eq!(
+        status["sync"],
+        "OutOfSync",
+        "{}",
+        reconcile_support::brief_status(&status)
+    );
     let log = std::fs::read_to_string(&f.daemon().log).expect("read the daemon's log");
     assert!(
         log.lines()
@@ -906,7 +910,10 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
         r3 - r2
     );
     assert_eq!(
-        cm.data.unwrap_or_default().get("greeting").map(String::as_str),
+        cm.data
+            .unwrap_or_default()
+            .get("greeting")
+            .map(String::as_str),
         Some("fight"),
         "the fighter's value stays"
     );
@@ -916,7 +923,9 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
         "the fighter wrote once, then once after each of gitopsd's {limit} corrections"
     );
     assert!(
-        s["unconvergeable"].as_array().is_some_and(|u| !u.is_empty()),
+        s["unconvergeable"]
+            .as_array()
+            .is_some_and(|u| !u.is_empty()),
         "still reported: {}",
         reconcile_support::brief_status(&s)
     );

@@ -4,9 +4,8 @@
 //! The router's other answers (403 without a token, 404 without a webhook secret, 429, the
 //! request timeout) are unit tests in src/http/.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -78,14 +77,11 @@ fn secured(dir: &Path) -> DaemonExtra {
 /// manifest has no annotations), which wakes a reconcile as any change of a tier object does.
 async fn poke(f: &Fixture, n: usize) {
     let cms: Api<ConfigMap> = Api::namespaced(support::client().await, &f.tier);
-    let patch = serde_json::json!({"metadata": {"annotations": {"test.gitopsd.io/poke": n.to_string()}}});
-    cms.patch(
-        "api-config",
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("annotate api-config: {e}"));
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"test.gitopsd.io/poke": n.to_string()}}});
+    cms.patch("api-config", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("annotate api-config: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
-//! Shared by tests/reconcile.rs: a config repo made with the git CLI in a temp dir, a
-//! `gitopsd run` child process with a status endpoint on a port of its own, and the cleanup
-//! of everything a test made in the cluster (killed and deleted however the test ends).
+//! Shared by the cluster tests (tests/it/, tests/faults_apiserver.rs): a config repo made with
+//! the git CLI in a temp dir, a `gitopsd run` child process with a status endpoint on a port of
+//! its own, and the cleanup of everything a test made in the cluster (killed and deleted however
+//! the test ends).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
