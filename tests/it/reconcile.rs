@@ -794,6 +794,17 @@ fn metric_sum(metrics: &BTreeMap<String, f64>, name: &str, with: &str) -> f64 {
         .sum()
 }
 
+/// The series that grew from `before` to `after`, and by how much.
+fn growth(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|(k, n)| {
+            let d = n - before.get(k).copied().unwrap_or(0.0);
+            (d > 0.0).then(|| format!("{k}: {d}"))
+        })
+        .collect()
+}
+
 /// Reconciles of the tier (every reconcile counts one sync, whatever its result) and requests
 /// to the API server, watches left out (one is held open, and restarted on the client's own
 /// schedule), from the daemon's /metrics.
@@ -826,7 +837,7 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
     // What a quiet reconcile of this tier costs, before the fight.
     let (r0, q0, _) = reconciles_and_requests(&f);
     f.wait_reconciles(3, CHANGE).await;
-    let (r1, q1, _) = reconciles_and_requests(&f);
+    let (r1, q1, at_start) = reconciles_and_requests(&f);
     let quiet = (q1 - q0) / (r1 - r0);
     eprintln!("quiet: {} requests in {} reconciles", q1 - q0, r1 - r0);
 
@@ -889,6 +900,19 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
     // Given up: over more reconciles (the fighter still running), gitopsd corrects nothing
     // more, and costs what a quiet reconcile costs.
     let (r2, q2, before) = reconciles_and_requests(&f);
+    let fought = growth(&at_start, &before);
+    eprintln!(
+        "the fight until given up: {} requests in {} reconciles ({fought:?})",
+        q2 - q1,
+        r2 - r1,
+    );
+    // The fight costs a few requests per correction (reads, a conflicting apply, the forced
+    // one; about 7 on the local cluster), so a bounded number in all, whatever its length.
+    assert!(
+        q2 - q1 <= (10 * limit) as f64 + quiet * (r2 - r1),
+        "{} requests for {limit} corrections: {fought:?}",
+        q2 - q1
+    );
     let s = f.wait_reconciles(3, CHANGE).await;
     let (r3, q3, after) = reconciles_and_requests(&f);
     let cm = Api::<ConfigMap>::namespaced(client.clone(), &f.tier)
@@ -897,13 +921,7 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
         .expect("get api-config");
     stop.cancel();
     let _ = fighter.await;
-    let delta: Vec<String> = after
-        .iter()
-        .filter_map(|(k, n)| {
-            let d = n - before.get(k).copied().unwrap_or(0.0);
-            (d > 0.0).then(|| format!("{k}: {d}"))
-        })
-        .collect();
+    let delta = growth(&before, &after);
     eprintln!(
         "during the held fight: {} requests in {} reconciles ({delta:?}); quiet: {quiet} per reconcile",
         q3 - q2,
