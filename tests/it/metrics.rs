@@ -1,11 +1,10 @@
 //! `GET /metrics` of a real daemon (`gitopsd run` as a child process, the fixture of
-//! tests/reconcile.rs) that has synced a tier onto the local cluster: the tier's state, the
+//! tests/it/reconcile.rs) that has synced a tier onto the local cluster: the tier's state, the
 //! objects it created and the Kubernetes requests it sent are there, and `promtool check
 //! metrics` finds nothing to say about the exposition.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

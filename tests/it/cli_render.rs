@@ -1,7 +1,7 @@
 //! `gitopsd render` and `gitopsd validate` as a user runs them: on the example config repo, on
 //! a real git repository at a ref, and against the local cluster's discovery.
 
-mod support;
+use crate::support;
 
 use support::{gitopsd, stderr, stdout};
 
@@ -170,7 +170,7 @@ fn a_render_error_names_file_and_line_and_exits_1() {
 
 /// The shipped tier ServiceAccounts and their RBAC (manifests/core: namespace.yaml, rbac.yaml,
 /// tier-access.yaml), applied server-side as `kubectl apply --server-side` would: the example
-/// config's tiers write as them. Under the lock of the example's namespaces (tests/drift.rs
+/// config's tiers write as them. Under the lock of the example's namespaces (tests/it/drift.rs
 /// deletes them), after any deletion of theirs finished; held until the returned file drops.
 async fn install_tier_access(live: &gitopsd::live::ApiLive) -> std::fs::File {
     use k8s_openapi::api::core::v1::Namespace;

@@ -2,9 +2,8 @@
 //! one keeps the objects), `${...}` text in manifests that did not opt in to substitution,
 //! and `gitopsd run --check` on config errors and the files the config names.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -10,9 +10,8 @@
 //! and one rule decides when drift leaves a tier OutOfSync, seen the same in the status API,
 //! /metrics and `gitopsd diff`.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -414,7 +413,7 @@ async fn reconciled_after(f: &Fixture, since: &Value) -> Value {
 }
 
 /// The dashboard's DOM once its script has drawn the status: `--dump-dom` of headless Chromium
-/// (`chromium`, `chromium-browser` or `GITOPSD_CHROMIUM`, as tests/dashboard.rs finds it),
+/// (`chromium`, `chromium-browser` or `GITOPSD_CHROMIUM`, as tests/it/dashboard.rs finds it),
 /// stopped after 90 s by `timeout`.
 fn dashboard_dom(f: &Fixture) -> String {
     let chromium = std::env::var("GITOPSD_CHROMIUM").unwrap_or_else(|_| {

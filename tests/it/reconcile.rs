@@ -7,13 +7,15 @@
 //! The fixture kills the daemon and deletes both namespaces when the test ends, and prints the
 //! daemon's log tail when it failed.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use gitopsd::apply::PRUNE_ANNOTATION;
+use gitopsd::render::TIER_LABEL;
+use gitopsd::state::StateStore;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -24,7 +26,6 @@ use reconcile_support::{
 };
 use serde_json::{Value, json};
 
-const TIER_LABEL: &str = "gitopsd.io/tier";
 /// A first sync on the local cluster (kwok pods become Ready in about a second).
 const FIRST_SYNC: Duration = Duration::from_secs(45);
 const CHANGE: Duration = Duration::from_secs(30);
@@ -89,7 +90,7 @@ async fn image_of(client: &Client, ns: &str) -> String {
 
 async fn state_configmap(client: &Client, f: &Fixture) -> Option<BTreeMap<String, String>> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.state_ns);
-    cms.get_opt(&format!("gitopsd-state-{}", f.tier))
+    cms.get_opt(&StateStore::config_map_name(&f.tier))
         .await
         .expect("get state configmap")
         .map(|cm| cm.data.unwrap_or_default())
@@ -284,7 +285,7 @@ async fn a_removed_configmap_is_pruned_unless_its_prune_is_disabled() {
     base.retain(|(p, _)| p != "base/extra-2.yaml");
     base.push((
         "base/extra-2.yaml".to_owned(),
-        configmap("extra-2", &[("gitopsd.io/prune", "disabled")]),
+        configmap("extra-2", &[(PRUNE_ANNOTATION, "disabled")]),
     ));
     let mut f = Fixture::new("prune", base, TierExtra::default());
     let first = f.head();
@@ -330,7 +331,7 @@ async fn a_removed_configmap_is_pruned_unless_its_prune_is_disabled() {
         "a prune note says why extra-2 was kept: {notes:?}"
     );
     // Everything else is still there; and extra-2 stays over more syncs.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.wait_reconciles(2, CHANGE).await;
     let names: BTreeSet<String> = tier_objects(&client, &f.tier).await.into_keys().collect();
     let mut expected = expected_names(&f.tier);
     expected.remove("ConfigMap/extra-1");
@@ -369,22 +370,28 @@ async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
         .await;
     assert_eq!(status["revision"], first.as_str(), "the revision stays");
 
-    // For ~5 s: nothing in the cluster changes, and the status says Failed, naming the file
-    // (checked after the cluster, so a status bug does not hide a cluster one).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Over two more reconciles: nothing in the cluster changes, and the status says Failed,
+    // naming the file (checked after the cluster, so a status bug does not hide a cluster one).
     let mut wrong: Vec<String> = Vec::new();
     let mut samples = 0;
-    while std::time::Instant::now() < deadline {
-        let s = f.status();
-        assert_eq!(s["revision"], first.as_str(), "the revision stays");
-        let err = s["lastError"].as_str().unwrap_or_default();
-        if s["sync"] != "Failed" || !err.contains("base/extra-3.yaml") {
-            wrong.push(format!("sync {} lastError {:?}", s["sync"], s["lastError"]));
-        }
-        samples += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(samples > 5);
+    reconcile_support::wait_timestamps(
+        "two more reconciles of the broken revision",
+        "/lastReconcileAt",
+        2,
+        CHANGE,
+        || {
+            let s = f.status();
+            assert_eq!(s["revision"], first.as_str(), "the revision stays");
+            let err = s["lastError"].as_str().unwrap_or_default();
+            if s["sync"] != "Failed" || !err.contains("base/extra-3.yaml") {
+                wrong.push(format!("sync {} lastError {:?}", s["sync"], s["lastError"]));
+            }
+            samples += 1;
+            s
+        },
+    )
+    .await;
+    assert!(samples > 1);
     let after = tier_objects(&client, &f.tier).await;
     assert_eq!(
         before, after,
@@ -394,7 +401,7 @@ async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
     assert!(
         wrong.is_empty(),
         "while the newest revision does not render, the status must say sync Failed with a \
-         lastError naming base/extra-3.yaml; {} of {samples} samples over 5 s did not, e.g. {:?}",
+         lastError naming base/extra-3.yaml; {} of {samples} samples over two reconciles did not, e.g. {:?}",
         wrong.len(),
         wrong.first()
     );
@@ -437,7 +444,7 @@ async fn the_prune_guard_refuses_to_delete_most_objects() {
         "the refusal names the share and the limit: {note}"
     );
     // Nothing is deleted, also over more syncs.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    f.wait_reconciles(2, CHANGE).await;
     let after = tier_objects(&client, &f.tier).await;
     let names_before: BTreeSet<&String> = before.keys().collect();
     let names_after: BTreeSet<&String> = after.keys().collect();
@@ -491,7 +498,7 @@ async fn a_live_edit_is_reverted_under_policy_apply() {
     assert!(status["alerts"].as_array().is_some_and(Vec::is_empty));
     assert_eq!(status["revision"], first.as_str());
     // The image stays reverted.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    f.wait_reconciles(2, CHANGE).await;
     assert_eq!(image_of(&client, &f.tier).await, IMAGE_1);
 }
 
@@ -535,12 +542,9 @@ async fn a_live_edit_is_alerted_and_left_under_policy_alert() {
     );
     assert_eq!(alert["live"], edited, "{alert}");
     assert_eq!(alert["desired"], IMAGE_1, "{alert}");
-    // The edit stays, and so does the alert.
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(image_of(&client, &f.tier).await, edited);
-    }
-    let s = f.status();
+    // The edit stays, and so does the alert, over two more reconciles.
+    let s = f.wait_reconciles(2, CHANGE).await;
+    assert_eq!(image_of(&client, &f.tier).await, edited);
     assert_eq!(s["sync"], "OutOfSync");
     assert!(
         s["alerts"].as_array().is_some_and(|a| !a.is_empty()),
@@ -621,16 +625,13 @@ async fn an_unhealthy_revision_is_rolled_back_and_not_retried() {
     assert_eq!(state.get("failedRevision"), Some(&bad), "{state:?}");
     assert_eq!(state.get("rollbacks").map(String::as_str), Some("1"));
 
-    // Not retried: the image stays the first one over several poll intervals.
-    for _ in 0..12 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            image_of(&client, &f.tier).await,
-            IMAGE_1,
-            "the rolled-back revision was deployed again"
-        );
-    }
-    let s = f.status();
+    // Not retried: the image stays the first one over more reconciles.
+    let s = f.wait_reconciles(2, CHANGE).await;
+    assert_eq!(
+        image_of(&client, &f.tier).await,
+        IMAGE_1,
+        "the rolled-back revision was deployed again"
+    );
     assert_eq!(s["revision"], first.as_str());
     assert_eq!(s["rollbacks"], 1);
 
@@ -775,4 +776,181 @@ async fn sigterm_stops_the_daemon_with_exit_code_0() {
     );
     let log = reconcile_support::tail(f.old_logs.last().expect("a log"), 20);
     assert!(log.contains("stopped"), "the log says it stopped: {log}");
+}
+
+/// The field manager of the controller that fights gitopsd in the test below.
+const FIGHTER: &str = "test-fight-controller";
+
+/// The sum of the series of metric `name` whose labels contain `with` (e.g. `tier="x"`).
+fn metric_sum(metrics: &BTreeMap<String, f64>, name: &str, with: &str) -> f64 {
+    metrics
+        .iter()
+        .filter(|(series, _)| {
+            series
+                .strip_prefix(name)
+                .is_some_and(|labels| labels.starts_with('{') && labels.contains(with))
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The series that grew from `before` to `after`, and by how much.
+fn growth(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|(k, n)| {
+            let d = n - before.get(k).copied().unwrap_or(0.0);
+            (d > 0.0).then(|| format!("{k}: {d}"))
+        })
+        .collect()
+}
+
+/// Reconciles of the tier (every reconcile counts one sync, whatever its result) and requests
+/// to the API server, watches left out (one is held open, and restarted on the client's own
+/// schedule), from the daemon's /metrics.
+fn reconciles_and_requests(f: &Fixture) -> (f64, f64, BTreeMap<String, f64>) {
+    let m = f.metrics();
+    let reconciles = metric_sum(&m, "gitopsd_sync_total", &format!("tier=\"{}\"", f.tier));
+    let requests: BTreeMap<String, f64> = m
+        .into_iter()
+        .filter(|(s, _)| s.starts_with("gitopsd_kube_requests_total{") && !s.contains("watch"))
+        .collect();
+    (reconciles, requests.values().sum(), requests)
+}
+
+/// Another controller fights gitopsd over a field: a loop that puts its own value back into the
+/// ConfigMap `api-config` once a second, as its own field manager. gitopsd corrects it as many
+/// times as the fight guard allows (`policy::FIGHT_LIMIT`), then leaves the field alone and
+/// reports it unconvergeable naming that manager; meanwhile its requests per reconcile stay
+/// those of a quiet tier, so its request rate is bounded by the reconcile interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_corrections() {
+    let client = support::client().await;
+    let extra = TierExtra(vec![
+        "policy: {critical: apply, high: apply, medium: apply, low: apply}".into(),
+    ]);
+    let mut f = Fixture::new("fight", base_files(IMAGE_1), extra);
+    let first = f.head();
+    f.start();
+    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+
+    // What a quiet reconcile of this tier costs, before the fight.
+    let (r0, q0, _) = reconciles_and_requests(&f);
+    f.wait_reconciles(3, CHANGE).await;
+    let (r1, q1, at_start) = reconciles_and_requests(&f);
+    let quiet = (q1 - q0) / (r1 - r0);
+    eprintln!("quiet: {} requests in {} reconciles", q1 - q0, r1 - r0);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let patches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fighter = {
+        let (stop, patches) = (stop.clone(), patches.clone());
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
+        let params = PatchParams {
+            field_manager: Some(FIGHTER.into()),
+            ..PatchParams::default()
+        };
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                if let Ok(cm) = cms.get("api-config").await {
+                    let greeting = cm.data.unwrap_or_default().remove("greeting");
+                    if greeting.as_deref() != Some("fight") {
+                        let patch = json!({"data": {"greeting": "fight"}});
+                        if cms
+                            .patch("api-config", &params, &Patch::Merge(&patch))
+                            .await
+                            .is_ok()
+                        {
+                            patches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    let (u, status) = f
+        .wait_status("the fight given up", Duration::from_secs(120), |s| {
+            s["unconvergeable"]
+                .as_array()?
+                .iter()
+                .find(|u| u["object"]["name"] == "api-config" && u["path"] == "data.greeting")
+                .map(|u| (u.clone(), s.clone()))
+        })
+        .await;
+    let limit = gitopsd::policy::FIGHT_LIMIT;
+    assert_eq!(u["manager"], FIGHTER, "the other manager is named: {u}");
+    assert_eq!(u["corrections"], limit, "{u}");
+    assert_eq!(u["fought"], "field", "{u}");
+    assert_eq!(
+        status["sync"],
+        "OutOfSync",
+        "{}",
+        reconcile_support::brief_status(&status)
+    );
+    let log = std::fs::read_to_string(&f.daemon().log).expect("read the daemon's log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("unconvergeable drift") && l.contains(FIGHTER)),
+        "the log names the other manager: {}",
+        f.daemon().log_tail(20)
+    );
+
+    // Given up: over more reconciles (the fighter still running), gitopsd corrects nothing
+    // more, and costs what a quiet reconcile costs.
+    let (r2, q2, before) = reconciles_and_requests(&f);
+    let fought = growth(&at_start, &before);
+    eprintln!(
+        "the fight until given up: {} requests in {} reconciles ({fought:?})",
+        q2 - q1,
+        r2 - r1,
+    );
+    // The fight costs a few requests per correction (reads, a conflicting apply, the forced
+    // one; about 7 on the local cluster), so a bounded number in all, whatever its length.
+    assert!(
+        q2 - q1 <= (10 * limit) as f64 + quiet * (r2 - r1),
+        "{} requests for {limit} corrections: {fought:?}",
+        q2 - q1
+    );
+    let s = f.wait_reconciles(3, CHANGE).await;
+    let (r3, q3, after) = reconciles_and_requests(&f);
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &f.tier)
+        .get("api-config")
+        .await
+        .expect("get api-config");
+    stop.cancel();
+    let _ = fighter.await;
+    let delta = growth(&before, &after);
+    eprintln!(
+        "during the held fight: {} requests in {} reconciles ({delta:?}); quiet: {quiet} per reconcile",
+        q3 - q2,
+        r3 - r2
+    );
+    assert_eq!(
+        cm.data
+            .unwrap_or_default()
+            .get("greeting")
+            .map(String::as_str),
+        Some("fight"),
+        "the fighter's value stays"
+    );
+    assert_eq!(
+        patches.load(std::sync::atomic::Ordering::SeqCst),
+        limit + 1,
+        "the fighter wrote once, then once after each of gitopsd's {limit} corrections"
+    );
+    assert!(
+        s["unconvergeable"]
+            .as_array()
+            .is_some_and(|u| !u.is_empty()),
+        "still reported: {}",
+        reconcile_support::brief_status(&s)
+    );
+    assert!(
+        (q3 - q2) / (r3 - r2) <= quiet + 1.0,
+        "a given-up fight costs what a quiet reconcile does: {} requests in {} reconciles, quiet {quiet}: {delta:?}",
+        q3 - q2,
+        r3 - r2
+    );
 }

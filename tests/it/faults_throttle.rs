@@ -5,10 +5,9 @@
 //! retries with jittered backoff, reports the throttled objects by name, and converges once
 //! the storm passes: every object in, Synced, each object applied successfully once.
 
-mod faults_support;
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::faults_support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,7 @@
 //! them must leave every byte as it is.
 //!
 //! To regenerate after a deliberate change of the output: `GITOPSD_UPDATE_GOLDEN=1 cargo test
-//! --test identity`, then review the diff of the golden files.
+//! --test it identity::`, then review the diff of the golden files.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

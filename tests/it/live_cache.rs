@@ -1,7 +1,7 @@
 //! The live cache against the real local control plane: what it answers, how fast it sees a
 //! live edit, and that answering sends no request at all.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The `gitopsd` binary as a user runs it: exit codes, messages, and the cluster connection.
 
-mod support;
+use crate::support;
 
 use support::{gitopsd, stderr};
 

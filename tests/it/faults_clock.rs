@@ -5,9 +5,8 @@
 //! installed by scripts/install-deps.sh), whose offset the test changes while it runs; the
 //! monotonic clock is left alone, as a real step leaves it.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

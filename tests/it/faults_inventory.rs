@@ -7,15 +7,13 @@
 //! assertions wait until the daemon has provably reconciled again (`lastReconcileAt` moved),
 //! never a fixed sleep.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
@@ -30,30 +28,6 @@ use serde_json::{Value, json};
 
 const FIRST_SYNC: Duration = Duration::from_secs(60);
 const CHANGE: Duration = Duration::from_secs(45);
-
-fn last_reconcile(s: &Value) -> Option<DateTime<Utc>> {
-    s["lastReconcileAt"].as_str()?.parse().ok()
-}
-
-/// Waits until the daemon has reconciled `n` more times (its `lastReconcileAt` moved `n`
-/// times); returns the last status.
-async fn reconciles(f: &Fixture, n: usize) -> Value {
-    let mut last = last_reconcile(&f.status());
-    let mut seen = 0;
-    loop {
-        let s = f
-            .wait_status("another reconcile", CHANGE, |s| {
-                let at = last_reconcile(s)?;
-                (Some(at) != last).then(|| s.clone())
-            })
-            .await;
-        last = last_reconcile(&s);
-        seen += 1;
-        if seen >= n {
-            return s;
-        }
-    }
-}
 
 fn configmaps(prefix: &str, n: usize) -> String {
     (0..n)
@@ -110,7 +84,7 @@ async fn no_prune_while_one_object_fails(test: &str, bad: &str, expect_sync: &st
         .await;
     let error = s["lastError"].as_str().unwrap_or_default().to_owned();
     // Several reconciles after the failure: still nothing pruned.
-    let s = reconciles(&f, 3).await;
+    let s = f.wait_reconciles(3, CHANGE).await;
     assert_eq!(
         existing(&client, &f.tier, "doomed-").await.len(),
         10,
@@ -247,7 +221,7 @@ async fn an_api_version_change_keeps_the_live_object() {
     ]);
     let second = f.commit("move the HPA to autoscaling/v2 and the Widget to v1");
     f.wait_synced_healthy(&second, CHANGE).await;
-    let s = reconciles(&f, 3).await;
+    let s = f.wait_reconciles(3, CHANGE).await;
     assert_eq!(s["sync"], "Synced", "{}", brief_status(&s));
     let after = hpas.get("api").await.expect("the HPA is still there");
     assert_eq!(
@@ -361,7 +335,7 @@ async fn a_ttl_job_runs_once_per_revision() {
         },
     )
     .await;
-    let s = reconciles(&f, 5).await;
+    let s = f.wait_reconciles(5, CHANGE).await;
     let created = uids.lock().expect("uids").len();
     assert_eq!(created, 1, "the Job ran once; status: {}", brief_status(&s));
     assert_eq!(s["sync"], "Synced", "{}", brief_status(&s));
@@ -404,7 +378,7 @@ async fn a_ttl_job_runs_once_per_revision() {
         async move { jobs.get_opt("migrate").await.ok()?.is_none().then_some(()) }
     })
     .await;
-    let s = reconciles(&f, 5).await;
+    let s = f.wait_reconciles(5, CHANGE).await;
     assert_eq!(uids.lock().expect("uids").len(), 2, "{}", brief_status(&s));
     assert_eq!(s["sync"], "Synced", "{}", brief_status(&s));
     watch.abort();
@@ -476,7 +450,7 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
         })
         .await;
     // One more reconcile: the reaper's last deletion is counted by then.
-    reconciles(&f, 1).await;
+    f.wait_reconciles(1, CHANGE).await;
     let deleted = *deletions.lock().expect("count");
     let u = s["unconvergeable"]
         .as_array()
@@ -494,7 +468,7 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
     assert_eq!(s["sync"], "OutOfSync", "{}", brief_status(&s));
     // Given up: not created again over more reconciles (the reaper, still running, would
     // have had to delete it again).
-    let s = reconciles(&f, 3).await;
+    let s = f.wait_reconciles(3, CHANGE).await;
     assert!(
         cms.get_opt("reaped-0").await.expect("get").is_none(),
         "created again after it was given up: {}",
@@ -550,12 +524,12 @@ async fn a_refused_prune_is_reported_in_status_and_events() {
         "{}",
         brief_status(&s)
     );
-    let s = reconciles(&f, 2).await;
+    let s = f.wait_reconciles(2, CHANGE).await;
     assert_eq!(s["sync"], "OutOfSync", "still: {}", brief_status(&s));
 
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = format!("gitopsd-state-{}", f.tier);
+    let regarding = gitopsd::state::StateStore::config_map_name(&f.tier);
     let refused = support::eventually("a PruneRefused Event", CHANGE, || {
         let events = events.clone();
         let regarding = regarding.clone();

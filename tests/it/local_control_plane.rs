@@ -1,7 +1,7 @@
 //! The local control plane is a real Kubernetes: a real API server, real controllers that roll
 //! out Deployments, and kwok nodes on which Pods become Ready.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! Each test works in a namespace of its own; the one test that needs cluster-scoped objects
 //! (a Namespace, a CRD) names them after that namespace and deletes them when done.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

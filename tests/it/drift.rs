@@ -10,13 +10,14 @@
 //! `shop-val`, `shop-ops`) with its Namespace and PriorityClass; it is the only test that uses
 //! those names, and it holds a lock file while it does, so two test runs never share them.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use gitopsd::classify::{DriftItem, Severity};
 use gitopsd::config::TierConfig;
+use gitopsd::diff::FIELD_MANAGER;
 use gitopsd::drift::{ApiDryRun, DriftReport, detect};
 use gitopsd::live::{ApiLive, LiveCache, Namespaces, ObjectKey, Verb, counted_client};
 use gitopsd::render::{DesiredSet, Limits, render_tier};
@@ -107,7 +108,7 @@ async fn apply_set(client: &Client, set: &DesiredSet) -> ApiLive {
             o.namespace.as_deref().unwrap_or_default(),
             &o.name,
         );
-        apply_as(&live, "gitopsd", &k, &o.manifest).await;
+        apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
     }
     live
 }
@@ -323,7 +324,7 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
         let mut state = gitopsd::state::TierState::default();
         for o in &set.objects {
             let k = key(&o.api_version, &o.kind, &ns, &o.name);
-            apply_as(&live, "gitopsd", &k, &o.manifest).await;
+            apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
             state.inventory.insert(k, gitopsd::state::short_digest(&o.digest).to_owned());
         }
         // The inventory the daemon keeps of what it applied, in a state namespace the config
@@ -489,13 +490,13 @@ async fn apply_every_tier_and_detect(client: Client, sets: Vec<DesiredSet>) {
     };
     for o in sets.iter().flat_map(|s| &s.objects).filter(|o| first(o)) {
         let k = key(&o.api_version, &o.kind, "", &o.name);
-        apply_as(&live, "gitopsd", &k, &o.manifest).await;
+        apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
     }
     ensure_crd(&live).await;
     for o in sets.iter().flat_map(|s| &s.objects).filter(|o| !first(o)) {
         let ns = o.namespace.as_deref().unwrap_or_default();
         let k = key(&o.api_version, &o.kind, ns, &o.name);
-        apply_as(&live, "gitopsd", &k, &o.manifest).await;
+        apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
     }
     for set in &sets {
         wait_rolled_out(&client, set).await;

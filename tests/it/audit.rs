@@ -1,9 +1,8 @@
 //! The audit log and Kubernetes Events: `gitopsd audit verify` on a log written by the real
 //! module, and a real daemon on the local cluster writing both.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -76,7 +75,7 @@ fn audit_verify_exits_2_when_the_file_cannot_be_read() {
 
 async fn tier_events(client: &Client, f: &Fixture) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = format!("gitopsd-state-{}", f.tier);
+    let regarding = gitopsd::state::StateStore::config_map_name(&f.tier);
     api.list(&ListParams::default())
         .await
         .expect("list events")

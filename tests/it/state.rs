@@ -1,6 +1,6 @@
 //! The per-tier state on the real local cluster: each test in a namespace of its own.
 
-mod support;
+use crate::support;
 
 use gitopsd::live::ObjectKey;
 use gitopsd::state::{StateStore, TierState, short_digest};

@@ -4,10 +4,9 @@
 //! name the object and the webhook, apply the rest of the revision, prune nothing, and get the
 //! object in once the webhook is gone, without a new commit.
 
-mod faults_support;
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::faults_support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::time::Duration;
 

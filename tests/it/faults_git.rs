@@ -14,9 +14,9 @@
 //! lighttpd + `git http-backend` over TLS (a CA made by the test, given to the daemon through
 //! `SSL_CERT_FILE`), serving the fixture's repo.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::git_support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -376,7 +376,7 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
     assert_eq!(line["to"], first.as_str(), "{line}");
 
     let events: Api<Event> = Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = format!("gitopsd-state-{}", f.tier);
+    let regarding = gitopsd::state::StateStore::config_map_name(&f.tier);
     let event = support::eventually("a HistoryRewritten Event", Duration::from_secs(30), || {
         let (events, regarding) = (events.clone(), regarding.clone());
         async move {

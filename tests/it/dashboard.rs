@@ -1,18 +1,17 @@
 //! What a person sees of a running daemon: the dashboard at `/` (loaded in headless Chromium),
 //! a tier's drift as a diff (`/api/v1/tiers/<tier>/diff`) and `gitopsd status`, all against
 //! the real binary reconciling a config repo onto the local cluster (the fixture of
-//! tests/reconcile.rs).
+//! tests/it/reconcile.rs).
 //!
 //! Chromium comes from scripts/install-deps.sh (Debian's `chromium`); `GITOPSD_CHROMIUM`
 //! names another binary. Without one the test fails and says so: it is never skipped.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -95,7 +94,7 @@ fn chromium() -> PathBuf {
 fn run_chromium(profile: &Path, args: &[String]) -> String {
     let out_path = profile.with_extension("stdout");
     let err_path = profile.with_extension("stderr");
-    let mut child = Command::new(chromium())
+    let child = Command::new(chromium())
         .args([
             "--headless",
             "--no-sandbox",
@@ -112,21 +111,23 @@ fn run_chromium(profile: &Path, args: &[String]) -> String {
         .stderr(std::fs::File::create(&err_path).expect("chromium stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium().display()));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
+    // Killed however this ends (a panic of the wait included): no chromium is left behind.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium {args:?} did not finish within 90s: {}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    }
+    let mut child = Reap(child);
+    let status = support::eventually_blocking(
+        &format!("chromium {args:?} to finish"),
+        Duration::from_secs(90),
+        || match child.0.try_wait().expect("wait for chromium") {
+            Some(status) => Ok(status),
+            None => Err(std::fs::read_to_string(&err_path).unwrap_or_default()),
+        },
+    );
     assert!(
         status.success(),
         "chromium {args:?} failed ({status}): {}",

@@ -1,7 +1,7 @@
 //! The source stage over `ssh://`, against Debian's sshd started by the test on a loopback port
 //! with its own host key and authorized_keys: the right key, a wrong key, a wrong host key.
 
-mod git_support;
+use crate::git_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,9 +10,8 @@
 //! projects' admission webhooks are narrowed by the tier's patches to a probe label only this
 //! test sets (tests/fixtures/corpus/tier/tier.yaml), so no other test's objects meet them.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -128,31 +127,28 @@ fn delete_corpus(state_ns: &str) {
 /// Waits until no object of the corpus is left (its namespaces and CRDs gone), so that a
 /// run after this one starts clean.
 fn wait_corpus_gone(timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let crds = kubectl(&["get", "crd", "-l", CORPUS_LABEL, "-o", "name"]);
-        let namespaces = kubectl(&[
-            "get",
-            "namespace",
-            "--ignore-not-found",
-            "-o",
-            "name",
-            OWN_NAMESPACES[0],
-            OWN_NAMESPACES[1],
-            OWN_NAMESPACES[2],
-            OWN_NAMESPACES[3],
-        ]);
-        if stdout(&crds).trim().is_empty() && stdout(&namespaces).trim().is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the corpus of an earlier run is still being deleted: {} {}",
-            stdout(&crds),
-            stdout(&namespaces)
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    support::eventually_blocking(
+        "the corpus of an earlier run to be deleted",
+        timeout,
+        || {
+            let crds = kubectl(&["get", "crd", "-l", CORPUS_LABEL, "-o", "name"]);
+            let namespaces = kubectl(&[
+                "get",
+                "namespace",
+                "--ignore-not-found",
+                "-o",
+                "name",
+                OWN_NAMESPACES[0],
+                OWN_NAMESPACES[1],
+                OWN_NAMESPACES[2],
+                OWN_NAMESPACES[3],
+            ]);
+            if stdout(&crds).trim().is_empty() && stdout(&namespaces).trim().is_empty() {
+                return Ok(());
+            }
+            Err(format!("{} {}", stdout(&crds), stdout(&namespaces)))
+        },
+    );
 }
 
 /// The corpus as a git repo in `dir`, committed; the commit.
@@ -202,24 +198,21 @@ impl Run {
     }
 
     async fn wait(&self, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
-        loop {
+        support::eventually_or(what, timeout, || {
             if let Ok((200, body)) = http_get(self.port, &format!("/api/v1/tiers/{TIER}"))
                 && let Ok(s) = serde_json::from_str::<Value>(&body)
             {
-                if done(&s) {
-                    return s;
-                }
                 last = s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; status: {}",
-                brief(&last)
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            let found = if done(&last) {
+                Ok(last.clone())
+            } else {
+                Err(brief(&last))
+            };
+            std::future::ready(found)
+        })
+        .await
     }
 
     /// Requests sent, by verb, watches left out (a watch is held open, and restarted by the

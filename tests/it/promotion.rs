@@ -3,9 +3,9 @@
 //! git CLI, mirrored by the daemon's own [`Source`]) and a clock the test sets, so a 30-minute
 //! soak or a window that opens at 14:00 takes no waiting.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::git_support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -2,15 +2,8 @@
 //! access to one tier's config could try is a test here: it asserts the refusal (the message
 //! names the object and the fix) and, with a separate client, that nothing reached the cluster.
 //!
-//! One test binary for the whole suite, one module per wall: the modules below share the
-//! support code of the other cluster tests.
-
-#[path = "../git_support/mod.rs"]
-mod git_support;
-#[path = "../reconcile_support/mod.rs"]
-mod reconcile_support;
-#[path = "../support/mod.rs"]
-mod support;
+//! One module per wall: the modules below share the support code of the other cluster tests
+//! (`crate::support`, `crate::reconcile_support`).
 
 // One line per module; each module holds the tests of one wall.
 mod box_;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gitopsd::live::ObjectKey;
+use gitopsd::render::TIER_LABEL;
 use gitopsd::state::StateStore;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, PostParams};
@@ -21,7 +22,6 @@ use serde_json::{Value, json};
 use crate::reconcile_support::{Fixture, IMAGE_1, TierExtra, base_files, http_get, random_suffix};
 use crate::support;
 
-const TIER_LABEL: &str = "gitopsd.io/tier";
 const PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 const FIRST_SYNC: Duration = Duration::from_secs(60);
 const CHANGE: Duration = Duration::from_secs(45);
@@ -455,31 +455,33 @@ async fn a_second_tier_rendering_the_first_tiers_objects_takes_none_of_them() {
         "ConfigMap {}/api-config: tier \"{b}\" may not take over this object: it belongs to tier \"{}\"",
         f.tier, f.tier
     );
+    // A refusal, and a later reconcile that refuses again.
     let mut refused_at = None;
-    let mut last = Value::Null;
-    for _ in 0..((CHANGE.as_millis() / 200) as usize) {
-        if let Some(s) = status_of_b() {
-            let error = s["lastError"].as_str().unwrap_or_default();
-            // The first refusal listed may be any object of base/; the full list is checked
-            // with validate below.
-            if s["sync"] == "Failed" && error.contains("[ownership/other-tier]") {
-                match (refused_at, last_reconcile(&s)) {
-                    (None, t) => refused_at = t,
-                    (Some(at), Some(t)) if t > at => {
-                        last = s;
-                        break;
+    support::eventually_every(
+        &format!("tier {b} to refuse and reconcile again"),
+        CHANGE,
+        Duration::from_millis(200),
+        || {
+            let mut done = Err("no status".to_owned());
+            if let Some(s) = status_of_b() {
+                let error = s["lastError"].as_str().unwrap_or_default();
+                // The first refusal listed may be any object of base/; the full list is
+                // checked with validate below.
+                if s["sync"] == "Failed" && error.contains("[ownership/other-tier]") {
+                    match (refused_at, last_reconcile(&s)) {
+                        (None, t) => refused_at = t,
+                        (Some(at), Some(t)) if t > at => done = Ok(()),
+                        _ => {}
                     }
-                    _ => {}
+                }
+                if done.is_err() {
+                    done = Err(s.to_string());
                 }
             }
-            last = s;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        refused_at.is_some() && last_reconcile(&last) > refused_at,
-        "tier {b} did not refuse and reconcile again: {last}"
-    );
+            std::future::ready(done)
+        },
+    )
+    .await;
     let after = cms.get("api-config").await.expect("get api-config");
     assert_eq!(
         after.metadata.resource_version,

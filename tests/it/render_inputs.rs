@@ -3,9 +3,8 @@
 //! a byte order mark and CRLF line ends, a Secret of empty placeholders. `gitopsd validate`
 //! renders and validates them; `gitopsd run` applies them to the local cluster.
 
-mod git_support;
-mod reconcile_support;
-mod support;
+use crate::reconcile_support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

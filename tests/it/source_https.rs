@@ -5,7 +5,7 @@
 //! first git2 call in the process: one CA and server certificate serve every test of this
 //! binary, made and announced once ([`certs`]) before any test touches git2.
 
-mod git_support;
+use crate::git_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
