@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub use api::ApiLive;
 pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE, Namespaces};
-pub use counter::{Counted, RequestCounter, Verb, counted_client};
+pub use counter::{Counted, RequestCounter, Verb};
 
 /// An object's identity, as the desired set names it.
 #[derive(
