@@ -18,7 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
 use crate::config::Config;
-use crate::http::{Secret, SecretFileError, Webhook, WebhookStats};
+use crate::http::{AppState, Secret, SecretFileError, Webhook};
 use crate::leader::{Elector, LeaderView};
 use crate::metrics::Metrics;
 use crate::reconcile::{Checkouts, TierReconciler};
@@ -86,28 +86,6 @@ pub struct DaemonOptions {
     pub kube_config: Option<kube::Config>,
     /// Counts the tiers' impersonating clients' requests like the daemon's own.
     pub requests: Option<crate::live::RequestCounter>,
-}
-
-/// What the HTTP side reads and pokes: the tiers' status and their "sync now" triggers.
-#[derive(Clone)]
-pub struct Handles {
-    pub tiers: Vec<(String, StatusHandle)>,
-    pub sync_now: HashMap<String, Arc<Notify>>,
-    pub fetch_now: Arc<Notify>,
-    pub observers: Observers,
-    /// The bearer token of `POST /api/v1/tiers/{tier}/sync` (`http.tokenFile`); without one
-    /// the endpoint answers 403.
-    pub api_token: Option<Secret>,
-    /// The push webhook (`source.webhookSecretFile`); without a secret `/webhook/git` is 404.
-    pub webhook: Option<Arc<Webhook>>,
-    /// Webhook deliveries per result, for `/metrics`.
-    pub webhook_stats: Arc<WebhookStats>,
-    pub metrics: Option<Arc<Metrics>>,
-    /// Per tier, the switch `?overrideWindow=true` sets before it triggers the sync.
-    pub window_override: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
-    /// Who leads (always this replica without leader election): only the leader reconciles,
-    /// and `POST .../sync` on another replica answers 503 naming the leader.
-    pub leader: watch::Receiver<LeaderView>,
 }
 
 #[derive(Clone)]
@@ -272,14 +250,13 @@ pub async fn run(
     let observers = options
         .observers
         .with(Arc::new(PromotionWaker::new(&config, &triggers)));
-    let mut handles = Handles {
+    let mut handles = AppState {
         tiers: Vec::new(),
         sync_now: HashMap::new(),
         fetch_now: fetch_now.clone(),
         observers: observers.clone(),
         api_token,
         webhook,
-        webhook_stats: Arc::new(WebhookStats::default()),
         metrics: options.metrics.clone(),
         window_override: HashMap::new(),
         leader: leader_rx.clone(),

@@ -12,19 +12,15 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::activity::{Activity, Observer};
+use crate::activity::{Activity, Observer, WebhookResult};
 use crate::apply::Outcome;
 use crate::config::{Action, ChangeWindow, TierConfig};
-use crate::daemon::Handles;
 use crate::health::Health;
 use crate::live::RequestCounter;
 use crate::reconcile::HoldKind;
@@ -65,6 +61,8 @@ const ACTIONS: [Outcome; 4] = [
     Outcome::Failed,
 ];
 const SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
+/// The `Content-Type` of [`Metrics::render`]'s text (exposition format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -408,6 +406,9 @@ impl Metrics {
             m.deployment_duration.with_label_values(&[tier]);
             m.commit_to_applied.with_label_values(&[tier]);
         }
+        for r in WebhookResult::ALL {
+            m.webhook_requests.with_label_values(&[r.label()]);
+        }
         Ok(m)
     }
 
@@ -426,23 +427,8 @@ impl Metrics {
 
     /// The text exposition of every metric, the state gauges refreshed from `tiers` first.
     pub fn render(&self, tiers: &[(String, StatusHandle)]) -> String {
-        self.render_with(tiers, None)
-    }
-
-    /// [`Metrics::render`], with the webhook's delivery counts copied in.
-    pub fn render_with(
-        &self,
-        tiers: &[(String, StatusHandle)],
-        webhook: Option<&crate::http::WebhookStats>,
-    ) -> String {
         let statuses: Vec<TierStatus> = tiers.iter().map(|(_, s)| s.snapshot()).collect();
         self.refresh(&statuses, Utc::now());
-        if let Some(stats) = webhook {
-            for (result, n) in stats.counts() {
-                let c = self.webhook_requests.with_label_values(&[result]);
-                c.inc_by(n.saturating_sub(c.get()));
-            }
-        }
         let mut out = Vec::new();
         // Encoding to a Vec fails only on a metric family that is malformed, which the
         // registry does not produce; what was written is still the best answer.
@@ -608,26 +594,16 @@ impl Observer for Metrics {
             Activity::HistoryRewritten { tier, .. } => {
                 self.source_rewrites.with_label_values(&[tier]).inc();
             }
+            Activity::WebhookDelivery { result } => {
+                self.webhook_requests
+                    .with_label_values(&[result.label()])
+                    .inc();
+            }
             Activity::HealthChanged { .. }
             | Activity::PromotionBlocked { .. }
             | Activity::PruneRefused { .. }
             | Activity::ManualSync { .. } => {}
         }
-    }
-}
-
-/// `GET /metrics`: the text exposition format (version 0.0.4).
-pub async fn handler(State(h): State<Handles>) -> Response {
-    match &h.metrics {
-        Some(m) => {
-            m.set_leading(h.leader.borrow().leading);
-            (
-                [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                m.render_with(&h.tiers, Some(&h.webhook_stats)),
-            )
-                .into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
 }
 
@@ -1066,14 +1042,17 @@ mod tests {
 
     #[test]
     fn webhook_deliveries_are_counted_by_result() {
-        use crate::http::{WebhookResult, WebhookStats};
         let (m, tiers) = metrics();
-        let stats = WebhookStats::default();
-        stats.record(WebhookResult::Unauthorized);
-        stats.record(WebhookResult::Unauthorized);
-        stats.record(WebhookResult::Accepted);
-        let _ = m.render_with(&tiers, Some(&stats));
-        let text = m.render_with(&tiers, Some(&stats));
+        for result in [
+            WebhookResult::Unauthorized,
+            WebhookResult::Unauthorized,
+            WebhookResult::Accepted,
+        ] {
+            m.observe(&Activity::WebhookDelivery { result });
+        }
+        // Two scrapes in a row do not count anything twice.
+        let _ = m.render(&tiers);
+        let text = m.render(&tiers);
         let unauthorized = r#"gitopsd_webhook_requests_total{result="unauthorized"}"#;
         assert_eq!(value(&text, unauthorized), Some(2.0));
         assert_eq!(
