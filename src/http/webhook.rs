@@ -310,7 +310,7 @@ async fn handle(hook: &Webhook, h: &AppState, request: Request) -> (WebhookResul
                 WebhookResult::BadRequest,
                 StatusCode::BAD_REQUEST,
                 Reason::BadRequest,
-                why.clone(),
+                why.to_string(),
                 format!("{why}\n"),
             ),
             Ok(pushed) if hook.follows(&pushed) => {
@@ -408,24 +408,34 @@ fn bounded(s: &str) -> String {
         .collect()
 }
 
+/// Why a push delivery's body names no ref we can use: answered 400 with this text.
+#[derive(Debug, thiserror::Error)]
+enum PushBodyError {
+    #[error("the body is form-encoded: set the webhook's content type to application/json")]
+    FormEncoded,
+    #[error("the push's ref is longer than {MAX_REF} bytes")]
+    RefTooLong,
+    #[error("the body is not a push event's JSON with a \"ref\": {0}")]
+    NotPushJson(#[source] serde_json::Error),
+}
+
+/// The longest pushed ref taken (git itself has no limit; no real ref comes near this).
+const MAX_REF: usize = 1024;
+
 /// The `ref` of a push event's JSON body (GitHub and GitLab both send it).
-fn pushed_ref(body: &[u8]) -> Result<String, String> {
+fn pushed_ref(body: &[u8]) -> Result<String, PushBodyError> {
     #[derive(serde::Deserialize)]
     struct Push {
         #[serde(rename = "ref")]
         git_ref: String,
     }
     if body.starts_with(b"payload=") {
-        return Err(
-            "the body is form-encoded: set the webhook's content type to application/json".into(),
-        );
+        return Err(PushBodyError::FormEncoded);
     }
     match serde_json::from_slice::<Push>(body) {
-        Ok(p) if p.git_ref.len() <= 1024 => Ok(p.git_ref),
-        Ok(_) => Err("the push's ref is longer than 1024 bytes".into()),
-        Err(e) => Err(format!(
-            "the body is not a push event's JSON with a \"ref\": {e}"
-        )),
+        Ok(p) if p.git_ref.len() <= MAX_REF => Ok(p.git_ref),
+        Ok(_) => Err(PushBodyError::RefTooLong),
+        Err(e) => Err(PushBodyError::NotPushJson(e)),
     }
 }
 
@@ -625,13 +635,25 @@ mod tests {
     #[test]
     fn the_pushed_ref_is_read_from_the_json_body() {
         assert_eq!(
-            pushed_ref(br#"{"ref":"refs/heads/main","after":"abc"}"#),
-            Ok("refs/heads/main".into())
+            pushed_ref(br#"{"ref":"refs/heads/main","after":"abc"}"#).ok(),
+            Some("refs/heads/main".into())
         );
-        assert!(pushed_ref(b"{}").is_err());
-        assert!(pushed_ref(b"not json").is_err());
+        assert!(matches!(
+            pushed_ref(b"{}"),
+            Err(PushBodyError::NotPushJson(_))
+        ));
+        assert!(matches!(
+            pushed_ref(b"not json"),
+            Err(PushBodyError::NotPushJson(_))
+        ));
+        let long = format!(r#"{{"ref":"refs/heads/{}"}}"#, "x".repeat(MAX_REF));
+        assert!(matches!(
+            pushed_ref(long.as_bytes()),
+            Err(PushBodyError::RefTooLong)
+        ));
         let form = pushed_ref(b"payload=%7B%7D").expect_err("form-encoded");
-        assert!(form.contains("application/json"), "{form}");
+        assert!(matches!(form, PushBodyError::FormEncoded));
+        assert!(form.to_string().contains("application/json"), "{form}");
     }
 
     #[test]
