@@ -182,8 +182,7 @@ pub async fn run(
     // Leader election: the elector runs until every tier has stopped (state saved), then
     // releases the Lease.
     let identity = crate::leader::default_identity();
-    let stop_elector = CancellationToken::new();
-    let (leader_rx, elector_task) = if config.leader_election.enabled || options.leader_elect {
+    let (leader_rx, leadership) = if config.leader_election.enabled || options.leader_elect {
         let lease_ns = config
             .leader_election
             .namespace
@@ -196,14 +195,9 @@ pub async fn run(
             &config.leader_election.lease_name,
             &identity,
         );
-        let (tx, rx) = watch::channel(elector.initial_view());
-        let task = tokio::spawn(elector.run(tx, stop_elector.clone()));
-        (rx, Some(task))
+        Leadership::elected(elector)
     } else {
-        let (tx, rx) = watch::channel(LeaderView::always(&identity));
-        // Kept open for the daemon's life: a closed channel would read as "no change".
-        std::mem::forget(tx);
-        (rx, None)
+        Leadership::always(&identity)
     };
 
     let source_dir = options.workdir.join("source");
@@ -378,13 +372,66 @@ pub async fn run(
         warn!(grace = ?SHUTDOWN_GRACE, "a tier did not stop in time; exiting anyway");
     }
     // Every tier has stopped (and saved its state): the Lease can go to the next replica.
-    stop_elector.cancel();
-    if let Some(task) = elector_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
+    leadership.stop().await;
     let _ = http.await;
     info!("stopped");
     Ok(())
+}
+
+/// What publishes who leads, owned by [`run`] until every tier has stopped.
+///
+/// The tiers read a `watch` channel, and a closed one means nobody says who leads any more:
+/// a tier on standby stops, and a leading tier stops writing ([`leadership_lost`]). So the
+/// sender must live exactly as long as the tiers: the elector's task owns it with election
+/// on; without election it is held here (it was leaked with `mem::forget` before).
+enum Leadership {
+    /// `leaderElection.enabled` (or `--leader-elect`): the elector publishes every change and
+    /// releases the Lease when `stop` is cancelled.
+    Elected {
+        task: tokio::task::JoinHandle<()>,
+        stop: CancellationToken,
+    },
+    /// No election: this replica always leads; the view never changes.
+    Always(watch::Sender<LeaderView>),
+}
+
+impl Leadership {
+    fn elected(elector: Elector) -> (watch::Receiver<LeaderView>, Leadership) {
+        let (tx, rx) = watch::channel(elector.initial_view());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(elector.run(tx, stop.clone()));
+        (rx, Leadership::Elected { task, stop })
+    }
+
+    fn always(identity: &str) -> (watch::Receiver<LeaderView>, Leadership) {
+        let (tx, rx) = watch::channel(LeaderView::always(identity));
+        (rx, Leadership::Always(tx))
+    }
+
+    /// Called once every tier has stopped: the elector releases the Lease (given a few
+    /// seconds), and the channel closes.
+    async fn stop(self) {
+        match self {
+            Leadership::Elected { task, stop } => {
+                stop.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            }
+            Leadership::Always(tx) => drop(tx),
+        }
+    }
+}
+
+/// Returns once this replica no longer leads: the view says so, or its channel closed (the
+/// elector is gone, so nothing renews the Lease: writing on would risk two leaders).
+async fn leadership_lost(leader: &mut watch::Receiver<LeaderView>) {
+    loop {
+        if !leader.borrow_and_update().leading {
+            return;
+        }
+        if leader.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Wakes the tiers promoted from a tier when it records a revision healthy: their gate may
@@ -648,16 +695,9 @@ async fn tier_task(
         let watcher = {
             let (mut leader, term, lost) = (leader.clone(), term.clone(), lost.clone());
             tokio::spawn(async move {
-                loop {
-                    if !leader.borrow_and_update().leading {
-                        lost.cancel();
-                        term.cancel();
-                        return;
-                    }
-                    if leader.changed().await.is_err() {
-                        return;
-                    }
-                }
+                leadership_lost(&mut leader).await;
+                lost.cancel();
+                term.cancel();
             })
         };
         let mut reconciler = make();
@@ -878,6 +918,45 @@ mod tests {
         assert!(
             e.starts_with("source stale:") && e.ends_with("the last error: connection refused"),
             "{e}"
+        );
+    }
+
+    /// Whether `leadership_lost` has returned within a moment.
+    async fn lost_soon(rx: &mut watch::Receiver<LeaderView>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), leadership_lost(rx))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn leadership_is_lost_when_the_view_says_so_or_nobody_publishes_it_any_more() {
+        let (tx, mut rx) = watch::channel(LeaderView::always("me"));
+        assert!(
+            !lost_soon(&mut rx).await,
+            "leading, and the elector is there"
+        );
+        tx.send_modify(|v| v.leading = false);
+        assert!(lost_soon(&mut rx).await, "another replica took the Lease");
+
+        // The elector went away (its task ended without a word): nothing renews the Lease, so
+        // this replica must stop writing rather than lead on unwatched.
+        let (tx, mut rx) = watch::channel(LeaderView::always("me"));
+        drop(tx);
+        assert!(lost_soon(&mut rx).await, "a closed channel is a lost lead");
+    }
+
+    #[tokio::test]
+    async fn without_election_the_view_stays_published_until_the_daemon_stops_it() {
+        let (mut rx, leadership) = Leadership::always("me");
+        assert!(rx.borrow().leading);
+        assert!(
+            !lost_soon(&mut rx).await,
+            "held by its owner, the channel stays open: the tiers keep leading"
+        );
+        leadership.stop().await;
+        assert!(
+            rx.has_changed().is_err(),
+            "stopped: the channel is closed, nothing leaked"
         );
     }
 
