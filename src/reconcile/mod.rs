@@ -1712,7 +1712,13 @@ impl TierReconciler {
             .items
             .iter()
             .filter(|i| i.rule == "object-deleted")
-            .map(|i| (i.kind.clone(), i.namespace.clone(), i.name.clone()))
+            .map(|i| {
+                (
+                    i.key.kind.clone(),
+                    i.key.namespace.clone(),
+                    i.key.name.clone(),
+                )
+            })
             .collect();
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
