@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
-use gitopsd::live::counted_client;
 use gitopsd::reconcile::TierReconciler;
 use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;

@@ -268,7 +268,9 @@ fn object(key: &ObjectKey) -> Value {
 /// What the audit log records of an activity, if anything.
 pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, Value)>)> {
     let r = match activity {
-        Activity::Fetched { .. } | Activity::RevisionApplied { .. } => return None,
+        Activity::Fetched { .. }
+        | Activity::RevisionApplied { .. }
+        | Activity::WebhookDelivery { .. } => return None,
         Activity::SyncFinished {
             tier,
             revision,

@@ -18,8 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gitopsd::apply::{Applier, ApplyItem, Outcome};
+use gitopsd::cluster::counted_client;
 use gitopsd::config::ApplyConfig;
-use gitopsd::live::{ApiLive, counted_client};
+use gitopsd::live::ApiLive;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

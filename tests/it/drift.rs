@@ -16,10 +16,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use gitopsd::classify::{DriftItem, Severity};
+use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
 use gitopsd::diff::FIELD_MANAGER;
 use gitopsd::drift::{ApiDryRun, DriftReport, detect};
-use gitopsd::live::{ApiLive, LiveCache, Namespaces, ObjectKey, Verb, counted_client};
+use gitopsd::live::{ApiLive, LiveCache, Namespaces, ObjectKey, Verb};
 use gitopsd::render::{DesiredSet, Limits, render_tier};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;

@@ -5,9 +5,8 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use gitopsd::live::{
-    LiveCache, LiveObjects, Namespaces, ObjectKey, RequestCounter, Verb, counted_client,
-};
+use gitopsd::cluster::counted_client;
+use gitopsd::live::{LiveCache, LiveObjects, Namespaces, ObjectKey, RequestCounter, Verb};
 use gitopsd::render::TIER_LABEL;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
