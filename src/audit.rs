@@ -8,12 +8,15 @@
 //! someone who rewrites every line after it: it is evidence of accidents and careless edits,
 //! not a signature (ship the file elsewhere for that).
 //!
-//! Writes: the file is opened with `O_APPEND` and never truncated or rewritten; each line is
-//! written whole with one `write_all` under a `std::sync::Mutex` (lines are a few hundred bytes,
-//! so the lock is held for one small write to the page cache: microseconds, no thread or queue
-//! whose backlog a crash would lose). It is flushed to the OS per line and fsynced when the
-//! log is dropped (daemon shutdown); a power loss can lose the lines written since the last
-//! fsync, a crash of gitopsd alone loses nothing.
+//! Writes: the file is opened with `O_APPEND` and never truncated or rewritten. The daemon
+//! writes through [`AuditWriter`]: an observer stamps each record with its time and queues it
+//! on a bounded channel (waiting for room when full, never dropping one), and a thread of its
+//! own gives each its `seq` and `prev` in queue order and appends what is queued with one
+//! `write_all` and one flush per batch, so no file I/O runs on the async runtime. The file is
+//! fsynced when the writer is dropped (daemon shutdown), after the queue is written. A power
+//! loss can lose the lines written since the last fsync; a crash of gitopsd alone loses the
+//! records still queued (normally none: the thread writes them within a moment of being
+//! observed), never a line already written.
 //!
 //! Restart: the last line gives the next `seq` and `prev`. A last line without its newline (a
 //! write cut short) is kept as it is: gitopsd ends it with a newline and writes a `torn` record
@@ -21,9 +24,10 @@
 //! accepts it as acknowledged.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -59,10 +63,16 @@ pub enum AuditError {
     LastLine {
         path: PathBuf,
         line: usize,
-        reason: String,
+        reason: RecordError,
     },
     #[error("cannot write the audit log {path}: {source}")]
     Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the writer thread of the audit log {path}: {source}")]
+    Thread {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -210,6 +220,28 @@ impl AuditLog {
         self.write_record(&mut g, "", event, &fields)
     }
 
+    /// Appends records in order with one write (and one flush), each stamped with the time it
+    /// was observed: what the writer thread of [`AuditWriter`] does with what it dequeued.
+    fn append_all(&self, records: &[Pending]) -> Result<(), AuditError> {
+        let mut g = self.lock();
+        if g.resync {
+            self.catch_up(&mut g)?;
+        }
+        let (mut seq, mut prev) = (g.next_seq, g.prev.clone());
+        let mut bytes = String::new();
+        for r in records {
+            let line = format_line(seq, &r.time, r.event, &r.fields, &prev);
+            prev = line_hash(line.as_bytes());
+            seq += 1;
+            bytes.push_str(&line);
+            bytes.push('\n');
+        }
+        self.write_bytes(&mut g, bytes.as_bytes())?;
+        g.next_seq = seq;
+        g.prev = prev;
+        Ok(())
+    }
+
     /// Forces what was written to disk (called on drop, i.e. at shutdown).
     pub fn sync(&self) -> std::io::Result<()> {
         self.lock().file.sync_all()
@@ -231,6 +263,111 @@ impl Observer for AuditLog {
         };
         if let Err(e) = self.append(event, fields) {
             error!(error = %e, event, "an audit record was not written");
+        }
+    }
+}
+
+/// Records that may wait for the writer thread. A record is a few hundred bytes and the thread
+/// writes them in batches, so the queue stays near empty; when it is full (a stalled disk), the
+/// observer waits for room rather than drop a record.
+const QUEUE: usize = 1024;
+
+/// Records written with one write at most.
+const BATCH: usize = 256;
+
+/// A record observed and not yet written: its chain fields are given by the writer.
+struct Pending {
+    time: String,
+    event: &'static str,
+    fields: Vec<(&'static str, Value)>,
+}
+
+/// The daemon's audit log: an [`Observer`] that hands each record over a bounded channel to a
+/// thread of its own, which appends them to an [`AuditLog`] in the order observed (one write
+/// and one flush per batch), so that no file I/O runs on the async runtime's threads. Dropping
+/// it writes what is queued, then fsyncs (daemon shutdown).
+pub struct AuditWriter {
+    path: PathBuf,
+    tx: Option<SyncSender<Pending>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AuditWriter {
+    /// Opens (or creates) the log at `path`, as [`AuditLog::open`], and starts its writer.
+    pub fn start(path: &Path) -> Result<AuditWriter, AuditError> {
+        let log = AuditLog::open(path)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("audit-log".into())
+            .spawn(move || write_queued(&log, &rx))
+            .map_err(|source| AuditError::Thread {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(AuditWriter {
+            path: path.to_owned(),
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The writer thread: until every sender is gone, takes what is queued (up to [`BATCH`]) and
+/// appends it; the log is fsynced when it is dropped at the end.
+fn write_queued(log: &AuditLog, rx: &Receiver<Pending>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH
+            && let Ok(next) = rx.try_recv()
+        {
+            batch.push(next);
+        }
+        if let Err(e) = log.append_all(&batch) {
+            let events: Vec<&str> = batch.iter().map(|r| r.event).collect();
+            error!(error = %e, ?events, "audit records were not written");
+        }
+    }
+}
+
+impl Observer for AuditWriter {
+    fn observe(&self, activity: &Activity) {
+        let Some((event, fields)) = record(activity) else {
+            return;
+        };
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let pending = Pending {
+            time: now_rfc3339(),
+            event,
+            fields,
+        };
+        let sent = match tx.try_send(pending) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(pending)) => {
+                warn!(path = %self.path.display(), event, "the audit log's queue is full (a slow disk?); waiting for the writer");
+                tx.send(pending).map_err(|_| ())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_err() {
+            error!(path = %self.path.display(), event, "an audit record was not written: the audit log's writer thread has stopped");
+        }
+    }
+}
+
+impl Drop for AuditWriter {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread write what is queued, drop the log (fsync) and end.
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            error!(path = %self.path.display(), "the audit log's writer thread panicked");
         }
     }
 }
@@ -545,16 +682,24 @@ fn read_tail(file: &mut File, path: &Path) -> Result<Tail, AuditError> {
     })
 }
 
-/// How many newlines the file holds. Reads the whole file: only for a line number in a message.
+/// How many newlines the file holds, read in blocks: only for a line number in a message.
 fn line_count(file: &mut File, path: &Path) -> Result<usize, AuditError> {
     let read_err = |source| AuditError::Read {
         path: path.to_owned(),
         source,
     };
     file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let mut all = Vec::new();
-    file.read_to_end(&mut all).map_err(read_err)?;
-    Ok(all.iter().filter(|b| **b == b'\n').count())
+    let mut reader = BufReader::with_capacity(READ_BLOCK, file);
+    let mut count = 0;
+    loop {
+        let block = reader.fill_buf().map_err(read_err)?;
+        if block.is_empty() {
+            return Ok(count);
+        }
+        count += block.iter().filter(|b| **b == b'\n').count();
+        let n = block.len();
+        reader.consume(n);
+    }
 }
 
 /// The chain fields of a line.
@@ -566,26 +711,40 @@ struct Record {
     torn_line: Option<u64>,
 }
 
-fn parse_record(line: &[u8]) -> Result<Record, String> {
-    let v: Value =
-        serde_json::from_slice(line).map_err(|e| format!("is not a JSON object ({e})"))?;
+/// Why a line is not a record of the chain (read "the line ..." / "its last line ...").
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("is not a JSON object ({0})")]
+    NotJson(#[source] serde_json::Error),
+    #[error("has no numeric \"seq\"")]
+    NoSeq,
+    #[error("has no \"prev\" of 64 hex digits")]
+    NoPrev,
+    #[error("has no \"event\"")]
+    NoEvent,
+    #[error("has no \"time\"")]
+    NoTime,
+}
+
+fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
+    let v: Value = serde_json::from_slice(line).map_err(RecordError::NotJson)?;
     let seq = v
         .get("seq")
         .and_then(Value::as_u64)
-        .ok_or("has no numeric \"seq\"")?;
+        .ok_or(RecordError::NoSeq)?;
     let prev = v
         .get("prev")
         .and_then(Value::as_str)
         .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or("has no \"prev\" of 64 hex digits")?
+        .ok_or(RecordError::NoPrev)?
         .to_owned();
     let event = v
         .get("event")
         .and_then(Value::as_str)
-        .ok_or("has no \"event\"")?
+        .ok_or(RecordError::NoEvent)?
         .to_owned();
     if v.get("time").and_then(Value::as_str).is_none() {
-        return Err("has no \"time\"".to_owned());
+        return Err(RecordError::NoTime);
     }
     let torn_line = v.get("line").and_then(Value::as_u64);
     Ok(Record {
@@ -605,105 +764,143 @@ pub enum Verdict {
     Broken { line: usize, reason: String },
 }
 
-/// Checks the chain of a whole log: every line parses, `seq` goes up by one, `prev` is the
-/// sha256 of the line before (the first: [`GENESIS`]). A line that does not parse is accepted
-/// only when the next line is the `torn` record that acknowledges it.
+/// What `verify` and the line counter read at a time: memory stays bounded by this (and by
+/// the longest line), whatever the size of the log.
+const READ_BLOCK: usize = 64 * 1024;
+
+/// A line longer than this is not a record gitopsd wrote (a drift record of thousands of
+/// items is well under it); `verify` stops there rather than hold it.
+const MAX_LINE: u64 = 64 * 1024 * 1024;
+
+/// [`verify_lines`] of a log in memory.
 pub fn verify(bytes: &[u8]) -> Verdict {
-    if bytes.is_empty() {
-        return Verdict::Intact {
-            lines: 0,
-            torn: Vec::new(),
-        };
-    }
-    let ends_with_newline = bytes.last() == Some(&b'\n');
-    let body = if ends_with_newline {
-        &bytes[..bytes.len() - 1]
-    } else {
-        bytes
+    // Reading a slice cannot fail.
+    verify_lines(bytes).unwrap_or_else(|e| Verdict::Broken {
+        line: 0,
+        reason: e.to_string(),
+    })
+}
+
+/// [`verify_lines`] of the file at `path`, read line by line.
+pub fn verify_file(path: &Path) -> Result<Verdict, AuditError> {
+    let read_err = |source| AuditError::Read {
+        path: path.to_owned(),
+        source,
     };
-    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    let file = File::open(path).map_err(read_err)?;
+    verify_lines(BufReader::with_capacity(READ_BLOCK, file)).map_err(read_err)
+}
+
+/// Checks the chain of a whole log, one line at a time (only the line in hand and the hash of
+/// the one before are kept): every line parses, `seq` goes up by one, `prev` is the sha256 of
+/// the line before (the first: [`GENESIS`]). A line that does not parse is accepted only when
+/// the next line is the `torn` record that acknowledges it.
+pub fn verify_lines(mut reader: impl BufRead) -> std::io::Result<Verdict> {
+    let mut lines = 0usize;
+    let mut buf: Vec<u8> = Vec::new();
+    // The sha256 of the line before, and its seq when it was a record.
+    let mut prev_hash: Option<String> = None;
     let mut prev_seq: Option<u64> = None;
+    // A line that did not parse, waiting for the next one to acknowledge it as torn.
+    let mut unparsed: Option<(usize, RecordError)> = None;
     let mut torn = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let n = i + 1;
-        let is_last = i + 1 == lines.len();
-        let record = match parse_record(line) {
-            Ok(r) => r,
-            Err(why) => {
-                if is_last && !ends_with_newline {
-                    return Verdict::Broken {
-                        line: n,
-                        reason: format!(
-                            "torn last line (no newline at the end of the file: a write was cut short, e.g. by a crash; gitopsd acknowledges it with a `torn` record on its next start); {why}"
-                        ),
-                    };
-                }
-                // Acknowledged by the next line?
-                let acknowledged = lines
-                    .get(i + 1)
-                    .and_then(|l| parse_record(l).ok())
-                    .is_some_and(|next| {
-                        next.event == TORN
-                            && next.torn_line == Some(n as u64)
-                            && next.prev == line_hash(line)
-                    });
-                if acknowledged {
-                    torn.push(n);
-                    continue;
-                }
-                return Verdict::Broken {
-                    line: n,
+    let mut ends_with_newline = true;
+    loop {
+        buf.clear();
+        let read = Read::by_ref(&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            break;
+        }
+        lines += 1;
+        let n = lines;
+        ends_with_newline = buf.last() == Some(&b'\n');
+        if ends_with_newline {
+            buf.pop();
+        } else if buf.len() as u64 > MAX_LINE {
+            return Ok(Verdict::Broken {
+                line: n,
+                reason: format!("the line is longer than {MAX_LINE} bytes"),
+            });
+        }
+        let line = buf.as_slice();
+        let parsed = parse_record(line);
+        if let Some((m, why)) = unparsed.take() {
+            let acknowledged = parsed.as_ref().is_ok_and(|next| {
+                next.event == TORN
+                    && next.torn_line == Some(m as u64)
+                    && Some(&next.prev) == prev_hash.as_ref()
+            });
+            if !acknowledged {
+                return Ok(Verdict::Broken {
+                    line: m,
                     reason: format!("the line {why}"),
-                };
+                });
             }
-        };
-        let expected_prev = if i == 0 {
-            GENESIS.to_owned()
-        } else {
-            line_hash(lines[i - 1])
-        };
-        if i == 0 {
-            if record.prev != GENESIS {
-                return Verdict::Broken {
+            torn.push(m);
+        }
+        match parsed {
+            Err(why) if !ends_with_newline => {
+                return Ok(Verdict::Broken {
                     line: n,
                     reason: format!(
-                        "the first line's prev is not {GENESIS} (lines before it removed?)"
+                        "torn last line (no newline at the end of the file: a write was cut short, e.g. by a crash; gitopsd acknowledges it with a `torn` record on its next start); {why}"
                     ),
-                };
+                });
             }
-        } else if record.prev != expected_prev {
-            return Verdict::Broken {
-                line: n,
-                reason: format!(
-                    "prev does not match the sha256 of line {} (edited, removed or reordered line)",
-                    n - 1
-                ),
-            };
+            Err(why) => unparsed = Some((n, why)),
+            Ok(record) => {
+                match &prev_hash {
+                    None if record.prev != GENESIS => {
+                        return Ok(Verdict::Broken {
+                            line: n,
+                            reason: format!(
+                                "the first line's prev is not {GENESIS} (lines before it removed?)"
+                            ),
+                        });
+                    }
+                    Some(hash) if record.prev != *hash => {
+                        return Ok(Verdict::Broken {
+                            line: n,
+                            reason: format!(
+                                "prev does not match the sha256 of line {} (edited, removed or reordered line)",
+                                n - 1
+                            ),
+                        });
+                    }
+                    _ => {}
+                }
+                if let Some(p) = prev_seq
+                    && record.seq != p + 1
+                {
+                    return Ok(Verdict::Broken {
+                        line: n,
+                        reason: format!(
+                            "seq is {}, expected {} (removed or reordered line)",
+                            record.seq,
+                            p + 1
+                        ),
+                    });
+                }
+                prev_seq = Some(record.seq);
+            }
         }
-        if let Some(p) = prev_seq
-            && record.seq != p + 1
-        {
-            return Verdict::Broken {
-                line: n,
-                reason: format!(
-                    "seq is {}, expected {} (removed or reordered line)",
-                    record.seq,
-                    p + 1
-                ),
-            };
-        }
-        prev_seq = Some(record.seq);
+        prev_hash = Some(line_hash(line));
+    }
+    if let Some((m, why)) = unparsed {
+        return Ok(Verdict::Broken {
+            line: m,
+            reason: format!("the line {why}"),
+        });
     }
     if !ends_with_newline {
-        return Verdict::Broken {
-            line: lines.len(),
+        return Ok(Verdict::Broken {
+            line: lines,
             reason: "no newline at the end of the file (a write cut short)".to_owned(),
-        };
+        });
     }
-    Verdict::Intact {
-        lines: lines.len(),
-        torn,
-    }
+    Ok(Verdict::Intact { lines, torn })
 }
 
 #[cfg(test)]
@@ -1028,5 +1225,187 @@ mod tests {
             .expect("must refuse")
             .to_string();
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    /// A chained log made line by line as it is read, never whole in memory; records the
+    /// largest read asked of it. `tamper`: the line (1-based) whose content is changed after
+    /// its successor was chained to the original.
+    struct GeneratedLog {
+        lines: usize,
+        made: usize,
+        prev: String,
+        tamper: Option<usize>,
+        current: Vec<u8>,
+        pos: usize,
+        largest_read: usize,
+        total: u64,
+    }
+
+    impl GeneratedLog {
+        fn new(lines: usize, tamper: Option<usize>) -> GeneratedLog {
+            GeneratedLog {
+                lines,
+                made: 0,
+                prev: GENESIS.to_owned(),
+                tamper,
+                current: Vec::new(),
+                pos: 0,
+                largest_read: 0,
+                total: 0,
+            }
+        }
+    }
+
+    impl Read for GeneratedLog {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.largest_read = self.largest_read.max(out.len());
+            if self.pos == self.current.len() {
+                if self.made == self.lines {
+                    return Ok(0);
+                }
+                self.made += 1;
+                let fields = vec![("object", json!(format!("cm-{}", self.made)))];
+                let line = format_line(
+                    self.made as u64,
+                    "2026-12-02T08:00:00.000Z",
+                    "apply",
+                    &fields,
+                    &self.prev,
+                );
+                self.prev = line_hash(line.as_bytes());
+                let line = if self.tamper == Some(self.made) {
+                    line.replace("\"apply\"", "\"prune\"")
+                } else {
+                    line
+                };
+                self.current = format!("{line}\n").into_bytes();
+                self.pos = 0;
+            }
+            let n = out.len().min(self.current.len() - self.pos);
+            out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+            self.pos += n;
+            self.total += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn verify_streams_a_log_larger_than_its_read_block_line_by_line() {
+        // About 2 MiB, thirty times the block verify reads at a time; the log never exists
+        // whole, so verify can only have taken it line by line.
+        let lines = 15_000;
+        let mut generated = GeneratedLog::new(lines, None);
+        let verdict =
+            verify_lines(BufReader::with_capacity(READ_BLOCK, &mut generated)).expect("reads");
+        assert_eq!(
+            verdict,
+            Verdict::Intact {
+                lines,
+                torn: vec![]
+            }
+        );
+        assert!(
+            generated.total > 30 * READ_BLOCK as u64,
+            "{}",
+            generated.total
+        );
+        assert!(
+            generated.largest_read <= READ_BLOCK,
+            "asked {} bytes at once",
+            generated.largest_read
+        );
+
+        // A changed line deep in it is found, with its line number: the next line's prev no
+        // longer matches it.
+        let mut tampered = GeneratedLog::new(lines, Some(9_337));
+        let verdict =
+            verify_lines(BufReader::with_capacity(READ_BLOCK, &mut tampered)).expect("reads");
+        assert_eq!(
+            verdict,
+            Verdict::Broken {
+                line: 9_338,
+                reason: "prev does not match the sha256 of line 9337 (edited, removed or reordered line)".into()
+            }
+        );
+        // It stopped there, without reading the rest.
+        assert!(tampered.made < lines, "read {} lines", tampered.made);
+    }
+
+    #[test]
+    fn verify_file_finds_a_tampered_line_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&path, 30);
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            Verdict::Intact {
+                lines: 30,
+                torn: vec![]
+            }
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"cm-11\"", "\"cm-XX\"", 1)).unwrap();
+        let Verdict::Broken { line, reason } = verify_file(&path).unwrap() else {
+            panic!("a tampered line must break the chain");
+        };
+        // cm-11 is on line 12; line 13's prev no longer matches it.
+        assert_eq!(line, 13, "{reason}");
+        assert!(verify_file(&dir.path().join("missing.log")).is_err());
+    }
+
+    #[test]
+    fn records_written_from_many_threads_through_the_writer_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (threads, each) = (8, 200);
+        {
+            let writer = std::sync::Arc::new(AuditWriter::start(&path).unwrap());
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let writer = writer.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..each {
+                            writer.observe(&applied(&format!("t{t}-{i}"), Outcome::Created));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            // Dropping the last handle writes what is queued and fsyncs.
+        }
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            Verdict::Intact {
+                lines: threads * each,
+                torn: vec![]
+            }
+        );
+        // Each thread's records in the order it observed them.
+        let lines = lines(&path);
+        for t in 0..threads {
+            let order: Vec<usize> = lines
+                .iter()
+                .filter_map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    let name = v["object"]["name"].as_str()?.to_owned();
+                    name.strip_prefix(&format!("t{t}-"))?.parse().ok()
+                })
+                .collect();
+            assert_eq!(order, (0..each).collect::<Vec<_>>(), "thread {t}");
+        }
+        // A writer opened again continues the chain.
+        {
+            let writer = AuditWriter::start(&path).unwrap();
+            writer.observe(&applied("again", Outcome::Configured));
+        }
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            Verdict::Intact {
+                lines: threads * each + 1,
+                torn: vec![]
+            }
+        );
     }
 }
