@@ -77,7 +77,7 @@ pub enum ApplyError {
         object: String,
         crd: String,
         timeout: Duration,
-        detail: String,
+        detail: NotEstablished,
     },
     #[error(
         "{object}: conflict: {owners}; set apply.forceConflicts: true for tier {tier}, or remove the field from the other manager"
@@ -288,13 +288,30 @@ fn crd_defines(manifest: &Value) -> Option<(String, String)> {
     Some((group.to_owned(), kind.to_owned()))
 }
 
+/// Why a CRD applied in this call was not seen Established in time. Displayed as the
+/// parenthesised detail that follows "not Established within ..." in a message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotEstablished {
+    #[error(" (cannot read it: {0})")]
+    Unreadable(String),
+    /// Its last read showed no condition that is not True yet.
+    #[error("")]
+    NoConditions,
+    /// What its last read showed: the conditions not True, that it is gone, or why the
+    /// read failed.
+    #[error(" ({0})")]
+    Last(String),
+    #[error(" (gitopsd is shutting down)")]
+    ShuttingDown,
+}
+
 /// What the CRDs applied in this call tell the later phases.
 #[derive(Default)]
 struct CrdState {
     /// (group, kind) of CRDs that became Established: discovery may lag behind for a moment.
     established: HashSet<(String, String)>,
     /// (group, kind) of CRDs that did not, with the CRD's name and what its conditions said.
-    not_established: HashMap<(String, String), (String, String)>,
+    not_established: HashMap<(String, String), (String, NotEstablished)>,
     /// Names of CRDs whose apply answer already said Established (an update of a served
     /// CRD): no read is needed to know it.
     established_on_apply: std::sync::Mutex<HashSet<String>>,
@@ -952,12 +969,12 @@ impl Applier {
         &self,
         key: &ObjectKey,
         cancel: &CancellationToken,
-    ) -> Result<AppliedMeta, String> {
+    ) -> Result<AppliedMeta, NotEstablished> {
         let api = self
             .live
             .api_for(key)
             .await
-            .map_err(|e| format!(" (cannot read it: {e})"))?;
+            .map_err(|e| NotEstablished::Unreadable(e.to_string()))?;
         let deadline = Instant::now() + self.crd_timeout;
         // A new CRD is usually Established within a second; a busy API server (many large
         // schemas at once) takes longer, and each read returns the whole schema: the reads
@@ -995,13 +1012,13 @@ impl Applier {
             };
             if Instant::now() >= deadline {
                 return Err(if last.is_empty() {
-                    String::new()
+                    NotEstablished::NoConditions
                 } else {
-                    format!(" ({last})")
+                    NotEstablished::Last(last)
                 });
             }
             tokio::select! {
-                _ = cancel.cancelled() => return Err(" (gitopsd is shutting down)".to_owned()),
+                _ = cancel.cancelled() => return Err(NotEstablished::ShuttingDown),
                 _ = tokio::time::sleep(poll) => {}
             }
             poll = (poll * 2).min(Duration::from_secs(1));
