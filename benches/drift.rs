@@ -255,7 +255,7 @@ async fn run(
                 let report = detect(&set, &tier_config, &cache, &confirm)
                     .await
                     .expect("detect");
-                if report.items.iter().any(|i| i.name == o.name) {
+                if report.items.iter().any(|i| i.key.name == o.name) {
                     return started.elapsed();
                 }
             }

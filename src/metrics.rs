@@ -587,7 +587,7 @@ impl Observer for Metrics {
             Activity::DriftFound { tier, items, .. } => {
                 for item in items {
                     self.drift_detected
-                        .with_label_values(&[tier, item.severity.as_str(), &item.kind])
+                        .with_label_values(&[tier, item.severity.as_str(), &item.key.kind])
                         .inc();
                 }
             }
@@ -670,10 +670,12 @@ mod tests {
 
     fn drift_item(kind: &str, severity: Severity) -> DriftItem {
         DriftItem {
-            api_version: "v1".into(),
-            kind: kind.into(),
-            namespace: Some("shop".into()),
-            name: "api".into(),
+            key: crate::object::ObjectKey {
+                api_version: "v1".into(),
+                kind: kind.into(),
+                namespace: Some("shop".into()),
+                name: "api".into(),
+            },
             paths: vec!["spec.x".into()],
             desired: None,
             live: None,

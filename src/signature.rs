@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::{Oid, Repository, Sort};
 
+use crate::revision::short;
+
 /// One commit of a range, with its signature and the bytes it signs.
 #[derive(Debug, Clone)]
 pub struct SignedCommit {
@@ -151,8 +153,4 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
 }

@@ -135,7 +135,7 @@ fn find<'r>(
     report
         .items
         .iter()
-        .find(|i| i.kind == kind && i.name == name && i.paths.join(",").contains(path_part))
+        .find(|i| i.key.kind == kind && i.key.name == name && i.paths.join(",").contains(path_part))
 }
 
 #[tokio::test]
@@ -288,7 +288,7 @@ async fn edits_by_another_field_manager_are_found_with_their_severity_and_rule()
             "HPA-owned replicas reported:{all}"
         );
         assert!(
-            !report.items.iter().any(|i| i.kind == "Service"),
+            !report.items.iter().any(|i| i.key.kind == "Service"),
             "another manager's annotation reported:{all}"
         );
         assert_eq!(report.items.len(), 7, "unexpected drift:{all}");

@@ -375,7 +375,7 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                                     "object": object(&i.object_key()),
                                     "paths": i.paths,
                                     "severity": i.severity.as_str(),
-                                    "rule": i.rule,
+                                    "rule": i.rule.as_str(),
                                     "action": i.action.as_str(),
                                 })
                             })

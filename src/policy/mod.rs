@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::classify::{DriftItem, Severity};
+use crate::classify::{BuiltinRule, DriftItem, Severity};
 use crate::config::Action;
 use crate::diff::{FIELD_MANAGER, FieldPath, OwnedFields, OwnedKey, PathSegment, matches_keys};
 use crate::drift::DriftReport;
@@ -57,11 +57,7 @@ pub struct Unconvergeable {
 
 impl std::fmt::Display for Unconvergeable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let o = &self.object;
-        let name = match &o.namespace {
-            Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
-            None => format!("{} {}", o.kind, o.name),
-        };
+        let name = &self.object;
         if self.fought == Fought::Deletion {
             return write!(
                 f,
@@ -156,7 +152,7 @@ impl FightTracker {
                 Action::Apply => {}
             }
             // Drift never deletes (classify never gives an extra object `apply`).
-            if item.rule == "extra-object" {
+            if item.rule == BuiltinRule::ExtraObject {
                 continue;
             }
             let key = item.object_key();

@@ -44,12 +44,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// Tries at taking drifted fields back from an object that keeps changing meanwhile.
 const TAKE_BACK_ATTEMPTS: usize = 5;
 
-/// `Deployment shop-exp/api`, `Namespace shop-exp`.
+/// `Deployment shop-exp/api`, `Namespace shop-exp`: the key's `Display`, kept for callers
+/// that name it.
 pub fn display_name(key: &ObjectKey) -> String {
-    match &key.namespace {
-        Some(ns) => format!("{} {ns}/{}", key.kind, key.name),
-        None => format!("{} {}", key.kind, key.name),
-    }
+    key.to_string()
 }
 
 /// The API group of an apiVersion (`""` for the core group).
