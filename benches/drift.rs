@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
+use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
 use gitopsd::drift::{ApiDryRun, detect};
-use gitopsd::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey, Verb, counted_client};
+use gitopsd::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey, Verb};
 use gitopsd::render::{
     DesiredObject, DesiredSet, ObjectScope, SourceLocation, TIER_LABEL, canonical_json,
 };

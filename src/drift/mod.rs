@@ -20,9 +20,8 @@ use crate::classify::{
 };
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
-use crate::diff::{applied_fields_v1, compare};
+use crate::diff::{applied_fields_v1, compare, last_writer};
 use crate::live::{LiveError, LiveObjects, ObjectId, ObjectKey};
-use crate::policy::last_writer;
 use crate::render::{DesiredObject, DesiredSet};
 
 pub use confirm::ApiDryRun;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use api::ApiLive;
 pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE, Namespaces};
-pub use counter::{Counted, RequestCounter, Verb, counted_client};
+pub use counter::{Counted, RequestCounter, Verb};
 pub use watch::{Cluster, KubeCluster, LiveWatch};
 
 pub use crate::object::{ObjectId, ObjectKey};
