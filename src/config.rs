@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::PathPattern;
-
 mod locate;
+mod pattern;
+mod validation;
+
+pub use pattern::{PathPattern, PatternError};
+pub use validation::{Level, SecurityRule, UnknownSecurityRule, ValidationConfig};
 
 /// What went wrong reading the config, always with the file it came from.
 #[derive(Debug, thiserror::Error)]
@@ -438,7 +441,7 @@ pub struct TierConfig {
     pub rollback: Option<RollbackConfig>,
     /// How the rendered tier is validated: the level (block or warn) of the security rules.
     #[serde(default)]
-    pub validation: crate::validate::ValidationConfig,
+    pub validation: ValidationConfig,
     /// Severity overrides, checked in order before the default rules.
     #[serde(default)]
     pub severity: Vec<SeverityOverride>,
@@ -506,20 +509,6 @@ impl TryFrom<AdoptFields> for AdoptEntry {
             namespace: f.namespace,
             name: f.name,
         })
-    }
-}
-
-impl AdoptEntry {
-    /// Whether this entry names the object `key`: kind, namespace and name, and the API
-    /// group when the entry gives an apiVersion.
-    pub fn names(&self, key: &crate::live::ObjectKey) -> bool {
-        self.kind == key.kind
-            && self.namespace == key.namespace
-            && self.name == key.name
-            && self
-                .api_version
-                .as_deref()
-                .is_none_or(|av| api_group(av) == api_group(&key.api_version))
     }
 }
 
