@@ -119,7 +119,7 @@ impl Checkouts for Mutex<crate::source::Source> {
         let source = self
             .lock()
             .map_err(|_| "the source mirror lock is poisoned".to_owned())?;
-        crate::signature::commits_between(source.repository(), from, to)
+        crate::signature::commits_between(source.repository(), from, to).map_err(|e| e.to_string())
     }
 }
 
@@ -410,6 +410,7 @@ impl TierReconciler {
             let checked = tokio::task::spawn_blocking(move || {
                 let commits = checkouts.commits_between(from.as_deref(), &to)?;
                 crate::signature::check_range(&commits, &signed.ssh_allowed_signers)
+                    .map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("the signature check failed: {e}")));

@@ -47,7 +47,7 @@ pub enum SourceError {
     HostKey {
         url: String,
         host: String,
-        reason: String,
+        reason: super::auth::HostKeyRefusal,
         refs: String,
     },
     #[error("fetch of {refs} from {url} failed: {source}")]

@@ -44,7 +44,7 @@ use std::time::Duration;
 use git2::{AutotagOption, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use tracing::{debug, info, info_span, warn};
 
-pub use auth::DEFAULT_TOKEN_USER;
+pub use auth::{DEFAULT_TOKEN_USER, HostKeyRefusal};
 pub use backoff::{Backoff, MAX_DELAY, MIN_DELAY};
 pub use error::{ExportLimit, SourceError};
 pub use evidence::{EVIDENCE_PREFIX, HEALTHY_PREFIX, healthy_ref};
