@@ -331,28 +331,37 @@ impl fmt::Display for RepoUrl {
     }
 }
 
+/// Why a repository URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepoUrlError {
+    #[error("expected a repository URL (https://, ssh://, file://) or a path")]
+    Empty,
+    #[error("plain http:// sends credentials in the clear; use https://")]
+    PlainHttp,
+    #[error("unsupported scheme `{scheme}://`; expected https://, ssh://, file:// or a path")]
+    Scheme { scheme: String },
+    #[error("the URL carries credentials; put the token in source.auth.tokenFile instead")]
+    Credentials,
+}
+
 impl FromStr for RepoUrl {
-    type Err = String;
+    type Err = RepoUrlError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let raw = s.trim().to_owned();
         if raw.is_empty() {
-            return Err("expected a repository URL (https://, ssh://, file://) or a path".into());
+            return Err(RepoUrlError::Empty);
         }
         let kind = if let Some((scheme, _)) = raw.split_once("://") {
             match scheme {
                 "https" => RepoUrlKind::Https,
                 "ssh" => RepoUrlKind::Ssh,
                 "file" => RepoUrlKind::File,
-                "http" => {
-                    return Err(
-                        "plain http:// sends credentials in the clear; use https://".to_owned()
-                    );
-                }
+                "http" => return Err(RepoUrlError::PlainHttp),
                 other => {
-                    return Err(format!(
-                        "unsupported scheme `{other}://`; expected https://, ssh://, file:// or a path"
-                    ));
+                    return Err(RepoUrlError::Scheme {
+                        scheme: other.to_owned(),
+                    });
                 }
             }
         } else if looks_like_scp(&raw) {
@@ -366,10 +375,7 @@ impl FromStr for RepoUrl {
                 .next()
                 .unwrap_or_default();
             if authority.contains('@') {
-                return Err(
-                    "the URL carries credentials; put the token in source.auth.tokenFile instead"
-                        .into(),
-                );
+                return Err(RepoUrlError::Credentials);
             }
         }
         Ok(RepoUrl { kind, raw })
@@ -476,32 +482,39 @@ struct AdoptFields {
     name: String,
 }
 
+/// Why an `adopt:` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptError {
+    #[error("kind {kind:?} is not a Kubernetes kind name (e.g. `ConfigMap`, `Namespace`)")]
+    Kind { kind: String },
+    #[error(
+        "name {name:?} must be the object's exact name (no wildcards: every object is adopted by name)"
+    )]
+    Name { name: String },
+    #[error("namespace: {0}")]
+    Namespace(#[source] NameError),
+    #[error("a Namespace is cluster-scoped: give its name only, without namespace")]
+    NamespacedNamespace,
+}
+
 /// Checked as the entry is read, so the error carries its line.
 impl TryFrom<AdoptFields> for AdoptEntry {
-    type Error = String;
+    type Error = AdoptError;
 
-    fn try_from(f: AdoptFields) -> Result<Self, String> {
+    fn try_from(f: AdoptFields) -> Result<Self, AdoptError> {
         if !f.kind.starts_with(|c: char| c.is_ascii_uppercase())
             || !f.kind.chars().all(|c| c.is_ascii_alphanumeric())
         {
-            return Err(format!(
-                "kind {:?} is not a Kubernetes kind name (e.g. `ConfigMap`, `Namespace`)",
-                f.kind
-            ));
+            return Err(AdoptError::Kind { kind: f.kind });
         }
         if f.name.is_empty() || f.name.contains(['/', ' ', '*']) {
-            return Err(format!(
-                "name {:?} must be the object's exact name (no wildcards: every object is adopted by name)",
-                f.name
-            ));
+            return Err(AdoptError::Name { name: f.name });
         }
         if let Some(ns) = &f.namespace {
-            check_dns_label(ns).map_err(|why| format!("namespace: {why}"))?;
+            check_dns_label(ns).map_err(AdoptError::Namespace)?;
         }
         if f.kind == "Namespace" && f.namespace.is_some() {
-            return Err(
-                "a Namespace is cluster-scoped: give its name only, without namespace".into(),
-            );
+            return Err(AdoptError::NamespacedNamespace);
         }
         Ok(AdoptEntry {
             api_version: f.api_version,
@@ -545,11 +558,31 @@ impl ServiceAccountRef {
         format!("system:serviceaccount:{}:{}", self.namespace, self.name)
     }
 
-    fn checked(namespace: String, name: String) -> Result<ServiceAccountRef, String> {
-        check_dns_label(&namespace).map_err(|why| format!("namespace: {why}"))?;
-        check_dns_subdomain(&name).map_err(|why| format!("name: {why}"))?;
+    fn checked(namespace: String, name: String) -> Result<ServiceAccountRef, ServiceAccountError> {
+        check_dns_label(&namespace).map_err(ServiceAccountError::Namespace)?;
+        check_dns_subdomain(&name).map_err(ServiceAccountError::Name)?;
         Ok(ServiceAccountRef { namespace, name })
     }
+}
+
+/// Why a `serviceAccount:` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceAccountError {
+    #[error(
+        "expected NAMESPACE/NAME of a ServiceAccount (e.g. \"gitopsd/tier-dev\") or {{namespace, name}}; found {given:?}"
+    )]
+    Syntax { given: String },
+    #[error("namespace: {0}")]
+    Namespace(#[source] NameError),
+    #[error("name: {0}")]
+    Name(#[source] NameError),
+    /// A bad part of the one-string spelling, with the whole string.
+    #[error("{why} in {given:?}")]
+    In {
+        #[source]
+        why: Box<ServiceAccountError>,
+        given: String,
+    },
 }
 
 impl fmt::Display for ServiceAccountRef {
@@ -559,10 +592,9 @@ impl fmt::Display for ServiceAccountRef {
 }
 
 impl FromStr for ServiceAccountRef {
-    type Err = String;
+    type Err = ServiceAccountError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let expected = "expected NAMESPACE/NAME of a ServiceAccount (e.g. \"gitopsd/tier-dev\") or {namespace, name}";
         // The user-name spelling is accepted too, as kubectl's --as takes it.
         let rest = s.strip_prefix("system:serviceaccount:");
         let parts = match rest {
@@ -571,10 +603,16 @@ impl FromStr for ServiceAccountRef {
         };
         match parts {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-                ServiceAccountRef::checked(ns.to_owned(), name.to_owned())
-                    .map_err(|why| format!("{why} in {s:?}"))
+                ServiceAccountRef::checked(ns.to_owned(), name.to_owned()).map_err(|why| {
+                    ServiceAccountError::In {
+                        why: Box::new(why),
+                        given: s.to_owned(),
+                    }
+                })
             }
-            _ => Err(format!("{expected}; found {s:?}")),
+            _ => Err(ServiceAccountError::Syntax {
+                given: s.to_owned(),
+            }),
         }
     }
 }
@@ -1183,7 +1221,7 @@ impl Config {
         for (i, tier) in self.tiers.iter().enumerate() {
             let at = |field: &str| format!("tiers[{i}].{field}");
             if let Err(why) = check_dns_label(&tier.name) {
-                return Err(invalid(at("name"), why));
+                return Err(invalid(at("name"), why.to_string()));
             }
             if let Some(first) = seen.insert(tier.name.as_str(), i) {
                 let first_field = format!("tiers[{first}].name");
@@ -1204,7 +1242,7 @@ impl Config {
             }
             for (j, ns) in tier.namespaces.iter().enumerate() {
                 if let Err(why) = check_dns_label(ns) {
-                    return Err(invalid(at(&format!("namespaces[{j}]")), why));
+                    return Err(invalid(at(&format!("namespaces[{j}]")), why.to_string()));
                 }
             }
             if tier.namespaces.is_empty() && !tier.cluster_scoped {
@@ -1464,8 +1502,21 @@ fn strip_location(message: &str) -> String {
     }
 }
 
+/// A name Kubernetes would refuse where the config puts it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error(
+        "expected a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit); found {0:?}"
+    )]
+    DnsLabel(String),
+    #[error(
+        "expected a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253); found {0:?}"
+    )]
+    DnsSubdomain(String),
+}
+
 /// Tier names become label values and namespace names become namespaces: RFC 1123 labels.
-fn check_dns_label(s: &str) -> Result<(), String> {
+fn check_dns_label(s: &str) -> Result<(), NameError> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -1475,20 +1526,16 @@ fn check_dns_label(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "expected a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit); found {s:?}"
-        ))
+        Err(NameError::DnsLabel(s.to_owned()))
     }
 }
 
 /// ServiceAccount names are DNS subdomains: labels joined by '.', at most 253 characters.
-fn check_dns_subdomain(s: &str) -> Result<(), String> {
+fn check_dns_subdomain(s: &str) -> Result<(), NameError> {
     if !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| check_dns_label(l).is_ok()) {
         Ok(())
     } else {
-        Err(format!(
-            "expected a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253); found {s:?}"
-        ))
+        Err(NameError::DnsSubdomain(s.to_owned()))
     }
 }
 
@@ -1917,17 +1964,17 @@ mod tests {
         assert_eq!(kind("./config"), Ok(RepoUrlKind::File));
         assert!(
             kind("http://example.com/c.git")
-                .unwrap_err()
+                .unwrap_err().to_string()
                 .contains("https://")
         );
         assert!(
             kind("ftp://example.com/c.git")
-                .unwrap_err()
+                .unwrap_err().to_string()
                 .contains("`ftp://`")
         );
         assert!(
             kind("https://user:secret@example.com/c.git")
-                .unwrap_err()
+                .unwrap_err().to_string()
                 .contains("tokenFile")
         );
     }
