@@ -1,5 +1,6 @@
 //! The command line: `gitopsd <command>`. Each command is a thin layer over the library.
 
+mod error;
 mod promote;
 mod status;
 
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+pub use error::CliError;
 
 use crate::config::{Config, SourceConfig};
 use crate::escape::{escape_line, escape_text};
@@ -473,7 +476,7 @@ fn checkout(
     source: &SourceConfig,
     repo: Option<&str>,
     git_ref: Option<&str>,
-) -> Result<Checkout, String> {
+) -> Result<Checkout, CliError> {
     let url = repo.unwrap_or(source.url.as_str());
     if git_ref.is_none() && Path::new(url).is_dir() {
         return Ok(Checkout {
@@ -484,7 +487,10 @@ fn checkout(
     }
     let git_ref = git_ref.unwrap_or("main").to_owned();
     let mut source = source.clone();
-    source.url = url.parse().map_err(|e| format!("--repo {url}: {e}"))?;
+    source.url = url.parse().map_err(|source| CliError::RepoUrl {
+        url: url.to_owned(),
+        source,
+    })?;
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "gitopsd-checkout-{}-{}",
         std::process::id(),
@@ -493,21 +499,24 @@ fn checkout(
             .map(|d| d.as_nanos())
             .unwrap_or_default()
     )));
-    let mut mirror =
-        crate::source::Source::new(&source, scratch.0.clone()).map_err(|e| e.to_string())?;
-    let outcome = mirror
-        .fetch(std::slice::from_ref(&git_ref))
-        .map_err(|e| e.to_string())?;
-    let update = match outcome.get(&git_ref) {
-        Some(Ok(update)) => *update,
-        Some(Err(e)) => return Err(e.to_string()),
+    let mut mirror = crate::source::Source::new(&source, scratch.0.clone())?;
+    let outcome = mirror.fetch(std::slice::from_ref(&git_ref))?;
+    let result = outcome
+        .refs
+        .into_iter()
+        .find(|r| r.git_ref == git_ref)
+        .map(|r| r.result);
+    let update = match result {
+        Some(Ok(update)) => update,
+        Some(Err(e)) => return Err(e.into()),
         None => {
-            return Err(format!(
-                "{url}: the fetch returned nothing for ref {git_ref}"
-            ));
+            return Err(CliError::NothingFetched {
+                url: url.to_owned(),
+                git_ref,
+            });
         }
     };
-    let root = mirror.export(update.commit).map_err(|e| e.to_string())?;
+    let root = mirror.export(update.commit)?;
     Ok(Checkout {
         root,
         revision: Some(update.commit.to_string()),
@@ -524,15 +533,17 @@ async fn render_at(
     tier: String,
     limits: Limits,
     scopes: Arc<KindScopes>,
-) -> Result<(DesiredSet, Option<String>), String> {
+) -> Result<(DesiredSet, Option<String>), CliError> {
     tokio::task::spawn_blocking(move || {
         let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
-        let set = crate::render::render_tier(&checkout.root, &tier, &limits, &scopes)
-            .map_err(|e| e.to_string())?;
+        let set = crate::render::render_tier(&checkout.root, &tier, &limits, &scopes)?;
         Ok((set, checkout.revision))
     })
     .await
-    .map_err(|e| format!("the render task failed: {e}"))?
+    .map_err(|source| CliError::Task {
+        task: "render",
+        source,
+    })?
 }
 
 /// Which kinds are namespaced, for a command run once: the discovery of the cluster
@@ -542,13 +553,13 @@ async fn render_at(
 async fn kind_scopes(
     kubeconfig: Option<&Path>,
     offline: bool,
-) -> Result<(Arc<KindScopes>, Option<String>, Option<kube::Client>), String> {
+) -> Result<(Arc<KindScopes>, Option<String>, Option<kube::Client>), CliError> {
     if offline {
         return Ok((Arc::new(KindScopes::builtin()), None, None));
     }
     let conn = match crate::cluster::connect(kubeconfig).await {
         Ok(c) => c,
-        Err(e) if kubeconfig.is_some() => return Err(e.to_string()),
+        Err(e) if kubeconfig.is_some() => return Err(e.into()),
         Err(e) => {
             let note = format!(
                 "note: no cluster to ask which kinds are namespaced ({e}); using the built-in kinds of Kubernetes {} (as --offline)",
@@ -559,15 +570,21 @@ async fn kind_scopes(
     };
     let scopes = crate::discovery::discover(&conn.client)
         .await
-        .map_err(|e| format!("{}: {e}", conn.server))?;
+        .map_err(|source| CliError::Discovery {
+            server: conn.server.clone(),
+            source,
+        })?;
     Ok((Arc::new(scopes), None, Some(conn.client)))
 }
 
 /// The source section to use when there is no config file: just the repo, no credentials.
-fn bare_source(repo: Option<&str>) -> Result<SourceConfig, String> {
-    let url = repo.ok_or("give --repo PATH_OR_URL, or --config FILE to use its source.url")?;
+fn bare_source(repo: Option<&str>) -> Result<SourceConfig, CliError> {
+    let url = repo.ok_or(CliError::NoRepo)?;
     Ok(SourceConfig {
-        url: url.parse().map_err(|e| format!("--repo {url}: {e}"))?,
+        url: url.parse().map_err(|source| CliError::RepoUrl {
+            url: url.to_owned(),
+            source,
+        })?,
         auth: Default::default(),
         interval: std::time::Duration::from_secs(60),
         fetch_timeout: crate::config::default_fetch_timeout(),
@@ -652,7 +669,11 @@ async fn render(args: RenderArgs, report: Report) -> ExitCode {
     }
 }
 
-fn print_set(set: &DesiredSet, revision: Option<&str>, format: OutputFormat) -> Result<(), String> {
+fn print_set(
+    set: &DesiredSet,
+    revision: Option<&str>,
+    format: OutputFormat,
+) -> Result<(), CliError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let revision = revision.unwrap_or("files on disk");
@@ -669,7 +690,7 @@ fn print_set(set: &DesiredSet, revision: Option<&str>, format: OutputFormat) -> 
                 }},
                 "items": items,
             });
-            serde_json::to_string_pretty(&list).map_err(|e| e.to_string())? + "\n"
+            serde_json::to_string_pretty(&list)? + "\n"
         }
         OutputFormat::Yaml => {
             let mut text = format!(
@@ -682,12 +703,12 @@ fn print_set(set: &DesiredSet, revision: Option<&str>, format: OutputFormat) -> 
                 // A comment line: a newline in a name would end it and start YAML.
                 let about = format!("{} ({})", o.display_name(), o.source);
                 text += &format!("---\n# {}\n", escape_line(&about));
-                text += &serde_yaml::to_string(&o.manifest).map_err(|e| e.to_string())?;
+                text += &serde_yaml::to_string(&o.manifest)?;
             }
             text
         }
     };
-    out.write_all(text.as_bytes()).map_err(|e| e.to_string())
+    Ok(out.write_all(text.as_bytes())?)
 }
 
 async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
@@ -744,7 +765,7 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
         let set = match rendered {
             Ok((set, _)) => set,
             Err(e) => {
-                println!("tier {}: error: {}", tier.name, escape_text(&e));
+                println!("tier {}: error: {}", tier.name, escape_text(&e.to_string()));
                 blocked = true;
                 continue;
             }
@@ -762,7 +783,7 @@ async fn validate(args: ValidateArgs, report: Report) -> ExitCode {
                     println!(
                         "tier {}: error: cannot check who holds its objects: {}",
                         tier.name,
-                        escape_text(&e)
+                        escape_text(&e.to_string())
                     );
                     blocked = true;
                 }
@@ -830,11 +851,9 @@ async fn ownership_findings(
     tier: &crate::config::TierConfig,
     set: &DesiredSet,
     inventory: &crate::state::Inventory,
-) -> Result<Vec<Finding>, String> {
+) -> Result<Vec<Finding>, CliError> {
     let live = crate::live::ApiLive::new(client.clone());
-    crate::ownership::check(set, tier, inventory, &live)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(crate::ownership::check(set, tier, inventory, &live).await?)
 }
 
 /// `gitopsd diff` exit codes, as `kubectl diff` has them.
