@@ -259,7 +259,8 @@ pub struct RunArgs {
     pub check: bool,
 
     /// Where the config repo mirror and its exported revisions are kept (a scratch
-    /// directory: deleting it costs one full fetch).
+    /// directory: deleting it costs one full fetch): one mirror per source URL, which one
+    /// daemon at a time may use.
     #[arg(long, value_name = "DIR", env = "GITOPSD_WORKDIR", default_value_os_t = default_workdir())]
     pub workdir: PathBuf,
 
