@@ -20,13 +20,13 @@ mod source;
 mod tier;
 mod validation;
 
+pub use checks::*;
 pub use pattern::{PathPattern, PatternError};
 pub use policy::*;
 pub use sections::*;
 pub use source::*;
 pub use tier::*;
 pub use validation::{Level, SecurityRule, UnknownSecurityRule, ValidationConfig};
-pub use checks::*;
 
 /// What went wrong reading the config, always with the file it came from.
 #[derive(Debug, thiserror::Error)]
@@ -661,17 +661,20 @@ mod tests {
         assert_eq!(kind("./config"), Ok(RepoUrlKind::File));
         assert!(
             kind("http://example.com/c.git")
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("https://")
         );
         assert!(
             kind("ftp://example.com/c.git")
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("`ftp://`")
         );
         assert!(
             kind("https://user:secret@example.com/c.git")
-                .unwrap_err().to_string()
+                .unwrap_err()
+                .to_string()
                 .contains("tokenFile")
         );
     }

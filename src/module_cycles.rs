@@ -80,7 +80,10 @@ fn read_graph(root: &Path, src: &Path) -> std::io::Result<Graph> {
     let mut texts = Vec::new();
     let mut test_only: Vec<PathBuf> = Vec::new();
     for path in files {
-        let rel = path.strip_prefix(root.join(src)).unwrap_or(&path).to_owned();
+        let rel = path
+            .strip_prefix(root.join(src))
+            .unwrap_or(&path)
+            .to_owned();
         let (code, test_mods) = strip_tests(&clean(&std::fs::read_to_string(&path)?));
         // `#[cfg(test)] mod x;` in `a/mod.rs` or `a.rs` is the file `a/x.rs` or `a/x/mod.rs`.
         let dir = match rel.file_name().and_then(|n| n.to_str()) {
@@ -296,7 +299,8 @@ fn imports(code: &str, depth: usize) -> Vec<(String, usize)> {
     let line_of = |i: usize| c[..i].iter().filter(|ch| **ch == '\n').count() + 1;
     let word_at = |i: usize, w: &str| {
         let n = w.chars().count();
-        c.get(i..i + n).is_some_and(|s| s.iter().copied().eq(w.chars()))
+        c.get(i..i + n)
+            .is_some_and(|s| s.iter().copied().eq(w.chars()))
             && !i.checked_sub(1).is_some_and(|p| is_ident(c[p]))
             && !c.get(i + n).is_some_and(|ch| is_ident(*ch))
     };
@@ -316,7 +320,9 @@ fn imports(code: &str, depth: usize) -> Vec<(String, usize)> {
         let after = if word_at(i, "crate") {
             sep_at(i + 5)
         } else if word_at(i, "super")
-            && !i.checked_sub(2).is_some_and(|p| c[p] == ':' && c[p + 1] == ':')
+            && !i
+                .checked_sub(2)
+                .is_some_and(|p| c[p] == ':' && c[p + 1] == ':')
         {
             let mut k = i;
             let mut n = 0;

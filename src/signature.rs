@@ -134,10 +134,7 @@ pub fn commits_between(
 }
 
 /// Checks every commit; the error names the first commit that fails and why.
-pub fn check_range(
-    commits: &[SignedCommit],
-    allowed_signers: &Path,
-) -> Result<(), SignatureError> {
+pub fn check_range(commits: &[SignedCommit], allowed_signers: &Path) -> Result<(), SignatureError> {
     for c in commits {
         let commit = format!("commit {} ({:?})", short(&c.id), c.summary);
         let Some((sig, data)) = &c.signature else {
@@ -191,13 +188,9 @@ pub fn verify_ssh(
         .spawn()
         .map_err(VerifyError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(data)
-            .map_err(VerifyError::Stdin)?;
+        stdin.write_all(data).map_err(VerifyError::Stdin)?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(VerifyError::Wait)?;
+    let out = child.wait_with_output().map_err(VerifyError::Wait)?;
     if out.status.success() {
         Ok(())
     } else {

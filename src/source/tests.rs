@@ -564,8 +564,14 @@ fn a_second_daemon_on_the_same_mirror_is_refused_naming_the_directory_and_the_fi
     let text = err.to_string();
     assert!(matches!(err, SourceError::MirrorInUse { .. }), "{err:?}");
     assert!(text.contains(&dir.display().to_string()), "{text}");
-    assert!(text.contains(&format!("process {}", std::process::id())), "{text}");
-    assert!(text.contains("give each daemon its own --workdir"), "{text}");
+    assert!(
+        text.contains(&format!("process {}", std::process::id())),
+        "{text}"
+    );
+    assert!(
+        text.contains("give each daemon its own --workdir"),
+        "{text}"
+    );
 
     // Another repository in the same workdir has a mirror of its own.
     let other = Upstream::new().config().url;
