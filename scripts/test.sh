@@ -11,7 +11,7 @@ scripts/install-deps.sh --rust
 scripts/build-control-plane.sh
 GITOPSD_KUSTOMIZE=$(scripts/build-kustomize.sh | tail -n 1)
 export GITOPSD_KUSTOMIZE
-# The issue-14 corpus (tests/corpus.rs, benches/corpus.rs): published install manifests from
+# The issue-14 corpus (tests/it/corpus.rs, benches/corpus.rs): published install manifests from
 # the Go module proxy at pinned versions, sha256-checked (tests/fixtures/corpus/sources.tsv).
 GITOPSD_CORPUS=$(scripts/corpus.sh | tail -n 1)
 export GITOPSD_CORPUS

@@ -103,6 +103,8 @@ pub enum Activity {
         from: String,
         to: String,
     },
+    /// The push webhook answered a delivery (`POST /webhook/git`, with a secret configured).
+    WebhookDelivery { result: WebhookResult },
     /// Someone asked for a sync through the API.
     ManualSync {
         tier: String,
@@ -118,7 +120,7 @@ impl Activity {
     /// The tier it concerns (`None` for the source's own activity).
     pub fn tier(&self) -> Option<&str> {
         match self {
-            Activity::Fetched { .. } => None,
+            Activity::Fetched { .. } | Activity::WebhookDelivery { .. } => None,
             Activity::SyncFinished { tier, .. }
             | Activity::ObjectApplied { tier, .. }
             | Activity::DriftFound { tier, .. }
@@ -130,6 +132,47 @@ impl Activity {
             | Activity::PruneRefused { tier, .. }
             | Activity::HistoryRewritten { tier, .. }
             | Activity::ManualSync { tier, .. } => Some(tier),
+        }
+    }
+}
+
+/// How a push webhook delivery ended; `label()` is the `result` label of
+/// `gitopsd_webhook_requests_total`. Here rather than in `http`, so that observers (metrics)
+/// count deliveries without importing the HTTP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// A push to a followed ref: a fetch was started.
+    Accepted,
+    /// Authentic, but nothing to do: another ref, a ping, another event.
+    Ignored,
+    /// Authentic, and already received within the replay window: nothing done.
+    Duplicate,
+    /// A missing or wrong signature or token.
+    Unauthorized,
+    /// Authentic, but over the shared rate limit.
+    RateLimited,
+    /// Not a GitHub or GitLab delivery, too large, or a body that is not a push's JSON.
+    BadRequest,
+}
+
+impl WebhookResult {
+    pub const ALL: [WebhookResult; 6] = [
+        WebhookResult::Accepted,
+        WebhookResult::Ignored,
+        WebhookResult::Duplicate,
+        WebhookResult::Unauthorized,
+        WebhookResult::RateLimited,
+        WebhookResult::BadRequest,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            WebhookResult::Accepted => "accepted",
+            WebhookResult::Ignored => "ignored",
+            WebhookResult::Duplicate => "duplicate",
+            WebhookResult::Unauthorized => "unauthorized",
+            WebhookResult::RateLimited => "rate_limited",
+            WebhookResult::BadRequest => "bad_request",
         }
     }
 }

@@ -268,7 +268,9 @@ fn object(key: &ObjectKey) -> Value {
 /// What the audit log records of an activity, if anything.
 pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, Value)>)> {
     let r = match activity {
-        Activity::Fetched { .. } | Activity::RevisionApplied { .. } => return None,
+        Activity::Fetched { .. }
+        | Activity::RevisionApplied { .. }
+        | Activity::WebhookDelivery { .. } => return None,
         Activity::SyncFinished {
             tier,
             revision,
@@ -335,7 +337,7 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                                     "object": object(&i.object_key()),
                                     "paths": i.paths,
                                     "severity": i.severity.as_str(),
-                                    "rule": i.rule,
+                                    "rule": i.rule.as_str(),
                                     "action": i.action.as_str(),
                                 })
                             })

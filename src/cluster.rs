@@ -159,6 +159,19 @@ fn build(
     })
 }
 
+/// A client whose every request is counted by the returned counter (tests that count what a
+/// read or a watch costs). Here, not in `live`, since building clients is this module's job.
+pub fn counted_client(
+    config: kube::Config,
+) -> Result<(kube::Client, RequestCounter), ClusterError> {
+    let server = config.cluster_url.to_string();
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClusterError::Client { server, source })?;
+    let counter = RequestCounter::new();
+    let client = builder.with_layer(&counter).build();
+    Ok((client, counter))
+}
+
 /// The config of a client that acts as `sa`: every request carries `Impersonate-User:
 /// system:serviceaccount:<ns>:<name>`, so the API server authorizes it with the
 /// ServiceAccount's RBAC (and needs `impersonate` on that ServiceAccount from the daemon's

@@ -98,6 +98,17 @@ impl ScopeCache {
         }
     }
 
+    /// A cache that already holds `scopes` (tests: renders that need no API discovery).
+    #[cfg(test)]
+    pub fn seeded(client: Client, scopes: KindScopes) -> ScopeCache {
+        let mut cached = None;
+        Cached::replace(&mut cached, scopes);
+        ScopeCache {
+            client,
+            cached: Mutex::new(cached),
+        }
+    }
+
     /// The snapshot to render with: discovered now when there is none or it is older than
     /// [`REFRESH_EVERY`]. A failed refresh keeps the old snapshot (kinds rarely change scope:
     /// never, in fact); with no snapshot at all it is an error, and the caller renders nothing.

@@ -176,8 +176,9 @@ impl Observer for EventsObserver {
     }
 }
 
+/// Events show git's `--oneline` length.
 fn short(revision: &str) -> &str {
-    revision.get(..7).unwrap_or(revision)
+    crate::revision::abbrev(revision)
 }
 
 fn truncate(mut s: String) -> String {
@@ -322,23 +323,12 @@ fn other_notes(activity: &Activity) -> Option<Note> {
                 .iter()
                 .take(NAMED)
                 .map(|i| {
-                    let ns = i
-                        .namespace
-                        .as_deref()
-                        .map(|n| format!("{n}/"))
-                        .unwrap_or_default();
                     let paths = if i.paths.is_empty() {
                         String::new()
                     } else {
                         format!(" {}", i.paths.join(","))
                     };
-                    format!(
-                        "{} {ns}{}{paths} ({}, {})",
-                        i.kind,
-                        i.name,
-                        i.severity,
-                        i.action.as_str()
-                    )
+                    format!("{}{paths} ({}, {})", i.key, i.severity, i.action.as_str())
                 })
                 .collect();
             if items.len() > NAMED {

@@ -1,6 +1,9 @@
 //! The status endpoint: liveness, readiness, each tier's status as JSON and its drift as a
 //! diff, and the dashboard at `/`.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
@@ -12,14 +15,17 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{debug, warn};
 
 use serde::Deserialize;
 
-use crate::daemon::Handles;
-use crate::status::{SyncState, TierStatus};
+use crate::activity::Observers;
+use crate::leader::LeaderView;
+use crate::metrics::Metrics;
+use crate::status::{StatusHandle, SyncState, TierStatus};
 
 mod dashboard;
 mod refused;
@@ -29,7 +35,31 @@ mod webhook;
 
 pub use refused::Refusals;
 pub use secret::{Secret, SecretFileError};
-pub use webhook::{Webhook, WebhookResult, WebhookStats};
+pub use webhook::Webhook;
+
+/// What the HTTP side reads and pokes (the router's state): the tiers' status and their
+/// "sync now" triggers. The daemon builds it; nothing here reaches back into the daemon, and
+/// what happens here (manual syncs, webhook deliveries) is told to `observers` as
+/// [`Activity`](crate::activity::Activity).
+#[derive(Clone)]
+pub struct AppState {
+    pub tiers: Vec<(String, StatusHandle)>,
+    pub sync_now: HashMap<String, Arc<Notify>>,
+    pub fetch_now: Arc<Notify>,
+    pub observers: Observers,
+    /// The bearer token of `POST /api/v1/tiers/{tier}/sync` (`http.tokenFile`); without one
+    /// the endpoint answers 403.
+    pub api_token: Option<Secret>,
+    /// The push webhook (`source.webhookSecretFile`); without a secret `/webhook/git` is 404.
+    pub webhook: Option<Arc<Webhook>>,
+    /// Served at `GET /metrics` (`None`: answered 404).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Per tier, the switch `?overrideWindow=true` sets before it triggers the sync.
+    pub window_override: HashMap<String, Arc<AtomicBool>>,
+    /// Who leads (always this replica without leader election): only the leader reconciles,
+    /// and `POST .../sync` on another replica answers 503 naming the leader.
+    pub leader: watch::Receiver<LeaderView>,
+}
 
 /// Request bodies of every route but the webhook: none of them takes one larger than this.
 const MAX_BODY: usize = 64 * 1024;
@@ -43,13 +73,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// The routes, with a refusal budget of their own (see [`router_with`]).
-pub fn router(handles: Handles) -> Router {
-    router_with(handles, std::sync::Arc::default())
+pub fn router(handles: AppState) -> Router {
+    router_with(handles, Arc::default())
 }
 
 /// The routes; every answer passes [`refused::guard`], which limits clients that keep being
 /// refused and keeps the log of refusals bounded (`refusals`).
-pub fn router_with(handles: Handles, refusals: std::sync::Arc<Refusals>) -> Router {
+pub fn router_with(handles: AppState, refusals: Arc<Refusals>) -> Router {
     if let Some(m) = &handles.metrics {
         refusals.count_into(m.http_refused());
     }
@@ -57,7 +87,7 @@ pub fn router_with(handles: Handles, refusals: std::sync::Arc<Refusals>) -> Rout
         .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(metrics))
         .route("/api/v1/tiers", get(tiers))
         .route("/api/v1/tiers/{tier}", get(tier))
         .route("/api/v1/tiers/{tier}/diff", get(diff))
@@ -88,10 +118,10 @@ pub fn router_with(handles: Handles, refusals: std::sync::Arc<Refusals>) -> Rout
 /// has not arrived within [`HEADER_READ_TIMEOUT`] only when it has a timer, which
 /// `axum::serve` does not give it; without one, a client that never finishes its headers
 /// holds its connection and task forever.
-pub async fn serve(listener: TcpListener, handles: Handles, shutdown: CancellationToken) {
-    let refusals = std::sync::Arc::new(Refusals::default());
+pub async fn serve(listener: TcpListener, handles: AppState, shutdown: CancellationToken) {
+    let refusals = Arc::new(Refusals::default());
     let app = router_with(handles, refusals.clone());
-    let open = std::sync::Arc::new(refused::Connections::default());
+    let open = Arc::new(refused::Connections::default());
     let mut accept_errors = 0u64;
     // Once a window: how many refusals the log left out, so a flood that stopped shows its size.
     let summary = {
@@ -171,10 +201,26 @@ pub async fn serve(listener: TcpListener, handles: Handles, shutdown: Cancellati
     summary.abort();
 }
 
+/// `GET /metrics`: the text exposition format (version 0.0.4), the gauges of who leads and of
+/// each tier's state refreshed first; 404 when metrics are off.
+async fn metrics(State(h): State<AppState>) -> Response {
+    match &h.metrics {
+        Some(m) => {
+            m.set_leading(h.leader.borrow().leading);
+            (
+                [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                m.render(&h.tiers),
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
+}
+
 /// Ready once every tier has finished a sync (whatever its result): the daemon is working. A
 /// replica on standby (another one leads) is ready: it serves status and metrics, and must stay
 /// in the Service and count for the PodDisruptionBudget.
-async fn readyz(State(h): State<Handles>) -> Response {
+async fn readyz(State(h): State<AppState>) -> Response {
     if let Some(note) = h.leader.borrow().standby_note() {
         return format!("ok ({note})\n").into_response();
     }
@@ -195,11 +241,11 @@ async fn readyz(State(h): State<Handles>) -> Response {
     }
 }
 
-async fn tiers(State(h): State<Handles>) -> Json<Vec<TierStatus>> {
+async fn tiers(State(h): State<AppState>) -> Json<Vec<TierStatus>> {
     Json(h.tiers.iter().map(|(_, s)| s.snapshot()).collect())
 }
 
-async fn tier(State(h): State<Handles>, Path(name): Path<String>) -> Response {
+async fn tier(State(h): State<AppState>, Path(name): Path<String>) -> Response {
     match h.tiers.iter().find(|(n, _)| *n == name) {
         Some((_, s)) => Json(s.snapshot()).into_response(),
         None => not_found(&h, &name),
@@ -216,7 +262,7 @@ struct DiffQuery {
 /// they are in the report), or the report itself with `?format=json`. 503 before the tier's
 /// first reconcile has produced a report.
 async fn diff(
-    State(h): State<Handles>,
+    State(h): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<DiffQuery>,
 ) -> Response {
@@ -250,7 +296,7 @@ async fn diff(
 
 /// 404 for a tier that does not exist, naming the ones that do (the caller's name escaped and
 /// cut: it is echoed).
-fn not_found(h: &Handles, name: &str) -> Response {
+fn not_found(h: &AppState, name: &str) -> Response {
     let known: Vec<&str> = h.tiers.iter().map(|(n, _)| n.as_str()).collect();
     (
         StatusCode::NOT_FOUND,

@@ -34,11 +34,13 @@ pub mod logging;
 pub mod metrics;
 #[cfg(test)]
 mod module_cycles;
+pub mod object;
 pub mod ownership;
 pub mod podspec;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
+pub mod revision;
 pub mod signature;
 pub mod source;
 pub mod state;

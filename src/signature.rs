@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::{Oid, Repository, Sort};
 
+use crate::revision::short;
+
 /// Why the commits of a range could not be listed or do not all carry a good signature; the
 /// first commit that fails is named.
 #[derive(Debug, thiserror::Error)]
@@ -221,8 +223,4 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
 }

@@ -2,6 +2,8 @@
 //! (every object it applied, with the digest it applied), the last applied and last healthy
 //! revisions, and a revision it rolled back from (not retried until git moves).
 
+mod storage;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
@@ -15,6 +17,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use crate::live::{ObjectId, ObjectKey};
+
+pub use storage::StateStorage;
 
 /// A tier's remembered state. `Default` is a tier gitopsd never synced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -260,12 +260,10 @@ fn webhook_hint(message: &str) -> Option<String> {
         })
 }
 
-/// `Deployment shop-exp/api`, `Namespace shop-exp`.
+/// `Deployment shop-exp/api`, `Namespace shop-exp`: the key's `Display`, kept for callers
+/// that name it.
 pub fn display_name(key: &ObjectKey) -> String {
-    match &key.namespace {
-        Some(ns) => format!("{} {ns}/{}", key.kind, key.name),
-        None => format!("{} {}", key.kind, key.name),
-    }
+    key.to_string()
 }
 
 /// The API group of an apiVersion (`""` for the core group).

@@ -7,6 +7,7 @@ mod forbidden;
 mod prune;
 mod remove;
 mod retry;
+mod seam;
 mod status;
 
 use serde::Serialize;
@@ -19,6 +20,7 @@ pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, kept_reason, plan_prune};
 pub use remove::{RemovalError, removal_patch};
 pub use retry::{Backoff, is_transient};
+pub use seam::Apply;
 pub use status::mask_secret_message;
 
 /// What happened to one object.

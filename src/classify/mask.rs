@@ -36,7 +36,7 @@ pub fn marker(value: &Value) -> String {
 /// Replaces every Secret value in `item`'s desired and live values by its marker; items of
 /// other kinds are left alone. Idempotent: a marker is never masked again.
 pub fn mask_secret_values(item: &mut DriftItem) {
-    if item.kind != "Secret" {
+    if item.key.kind != "Secret" {
         return;
     }
     // An item without paths stands for the whole object.

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::config::{Action, OverrideSeverity, Policy, TierConfig};
 use crate::diff::{FieldDiff, FieldPath, ObjectDiff};
-use crate::render::DesiredObject;
+use crate::object::ObjectKey;
 
 pub use mask::{marker, mask_secret_values};
 pub use rules::{PathPattern, PatternError, Rule, default_rules};
@@ -64,35 +64,18 @@ pub fn action_for(policy: &Policy, severity: Severity) -> Action {
     }
 }
 
-/// Which object a drift is in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ObjectRef {
-    pub api_version: String,
-    pub kind: String,
-    /// `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl From<&DesiredObject> for ObjectRef {
-    fn from(o: &DesiredObject) -> Self {
-        ObjectRef {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-        }
-    }
-}
+/// Which object a drift is in: the crate's one object identity (the old name, kept while
+/// other modules still use it).
+pub type ObjectRef = ObjectKey;
 
 /// One classified difference. Secret values in `desired` and `live` are always masked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftItem {
-    pub api_version: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
+    /// The object the item is about (flat in the JSON: `apiVersion`, `kind`, `namespace`,
+    /// `name`).
+    #[serde(flatten)]
+    pub key: ObjectKey,
     /// Field paths in display form (`spec.template.spec.containers[name=api].image`); empty
     /// when the whole object is missing or extra.
     pub paths: Vec<String>,
@@ -101,7 +84,7 @@ pub struct DriftItem {
     pub live: Option<Value>,
     pub severity: Severity,
     /// The id of the rule that decided the severity, e.g. `container-image`.
-    pub rule: String,
+    pub rule: RuleId,
     pub action: Action,
     /// The field's path as data (`None` for a missing or extra object): what the reconcile
     /// needs to hold a single field back from an apply.
@@ -129,17 +112,127 @@ pub struct Foreign {
 }
 
 /// The rule id of a security-weakening field the manifest does not set ([`rules::SECURITY_FIELDS`]).
-pub const FOREIGN_SECURITY_RULE: &str = "foreign-security-field";
+pub const FOREIGN_SECURITY_RULE: &str = BuiltinRule::ForeignSecurityField.as_str();
+
+/// The rules decided here rather than by the rule table ([`default_rules`]): what other stages
+/// look for in a drift item (an extra object to prune, a deleted object to create again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuiltinRule {
+    /// The desired object is not in the cluster.
+    ObjectDeleted,
+    /// A live object of the tier that the desired set no longer has.
+    ExtraObject,
+    /// A security-weakening field the manifest does not set, added by another field manager.
+    ForeignSecurityField,
+}
+
+impl BuiltinRule {
+    pub const ALL: [BuiltinRule; 3] = [
+        BuiltinRule::ObjectDeleted,
+        BuiltinRule::ExtraObject,
+        BuiltinRule::ForeignSecurityField,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BuiltinRule::ObjectDeleted => "object-deleted",
+            BuiltinRule::ExtraObject => "extra-object",
+            BuiltinRule::ForeignSecurityField => "foreign-security-field",
+        }
+    }
+}
+
+/// The id of the rule that decided a drift item's severity: a built-in one, a rule of the
+/// table (`container-image`) or a tier's override (`override:Deployment:spec.replicas`).
+/// Serialised as the id's string; equal when the strings are, however it was built.
+#[derive(Debug, Clone)]
+pub enum RuleId {
+    Builtin(BuiltinRule),
+    Named(String),
+}
+
+impl RuleId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RuleId::Builtin(b) => b.as_str(),
+            RuleId::Named(s) => s,
+        }
+    }
+}
+
+impl From<BuiltinRule> for RuleId {
+    fn from(b: BuiltinRule) -> RuleId {
+        RuleId::Builtin(b)
+    }
+}
+
+impl From<&str> for RuleId {
+    /// A built-in id's string becomes that built-in rule.
+    fn from(s: &str) -> RuleId {
+        match BuiltinRule::ALL.into_iter().find(|b| b.as_str() == s) {
+            Some(b) => RuleId::Builtin(b),
+            None => RuleId::Named(s.to_owned()),
+        }
+    }
+}
+
+impl PartialEq for RuleId {
+    fn eq(&self, other: &RuleId) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RuleId {}
+
+impl std::hash::Hash for RuleId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq<BuiltinRule> for RuleId {
+    fn eq(&self, other: &BuiltinRule) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<str> for RuleId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 impl DriftItem {
-    /// The object the item is about.
-    pub fn object_key(&self) -> crate::live::ObjectKey {
-        crate::live::ObjectKey {
-            api_version: self.api_version.clone(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+    /// The object as messages name it (`Deployment shop/api`), without building a key.
+    pub fn object_name(&self) -> crate::object::ObjectName<'_> {
+        crate::object::ObjectName {
+            kind: &self.key.kind,
+            namespace: self.key.namespace.as_deref(),
+            name: &self.key.name,
         }
+    }
+
+    /// The object the item is about.
+    pub fn object_key(&self) -> ObjectKey {
+        self.key.clone()
     }
 }
 
@@ -149,11 +242,7 @@ impl fmt::Display for DriftItem {
             Some(v) => v.to_string(),
             None => "(absent)".to_owned(),
         };
-        write!(f, "{} {}", self.severity, self.kind)?;
-        match &self.namespace {
-            Some(ns) => write!(f, " {ns}/{}", self.name)?,
-            None => write!(f, " {}", self.name)?,
-        }
+        write!(f, "{} {}", self.severity, self.object_name())?;
         if !self.paths.is_empty() {
             write!(f, " {}", self.paths.join(", "))?;
         }
@@ -209,7 +298,7 @@ pub fn hpa_scale_targets<'a>(
 /// `manifest` is the object as known (desired, or live for an extra object): the workload's
 /// own `spec.selector` is read from it. `hpa_targets` comes from [`hpa_scale_targets`].
 pub fn classify(
-    object: &ObjectRef,
+    object: &ObjectKey,
     manifest: Option<&Value>,
     diff: &ObjectDiff,
     tier: &TierConfig,
@@ -217,15 +306,12 @@ pub fn classify(
 ) -> Vec<DriftItem> {
     let item = |field_path: Option<&FieldPath>, desired, live, severity, rule: &str| {
         let mut item = DriftItem {
-            api_version: object.api_version.clone(),
-            kind: object.kind.clone(),
-            namespace: object.namespace.clone(),
-            name: object.name.clone(),
+            key: object.clone(),
             paths: field_path.map(|p| vec![p.to_string()]).unwrap_or_default(),
             desired,
             live,
             severity,
-            rule: rule.to_owned(),
+            rule: rule.into(),
             action: action_for(&tier.policy, severity),
             field_path: field_path.cloned(),
             foreign: None,
@@ -240,7 +326,7 @@ pub fn classify(
             manifest.cloned(),
             None,
             Severity::Critical,
-            "object-deleted",
+            BuiltinRule::ObjectDeleted.as_str(),
         )],
         // Drift never deletes, and prune deletes only what the tier's inventory holds: an
         // extra object is reported (or ignored), never applied. `drift::settle_extras` says
@@ -251,7 +337,7 @@ pub fn classify(
                 None,
                 manifest.cloned(),
                 Severity::Medium,
-                "extra-object",
+                BuiltinRule::ExtraObject.as_str(),
             );
             if extra.action != Action::Ignore {
                 extra.action = Action::Alert;
@@ -285,7 +371,7 @@ pub fn classify(
 /// set it: critical under [`FOREIGN_SECURITY_RULE`], unless one of the tier's `severity`
 /// overrides matches first (which may also say `ignore`).
 pub fn classify_foreign(
-    object: &ObjectRef,
+    object: &ObjectKey,
     fields: &[(FieldDiff, Option<String>)],
     tier: &TierConfig,
 ) -> Vec<DriftItem> {
@@ -307,15 +393,12 @@ pub fn classify_foreign(
                 None => (Severity::Critical, FOREIGN_SECURITY_RULE),
             };
             let mut item = DriftItem {
-                api_version: object.api_version.clone(),
-                kind: object.kind.clone(),
-                namespace: object.namespace.clone(),
-                name: object.name.clone(),
+                key: object.clone(),
                 paths: vec![fd.path.to_string()],
                 desired: fd.desired.clone(),
                 live: fd.live.clone(),
                 severity,
-                rule: rule.to_owned(),
+                rule: rule.into(),
                 action: action_for(&tier.policy, severity),
                 field_path: Some(fd.path.clone()),
                 foreign: Some(Foreign {
@@ -331,7 +414,7 @@ pub fn classify_foreign(
 
 /// An HPA sets the replicas of its target; the manifest's number is only a starting point.
 fn owned_by_hpa(
-    object: &ObjectRef,
+    object: &ObjectKey,
     fd: &FieldDiff,
     hpa_targets: &HashSet<(String, String, String)>,
 ) -> bool {
@@ -345,7 +428,7 @@ fn owned_by_hpa(
 
 /// The first rule that matches, overrides first; `None` when an override says `ignore`.
 fn decide<'r>(
-    object: &ObjectRef,
+    object: &ObjectKey,
     fd: &FieldDiff,
     overrides: &'r [Rule],
     selector_keys: &[String],

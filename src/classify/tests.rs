@@ -34,8 +34,8 @@ fn tier_with(extra: &str) -> TierConfig {
         .expect("test tier parses")
 }
 
-fn object(kind: &str) -> ObjectRef {
-    ObjectRef {
+fn object(kind: &str) -> ObjectKey {
+    ObjectKey {
         api_version: "v1".into(),
         kind: kind.into(),
         namespace: Some("shop".into()),
@@ -74,7 +74,7 @@ fn classify_field(
 fn decided(kind: &str, field: &str) -> (Severity, String) {
     let items = classify_field(kind, field, json!("a"), json!("b"), &tier_with(""));
     assert_eq!(items.len(), 1, "{kind} {field}: {items:?}");
-    (items[0].severity, items[0].rule.clone())
+    (items[0].severity, items[0].rule.to_string())
 }
 
 /// Every default rule, by an example path; `each_default_rule_has_a_row` keeps it complete.
@@ -826,4 +826,48 @@ fn a_foreign_security_field_is_critical_names_its_manager_and_yields_to_override
     let items = classify_foreign(&object("Deployment"), &found, &tier);
     assert_eq!(items[0].severity, Severity::Low);
     assert_eq!(items[0].rule, "override:Deployment:**.privileged");
+}
+
+#[test]
+fn built_in_rule_ids_keep_their_strings_however_the_id_is_built() {
+    let strings: Vec<&str> = BuiltinRule::ALL.iter().map(|b| b.as_str()).collect();
+    assert_eq!(
+        strings,
+        ["object-deleted", "extra-object", "foreign-security-field"]
+    );
+    for b in BuiltinRule::ALL {
+        let parsed = RuleId::from(b.as_str());
+        assert!(matches!(parsed, RuleId::Builtin(p) if p == b), "{b:?}");
+        assert_eq!(RuleId::from(b), RuleId::Named(b.as_str().to_owned()));
+        assert_eq!(
+            serde_json::to_string(&RuleId::from(b)).expect("serialise"),
+            format!("\"{}\"", b.as_str())
+        );
+    }
+    let table = RuleId::from("container-image");
+    assert_eq!(table, "container-image");
+    assert_ne!(table, BuiltinRule::ExtraObject);
+    assert_eq!(table.to_string(), "container-image");
+}
+
+#[test]
+fn missing_and_extra_objects_carry_the_built_in_rules() {
+    let tier = tier_with("");
+    let none = HashSet::new();
+    let missing = classify(
+        &object("Deployment"),
+        None,
+        &ObjectDiff::Missing,
+        &tier,
+        &none,
+    );
+    assert_eq!(missing[0].rule, BuiltinRule::ObjectDeleted);
+    let extra = classify(
+        &object("Deployment"),
+        None,
+        &ObjectDiff::Extra,
+        &tier,
+        &none,
+    );
+    assert_eq!(extra[0].rule, BuiltinRule::ExtraObject);
 }

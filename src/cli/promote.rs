@@ -11,6 +11,7 @@ use git2::{Oid, Sort};
 use super::{EXIT_CONFIG, Report, Scratch};
 use crate::config::{Config, TierConfig};
 use crate::reconcile::{base_digest, promotion_gate};
+use crate::revision::short;
 use crate::source::Source;
 use crate::state::{HealthyRecord, StateStore};
 
@@ -303,8 +304,4 @@ fn branch_ref(git_ref: &str) -> String {
     } else {
         format!("refs/heads/{git_ref}")
     }
-}
-
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
 }

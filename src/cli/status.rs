@@ -269,7 +269,7 @@ pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
 
 fn short_revision(revision: Option<&str>) -> String {
     match revision {
-        Some(r) if !r.is_empty() => r.chars().take(7).collect(),
+        Some(r) if !r.is_empty() => crate::revision::abbrev(r).to_owned(),
         _ => "-".to_owned(),
     }
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use super::{FIELD_MANAGER, FieldPath, PathSegment};
+
 /// A step in a fieldsV1 tree.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum OwnedKey {
@@ -164,6 +166,53 @@ pub(crate) fn canonical(v: &Value) -> String {
             format!("[{}]", parts.join(","))
         }
         other => other.to_string(),
+    }
+}
+
+/// The field manager, other than gitopsd, that owns `path` in `live` and wrote last.
+pub fn last_writer(live: &Value, path: &FieldPath) -> Option<String> {
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+    entries
+        .iter()
+        .filter(|e| e.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
+        .filter(|e| {
+            e.get("fieldsV1")
+                .and_then(|f| OwnedFields::parse(f).ok())
+                .is_some_and(|owned| owns(&owned, &path.0))
+        })
+        // RFC 3339 times in UTC compare as text.
+        .max_by_key(|e| e.get("time").and_then(Value::as_str).unwrap_or_default())
+        .and_then(|e| e.get("manager").and_then(Value::as_str).map(str::to_owned))
+}
+
+/// Whether an owned-fields tree covers the field at `path` (or a whole value above it).
+fn owns(node: &OwnedFields, path: &[PathSegment]) -> bool {
+    let Some((seg, rest)) = path.split_first() else {
+        return true;
+    };
+    let child = match seg {
+        PathSegment::Field(f) => node.field(f),
+        PathSegment::Keyed(keys) => {
+            let as_json: Map<String, Value> = keys
+                .iter()
+                .map(|(k, v)| {
+                    // Merge key values were written as text; numbers (containerPort) are
+                    // numbers in fieldsV1.
+                    let parsed = v
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::String(v.clone()));
+                    (k.clone(), parsed)
+                })
+                .collect();
+            node.keyed(&as_json)
+        }
+        PathSegment::Index(i) => node.children.get(&OwnedKey::Index(*i)),
+    };
+    match child {
+        Some(c) if c.is_leaf() => true,
+        Some(c) => owns(c, rest),
+        None => false,
     }
 }
 

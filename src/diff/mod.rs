@@ -15,7 +15,7 @@ mod tests;
 use std::fmt;
 
 pub use compare::{FIELD_MANAGER, applied_fields_v1, compare};
-pub use fields_v1::{FieldsV1Error, OwnedFields, OwnedKey};
+pub use fields_v1::{FieldsV1Error, OwnedFields, OwnedKey, last_writer};
 pub use merge_keys::{MergeKey, item_key, merge_keys};
 pub use quantity::Quantity;
 

@@ -4,6 +4,7 @@
 
 mod confirm;
 pub mod foreign;
+mod seam;
 mod text;
 
 use std::borrow::Cow;
@@ -15,16 +16,16 @@ use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::classify::{
-    DriftItem, ObjectRef, Severity, classify, classify_foreign, hpa_scale_targets,
+    BuiltinRule, DriftItem, Severity, classify, classify_foreign, hpa_scale_targets,
 };
 use crate::config::TierConfig;
 use crate::diff::{FIELD_MANAGER, FieldDiff, ObjectDiff, PathSegment};
-use crate::diff::{applied_fields_v1, compare};
+use crate::diff::{applied_fields_v1, compare, last_writer};
 use crate::live::{LiveError, LiveObjects, ObjectId, ObjectKey};
-use crate::policy::last_writer;
 use crate::render::{DesiredObject, DesiredSet};
 
 pub use confirm::ApiDryRun;
+pub use seam::DryRunCache;
 pub use text::render_text;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +154,7 @@ pub async fn detect_except(
     async {
         // Desired manifests are borrowed, not cloned: this loop runs over every object of
         // every reconcile.
-        let mut diffs: Vec<(ObjectRef, Cow<'_, Value>, ObjectDiff)> = Vec::new();
+        let mut diffs: Vec<(ObjectKey, Cow<'_, Value>, ObjectDiff)> = Vec::new();
         // Live HPAs only (what `hpa_scale_targets` reads): holding every live object until
         // the end of the loop cost a whole copy of the cluster per reconcile.
         let mut live_hpas: Vec<Value> = Vec::new();
@@ -214,9 +215,9 @@ pub async fn detect_except(
             dismissed += dismissed_here;
             live_hpas.extend(live_obj.filter(is_hpa));
             if !foreign.is_empty() {
-                foreign_items.extend(classify_foreign(&ObjectRef::from(o), &foreign, tier));
+                foreign_items.extend(classify_foreign(&ObjectKey::from(o), &foreign, tier));
             }
-            diffs.push((ObjectRef::from(o), Cow::Borrowed(&o.manifest), diff));
+            diffs.push((ObjectKey::from(o), Cow::Borrowed(&o.manifest), diff));
         }
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
@@ -258,7 +259,7 @@ pub async fn detect_except(
                 live_hpas.push(l);
             }
             diffs.push((
-                ObjectRef {
+                ObjectKey {
                     api_version: key.api_version,
                     kind: key.kind,
                     namespace: key.namespace,
@@ -280,17 +281,7 @@ pub async fn detect_except(
         let mut drifted = 0;
         for (object, manifest, diff) in &diffs {
             let mut found = classify(object, Some(manifest.as_ref()), diff, tier, &hpa_targets);
-            found.extend(
-                foreign_items
-                    .iter()
-                    .filter(|i| {
-                        i.kind == object.kind
-                            && i.name == object.name
-                            && i.namespace == object.namespace
-                            && i.api_version == object.api_version
-                    })
-                    .cloned(),
-            );
+            found.extend(foreign_items.iter().filter(|i| i.key == *object).cloned());
             if found.is_empty() {
                 in_sync += 1;
             } else {
@@ -299,10 +290,10 @@ pub async fn detect_except(
             items.extend(found);
         }
         items.sort_by(|a, b| {
-            (&a.namespace, &a.kind, &a.name, &a.paths).cmp(&(
-                &b.namespace,
-                &b.kind,
-                &b.name,
+            (&a.key.namespace, &a.key.kind, &a.key.name, &a.paths).cmp(&(
+                &b.key.namespace,
+                &b.key.kind,
+                &b.key.name,
                 &b.paths,
             ))
         });
@@ -334,7 +325,7 @@ pub fn settle_extras(
     in_inventory: &dyn Fn(&ObjectKey) -> bool,
 ) {
     for item in &mut report.items {
-        if item.rule != "extra-object" || !in_inventory(&item.object_key()) {
+        if item.rule != BuiltinRule::ExtraObject || !in_inventory(&item.object_key()) {
             continue;
         }
         let live = item.live.clone().unwrap_or(Value::Null);

@@ -14,7 +14,7 @@ fn field(f: &str) -> PathSegment {
 fn extra_item(name: &str, annotations: serde_json::Value) -> crate::classify::DriftItem {
     let tier: TierConfig =
         serde_yaml::from_str("{name: t, ref: main, namespaces: [t]}").expect("tier");
-    let object = ObjectRef {
+    let object = ObjectKey {
         api_version: "v1".into(),
         kind: "ConfigMap".into(),
         namespace: Some("t".into()),
@@ -57,7 +57,7 @@ fn an_extra_object_in_the_inventory_is_pruned_if_prune_deletes_it_else_reported_
     let got: Vec<(&str, Action)> = r
         .items
         .iter()
-        .map(|i| (i.name.as_str(), i.action))
+        .map(|i| (i.key.name.as_str(), i.action))
         .collect();
     assert_eq!(
         got,
@@ -283,7 +283,7 @@ async fn extra_objects_are_found_by_identity_not_version() {
         .items
         .iter()
         .filter(|i| i.rule == "extra-object")
-        .map(|i| i.name.as_str())
+        .map(|i| i.key.name.as_str())
         .collect();
     assert_eq!(extra, ["stray"], "{:?}", report.items);
 }

@@ -28,7 +28,11 @@ pub fn render_text(report: &DriftReport, colour: bool) -> String {
     let mut out = String::new();
     let mut previous: Option<(&str, &Option<String>, &str)> = None;
     for item in &report.items {
-        let object = (item.kind.as_str(), &item.namespace, item.name.as_str());
+        let object = (
+            item.key.kind.as_str(),
+            &item.key.namespace,
+            item.key.name.as_str(),
+        );
         if previous != Some(object) {
             let name = object_name(item);
             let _ = writeln!(out, "{}", paint(BOLD, &format!("--- live {name}")));
@@ -101,11 +105,9 @@ fn foreign_note(item: &DriftItem) -> String {
     }
 }
 
+/// `apps/v1 Deployment shop/api`: the version too, since a diff is about one version's fields.
 fn object_name(item: &DriftItem) -> String {
-    match &item.namespace {
-        Some(ns) => format!("{} {} {ns}/{}", item.api_version, item.kind, item.name),
-        None => format!("{} {} {}", item.api_version, item.kind, item.name),
-    }
+    format!("{} {}", item.key.api_version, item.object_name())
 }
 
 /// The value as YAML under its full path (label keys hold dots, so a last segment cut at a
@@ -132,10 +134,12 @@ mod tests {
         DriftReport {
             tier: "experimental".into(),
             items: vec![DriftItem {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                namespace: Some("shop-exp".into()),
-                name: "shop-config".into(),
+                key: crate::object::ObjectKey {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    namespace: Some("shop-exp".into()),
+                    name: "shop-config".into(),
+                },
                 paths: vec!["metadata.labels.app.kubernetes.io/part-of".into()],
                 desired: Some(Value::from("shop")),
                 live: Some(Value::from("other")),

@@ -11,8 +11,8 @@ use tracing::info;
 
 use super::refused::{Reason, Refused};
 
+use super::AppState;
 use crate::activity::Activity;
-use crate::daemon::Handles;
 
 /// The header a caller may send to say who it is. Informational only: anyone holding the token
 /// can write anything in it; the audit trail's fact is the remote address.
@@ -30,7 +30,7 @@ pub struct SyncQuery {
 }
 
 pub async fn sync_now(
-    State(h): State<Handles>,
+    State(h): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<SyncQuery>,
     headers: HeaderMap,
@@ -137,17 +137,17 @@ fn who(remote: &str, user: Option<&str>) -> String {
     }
 }
 
-/// Handles for router tests: tiers `a` and `b`, no daemon behind them.
+/// AppState for router tests: tiers `a` and `b`, no daemon behind them.
 #[cfg(test)]
 pub(super) fn test_handles(
     token: Option<&str>,
     webhook: Option<super::Webhook>,
     observers: crate::activity::Observers,
-) -> Handles {
+) -> AppState {
     use std::sync::Arc;
     use tokio::sync::Notify;
     let names = ["a", "b"];
-    Handles {
+    AppState {
         tiers: names
             .iter()
             .map(|n| (n.to_string(), crate::status::StatusHandle::new(n)))
@@ -160,7 +160,6 @@ pub(super) fn test_handles(
         observers,
         api_token: token.map(super::Secret::new),
         webhook: webhook.map(Arc::new),
-        webhook_stats: Arc::default(),
         metrics: None,
         window_override: names
             .iter()
@@ -191,7 +190,7 @@ mod tests {
         }
     }
 
-    async fn post_sync(h: &Handles, tier: &str, headers: &[(&str, &str)]) -> Response {
+    async fn post_sync(h: &AppState, tier: &str, headers: &[(&str, &str)]) -> Response {
         let mut req = Request::post(format!("/api/v1/tiers/{tier}/sync"));
         for (k, v) in headers {
             req = req.header(*k, *v);

@@ -15,7 +15,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Extension;
@@ -27,9 +26,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
+use super::AppState;
 use super::refused::{Reason, Refused};
 use super::secret::Secret;
-use crate::daemon::Handles;
+use crate::activity::{Activity, WebhookResult};
 use crate::escape::printable;
 
 /// The largest delivery read. GitHub caps payloads at 25 MB, but a push payload lists up to
@@ -192,79 +192,7 @@ fn delivery_keys(headers: &HeaderMap, body: &[u8]) -> Vec<Key> {
     keys
 }
 
-/// Deliveries per result, for `gitopsd_webhook_requests_total{result}`.
-#[derive(Debug, Default)]
-pub struct WebhookStats {
-    accepted: AtomicU64,
-    ignored: AtomicU64,
-    duplicate: AtomicU64,
-    unauthorized: AtomicU64,
-    rate_limited: AtomicU64,
-    bad_request: AtomicU64,
-}
-
-/// How a delivery ended; `label()` is the metric's `result` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookResult {
-    /// A push to a followed ref: a fetch was started.
-    Accepted,
-    /// Authentic, but nothing to do: another ref, a ping, another event.
-    Ignored,
-    /// Authentic, and already received within the replay window: nothing done.
-    Duplicate,
-    /// A missing or wrong signature or token.
-    Unauthorized,
-    /// Authentic, but over the shared rate limit.
-    RateLimited,
-    /// Not a GitHub or GitLab delivery, too large, or a body that is not a push's JSON.
-    BadRequest,
-}
-
-impl WebhookResult {
-    pub const ALL: [WebhookResult; 6] = [
-        WebhookResult::Accepted,
-        WebhookResult::Ignored,
-        WebhookResult::Duplicate,
-        WebhookResult::Unauthorized,
-        WebhookResult::RateLimited,
-        WebhookResult::BadRequest,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            WebhookResult::Accepted => "accepted",
-            WebhookResult::Ignored => "ignored",
-            WebhookResult::Duplicate => "duplicate",
-            WebhookResult::Unauthorized => "unauthorized",
-            WebhookResult::RateLimited => "rate_limited",
-            WebhookResult::BadRequest => "bad_request",
-        }
-    }
-}
-
-impl WebhookStats {
-    fn counter(&self, result: WebhookResult) -> &AtomicU64 {
-        match result {
-            WebhookResult::Accepted => &self.accepted,
-            WebhookResult::Ignored => &self.ignored,
-            WebhookResult::Duplicate => &self.duplicate,
-            WebhookResult::Unauthorized => &self.unauthorized,
-            WebhookResult::RateLimited => &self.rate_limited,
-            WebhookResult::BadRequest => &self.bad_request,
-        }
-    }
-
-    pub fn record(&self, result: WebhookResult) {
-        self.counter(result).fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Every result's label and count so far, always all of them (a counter at 0 included).
-    pub fn counts(&self) -> [(&'static str, u64); 6] {
-        WebhookResult::ALL.map(|r| (r.label(), self.counter(r).load(Ordering::Relaxed)))
-    }
-}
-
-pub async fn receive(State(h): State<Handles>, request: Request) -> Response {
+pub async fn receive(State(h): State<AppState>, request: Request) -> Response {
     let Some(hook) = h.webhook.clone() else {
         return (
             StatusCode::NOT_FOUND,
@@ -274,7 +202,8 @@ pub async fn receive(State(h): State<Handles>, request: Request) -> Response {
             .into_response();
     };
     let result = handle(&hook, &h, request).await;
-    h.webhook_stats.record(result.0);
+    h.observers
+        .emit(Activity::WebhookDelivery { result: result.0 });
     result.1
 }
 
@@ -292,7 +221,7 @@ fn refuse(
     )
 }
 
-async fn handle(hook: &Webhook, h: &Handles, request: Request) -> (WebhookResult, Response) {
+async fn handle(hook: &Webhook, h: &AppState, request: Request) -> (WebhookResult, Response) {
     let headers = request.headers().clone();
     // Honours the route's DefaultBodyLimit: 413 past MAX_BODY.
     let body = match Bytes::from_request(request, &()).await {
@@ -381,7 +310,7 @@ async fn handle(hook: &Webhook, h: &Handles, request: Request) -> (WebhookResult
                 WebhookResult::BadRequest,
                 StatusCode::BAD_REQUEST,
                 Reason::BadRequest,
-                why.clone(),
+                why.to_string(),
                 format!("{why}\n"),
             ),
             Ok(pushed) if hook.follows(&pushed) => {
@@ -479,24 +408,34 @@ fn bounded(s: &str) -> String {
         .collect()
 }
 
+/// Why a push delivery's body names no ref we can use: answered 400 with this text.
+#[derive(Debug, thiserror::Error)]
+enum PushBodyError {
+    #[error("the body is form-encoded: set the webhook's content type to application/json")]
+    FormEncoded,
+    #[error("the push's ref is longer than {MAX_REF} bytes")]
+    RefTooLong,
+    #[error("the body is not a push event's JSON with a \"ref\": {0}")]
+    NotPushJson(#[source] serde_json::Error),
+}
+
+/// The longest pushed ref taken (git itself has no limit; no real ref comes near this).
+const MAX_REF: usize = 1024;
+
 /// The `ref` of a push event's JSON body (GitHub and GitLab both send it).
-fn pushed_ref(body: &[u8]) -> Result<String, String> {
+fn pushed_ref(body: &[u8]) -> Result<String, PushBodyError> {
     #[derive(serde::Deserialize)]
     struct Push {
         #[serde(rename = "ref")]
         git_ref: String,
     }
     if body.starts_with(b"payload=") {
-        return Err(
-            "the body is form-encoded: set the webhook's content type to application/json".into(),
-        );
+        return Err(PushBodyError::FormEncoded);
     }
     match serde_json::from_slice::<Push>(body) {
-        Ok(p) if p.git_ref.len() <= 1024 => Ok(p.git_ref),
-        Ok(_) => Err("the push's ref is longer than 1024 bytes".into()),
-        Err(e) => Err(format!(
-            "the body is not a push event's JSON with a \"ref\": {e}"
-        )),
+        Ok(p) if p.git_ref.len() <= MAX_REF => Ok(p.git_ref),
+        Ok(_) => Err(PushBodyError::RefTooLong),
+        Err(e) => Err(PushBodyError::NotPushJson(e)),
     }
 }
 
@@ -696,13 +635,25 @@ mod tests {
     #[test]
     fn the_pushed_ref_is_read_from_the_json_body() {
         assert_eq!(
-            pushed_ref(br#"{"ref":"refs/heads/main","after":"abc"}"#),
-            Ok("refs/heads/main".into())
+            pushed_ref(br#"{"ref":"refs/heads/main","after":"abc"}"#).ok(),
+            Some("refs/heads/main".into())
         );
-        assert!(pushed_ref(b"{}").is_err());
-        assert!(pushed_ref(b"not json").is_err());
+        assert!(matches!(
+            pushed_ref(b"{}"),
+            Err(PushBodyError::NotPushJson(_))
+        ));
+        assert!(matches!(
+            pushed_ref(b"not json"),
+            Err(PushBodyError::NotPushJson(_))
+        ));
+        let long = format!(r#"{{"ref":"refs/heads/{}"}}"#, "x".repeat(MAX_REF));
+        assert!(matches!(
+            pushed_ref(long.as_bytes()),
+            Err(PushBodyError::RefTooLong)
+        ));
         let form = pushed_ref(b"payload=%7B%7D").expect_err("form-encoded");
-        assert!(form.contains("application/json"), "{form}");
+        assert!(matches!(form, PushBodyError::FormEncoded));
+        assert!(form.to_string().contains("application/json"), "{form}");
     }
 
     #[test]
@@ -757,9 +708,37 @@ mod tests {
 
         const SECRET: &str = "hook-secret";
 
-        fn handles(secret: Option<&str>) -> Handles {
+        /// The deliveries' results, as the observers (metrics) are told them.
+        #[derive(Default)]
+        struct Results(std::sync::Mutex<Vec<WebhookResult>>);
+
+        impl crate::activity::Observer for Results {
+            fn observe(&self, activity: &Activity) {
+                if let Activity::WebhookDelivery { result } = activity {
+                    self.0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(*result);
+                }
+            }
+        }
+
+        impl Results {
+            fn count(&self, label: &str) -> u64 {
+                let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                seen.iter().filter(|r| r.label() == label).count() as u64
+            }
+
+            fn counts(&self) -> [(&'static str, u64); 6] {
+                WebhookResult::ALL.map(|r| (r.label(), self.count(r.label())))
+            }
+        }
+
+        fn handles(secret: Option<&str>) -> (AppState, std::sync::Arc<Results>) {
             let hook = secret.map(|s| Webhook::new(Secret::new(s), vec!["main".into()]));
-            test_handles(None, hook, Observers::default())
+            let results = std::sync::Arc::new(Results::default());
+            let h = test_handles(None, hook, Observers::new(vec![results.clone()]));
+            (h, results)
         }
 
         fn sign(body: &[u8]) -> String {
@@ -768,13 +747,13 @@ mod tests {
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         }
 
-        async fn deliver(h: &Handles, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+        async fn deliver(h: &AppState, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
             deliver_from(h, [192, 0, 2, 1], headers, body).await
         }
 
         /// A delivery from the client at `ip`.
         async fn deliver_from(
-            h: &Handles,
+            h: &AppState,
             ip: [u8; 4],
             headers: &[(&str, &str)],
             body: Vec<u8>,
@@ -794,7 +773,7 @@ mod tests {
                 .expect("infallible")
         }
 
-        async fn github_push(h: &Handles, git_ref: &str) -> Response {
+        async fn github_push(h: &AppState, git_ref: &str) -> Response {
             let body = format!(r#"{{"ref":"{git_ref}","after":"0123"}}"#).into_bytes();
             let sig = sign(&body);
             deliver(
@@ -806,23 +785,15 @@ mod tests {
         }
 
         /// Whether the poller was asked to fetch (takes the permit).
-        async fn fetch_asked(h: &Handles) -> bool {
+        async fn fetch_asked(h: &AppState) -> bool {
             tokio::time::timeout(Duration::from_millis(20), h.fetch_now.notified())
                 .await
                 .is_ok()
         }
 
-        fn count(h: &Handles, label: &str) -> u64 {
-            h.webhook_stats
-                .counts()
-                .iter()
-                .find(|(l, _)| *l == label)
-                .map_or(0, |(_, n)| *n)
-        }
-
         #[tokio::test]
         async fn the_webhook_is_404_without_a_secret() {
-            let h = handles(None);
+            let (h, _) = handles(None);
             let r = github_push(&h, "refs/heads/main").await;
             assert_eq!(r.status(), StatusCode::NOT_FOUND);
             assert!(!fetch_asked(&h).await);
@@ -830,7 +801,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_signed_push_to_a_followed_ref_fetches_and_others_do_not() {
-            let h = handles(Some(SECRET));
+            let (h, results) = handles(Some(SECRET));
             let r = github_push(&h, "refs/heads/main").await;
             assert_eq!(r.status(), StatusCode::ACCEPTED);
             assert!(fetch_asked(&h).await);
@@ -874,7 +845,7 @@ mod tests {
             assert_eq!(r.status(), StatusCode::OK);
 
             assert_eq!(
-                h.webhook_stats.counts(),
+                results.counts(),
                 [
                     ("accepted", 2),
                     ("ignored", 2),
@@ -888,7 +859,7 @@ mod tests {
 
         #[tokio::test]
         async fn the_webhook_takes_bodies_up_to_5_mib_and_refuses_larger_with_413() {
-            let h = handles(Some(SECRET));
+            let (h, results) = handles(Some(SECRET));
             // Larger than the 64 KiB of other routes: the webhook's own limit applies.
             let mut big = br#"{"ref":"refs/heads/main","pad":""#.to_vec();
             big.extend(std::iter::repeat_n(b'x', 1024 * 1024));
@@ -905,12 +876,12 @@ mod tests {
             let huge = vec![b' '; MAX_BODY + 1];
             let r = deliver(&h, &[("x-github-event", "push")], huge).await;
             assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-            assert_eq!(count(&h, "bad_request"), 1);
+            assert_eq!(results.count("bad_request"), 1);
         }
 
         #[tokio::test(start_paused = true)]
         async fn a_body_that_never_ends_is_cut_off_with_408_after_the_request_timeout() {
-            let h = handles(Some(SECRET));
+            let (h, _) = handles(Some(SECRET));
             let stalled = futures::stream::pending::<Result<Bytes, std::io::Error>>();
             let req = Request::post("/webhook/git")
                 .header("x-github-event", "push")
@@ -927,7 +898,7 @@ mod tests {
 
         #[tokio::test]
         async fn forged_deliveries_take_nothing_from_the_bucket_and_a_genuine_one_gets_through() {
-            let h = handles(Some(SECRET));
+            let (h, results) = handles(Some(SECRET));
             // More forged deliveries than the bucket holds, each from a client of its own
             // (the per-client limit is the refusal guard's business).
             for i in 0..(BURST as u8 + 10) {
@@ -949,13 +920,13 @@ mod tests {
             let r = github_push(&h, "refs/heads/main").await;
             assert_eq!(r.status(), StatusCode::ACCEPTED);
             assert!(fetch_asked(&h).await);
-            assert_eq!(count(&h, "unauthorized"), BURST as u64 + 10);
-            assert_eq!(count(&h, "rate_limited"), 0);
+            assert_eq!(results.count("unauthorized"), BURST as u64 + 10);
+            assert_eq!(results.count("rate_limited"), 0);
         }
 
         #[tokio::test]
         async fn authentic_deliveries_over_the_rate_are_refused_with_429_and_retry_after() {
-            let h = handles(Some(SECRET));
+            let (h, results) = handles(Some(SECRET));
             let mut statuses = Vec::new();
             let mut retry_after = None;
             for i in 0..25 {
@@ -969,12 +940,12 @@ mod tests {
             assert!(statuses[..20].iter().all(|s| *s == 200), "{statuses:?}");
             assert!(statuses[20..].contains(&429), "{statuses:?}");
             assert_eq!(retry_after.expect("Retry-After"), "1");
-            assert!(count(&h, "rate_limited") >= 1);
+            assert!(results.count("rate_limited") >= 1);
         }
 
         #[tokio::test]
         async fn a_replayed_delivery_is_answered_200_and_triggers_nothing() {
-            let h = handles(Some(SECRET));
+            let (h, results) = handles(Some(SECRET));
             let body = br#"{"ref":"refs/heads/main","after":"0123"}"#.to_vec();
             let sig = sign(&body);
             let send = |id: &'static str| {
@@ -1037,8 +1008,8 @@ mod tests {
                 StatusCode::OK
             );
             assert!(!fetch_asked(&h).await);
-            assert_eq!(count(&h, "duplicate"), 3);
-            assert_eq!(count(&h, "accepted"), 2);
+            assert_eq!(results.count("duplicate"), 3);
+            assert_eq!(results.count("accepted"), 2);
         }
     }
 
@@ -1110,27 +1081,5 @@ mod tests {
         assert_ne!(c[0], d[0]);
         let ping = delivery_keys(&headers(&[("x-github-event", "ping")]), b"{}");
         assert_ne!(ping[0], c[0], "the event is part of the digest");
-    }
-
-    #[test]
-    fn counts_name_every_result() {
-        let s = WebhookStats::default();
-        s.record(WebhookResult::Accepted);
-        s.record(WebhookResult::Unauthorized);
-        s.record(WebhookResult::Unauthorized);
-        assert_eq!(
-            s.counts(),
-            [
-                ("accepted", 1),
-                ("ignored", 0),
-                ("duplicate", 0),
-                ("unauthorized", 2),
-                ("rate_limited", 0),
-                ("bad_request", 0),
-            ]
-        );
-        for r in WebhookResult::ALL {
-            assert!(s.counts().iter().any(|(l, _)| *l == r.label()));
-        }
     }
 }

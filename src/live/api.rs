@@ -110,10 +110,7 @@ pub(crate) fn to_value(object: DynamicObject, resource: &ApiResource) -> Value {
 }
 
 fn describe(key: &ObjectKey) -> String {
-    match &key.namespace {
-        Some(ns) => format!("{} {ns}/{}", key.kind, key.name),
-        None => format!("{} {}", key.kind, key.name),
-    }
+    key.to_string()
 }
 
 impl LiveObjects for ApiLive {

@@ -15,8 +15,6 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
-use crate::cluster::ClusterError;
-
 /// The verbs requests are counted by: few, fixed, so they are fit for metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verb {
@@ -241,18 +239,6 @@ where
         this.counter.record_answer(*this.verb, status);
         Poll::Ready(out)
     }
-}
-
-/// A client whose every request is counted by the returned counter.
-pub fn counted_client(
-    config: kube::Config,
-) -> Result<(kube::Client, RequestCounter), ClusterError> {
-    let server = config.cluster_url.to_string();
-    let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|source| ClusterError::Client { server, source })?;
-    let counter = RequestCounter::new();
-    let client = builder.with_layer(&counter).build();
-    Ok((client, counter))
 }
 
 #[cfg(test)]

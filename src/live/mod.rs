@@ -7,6 +7,7 @@
 pub(crate) mod api;
 mod cache;
 mod counter;
+mod watch;
 
 use std::future::Future;
 
@@ -14,20 +15,10 @@ use serde_json::Value;
 
 pub use api::ApiLive;
 pub use cache::{LiveCache, MAX_NAME_WATCHES_PER_NAMESPACE, Namespaces};
-pub use counter::{Counted, RequestCounter, Verb, counted_client};
+pub use counter::{Counted, RequestCounter, Verb};
+pub use watch::{Cluster, KubeCluster, LiveWatch};
 
-/// An object's identity, as the desired set names it.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectKey {
-    pub api_version: String,
-    pub kind: String,
-    /// `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    pub name: String,
-}
+pub use crate::object::{ObjectId, ObjectKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -84,50 +75,4 @@ pub trait LiveObjects {
         tier: &str,
         kinds: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<ObjectKey>, LiveError>> + Send;
-}
-
-impl From<&crate::render::DesiredObject> for ObjectKey {
-    fn from(o: &crate::render::DesiredObject) -> ObjectKey {
-        ObjectKey {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-        }
-    }
-}
-
-/// An object's identity without its API version: group, kind, namespace, name. Two keys that
-/// differ only in the version of their group (`autoscaling/v1` and `autoscaling/v2`) name one
-/// object in the API server, which serves it at every version of the group: what the inventory,
-/// prune and the extra-object check compare by.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectId {
-    pub group: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// The identity of the object this key names, whatever the version.
-    pub fn id(&self) -> ObjectId {
-        ObjectId {
-            group: crate::config::api_group(&self.api_version).to_owned(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
-    }
-
-    /// The identity of a live object as JSON (`apiVersion`, `kind`, `metadata`).
-    pub fn of(object: &Value) -> ObjectKey {
-        let at = |p: &str| object.pointer(p).and_then(Value::as_str);
-        ObjectKey {
-            api_version: at("/apiVersion").unwrap_or_default().to_owned(),
-            kind: at("/kind").unwrap_or_default().to_owned(),
-            namespace: at("/metadata/namespace").map(str::to_owned),
-            name: at("/metadata/name").unwrap_or_default().to_owned(),
-        }
-    }
 }

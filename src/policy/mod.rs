@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::classify::{DriftItem, Severity};
+use crate::classify::{BuiltinRule, DriftItem, Severity};
 use crate::config::Action;
-use crate::diff::{FIELD_MANAGER, FieldPath, OwnedFields, OwnedKey, PathSegment, matches_keys};
+use crate::diff::{FIELD_MANAGER, FieldPath, PathSegment, last_writer, matches_keys};
 use crate::drift::DriftReport;
 use crate::live::ObjectKey;
 
@@ -57,11 +57,7 @@ pub struct Unconvergeable {
 
 impl std::fmt::Display for Unconvergeable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let o = &self.object;
-        let name = match &o.namespace {
-            Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
-            None => format!("{} {}", o.kind, o.name),
-        };
+        let name = &self.object;
         if self.fought == Fought::Deletion {
             return write!(
                 f,
@@ -156,7 +152,7 @@ impl FightTracker {
                 Action::Apply => {}
             }
             // Drift never deletes (classify never gives an extra object `apply`).
-            if item.rule == "extra-object" {
+            if item.rule == BuiltinRule::ExtraObject {
                 continue;
             }
             let key = item.object_key();
@@ -401,53 +397,6 @@ pub fn hold_back(manifest: &Value, live: &Value, fields: &[FieldPath]) -> Value 
 
 fn value_at_mut<'v>(root: &'v mut Value, path: &[PathSegment]) -> Option<&'v mut Value> {
     path.iter().try_fold(root, |cur, seg| seg.step_mut(cur))
-}
-
-/// The field manager, other than gitopsd, that owns `path` in `live` and wrote last.
-pub fn last_writer(live: &Value, path: &FieldPath) -> Option<String> {
-    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
-    entries
-        .iter()
-        .filter(|e| e.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
-        .filter(|e| {
-            e.get("fieldsV1")
-                .and_then(|f| OwnedFields::parse(f).ok())
-                .is_some_and(|owned| owns(&owned, &path.0))
-        })
-        // RFC 3339 times in UTC compare as text.
-        .max_by_key(|e| e.get("time").and_then(Value::as_str).unwrap_or_default())
-        .and_then(|e| e.get("manager").and_then(Value::as_str).map(str::to_owned))
-}
-
-/// Whether an owned-fields tree covers the field at `path` (or a whole value above it).
-fn owns(node: &OwnedFields, path: &[PathSegment]) -> bool {
-    let Some((seg, rest)) = path.split_first() else {
-        return true;
-    };
-    let child = match seg {
-        PathSegment::Field(f) => node.field(f),
-        PathSegment::Keyed(keys) => {
-            let as_json: Map<String, Value> = keys
-                .iter()
-                .map(|(k, v)| {
-                    // Merge key values were written as text; numbers (containerPort) are
-                    // numbers in fieldsV1.
-                    let parsed = v
-                        .parse::<i64>()
-                        .map(Value::from)
-                        .unwrap_or_else(|_| Value::String(v.clone()));
-                    (k.clone(), parsed)
-                })
-                .collect();
-            node.keyed(&as_json)
-        }
-        PathSegment::Index(i) => node.children.get(&OwnedKey::Index(*i)),
-    };
-    match child {
-        Some(c) if c.is_leaf() => true,
-        Some(c) => owns(c, rest),
-        None => false,
-    }
 }
 
 #[cfg(test)]

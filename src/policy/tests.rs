@@ -22,10 +22,12 @@ fn path(segments: &[&str]) -> FieldPath {
 
 fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) -> DriftItem {
     DriftItem {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        namespace: Some("shop-exp".into()),
-        name: name.into(),
+        key: crate::object::ObjectKey {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("shop-exp".into()),
+            name: name.into(),
+        },
         paths: p.iter().map(|p| p.to_string()).collect(),
         desired: Some(json!(2)),
         live: Some(json!(5)),
@@ -107,7 +109,7 @@ fn alert_ignore_and_apply_follow_the_policy() {
     ]);
     let d = t.decide(&r, &|_| Some("d1".into()), &|_| None, Instant::now());
     assert_eq!(d.alerts.len(), 1);
-    assert_eq!(d.alerts[0].name, "a");
+    assert_eq!(d.alerts[0].key.name, "a");
     let names: Vec<_> = d
         .corrections
         .iter()
@@ -203,7 +205,7 @@ fn drift_is_settled_only_when_ignored_or_done() {
     ]);
     let left: Vec<&str> = unsettled(&r, &decision, &|_| true)
         .iter()
-        .map(|i| i.name.as_str())
+        .map(|i| i.key.name.as_str())
         .collect();
     assert_eq!(left, ["api"]);
 }

@@ -16,7 +16,12 @@
 //!   name), so an apiVersion change is never a prune and a create;
 //! - a revision rolled back is not deployed again until the tier's ref moves.
 
+mod backends;
 mod gate;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod scenarios;
 mod timing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,21 +37,22 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
-use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
+use crate::apply::{Applier, Apply, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::classify::Severity;
 use crate::config::{Action, OutsideWindows, TierConfig};
 use crate::desired::{Failure, Offer, TierDesired};
 use crate::diff::{FIELD_MANAGER, FieldPath, applied_fields_v1, compare};
 use crate::discovery::ScopeCache;
-use crate::drift::{ApiDryRun, detect_except};
+use crate::drift::{ApiDryRun, DryRunCache, detect_except};
 use crate::health::{self, Health, ObjectHealth};
-use crate::live::{ApiLive, LiveCache, LiveObjects, Namespaces, ObjectId, ObjectKey};
+use crate::live::{ApiLive, Cluster, LiveObjects, LiveWatch, Namespaces, ObjectId, ObjectKey};
 use crate::policy::{self, FightTracker, hold_back};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
-use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
+use crate::state::{HealthyRecord, NOT_APPLIED, StateStorage, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
+pub use backends::Backends;
 pub use gate::{Clock, Hold, HoldKind, base_digest, promotion_gate, system_clock, window_hold};
 
 /// How long a reconcile waits for the live cache to list a new kind.
@@ -142,15 +148,17 @@ struct Rollout {
 pub struct TierReconciler {
     tier: TierConfig,
     last_tier: bool,
+    /// Reads Events (a Job's end) and API discovery (its default scope cache); everything
+    /// else goes through the [`Backends`].
     client: Client,
-    api: ApiLive,
-    applier: Applier,
-    dry_run: ApiDryRun,
-    store: StateStore,
+    api: Arc<dyn Cluster>,
+    applier: Arc<dyn Apply>,
+    dry_run: Arc<dyn DryRunCache>,
+    store: Arc<dyn StateStorage>,
     /// `None` until read from the cluster: nothing is applied before.
     state: Option<TierState>,
     saved: Option<TierState>,
-    cache: Option<LiveCache>,
+    cache: Option<Box<dyn LiveWatch>>,
     /// Subscribed when the cache starts, never marked seen here: [`Self::live_changes`] hands
     /// out clones, which see every change since the cache started.
     live_rx: Option<tokio::sync::watch::Receiver<u64>>,
@@ -251,16 +259,32 @@ impl TierReconciler {
         status: StatusHandle,
         observers: Observers,
     ) -> TierReconciler {
-        let api = ApiLive::new(client.clone());
+        let backends = Backends::kube(client.clone(), &tier, store);
+        TierReconciler::with_backends(
+            tier, last_tier, client, backends, checkouts, status, observers,
+        )
+    }
+
+    /// As [`TierReconciler::new`], reading and writing through `backends` (tests: a fake
+    /// cluster). `client` serves API discovery and Job Events only.
+    pub fn with_backends(
+        tier: TierConfig,
+        last_tier: bool,
+        client: Client,
+        backends: Backends,
+        checkouts: Arc<dyn Checkouts>,
+        status: StatusHandle,
+        observers: Observers,
+    ) -> TierReconciler {
         let scopes = Arc::new(ScopeCache::new(client.clone()));
         TierReconciler {
-            applier: Applier::new(api.clone(), &tier.name, &tier.apply),
-            dry_run: ApiDryRun::new(api.clone()),
-            api,
+            applier: backends.applier,
+            dry_run: backends.dry_run,
+            api: backends.cluster,
             client,
             tier,
             last_tier,
-            store,
+            store: backends.store,
             state: None,
             saved: None,
             cache: None,
@@ -311,8 +335,8 @@ impl TierReconciler {
     /// daemon's client given to [`TierReconciler::new`].
     pub fn set_write_client(&mut self, client: Client) {
         let api = ApiLive::new(client);
-        self.applier = Applier::new(api.clone(), &self.tier.name, &self.tier.apply);
-        self.dry_run = ApiDryRun::new(api);
+        self.applier = Arc::new(Applier::new(api.clone(), &self.tier.name, &self.tier.apply));
+        self.dry_run = Arc::new(ApiDryRun::new(api));
     }
 
     /// Replaces the clock (tests: windows and soak times without waiting).
@@ -1479,15 +1503,11 @@ impl TierReconciler {
                 // The tier's namespaces only: no desired object can be outside them (validation),
                 // and gitopsd's RBAC grants reads of namespaced kinds only there.
                 let namespaces = Namespaces::only(&self.tier.namespaces);
-                let cache = LiveCache::start(
-                    self.client.clone(),
-                    &self.tier.name,
-                    namespaces,
-                    &kinds,
-                    &names,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let cache = self
+                    .api
+                    .start_cache(&self.tier.name, namespaces, &kinds, &names)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 self.live_rx = Some(cache.changes());
                 self.cache = Some(cache);
             }
@@ -1713,7 +1733,13 @@ impl TierReconciler {
             .items
             .iter()
             .filter(|i| i.rule == "object-deleted")
-            .map(|i| (i.kind.clone(), i.namespace.clone(), i.name.clone()))
+            .map(|i| {
+                (
+                    i.key.kind.clone(),
+                    i.key.namespace.clone(),
+                    i.key.name.clone(),
+                )
+            })
             .collect();
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;

@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::object::{ObjectKey, ObjectName};
+
 pub use digest::canonical_json;
 pub use error::{ChildLimit, RenderError};
 pub use kustomize::Kustomize;
@@ -149,6 +151,16 @@ impl DesiredObject {
     /// `Deployment shop-exp/api`, `Namespace shop-exp`: how messages name the object.
     pub fn display_name(&self) -> String {
         object_name(&self.kind, self.namespace.as_deref(), &self.name)
+    }
+
+    /// The object's identity.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 
     /// A desired object as a render would make it of `manifest` found at `file` line `line`
@@ -494,16 +506,24 @@ fn parse_inputs(
     })
 }
 
+impl From<&DesiredObject> for ObjectKey {
+    fn from(o: &DesiredObject) -> ObjectKey {
+        o.key()
+    }
+}
+
 struct Pending {
     manifest: Value,
     source: SourceLocation,
 }
 
 fn object_name(kind: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
+    ObjectName {
+        kind,
+        namespace,
+        name,
     }
+    .to_string()
 }
 
 /// apiVersion, kind, metadata.namespace and metadata.name, or an error saying which is wrong.

@@ -63,10 +63,12 @@ pub(crate) struct Target {
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
-        }
+        let name = crate::object::ObjectName {
+            kind: &self.kind,
+            namespace: self.namespace.as_deref(),
+            name: &self.name,
+        };
+        write!(f, "{name}")
     }
 }
 

@@ -6,7 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support;
 
 pub fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -125,18 +127,18 @@ impl Server {
             .unwrap_or_else(|e| panic!("start {cmd:?}: {e} (scripts/install-deps.sh installs it)"));
         let mut server = Server { child, log };
         // Waiting for a real process to listen: no clock to pause here.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("{cmd:?} exited ({status}): {}", server.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{cmd:?} did not listen on {port} within 10s: {}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        support::eventually_blocking(
+            &format!("{cmd:?} to listen on {port}"),
+            Duration::from_secs(10),
+            || {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    panic!("{cmd:?} exited ({status}): {}", server.log_text());
+                }
+                TcpStream::connect(("127.0.0.1", port))
+                    .map(drop)
+                    .map_err(|e| format!("{e}; log: {}", server.log_text()))
+            },
+        );
         server
     }
 

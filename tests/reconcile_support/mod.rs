@@ -1,6 +1,7 @@
-//! Shared by tests/reconcile.rs: a config repo made with the git CLI in a temp dir, a
-//! `gitopsd run` child process with a status endpoint on a port of its own, and the cleanup
-//! of everything a test made in the cluster (killed and deleted however the test ends).
+//! Shared by the cluster tests (tests/it/, tests/faults_apiserver.rs): a config repo made with
+//! the git CLI in a temp dir, a `gitopsd run` child process with a status endpoint on a port of
+//! its own, and the cleanup of everything a test made in the cluster (killed and deleted however
+//! the test ends).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -280,22 +281,21 @@ impl Fixture {
             log,
             port: self.port,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!(
-                    "gitopsd exited ({status}) before listening: {}",
-                    daemon.log_tail(60)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gitopsd did not listen on {} within 30s: {}",
-                self.port,
-                daemon.log_tail(60)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        support::eventually_blocking(
+            &format!("gitopsd to listen on {}", self.port),
+            Duration::from_secs(30),
+            || {
+                if let Ok(Some(status)) = daemon.child.try_wait() {
+                    panic!(
+                        "gitopsd exited ({status}) before listening: {}",
+                        daemon.log_tail(60)
+                    );
+                }
+                TcpStream::connect(("127.0.0.1", self.port))
+                    .map(drop)
+                    .map_err(|e| format!("{e}; log: {}", daemon.log_tail(60)))
+            },
+        );
         self.daemon = Some(daemon);
     }
 
@@ -353,24 +353,45 @@ impl Fixture {
         timeout: Duration,
         mut check: impl FnMut(&Value) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
-        loop {
+        support::eventually_or(what, timeout, || {
             if let Ok((200, body)) = http_get(self.port, &format!("/api/v1/tiers/{}", self.tier))
                 && let Ok(v) = serde_json::from_str::<Value>(&body)
             {
-                if let Some(t) = check(&v) {
-                    return t;
-                }
                 last = v;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; last status: {}",
-                brief_status(&last)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            let found = check(&last).ok_or_else(|| brief_status(&last));
+            std::future::ready(found)
+        })
+        .await
+    }
+
+    /// Waits until `n` reconciles of the tier that started after this call have finished (as
+    /// the status's `lastReconcileAt` tells), and returns the status then. A negative assertion
+    /// ("X did not happen") waits for this first: the daemon had its chances to do X.
+    pub async fn wait_reconciles(&self, n: usize, timeout: Duration) -> Value {
+        wait_timestamps(
+            &format!("{n} more reconciles of tier {}", self.tier),
+            "/lastReconcileAt",
+            n,
+            timeout,
+            || self.status(),
+        )
+        .await
+    }
+
+    /// The daemon's /metrics: each series (name and labels, as written there) and its value.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let (code, body) =
+            http_get(self.port, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        assert_eq!(code, 200, "GET /metrics answered {code}: {body}");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, n) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), n.parse().ok()?))
+            })
+            .collect()
     }
 
     /// Waits until the tier is Synced and Healthy at `revision`.
@@ -381,6 +402,43 @@ impl Fixture {
         })
         .await
     }
+}
+
+/// Polls `status` until the timestamp at `pointer` in it (e.g. `/lastReconcileAt`, or
+/// `/source/lastFetchAt`) has taken `n` different values later than the call, i.e. `n` of the
+/// events it records began after the call; returns the status then. Values are compared, not
+/// durations: a missed poll only makes the wait longer.
+pub async fn wait_timestamps(
+    what: &str,
+    pointer: &str,
+    n: usize,
+    timeout: Duration,
+    mut status: impl FnMut() -> Value,
+) -> Value {
+    let since = chrono::Utc::now();
+    let mut seen = std::collections::BTreeSet::new();
+    support::eventually_every(what, timeout, Duration::from_millis(100), || {
+        let s = status();
+        if let Some(at) = s
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            && at > since
+        {
+            seen.insert(at);
+        }
+        let done = if seen.len() >= n {
+            Ok(s)
+        } else {
+            Err(format!(
+                "{} of {n} since {since}; status {}",
+                seen.len(),
+                brief_status(&s)
+            ))
+        };
+        std::future::ready(done)
+    })
+    .await
 }
 
 /// The status without its history (which is long), for assertion messages.

@@ -236,18 +236,77 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    eventually_or(what, timeout, || {
+        let next = check();
+        async move { next.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// As [`eventually`], for a check that says why it is not there yet: the last `Err` is in the
+/// panic message (e.g. the last status seen).
+pub async fn eventually_or<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    eventually_every(what, timeout, POLL, check).await
+}
+
+/// As [`eventually_or`], asking every `every` (a short one to catch a moment that passes
+/// quickly, e.g. a sync under way).
+pub async fn eventually_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(v) = check().await {
-            return v;
-        }
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
+            "timed out after {timeout:?} waiting for {what}{}{last}",
+            if last.is_empty() { "" } else { "; last seen: " }
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(every).await;
     }
 }
+
+/// As [`eventually_or`], on a thread without a runtime (a `Drop`, a `std::process` child
+/// started from synchronous code).
+pub fn eventually_blocking<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last = match check() {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}{}{last}",
+            if last.is_empty() { "" } else { "; last seen: " }
+        );
+        std::thread::sleep(POLL_BLOCKING);
+    }
+}
+
+/// How often [`eventually`] asks again: often enough that a test waits little past the event,
+/// rarely enough that the polls are no load on the shared cluster.
+const POLL: Duration = Duration::from_millis(250);
+/// [`eventually_blocking`] polls local things (a port, a child process): more often.
+const POLL_BLOCKING: Duration = Duration::from_millis(50);
 
 /// Reads a YAML fixture from tests/fixtures into a typed object.
 pub fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {

@@ -329,7 +329,7 @@ fn a_container_a_sidecar_injector_added_is_found_and_its_manager_named() {
     assert_eq!(paths, vec!["spec.template.spec.containers[name=proxy]"]);
     assert_eq!(got[0].entry.id, "container-added");
     assert_eq!(
-        crate::policy::last_writer(&live, &got[0].diff.path).as_deref(),
+        crate::diff::last_writer(&live, &got[0].diff.path).as_deref(),
         Some("sidecar-injector")
     );
 }
