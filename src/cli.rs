@@ -375,7 +375,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let audit_path = config.audit.path_in(&args.workdir);
-    let audit = match crate::audit::AuditLog::open(&audit_path) {
+    let audit = match crate::audit::AuditWriter::start(&audit_path) {
         Ok(log) => std::sync::Arc::new(log),
         Err(e) => {
             report.error("cannot open the audit log", &e);
@@ -412,17 +412,22 @@ const EXIT_AUDIT_BROKEN: u8 = 1;
 const EXIT_AUDIT_UNREADABLE: u8 = 2;
 
 fn audit_verify(args: &AuditVerifyArgs, report: Report) -> ExitCode {
-    let bytes = match std::fs::read(&args.file) {
-        Ok(b) => b,
-        Err(e) => {
+    // Streamed line by line: a log of any size is checked in bounded memory.
+    let verdict = match crate::audit::verify_file(&args.file) {
+        Ok(v) => v,
+        Err(crate::audit::AuditError::Read { source, .. }) => {
             report.error(
                 "cannot read the audit log",
-                &format!("cannot read {}: {e}", args.file.display()),
+                &format!("cannot read {}: {source}", args.file.display()),
             );
             return ExitCode::from(EXIT_AUDIT_UNREADABLE);
         }
+        Err(e) => {
+            report.error("cannot read the audit log", &e);
+            return ExitCode::from(EXIT_AUDIT_UNREADABLE);
+        }
     };
-    match crate::audit::verify(&bytes) {
+    match verdict {
         crate::audit::Verdict::Intact { lines, torn } => {
             if torn.is_empty() {
                 println!("ok: {lines} lines, chain intact");

@@ -103,10 +103,27 @@ fn default_timezone() -> Timezone {
 }
 
 /// A standard 5-field cron expression (minute hour day-of-month month day-of-week).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CronSchedule {
     pub expression: String,
-    pub schedule: cron::Schedule,
+    schedule: croner::Cron,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expression == other.expression
+    }
+}
+
+impl CronSchedule {
+    /// The firings strictly after `from`, in `from`'s timezone, earliest first. As in standard
+    /// cron, when both day-of-month and day-of-week are restricted a day matching EITHER fires.
+    pub fn firings_after<Tz: chrono::TimeZone>(
+        &self,
+        from: chrono::DateTime<Tz>,
+    ) -> impl Iterator<Item = chrono::DateTime<Tz>> {
+        self.schedule.clone().iter_after(from)
+    }
 }
 
 impl FromStr for CronSchedule {
@@ -119,72 +136,20 @@ impl FromStr for CronSchedule {
                 "expected a 5-field cron schedule (minute hour day-of-month month day-of-week, e.g. \"0 8 * * 1-5\"), found {fields} fields in {s:?}"
             ));
         }
-        // The cron crate counts seconds as well; windows start on the minute. It also counts
-        // days of the week from 1 = Sunday, where standard cron has 0 (or 7) = Sunday and
-        // 1-5 = Monday to Friday: the day-of-week field is handed to it as day names.
-        let mut parts: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
-        if let Some(days) = day_names(&parts[4]) {
-            parts[4] = days;
-        }
-        let schedule =
-            cron::Schedule::from_str(&format!("0 {}", parts.join(" "))).map_err(|e| {
-                // The cron crate draws a caret under the bad field over several lines; the
-                // last line says what is wrong, which is what a one-line log needs.
-                let e = e.to_string();
-                let why = e.lines().last().unwrap_or_default().trim().to_owned();
-                format!("invalid cron schedule {s:?}: {why}")
-            })?;
+        // Seconds disallowed: windows start on the minute. The default parser has standard
+        // semantics: days of the week 0-7 (0 and 7 = Sunday) or names, and day-of-month OR
+        // day-of-week when both are restricted.
+        let schedule = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(s)
+            .map_err(|e| format!("invalid cron schedule {s:?}: {e}"))?;
         Ok(CronSchedule {
             expression: s.to_owned(),
             schedule,
         })
     }
-}
-
-/// A standard cron day-of-week field (`1-5`, `0,6`, `*/2`, `MON-FRI`, `5-7`) as the list of
-/// day names it means (`MON,TUE,WED,THU,FRI`); `None` for `*` and for anything it does not
-/// read, which then goes to the cron crate as written (and its error, if any, is reported).
-fn day_names(field: &str) -> Option<String> {
-    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
-    // 0..=7, 7 being Sunday again, as in standard cron.
-    let day = |t: &str| -> Option<usize> {
-        match t.parse::<usize>() {
-            Ok(n) => (n <= 7).then_some(n),
-            Err(_) => NAMES
-                .iter()
-                .position(|n| n.eq_ignore_ascii_case(t))
-                .filter(|_| t.len() == 3),
-        }
-    };
-    if field == "*" || field == "?" {
-        return None;
-    }
-    let mut days = [false; 7];
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, n)) => (r, n.parse::<usize>().ok().filter(|n| *n > 0)?),
-            None => (item, 1),
-        };
-        let (from, to) = match range.split_once('-') {
-            _ if range == "*" => (0, 6),
-            Some((a, b)) => (day(a)?, day(b)?),
-            // `5/2` means from 5 to the end of the week.
-            None if step > 1 => (day(range)?, 6),
-            None => (day(range)?, day(range)?),
-        };
-        if from > to {
-            return None;
-        }
-        for d in (from..=to).step_by(step) {
-            days[d % 7] = true;
-        }
-    }
-    let names: Vec<&str> = NAMES
-        .iter()
-        .zip(days)
-        .filter_map(|(n, on)| on.then_some(*n))
-        .collect();
-    Some(names.join(","))
 }
 
 impl<'de> Deserialize<'de> for CronSchedule {
@@ -553,33 +518,28 @@ mod tests {
 
     #[test]
     fn days_of_the_week_count_from_sunday_as_0_as_in_standard_cron() {
+        // 2026-11-27 is a Friday, the 29th a Sunday.
+        let from = chrono::DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z").expect("time");
+        let days = |dow: &str| -> Vec<String> {
+            let s: CronSchedule = format!("0 8 * * {dow}").parse().expect("valid");
+            s.firings_after(from)
+                .take(3)
+                .map(|t| t.format("%a").to_string())
+                .collect()
+        };
         let cases = [
-            ("1-5", "MON,TUE,WED,THU,FRI"),
-            ("0", "SUN"),
-            ("7", "SUN"),
-            ("0,6", "SUN,SAT"),
-            ("5-7", "SUN,FRI,SAT"),
-            ("*/2", "SUN,TUE,THU,SAT"),
-            ("1-5/2", "MON,WED,FRI"),
-            ("mon-fri", "MON,TUE,WED,THU,FRI"),
+            ("1-5", ["Fri", "Mon", "Tue"]),
+            ("0", ["Sun", "Sun", "Sun"]),
+            ("7", ["Sun", "Sun", "Sun"]),
+            ("0,6", ["Sat", "Sun", "Sat"]),
+            ("5-7", ["Fri", "Sat", "Sun"]),
+            ("*/2", ["Sat", "Sun", "Tue"]),
+            ("1-5/2", ["Fri", "Mon", "Wed"]),
+            ("mon-fri", ["Fri", "Mon", "Tue"]),
         ];
-        for (field, want) in cases {
-            assert_eq!(day_names(field).as_deref(), Some(want), "{field}");
+        for (dow, want) in cases {
+            assert_eq!(days(dow), want, "{dow}");
         }
-        assert_eq!(day_names("*"), None);
-        assert_eq!(day_names("1-9"), None, "left to the cron crate to report");
-        // 2026-11-27 is a Friday: "1-5" fires on it, and not on Sunday the 29th.
-        let s: CronSchedule = "0 8 * * 1-5".parse().expect("valid");
-        let next = s
-            .schedule
-            .after(&chrono::DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z").expect("time"))
-            .take(2)
-            .map(|t| t.to_rfc3339())
-            .collect::<Vec<_>>();
-        assert_eq!(
-            next,
-            ["2026-11-27T08:00:00+00:00", "2026-11-30T08:00:00+00:00"]
-        );
     }
 
     #[test]
@@ -599,9 +559,7 @@ mod tests {
             "{base}      - {{schedule: \"0 8 * * 1-9\", duration: 1h}}\n"
         ));
         assert!(
-            e.ends_with(
-                "tiers[0].windows[0].schedule: invalid cron schedule \"0 8 * * 1-9\": Invalid range for Days of Week: 1-9"
-            ),
+            e.contains("tiers[0].windows[0].schedule: invalid cron schedule \"0 8 * * 1-9\": "),
             "{e}"
         );
     }

@@ -49,7 +49,7 @@ pub fn window_state(windows: &[ChangeWindow], now: DateTime<Utc>) -> WindowState
             continue;
         };
         let from = from.with_timezone(&w.timezone.0);
-        for start in w.schedule.schedule.after(&from).take(LOOKAHEAD_FIRINGS) {
+        for start in w.schedule.firings_after(from).take(LOOKAHEAD_FIRINGS) {
             let start = start.with_timezone(&Utc);
             if start > now {
                 candidates.push(start);
@@ -82,11 +82,10 @@ fn is_open(w: &ChangeWindow, now: DateTime<Utc>) -> bool {
         return true;
     };
     // The schedule is read in the window's timezone, so "0 8 * * 1-5" in Europe/Berlin is 08:00
-    // Berlin time, summer and winter. `after` yields firings strictly after `from`.
+    // Berlin time, summer and winter. `firings_after` yields firings strictly after `from`.
     let from = from.with_timezone(&w.timezone.0);
     w.schedule
-        .schedule
-        .after(&from)
+        .firings_after(from)
         .next()
         .is_some_and(|start| start.with_timezone(&Utc) <= now)
 }
@@ -221,6 +220,24 @@ mod tests {
                 next_change: None
             }
         );
+    }
+
+    #[test]
+    fn a_schedule_restricting_both_days_fires_when_either_matches_as_in_standard_cron() {
+        // "0 9 1 * MON": 09:00 on the 1st of the month AND on every Monday (standard cron),
+        // not only on a Monday that is the 1st.
+        let w = [window("0 9 1 * MON", 60, chrono_tz::UTC)];
+        // 2026-11-23 is a Monday, not the 1st.
+        assert!(window_open(&w, utc(2026, 11, 23, 9, 30, 0)));
+        // 2026-12-01 is a Tuesday, the 1st.
+        assert!(window_open(&w, utc(2026, 12, 1, 9, 30, 0)));
+        // 2026-11-24 is neither.
+        assert!(!window_open(&w, utc(2026, 11, 24, 9, 30, 0)));
+        // From Tuesday the 24th the next opening is Monday the 30th, then Tuesday the 1st.
+        let s = window_state(&w, utc(2026, 11, 24, 12, 0, 0));
+        assert_eq!(s.next_change, Some(utc(2026, 11, 30, 9, 0, 0)));
+        let s = window_state(&w, utc(2026, 11, 30, 12, 0, 0));
+        assert_eq!(s.next_change, Some(utc(2026, 12, 1, 9, 0, 0)));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use crate::live::ObjectKey;
 
-pub use applier::{Applier, ApplyError, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name};
+pub use applier::{
+    Applier, ApplyError, NotEstablished, SHUTTING_DOWN, SHUTTING_DOWN_DELETE, display_name,
+};
 pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, kept_reason, plan_prune};
 pub use remove::{RemovalError, removal_patch};

@@ -71,17 +71,43 @@ fn quoted(s: &str) -> Option<&str> {
     Some(&s[start..start + len])
 }
 
-const IMMUTABLE: &str = "field is immutable";
+/// What a 422's message or cause says when an immutable field would change, lower-cased:
+/// built-in kinds say "field is immutable"; CRDs make a field immutable with a CEL transition
+/// rule (`x-kubernetes-validations: [{rule: "self == oldSelf", message: ...}]`), whose failure
+/// carries the rule's message ("Value is immutable", "immutable field", "<name> is immutable":
+/// the wordings the Kubernetes docs and common CRDs use) or, without one, the rule itself
+/// ("failed rule: self == oldSelf").
+const IMMUTABLE: [&str; 3] = [
+    "is immutable",
+    "immutable field",
+    "failed rule: self == oldself",
+];
+
+/// Where `message` says a field is immutable: `(start, end)` byte ranges of each phrase, in
+/// order. Lower-casing ASCII keeps byte offsets, so the ranges index `message` itself.
+fn immutable_phrases(message: &str) -> Vec<(usize, usize)> {
+    let lower = message.to_ascii_lowercase();
+    let mut found: Vec<(usize, usize)> = IMMUTABLE
+        .iter()
+        .flat_map(|p| lower.match_indices(p).map(|(i, m)| (i, i + m.len())))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+fn says_immutable(message: &str) -> bool {
+    !immutable_phrases(message).is_empty()
+}
 
 /// Whether a failure is a 422 Invalid because an immutable field would change.
 pub fn is_immutable(status: &Status) -> bool {
     status.code == 422
-        && (status.message.contains(IMMUTABLE)
+        && (says_immutable(&status.message)
             || status
                 .details
                 .iter()
                 .flat_map(|d| &d.causes)
-                .any(|c| c.message.contains(IMMUTABLE)))
+                .any(|c| says_immutable(&c.message)))
 }
 
 /// The immutable fields a 422 names (`spec.selector`), from its causes, else its message.
@@ -90,12 +116,20 @@ pub fn immutable_fields(status: &Status) -> Vec<String> {
         .details
         .iter()
         .flat_map(|d| &d.causes)
-        .filter(|c| c.message.contains(IMMUTABLE) && !c.field.is_empty())
+        .filter(|c| says_immutable(&c.message) && !c.field.is_empty())
         .map(|c| c.field.clone())
         .collect();
     if fields.is_empty() {
-        // `Job.batch "x" is invalid: spec.template: Invalid value: ...: field is immutable`
-        for segment in status.message.split(IMMUTABLE).filter(|s| !s.is_empty()) {
+        // `Job.batch "x" is invalid: spec.template: Invalid value: ...: field is immutable`:
+        // the field is the word before the last ": Invalid value: " ahead of each phrase.
+        let message = status.message.as_str();
+        let mut from = 0;
+        for (start, end) in immutable_phrases(message) {
+            if start < from {
+                continue;
+            }
+            let segment = &message[from..start];
+            from = end;
             let Some(at) = segment.rfind(": Invalid value: ") else {
                 continue;
             };
@@ -353,6 +387,43 @@ mod tests {
             vec![],
         );
         assert_eq!(immutable_fields(&s), ["spec.template", "spec.completions"]);
+    }
+
+    #[test]
+    fn cel_immutability_errors_are_immutable() {
+        // The body kube-apiserver 1.37 returned for a server-side apply that changed four
+        // fields of a CR whose CRD guards them with `self == oldSelf` transition rules
+        // (messages "Value is immutable", "immutable field", none, and a rule on `spec`).
+        let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Widget.leafprobe.example.com \"w\" is invalid: [spec: Invalid value: \"object\": no such key: mode evaluating rule: mode is immutable, spec.color: Invalid value: \"b\": immutable field, spec.shape: Invalid value: \"b\": failed rule: self == oldSelf, spec.size: Invalid value: \"b\": Value is immutable]","reason":"Invalid","details":{"name":"w","group":"leafprobe.example.com","kind":"Widget","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: \"object\": no such key: mode evaluating rule: mode is immutable","field":"spec"},{"reason":"FieldValueInvalid","message":"Invalid value: \"b\": immutable field","field":"spec.color"},{"reason":"FieldValueInvalid","message":"Invalid value: \"b\": failed rule: self == oldSelf","field":"spec.shape"},{"reason":"FieldValueInvalid","message":"Invalid value: \"b\": Value is immutable","field":"spec.size"}]},"code":422}"#;
+        let s: Status = serde_json::from_str(body).expect("a Status");
+        assert!(is_immutable(&s));
+        assert_eq!(
+            immutable_fields(&s),
+            ["spec", "spec.color", "spec.shape", "spec.size"]
+        );
+        // Each message alone, without causes: found in the message.
+        for (clause, field) in [
+            (
+                "spec.size: Invalid value: \"b\": Value is immutable",
+                "spec.size",
+            ),
+            (
+                "spec.color: Invalid value: \"b\": immutable field",
+                "spec.color",
+            ),
+            (
+                "spec.shape: Invalid value: \"b\": failed rule: self == oldSelf",
+                "spec.shape",
+            ),
+        ] {
+            let s = status(
+                422,
+                &format!("Widget.leafprobe.example.com \"w\" is invalid: {clause}"),
+                vec![],
+            );
+            assert!(is_immutable(&s), "{clause}");
+            assert_eq!(immutable_fields(&s), [field], "{clause}");
+        }
     }
 
     #[test]

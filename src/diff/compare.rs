@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use super::fields_v1::{OwnedFields, OwnedKey};
 use super::merge_keys::{MergeKey, item_key, merge_keys};
 use super::quantity::Quantity;
+use super::quantity_fields::{group_of, is_quantity_field};
 use super::{FieldDiff, FieldPath, PathSegment};
 
 /// gitopsd's field manager name in `metadata.managedFields`.
@@ -30,25 +31,6 @@ const SKIP_ANNOTATIONS: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
     "deployment.kubernetes.io/revision",
 ];
-
-/// Maps whose values are all quantities (resources, ResourceQuota, node capacity, LimitRange).
-const QUANTITY_MAPS: &[&str] = &[
-    "limits",
-    "requests",
-    "hard",
-    "used",
-    "capacity",
-    "allocatable",
-    "default",
-    "defaultRequest",
-    "max",
-    "min",
-    "maxLimitRequestRatio",
-    "overhead",
-];
-
-/// Single fields that are quantities wherever they appear.
-const QUANTITY_FIELDS: &[&str] = &["storage", "sizeLimit", "averageValue"];
 
 /// IntOrString fields: `8080` and `"8080"` are one value there (`"25%"` and `"http"` stay
 /// strings).
@@ -90,8 +72,10 @@ pub fn compare(desired: &Value, live: &Value, owned: Option<&Value>) -> Vec<Fiel
         }
     });
     let folded = fold_string_data(desired, owned.as_mut());
+    let kind = Kind::of(desired);
     let mut out = Vec::new();
     walk(
+        kind,
         &FieldPath::default(),
         Some(folded.as_ref().unwrap_or(desired)),
         Some(live),
@@ -100,6 +84,23 @@ pub fn compare(desired: &Value, live: &Value, owned: Option<&Value>) -> Vec<Fiel
     );
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
+}
+
+/// The GroupKind of the object compared: which fields hold quantities depends on it.
+#[derive(Debug, Clone, Copy)]
+struct Kind<'a> {
+    group: &'a str,
+    kind: &'a str,
+}
+
+impl<'a> Kind<'a> {
+    fn of(object: &'a Value) -> Kind<'a> {
+        let text = |f: &str| object.get(f).and_then(Value::as_str).unwrap_or_default();
+        Kind {
+            group: group_of(text("apiVersion")),
+            kind: text("kind"),
+        }
+    }
 }
 
 /// A Secret's `stringData` is write-only: the server merges it into `data` (base64, over
@@ -184,6 +185,7 @@ fn push(out: &mut Vec<FieldDiff>, path: &FieldPath, desired: Option<&Value>, liv
 }
 
 fn walk(
+    kind: Kind<'_>,
     path: &FieldPath,
     desired: Option<&Value>,
     live: Option<&Value>,
@@ -194,25 +196,28 @@ fn walk(
         if let Some(owned) = owned
             && let Some(live) = live.filter(|l| !is_unset(Some(l)))
         {
-            removed_owned(path, live, owned, out);
+            removed_owned(kind, path, live, owned, out);
         }
         return;
     }
     match desired {
         Some(Value::Object(d)) => match live {
-            Some(Value::Object(l)) => walk_map(path, d, l, owned, out),
+            Some(Value::Object(l)) => walk_map(kind, path, d, l, owned, out),
             // A map the live object lacks is reported leaf by leaf, so that classification
             // sees `securityContext.privileged`, not only `securityContext`.
-            None | Some(Value::Null) => walk_map(path, d, &Map::new(), owned, out),
+            None | Some(Value::Null) => walk_map(kind, path, d, &Map::new(), owned, out),
             _ => push(out, path, desired, live),
         },
-        Some(Value::Array(d)) => walk_list(path, d, live, owned, out),
-        Some(d) if !scalar_equal(path, d, live, owned.is_some()) => push(out, path, desired, live),
+        Some(Value::Array(d)) => walk_list(kind, path, d, live, owned, out),
+        Some(d) if !scalar_equal(kind, path, d, live, owned.is_some()) => {
+            push(out, path, desired, live)
+        }
         _ => {}
     }
 }
 
 fn walk_map(
+    kind: Kind<'_>,
     path: &FieldPath,
     desired: &Map<String, Value>,
     live: &Map<String, Value>,
@@ -225,6 +230,7 @@ fn walk_map(
         }
         let child = path.push(PathSegment::Field(key.clone()));
         walk(
+            kind,
             &child,
             Some(d),
             live.get(key),
@@ -239,12 +245,13 @@ fn walk_map(
         }
         if let Some(o) = owned.and_then(|o| o.field(key)) {
             let child = path.push(PathSegment::Field(key.clone()));
-            walk(&child, None, Some(l), Some(o), out);
+            walk(kind, &child, None, Some(l), Some(o), out);
         }
     }
 }
 
 fn walk_list(
+    kind: Kind<'_>,
     path: &FieldPath,
     desired: &[Value],
     live: Option<&Value>,
@@ -262,7 +269,7 @@ fn walk_list(
         }
     };
     if let Some(keys) = keys
-        && walk_keyed_list(path, keys, desired, live_items, owned, out)
+        && walk_keyed_list(kind, path, keys, desired, live_items, owned, out)
     {
         return;
     }
@@ -277,6 +284,7 @@ fn walk_list(
             .all(|(i, (d, l))| {
                 let mut item_diffs = Vec::new();
                 walk(
+                    kind,
                     &path.push(PathSegment::Index(i)),
                     Some(d),
                     Some(l),
@@ -293,6 +301,7 @@ fn walk_list(
 /// Compares a list by merge keys; false (and nothing recorded) when some item has no key,
 /// so the caller compares it atomically instead.
 fn walk_keyed_list(
+    kind: Kind<'_>,
     path: &FieldPath,
     keys: &[MergeKey],
     desired: &[Value],
@@ -318,7 +327,7 @@ fn walk_keyed_list(
         let item_path = path.push(segment.clone());
         let item_owned = owned.and_then(|o| o.keyed(key_obj));
         match live_keyed.iter().find(|((s, _), _)| s == segment) {
-            Some((_, l)) => walk(&item_path, Some(d), Some(l), item_owned, out),
+            Some((_, l)) => walk(kind, &item_path, Some(d), Some(l), item_owned, out),
             None => push(out, &item_path, Some(d), None),
         }
     }
@@ -336,7 +345,13 @@ fn walk_keyed_list(
 
 /// The manifest no longer sets `live`, which gitopsd owned (in part): report what applying
 /// would remove, leaf by leaf where the ownership says which leaves.
-fn removed_owned(path: &FieldPath, live: &Value, owned: &OwnedFields, out: &mut Vec<FieldDiff>) {
+fn removed_owned(
+    kind: Kind<'_>,
+    path: &FieldPath,
+    live: &Value,
+    owned: &OwnedFields,
+    out: &mut Vec<FieldDiff>,
+) {
     if owned.is_leaf() {
         push(out, path, None, Some(live));
         return;
@@ -349,7 +364,7 @@ fn removed_owned(path: &FieldPath, live: &Value, owned: &OwnedFields, out: &mut 
                 }
                 if let Some(o) = owned.field(key) {
                     let child = path.push(PathSegment::Field(key.clone()));
-                    walk(&child, None, Some(v), Some(o), out);
+                    walk(kind, &child, None, Some(v), Some(o), out);
                 }
             }
         }
@@ -377,9 +392,15 @@ fn removed_owned(path: &FieldPath, live: &Value, owned: &OwnedFields, out: &mut 
     }
 }
 
-/// Scalars by meaning: quantities by value where the field is a quantity, IntOrString
+/// Scalars by meaning: quantities by value where the kind's field is a quantity, IntOrString
 /// fields across their two spellings, numbers by value (`1 == 1.0`).
-fn scalar_equal(path: &FieldPath, desired: &Value, live: Option<&Value>, applied: bool) -> bool {
+fn scalar_equal(
+    kind: Kind<'_>,
+    path: &FieldPath,
+    desired: &Value,
+    live: Option<&Value>,
+    applied: bool,
+) -> bool {
     let Some(live) = live else {
         // Go's omitempty drops zero values (PriorityClass `globalDefault: false`): a zero
         // value gitopsd applied (it owns the field) and the live object lacks was dropped so.
@@ -390,11 +411,13 @@ fn scalar_equal(path: &FieldPath, desired: &Value, live: Option<&Value>, applied
     if desired == live {
         return true;
     }
-    let (field, parent) = field_and_parent(path);
-    let is_quantity = field.is_some_and(|f| QUANTITY_FIELDS.contains(&f))
-        || parent.is_some_and(|p| QUANTITY_MAPS.contains(&p))
-        || (field == Some("value") && parent == Some("target"));
-    if is_quantity
+    let (field, _) = field_and_parent(path);
+    // By kind and path, never by field name alone: `storage` in a ConfigMap is text.
+    let is_quantity = || {
+        let fields: Vec<&str> = path.fields().collect();
+        is_quantity_field(kind.group, kind.kind, &fields)
+    };
+    if is_quantity()
         && let (Some(d), Some(l)) = (Quantity::from_json(desired), Quantity::from_json(live))
     {
         return d == l;

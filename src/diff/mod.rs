@@ -9,6 +9,7 @@ mod compare;
 mod fields_v1;
 mod merge_keys;
 mod quantity;
+mod quantity_fields;
 #[cfg(test)]
 mod tests;
 

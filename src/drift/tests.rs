@@ -127,6 +127,21 @@ fn a_difference_the_dry_run_would_correct_is_drift() {
 }
 
 #[test]
+fn a_configmap_value_that_only_looks_like_a_quantity_stays_drift_through_the_dry_run() {
+    // Issue 15 a: "1.10" and "1.1" are one quantity but two strings. The local comparison
+    // reports the difference (data of a ConfigMap is text); the dry-run, which returns the
+    // manifest's "1.10" as stored, differs from the live "1.1", so it cannot dismiss it.
+    let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"storage": "1.10"}});
+    let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"storage": "1.1"}});
+    let local = crate::diff::compare(&desired, &live, None);
+    assert_eq!(local.len(), 1, "{local:?}");
+    let dry_run = desired.clone();
+    let confirmed = confirmed_diffs(local, &dry_run, &live);
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(confirmed[0].path.to_string(), "data.storage");
+}
+
+#[test]
 fn absent_null_and_empty_are_one_value_when_confirming() {
     assert!(same(None, Some(&json!({}))));
     assert!(same(Some(&Value::Null), Some(&json!([]))));

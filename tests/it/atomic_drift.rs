@@ -493,15 +493,19 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
         .then_some(())
     })
     .await;
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir").join("audit.log"))
-        .expect("read the audit log");
-    let pruned_item = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "drift")
-        .flat_map(|e| e["items"].as_array().cloned().unwrap_or_default())
-        .find(|i| i["object"].to_string().contains("extra-4"))
-        .unwrap_or_else(|| panic!("no drift item for extra-4 in the audit log: {audit}"));
+    // The audit log's writer thread appends after the status is published: wait for the line.
+    let audit_log = f.dir.path().join("workdir").join("audit.log");
+    let pruned_item =
+        support::eventually_blocking("the audit log's drift item for extra-4", CHANGE, || {
+            let audit = std::fs::read_to_string(&audit_log).map_err(|e| e.to_string())?;
+            audit
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|e| e["event"] == "drift")
+                .flat_map(|e| e["items"].as_array().cloned().unwrap_or_default())
+                .find(|i| i["object"].to_string().contains("extra-4"))
+                .ok_or_else(|| format!("no drift item for extra-4 in the audit log: {audit}"))
+        });
     assert_eq!(pruned_item["action"], "prune", "{pruned_item}");
     assert_eq!(pruned_item["rule"], "extra-object", "{pruned_item}");
     assert_eq!(

@@ -35,6 +35,7 @@ mod faults_inventory;
 mod faults_throttle;
 mod faults_webhook;
 mod identity;
+mod immutable_crd;
 mod isolation;
 mod layout;
 mod live_cache;

@@ -8,12 +8,15 @@
 //! someone who rewrites every line after it: it is evidence of accidents and careless edits,
 //! not a signature (ship the file elsewhere for that).
 //!
-//! Writes: the file is opened with `O_APPEND` and never truncated or rewritten; each line is
-//! written whole with one `write_all` under a `std::sync::Mutex` (lines are a few hundred bytes,
-//! so the lock is held for one small write to the page cache: microseconds, no thread or queue
-//! whose backlog a crash would lose). It is flushed to the OS per line and fsynced when the
-//! log is dropped (daemon shutdown); a power loss can lose the lines written since the last
-//! fsync, a crash of gitopsd alone loses nothing.
+//! Writes: the file is opened with `O_APPEND` and never truncated or rewritten. The daemon
+//! writes through [`AuditWriter`]: an observer stamps each record with its time and queues it
+//! on a bounded channel (waiting for room when full, never dropping one), and a thread of its
+//! own gives each its `seq` and `prev` in queue order and appends what is queued with one
+//! `write_all` and one flush per batch, so no file I/O runs on the async runtime. The file is
+//! fsynced when the writer is dropped (daemon shutdown), after the queue is written. A power
+//! loss can lose the lines written since the last fsync; a crash of gitopsd alone loses the
+//! records still queued (normally none: the thread writes them within a moment of being
+//! observed), never a line already written.
 //!
 //! Restart: the last line gives the next `seq` and `prev`. A last line without its newline (a
 //! write cut short) is kept as it is: gitopsd ends it with a newline and writes a `torn` record
@@ -21,7 +24,7 @@
 //! accepts it as acknowledged.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -32,6 +35,15 @@ use tracing::{error, warn};
 use crate::activity::{Activity, Observer};
 use crate::apply::Outcome;
 use crate::live::ObjectKey;
+
+mod chain;
+mod writer;
+
+pub use chain::{RecordError, Verdict, verify, verify_file, verify_lines};
+pub use writer::AuditWriter;
+
+use chain::read_tail;
+use writer::Pending;
 
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -59,10 +71,16 @@ pub enum AuditError {
     LastLine {
         path: PathBuf,
         line: usize,
-        reason: String,
+        reason: RecordError,
     },
     #[error("cannot write the audit log {path}: {source}")]
     Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the writer thread of the audit log {path}: {source}")]
+    Thread {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -208,6 +226,28 @@ impl AuditLog {
             self.catch_up(&mut g)?;
         }
         self.write_record(&mut g, "", event, &fields)
+    }
+
+    /// Appends records in order with one write (and one flush), each stamped with the time it
+    /// was observed: what the writer thread of [`AuditWriter`] does with what it dequeued.
+    fn append_all(&self, records: &[Pending]) -> Result<(), AuditError> {
+        let mut g = self.lock();
+        if g.resync {
+            self.catch_up(&mut g)?;
+        }
+        let (mut seq, mut prev) = (g.next_seq, g.prev.clone());
+        let mut bytes = String::new();
+        for r in records {
+            let line = format_line(seq, &r.time, r.event, &r.fields, &prev);
+            prev = line_hash(line.as_bytes());
+            seq += 1;
+            bytes.push_str(&line);
+            bytes.push('\n');
+        }
+        self.write_bytes(&mut g, bytes.as_bytes())?;
+        g.next_seq = seq;
+        g.prev = prev;
+        Ok(())
     }
 
     /// Forces what was written to disk (called on drop, i.e. at shutdown).
@@ -443,275 +483,12 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
     Some(r)
 }
 
-/// Reads backwards from the end until the last complete line (and a torn tail after it, if
-/// any) is in hand: only the end of a long log is read.
-fn read_tail(file: &mut File, path: &Path) -> Result<Tail, AuditError> {
-    let read_err = |source| AuditError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let len = file.seek(SeekFrom::End(0)).map_err(read_err)?;
-    if len == 0 {
-        return Ok(Tail {
-            next_seq: 1,
-            prev: GENESIS.to_owned(),
-            torn: None,
-            missing_newline: false,
-        });
-    }
-    // Grow the window from the end until it holds the whole last complete line.
-    let mut window: u64 = 8 * 1024;
-    let buf = loop {
-        let start = len.saturating_sub(window);
-        file.seek(SeekFrom::Start(start)).map_err(read_err)?;
-        let mut buf = Vec::with_capacity((len - start) as usize);
-        Read::by_ref(file)
-            .take(len - start)
-            .read_to_end(&mut buf)
-            .map_err(read_err)?;
-        // Enough: the window starts at the file's start, or holds the newline that ends the
-        // last complete line and the one before it.
-        let newlines = buf.iter().filter(|b| **b == b'\n').count();
-        if start == 0 || newlines >= 2 {
-            break buf;
-        }
-        window *= 4;
-    };
-    let ends_with_newline = buf.last() == Some(&b'\n');
-    let body = if ends_with_newline {
-        &buf[..buf.len() - 1]
-    } else {
-        &buf[..]
-    };
-    let (complete, torn): (Option<&[u8]>, Option<&[u8]>) = if ends_with_newline {
-        let last = match body.iter().rposition(|b| *b == b'\n') {
-            Some(i) => &body[i + 1..],
-            None => body,
-        };
-        (Some(last), None)
-    } else {
-        match body.iter().rposition(|b| *b == b'\n') {
-            Some(i) => {
-                let before = &body[..i];
-                let last = match before.iter().rposition(|b| *b == b'\n') {
-                    Some(j) => &before[j + 1..],
-                    None => before,
-                };
-                (Some(last), Some(&body[i + 1..]))
-            }
-            None => (None, Some(body)),
-        }
-    };
-    let (mut next_seq, mut prev) = (1, GENESIS.to_owned());
-    if let Some(last) = complete {
-        match parse_record(last) {
-            Ok(r) => {
-                next_seq = r.seq + 1;
-                prev = line_hash(last);
-            }
-            Err(reason) => {
-                return Err(AuditError::LastLine {
-                    path: path.to_owned(),
-                    line: line_count(file, path)?,
-                    reason,
-                });
-            }
-        }
-    }
-    let Some(torn) = torn else {
-        return Ok(Tail {
-            next_seq,
-            prev,
-            torn: None,
-            missing_newline: false,
-        });
-    };
-    // A tail that is a whole record chained to the line before lacks only its newline.
-    if let Ok(r) = parse_record(torn)
-        && r.seq == next_seq
-        && r.prev == prev
-    {
-        return Ok(Tail {
-            next_seq: r.seq + 1,
-            prev: line_hash(torn),
-            torn: None,
-            missing_newline: true,
-        });
-    }
-    let line = line_count(file, path)? + 1;
-    Ok(Tail {
-        next_seq,
-        prev,
-        torn: Some((line, torn.to_vec())),
-        missing_newline: false,
-    })
-}
-
-/// How many newlines the file holds. Reads the whole file: only for a line number in a message.
-fn line_count(file: &mut File, path: &Path) -> Result<usize, AuditError> {
-    let read_err = |source| AuditError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let mut all = Vec::new();
-    file.read_to_end(&mut all).map_err(read_err)?;
-    Ok(all.iter().filter(|b| **b == b'\n').count())
-}
-
-/// The chain fields of a line.
-struct Record {
-    seq: u64,
-    prev: String,
-    event: String,
-    /// For a `torn` record: the line it acknowledges.
-    torn_line: Option<u64>,
-}
-
-fn parse_record(line: &[u8]) -> Result<Record, String> {
-    let v: Value =
-        serde_json::from_slice(line).map_err(|e| format!("is not a JSON object ({e})"))?;
-    let seq = v
-        .get("seq")
-        .and_then(Value::as_u64)
-        .ok_or("has no numeric \"seq\"")?;
-    let prev = v
-        .get("prev")
-        .and_then(Value::as_str)
-        .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or("has no \"prev\" of 64 hex digits")?
-        .to_owned();
-    let event = v
-        .get("event")
-        .and_then(Value::as_str)
-        .ok_or("has no \"event\"")?
-        .to_owned();
-    if v.get("time").and_then(Value::as_str).is_none() {
-        return Err("has no \"time\"".to_owned());
-    }
-    let torn_line = v.get("line").and_then(Value::as_u64);
-    Ok(Record {
-        seq,
-        prev,
-        event,
-        torn_line,
-    })
-}
-
-/// What `verify` found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every line chains; `torn` lists torn lines gitopsd acknowledged after a restart.
-    Intact { lines: usize, torn: Vec<usize> },
-    /// The first broken line (1-based) and why.
-    Broken { line: usize, reason: String },
-}
-
-/// Checks the chain of a whole log: every line parses, `seq` goes up by one, `prev` is the
-/// sha256 of the line before (the first: [`GENESIS`]). A line that does not parse is accepted
-/// only when the next line is the `torn` record that acknowledges it.
-pub fn verify(bytes: &[u8]) -> Verdict {
-    if bytes.is_empty() {
-        return Verdict::Intact {
-            lines: 0,
-            torn: Vec::new(),
-        };
-    }
-    let ends_with_newline = bytes.last() == Some(&b'\n');
-    let body = if ends_with_newline {
-        &bytes[..bytes.len() - 1]
-    } else {
-        bytes
-    };
-    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
-    let mut prev_seq: Option<u64> = None;
-    let mut torn = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let n = i + 1;
-        let is_last = i + 1 == lines.len();
-        let record = match parse_record(line) {
-            Ok(r) => r,
-            Err(why) => {
-                if is_last && !ends_with_newline {
-                    return Verdict::Broken {
-                        line: n,
-                        reason: format!(
-                            "torn last line (no newline at the end of the file: a write was cut short, e.g. by a crash; gitopsd acknowledges it with a `torn` record on its next start); {why}"
-                        ),
-                    };
-                }
-                // Acknowledged by the next line?
-                let acknowledged = lines
-                    .get(i + 1)
-                    .and_then(|l| parse_record(l).ok())
-                    .is_some_and(|next| {
-                        next.event == TORN
-                            && next.torn_line == Some(n as u64)
-                            && next.prev == line_hash(line)
-                    });
-                if acknowledged {
-                    torn.push(n);
-                    continue;
-                }
-                return Verdict::Broken {
-                    line: n,
-                    reason: format!("the line {why}"),
-                };
-            }
-        };
-        let expected_prev = if i == 0 {
-            GENESIS.to_owned()
-        } else {
-            line_hash(lines[i - 1])
-        };
-        if i == 0 {
-            if record.prev != GENESIS {
-                return Verdict::Broken {
-                    line: n,
-                    reason: format!(
-                        "the first line's prev is not {GENESIS} (lines before it removed?)"
-                    ),
-                };
-            }
-        } else if record.prev != expected_prev {
-            return Verdict::Broken {
-                line: n,
-                reason: format!(
-                    "prev does not match the sha256 of line {} (edited, removed or reordered line)",
-                    n - 1
-                ),
-            };
-        }
-        if let Some(p) = prev_seq
-            && record.seq != p + 1
-        {
-            return Verdict::Broken {
-                line: n,
-                reason: format!(
-                    "seq is {}, expected {} (removed or reordered line)",
-                    record.seq,
-                    p + 1
-                ),
-            };
-        }
-        prev_seq = Some(record.seq);
-    }
-    if !ends_with_newline {
-        return Verdict::Broken {
-            line: lines.len(),
-            reason: "no newline at the end of the file (a write cut short)".to_owned(),
-        };
-    }
-    Verdict::Intact {
-        lines: lines.len(),
-        torn,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::chain::READ_BLOCK;
     use super::*;
     use std::collections::BTreeMap;
+    use std::io::{BufReader, Read};
     use std::time::Duration;
 
     fn sync(tier: &str) -> Activity {
@@ -1030,5 +807,187 @@ mod tests {
             .expect("must refuse")
             .to_string();
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    /// A chained log made line by line as it is read, never whole in memory; records the
+    /// largest read asked of it. `tamper`: the line (1-based) whose content is changed after
+    /// its successor was chained to the original.
+    struct GeneratedLog {
+        lines: usize,
+        made: usize,
+        prev: String,
+        tamper: Option<usize>,
+        current: Vec<u8>,
+        pos: usize,
+        largest_read: usize,
+        total: u64,
+    }
+
+    impl GeneratedLog {
+        fn new(lines: usize, tamper: Option<usize>) -> GeneratedLog {
+            GeneratedLog {
+                lines,
+                made: 0,
+                prev: GENESIS.to_owned(),
+                tamper,
+                current: Vec::new(),
+                pos: 0,
+                largest_read: 0,
+                total: 0,
+            }
+        }
+    }
+
+    impl Read for GeneratedLog {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.largest_read = self.largest_read.max(out.len());
+            if self.pos == self.current.len() {
+                if self.made == self.lines {
+                    return Ok(0);
+                }
+                self.made += 1;
+                let fields = vec![("object", json!(format!("cm-{}", self.made)))];
+                let line = format_line(
+                    self.made as u64,
+                    "2026-12-02T08:00:00.000Z",
+                    "apply",
+                    &fields,
+                    &self.prev,
+                );
+                self.prev = line_hash(line.as_bytes());
+                let line = if self.tamper == Some(self.made) {
+                    line.replace("\"apply\"", "\"prune\"")
+                } else {
+                    line
+                };
+                self.current = format!("{line}\n").into_bytes();
+                self.pos = 0;
+            }
+            let n = out.len().min(self.current.len() - self.pos);
+            out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+            self.pos += n;
+            self.total += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn verify_streams_a_log_larger_than_its_read_block_line_by_line() {
+        // About 2 MiB, thirty times the block verify reads at a time; the log never exists
+        // whole, so verify can only have taken it line by line.
+        let lines = 15_000;
+        let mut generated = GeneratedLog::new(lines, None);
+        let verdict =
+            verify_lines(BufReader::with_capacity(READ_BLOCK, &mut generated)).expect("reads");
+        assert_eq!(
+            verdict,
+            Verdict::Intact {
+                lines,
+                torn: vec![]
+            }
+        );
+        assert!(
+            generated.total > 30 * READ_BLOCK as u64,
+            "{}",
+            generated.total
+        );
+        assert!(
+            generated.largest_read <= READ_BLOCK,
+            "asked {} bytes at once",
+            generated.largest_read
+        );
+
+        // A changed line deep in it is found, with its line number: the next line's prev no
+        // longer matches it.
+        let mut tampered = GeneratedLog::new(lines, Some(9_337));
+        let verdict =
+            verify_lines(BufReader::with_capacity(READ_BLOCK, &mut tampered)).expect("reads");
+        assert_eq!(
+            verdict,
+            Verdict::Broken {
+                line: 9_338,
+                reason: "prev does not match the sha256 of line 9337 (edited, removed or reordered line)".into()
+            }
+        );
+        // It stopped there, without reading the rest.
+        assert!(tampered.made < lines, "read {} lines", tampered.made);
+    }
+
+    #[test]
+    fn verify_file_finds_a_tampered_line_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&path, 30);
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            Verdict::Intact {
+                lines: 30,
+                torn: vec![]
+            }
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"cm-11\"", "\"cm-XX\"", 1)).unwrap();
+        let Verdict::Broken { line, reason } = verify_file(&path).unwrap() else {
+            panic!("a tampered line must break the chain");
+        };
+        // cm-11 is on line 12; line 13's prev no longer matches it.
+        assert_eq!(line, 13, "{reason}");
+        assert!(verify_file(&dir.path().join("missing.log")).is_err());
+    }
+
+    #[test]
+    fn records_written_from_many_threads_through_the_writer_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (threads, each) = (8, 200);
+        {
+            let writer = std::sync::Arc::new(AuditWriter::start(&path).unwrap());
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let writer = writer.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..each {
+                            writer.observe(&applied(&format!("t{t}-{i}"), Outcome::Created));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            // Dropping the last handle writes what is queued and fsyncs.
+        }
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            Verdict::Intact {
+                lines: threads * each,
+                torn: vec![]
+            }
+        );
+        // Each thread's records in the order it observed them.
+        let lines = lines(&path);
+        for t in 0..threads {
+            let order: Vec<usize> = lines
+                .iter()
+                .filter_map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    let name = v["object"]["name"].as_str()?.to_owned();
+                    name.strip_prefix(&format!("t{t}-"))?.parse().ok()
+                })
+                .collect();
+            assert_eq!(order, (0..each).collect::<Vec<_>>(), "thread {t}");
+        }
+        // A writer opened again continues the chain.
+        {
+            let writer = AuditWriter::start(&path).unwrap();
+            writer.observe(&applied("again", Outcome::Configured));
+        }
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            Verdict::Intact {
+                lines: threads * each + 1,
+                torn: vec![]
+            }
+        );
     }
 }
