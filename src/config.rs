@@ -126,15 +126,31 @@ impl CronSchedule {
     }
 }
 
+/// Why a cron schedule is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "expected a 5-field cron schedule (minute hour day-of-month month day-of-week, e.g. \"0 8 * * 1-5\"), found {fields} fields in {given:?}"
+    )]
+    Fields { fields: usize, given: String },
+    #[error("invalid cron schedule {given:?}: {source}")]
+    Invalid {
+        given: String,
+        #[source]
+        source: croner::errors::CronError,
+    },
+}
+
 impl FromStr for CronSchedule {
-    type Err = String;
+    type Err = CronError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let fields = s.split_whitespace().count();
         if fields != 5 {
-            return Err(format!(
-                "expected a 5-field cron schedule (minute hour day-of-month month day-of-week, e.g. \"0 8 * * 1-5\"), found {fields} fields in {s:?}"
-            ));
+            return Err(CronError::Fields {
+                fields,
+                given: s.to_owned(),
+            });
         }
         // Seconds disallowed: windows start on the minute. The default parser has standard
         // semantics: days of the week 0-7 (0 and 7 = Sunday) or names, and day-of-month OR
@@ -144,7 +160,10 @@ impl FromStr for CronSchedule {
             .year(croner::parser::Year::Disallowed)
             .build()
             .parse(s)
-            .map_err(|e| format!("invalid cron schedule {s:?}: {e}"))?;
+            .map_err(|source| CronError::Invalid {
+                given: s.to_owned(),
+                source,
+            })?;
         Ok(CronSchedule {
             expression: s.to_owned(),
             schedule,
