@@ -39,6 +39,10 @@ echo "== shellcheck"
 shellcheck -x -S warning scripts/*.sh .ci/run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# No two modules may import each other, directly or through others (src/module_cycles.rs):
+# run on its own first so that a cycle is reported by name before the long test run.
+echo "== module cycles"
+cargo test --locked --lib module_cycles
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test (cluster: $GITOPSD_TEST_KUBECONFIG)"

@@ -98,6 +98,10 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    // The mirror of the source URL under the workdir, held until the daemon stops: a second
+    // daemon on it is refused before it touches anything (the Lease included).
+    let source_dir = crate::source::mirror_dir(&options.workdir, &config.source.url);
+    let _mirror_lock = crate::source::MirrorLock::acquire(&source_dir, &config.source.url)?;
     // Secrets first: a missing file is a start-up error, before anything is touched.
     let api_token = match &config.http.token_file {
         Some(path) => Some(Secret::read(
@@ -197,7 +201,6 @@ pub async fn run(
         Leadership::always(&identity)
     };
 
-    let source_dir = options.workdir.join("source");
     // A fetch cut short by the last stop (SIGKILL, or a hung fetch left behind at SIGTERM)
     // may have left a ref locked; nothing else uses the mirror yet.
     match Source::clear_stale_locks(&source_dir) {

@@ -32,6 +32,8 @@ pub mod leader;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_cycles;
 pub mod object;
 pub mod ownership;
 pub mod podspec;

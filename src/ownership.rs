@@ -19,7 +19,7 @@
 
 use serde_json::Value;
 
-use crate::config::TierConfig;
+use crate::config::{AdoptEntry, TierConfig, api_group};
 use crate::live::{LiveError, LiveObjects, ObjectKey};
 use crate::render::{DesiredObject, DesiredSet, TIER_LABEL};
 use crate::validate::{Finding, Level, Stage};
@@ -151,7 +151,20 @@ pub fn finding(
 
 /// Whether `tier` adopts `key` by an `adopt:` entry.
 pub fn adopts(tier: &TierConfig, key: &ObjectKey) -> bool {
-    tier.adopt.iter().any(|a| a.names(key))
+    tier.adopt.iter().any(|a| entry_names(a, key))
+}
+
+/// Whether an `adopt:` entry names the object `key`: kind, namespace and name, and the API
+/// group when the entry gives an apiVersion. (Here, not in `config`: config knows no live
+/// object.)
+fn entry_names(entry: &AdoptEntry, key: &ObjectKey) -> bool {
+    entry.kind == key.kind
+        && entry.namespace == key.namespace
+        && entry.name == key.name
+        && entry
+            .api_version
+            .as_deref()
+            .is_none_or(|av| api_group(av) == api_group(&key.api_version))
 }
 
 /// The ownership findings of a desired set against live objects read from `live` (one read

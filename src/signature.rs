@@ -14,6 +14,66 @@ use git2::{Oid, Repository, Sort};
 
 use crate::revision::short;
 
+/// Why the commits of a range could not be listed or do not all carry a good signature; the
+/// first commit that fails is named.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("{commit} is not a commit id: {source}")]
+    NotACommitId {
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("commit {commit} is not in the mirror: {source}")]
+    NotInMirror {
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// Walking the mirror's history failed.
+    #[error("{0}")]
+    Walk(#[source] git2::Error),
+    #[error("cannot read the signature of {commit}: {source}")]
+    ReadSignature {
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// `commit` is `commit <short id> ("<summary>")`.
+    #[error("{commit} is not signed")]
+    Unsigned { commit: String },
+    #[error(
+        "{commit} has a signature that is not an SSH signature (GPG signatures are not verified); sign with gpg.format=ssh"
+    )]
+    NotSsh { commit: String },
+    #[error("{commit}: {source}")]
+    Rejected {
+        commit: String,
+        #[source]
+        source: VerifyError,
+    },
+}
+
+/// Why one SSH signature does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot write a temp file: {0}")]
+    TempFile(#[source] std::io::Error),
+    #[error("cannot run ssh-keygen (install openssh-client): {0}")]
+    NoSshKeygen(#[source] std::io::Error),
+    #[error("signed by a key not in {} (the allowed signers)", allowed_signers.display())]
+    UnknownKey { allowed_signers: PathBuf },
+    #[error("cannot run ssh-keygen: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot hand the commit to ssh-keygen: {0}")]
+    Stdin(#[source] std::io::Error),
+    #[error("ssh-keygen failed: {0}")]
+    Wait(#[source] std::io::Error),
+    /// `ssh-keygen -Y verify` said no; `reason` is what it printed.
+    #[error("the signature of {principal} does not verify: {reason}")]
+    DoesNotVerify { principal: String, reason: String },
+}
+
 /// One commit of a range, with its signature and the bytes it signs.
 #[derive(Debug, Clone)]
 pub struct SignedCommit {
@@ -28,25 +88,38 @@ pub fn commits_between(
     repo: &Repository,
     from: Option<&str>,
     to: &str,
-) -> Result<Vec<SignedCommit>, String> {
-    let oid = |s: &str| Oid::from_str(s).map_err(|e| format!("{s} is not a commit id: {e}"));
-    let mut walk = repo.revwalk().map_err(|e| e.to_string())?;
+) -> Result<Vec<SignedCommit>, SignatureError> {
+    let oid = |s: &str| {
+        Oid::from_str(s).map_err(|source| SignatureError::NotACommitId {
+            commit: s.to_owned(),
+            source,
+        })
+    };
+    let mut walk = repo.revwalk().map_err(SignatureError::Walk)?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
-        .map_err(|e| e.to_string())?;
+        .map_err(SignatureError::Walk)?;
     walk.push(oid(to)?)
-        .map_err(|e| format!("commit {to} is not in the mirror: {e}"))?;
+        .map_err(|source| SignatureError::NotInMirror {
+            commit: to.to_owned(),
+            source,
+        })?;
     if let Some(from) = from {
         // A `from` the mirror lost (history rewritten) hides nothing: every commit is checked.
         let _ = walk.hide(oid(from)?);
     }
     let mut out = Vec::new();
     for c in walk {
-        let c = c.map_err(|e| e.to_string())?;
-        let commit = repo.find_commit(c).map_err(|e| e.to_string())?;
+        let c = c.map_err(SignatureError::Walk)?;
+        let commit = repo.find_commit(c).map_err(SignatureError::Walk)?;
         let signature = match repo.extract_signature(&c, None) {
             Ok((sig, data)) => Some((sig.to_vec(), data.to_vec())),
             Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-            Err(e) => return Err(format!("cannot read the signature of {c}: {e}")),
+            Err(source) => {
+                return Err(SignatureError::ReadSignature {
+                    commit: c.to_string(),
+                    source,
+                });
+            }
         };
         out.push(SignedCommit {
             id: c.to_string(),
@@ -63,26 +136,28 @@ pub fn commits_between(
 }
 
 /// Checks every commit; the error names the first commit that fails and why.
-pub fn check_range(commits: &[SignedCommit], allowed_signers: &Path) -> Result<(), String> {
+pub fn check_range(commits: &[SignedCommit], allowed_signers: &Path) -> Result<(), SignatureError> {
     for c in commits {
-        let name = format!("commit {} ({:?})", short(&c.id), c.summary);
+        let commit = format!("commit {} ({:?})", short(&c.id), c.summary);
         let Some((sig, data)) = &c.signature else {
-            return Err(format!("{name} is not signed"));
+            return Err(SignatureError::Unsigned { commit });
         };
         if !sig.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
-            return Err(format!(
-                "{name} has a signature that is not an SSH signature (GPG signatures are not verified); sign with gpg.format=ssh"
-            ));
+            return Err(SignatureError::NotSsh { commit });
         }
-        verify_ssh(sig, data, allowed_signers).map_err(|why| format!("{name}: {why}"))?;
+        verify_ssh(sig, data, allowed_signers)
+            .map_err(|source| SignatureError::Rejected { commit, source })?;
     }
     Ok(())
 }
 
 /// A good signature over `data` by a key in `allowed_signers`, or why not.
-pub fn verify_ssh(signature: &[u8], data: &[u8], allowed_signers: &Path) -> Result<(), String> {
-    let sig_file =
-        TempFile::new(signature).map_err(|e| format!("cannot write a temp file: {e}"))?;
+pub fn verify_ssh(
+    signature: &[u8],
+    data: &[u8],
+    allowed_signers: &Path,
+) -> Result<(), VerifyError> {
+    let sig_file = TempFile::new(signature).map_err(VerifyError::TempFile)?;
     let found = Command::new("ssh-keygen")
         .args(["-Y", "find-principals", "-s"])
         .arg(&sig_file.0)
@@ -90,7 +165,7 @@ pub fn verify_ssh(signature: &[u8], data: &[u8], allowed_signers: &Path) -> Resu
         .arg(allowed_signers)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run ssh-keygen (install openssh-client): {e}"))?;
+        .map_err(VerifyError::NoSshKeygen)?;
     let principal = String::from_utf8_lossy(&found.stdout)
         .lines()
         .next()
@@ -98,10 +173,9 @@ pub fn verify_ssh(signature: &[u8], data: &[u8], allowed_signers: &Path) -> Resu
         .trim()
         .to_owned();
     if !found.status.success() || principal.is_empty() {
-        return Err(format!(
-            "signed by a key not in {} (the allowed signers)",
-            allowed_signers.display()
-        ));
+        return Err(VerifyError::UnknownKey {
+            allowed_signers: allowed_signers.to_owned(),
+        });
     }
     let mut child = Command::new("ssh-keygen")
         .args(["-Y", "verify", "-n", "git", "-f"])
@@ -114,22 +188,18 @@ pub fn verify_ssh(signature: &[u8], data: &[u8], allowed_signers: &Path) -> Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
+        .map_err(VerifyError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(data)
-            .map_err(|e| format!("cannot hand the commit to ssh-keygen: {e}"))?;
+        stdin.write_all(data).map_err(VerifyError::Stdin)?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("ssh-keygen failed: {e}"))?;
+    let out = child.wait_with_output().map_err(VerifyError::Wait)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "the signature of {principal} does not verify: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(VerifyError::DoesNotVerify {
+            principal,
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 

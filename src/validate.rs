@@ -3,13 +3,14 @@
 //! its last good desired set. (Reference errors, such as a duplicate object, a patch without a
 //! target or an undefined `${VAR}`, stop the render itself: see `render::RenderError`.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::TierConfig;
+/// The rule levels are part of a tier's config (`validation:`): defined there, read here.
+pub use crate::config::{Level, SecurityRule, UnknownSecurityRule, ValidationConfig};
 use crate::render::{DesiredObject, DesiredSet, ObjectScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,96 +29,6 @@ impl fmt::Display for Stage {
             Stage::Security => "security",
             Stage::Scope => "scope",
             Stage::Ownership => "ownership",
-        })
-    }
-}
-
-/// Whether a finding stops the tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Block,
-    Warn,
-}
-
-/// The security rules, each blocking or warning as the tier's config says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SecurityRule {
-    PrivilegedContainer,
-    RunAsNonRoot,
-    HostPath,
-    HostNamespaces,
-    PlaintextSecret,
-    ImageTag,
-    RbacGrant,
-}
-
-impl SecurityRule {
-    pub const ALL: [SecurityRule; 7] = [
-        SecurityRule::PrivilegedContainer,
-        SecurityRule::RunAsNonRoot,
-        SecurityRule::HostPath,
-        SecurityRule::HostNamespaces,
-        SecurityRule::PlaintextSecret,
-        SecurityRule::ImageTag,
-        SecurityRule::RbacGrant,
-    ];
-
-    pub fn id(self) -> &'static str {
-        match self {
-            SecurityRule::PrivilegedContainer => "privileged-container",
-            SecurityRule::RunAsNonRoot => "run-as-non-root",
-            SecurityRule::HostPath => "host-path",
-            SecurityRule::HostNamespaces => "host-namespaces",
-            SecurityRule::PlaintextSecret => "plaintext-secret",
-            SecurityRule::ImageTag => "image-tag",
-            SecurityRule::RbacGrant => "rbac-grant",
-        }
-    }
-}
-
-impl std::str::FromStr for SecurityRule {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SecurityRule::ALL
-            .into_iter()
-            .find(|r| r.id() == s)
-            .ok_or_else(|| {
-                let ids: Vec<&str> = SecurityRule::ALL.iter().map(|r| r.id()).collect();
-                format!(
-                    "unknown security rule {s:?}; expected one of {}",
-                    ids.join(", ")
-                )
-            })
-    }
-}
-
-impl<'de> Deserialize<'de> for SecurityRule {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A tier's `validation:` config: the level of every security rule, and overrides per rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ValidationConfig {
-    /// The level of every security rule; by default `block` for the last tier of the config
-    /// (the one closest to production) and `warn` for the others.
-    pub security: Option<Level>,
-    /// Per-rule overrides, e.g. `{image-tag: warn}`.
-    #[serde(default)]
-    pub rules: BTreeMap<SecurityRule, Level>,
-}
-
-impl ValidationConfig {
-    fn level(&self, rule: SecurityRule, last_tier: bool) -> Level {
-        self.rules.get(&rule).copied().unwrap_or_else(|| {
-            self.security
-                .unwrap_or(if last_tier { Level::Block } else { Level::Warn })
         })
     }
 }

@@ -120,7 +120,7 @@ pub async fn run(args: PromoteArgs, report: Report) -> ExitCode {
         promote_blocking(&config, &from, &to, &args, evidence, last_healthy)
     })
     .await
-    .unwrap_or_else(|e| Err(format!("the promote task failed: {e}")));
+    .unwrap_or_else(|e| Err(PromoteError::Task(e)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -130,6 +130,49 @@ pub async fn run(args: PromoteArgs, report: Report) -> ExitCode {
     }
 }
 
+/// Why a promotion was refused or failed; the message follows `error:`.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("{0}")]
+    Source(#[from] crate::source::SourceError),
+    #[error("--revision {given} is no commit of {url}: {source}")]
+    NoSuchRevision {
+        given: String,
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error(
+        "tier {tier} has no healthy revision (neither in its state in the cluster nor as refs/gitopsd/healthy/{tier}/* in {url})"
+    )]
+    NoHealthyRevision { tier: String, url: String },
+    #[error("commit {revision} is not in {url}'s history of {from_ref} or {to_ref}")]
+    NotInHistory {
+        revision: Oid,
+        url: String,
+        from_ref: String,
+        to_ref: String,
+    },
+    /// The promotion gate of the target tier holds the revision (soak, digest, health).
+    #[error("{message}")]
+    Gated { message: String },
+    #[error(
+        "{target} is at {current}, which {revision} does not descend from: not a fast-forward (give --force to rewrite {tier})"
+    )]
+    NotFastForward {
+        target: String,
+        current: String,
+        revision: String,
+        tier: String,
+    },
+    /// Reading or writing the mirror (a bad recorded revision, the history walk, the ref
+    /// pushed from).
+    #[error("{0}")]
+    Git(#[from] git2::Error),
+    #[error("the promote task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
 fn promote_blocking(
     config: &Config,
     from: &TierConfig,
@@ -137,7 +180,7 @@ fn promote_blocking(
     args: &PromoteArgs,
     mut evidence: Vec<HealthyRecord>,
     last_healthy: Option<String>,
-) -> Result<(), String> {
+) -> Result<(), PromoteError> {
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "gitopsd-promote-{}-{}",
         std::process::id(),
@@ -146,10 +189,8 @@ fn promote_blocking(
             .map(|d| d.as_nanos())
             .unwrap_or_default()
     )));
-    let mut source = Source::new(&config.source, scratch.0.clone()).map_err(|e| e.to_string())?;
-    let outcome = source
-        .fetch(&[from.git_ref.clone(), to.git_ref.clone()])
-        .map_err(|e| e.to_string())?;
+    let mut source = Source::new(&config.source, scratch.0.clone())?;
+    let outcome = source.fetch(&[from.git_ref.clone(), to.git_ref.clone()])?;
     // TO's ref may not exist yet: then the promotion creates it.
     let current = match outcome.get(&to.git_ref) {
         Some(Ok(u)) => Some(u.commit),
@@ -162,28 +203,30 @@ fn promote_blocking(
         (Some(r), _) => repo
             .revparse_single(r)
             .and_then(|o| o.peel_to_commit())
-            .map_err(|e| format!("--revision {r} is no commit of {}: {e}", source.url()))?
+            .map_err(|e| PromoteError::NoSuchRevision {
+                given: r.clone(),
+                url: source.url().to_owned(),
+                source: e,
+            })?
             .id(),
-        (None, Some(r)) => Oid::from_str(&r).map_err(|e| e.to_string())?,
+        (None, Some(r)) => Oid::from_str(&r)?,
         (None, None) => match evidence.iter().max_by_key(|h| h.since) {
-            Some(h) => Oid::from_str(&h.revision).map_err(|e| e.to_string())?,
+            Some(h) => Oid::from_str(&h.revision)?,
             None => {
-                return Err(format!(
-                    "tier {} has no healthy revision (neither in its state in the cluster nor as refs/gitopsd/healthy/{}/* in {})",
-                    from.name,
-                    from.name,
-                    source.url()
-                ));
+                return Err(PromoteError::NoHealthyRevision {
+                    tier: from.name.clone(),
+                    url: source.url().to_owned(),
+                });
             }
         },
     };
     if repo.find_commit(revision).is_err() {
-        return Err(format!(
-            "commit {revision} is not in {}'s history of {} or {}",
-            source.url(),
-            from.git_ref,
-            to.git_ref
-        ));
+        return Err(PromoteError::NotInHistory {
+            revision,
+            url: source.url().to_owned(),
+            from_ref: from.git_ref.clone(),
+            to_ref: to.git_ref.clone(),
+        });
     }
     let sha = revision.to_string();
     let digest = if to.gate == crate::config::PromotionGate::BaseDigest {
@@ -195,7 +238,9 @@ fn promote_blocking(
         None
     };
     if let Some(hold) = promotion_gate(to, &sha, digest.as_deref(), &evidence, chrono::Utc::now()) {
-        return Err(hold.message);
+        return Err(PromoteError::Gated {
+            message: hold.message,
+        });
     }
     let target = branch_ref(&to.git_ref);
     if current == Some(revision) {
@@ -207,14 +252,14 @@ fn promote_blocking(
         Some(c) => repo.graph_descendant_of(revision, c).unwrap_or(false),
     };
     if !fast_forward && !args.force {
-        return Err(format!(
-            "{target} is at {}, which {} does not descend from: not a fast-forward (give --force to rewrite {})",
-            current
+        return Err(PromoteError::NotFastForward {
+            target,
+            current: current
                 .map(|c| short(&c.to_string()).to_owned())
                 .unwrap_or_default(),
-            short(&sha),
-            to.name
-        ));
+            revision: short(&sha).to_owned(),
+            tier: to.name.clone(),
+        });
     }
 
     println!(
@@ -226,10 +271,9 @@ fn promote_blocking(
             .unwrap_or_else(|| "(new ref)".into()),
         short(&sha)
     );
-    let mut walk = repo.revwalk().map_err(|e| e.to_string())?;
-    walk.set_sorting(Sort::TOPOLOGICAL)
-        .map_err(|e| e.to_string())?;
-    walk.push(revision).map_err(|e| e.to_string())?;
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(Sort::TOPOLOGICAL)?;
+    walk.push(revision)?;
     if let Some(c) = current
         && fast_forward
     {
@@ -246,12 +290,9 @@ fn promote_blocking(
     }
     // libgit2 pushes from a ref: a local one names the commit.
     let local = format!("refs/gitopsd/promote/{}", to.name);
-    repo.reference(&local, revision, true, "gitopsd promote")
-        .map_err(|e| e.to_string())?;
+    repo.reference(&local, revision, true, "gitopsd promote")?;
     let plus = if args.force { "+" } else { "" };
-    source
-        .push(&[format!("{plus}{local}:{target}")])
-        .map_err(|e| e.to_string())?;
+    source.push(&[format!("{plus}{local}:{target}")])?;
     println!("pushed {} to {target}", short(&sha));
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use crate::drift::DriftError;
 use crate::live::LiveError;
+use crate::signature::SignatureError;
 use crate::source::SourceError;
 use crate::state::StateError;
 
@@ -18,9 +19,9 @@ pub enum CheckoutError {
     LockPoisoned,
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// The signature module's reason (git2), as it words it.
-    #[error("{0}")]
-    Commits(String),
+    /// The commits of a range could not be listed (git2).
+    #[error(transparent)]
+    Commits(#[from] SignatureError),
     #[error("{what} is not supported by this source")]
     Unsupported { what: &'static str },
 }

@@ -77,6 +77,7 @@ impl TierReconciler {
                     .commits_between(from.as_deref(), &to)
                     .map_err(|e| e.to_string())?;
                 crate::signature::check_range(&commits, &signed.ssh_allowed_signers)
+                    .map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("the signature check failed: {e}")));

@@ -134,7 +134,7 @@ impl Checkouts for Mutex<crate::source::Source> {
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
         let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
         crate::signature::commits_between(source.repository(), from, to)
-            .map_err(CheckoutError::Commits)
+            .map_err(CheckoutError::from)
     }
 }
 

@@ -46,7 +46,7 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Default)]
 pub(crate) struct CallbackTrouble {
     pub auth_refused: bool,
-    pub host_key: Option<(String, String)>,
+    pub host_key: Option<(String, HostKeyRefusal)>,
 }
 
 pub(crate) fn load(
@@ -136,7 +136,7 @@ pub(crate) fn callbacks<'a>(
         };
         let result = match hostkey.hostkey() {
             Some(key) => check_host_key(known, host, port, key),
-            None => Err("was not offered by libgit2 in raw form".to_owned()),
+            None => Err(HostKeyRefusal::NotRaw),
         };
         match result {
             Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
@@ -200,13 +200,27 @@ pub(crate) fn parse_known_hosts(text: &str) -> Vec<KnownHost> {
     out
 }
 
+/// Why the host key an ssh server offered is refused; says what follows "ssh host key of
+/// <host>" (`name` is the known_hosts name: `host`, or `[host]:port` off port 22).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostKeyRefusal {
+    #[error("({name}) is marked @revoked in known_hosts")]
+    Revoked { name: String },
+    #[error("({name}) does not match known_hosts: the server offers a different key")]
+    Mismatch { name: String },
+    #[error("({name}) is unknown: no entry for it in known_hosts")]
+    Unknown { name: String },
+    #[error("was not offered by libgit2 in raw form")]
+    NotRaw,
+}
+
 /// Ok when known_hosts holds exactly this key for the host; the error says why not.
 pub(crate) fn check_host_key(
     known: &[KnownHost],
     host: &str,
     port: Option<u16>,
     key: &[u8],
-) -> Result<(), String> {
+) -> Result<(), HostKeyRefusal> {
     let name = match port {
         Some(p) if p != 22 => format!("[{host}]:{p}"),
         _ => host.to_owned(),
@@ -216,19 +230,15 @@ pub(crate) fn check_host_key(
         .filter(|k| k.patterns.iter().any(|p| p.eq_ignore_ascii_case(&name)))
         .collect();
     if entries.iter().any(|k| k.revoked && k.key == key) {
-        return Err(format!("({name}) is marked @revoked in known_hosts"));
+        return Err(HostKeyRefusal::Revoked { name });
     }
     if entries.iter().any(|k| !k.revoked && k.key == key) {
         return Ok(());
     }
     if entries.iter().any(|k| !k.revoked) {
-        Err(format!(
-            "({name}) does not match known_hosts: the server offers a different key"
-        ))
+        Err(HostKeyRefusal::Mismatch { name })
     } else {
-        Err(format!(
-            "({name}) is unknown: no entry for it in known_hosts"
-        ))
+        Err(HostKeyRefusal::Unknown { name })
     }
 }
 
@@ -266,7 +276,7 @@ mod tests {
         );
         let mismatch = check_host_key(&known, "127.0.0.1", Some(2222), &key(KEY_B));
         assert_eq!(
-            mismatch,
+            mismatch.map_err(|e| e.to_string()),
             Err(
                 "([127.0.0.1]:2222) does not match known_hosts: the server offers a different key"
                     .into()
@@ -275,7 +285,7 @@ mod tests {
         // The same host on another port is another entry.
         let unknown = check_host_key(&known, "127.0.0.1", Some(2223), &key(KEY_A));
         assert_eq!(
-            unknown,
+            unknown.map_err(|e| e.to_string()),
             Err("([127.0.0.1]:2223) is unknown: no entry for it in known_hosts".into())
         );
     }
@@ -288,7 +298,7 @@ mod tests {
         let known = parse_known_hosts(&file);
         let err = check_host_key(&known, "git.example.com", None, &key(KEY_A));
         assert_eq!(
-            err,
+            err.map_err(|e| e.to_string()),
             Err("(git.example.com) is marked @revoked in known_hosts".into())
         );
     }

@@ -6,6 +6,21 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error(
+        "the mirror of {url} in {dir} is in use by {holder} (another gitopsd following the same repository with the same --workdir); give each daemon its own --workdir (or GITOPSD_WORKDIR)"
+    )]
+    MirrorInUse {
+        url: String,
+        dir: PathBuf,
+        /// `process 1234`, from the lock file.
+        holder: String,
+    },
+    #[error("cannot lock the mirror directory with {path}: {source}")]
+    MirrorLock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the mirror of {url} at {path}: {source}")]
     Mirror {
         url: String,
@@ -32,7 +47,7 @@ pub enum SourceError {
     HostKey {
         url: String,
         host: String,
-        reason: String,
+        reason: super::auth::HostKeyRefusal,
         refs: String,
     },
     #[error("fetch of {refs} from {url} failed: {source}")]

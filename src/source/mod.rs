@@ -2,7 +2,8 @@
 //! follow, and commits exported as plain files for the render stage.
 //!
 //! Design:
-//! - One bare repository under `workdir/mirror`. Each followed ref (a branch, a tag, a full
+//! - One bare repository under `workdir/mirror` (the daemon's `workdir` is
+//!   [`mirror_dir`]: one per source URL, held by one daemon at a time, [`MirrorLock`]). Each followed ref (a branch, a tag, a full
 //!   commit sha) is fetched into `refs/gitopsd/follow/<ref>`, so the commit a tier saw last
 //!   survives a restart and a failed fetch: the last good state is whatever those refs say.
 //! - https and ssh fetches are shallow (depth 1); the local transport of libgit2 cannot do
@@ -30,6 +31,7 @@ mod error;
 mod evidence;
 mod export;
 mod poll;
+mod workdir;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,12 +44,13 @@ use std::time::Duration;
 use git2::{AutotagOption, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use tracing::{debug, info, info_span, warn};
 
-pub use auth::DEFAULT_TOKEN_USER;
+pub use auth::{DEFAULT_TOKEN_USER, HostKeyRefusal};
 pub use backoff::{Backoff, MAX_DELAY, MIN_DELAY};
 pub use error::{ExportLimit, SourceError};
 pub use evidence::{EVIDENCE_PREFIX, HEALTHY_PREFIX, healthy_ref};
 pub use export::KEEP_EXPORTS;
 pub use poll::{FetchReport, Fetcher, Poller};
+pub use workdir::{MirrorLock, mirror_dir};
 
 use crate::config::{GitAuth, RepoUrlKind, SourceConfig};
 

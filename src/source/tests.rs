@@ -520,3 +520,65 @@ fn lock_files_left_by_a_fetch_killed_mid_update_are_cleared_at_start_up() {
         .expect("fetch after the clean-up");
     assert_eq!(update(&out, "main").commit.to_string(), b);
 }
+
+/// Issue 15, bug g: the mirror under the daemon's workdir is the mirror of one URL. A daemon
+/// whose `source.url` changed (same workdir) starts a fresh mirror: the other repository's
+/// history is no force-push of the old one.
+#[test]
+fn a_changed_source_url_starts_a_fresh_mirror_and_reports_no_force_push() {
+    let old = Upstream::new();
+    old.commit("x.yaml", "repo: old\n");
+    old.push("main");
+    let new = Upstream::new();
+    let fresh = new.commit("x.yaml", "repo: new\n");
+    new.push("main");
+    let work = tempfile::tempdir().expect("temp dir");
+    let main = refs(&["main"]);
+
+    let dir = mirror_dir(work.path(), &old.config().url);
+    let mut source = Source::new(&old.config(), dir).expect("source");
+    source.fetch(&main).expect("fetch the old repo");
+    drop(source);
+
+    let dir = mirror_dir(work.path(), &new.config().url);
+    let mut source = Source::new(&new.config(), dir).expect("source");
+    let u = update(&source.fetch(&main).expect("fetch the new repo"), "main");
+    assert_eq!(u.commit.to_string(), fresh);
+    assert!(
+        u.previous.is_none() && !u.rewrite,
+        "the new repo is not a force-push of the old one: {u:?}"
+    );
+}
+
+/// Issue 15, bug g: two daemons with the same workdir following the same repository would
+/// share one mirror; the second is refused, told which directory and what to do.
+#[test]
+fn a_second_daemon_on_the_same_mirror_is_refused_naming_the_directory_and_the_fix() {
+    let up = Upstream::new();
+    let work = tempfile::tempdir().expect("temp dir");
+    let url = up.config().url;
+    let dir = mirror_dir(work.path(), &url);
+    let first = MirrorLock::acquire(&dir, &url).expect("the first daemon takes the mirror");
+
+    let err = MirrorLock::acquire(&dir, &url).expect_err("the mirror is held");
+    let text = err.to_string();
+    assert!(matches!(err, SourceError::MirrorInUse { .. }), "{err:?}");
+    assert!(text.contains(&dir.display().to_string()), "{text}");
+    assert!(
+        text.contains(&format!("process {}", std::process::id())),
+        "{text}"
+    );
+    assert!(
+        text.contains("give each daemon its own --workdir"),
+        "{text}"
+    );
+
+    // Another repository in the same workdir has a mirror of its own.
+    let other = Upstream::new().config().url;
+    assert_ne!(mirror_dir(work.path(), &other), dir);
+    let _other = MirrorLock::acquire(&mirror_dir(work.path(), &other), &other).expect("free");
+
+    // Released with its holder (a stopped daemon, however it stopped).
+    drop(first);
+    MirrorLock::acquire(&dir, &url).expect("free again");
+}

@@ -24,6 +24,7 @@ mod atomic_drift;
 mod audit;
 mod cli;
 mod cli_render;
+mod config;
 mod corpus;
 mod dashboard;
 mod deploy;

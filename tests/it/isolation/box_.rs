@@ -349,7 +349,10 @@ async fn a_commit_naming_one_blob_many_times_is_refused_before_anything_is_writt
     f.start();
     let good = f.head();
     f.wait_synced_healthy(&good, SYNC).await;
-    let revisions = f.dir.path().join("workdir/source/revisions");
+    // The mirror of the fixture's repo under the daemon's workdir, as the daemon keys it.
+    let url = f.repo.display().to_string().parse().expect("the repo URL");
+    let revisions =
+        gitopsd::source::mirror_dir(&f.dir.path().join("workdir"), &url).join("revisions");
     assert!(
         revisions.join(&good).is_dir(),
         "the good export is where the test looks"
