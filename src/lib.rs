@@ -27,6 +27,7 @@ pub mod drift;
 pub mod escape;
 pub mod events;
 pub mod health;
+pub mod hold;
 pub mod http;
 pub mod leader;
 pub mod live;

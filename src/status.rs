@@ -102,7 +102,7 @@ pub struct TierStatus {
     /// window (the reason is in `last_error`).
     pub held_revision: Option<String>,
     /// What holds it: `promotion-gate`, `soak`, `signature` or `window`.
-    pub held_by: Option<crate::reconcile::HoldKind>,
+    pub held_by: Option<crate::hold::HoldKind>,
     /// Whether the change windows are open now and when that changes (`None`: no windows).
     pub window: Option<crate::window::WindowState>,
     /// With leader election, on a replica that does not lead: "standby, leader is X" (this

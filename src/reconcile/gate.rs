@@ -18,39 +18,7 @@ pub fn system_clock() -> Clock {
     std::sync::Arc::new(Utc::now)
 }
 
-/// What kind of hold: one per reason, so a revision's block is reported once per kind; the
-/// status's `heldBy` and the `held_by` label of `gitopsd_promotion_blocked` (alerts tell a gate
-/// that stays closed from a change window that is simply closed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HoldKind {
-    /// `promoteFrom` has not recorded the revision healthy.
-    PromotionGate,
-    /// It has, but not for the `soak` time yet (lifts by itself).
-    Soak,
-    /// A commit in the range has no good signature.
-    Signature,
-    /// The change windows are closed (lifts by itself when one opens).
-    Window,
-}
-
-impl HoldKind {
-    pub const ALL: [HoldKind; 4] = [
-        HoldKind::PromotionGate,
-        HoldKind::Soak,
-        HoldKind::Signature,
-        HoldKind::Window,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldKind::PromotionGate => "promotion-gate",
-            HoldKind::Soak => "soak",
-            HoldKind::Signature => "signature",
-            HoldKind::Window => "window",
-        }
-    }
-}
+pub use crate::hold::HoldKind;
 
 /// What holds a revision back, and what would let it through.
 #[derive(Debug, Clone, PartialEq, Eq)]
