@@ -2,22 +2,16 @@
 //! (every object it applied, with the digest it applied), the last applied and last healthy
 //! revisions, and a revision it rolled back from (not retried until git moves).
 
+mod configmap;
+mod inventory;
 mod storage;
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use crate::live::{ObjectId, ObjectKey};
-
+use configmap::{FORMAT, decode, encode};
+pub use inventory::{Inventory, NOT_APPLIED};
 pub use storage::StateStorage;
 
 /// A tier's remembered state. `Default` is a tier gitopsd never synced.
@@ -91,174 +85,6 @@ impl TierState {
     }
 }
 
-/// What a tier applied: one entry per object, keyed by its identity (group, kind, namespace,
-/// name: [`ObjectId`]), not by its API version. A manifest that moves from `autoscaling/v1` to
-/// `autoscaling/v2` names the same object, which must be configured, never pruned and created
-/// again (issue 21 item 4). Each entry keeps the key it was last applied with (its apiVersion is
-/// what prune reads and deletes it by) and the short digest of that manifest.
-///
-/// The API mirrors a map from [`ObjectKey`]: every lookup takes a key and compares its
-/// identity, and `insert` replaces an entry of another version of the same object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inventory(BTreeMap<ObjectId, (ObjectKey, String)>);
-
-impl Inventory {
-    pub fn new() -> Inventory {
-        Inventory::default()
-    }
-
-    /// The digest recorded for the object `key` names, at whatever version it was applied.
-    pub fn get(&self, key: &ObjectKey) -> Option<&String> {
-        self.0.get(&key.id()).map(|(_, d)| d)
-    }
-
-    /// The key the object was last applied with (its apiVersion may differ from `key`'s).
-    pub fn stored_key(&self, key: &ObjectKey) -> Option<&ObjectKey> {
-        self.0.get(&key.id()).map(|(k, _)| k)
-    }
-
-    pub fn contains_key(&self, key: &ObjectKey) -> bool {
-        self.0.contains_key(&key.id())
-    }
-
-    pub fn contains_id(&self, id: &ObjectId) -> bool {
-        self.0.contains_key(id)
-    }
-
-    /// Records `key` with `digest`, replacing the entry of the same object at any version;
-    /// returns the digest it replaced.
-    pub fn insert(&mut self, key: ObjectKey, digest: String) -> Option<String> {
-        self.0.insert(key.id(), (key, digest)).map(|(_, d)| d)
-    }
-
-    /// Forgets the object `key` names, at whatever version it was recorded.
-    pub fn remove(&mut self, key: &ObjectKey) -> Option<String> {
-        self.0.remove(&key.id()).map(|(_, d)| d)
-    }
-
-    /// The stored keys, in identity order.
-    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
-        self.0.values().map(|(k, _)| k)
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &String> {
-        self.0.values().map(|(_, d)| d)
-    }
-
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        self.0.values_mut().map(|(_, d)| d)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &String)> {
-        self.0.values().map(|(k, d)| (k, d))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds an entry read from a state that may list one object at two versions (written
-    /// before the inventory was keyed by identity: a version change recorded the new key before
-    /// prune removed the old one, and prune off or refused kept both). One entry stays: one
-    /// whose apply finished over one still [`NOT_APPLIED`], else the newer version by
-    /// Kubernetes' version order (`v2` over `v1` over `v1beta1`). Either digest only decides
-    /// whether the object is applied again, and the next apply records the desired version.
-    fn merge(&mut self, key: ObjectKey, digest: String) {
-        let id = key.id();
-        let keep_new = match self.0.get(&id) {
-            None => true,
-            Some((old_key, old_digest)) => {
-                let rank = |d: &str, k: &ObjectKey| {
-                    (
-                        d != NOT_APPLIED,
-                        version_priority(version_of(&k.api_version)),
-                    )
-                };
-                rank(&digest, &key) > rank(old_digest, old_key)
-            }
-        };
-        if keep_new {
-            self.0.insert(id, (key, digest));
-        }
-    }
-}
-
-impl std::ops::Index<&ObjectKey> for Inventory {
-    type Output = String;
-
-    fn index(&self, key: &ObjectKey) -> &String {
-        match self.get(key) {
-            Some(d) => d,
-            None => panic!("{key:?} is not in the inventory"),
-        }
-    }
-}
-
-impl FromIterator<(ObjectKey, String)> for Inventory {
-    fn from_iter<I: IntoIterator<Item = (ObjectKey, String)>>(iter: I) -> Inventory {
-        let mut inventory = Inventory::new();
-        for (k, d) in iter {
-            inventory.insert(k, d);
-        }
-        inventory
-    }
-}
-
-impl<const N: usize> From<[(ObjectKey, String); N]> for Inventory {
-    fn from(entries: [(ObjectKey, String); N]) -> Inventory {
-        entries.into_iter().collect()
-    }
-}
-
-impl<'a> IntoIterator for &'a Inventory {
-    type Item = (&'a ObjectKey, &'a String);
-    type IntoIter = Box<dyn Iterator<Item = (&'a ObjectKey, &'a String)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
-    }
-}
-
-/// The inventory digest of an object recorded before its first apply finished: it matches no
-/// manifest digest, so the object is applied again.
-pub const NOT_APPLIED: &str = "not-applied";
-
-/// The version part of an apiVersion: `v2` of `autoscaling/v2`, `v1` of `v1`.
-fn version_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map_or(api_version, |(_, v)| v)
-}
-
-/// Kubernetes' version priority (as `kubectl` and discovery order versions): GA over beta over
-/// alpha, a higher major and then a higher minor first; a version not of that form ranks last.
-fn version_priority(version: &str) -> (u8, u64, u64) {
-    let Some(rest) = version.strip_prefix('v') else {
-        return (0, 0, 0);
-    };
-    let digits = rest.chars().take_while(char::is_ascii_digit).count();
-    let Ok(major) = rest[..digits].parse::<u64>() else {
-        return (0, 0, 0);
-    };
-    let tail = &rest[digits..];
-    let (stage, minor) = if tail.is_empty() {
-        (3, Some(0))
-    } else if let Some(n) = tail.strip_prefix("beta") {
-        (2, n.parse::<u64>().ok())
-    } else if let Some(n) = tail.strip_prefix("alpha") {
-        (1, n.parse::<u64>().ok())
-    } else {
-        (0, None)
-    };
-    let Some(minor) = minor else {
-        return (0, 0, 0);
-    };
-    // Stage first: `v1` ranks over `v2beta1`, as in Kubernetes.
-    (stage, major, minor)
-}
-
 /// How many healthy revisions a tier's state keeps.
 pub const HEALTHY_KEPT: usize = 20;
 
@@ -305,19 +131,6 @@ impl TierState {
     }
 }
 
-/// The ConfigMap keys, in one place so save and load cannot disagree.
-const KEY_LAST_APPLIED: &str = "lastAppliedRevision";
-const KEY_LAST_HEALTHY: &str = "lastHealthyRevision";
-const KEY_FAILED: &str = "failedRevision";
-const KEY_ROLLBACKS: &str = "rollbacks";
-const KEY_HEALTHY: &str = "healthyRevisions";
-const KEY_FINISHED_JOBS: &str = "finishedJobs";
-const KEY_ROLLOUT: &str = "rollout";
-const KEY_COUNT: &str = "inventoryCount";
-const KEY_FORMAT: &str = "format";
-const KEY_INVENTORY: &str = "inventory.gz";
-const FORMAT: &str = "1";
-
 /// The field manager of every write of gitopsd's own state.
 const FIELD_MANAGER: &str = "gitopsd";
 
@@ -325,10 +138,6 @@ const FIELD_MANAGER: &str = "gitopsd";
 /// 1 MiB in etcd, and the rest of the object (metadata, managedFields, base64 in transit) needs
 /// room too.
 pub const MAX_INVENTORY_GZ_BYTES: usize = 900 * 1024;
-
-/// A decompressed inventory larger than this is not one gitopsd wrote (10,000 objects take about
-/// 1 MiB); the limit keeps a damaged or hostile ConfigMap from exhausting memory.
-const MAX_INVENTORY_TEXT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How many characters of a digest the inventory keeps.
 const SHORT_DIGEST_LEN: usize = 16;
@@ -562,235 +371,19 @@ impl StateStore {
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-/// The state ConfigMap of `tier` in `namespace`, as save applies it.
-fn encode(tier: &str, namespace: &str, state: &TierState) -> Result<ConfigMap, StateError> {
-    let name = StateStore::config_map_name(tier);
-    let encode_error = |reason: String| StateError::Encode {
-        tier: tier.to_owned(),
-        namespace: namespace.to_owned(),
-        name: name.clone(),
-        reason,
-    };
-    let gz = encode_inventory(&state.inventory).map_err(encode_error)?;
-    if gz.len() > MAX_INVENTORY_GZ_BYTES {
-        return Err(StateError::TooLarge {
-            namespace: namespace.to_owned(),
-            name,
-            objects: state.inventory.len(),
-            bytes: gz.len(),
-        });
-    }
-    let mut data = BTreeMap::new();
-    let mut put = |k: &str, v: Option<&String>| {
-        if let Some(v) = v {
-            data.insert(k.to_owned(), v.clone());
-        }
-    };
-    put(KEY_LAST_APPLIED, state.last_applied_revision.as_ref());
-    put(KEY_LAST_HEALTHY, state.last_healthy_revision.as_ref());
-    put(KEY_FAILED, state.failed_revision.as_ref());
-    data.insert(KEY_ROLLBACKS.to_owned(), state.rollbacks.to_string());
-    if !state.healthy.is_empty() {
-        let json =
-            serde_json::to_string(&state.healthy).map_err(|e| encode_error(e.to_string()))?;
-        data.insert(KEY_HEALTHY.to_owned(), json);
-    }
-    if !state.finished_jobs.is_empty() {
-        let json =
-            serde_json::to_string(&state.finished_jobs).map_err(|e| encode_error(e.to_string()))?;
-        data.insert(KEY_FINISHED_JOBS.to_owned(), json);
-    }
-    if let Some(rollout) = &state.rollout {
-        let json = serde_json::to_string(rollout).map_err(|e| encode_error(e.to_string()))?;
-        data.insert(KEY_ROLLOUT.to_owned(), json);
-    }
-    data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
-    data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
-
-    let labels = BTreeMap::from([
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            FIELD_MANAGER.to_owned(),
-        ),
-        ("app.kubernetes.io/component".to_owned(), "state".to_owned()),
-        ("gitopsd.io/state-of".to_owned(), tier.to_owned()),
-    ]);
-    Ok(ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        binary_data: Some(BTreeMap::from([(KEY_INVENTORY.to_owned(), ByteString(gz))])),
-        ..ConfigMap::default()
-    })
-}
-
-/// The state a ConfigMap written by [`encode`] holds.
-fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
-    let name = cm.metadata.name.clone().unwrap_or_default();
-    let corrupt = |key: &'static str, reason: String| StateError::Corrupt {
-        namespace: namespace.to_owned(),
-        name: name.clone(),
-        key,
-        reason,
-    };
-    let empty = BTreeMap::new();
-    let data = cm.data.as_ref().unwrap_or(&empty);
-    match data.get(KEY_FORMAT).map(String::as_str) {
-        Some(FORMAT) => {}
-        Some(other) => {
-            return Err(StateError::UnsupportedFormat {
-                namespace: namespace.to_owned(),
-                name,
-                found: other.to_owned(),
-            });
-        }
-        None => return Err(corrupt(KEY_FORMAT, "missing".to_owned())),
-    }
-    let rollbacks = match data.get(KEY_ROLLBACKS) {
-        Some(v) => v
-            .parse::<u64>()
-            .map_err(|e| corrupt(KEY_ROLLBACKS, format!("{v:?} is not a count: {e}")))?,
-        None => 0,
-    };
-    let (inventory, lines) = match cm.binary_data.as_ref().and_then(|b| b.get(KEY_INVENTORY)) {
-        Some(gz) => decode_inventory(&gz.0).map_err(|r| corrupt(KEY_INVENTORY, r))?,
-        None => return Err(corrupt(KEY_INVENTORY, "missing from binaryData".to_owned())),
-    };
-    // The count is written beside the inventory so a truncated inventory cannot pass as a
-    // smaller one (which would make gitopsd forget objects it must prune).
-    if let Some(count) = data.get(KEY_COUNT) {
-        let count: usize = count
-            .parse()
-            .map_err(|e| corrupt(KEY_COUNT, format!("{count:?} is not a count: {e}")))?;
-        // Lines, not entries: two lines for one object at two versions are merged.
-        if count != lines {
-            return Err(corrupt(
-                KEY_INVENTORY,
-                format!("holds {lines} objects, {KEY_COUNT} says {count}"),
-            ));
-        }
-    }
-    let healthy = match data.get(KEY_HEALTHY) {
-        Some(v) => serde_json::from_str(v)
-            .map_err(|e| corrupt(KEY_HEALTHY, format!("not a list of healthy revisions: {e}")))?,
-        None => Vec::new(),
-    };
-    let finished_jobs = match data.get(KEY_FINISHED_JOBS) {
-        Some(v) => serde_json::from_str(v).map_err(|e| {
-            corrupt(
-                KEY_FINISHED_JOBS,
-                format!("not a list of finished Jobs: {e}"),
-            )
-        })?,
-        None => Vec::new(),
-    };
-    let rollout = match data.get(KEY_ROLLOUT) {
-        Some(v) => Some(serde_json::from_str(v).map_err(|e| {
-            corrupt(
-                KEY_ROLLOUT,
-                format!("not a rollout (revision, startedAt): {e}"),
-            )
-        })?),
-        None => None,
-    };
-    Ok(TierState {
-        inventory,
-        last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
-        last_healthy_revision: data.get(KEY_LAST_HEALTHY).cloned(),
-        failed_revision: data.get(KEY_FAILED).cloned(),
-        rollbacks,
-        healthy,
-        finished_jobs,
-        rollout,
-    })
-}
-
-/// Gzip of the inventory lines, sorted (the `BTreeMap` order is the key order; lines are sorted
-/// again by their text so the bytes depend only on the content).
-fn encode_inventory(inventory: &Inventory) -> Result<Vec<u8>, String> {
-    let mut lines = Vec::with_capacity(inventory.len());
-    for (key, digest) in inventory {
-        let fields = [
-            short_digest(digest),
-            &key.api_version,
-            &key.kind,
-            key.namespace.as_deref().unwrap_or(""),
-            &key.name,
-        ];
-        // Kubernetes names, kinds and hex digests never hold these; a key that does would
-        // shift the columns and read back as another object.
-        if fields.iter().any(|f| f.contains(['\t', '\n', '\r'])) {
-            return Err(format!(
-                "inventory entry {key:?} holds a tab or newline, which the inventory format cannot store"
-            ));
-        }
-        if digest.is_empty()
-            || key.api_version.is_empty()
-            || key.kind.is_empty()
-            || key.name.is_empty()
-        {
-            return Err(format!(
-                "inventory entry {key:?} (digest {digest:?}) has an empty field"
-            ));
-        }
-        lines.push(fields.join("\t"));
-    }
-    lines.sort_unstable();
-    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-    for line in &lines {
-        gz.write_all(line.as_bytes())
-            .and_then(|()| gz.write_all(b"\n"))
-            .map_err(|e| format!("gzip: {e}"))?;
-    }
-    gz.finish().map_err(|e| format!("gzip: {e}"))
-}
-
-/// The inventory of the lines; two lines for one object at two versions (a state written
-/// before the inventory was keyed by identity) become one entry ([`Inventory::merge`]).
-fn decode_inventory(gz: &[u8]) -> Result<(Inventory, usize), String> {
-    let mut text = String::new();
-    GzDecoder::new(gz)
-        .take(MAX_INVENTORY_TEXT_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("not a gzip of UTF-8 text: {e}"))?;
-    let mut inventory = Inventory::new();
-    let mut lines_seen = std::collections::HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let [digest, api_version, kind, namespace, name] = fields[..] else {
-            return Err(format!(
-                "line {}: {} tab-separated fields, expected 5 (digest, apiVersion, kind, namespace, name): {line:?}",
-                i + 1,
-                fields.len()
-            ));
-        };
-        if digest.is_empty() || api_version.is_empty() || kind.is_empty() || name.is_empty() {
-            return Err(format!("line {}: an empty field: {line:?}", i + 1));
-        }
-        let key = ObjectKey {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-            namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
-            name: name.to_owned(),
-        };
-        if !lines_seen.insert(key.clone()) {
-            return Err(format!(
-                "line {}: the object is listed twice: {line:?}",
-                i + 1
-            ));
-        }
-        inventory.merge(key, digest.to_owned());
-    }
-    Ok((inventory, lines_seen.len()))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::io::{Read, Write};
+
+    use flate2::Compression;
+    use flate2::read::GzDecoder;
+    use flate2::write::GzEncoder;
+    use k8s_openapi::ByteString;
+
+    use super::inventory::version_priority;
     use super::*;
+    use crate::live::ObjectKey;
 
     const NS: &str = "gitopsd";
 

@@ -1,0 +1,266 @@
+//! The state ConfigMap's layout: its keys, and [`TierState`] encoded into it and decoded from
+//! it (the inventory as gzipped lines).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::live::ObjectKey;
+
+use super::{
+    FIELD_MANAGER, Inventory, MAX_INVENTORY_GZ_BYTES, StateError, StateStore, TierState,
+    short_digest,
+};
+
+/// The ConfigMap keys, in one place so save and load cannot disagree.
+const KEY_LAST_APPLIED: &str = "lastAppliedRevision";
+const KEY_LAST_HEALTHY: &str = "lastHealthyRevision";
+const KEY_FAILED: &str = "failedRevision";
+const KEY_ROLLBACKS: &str = "rollbacks";
+const KEY_HEALTHY: &str = "healthyRevisions";
+const KEY_FINISHED_JOBS: &str = "finishedJobs";
+const KEY_ROLLOUT: &str = "rollout";
+const KEY_COUNT: &str = "inventoryCount";
+const KEY_FORMAT: &str = "format";
+const KEY_INVENTORY: &str = "inventory.gz";
+pub(super) const FORMAT: &str = "1";
+
+/// A decompressed inventory larger than this is not one gitopsd wrote (10,000 objects take about
+/// 1 MiB); the limit keeps a damaged or hostile ConfigMap from exhausting memory.
+const MAX_INVENTORY_TEXT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The state ConfigMap of `tier` in `namespace`, as save applies it.
+pub(super) fn encode(
+    tier: &str,
+    namespace: &str,
+    state: &TierState,
+) -> Result<ConfigMap, StateError> {
+    let name = StateStore::config_map_name(tier);
+    let encode_error = |reason: String| StateError::Encode {
+        tier: tier.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+        reason,
+    };
+    let gz = encode_inventory(&state.inventory).map_err(encode_error)?;
+    if gz.len() > MAX_INVENTORY_GZ_BYTES {
+        return Err(StateError::TooLarge {
+            namespace: namespace.to_owned(),
+            name,
+            objects: state.inventory.len(),
+            bytes: gz.len(),
+        });
+    }
+    let mut data = BTreeMap::new();
+    let mut put = |k: &str, v: Option<&String>| {
+        if let Some(v) = v {
+            data.insert(k.to_owned(), v.clone());
+        }
+    };
+    put(KEY_LAST_APPLIED, state.last_applied_revision.as_ref());
+    put(KEY_LAST_HEALTHY, state.last_healthy_revision.as_ref());
+    put(KEY_FAILED, state.failed_revision.as_ref());
+    data.insert(KEY_ROLLBACKS.to_owned(), state.rollbacks.to_string());
+    if !state.healthy.is_empty() {
+        let json =
+            serde_json::to_string(&state.healthy).map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_HEALTHY.to_owned(), json);
+    }
+    if !state.finished_jobs.is_empty() {
+        let json =
+            serde_json::to_string(&state.finished_jobs).map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_FINISHED_JOBS.to_owned(), json);
+    }
+    if let Some(rollout) = &state.rollout {
+        let json = serde_json::to_string(rollout).map_err(|e| encode_error(e.to_string()))?;
+        data.insert(KEY_ROLLOUT.to_owned(), json);
+    }
+    data.insert(KEY_COUNT.to_owned(), state.inventory.len().to_string());
+    data.insert(KEY_FORMAT.to_owned(), FORMAT.to_owned());
+
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            FIELD_MANAGER.to_owned(),
+        ),
+        ("app.kubernetes.io/component".to_owned(), "state".to_owned()),
+        ("gitopsd.io/state-of".to_owned(), tier.to_owned()),
+    ]);
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        binary_data: Some(BTreeMap::from([(KEY_INVENTORY.to_owned(), ByteString(gz))])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The state a ConfigMap written by [`encode`] holds.
+pub(super) fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, StateError> {
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let corrupt = |key: &'static str, reason: String| StateError::Corrupt {
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+        key,
+        reason,
+    };
+    let empty = BTreeMap::new();
+    let data = cm.data.as_ref().unwrap_or(&empty);
+    match data.get(KEY_FORMAT).map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(StateError::UnsupportedFormat {
+                namespace: namespace.to_owned(),
+                name,
+                found: other.to_owned(),
+            });
+        }
+        None => return Err(corrupt(KEY_FORMAT, "missing".to_owned())),
+    }
+    let rollbacks = match data.get(KEY_ROLLBACKS) {
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|e| corrupt(KEY_ROLLBACKS, format!("{v:?} is not a count: {e}")))?,
+        None => 0,
+    };
+    let (inventory, lines) = match cm.binary_data.as_ref().and_then(|b| b.get(KEY_INVENTORY)) {
+        Some(gz) => decode_inventory(&gz.0).map_err(|r| corrupt(KEY_INVENTORY, r))?,
+        None => return Err(corrupt(KEY_INVENTORY, "missing from binaryData".to_owned())),
+    };
+    // The count is written beside the inventory so a truncated inventory cannot pass as a
+    // smaller one (which would make gitopsd forget objects it must prune).
+    if let Some(count) = data.get(KEY_COUNT) {
+        let count: usize = count
+            .parse()
+            .map_err(|e| corrupt(KEY_COUNT, format!("{count:?} is not a count: {e}")))?;
+        // Lines, not entries: two lines for one object at two versions are merged.
+        if count != lines {
+            return Err(corrupt(
+                KEY_INVENTORY,
+                format!("holds {lines} objects, {KEY_COUNT} says {count}"),
+            ));
+        }
+    }
+    let healthy = match data.get(KEY_HEALTHY) {
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| corrupt(KEY_HEALTHY, format!("not a list of healthy revisions: {e}")))?,
+        None => Vec::new(),
+    };
+    let finished_jobs = match data.get(KEY_FINISHED_JOBS) {
+        Some(v) => serde_json::from_str(v).map_err(|e| {
+            corrupt(
+                KEY_FINISHED_JOBS,
+                format!("not a list of finished Jobs: {e}"),
+            )
+        })?,
+        None => Vec::new(),
+    };
+    let rollout = match data.get(KEY_ROLLOUT) {
+        Some(v) => Some(serde_json::from_str(v).map_err(|e| {
+            corrupt(
+                KEY_ROLLOUT,
+                format!("not a rollout (revision, startedAt): {e}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok(TierState {
+        inventory,
+        last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
+        last_healthy_revision: data.get(KEY_LAST_HEALTHY).cloned(),
+        failed_revision: data.get(KEY_FAILED).cloned(),
+        rollbacks,
+        healthy,
+        finished_jobs,
+        rollout,
+    })
+}
+
+/// Gzip of the inventory lines, sorted (the `BTreeMap` order is the key order; lines are sorted
+/// again by their text so the bytes depend only on the content).
+fn encode_inventory(inventory: &Inventory) -> Result<Vec<u8>, String> {
+    let mut lines = Vec::with_capacity(inventory.len());
+    for (key, digest) in inventory {
+        let fields = [
+            short_digest(digest),
+            &key.api_version,
+            &key.kind,
+            key.namespace.as_deref().unwrap_or(""),
+            &key.name,
+        ];
+        // Kubernetes names, kinds and hex digests never hold these; a key that does would
+        // shift the columns and read back as another object.
+        if fields.iter().any(|f| f.contains(['\t', '\n', '\r'])) {
+            return Err(format!(
+                "inventory entry {key:?} holds a tab or newline, which the inventory format cannot store"
+            ));
+        }
+        if digest.is_empty()
+            || key.api_version.is_empty()
+            || key.kind.is_empty()
+            || key.name.is_empty()
+        {
+            return Err(format!(
+                "inventory entry {key:?} (digest {digest:?}) has an empty field"
+            ));
+        }
+        lines.push(fields.join("\t"));
+    }
+    lines.sort_unstable();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    for line in &lines {
+        gz.write_all(line.as_bytes())
+            .and_then(|()| gz.write_all(b"\n"))
+            .map_err(|e| format!("gzip: {e}"))?;
+    }
+    gz.finish().map_err(|e| format!("gzip: {e}"))
+}
+
+/// The inventory of the lines; two lines for one object at two versions (a state written
+/// before the inventory was keyed by identity) become one entry ([`Inventory::merge`]).
+fn decode_inventory(gz: &[u8]) -> Result<(Inventory, usize), String> {
+    let mut text = String::new();
+    GzDecoder::new(gz)
+        .take(MAX_INVENTORY_TEXT_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("not a gzip of UTF-8 text: {e}"))?;
+    let mut inventory = Inventory::new();
+    let mut lines_seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [digest, api_version, kind, namespace, name] = fields[..] else {
+            return Err(format!(
+                "line {}: {} tab-separated fields, expected 5 (digest, apiVersion, kind, namespace, name): {line:?}",
+                i + 1,
+                fields.len()
+            ));
+        };
+        if digest.is_empty() || api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(format!("line {}: an empty field: {line:?}", i + 1));
+        }
+        let key = ObjectKey {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
+            name: name.to_owned(),
+        };
+        if !lines_seen.insert(key.clone()) {
+            return Err(format!(
+                "line {}: the object is listed twice: {line:?}",
+                i + 1
+            ));
+        }
+        inventory.merge(key, digest.to_owned());
+    }
+    Ok((inventory, lines_seen.len()))
+}
