@@ -2,9 +2,11 @@
 //! state), with the decisions taken by the pure [`super::plan`] functions, and the reconcile's
 //! report (sync record, tally, status, `SyncFinished`).
 //!
-//! Over 600 lines: `sync` is one sequence of I/O steps whose order is the safety rules at the
-//! top of the reconcile (state read, keys recorded, apply, drift, corrections, prune, state
-//! written); its decisions are already in `plan.rs`.
+//! `sync` stays one long function: it is one sequence of I/O steps whose order is the safety
+//! rules at the top of the reconcile (state read, keys recorded, apply, drift, corrections,
+//! prune, state written); its decisions are already in `plan.rs`, its live-cache reads in
+//! `execute/live.rs`, the prune step in `execute/prune.rs`, results and state in
+//! `execute/record.rs`.
 
 mod live;
 mod prune;

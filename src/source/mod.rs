@@ -22,6 +22,10 @@
 //!   the handle's cancel flag ([`Source::cancel_flag`]), which the progress callbacks read,
 //!   so a server that trickles is dropped too.
 //!
+//! Over 600 lines (barely): [`Source::fetch`] and its steps (want, fetch, deepen, settle,
+//! classify the error) are one protocol over one git2 remote; auth, export, polling, backoff
+//! and the workdir are the submodules already.
+//!
 //! Limits: known_hosts lines with hashed host names (`|1|...`) or `@cert-authority` are
 //! ignored; a custom CA for https comes from the system store (or `SSL_CERT_FILE`).
 
