@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
+use gitopsd::apply::{Outcome, Tally};
 use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
 use gitopsd::live::RequestCounter;
@@ -110,7 +111,7 @@ struct GitopsdSync {
     cpu: Duration,
     reconcile: Duration,
     requests: BTreeMap<&'static str, u64>,
-    outcomes: BTreeMap<String, usize>,
+    outcomes: Tally,
 }
 
 /// One in-process first sync of `repo` at `revision`: offer, then a timed reconcile.
@@ -156,11 +157,7 @@ async fn gitopsd_sync(
     let cpu = Duration::from_nanos(cpu_ns().saturating_sub(cpu0));
     let requests = delta(&before, &counter);
     let s = status.snapshot();
-    let outcomes = s
-        .last_sync
-        .as_ref()
-        .map(|r| r.outcomes.clone())
-        .unwrap_or_default();
+    let outcomes = s.last_sync.as_ref().map(|r| r.outcomes).unwrap_or_default();
     assert!(
         s.sync == SyncState::Synced,
         "first sync not Synced: {:?} {:?} {:?}",
@@ -291,7 +288,7 @@ struct FirstSync {
     offer: Vec<Duration>,
     kubectl: Vec<Duration>,
     requests: Vec<BTreeMap<&'static str, u64>>,
-    outcomes: BTreeMap<String, usize>,
+    outcomes: Tally,
 }
 
 async fn first_sync(n: usize, concurrency: usize, runs: usize, ctx: &Ctx) -> FirstSync {
@@ -304,7 +301,7 @@ async fn first_sync(n: usize, concurrency: usize, runs: usize, ctx: &Ctx) -> Fir
         offer: Vec::new(),
         kubectl: Vec::new(),
         requests: Vec::new(),
-        outcomes: BTreeMap::new(),
+        outcomes: Tally::default(),
     };
     for run in 0..runs {
         let id = unique();
@@ -349,7 +346,7 @@ async fn first_sync(n: usize, concurrency: usize, runs: usize, ctx: &Ctx) -> Fir
         let rename_fl: BTreeMap<String, String> =
             gd_ns.iter().cloned().zip(fl_ns.iter().cloned()).collect();
         let plain = plain_apply(&ctx.admin, &set, &rename_fl, concurrency).await;
-        let created = g.outcomes.get("created").copied().unwrap_or(0);
+        let created = g.outcomes.get(Outcome::Created);
         assert_eq!(
             created, n,
             "gitopsd created {created} of {n}: {:?}",
@@ -386,7 +383,7 @@ struct SmallChange {
     change: Duration,
     change_offer: Duration,
     change_requests: BTreeMap<&'static str, u64>,
-    change_outcomes: BTreeMap<String, usize>,
+    change_outcomes: Tally,
     nochange: Duration,
     nochange_requests: BTreeMap<&'static str, u64>,
 }

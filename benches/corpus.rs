@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use gitopsd::apply::Tally;
 use gitopsd::cluster::counted_client;
 use gitopsd::config::TierConfig;
 use gitopsd::reconcile::{ReconcileReason, TierReconciler};
@@ -166,7 +167,7 @@ struct Sync {
     wall: Duration,
     cpu: Duration,
     requests: BTreeMap<&'static str, u64>,
-    outcomes: BTreeMap<String, usize>,
+    outcomes: Tally,
 }
 
 async fn gitopsd_sync(ctx: &Ctx, repo: &Path, revision: &str, state_ns: &str) -> Sync {

@@ -4,11 +4,10 @@
 //! Observers are called inline and must not block: one that does I/O hands the activity to
 //! its own task or does a small append.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::apply::Outcome;
+use crate::apply::{Outcome, Tally};
 use crate::classify::DriftItem;
 use crate::health::Health;
 use crate::live::ObjectKey;
@@ -31,7 +30,7 @@ pub enum Activity {
         result: SyncState,
         duration: Duration,
         /// Objects per outcome (`created`, `configured`, `unchanged`, `pruned`, `failed`).
-        outcomes: BTreeMap<String, usize>,
+        outcomes: Tally,
         error: Option<String>,
         notable: bool,
         /// A change window kept a revision or drift corrections waiting.

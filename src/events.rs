@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::activity::{Activity, Observer};
-use crate::apply::Outcome;
+use crate::apply::{Outcome, Tally};
 use crate::classify::Severity;
 use crate::health::Health;
 use crate::state::StateStore;
@@ -205,14 +205,11 @@ fn named(mut names: Vec<String>, total: usize) -> String {
 }
 
 /// `8 created, 1 configured` (non-zero outcomes, in a fixed order).
-fn counts(outcomes: &BTreeMap<String, usize>, keys: &[&str]) -> String {
+fn counts(outcomes: &Tally, keys: &[Outcome]) -> String {
     keys.iter()
-        .filter_map(|k| {
-            outcomes
-                .get(*k)
-                .filter(|n| **n > 0)
-                .map(|n| format!("{n} {k}"))
-        })
+        .map(|k| (outcomes.get(*k), k.as_str()))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, k)| format!("{n} {k}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -241,10 +238,16 @@ fn sync_notes(activity: &Activity, pending: Pending) -> Vec<Note> {
         message: truncate(message),
     };
     if *notable && *result != SyncState::Blocked {
-        let failed = outcomes.get("failed").copied().unwrap_or(0);
+        let failed = outcomes.get(Outcome::Failed);
         let summary = counts(
             outcomes,
-            &["created", "configured", "pruned", "unchanged", "failed"],
+            &[
+                Outcome::Created,
+                Outcome::Configured,
+                Outcome::Pruned,
+                Outcome::Unchanged,
+                Outcome::Failed,
+            ],
         );
         let summary = if summary.is_empty() {
             "nothing to change".to_owned()
@@ -274,10 +277,7 @@ fn sync_notes(activity: &Activity, pending: Pending) -> Vec<Note> {
             ));
         }
     }
-    let changed: usize = ["created", "configured"]
-        .iter()
-        .filter_map(|k| outcomes.get(*k))
-        .sum();
+    let changed = outcomes.get(Outcome::Created) + outcomes.get(Outcome::Configured);
     if changed > 0 {
         notes.push(note(
             EventType::Normal,
@@ -285,12 +285,12 @@ fn sync_notes(activity: &Activity, pending: Pending) -> Vec<Note> {
             "Apply",
             format!(
                 "{rev}: {}: {}",
-                counts(outcomes, &["created", "configured"]),
+                counts(outcomes, &[Outcome::Created, Outcome::Configured]),
                 named(pending.applied, changed)
             ),
         ));
     }
-    let pruned = outcomes.get("pruned").copied().unwrap_or(0);
+    let pruned = outcomes.get(Outcome::Pruned);
     if pruned > 0 {
         notes.push(note(
             EventType::Normal,
@@ -608,7 +608,7 @@ mod tests {
         }
     }
 
-    fn sync(outcomes: &[(&str, usize)], reason: &str, error: Option<&str>) -> Activity {
+    fn sync(outcomes: &[(Outcome, usize)], reason: &str, error: Option<&str>) -> Activity {
         Activity::SyncFinished {
             tier: "t".into(),
             revision: "0123456789abcdef".into(),
@@ -619,7 +619,7 @@ mod tests {
                 SyncState::Synced
             },
             duration: Duration::from_millis(5),
-            outcomes: outcomes.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            outcomes: outcomes.iter().copied().collect(),
             error: error.map(str::to_owned),
             notable: true,
             window_closed: false,
@@ -634,7 +634,11 @@ mod tests {
         }
         assert!(o.notes(&object("old", Outcome::Pruned)).is_empty());
         let notes = o.notes(&sync(
-            &[("created", 5), ("unchanged", 2), ("pruned", 1)],
+            &[
+                (Outcome::Created, 5),
+                (Outcome::Unchanged, 2),
+                (Outcome::Pruned, 1),
+            ],
             "revision",
             None,
         ));
@@ -651,7 +655,7 @@ mod tests {
         assert_eq!(notes[2].message, "0123456: 1 pruned: ConfigMap t/old");
         assert!(notes.iter().all(|n| n.type_ == EventType::Normal));
         // The names were for that sync only.
-        let again = o.notes(&sync(&[("unchanged", 7)], "trigger", None));
+        let again = o.notes(&sync(&[(Outcome::Unchanged, 7)], "trigger", None));
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].message, "synced 0123456 (trigger): 7 unchanged");
     }
@@ -668,7 +672,7 @@ mod tests {
             reason: "interval".into(),
             result: SyncState::Synced,
             duration: Duration::ZERO,
-            outcomes: BTreeMap::new(),
+            outcomes: Tally::default(),
             error: None,
             notable: false,
             window_closed: false,
@@ -722,7 +726,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking() {
         let (o, _rx) = observer();
         for _ in 0..5 {
-            o.observe(&sync(&[("unchanged", 1)], "trigger", None));
+            o.observe(&sync(&[(Outcome::Unchanged, 1)], "trigger", None));
         }
         assert_eq!(o.dropped(), 3);
     }

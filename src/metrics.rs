@@ -320,7 +320,6 @@ impl Observer for Metrics {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::activity::WebhookResult;
@@ -401,7 +400,7 @@ mod tests {
             reason: "revision".into(),
             result: SyncState::OutOfSync,
             duration: Duration::from_millis(2500),
-            outcomes: BTreeMap::from([("created".to_owned(), 2)]),
+            outcomes: crate::apply::Tally::from([(crate::apply::Outcome::Created, 2)]),
             error: None,
             notable: true,
             window_closed: false,

@@ -1,13 +1,13 @@
 //! What each tier is doing, as the reconcile last saw it: the data behind the HTTP API, the
 //! metrics and the dashboard. The reconcile writes it; readers take a snapshot.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::apply::ObjectResult;
+use crate::apply::{ObjectResult, Tally};
 use crate::classify::DriftItem;
 use crate::drift::DriftReport;
 use crate::health::{Health, ObjectHealth};
@@ -47,7 +47,7 @@ pub struct SyncRecord {
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
     /// Objects per outcome (`created`, `configured`, `unchanged`, `pruned`, `failed`).
-    pub outcomes: BTreeMap<String, usize>,
+    pub outcomes: Tally,
     /// Failed objects, with the reason (at most [`LISTED`]).
     pub failures: Vec<ObjectResult>,
     /// Drift items found, and how many were left alone by policy.

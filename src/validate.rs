@@ -46,6 +46,48 @@ pub struct Finding {
     pub message: String,
 }
 
+/// The rule ids of the scope stage: the reconcile tells a revision rejected for unknown kinds
+/// (which a later discovery may serve) by its id, so it is typed, not compared as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeRule {
+    NamespaceObject,
+    UnknownKind,
+    NamespaceOnClusterScoped,
+    NoNamespace,
+    Namespace,
+    ClusterScoped,
+}
+
+impl ScopeRule {
+    pub const ALL: [ScopeRule; 6] = [
+        ScopeRule::NamespaceObject,
+        ScopeRule::UnknownKind,
+        ScopeRule::NamespaceOnClusterScoped,
+        ScopeRule::NoNamespace,
+        ScopeRule::Namespace,
+        ScopeRule::ClusterScoped,
+    ];
+
+    /// The id findings and `validation.rules` name it by.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ScopeRule::NamespaceObject => "namespace-object",
+            ScopeRule::UnknownKind => "unknown-kind",
+            ScopeRule::NamespaceOnClusterScoped => "namespace-on-cluster-scoped",
+            ScopeRule::NoNamespace => "no-namespace",
+            ScopeRule::Namespace => "namespace",
+            ScopeRule::ClusterScoped => "cluster-scoped",
+        }
+    }
+}
+
+impl Finding {
+    /// The finding is of this scope rule.
+    pub fn is(&self, rule: ScopeRule) -> bool {
+        self.stage == Stage::Scope && self.rule == rule.as_str()
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let level = match self.level {
@@ -86,7 +128,7 @@ pub fn validate(set: &DesiredSet, tier: &TierConfig, last_tier: bool) -> Vec<Fin
             push(level, Stage::Security, rule.id(), message);
         }
         for (rule, message) in scope_findings(object, tier) {
-            push(Level::Block, Stage::Scope, rule, message);
+            push(Level::Block, Stage::Scope, rule.as_str(), message);
         }
     }
     findings
@@ -388,7 +430,7 @@ fn image_tag_problem(image: &str) -> Option<&'static str> {
 /// Scope is judged on the final object (every patch, var and kustomize step done) and on its
 /// kind's scope as the API server serves it (or the built-in table offline): the namespace an
 /// object carries must agree with that scope, and the tier must be allowed that scope.
-fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static str, String)> {
+fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(ScopeRule, String)> {
     // A Namespace object is the namespace itself (its labels set its Pod Security level): a
     // tier writes only those it lists, whatever else clusterScoped lets it create. Any case
     // of the kind and any core spelling of the version count (`v1`, `core/v1`, `/v1`), so
@@ -397,7 +439,7 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static st
         && !tier.namespaces.iter().any(|n| n == &object.name)
     {
         return vec![(
-            "namespace-object",
+            ScopeRule::NamespaceObject,
             format!(
                 "tier {:?} may create or change only the Namespaces it lists ({}), not {:?}: add it to the tier's namespaces in gitopsd.yaml, or remove the Namespace from the repo",
                 tier.name,
@@ -418,14 +460,14 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static st
     let mut out = Vec::new();
     match (object.scope, &object.namespace) {
         (ObjectScope::Unknown { offline: false }, _) => out.push((
-            "unknown-kind",
+            ScopeRule::UnknownKind,
             format!(
                 "kind {kind} ({group}) at apiVersion {} is not served by the cluster and no CustomResourceDefinition in the tier defines it, so whether it is namespaced is unknown (is a CRD or an API service missing? a typo in apiVersion or kind?)",
                 object.api_version
             ),
         )),
         (ObjectScope::Unknown { offline: true }, _) => out.push((
-            "unknown-kind",
+            ScopeRule::UnknownKind,
             format!(
                 "kind {kind} ({group}) at apiVersion {} is not a Kubernetes {} kind and no CustomResourceDefinition in the tier defines it, so whether it is namespaced is unknown offline (validate against the cluster with --kubeconfig, or add the CRD to the tier)",
                 object.api_version,
@@ -433,13 +475,13 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static st
             ),
         )),
         (ObjectScope::Cluster, Some(ns)) => out.push((
-            "namespace-on-cluster-scoped",
+            ScopeRule::NamespaceOnClusterScoped,
             format!(
                 "{kind} ({group}) is cluster-scoped but the object carries metadata.namespace {ns:?}; the API server would create it cluster-wide (remove the namespace; a tier.yaml namespace is stamped only on namespaced kinds)"
             ),
         )),
         (ObjectScope::Namespaced, None) => out.push((
-            "no-namespace",
+            ScopeRule::NoNamespace,
             format!(
                 "{kind} ({group}) is namespaced but the object names no namespace (set metadata.namespace, or `namespace:` in tiers/{}/tier.yaml)",
                 tier.name
@@ -449,7 +491,7 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static st
             if !tier.namespaces.iter().any(|allowed| allowed == ns) =>
         {
             out.push((
-                "namespace",
+                ScopeRule::Namespace,
                 format!(
                     "namespace {ns:?} is outside tier {:?}'s namespaces ({})",
                     tier.name,
@@ -465,7 +507,7 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(&'static st
     }
     if object.scope == ObjectScope::Cluster && !tier.cluster_scoped {
         out.push((
-            "cluster-scoped",
+            ScopeRule::ClusterScoped,
             format!(
                 "{kind} ({group}) is cluster-scoped and tier {:?} may not create cluster-scoped objects (set clusterScoped: true)",
                 tier.name
@@ -490,6 +532,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn scope_rule_ids_are_distinct() {
+        let mut ids: Vec<&str> = ScopeRule::ALL.iter().map(|r| r.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), ScopeRule::ALL.len());
+    }
 
     fn object(manifest: Value) -> DesiredObject {
         DesiredObject::for_test(manifest, "base/app.yaml", 1)
@@ -799,6 +849,7 @@ mod tests {
             let f = scoped(w.clone(), ObjectScope::Unknown { offline }, CLUSTER);
             assert_eq!(f.len(), 1, "{f:?}");
             assert_eq!((f[0].rule, f[0].level), ("unknown-kind", Level::Block));
+            assert!(f[0].is(ScopeRule::UnknownKind) && !f[0].is(ScopeRule::NoNamespace));
             assert!(
                 f[0].message.starts_with(&format!(
                     "kind Widget (group example.com) at apiVersion example.com/v1 {says}"

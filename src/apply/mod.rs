@@ -9,6 +9,7 @@ mod remove;
 mod retry;
 mod seam;
 mod status;
+mod tally;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -24,6 +25,7 @@ pub use remove::{RemovalError, removal_patch};
 pub use retry::{Backoff, is_transient};
 pub use seam::Apply;
 pub use status::mask_secret_message;
+pub use tally::Tally;
 
 /// What happened to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -37,6 +39,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Created,
+        Outcome::Configured,
+        Outcome::Unchanged,
+        Outcome::Pruned,
+        Outcome::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Created => "created",

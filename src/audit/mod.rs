@@ -487,7 +487,6 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
 mod tests {
     use super::chain::READ_BLOCK;
     use super::*;
-    use std::collections::BTreeMap;
     use std::io::{BufReader, Read};
     use std::time::Duration;
 
@@ -498,7 +497,7 @@ mod tests {
             reason: "revision".into(),
             result: crate::status::SyncState::Synced,
             duration: Duration::from_millis(12),
-            outcomes: BTreeMap::from([("created".to_owned(), 2)]),
+            outcomes: crate::apply::Tally::from([(crate::apply::Outcome::Created, 2)]),
             error: None,
             notable: true,
             window_closed: false,

@@ -28,7 +28,7 @@ impl TierReconciler {
             reason: reason.to_string(),
             started_at,
             duration_ms: 0,
-            outcomes: BTreeMap::new(),
+            outcomes: Tally::default(),
             failures: Vec::new(),
             drift: 0,
             alerts: 0,
@@ -41,7 +41,7 @@ impl TierReconciler {
         let result = self
             .sync(&active, cancel, &mut record, &mut tally, &mut report)
             .await;
-        record.outcomes = tally.to_map();
+        record.outcomes = tally;
         record.duration_ms = started.elapsed().as_millis() as u64;
         let mut outcomes = Outcomes::default();
         match result {
@@ -106,7 +106,7 @@ impl TierReconciler {
         let (revision, reason, outcomes_map, error) = (
             record.revision.clone(),
             record.reason.clone(),
-            record.outcomes.clone(),
+            record.outcomes,
             record.error.clone(),
         );
         let mut result = SyncState::Synced;

@@ -4,6 +4,7 @@
 //! revision is rendered again after a restart.
 
 use super::*;
+use crate::validate::ScopeRule;
 
 impl TierReconciler {
     pub(super) fn window_now(&self) -> WindowState {
@@ -252,7 +253,7 @@ impl TierReconciler {
                 let unknown = matches!(
                     self.desired.failure(),
                     Some(Failure::Blocked { findings, .. })
-                        if findings.iter().any(|f| f.rule == "unknown-kind")
+                        if findings.iter().any(|f| f.is(ScopeRule::UnknownKind))
                 );
                 if unknown {
                     let generation = self.scopes.generation().await;

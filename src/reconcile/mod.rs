@@ -33,7 +33,7 @@ mod rollout;
 mod scenarios;
 mod timing;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -145,10 +145,11 @@ struct Active {
     set: Arc<DesiredSet>,
 }
 
+use crate::apply::Tally;
 pub use jobs::drop_finished_jobs;
 use jobs::{is_ttl_job, job_end_event, job_finished};
 use phase::{PhaseEvent, Retry, TierPhase};
-use report::{HealthStatus, StatusReport, SyncStatus, Tally};
+use report::{HealthStatus, StatusReport, SyncStatus};
 use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
@@ -461,7 +462,7 @@ impl TierReconciler {
                     reason: reason.to_string(),
                     result: SyncState::Blocked,
                     duration: Duration::ZERO,
-                    outcomes: BTreeMap::new(),
+                    outcomes: Tally::default(),
                     error: None,
                     notable: false,
                     window_closed: self.window_held,

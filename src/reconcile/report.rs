@@ -1,9 +1,6 @@
 //! What one sync did, as the reconcile reports it: objects counted per outcome (typed), and
 //! what outranks the sync's own result in its report (bug f).
 
-use std::collections::BTreeMap;
-
-use crate::apply::Outcome;
 use crate::classify::DriftItem;
 use crate::desired::Failure;
 use crate::drift::DriftReport;
@@ -75,62 +72,6 @@ impl StatusReport {
     }
 }
 
-/// Objects of one sync per outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Tally {
-    created: usize,
-    configured: usize,
-    unchanged: usize,
-    pruned: usize,
-    failed: usize,
-}
-
-impl Tally {
-    fn slot(&mut self, outcome: Outcome) -> &mut usize {
-        match outcome {
-            Outcome::Created => &mut self.created,
-            Outcome::Configured => &mut self.configured,
-            Outcome::Unchanged => &mut self.unchanged,
-            Outcome::Pruned => &mut self.pruned,
-            Outcome::Failed => &mut self.failed,
-        }
-    }
-
-    pub fn add(&mut self, outcome: Outcome) {
-        *self.slot(outcome) += 1;
-    }
-
-    pub fn get(&self, outcome: Outcome) -> usize {
-        let mut copy = *self;
-        *copy.slot(outcome)
-    }
-
-    /// Something was created, configured, pruned or failed.
-    pub fn changed(&self) -> bool {
-        self.created + self.configured + self.pruned + self.failed > 0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        !self.changed() && self.unchanged == 0
-    }
-
-    /// As the sync record, the audit log and Events write it: each outcome that happened, by
-    /// its name.
-    pub fn to_map(self) -> BTreeMap<String, usize> {
-        [
-            Outcome::Created,
-            Outcome::Configured,
-            Outcome::Unchanged,
-            Outcome::Pruned,
-            Outcome::Failed,
-        ]
-        .into_iter()
-        .filter(|o| self.get(*o) > 0)
-        .map(|o| (o.as_str().to_owned(), self.get(o)))
-        .collect()
-    }
-}
-
 /// The revision and the reason the tier is not in sync for, other than a failure of the sync
 /// itself: the newest revision rejected (render, validation, ownership; named, as it is not
 /// the one deployed), a failing fetch, a refused prune. `None` when nothing outranks the sync's
@@ -154,24 +95,6 @@ pub(super) fn standing_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_tally_is_written_as_the_outcomes_that_happened() {
-        let mut t = Tally::default();
-        assert!(t.is_empty() && !t.changed());
-        t.add(Outcome::Unchanged);
-        assert!(!t.is_empty() && !t.changed());
-        t.add(Outcome::Created);
-        t.add(Outcome::Created);
-        t.add(Outcome::Failed);
-        assert_eq!(t.get(Outcome::Created), 2);
-        let map = t.to_map();
-        let expected: BTreeMap<String, usize> = [("created", 2), ("failed", 1), ("unchanged", 1)]
-            .into_iter()
-            .map(|(k, n)| (k.to_owned(), n))
-            .collect();
-        assert_eq!(map, expected);
-    }
 
     #[test]
     fn a_blocked_newer_revision_is_named_with_its_reason() {

@@ -8,13 +8,12 @@
 //! To regenerate after a deliberate change of the output: `GITOPSD_UPDATE_GOLDEN=1 cargo test
 //! --test it identity::`, then review the diff of the golden files.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use gitopsd::activity::Activity;
-use gitopsd::apply::{Conflict, ObjectResult, Outcome};
+use gitopsd::apply::{Conflict, ObjectResult, Outcome, Tally};
 use gitopsd::classify::{DriftItem, Foreign, NOT_IN_INVENTORY, Severity};
 use gitopsd::config::Action;
 use gitopsd::drift::{DriftReport, SeverityCounts};
@@ -192,11 +191,11 @@ fn sync_record() -> SyncRecord {
         reason: "revision".into(),
         started_at: at(1),
         duration_ms: 1234,
-        outcomes: BTreeMap::from([
-            ("configured".to_owned(), 2),
-            ("created".to_owned(), 1),
-            ("failed".to_owned(), 1),
-            ("unchanged".to_owned(), 14),
+        outcomes: Tally::from([
+            (Outcome::Configured, 2),
+            (Outcome::Created, 1),
+            (Outcome::Failed, 1),
+            (Outcome::Unchanged, 14),
         ]),
         failures: vec![ObjectResult {
             key: widget(),
@@ -307,7 +306,7 @@ fn audit_lines() -> String {
             reason: "revision".into(),
             result: SyncState::OutOfSync,
             duration: Duration::from_millis(1234),
-            outcomes: BTreeMap::from([("configured".to_owned(), 2), ("failed".to_owned(), 1)]),
+            outcomes: Tally::from([(Outcome::Configured, 2), (Outcome::Failed, 1)]),
             error: Some("1 object failed to apply".into()),
             notable: true,
             window_closed: false,
