@@ -64,8 +64,13 @@ pub fn is_transient(e: &kube::Error) -> bool {
 }
 
 /// Runs `op` until it succeeds, fails with an error `transient` rejects, or `policy.attempts`
-/// attempts failed. A cancelled token stops further attempts (the request in flight finishes):
-/// the last error is returned.
+/// attempts failed. A cancelled token stops further attempts (the request in flight finishes,
+/// and no request is sent after the cancellation): the last error is returned.
+///
+/// A loop of our own, not `backon` (in the tree through kube-runtime): its `with_jitter` draws
+/// from `[d, 2d)`, not full jitter's `[0, d]`, and it drops each error before it sleeps, so a
+/// cancellation during the backoff could return the last error only through a side slot.
+/// Tried on a branch (issue 15): twice the code for the same behaviour.
 pub async fn retry<T, E, F, Fut>(
     policy: &Backoff,
     cancel: &CancellationToken,
@@ -192,6 +197,40 @@ mod tests {
         .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancellation_during_the_backoff_sends_no_further_request_and_returns_the_last_error()
+    {
+        // A seeded draw: full jitter may draw a zero delay, which would not give the canceller
+        // a chance to run during the backoff.
+        fastrand::seed(7);
+        let calls = AtomicU32::new(0);
+        let cancel = CancellationToken::new();
+        let policy = Backoff {
+            base: Duration::from_secs(10),
+            cap: Duration::from_secs(10),
+            attempts: 5,
+        };
+        let canceller = cancel.clone();
+        let r: Result<(), kube::Error> = retry(&policy, &cancel, is_transient, || {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            // The second attempt fails, then the token is cancelled while the retry waits.
+            if n == 1 {
+                let c = canceller.clone();
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    c.cancel();
+                });
+            }
+            async move { Err(api_error(if n == 0 { 503 } else { 429 })) }
+        })
+        .await;
+        let Err(kube::Error::Api(s)) = r else {
+            panic!("the last error, got {r:?}")
+        };
+        assert_eq!(s.code, 429);
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,7 +60,8 @@ impl Backoff {
 }
 
 /// "Equal jitter": half the exponential step is fixed, half random, so the delay still grows
-/// (unlike full jitter, which may retry at once) and never leaves `[min, max]`.
+/// (unlike full jitter, which may retry at once) and never leaves `[min, max]`. Not backon's
+/// `with_jitter`: it adds up to a whole step after the cap (`[d, 2d)`), so 5 min could be 10.
 pub fn delay(min: Duration, max: Duration, attempt: u32, random: f64) -> Duration {
     let r = if random.is_finite() {
         random.clamp(0.0, 1.0)

@@ -163,6 +163,9 @@ impl Applier {
             .await
             .map_err(|e| NotEstablished::Unreadable(e.to_string()))?;
         let deadline = Instant::now() + self.crd_timeout;
+        // Polled, not `kube::runtime::wait::await_condition`: that watch fails at its first
+        // error (this wait reads through a restarting or throttling API server until the
+        // deadline), needs the `watch` verb, and returns nothing to name the conditions with.
         // A new CRD is usually Established within a second; a busy API server (many large
         // schemas at once) takes longer, and each read returns the whole schema: the reads
         // thin out, from 100 ms up to 1 s apart.

@@ -48,6 +48,9 @@ impl Applier {
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => return Err(ApplyError::api(object, "delete (to recreate)", &e)),
         }
+        // Polled, not `await_condition(.., conditions::is_deleted(uid))`: that watch fails at
+        // its first error (a failed read here is logged and read again until the deadline) and
+        // needs the `watch` verb on every kind recreated.
         let deadline = Instant::now() + self.gone_timeout;
         loop {
             match api.get_opt(&key.name).await {
