@@ -46,13 +46,35 @@ pub enum Fought {
 #[serde(rename_all = "camelCase")]
 pub struct Unconvergeable {
     pub object: ObjectKey,
-    pub path: String,
+    /// The field fought over; `None` for the whole object (a deletion), written as
+    /// [`DELETED`] in the JSON as it always was.
+    #[serde(serialize_with = "path_or_deleted")]
+    pub path: Option<FieldPath>,
     pub severity: Severity,
     /// The field manager that wrote the live value, when managedFields tell; for a deletion,
     /// who deletes it, as far as its last live copy tells.
     pub manager: Option<String>,
     pub corrections: usize,
     pub fought: Fought,
+}
+
+impl Unconvergeable {
+    /// The path as shown in logs and the JSON: the field's, or [`DELETED`] for the object.
+    pub fn shown_path(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| DELETED.to_owned(), ToString::to_string)
+    }
+}
+
+fn path_or_deleted<S: serde::Serializer>(
+    path: &Option<FieldPath>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => serializer.collect_str(path),
+        None => serializer.serialize_str(DELETED),
+    }
 }
 
 impl std::fmt::Display for Unconvergeable {
@@ -71,7 +93,7 @@ impl std::fmt::Display for Unconvergeable {
         write!(
             f,
             "{name} {}: corrected {} times and changed back each time by {}; gitopsd stops re-applying it until the desired object changes (stop the other writer, or give it the field with a severity override `ignore`)",
-            self.path,
+            self.shown_path(),
             self.corrections,
             self.manager.as_deref().unwrap_or("another field manager")
         )
@@ -164,7 +186,7 @@ impl FightTracker {
                     decision.unconvergeable.push(Unconvergeable {
                         manager: self.deleters.get(&key).cloned(),
                         object: key,
-                        path: DELETED.to_owned(),
+                        path: None,
                         severity: item.severity,
                         corrections: count,
                         fought: Fought::Deletion,
@@ -183,7 +205,7 @@ impl FightTracker {
                 let manager = live(&key).and_then(|l| last_writer(&l, path));
                 decision.unconvergeable.push(Unconvergeable {
                     object: key.clone(),
-                    path: path_text,
+                    path: Some(path.clone()),
                     severity: item.severity,
                     manager,
                     corrections: count,
@@ -346,8 +368,10 @@ pub fn unsettled<'r>(
             Action::Apply => {
                 let given_up = decision.unconvergeable.iter().any(|u| {
                     u.object == item.object_key()
-                        && (item.paths.contains(&u.path)
-                            || (u.fought == Fought::Deletion && item.field_path.is_none()))
+                        && match &u.path {
+                            Some(path) => item.field_path.as_ref() == Some(path),
+                            None => u.fought == Fought::Deletion && item.field_path.is_none(),
+                        }
                 });
                 given_up || !done(item)
             }

@@ -344,7 +344,7 @@ impl TierReconciler {
         record.alerts = decision.alerts.len();
         self.report_new_drift(&active.revision, &report);
         for u in &decision.unconvergeable {
-            warn!(object = %u.object, path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
+            warn!(object = %u.object, path = %u.shown_path(), manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
         }
         let all_corrections: Vec<_> = decision
             .corrections
