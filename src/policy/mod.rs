@@ -108,7 +108,7 @@ pub struct Correction {
     pub hold_back: Vec<FieldPath>,
     /// The corrected fields, to count as corrections once the apply succeeded. Empty for a
     /// missing object.
-    pub fields: Vec<String>,
+    pub fields: Vec<FieldPath>,
     /// Foreign security fields to remove (also in `fields`): a server-side apply leaves them,
     /// as gitopsd does not own them, so they are removed by a guarded JSON patch
     /// (`Applier::remove_fields`).
@@ -144,8 +144,9 @@ pub struct Decision {
 /// Corrections per field, remembered between reconciles of one tier.
 #[derive(Debug, Default)]
 pub struct FightTracker {
-    /// (object, field path) -> (the desired digest it was corrected to, when).
-    corrected: HashMap<(ObjectKey, String), (String, Vec<Instant>)>,
+    /// (object, field path or `None` for the object created again) -> (the desired digest
+    /// it was corrected to, when).
+    corrected: HashMap<(ObjectKey, Option<FieldPath>), (String, Vec<Instant>)>,
     /// Who deletes each object gitopsd created again, as its last live copy told.
     deleters: HashMap<ObjectKey, String>,
 }
@@ -181,7 +182,7 @@ impl FightTracker {
             let Some(path) = &item.field_path else {
                 // The whole object is missing: create it again, unless it keeps being deleted.
                 let current = digest(&key).unwrap_or_default();
-                let count = self.recent(&key, DELETED, &current, now);
+                let count = self.recent(&key, None, &current, now);
                 if count >= FIGHT_LIMIT {
                     decision.unconvergeable.push(Unconvergeable {
                         manager: self.deleters.get(&key).cloned(),
@@ -198,9 +199,8 @@ impl FightTracker {
                     .or_insert_with(|| Correction::new(key));
                 continue;
             };
-            let path_text = path.to_string();
             let current = digest(&key).unwrap_or_default();
-            let count = self.recent(&key, &path_text, &current, now);
+            let count = self.recent(&key, Some(path), &current, now);
             if count >= FIGHT_LIMIT {
                 let manager = live(&key).and_then(|l| last_writer(&l, path));
                 decision.unconvergeable.push(Unconvergeable {
@@ -217,7 +217,7 @@ impl FightTracker {
             let c = per_object
                 .entry(key.clone())
                 .or_insert_with(|| Correction::new(key));
-            c.fields.push(path_text);
+            c.fields.push(path.clone());
             if item.foreign.is_some() {
                 c.remove.push(path.clone());
             }
@@ -230,22 +230,39 @@ impl FightTracker {
     }
 
     /// Records that `fields` of `object` were corrected to the desired object of `digest`.
-    pub fn corrected(&mut self, object: &ObjectKey, fields: &[String], digest: &str, now: Instant) {
+    pub fn corrected(
+        &mut self,
+        object: &ObjectKey,
+        fields: &[FieldPath],
+        digest: &str,
+        now: Instant,
+    ) {
         for f in fields {
-            let entry = self
-                .corrected
-                .entry((object.clone(), f.clone()))
-                .or_insert_with(|| (digest.to_owned(), Vec::new()));
-            if entry.0 != digest {
-                *entry = (digest.to_owned(), Vec::new());
-            }
-            entry.1.push(now);
+            self.count(object, Some(f.clone()), digest, now);
         }
     }
 
+    /// Notes one correction of `path` (`None`: the object created again).
+    fn count(&mut self, object: &ObjectKey, path: Option<FieldPath>, digest: &str, now: Instant) {
+        let entry = self
+            .corrected
+            .entry((object.clone(), path))
+            .or_insert_with(|| (digest.to_owned(), Vec::new()));
+        if entry.0 != digest {
+            *entry = (digest.to_owned(), Vec::new());
+        }
+        entry.1.push(now);
+    }
+
     /// Corrections of a field within the window, for the current desired object.
-    fn recent(&mut self, object: &ObjectKey, path: &str, digest: &str, now: Instant) -> usize {
-        let id = (object.clone(), path.to_owned());
+    fn recent(
+        &mut self,
+        object: &ObjectKey,
+        path: Option<&FieldPath>,
+        digest: &str,
+        now: Instant,
+    ) -> usize {
+        let id = (object.clone(), path.cloned());
         let Some((d, times)) = self.corrected.get_mut(&id) else {
             return 0;
         };
@@ -266,14 +283,14 @@ impl FightTracker {
     /// Records that `object` was created again (it had gone missing) from the desired object
     /// of `digest`.
     pub fn recreated(&mut self, object: &ObjectKey, digest: &str, now: Instant) {
-        self.corrected(object, &[DELETED.to_owned()], digest, now);
+        self.count(object, None, digest, now);
     }
 
     /// The objects gitopsd created again and whose deleter is worth noting while they exist.
     pub fn recreated_objects(&self) -> Vec<ObjectKey> {
         self.corrected
             .keys()
-            .filter(|(_, p)| p == DELETED)
+            .filter(|(_, p)| p.is_none())
             .map(|(k, _)| k.clone())
             .collect()
     }

@@ -115,7 +115,7 @@ fn alert_ignore_and_apply_follow_the_policy() {
         .map(|c| c.object.name.as_str())
         .collect();
     assert_eq!(names, ["c", "d"]);
-    assert_eq!(d.corrections[0].fields, ["spec.replicas"]);
+    assert_eq!(d.corrections[0].fields, [path(&["spec", "replicas"])]);
     assert!(
         d.corrections[1].fields.is_empty(),
         "a missing object is created whole"
@@ -257,7 +257,7 @@ fn corrections_older_than_the_window_do_not_count() {
     for round in 0..FIGHT_LIMIT {
         t.corrected(
             &key("api"),
-            &["spec.replicas".to_owned()],
+            &[path(&["spec", "replicas"])],
             "d1",
             start + Duration::from_secs(round as u64),
         );
@@ -281,7 +281,7 @@ fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
     ]);
     let now = Instant::now();
     for _ in 0..FIGHT_LIMIT {
-        t.corrected(&key("api"), &["spec.replicas".to_owned()], "d1", now);
+        t.corrected(&key("api"), &[path(&["spec", "replicas"])], "d1", now);
     }
     let r = report(vec![
         item("api", Some(replicas.clone()), Severity::High, Action::Apply),
@@ -295,7 +295,7 @@ fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
     let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
     assert_eq!(d.corrections.len(), 1);
     assert_eq!(d.corrections[0].hold_back, vec![replicas.clone()]);
-    assert_eq!(d.corrections[0].fields, [image.to_string()]);
+    assert_eq!(d.corrections[0].fields, vec![image.clone()]);
 
     let manifest = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "api", "namespace": "shop-exp"},
