@@ -323,10 +323,9 @@ fn other_notes(activity: &Activity) -> Option<Note> {
                 .iter()
                 .take(NAMED)
                 .map(|i| {
-                    let paths = if i.paths.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" {}", i.paths.join(","))
+                    let paths = match &i.field_path {
+                        None => String::new(),
+                        Some(path) => format!(" {path}"),
                     };
                     format!("{}{paths} ({}, {})", i.key, i.severity, i.action.as_str())
                 })

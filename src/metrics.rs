@@ -364,7 +364,6 @@ mod tests {
                 namespace: Some("shop".into()),
                 name: "api".into(),
             },
-            paths: vec!["spec.x".into()],
             desired: None,
             live: None,
             severity,

@@ -375,7 +375,7 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
                             .map(|i| {
                                 json!({
                                     "object": object(&i.object_key()),
-                                    "paths": i.paths,
+                                    "paths": i.field_path.as_slice(),
                                     "severity": i.severity.as_str(),
                                     "rule": i.rule.as_str(),
                                     "action": i.action.as_str(),

@@ -39,16 +39,14 @@ pub fn mask_secret_values(item: &mut DriftItem) {
     if item.key.kind != "Secret" {
         return;
     }
-    // An item without paths stands for the whole object.
-    let paths: Vec<&str> = if item.paths.is_empty() {
-        vec![""]
-    } else {
-        item.paths.iter().map(String::as_str).collect()
-    };
+    // An item without a path stands for the whole object.
+    let path = item
+        .field_path
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     for value in [&mut item.desired, &mut item.live].into_iter().flatten() {
-        for path in &paths {
-            mask_value(path, value);
-        }
+        mask_value(&path, value);
     }
 }
 

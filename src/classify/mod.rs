@@ -76,9 +76,11 @@ pub struct DriftItem {
     /// `name`).
     #[serde(flatten)]
     pub key: ObjectKey,
-    /// Field paths in display form (`spec.template.spec.containers[name=api].image`); empty
-    /// when the whole object is missing or extra.
-    pub paths: Vec<String>,
+    /// The field's path (`spec.template.spec.containers[name=api].image`), `None` for a
+    /// missing or extra object. The JSON keeps its old shape: `paths`, a list of the display
+    /// string, empty for the whole object.
+    #[serde(rename = "paths", serialize_with = "path_as_list")]
+    pub field_path: Option<FieldPath>,
     /// `None`: absent on that side.
     pub desired: Option<Value>,
     pub live: Option<Value>,
@@ -86,10 +88,6 @@ pub struct DriftItem {
     /// The id of the rule that decided the severity, e.g. `container-image`.
     pub rule: RuleId,
     pub action: Action,
-    /// The field's path as data (`None` for a missing or extra object): what the reconcile
-    /// needs to hold a single field back from an apply.
-    #[serde(skip)]
-    pub field_path: Option<FieldPath>,
     /// Set for a security field the manifest does not set, which another field manager added
     /// (rule [`FOREIGN_SECURITY_RULE`] unless an override decided): correcting it removes it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +96,14 @@ pub struct DriftItem {
     /// never applied, only reported or pruned ([`NOT_IN_INVENTORY`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `paths` as the JSON has always had it: `[]` or `["spec.replicas"]`.
+fn path_as_list<S: serde::Serializer>(
+    path: &Option<FieldPath>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(path.iter())
 }
 
 /// The reason of an extra object that is not in the tier's inventory.
@@ -243,8 +249,8 @@ impl fmt::Display for DriftItem {
             None => "(absent)".to_owned(),
         };
         write!(f, "{} {}", self.severity, self.object_name())?;
-        if !self.paths.is_empty() {
-            write!(f, " {}", self.paths.join(", "))?;
+        if let Some(path) = &self.field_path {
+            write!(f, " {path}")?;
         }
         write!(
             f,
@@ -307,7 +313,6 @@ pub fn classify(
     let item = |field_path: Option<&FieldPath>, desired, live, severity, rule: &str| {
         let mut item = DriftItem {
             key: object.clone(),
-            paths: field_path.map(|p| vec![p.to_string()]).unwrap_or_default(),
             desired,
             live,
             severity,
@@ -394,7 +399,6 @@ pub fn classify_foreign(
             };
             let mut item = DriftItem {
                 key: object.clone(),
-                paths: vec![fd.path.to_string()],
                 desired: fd.desired.clone(),
                 live: fd.live.clone(),
                 severity,

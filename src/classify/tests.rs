@@ -450,7 +450,7 @@ fn a_missing_object_is_one_critical_item_and_an_extra_one_medium() {
         (missing[0].severity, missing[0].rule.as_str()),
         (Severity::Critical, "object-deleted")
     );
-    assert!(missing[0].paths.is_empty() && missing[0].live.is_none());
+    assert!(missing[0].field_path.is_none() && missing[0].live.is_none());
     let extra = classify(
         &object("Deployment"),
         Some(&manifest),
@@ -774,7 +774,11 @@ fn the_last_applied_copy_of_a_secret_is_masked_in_every_shape() {
     mask_secret_values(&mut items[0]);
     // The annotation alone, under its own path.
     let mut one = items[1].clone();
-    one.paths = vec![format!("metadata.annotations.{LAST_APPLIED}")];
+    one.field_path = Some(FieldPath(
+        ["metadata", "annotations", LAST_APPLIED]
+            .map(|f| PathSegment::Field(f.into()))
+            .to_vec(),
+    ));
     one.live = Some(json!(last_applied));
     mask_secret_values(&mut one);
     items.push(one);

@@ -95,6 +95,14 @@ impl FieldPath {
     }
 }
 
+/// Written as its display string, the form the status API, the drift report and the audit log
+/// have always shown.
+impl serde::Serialize for FieldPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;

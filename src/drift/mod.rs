@@ -289,13 +289,15 @@ pub async fn detect_except(
             }
             items.extend(found);
         }
-        items.sort_by(|a, b| {
-            (&a.key.namespace, &a.key.kind, &a.key.name, &a.paths).cmp(&(
-                &b.key.namespace,
-                &b.key.kind,
-                &b.key.name,
-                &b.paths,
-            ))
+        // By the path's display string, as the report has always been ordered (a missing
+        // path, the whole object, first).
+        items.sort_by_cached_key(|i| {
+            (
+                i.key.namespace.clone(),
+                i.key.kind.clone(),
+                i.key.name.clone(),
+                i.field_path.as_ref().map(ToString::to_string),
+            )
         });
         let mut counts = SeverityCounts::default();
         items.iter().for_each(|i| counts.add(i.severity));

@@ -237,8 +237,8 @@ async fn a_foreign_security_field_is_critical_drift_that_no_dry_run_dismisses() 
     assert_eq!(report.items.len(), 1, "{report:#?}");
     let item = &report.items[0];
     assert_eq!(
-        item.paths,
-        vec!["spec.template.spec.containers[name=api].securityContext.privileged"]
+        item.field_path.as_ref().map(ToString::to_string).as_deref(),
+        Some("spec.template.spec.containers[name=api].securityContext.privileged")
     );
     assert_eq!(item.severity, Severity::Critical);
     assert_eq!(item.rule, crate::classify::FOREIGN_SECURITY_RULE);

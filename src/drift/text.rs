@@ -39,13 +39,12 @@ pub fn render_text(report: &DriftReport, colour: bool) -> String {
             let _ = writeln!(out, "{}", paint(BOLD, &format!("+++ desired {name}")));
             previous = Some(object);
         }
-        let what = if item.paths.is_empty() {
-            match (&item.desired, &item.live) {
+        let what = match &item.field_path {
+            None => match (&item.desired, &item.live) {
                 (Some(_), None) => "object missing from the cluster".to_owned(),
                 _ => "object not in the desired set".to_owned(),
-            }
-        } else {
-            item.paths.join(", ")
+            },
+            Some(path) => path.to_string(),
         };
         let _ = writeln!(
             out,
@@ -116,8 +115,8 @@ fn yaml_of(item: &DriftItem, value: Option<&Value>) -> String {
     let Some(value) = value else {
         return String::new();
     };
-    let shown = match item.paths.first() {
-        Some(path) => serde_json::json!({ path: value }),
+    let shown = match &item.field_path {
+        Some(path) => serde_json::json!({ path.to_string(): value }),
         None => value.clone(),
     };
     serde_yaml::to_string(&shown).unwrap_or_else(|_| format!("{shown}\n"))
@@ -128,6 +127,7 @@ mod tests {
     use super::*;
     use crate::classify::Severity;
     use crate::config::Action;
+    use crate::diff::{FieldPath, PathSegment};
     use crate::drift::SeverityCounts;
 
     fn report() -> DriftReport {
@@ -140,13 +140,16 @@ mod tests {
                     namespace: Some("shop-exp".into()),
                     name: "shop-config".into(),
                 },
-                paths: vec!["metadata.labels.app.kubernetes.io/part-of".into()],
                 desired: Some(Value::from("shop")),
                 live: Some(Value::from("other")),
                 severity: Severity::Low,
                 rule: "labels".into(),
                 action: Action::Alert,
-                field_path: None,
+                field_path: Some(FieldPath(
+                    ["metadata", "labels", "app.kubernetes.io/part-of"]
+                        .map(|f| PathSegment::Field(f.into()))
+                        .to_vec(),
+                )),
                 foreign: None,
                 reason: None,
             }],
@@ -164,7 +167,7 @@ mod tests {
     fn an_extra_object_says_why_it_is_only_reported() {
         let mut report = report();
         let item = &mut report.items[0];
-        item.paths.clear();
+        item.field_path = None;
         item.desired = None;
         item.rule = "extra-object".into();
         item.reason = Some(crate::classify::NOT_IN_INVENTORY.into());

@@ -46,13 +46,35 @@ pub enum Fought {
 #[serde(rename_all = "camelCase")]
 pub struct Unconvergeable {
     pub object: ObjectKey,
-    pub path: String,
+    /// The field fought over; `None` for the whole object (a deletion), written as
+    /// [`DELETED`] in the JSON as it always was.
+    #[serde(serialize_with = "path_or_deleted")]
+    pub path: Option<FieldPath>,
     pub severity: Severity,
     /// The field manager that wrote the live value, when managedFields tell; for a deletion,
     /// who deletes it, as far as its last live copy tells.
     pub manager: Option<String>,
     pub corrections: usize,
     pub fought: Fought,
+}
+
+impl Unconvergeable {
+    /// The path as shown in logs and the JSON: the field's, or [`DELETED`] for the object.
+    pub fn shown_path(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| DELETED.to_owned(), ToString::to_string)
+    }
+}
+
+fn path_or_deleted<S: serde::Serializer>(
+    path: &Option<FieldPath>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => serializer.collect_str(path),
+        None => serializer.serialize_str(DELETED),
+    }
 }
 
 impl std::fmt::Display for Unconvergeable {
@@ -71,7 +93,7 @@ impl std::fmt::Display for Unconvergeable {
         write!(
             f,
             "{name} {}: corrected {} times and changed back each time by {}; gitopsd stops re-applying it until the desired object changes (stop the other writer, or give it the field with a severity override `ignore`)",
-            self.path,
+            self.shown_path(),
             self.corrections,
             self.manager.as_deref().unwrap_or("another field manager")
         )
@@ -86,7 +108,7 @@ pub struct Correction {
     pub hold_back: Vec<FieldPath>,
     /// The corrected fields, to count as corrections once the apply succeeded. Empty for a
     /// missing object.
-    pub fields: Vec<String>,
+    pub fields: Vec<FieldPath>,
     /// Foreign security fields to remove (also in `fields`): a server-side apply leaves them,
     /// as gitopsd does not own them, so they are removed by a guarded JSON patch
     /// (`Applier::remove_fields`).
@@ -122,8 +144,9 @@ pub struct Decision {
 /// Corrections per field, remembered between reconciles of one tier.
 #[derive(Debug, Default)]
 pub struct FightTracker {
-    /// (object, field path) -> (the desired digest it was corrected to, when).
-    corrected: HashMap<(ObjectKey, String), (String, Vec<Instant>)>,
+    /// (object, field path or `None` for the object created again) -> (the desired digest
+    /// it was corrected to, when).
+    corrected: HashMap<(ObjectKey, Option<FieldPath>), (String, Vec<Instant>)>,
     /// Who deletes each object gitopsd created again, as its last live copy told.
     deleters: HashMap<ObjectKey, String>,
 }
@@ -159,12 +182,12 @@ impl FightTracker {
             let Some(path) = &item.field_path else {
                 // The whole object is missing: create it again, unless it keeps being deleted.
                 let current = digest(&key).unwrap_or_default();
-                let count = self.recent(&key, DELETED, &current, now);
+                let count = self.recent(&key, None, &current, now);
                 if count >= FIGHT_LIMIT {
                     decision.unconvergeable.push(Unconvergeable {
                         manager: self.deleters.get(&key).cloned(),
                         object: key,
-                        path: DELETED.to_owned(),
+                        path: None,
                         severity: item.severity,
                         corrections: count,
                         fought: Fought::Deletion,
@@ -176,14 +199,13 @@ impl FightTracker {
                     .or_insert_with(|| Correction::new(key));
                 continue;
             };
-            let path_text = path.to_string();
             let current = digest(&key).unwrap_or_default();
-            let count = self.recent(&key, &path_text, &current, now);
+            let count = self.recent(&key, Some(path), &current, now);
             if count >= FIGHT_LIMIT {
                 let manager = live(&key).and_then(|l| last_writer(&l, path));
                 decision.unconvergeable.push(Unconvergeable {
                     object: key.clone(),
-                    path: path_text,
+                    path: Some(path.clone()),
                     severity: item.severity,
                     manager,
                     corrections: count,
@@ -195,7 +217,7 @@ impl FightTracker {
             let c = per_object
                 .entry(key.clone())
                 .or_insert_with(|| Correction::new(key));
-            c.fields.push(path_text);
+            c.fields.push(path.clone());
             if item.foreign.is_some() {
                 c.remove.push(path.clone());
             }
@@ -208,22 +230,39 @@ impl FightTracker {
     }
 
     /// Records that `fields` of `object` were corrected to the desired object of `digest`.
-    pub fn corrected(&mut self, object: &ObjectKey, fields: &[String], digest: &str, now: Instant) {
+    pub fn corrected(
+        &mut self,
+        object: &ObjectKey,
+        fields: &[FieldPath],
+        digest: &str,
+        now: Instant,
+    ) {
         for f in fields {
-            let entry = self
-                .corrected
-                .entry((object.clone(), f.clone()))
-                .or_insert_with(|| (digest.to_owned(), Vec::new()));
-            if entry.0 != digest {
-                *entry = (digest.to_owned(), Vec::new());
-            }
-            entry.1.push(now);
+            self.count(object, Some(f.clone()), digest, now);
         }
     }
 
+    /// Notes one correction of `path` (`None`: the object created again).
+    fn count(&mut self, object: &ObjectKey, path: Option<FieldPath>, digest: &str, now: Instant) {
+        let entry = self
+            .corrected
+            .entry((object.clone(), path))
+            .or_insert_with(|| (digest.to_owned(), Vec::new()));
+        if entry.0 != digest {
+            *entry = (digest.to_owned(), Vec::new());
+        }
+        entry.1.push(now);
+    }
+
     /// Corrections of a field within the window, for the current desired object.
-    fn recent(&mut self, object: &ObjectKey, path: &str, digest: &str, now: Instant) -> usize {
-        let id = (object.clone(), path.to_owned());
+    fn recent(
+        &mut self,
+        object: &ObjectKey,
+        path: Option<&FieldPath>,
+        digest: &str,
+        now: Instant,
+    ) -> usize {
+        let id = (object.clone(), path.cloned());
         let Some((d, times)) = self.corrected.get_mut(&id) else {
             return 0;
         };
@@ -244,14 +283,14 @@ impl FightTracker {
     /// Records that `object` was created again (it had gone missing) from the desired object
     /// of `digest`.
     pub fn recreated(&mut self, object: &ObjectKey, digest: &str, now: Instant) {
-        self.corrected(object, &[DELETED.to_owned()], digest, now);
+        self.count(object, None, digest, now);
     }
 
     /// The objects gitopsd created again and whose deleter is worth noting while they exist.
     pub fn recreated_objects(&self) -> Vec<ObjectKey> {
         self.corrected
             .keys()
-            .filter(|(_, p)| p == DELETED)
+            .filter(|(_, p)| p.is_none())
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -346,8 +385,10 @@ pub fn unsettled<'r>(
             Action::Apply => {
                 let given_up = decision.unconvergeable.iter().any(|u| {
                     u.object == item.object_key()
-                        && (item.paths.contains(&u.path)
-                            || (u.fought == Fought::Deletion && item.field_path.is_none()))
+                        && match &u.path {
+                            Some(path) => item.field_path.as_ref() == Some(path),
+                            None => u.fought == Fought::Deletion && item.field_path.is_none(),
+                        }
                 });
                 given_up || !done(item)
             }

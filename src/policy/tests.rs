@@ -28,7 +28,6 @@ fn item(name: &str, p: Option<FieldPath>, severity: Severity, action: Action) ->
             namespace: Some("shop-exp".into()),
             name: name.into(),
         },
-        paths: p.iter().map(|p| p.to_string()).collect(),
         desired: Some(json!(2)),
         live: Some(json!(5)),
         severity,
@@ -116,7 +115,7 @@ fn alert_ignore_and_apply_follow_the_policy() {
         .map(|c| c.object.name.as_str())
         .collect();
     assert_eq!(names, ["c", "d"]);
-    assert_eq!(d.corrections[0].fields, ["spec.replicas"]);
+    assert_eq!(d.corrections[0].fields, [path(&["spec", "replicas"])]);
     assert!(
         d.corrections[1].fields.is_empty(),
         "a missing object is created whole"
@@ -191,7 +190,7 @@ fn drift_is_settled_only_when_ignored_or_done() {
     let decision = Decision {
         unconvergeable: vec![Unconvergeable {
             object: key("api"),
-            path: "spec.replicas".into(),
+            path: p(),
             severity: Severity::High,
             manager: None,
             corrections: FIGHT_LIMIT,
@@ -258,7 +257,7 @@ fn corrections_older_than_the_window_do_not_count() {
     for round in 0..FIGHT_LIMIT {
         t.corrected(
             &key("api"),
-            &["spec.replicas".to_owned()],
+            &[path(&["spec", "replicas"])],
             "d1",
             start + Duration::from_secs(round as u64),
         );
@@ -282,7 +281,7 @@ fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
     ]);
     let now = Instant::now();
     for _ in 0..FIGHT_LIMIT {
-        t.corrected(&key("api"), &["spec.replicas".to_owned()], "d1", now);
+        t.corrected(&key("api"), &[path(&["spec", "replicas"])], "d1", now);
     }
     let r = report(vec![
         item("api", Some(replicas.clone()), Severity::High, Action::Apply),
@@ -296,7 +295,7 @@ fn other_drift_of_a_fought_object_is_applied_with_the_fought_field_held_back() {
     let d = t.decide(&r, &|_| Some("d1".into()), &|_| Some(live_fought()), now);
     assert_eq!(d.corrections.len(), 1);
     assert_eq!(d.corrections[0].hold_back, vec![replicas.clone()]);
-    assert_eq!(d.corrections[0].fields, [image.to_string()]);
+    assert_eq!(d.corrections[0].fields, vec![image.clone()]);
 
     let manifest = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "api", "namespace": "shop-exp"},
@@ -460,4 +459,41 @@ fn a_controllers_status_writes_do_not_make_it_the_deleter() {
             .unwrap_or_default()
             .starts_with("reaper ")
     );
+}
+
+#[test]
+fn field_paths_keep_their_json_shape() {
+    // A field: its display string, in the drift item's `paths` list and the given-up `path`.
+    let p = FieldPath(vec![
+        PathSegment::Field("spec".into()),
+        PathSegment::Field("containers".into()),
+        PathSegment::Keyed(vec![("name".into(), "api".into())]),
+        PathSegment::Field("image".into()),
+    ]);
+    let field = item("api", Some(p.clone()), Severity::High, Action::Apply);
+    let json = serde_json::to_value(&field).expect("a drift item serializes");
+    assert_eq!(json["paths"], json!(["spec.containers[name=api].image"]));
+    let fought = Unconvergeable {
+        object: key("api"),
+        path: Some(p),
+        severity: Severity::High,
+        manager: None,
+        corrections: FIGHT_LIMIT,
+        fought: Fought::Field,
+    };
+    let json = serde_json::to_value(&fought).expect("serializes");
+    assert_eq!(json["path"], json!("spec.containers[name=api].image"));
+
+    // The whole object: no paths, and a deletion shown as `(the object)`.
+    let object = item("api", None, Severity::High, Action::Apply);
+    let json = serde_json::to_value(&object).expect("a drift item serializes");
+    assert_eq!(json["paths"], json!([]));
+    let deleted = Unconvergeable {
+        path: None,
+        fought: Fought::Deletion,
+        ..fought
+    };
+    let json = serde_json::to_value(&deleted).expect("serializes");
+    assert_eq!(json["path"], json!(DELETED));
+    assert!(deleted.to_string().contains("created again"), "{deleted}");
 }

@@ -344,7 +344,7 @@ impl TierReconciler {
         record.alerts = decision.alerts.len();
         self.report_new_drift(&active.revision, &report);
         for u in &decision.unconvergeable {
-            warn!(object = %u.object, path = %u.path, manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
+            warn!(object = %u.object, path = %u.shown_path(), manager = u.manager.as_deref().unwrap_or("?"), "unconvergeable drift: {u}");
         }
         let all_corrections: Vec<_> = decision
             .corrections
@@ -375,8 +375,8 @@ impl TierReconciler {
                 if let Some(v) = version {
                     self.removed_at_version.insert(c.object.clone(), v);
                 }
+                self.fights.corrected(&c.object, &c.remove, &o.digest, now);
                 let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
-                self.fights.corrected(&c.object, &fields, &o.digest, now);
                 info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
             }
             removed.push(r);
@@ -401,7 +401,7 @@ impl TierReconciler {
                 .items(objects.iter().copied().zip(manifests.iter()))
                 .await;
             for (item, (c, _)) in items.iter_mut().zip(&corrections) {
-                item.take_fields = c.fields.clone();
+                item.take_fields = c.fields.iter().map(ToString::to_string).collect();
                 // The version the drift and the held-back fields were read at: a take-back
                 // forces nothing unless the object is still there (`Applier::take_back`).
                 if let Some(v) = lives
@@ -417,10 +417,10 @@ impl TierReconciler {
             for ((c, o), r) in corrections.iter().zip(&results) {
                 if r.outcome != Outcome::Failed {
                     // Foreign fields were counted when they were removed.
-                    let applied: Vec<String> = c
+                    let applied: Vec<crate::diff::FieldPath> = c
                         .fields
                         .iter()
-                        .filter(|f| !c.remove.iter().any(|p| p.to_string() == **f))
+                        .filter(|f| !c.remove.contains(f))
                         .cloned()
                         .collect();
                     self.fights.corrected(&c.object, &applied, &o.digest, now);
@@ -428,7 +428,8 @@ impl TierReconciler {
                     if c.fields.is_empty() && r.outcome == Outcome::Created {
                         self.fights.recreated(&c.object, &o.digest, now);
                     }
-                    info!(object = %o.display_name(), fields = ?c.fields, "drift corrected");
+                    let fields: Vec<String> = c.fields.iter().map(ToString::to_string).collect();
+                    info!(object = %o.display_name(), fields = ?fields, "drift corrected");
                 }
             }
         }

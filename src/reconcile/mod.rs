@@ -209,7 +209,7 @@ pub struct TierReconciler {
     /// The revision whose first complete apply was reported.
     applied_reported: Option<String>,
     /// Drift seen by the previous reconcile (object, path): only new items are reported.
-    drift_seen: HashSet<(ObjectKey, String)>,
+    drift_seen: HashSet<(ObjectKey, Option<crate::diff::FieldPath>)>,
     health_seen: Option<Health>,
     /// "Now" for windows and soak times; the system clock unless a test sets another.
     clock: Clock,

@@ -91,7 +91,7 @@ pub(super) fn correction_manifest(c: &Correction, manifest: &Value, live: Option
     let mut keep: Vec<FieldPath> = compare(manifest, live, owned)
         .into_iter()
         .map(|d| d.path)
-        .filter(|p| !c.fields.contains(&p.to_string()))
+        .filter(|p| !c.fields.contains(p))
         .collect();
     for p in &c.hold_back {
         if !keep.contains(p) {
@@ -344,7 +344,10 @@ mod tests {
                 name: "api".into(),
             },
             hold_back: vec![replicas],
-            fields: vec!["spec.paused".into()],
+            fields: vec![FieldPath(vec![
+                crate::diff::PathSegment::Field("spec".into()),
+                crate::diff::PathSegment::Field("paused".into()),
+            ])],
             remove: Vec::new(),
         };
         let applied = correction_manifest(&c, &manifest, Some(&live));

@@ -134,10 +134,14 @@ fn find<'r>(
     name: &str,
     path_part: &str,
 ) -> Option<&'r DriftItem> {
-    report
-        .items
-        .iter()
-        .find(|i| i.key.kind == kind && i.key.name == name && i.paths.join(",").contains(path_part))
+    report.items.iter().find(|i| {
+        let path = i
+            .field_path
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        i.key.kind == kind && i.key.name == name && path.contains(path_part)
+    })
 }
 
 #[tokio::test]

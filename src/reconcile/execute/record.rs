@@ -61,7 +61,7 @@ impl TierReconciler {
         let mut seen = HashSet::new();
         let mut new = Vec::new();
         for item in &report.items {
-            let key = (item.object_key(), item.paths.join(","));
+            let key = (item.object_key(), item.field_path.clone());
             if !self.drift_seen.contains(&key) {
                 new.push(item.clone());
             }
