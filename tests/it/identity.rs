@@ -198,9 +198,8 @@ fn unconvergeable() -> Vec<Unconvergeable> {
         },
         Unconvergeable {
             object: cluster_role(),
-            // The golden file pins `""` here (an empty path); at run time a deletion has
-            // `None`, written as `policy::DELETED`.
-            path: Some(FieldPath::default()),
+            // A deletion fought: no field path, written as `policy::DELETED`, as at run time.
+            path: None,
             severity: Severity::Critical,
             manager: None,
             corrections: 3,
