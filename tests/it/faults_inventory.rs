@@ -527,21 +527,11 @@ async fn a_refused_prune_is_reported_in_status_and_events() {
     let s = f.wait_reconciles(2, CHANGE).await;
     assert_eq!(s["sync"], "OutOfSync", "still: {}", brief_status(&s));
 
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = gitopsd::state::StateStore::config_map_name(&f.tier);
-    let refused = support::eventually("a PruneRefused Event", CHANGE, || {
-        let events = events.clone();
-        let regarding = regarding.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .into_iter()
-                .filter(|e| {
-                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding.as_str())
-                })
-                .find(|e| e.reason.as_deref() == Some("PruneRefused"))
-        }
+    let refused = support::eventually("a PruneRefused Event", CHANGE, || async {
+        f.state_events(&client, "PruneRefused")
+            .await
+            .into_iter()
+            .next()
     })
     .await;
     assert_eq!(refused.type_.as_deref(), Some("Warning"));
@@ -551,6 +541,30 @@ async fn a_refused_prune_is_reported_in_status_and_events() {
         refused.series.is_none(),
         "reported once, not on every sync: {:?}",
         refused.series
+    );
+
+    // Bug f (issue 15): the refused prune is not a clean sync: the sync's record carries the
+    // refusal as its error, and no SyncSucceeded Event names the revision.
+    let record: Value = f
+        .wait_status("the sync record of the refused prune", CHANGE, |s| {
+            reconcile_support::records(s)
+                .into_iter()
+                .find(|r| r["revision"] == second.as_str())
+        })
+        .await;
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("prune refused")),
+        "the record of a refused prune says so: {record}"
+    );
+    let short = &second[..7];
+    let succeeded = f.state_events(&client, "SyncSucceeded").await;
+    assert!(
+        !succeeded
+            .iter()
+            .any(|e| e.note.as_deref().unwrap_or_default().contains(short)),
+        "a refused prune is not a succeeded sync: {succeeded:?}"
     );
 
     // Putting the files back ends it.

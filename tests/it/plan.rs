@@ -9,30 +9,18 @@ use crate::support;
 
 use std::time::Duration;
 
-use kube::Api;
-use kube::api::ListParams;
 use reconcile_support::{
     Fixture, IMAGE_1, IMAGE_2, TierExtra, base_files, brief_status, deployment, records,
 };
-use serde_json::Value;
 
 const FIRST_SYNC: Duration = Duration::from_secs(60);
 const CHANGE: Duration = Duration::from_secs(45);
 
-/// The Events regarding the tier's state ConfigMap with `reason`, newest last.
+/// The notes of the Events regarding the tier's state ConfigMap with `reason`.
 async fn events(client: &kube::Client, f: &Fixture, reason: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), &f.state_ns);
-    let regarding = format!("gitopsd-state-{}", f.tier);
-    let Ok(list) = api.list(&ListParams::default()).await else {
-        return Vec::new();
-    };
-    list.items
+    f.state_events(client, reason)
+        .await
         .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding.as_str())
-        })
-        .filter(|e| e.reason.as_deref() == Some(reason))
         .map(|e| e.note.unwrap_or_default())
         .collect()
 }
@@ -155,56 +143,5 @@ async fn a_blocked_revision_is_reported_as_itself_with_the_reason() {
             .as_str()
             .is_some_and(|e| e.contains("blocked")),
         "{record}"
-    );
-}
-
-/// Bug f: a prune the guard refuses is not a clean sync: the sync's record carries the
-/// refusal as its error, and no `SyncSucceeded` Event is recorded for it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_prune_is_not_reported_as_synced() {
-    let client = support::client().await;
-    let mut f = Fixture::new("prunesync", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
-    // 6 of the 8 objects leave git: 75%, over the default maxDeletePercent of 50.
-    f.remove_files(&[
-        "base/service.yaml",
-        "base/api-config.yaml",
-        "base/extra-1.yaml",
-        "base/extra-2.yaml",
-        "base/extra-3.yaml",
-        "base/extra-4.yaml",
-    ]);
-    let second = f.commit("remove most files");
-    let s = f
-        .wait_status("the refused prune", CHANGE, |s| {
-            (s["revision"] == second.as_str() && !s["pruneRefused"].is_null()).then(|| s.clone())
-        })
-        .await;
-    assert_eq!(s["sync"], "OutOfSync", "{}", brief_status(&s));
-    let s = f
-        .wait_status("the sync record of the refused prune", CHANGE, |s| {
-            records(s)
-                .iter()
-                .any(|r| r["revision"] == second.as_str())
-                .then(|| s.clone())
-        })
-        .await;
-    let record: Value = records(&s)
-        .into_iter()
-        .find(|r| r["revision"] == second.as_str())
-        .unwrap_or_default();
-    assert!(
-        record["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("prune refused")),
-        "the record of a refused prune says so: {record}"
-    );
-    let short = &second[..7];
-    let succeeded = events(&client, &f, "SyncSucceeded").await;
-    assert!(
-        !succeeded.iter().any(|n| n.contains(short)),
-        "a refused prune is not a succeeded sync: {succeeded:?}"
     );
 }

@@ -366,6 +366,28 @@ impl Fixture {
         .await
     }
 
+    /// The Events gitopsd recorded about this tier (regarding its state ConfigMap) with
+    /// `reason`, as listed now (an empty list when the list fails).
+    pub async fn state_events(
+        &self,
+        client: &kube::Client,
+        reason: &str,
+    ) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let api: kube::Api<k8s_openapi::api::events::v1::Event> =
+            kube::Api::namespaced(client.clone(), &self.state_ns);
+        let regarding = gitopsd::state::StateStore::config_map_name(&self.tier);
+        let Ok(list) = api.list(&kube::api::ListParams::default()).await else {
+            return Vec::new();
+        };
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding.as_str())
+            })
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
+    }
+
     /// Waits until `n` reconciles of the tier that started after this call have finished (as
     /// the status's `lastReconcileAt` tells), and returns the status then. A negative assertion
     /// ("X did not happen") waits for this first: the daemon had its chances to do X.
