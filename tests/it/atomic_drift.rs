@@ -496,7 +496,7 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
     // The audit log's writer thread appends after the status is published: wait for the line.
     let audit_log = f.dir.path().join("workdir").join("audit.log");
     let pruned_item =
-        support::eventually_blocking("the audit log's drift item for extra-4", CHANGE, || {
+        support::eventually_or("the audit log's drift item for extra-4", CHANGE, || async {
             let audit = std::fs::read_to_string(&audit_log).map_err(|e| e.to_string())?;
             audit
                 .lines()
@@ -505,7 +505,8 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
                 .flat_map(|e| e["items"].as_array().cloned().unwrap_or_default())
                 .find(|i| i["object"].to_string().contains("extra-4"))
                 .ok_or_else(|| format!("no drift item for extra-4 in the audit log: {audit}"))
-        });
+        })
+        .await;
     assert_eq!(pruned_item["action"], "prune", "{pruned_item}");
     assert_eq!(pruned_item["rule"], "extra-object", "{pruned_item}");
     assert_eq!(
