@@ -214,16 +214,18 @@ async fn a_flood_of_refused_requests_leaves_a_bounded_escaped_log_and_the_token_
         "answers to {} refused requests in {took:?}: {statuses:?}",
         flood + 200
     );
-    // The budget: 30 at once, one more every 2 s.
+    // The budget: 30 at once, one more every 2 s. A refill may land during the unknown-route
+    // reads, so a 404 spends the budget as a 401 does; everything over it is a 429.
     let budget = 30 + took.as_secs() as u32 / 2 + 1;
-    let unauthorized = statuses.get(&401).copied().unwrap_or(0);
+    let answered = |code| statuses.get(&code).copied().unwrap_or(0);
+    let within_budget = answered(401) + answered(404);
     assert!(
-        (30..=budget).contains(&unauthorized),
+        answered(401) >= 30 && within_budget <= budget,
         "{statuses:?} (budget {budget})"
     );
     assert_eq!(
-        statuses.values().sum::<u32>() - unauthorized,
-        statuses.get(&429).copied().unwrap_or(0),
+        statuses.values().sum::<u32>() - within_budget,
+        answered(429),
         "{statuses:?}"
     );
     let wait: u64 = retry_after
@@ -315,7 +317,7 @@ async fn a_flood_of_refused_requests_leaves_a_bounded_escaped_log_and_the_token_
     .await;
     assert!(over >= f64::from(flood + 200 - budget), "{over}");
     assert!(
-        unauthorized_total >= f64::from(unauthorized + 300),
+        unauthorized_total >= f64::from(answered(401) + 300),
         "{unauthorized_total}"
     );
 
