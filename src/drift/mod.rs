@@ -8,7 +8,7 @@ mod seam;
 mod text;
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use serde::Serialize;
@@ -138,7 +138,18 @@ pub async fn detect(
     live: &impl LiveObjects,
     confirm: &impl DryRun,
 ) -> Result<DriftReport, DriftError> {
-    detect_except(set, tier, live, confirm, &HashSet::new()).await
+    Ok(detect_except(set, tier, live, confirm, &HashSet::new())
+        .await?
+        .report)
+}
+
+/// What [`detect_except`] found: the report, and the live copy each drifted desired object was
+/// compared with (the policy names a fought field's manager from the very copy its drift was
+/// seen on; a later read of the cache may already show another write).
+#[derive(Debug)]
+pub struct Detected {
+    pub report: DriftReport,
+    pub lives: HashMap<ObjectKey, Value>,
 }
 
 /// [`detect`], leaving out the desired objects in `skip`: those the reconcile has just applied,
@@ -149,7 +160,7 @@ pub async fn detect_except(
     live: &impl LiveObjects,
     confirm: &impl DryRun,
     skip: &HashSet<ObjectKey>,
-) -> Result<DriftReport, DriftError> {
+) -> Result<Detected, DriftError> {
     let span = info_span!("detect", tier = %set.tier);
     async {
         // Desired manifests are borrowed, not cloned: this loop runs over every object of
@@ -161,6 +172,7 @@ pub async fn detect_except(
         let mut dismissed = 0;
         // Classified at once: they need the live object (for the manager), not kept here.
         let mut foreign_items: Vec<DriftItem> = Vec::new();
+        let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
         for o in &set.objects {
             if !skip.is_empty() && skip.contains(&ObjectKey::from(o)) {
                 continue;
@@ -213,7 +225,20 @@ pub async fn detect_except(
             .instrument(span)
             .await?;
             dismissed += dismissed_here;
-            live_hpas.extend(live_obj.filter(is_hpa));
+            let drifted = !foreign.is_empty()
+                || matches!(&diff, ObjectDiff::Changed(fields) if !fields.is_empty());
+            match live_obj {
+                Some(l) if is_hpa(&l) => {
+                    if drifted {
+                        lives.insert(ObjectKey::from(o), l.clone());
+                    }
+                    live_hpas.push(l);
+                }
+                Some(l) if drifted => {
+                    lives.insert(ObjectKey::from(o), l);
+                }
+                _ => {}
+            }
             if !foreign.is_empty() {
                 foreign_items.extend(classify_foreign(&ObjectKey::from(o), &foreign, tier));
             }
@@ -301,13 +326,18 @@ pub async fn detect_except(
         });
         let mut counts = SeverityCounts::default();
         items.iter().for_each(|i| counts.add(i.severity));
-        Ok(DriftReport {
-            tier: set.tier.clone(),
-            items,
-            in_sync,
-            drifted,
-            counts,
-            dismissed_by_dry_run: dismissed,
+        // Only objects the policy may act on (some drift classified, not dismissed).
+        lives.retain(|k, _| items.iter().any(|i| i.key == *k));
+        Ok(Detected {
+            report: DriftReport {
+                tier: set.tier.clone(),
+                items,
+                in_sync,
+                drifted,
+                counts,
+                dismissed_by_dry_run: dismissed,
+            },
+            lives,
         })
     }
     .instrument(span)

@@ -239,8 +239,8 @@ impl TierReconciler {
         // may have outlived a watch (an API server restart mid-apply).
         self.live_synced(cancel).await?;
         let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
-        let mut report =
-            detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys).await?;
+        let detected = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys).await?;
+        let mut report = detected.report;
         // A Job with ttlSecondsAfterFinished that finished for its manifest and was deleted by
         // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
         let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
@@ -317,13 +317,8 @@ impl TierReconciler {
                     .note_deleter(&key, policy::deletion_hint(&o.manifest, live.as_ref()));
             }
         }
-        let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
-        for item in &report.items {
-            let key = item.object_key();
-            if let Ok(Some(l)) = cache.get(&key).await {
-                lives.insert(key, l);
-            }
-        }
+        // The copies the drift was seen on: a fought field's manager is named from them.
+        let lives = detected.lives;
         let now = Instant::now();
         // Outside the change windows only critical drift is corrected (unless the tier holds
         // that too, or a manual sync overrode the window); the rest waits.

@@ -102,11 +102,28 @@ pub fn ssh_keygen(dir: &Path, name: &str, comment: &str) -> PathBuf {
     path
 }
 
+/// Ports handed out below Linux's ephemeral range (32768-60999): a port the kernel picked for
+/// `bind(0)` is released before the server binds it, and in that gap any outgoing connection
+/// (the daemons' own, to the API server) may take it as its local port. Below the range only
+/// another test asks for it, and one process never hands the same port out twice.
+const TEST_PORTS: std::ops::Range<u32> = 20000..32000;
+
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Two test processes at once (a developer's run beside CI's) start far apart.
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(TEST_PORTS.start + (offset + n) % span) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}")
 }
 
 /// A server process, killed when the test ends however it ends.

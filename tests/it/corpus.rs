@@ -293,10 +293,7 @@ async fn the_corpus_renders_validates_syncs_stays_quiet_and_finds_live_edits() {
     std::fs::create_dir_all(&repo).expect("mkdir");
     let revision = corpus_repo(&repo);
     let state_ns = format!("corpus-state-{}", random_suffix());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = reconcile_support::free_port();
     let config = dir.path().join("gitopsd.yaml");
     std::fs::write(&config, config_text(&repo, &state_ns, port)).expect("write the config");
     // An earlier run's objects, if it was killed before its clean-up.
