@@ -167,7 +167,8 @@ fn assert_no_deletion_reported(f: &Fixture) {
         .filter(|(l, _)| l.contains("severity=\"critical\""))
         .map(|(_, v)| v)
         .sum();
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir/audit.log")).unwrap_or_default();
+    let audit = std::fs::read_to_string(support::audit_log_in(&f.dir.path().join("workdir")))
+        .unwrap_or_default();
     let deleted_in_audit = audit
         .lines()
         .filter(|l| l.contains("object-deleted"))

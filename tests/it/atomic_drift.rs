@@ -494,7 +494,7 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
     })
     .await;
     // The audit log's writer thread appends after the status is published: wait for the line.
-    let audit_log = f.dir.path().join("workdir").join("audit.log");
+    let audit_log = support::audit_log_in(&f.dir.path().join("workdir"));
     let pruned_item =
         support::eventually_or("the audit log's drift item for extra-4", CHANGE, || async {
             let audit = std::fs::read_to_string(&audit_log).map_err(|e| e.to_string())?;

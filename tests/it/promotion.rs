@@ -771,7 +771,8 @@ async fn the_daemon_blocks_a_promotion_until_the_earlier_tier_is_healthy() {
         .await;
         assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
         drop(child);
-        let audit = std::fs::read_to_string(dir.path().join("workdir/audit.log")).unwrap_or_default();
+        let audit_log = support::audit_log_in(&dir.path().join("workdir"));
+        let audit = std::fs::read_to_string(audit_log).unwrap_or_default();
         let blocked_lines = audit
             .lines()
             .filter(|l| l.contains("promotion-blocked") && l.contains(&val))

@@ -528,7 +528,8 @@ async fn an_extra_secrets_last_applied_copy_is_masked_in_diff_status_and_audit()
         assert_eq!(code, 200, "{path}: {body}");
         assert_no_secret(&path, &body);
     }
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir/audit.log")).unwrap_or_default();
+    let audit = std::fs::read_to_string(support::audit_log_in(&f.dir.path().join("workdir")))
+        .unwrap_or_default();
     assert_no_secret("the audit log", &audit);
     let log = f.daemon().log_tail(100_000);
     assert_no_secret("the log", &log);
@@ -567,7 +568,8 @@ async fn an_api_error_that_echoes_a_secret_value_is_masked_in_status_and_audit_l
         !body.contains("987654321987"),
         "the status shows the value: {body}"
     );
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir/audit.log")).unwrap_or_default();
+    let audit = std::fs::read_to_string(support::audit_log_in(&f.dir.path().join("workdir")))
+        .unwrap_or_default();
     assert!(
         audit.contains("stringData.password"),
         "the audit log has the failure: {audit}"
