@@ -195,7 +195,7 @@ pub enum StateError {
         name: String,
         key: &'static str,
         #[source]
-        source: CodecError,
+        source: Box<CodecError>,
     },
     #[error(
         "the state ConfigMap {namespace}/{name} has format {found:?}, this gitopsd reads format {FORMAT} (was it written by a newer gitopsd?); run a gitopsd that reads it, or delete the ConfigMap to start over without an inventory (it then prunes nothing it applied before)"
@@ -221,7 +221,7 @@ pub enum StateError {
         name: String,
         key: &'static str,
         #[source]
-        source: CodecError,
+        source: Box<CodecError>,
     },
 }
 

@@ -97,7 +97,7 @@ pub(super) fn encode(
         namespace: namespace.to_owned(),
         name: name.clone(),
         key,
-        source,
+        source: Box::new(source),
     };
     let gz = encode_inventory(&state.inventory).map_err(|e| encode_error(KEY_INVENTORY, e))?;
     if gz.len() > MAX_INVENTORY_GZ_BYTES {
@@ -173,7 +173,7 @@ pub(super) fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, State
         namespace: namespace.to_owned(),
         name: name.clone(),
         key,
-        source,
+        source: Box::new(source),
     };
     let empty = BTreeMap::new();
     let data = cm.data.as_ref().unwrap_or(&empty);
@@ -392,8 +392,8 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                StateError::Encode { tier, key: KEY_INVENTORY, source: CodecError::UnstorableEntry { .. }, .. }
-                    if tier == "prod"
+                StateError::Encode { tier, key: KEY_INVENTORY, source, .. }
+                    if tier == "prod" && matches!(**source, CodecError::UnstorableEntry { .. })
             ),
             "{err:?}"
         );
