@@ -327,10 +327,9 @@ fn audit_lines(path: &Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audit_and_events() {
     let client = support::client().await;
-    let mut f = Fixture::new("rewrite", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("rewrite", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     f.write_files(&vec![(
         "base/api-config.yaml".to_owned(),
         configmap("api-config", &[("release", "two")]),
