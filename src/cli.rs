@@ -388,6 +388,16 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    // The source's directory first: a second daemon on the same repo and workdir is refused
+    // naming the mirror and its holder, before it opens the audit log kept there.
+    let source_dir = crate::source::mirror_dir(&args.workdir, &config.source.url);
+    let mirror_lock = match crate::source::MirrorLock::acquire(&source_dir, &config.source.url) {
+        Ok(lock) => lock,
+        Err(e) => {
+            report.error("cannot take the source's directory", &e);
+            return ExitCode::FAILURE;
+        }
+    };
     let audit_path = audit_path(&config, &args.workdir);
     let unkeyed = args.workdir.join(UNKEYED_AUDIT_LOG);
     if config.audit.path.is_none() && unkeyed != audit_path && unkeyed.is_file() {
@@ -415,6 +425,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         leader_elect: args.leader_elect,
         kube_config: Some(conn.config.clone()),
         requests: Some(requests),
+        mirror_lock: Some(Arc::new(mirror_lock)),
     };
     let result = crate::daemon::run(config, conn.client, options, shutdown).await;
     // The observers are dropped with the daemon: the audit log is fsynced, and the Events

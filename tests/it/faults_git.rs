@@ -357,7 +357,7 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
         "{text}"
     );
 
-    let audit = f.dir.path().join("workdir").join("audit.log");
+    let audit = support::audit_log_in(&f.dir.path().join("workdir"));
     let line = support::eventually(
         "the rewrite in the audit log",
         Duration::from_secs(20),
