@@ -8,7 +8,7 @@ use crate::validate::ScopeRule;
 
 impl TierReconciler {
     pub(super) fn window_now(&self) -> WindowState {
-        window_state(&self.tier.windows, (self.clock)())
+        window_state(&self.tier.windows, (self.settings.clock)())
     }
 
     /// Why `revision` may not be deployed now: the promotion gate, the signatures, the
@@ -24,7 +24,7 @@ impl TierReconciler {
             return None;
         }
         if let Some(from) = self.tier.promote_from.clone() {
-            let mut evidence = match self.store.load(&from).await {
+            let mut evidence = match self.backends.store.load(&from).await {
                 Ok(state) => state.healthy,
                 Err(e) => {
                     return Some(Hold {
@@ -60,7 +60,7 @@ impl TierReconciler {
                 revision,
                 digest.as_deref(),
                 &evidence,
-                (self.clock)(),
+                (self.settings.clock)(),
             ) {
                 return Some(hold);
             }
@@ -90,7 +90,7 @@ impl TierReconciler {
                 });
             }
         }
-        if !self.override_now
+        if !self.window.override_now
             && let Some(hold) = window_hold(&self.window_now())
         {
             return Some(hold);
@@ -104,7 +104,7 @@ impl TierReconciler {
         if self.active.is_none() {
             self.active = self.restore_last_applied().await;
         }
-        if self.blocked_reported.first_time(revision, hold.kind) {
+        if self.reported.blocked.first_time(revision, hold.kind) {
             warn!(tier = %self.tier.name, revision, reason = %hold.message, "revision held back");
             self.observers.emit(Activity::PromotionBlocked {
                 tier: self.tier.name.clone(),
@@ -200,7 +200,7 @@ impl TierReconciler {
         }
         self.advance(PhaseEvent::Passed);
         let render_started = Instant::now();
-        let rendered = match &self.refused_render {
+        let rendered = match &self.source.refused_render {
             Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
                 revision: revision.to_owned(),
                 message: message.clone(),
@@ -220,13 +220,13 @@ impl TierReconciler {
                 | crate::render::RenderError::CrdScopeConflict { .. },
             )
             | Ok(_) => {}
-            Err(e) => self.refused_render = Some((revision.to_owned(), e.to_string())),
+            Err(e) => self.source.refused_render = Some((revision.to_owned(), e.to_string())),
         }
         let objects = rendered.as_ref().map_or(0, |s| s.objects.len());
         let validate_started = Instant::now();
         let offer = self
             .desired
-            .offer(revision, rendered, &self.tier, self.last_tier);
+            .offer(revision, rendered, &self.tier, self.settings.last_tier);
         info!(
             tier = %self.tier.name,
             revision,
@@ -307,7 +307,7 @@ impl TierReconciler {
         let checkouts = self.checkouts.clone();
         let tier = self.tier.name.clone();
         let revision = revision.to_owned();
-        let limits = self.limits.clone();
+        let limits = self.settings.limits.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let root = checkouts
                 .checkout(&revision)
@@ -360,7 +360,7 @@ impl TierReconciler {
         if self.state.is_some() {
             return true;
         }
-        match self.store.load(&self.tier.name).await {
+        match self.backends.store.load(&self.tier.name).await {
             Ok(state) => {
                 info!(
                     tier = %self.tier.name,

@@ -64,7 +64,7 @@ impl super::TierReconciler {
         record: &mut SyncRecord,
         status: &mut StatusReport,
     ) -> Outcomes {
-        let Some(cache) = self.cache.as_ref() else {
+        let Some(cache) = self.live.cache.as_ref() else {
             return Outcomes::default();
         };
         let missing: HashSet<ObjectId> = report
@@ -76,7 +76,7 @@ impl super::TierReconciler {
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
         for o in &active.set.objects {
-            if self.jobs_gone.contains(&ObjectKey::from(o)) {
+            if self.jobs.gone.contains(&ObjectKey::from(o)) {
                 continue;
             }
             let h = if missing.contains(&ObjectKey::from(o).id()) {
@@ -91,7 +91,7 @@ impl super::TierReconciler {
                             .as_ref()
                             .and_then(|l| l.pointer("/metadata/generation"))
                             .and_then(Value::as_i64);
-                        match (self.applied_generations.get(&key), seen) {
+                        match (self.live.applied_generations.get(&key), seen) {
                             (Some(applied), Some(seen)) if seen < *applied => ObjectHealth {
                                 health: Health::Progressing,
                                 message: format!(
@@ -141,7 +141,7 @@ impl super::TierReconciler {
                 .await
                 .ok()
                 .flatten();
-                let since = (self.clock)();
+                let since = (self.settings.clock)();
                 if let Some(state) = self.state.as_mut() {
                     state.record_healthy(&active.revision, since, base);
                     state.rollout = None;
@@ -174,8 +174,13 @@ impl super::TierReconciler {
                 _ => {
                     // Resumed from the tier state when a daemon before this one started it.
                     let persisted = self.state.as_ref().and_then(|s| s.rollout.as_ref());
-                    let (r, record) =
-                        rollout::take_up(persisted, &active.revision, timeout, (self.clock)(), now);
+                    let (r, record) = rollout::take_up(
+                        persisted,
+                        &active.revision,
+                        timeout,
+                        (self.settings.clock)(),
+                        now,
+                    );
                     if let Some(state) = self.state.as_mut() {
                         state.rollout = Some(record);
                     }
@@ -203,8 +208,8 @@ impl super::TierReconciler {
             .as_ref()
             .map(|s| (s.failed_revision.clone(), s.rollbacks))
             .unwrap_or_default();
-        if self.health_seen != Some(worst) {
-            if let Some(from) = self.health_seen {
+        if self.reported.health != Some(worst) {
+            if let Some(from) = self.reported.health {
                 self.observers.emit(Activity::HealthChanged {
                     tier: self.tier.name.clone(),
                     revision: active.revision.clone(),
@@ -212,7 +217,7 @@ impl super::TierReconciler {
                     to: worst,
                 });
             }
-            self.health_seen = Some(worst);
+            self.reported.health = Some(worst);
         }
         status.health = Some(HealthStatus {
             health: worst,
@@ -227,7 +232,7 @@ impl super::TierReconciler {
     /// Pushes the healthy ref of `revision` when the tier publishes them; a failure is a
     /// warning only.
     pub(super) async fn publish(&self, revision: &str) {
-        if !self.publish_healthy {
+        if !self.settings.publish_healthy {
             return;
         }
         let Some(record) = self.state.as_ref().and_then(|s| s.healthy_record(revision)) else {

@@ -11,7 +11,11 @@ impl TierReconciler {
         set: &DesiredSet,
     ) -> Result<Vec<crate::validate::Finding>, ReconcileError> {
         use crate::ownership::{Claim, Live, adopts, claim, finding};
-        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let cache = self
+            .live
+            .cache
+            .as_ref()
+            .ok_or(ReconcileError::CacheNotStarted)?;
         let state = self.state.as_ref().ok_or(ReconcileError::NoState)?;
         let mut out = Vec::new();
         for o in &set.objects {
@@ -81,7 +85,11 @@ impl TierReconciler {
         &self,
         cancel: &CancellationToken,
     ) -> Result<(), ReconcileError> {
-        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let cache = self
+            .live
+            .cache
+            .as_ref()
+            .ok_or(ReconcileError::CacheNotStarted)?;
         let Some(((api_version, kind), what)) = cache.not_synced() else {
             return Ok(());
         };
@@ -119,7 +127,7 @@ impl TierReconciler {
     }
 
     pub(in crate::reconcile) async fn resource_version(&self, key: &ObjectKey) -> Option<String> {
-        let cache = self.cache.as_ref()?;
+        let cache = self.live.cache.as_ref()?;
         let live = cache.get(key).await.ok()??;
         live.pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)

@@ -22,12 +22,14 @@ impl TierReconciler {
                 }
             } else {
                 if let Some(generation) = r.applied.as_ref().and_then(|a| a.generation) {
-                    self.applied_generations.insert(r.key.clone(), generation);
+                    self.live
+                        .applied_generations
+                        .insert(r.key.clone(), generation);
                 }
                 if is_ttl_job(o)
                     && let Some(uid) = r.applied.as_ref().and_then(|a| a.uid.clone())
                 {
-                    self.job_uids.insert(r.key.clone(), uid);
+                    self.jobs.uids.insert(r.key.clone(), uid);
                 }
                 if let Some(state) = self.state.as_mut() {
                     state
@@ -62,12 +64,12 @@ impl TierReconciler {
         let mut new = Vec::new();
         for item in &report.items {
             let key = (item.object_key(), item.field_path.clone());
-            if !self.drift_seen.contains(&key) {
+            if !self.reported.drift.contains(&key) {
                 new.push(item.clone());
             }
             seen.insert(key);
         }
-        self.drift_seen = seen;
+        self.reported.drift = seen;
         if !new.is_empty() {
             self.observers.emit(Activity::DriftFound {
                 tier: self.tier.name.clone(),
@@ -87,7 +89,7 @@ impl TierReconciler {
         if self.write_guard.as_ref().is_some_and(|t| t.is_cancelled()) {
             return Err(ReconcileError::NotLeading);
         }
-        self.store.save(&self.tier.name, state).await?;
+        self.backends.store.save(&self.tier.name, state).await?;
         self.saved = Some(state.clone());
         Ok(())
     }
