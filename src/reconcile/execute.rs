@@ -110,7 +110,9 @@ impl TierReconciler {
             record.error.clone(),
         );
         let mut result = SyncState::Synced;
+        let intake = std::mem::take(&mut self.pending);
         self.status.update(|s| {
+            intake.write(s);
             report.write(s, sync_error);
             s.last_reconcile_at = Some(started_at);
             if notable {

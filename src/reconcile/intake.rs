@@ -115,13 +115,9 @@ impl TierReconciler {
         let message = hold.message.clone();
         let kind = hold.kind;
         let window = (!self.tier.windows.is_empty()).then(|| self.window_now());
-        self.status.update(|s| {
-            s.sync = SyncState::Blocked;
-            s.last_error = Some(message);
-            s.held_revision = Some(revision.to_owned());
-            s.held_by = Some(kind);
-            s.window = window;
-        });
+        self.pending.fail(SyncState::Blocked, message);
+        self.pending.held = Some(Some((revision.to_owned(), kind)));
+        self.pending.window = Some(window);
         self.advance(PhaseEvent::HeldBack {
             revision: revision.to_owned(),
             hold,
@@ -150,14 +146,27 @@ impl TierReconciler {
     }
 
     /// Takes the newest commit of the tier's ref: renders and validates it, and makes it the
-    /// active set when it passes (unless it is the revision rolled back).
+    /// active set when it passes (unless it is the revision rolled back). What it changes in
+    /// the status is written in one update at its end.
     pub async fn offer_revision(&mut self, revision: &str) {
+        self.take_revision(revision).await;
+        self.write_pending_status();
+    }
+
+    /// Writes what intake changed in the status since the last write, in one update.
+    pub(super) fn write_pending_status(&mut self) {
+        let delta = std::mem::take(&mut self.pending);
+        if !delta.is_empty() {
+            self.status.update(|s| delta.write(s));
+        }
+    }
+
+    async fn take_revision(&mut self, revision: &str) {
         self.source_recovered();
         if self.arrived.as_ref().is_none_or(|(r, _)| r != revision) {
             self.arrived = Some((revision.to_owned(), Instant::now()));
         }
-        self.status
-            .update(|s| s.source_revision = Some(revision.to_owned()));
+        self.pending.source_revision = Some(revision.to_owned());
         if !self.ensure_state().await {
             self.advance(PhaseEvent::StateUnreadable {
                 revision: revision.to_owned(),
@@ -179,7 +188,7 @@ impl TierReconciler {
                     self.tier.git_ref
                 );
                 self.health_note = Some(message.clone());
-                self.status.update(|s| s.last_error = Some(message));
+                self.pending.last_error = Some(Some(message));
                 return;
             }
             Some(_) => {
@@ -193,10 +202,7 @@ impl TierReconciler {
             return;
         }
         if self.phase.held().is_some() {
-            self.status.update(|s| {
-                s.held_revision = None;
-                s.held_by = None;
-            });
+            self.pending.held = Some(None);
         }
         self.advance(PhaseEvent::Passed);
         let render_started = Instant::now();
@@ -247,7 +253,7 @@ impl TierReconciler {
                         warn!(tier = %self.tier.name, revision, finding = %w, "validation warning");
                     }
                 }
-                self.status.update(|s| s.last_error = None);
+                self.pending.last_error = Some(None);
             }
             Offer::Rejected => {
                 let unknown = matches!(
@@ -268,10 +274,7 @@ impl TierReconciler {
                     .map(ToString::to_string)
                     .unwrap_or_else(|| format!("revision {revision} was rejected"));
                 warn!(tier = %self.tier.name, revision, error = %failure, "the revision is not applied; the last good one stays");
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(failure);
-                });
+                self.pending.fail(SyncState::Failed, failure);
             }
         }
     }
@@ -345,10 +348,7 @@ impl TierReconciler {
                     short(&revision)
                 );
                 warn!(tier = %self.tier.name, error = %message, "nothing is applied");
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(message);
-                });
+                self.pending.fail(SyncState::Failed, message);
                 None
             }
         }
@@ -369,11 +369,11 @@ impl TierReconciler {
                     last_healthy = state.last_healthy_revision.as_deref().unwrap_or("-"),
                     "tier state read"
                 );
-                self.status.update(|s| {
-                    s.last_healthy_revision = state.last_healthy_revision.clone();
-                    s.failed_revision = state.failed_revision.clone();
-                    s.rollbacks = state.rollbacks;
-                });
+                self.pending.stored = Some((
+                    state.last_healthy_revision.clone(),
+                    state.failed_revision.clone(),
+                    state.rollbacks,
+                ));
                 self.saved = Some(state.clone());
                 self.state = Some(state);
                 true
@@ -381,10 +381,7 @@ impl TierReconciler {
             Err(e) => {
                 let message = e.to_string();
                 warn!(tier = %self.tier.name, error = %message, "cannot read the tier state; nothing is applied until it can");
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(message);
-                });
+                self.pending.fail(SyncState::Failed, message);
                 false
             }
         }

@@ -150,7 +150,7 @@ use crate::apply::Tally;
 pub use jobs::drop_finished_jobs;
 use jobs::{is_ttl_job, job_end_event, job_finished};
 use phase::{PhaseEvent, Retry, TierPhase};
-use report::{HealthStatus, StatusReport, SyncStatus};
+use report::{HealthStatus, StatusDelta, StatusReport, SyncStatus};
 use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
@@ -194,6 +194,8 @@ pub struct TierReconciler {
     prune_refused: Option<String>,
     jobs: memo::JobWatch,
     settings: memo::Settings,
+    /// What intake changed in the status and has not written yet.
+    pending: StatusDelta,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -258,6 +260,7 @@ impl TierReconciler {
             prune_refused: None,
             jobs: memo::JobWatch::default(),
             settings: memo::Settings::new(last_tier),
+            pending: StatusDelta::default(),
         }
     }
 
@@ -346,6 +349,9 @@ impl TierReconciler {
     ) -> Outcomes {
         self.window.override_now = self.window.override_flag.swap(false, Ordering::SeqCst);
         let mut out = self.reconcile_once(reason, cancel).await;
+        // A reconcile that ended before its report (nothing deployed yet, a revision held)
+        // still shows what intake found.
+        self.write_pending_status();
         // An override is good for this one reconcile only.
         self.window.override_now = false;
         // A hold that lifts by itself (a soak ends, a window opens) wakes the tier then.

@@ -5,6 +5,7 @@ use crate::classify::DriftItem;
 use crate::desired::Failure;
 use crate::drift::DriftReport;
 use crate::health::Health;
+use crate::hold::HoldKind;
 use crate::policy::Unconvergeable;
 use crate::status::{SyncState, TierStatus, UnhealthyObject};
 use crate::window::WindowState;
@@ -72,6 +73,64 @@ impl StatusReport {
     }
 }
 
+/// What intake (offer, hold, state read, restore) changes in the tier's status, gathered and
+/// written in one update: at the end of an offer, or with the reconcile's report when intake
+/// ran inside a reconcile. Each field is the last value intake set (`None`: not touched), as a
+/// series of updates would have left it.
+#[derive(Debug, Default)]
+pub(super) struct StatusDelta {
+    pub source_revision: Option<String>,
+    /// The tier state as read: last healthy, failed revision, rollbacks.
+    pub stored: Option<(Option<String>, Option<String>, u64)>,
+    /// The revision held back and by what (`Some(None)`: no longer held).
+    pub held: Option<Option<(String, HoldKind)>>,
+    pub window: Option<Option<WindowState>>,
+    pub sync: Option<SyncState>,
+    pub last_error: Option<Option<String>>,
+}
+
+impl StatusDelta {
+    /// The tier is `sync` with `message` as its error.
+    pub fn fail(&mut self, sync: SyncState, message: String) {
+        self.sync = Some(sync);
+        self.last_error = Some(Some(message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.source_revision.is_none()
+            && self.stored.is_none()
+            && self.held.is_none()
+            && self.window.is_none()
+            && self.sync.is_none()
+            && self.last_error.is_none()
+    }
+
+    pub fn write(self, s: &mut TierStatus) {
+        if let Some(r) = self.source_revision {
+            s.source_revision = Some(r);
+        }
+        if let Some((healthy, failed, rollbacks)) = self.stored {
+            s.last_healthy_revision = healthy;
+            s.failed_revision = failed;
+            s.rollbacks = rollbacks;
+        }
+        if let Some(held) = self.held {
+            let (revision, kind) = held.unzip();
+            s.held_revision = revision;
+            s.held_by = kind;
+        }
+        if let Some(w) = self.window {
+            s.window = w;
+        }
+        if let Some(sync) = self.sync {
+            s.sync = sync;
+        }
+        if let Some(e) = self.last_error {
+            s.last_error = e;
+        }
+    }
+}
+
 /// The revision and the reason the tier is not in sync for, other than a failure of the sync
 /// itself: the newest revision rejected (render, validation, ownership; named, as it is not
 /// the one deployed), a failing fetch, a refused prune. `None` when nothing outranks the sync's
@@ -120,5 +179,36 @@ mod tests {
         );
         assert_eq!(standing_error(None, Some("a"), None, None), None);
         assert_eq!(standing_error(None, None, Some("x"), None), None);
+    }
+
+    #[test]
+    fn an_intake_delta_writes_its_last_values_and_leaves_the_rest() {
+        let mut s = TierStatus {
+            revision: Some("a".into()),
+            held_revision: Some("h".into()),
+            held_by: Some(HoldKind::Window),
+            last_error: Some("old".into()),
+            ..TierStatus::new("t")
+        };
+        let mut d = StatusDelta::default();
+        assert!(d.is_empty());
+        d.source_revision = Some("b".into());
+        d.fail(SyncState::Failed, "first".into());
+        d.fail(SyncState::Blocked, "second".into());
+        d.held = Some(None);
+        d.write(&mut s);
+        assert_eq!(s.source_revision.as_deref(), Some("b"));
+        assert_eq!(s.sync, SyncState::Blocked);
+        assert_eq!(s.last_error.as_deref(), Some("second"));
+        assert_eq!((&s.held_revision, s.held_by), (&None, None));
+        assert_eq!(s.revision.as_deref(), Some("a"), "not intake's to change");
+
+        let cleared = StatusDelta {
+            last_error: Some(None),
+            ..StatusDelta::default()
+        };
+        cleared.write(&mut s);
+        assert_eq!(s.last_error, None);
+        assert_eq!(s.sync, SyncState::Blocked, "untouched");
     }
 }
