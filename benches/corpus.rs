@@ -341,7 +341,7 @@ async fn main() {
     let crds = set
         .objects
         .iter()
-        .filter(|o| o.kind == "CustomResourceDefinition")
+        .filter(|o| o.key.kind == "CustomResourceDefinition")
         .count();
     let json_bytes: usize = set
         .objects

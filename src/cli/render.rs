@@ -57,7 +57,7 @@ pub(super) async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .objects
         .iter()
         .filter(|o| matches!(o.scope, ObjectScope::Unknown { .. }))
-        .map(|o| format!("{} {}", o.api_version, o.kind))
+        .map(|o| format!("{} {}", o.key.api_version, o.key.kind))
         .collect();
     if !unknown.is_empty() {
         if let Some(note) = note {
@@ -109,7 +109,7 @@ pub(super) fn print_set(
             );
             for o in &set.objects {
                 // A comment line: a newline in a name would end it and start YAML.
-                let about = format!("{} ({})", o.display_name(), o.source);
+                let about = format!("{} ({})", o.key, o.source);
                 text += &format!("---\n# {}\n", escape_line(&about));
                 text += &serde_yaml::to_string(&o.manifest)?;
             }

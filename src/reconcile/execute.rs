@@ -259,29 +259,29 @@ impl TierReconciler {
         // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
         let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
         for o in set.objects.iter().filter(|o| is_ttl_job(o)) {
-            let key = ObjectKey::from(o);
+            let key = &o.key;
             let Some(state) = self.state.as_mut() else {
                 break;
             };
-            let namespace = o.namespace.clone().unwrap_or_default();
+            let namespace = o.key.namespace.clone().unwrap_or_default();
             let applied_here =
-                state.inventory.get(&key).map(String::as_str) == Some(short_digest(&o.digest));
-            let live = cache.get(&key).await.ok().flatten();
+                state.inventory.get(key).map(String::as_str) == Some(short_digest(&o.digest));
+            let live = cache.get(key).await.ok().flatten();
             if let Some(live) = &live {
                 if let Some(uid) = live.pointer("/metadata/uid").and_then(Value::as_str) {
                     self.jobs.uids.insert(key.clone(), uid.to_owned());
                 }
                 if applied_here
                     && job_finished(live)
-                    && !state.job_finished(&namespace, &o.name, &o.digest)
+                    && !state.job_finished(&namespace, &o.key.name, &o.digest)
                 {
-                    info!(object = %o.display_name(), "job finished for this revision: it is not created again until git changes it");
-                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                    info!(object = %o.key, "job finished for this revision: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.key.name, &o.digest, &active.revision);
                 }
                 continue;
             }
-            if state.job_finished(&namespace, &o.name, &o.digest) {
-                jobs_gone.insert(key);
+            if state.job_finished(&namespace, &o.key.name, &o.digest) {
+                jobs_gone.insert(key.clone());
                 continue;
             }
             if !applied_here {
@@ -289,16 +289,16 @@ impl TierReconciler {
             }
             // Gone before a reconcile saw it finish (ttlSecondsAfterFinished: 0): the Job
             // controller's Event says whether the Job gitopsd created ran to its end.
-            let uid = self.jobs.uids.get(&key).cloned();
-            match job_end_event(&self.client, &namespace, &o.name, uid.as_deref()).await {
+            let uid = self.jobs.uids.get(key).cloned();
+            match job_end_event(&self.client, &namespace, &o.key.name, uid.as_deref()).await {
                 Ok(true) => {
-                    info!(object = %o.display_name(), "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
-                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
-                    jobs_gone.insert(key);
+                    info!(object = %o.key, "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.key.name, &o.digest, &active.revision);
+                    jobs_gone.insert(key.clone());
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    debug!(object = %o.display_name(), error = %e, "cannot read the Job's Events")
+                    debug!(object = %o.key, error = %e, "cannot read the Job's Events")
                 }
             }
         }
@@ -306,8 +306,8 @@ impl TierReconciler {
             state.finished_jobs.retain(|j| {
                 set.objects.iter().any(|o| {
                     is_ttl_job(o)
-                        && o.name == j.name
-                        && o.namespace.as_deref() == Some(j.namespace.as_str())
+                        && o.key.name == j.name
+                        && o.key.namespace.as_deref() == Some(j.namespace.as_str())
                 })
             });
         }
@@ -374,7 +374,7 @@ impl TierReconciler {
                 .map(str::to_owned);
             if version.is_some() && self.live.removed_at_version.get(&c.object) == version.as_ref()
             {
-                debug!(object = %o.display_name(), "the live cache has not seen the last removal yet");
+                debug!(object = %o.key, "the live cache has not seen the last removal yet");
                 continue;
             }
             let r = self
@@ -388,7 +388,7 @@ impl TierReconciler {
                 }
                 self.fights.corrected(&c.object, &c.remove, &o.digest, now);
                 let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
-                info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
+                info!(object = %o.key, fields = ?fields, "foreign security fields removed");
             }
             removed.push(r);
             removed_from.push(*o);
@@ -440,12 +440,12 @@ impl TierReconciler {
                         self.fights.recreated(&c.object, &o.digest, now);
                     }
                     let fields: Vec<String> = c.fields.iter().map(ToString::to_string).collect();
-                    info!(object = %o.display_name(), fields = ?fields, "drift corrected");
+                    info!(object = %o.key, fields = ?fields, "drift corrected");
                 }
             }
         }
         laps.lap("corrections");
-        let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
+        let desired_keys: HashSet<ObjectKey> = by_key.keys().map(|&k| k.clone()).collect();
         // What leaves the inventory is compared by identity: a manifest moved to another
         // version of its group is the same object (issue 21 item 4).
         let desired_ids: HashSet<ObjectId> = desired_keys.iter().map(ObjectKey::id).collect();

@@ -421,7 +421,7 @@ impl TierReconciler {
             return Ok(());
         }
         let kinds = set.kinds();
-        let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
+        let names: Vec<ObjectKey> = set.objects.iter().map(|o| o.key.clone()).collect();
         match self.live.cache.as_mut() {
             Some(cache) => cache.update_kinds(&kinds, &names).await?,
             None => {

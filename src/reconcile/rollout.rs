@@ -76,22 +76,22 @@ impl super::TierReconciler {
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
         for o in &active.set.objects {
-            if self.jobs.gone.contains(&ObjectKey::from(o)) {
+            if self.jobs.gone.contains(&o.key) {
                 continue;
             }
-            let h = if missing.contains(&ObjectKey::from(o).id()) {
+            let h = if missing.contains(&o.key.id()) {
                 health::assess_or_missing(None)
-            } else if !has_health(&o.kind) {
+            } else if !has_health(&o.key.kind) {
                 continue;
             } else {
-                let key = ObjectKey::from(o);
-                match cache.get(&key).await {
+                let key = &o.key;
+                match cache.get(key).await {
                     Ok(live) => {
                         let seen = live
                             .as_ref()
                             .and_then(|l| l.pointer("/metadata/generation"))
                             .and_then(Value::as_i64);
-                        match (self.live.applied_generations.get(&key), seen) {
+                        match (self.live.applied_generations.get(key), seen) {
                             (Some(applied), Some(seen)) if seen < *applied => ObjectHealth {
                                 health: Health::Progressing,
                                 message: format!(
@@ -107,7 +107,7 @@ impl super::TierReconciler {
             worst = worst.max(h.health);
             if h.health != Health::Healthy && unhealthy.len() < LISTED {
                 unhealthy.push(UnhealthyObject {
-                    object: ObjectKey::from(o),
+                    object: o.key.clone(),
                     health: h,
                 });
             }

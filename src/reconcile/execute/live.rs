@@ -19,7 +19,7 @@ impl TierReconciler {
         let state = self.state.as_ref().ok_or(ReconcileError::NoState)?;
         let mut out = Vec::new();
         for o in &set.objects {
-            let key = ObjectKey::from(o);
+            let key = &o.key;
             let label = |live: &kube::api::DynamicObject| {
                 live.metadata
                     .labels
@@ -27,13 +27,13 @@ impl TierReconciler {
                     .and_then(|l| l.get(crate::render::TIER_LABEL))
                     .cloned()
             };
-            let found = match cache.peek(&key, label) {
+            let found = match cache.peek(key, label) {
                 Ok(found) => found,
                 // Not served (its CRD comes in this set): no object of it can exist yet.
                 Err(crate::live::LiveError::UnknownKind { .. }) => None,
                 Err(source) => {
                     return Err(ReconcileError::Ownership {
-                        object: o.display_name(),
+                        object: o.key.to_string(),
                         source,
                     });
                 }
@@ -45,20 +45,15 @@ impl TierReconciler {
                 },
             };
             // The inventory compares identities: another version of the group is the same object.
-            let in_inventory = state.inventory.contains_key(&key);
-            match claim(
-                &self.tier.name,
-                in_inventory,
-                adopts(&self.tier, &key),
-                live,
-            ) {
+            let in_inventory = state.inventory.contains_key(key);
+            match claim(&self.tier.name, in_inventory, adopts(&self.tier, key), live) {
                 Claim::Create | Claim::Own => {}
                 Claim::Adopt => {
-                    info!(object = %o.display_name(), holder = found.flatten().as_deref().unwrap_or("no tier"), "adopting the object, as the tier's adopt: says")
+                    info!(object = %o.key, holder = found.flatten().as_deref().unwrap_or("no tier"), "adopting the object, as the tier's adopt: says")
                 }
                 Claim::Refuse(r) => {
                     let managers = cache
-                        .peek(&key, |live| {
+                        .peek(key, |live| {
                             let mut names: Vec<String> = Vec::new();
                             for m in live.metadata.managed_fields.iter().flatten() {
                                 if let Some(m) = &m.manager
@@ -119,7 +114,7 @@ impl TierReconciler {
         for (o, manifest) in pairs {
             items.push(ApplyItem {
                 manifest,
-                previous_resource_version: self.resource_version(&ObjectKey::from(o)).await,
+                previous_resource_version: self.resource_version(&o.key).await,
                 take_fields: Vec::new(),
             });
         }

@@ -16,7 +16,7 @@ impl TierReconciler {
             tally.add(r.outcome);
             self.report_object(&record.revision, r);
             if r.outcome == Outcome::Failed {
-                warn!(object = %o.display_name(), error = r.message.as_deref().unwrap_or("?"), "apply failed");
+                warn!(object = %o.key, error = r.message.as_deref().unwrap_or("?"), "apply failed");
                 if record.failures.len() < LISTED {
                     record.failures.push(r.clone());
                 }
