@@ -504,6 +504,21 @@ fn check_metric(m: &MetricSpec, server: &Option<PrometheusServer>) -> Result<(),
             ));
         }
     }
+    // A limit above the count can never be reached: such a metric could not fail.
+    for (field, value) in [
+        ("failureLimit", m.failure_limit),
+        ("inconclusiveLimit", m.inconclusive_limit),
+    ] {
+        if value > m.count {
+            return Err((
+                field.into(),
+                format!(
+                    "{value} is more than count ({}): the metric could never reach it",
+                    m.count
+                ),
+            ));
+        }
+    }
     match &m.provider {
         MetricProvider::Prometheus(p) => {
             if p.query.trim().is_empty() {
@@ -694,6 +709,15 @@ mod tests {
         ));
         assert!(
             e.contains("successCondition.between: expected [low, high]"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{server}        - {{name: m, prometheus: {{query: up}}, successCondition: {{below: 1}}, count: 2, failureLimit: 3}}\n"
+        ));
+        assert!(
+            e.contains(
+                "metrics[0].failureLimit: 3 is more than count (2): the metric could never reach it"
+            ),
             "{e}"
         );
         let e = error_of(&format!(
