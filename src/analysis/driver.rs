@@ -126,8 +126,11 @@ mod tests {
     use crate::analysis::{AnalysisPhase, Verdict};
     use crate::config::{Condition, OnEmpty};
 
-    /// Answers from a script per metric name; `None` never answers (a hung provider).
-    struct Script(Mutex<Vec<(String, VecDeque<Option<Result<Observation, ProviderError>>>)>>);
+    /// One scripted answer; `None` never answers (a hung provider).
+    type Answer = Option<Result<Observation, ProviderError>>;
+
+    /// Answers from a script per metric name.
+    struct Script(Mutex<Vec<(String, VecDeque<Answer>)>>);
 
     impl Measure for Script {
         async fn measure(&self, metric: &MetricSpec) -> Result<Observation, ProviderError> {
@@ -147,7 +150,7 @@ mod tests {
         }
     }
 
-    fn script(entries: Vec<(&str, Vec<Option<Result<Observation, ProviderError>>>)>) -> Script {
+    fn script(entries: Vec<(&str, Vec<Answer>)>) -> Script {
         Script(Mutex::new(
             entries
                 .into_iter()
@@ -172,7 +175,7 @@ mod tests {
         }
     }
 
-    fn v(x: f64) -> Option<Result<Observation, ProviderError>> {
+    fn v(x: f64) -> Answer {
         Some(Ok(Observation::Value(x)))
     }
 
