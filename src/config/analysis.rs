@@ -384,25 +384,26 @@ fn default_consecutive_error_limit() -> u32 {
     4
 }
 
+/// Why a metric's providers are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderChoiceError {
+    #[error("metric {0:?} has both `prometheus` and `http`; expected exactly one provider")]
+    Both(String),
+    #[error(
+        "metric {0:?} has no provider; expected `prometheus: {{query: ...}}` or `http: {{url: ...}}`"
+    )]
+    None(String),
+}
+
 impl TryFrom<RawMetric> for MetricSpec {
-    type Error = String;
+    type Error = ProviderChoiceError;
 
     fn try_from(raw: RawMetric) -> Result<Self, Self::Error> {
         let provider = match (raw.prometheus, raw.http) {
             (Some(p), None) => MetricProvider::Prometheus(p),
             (None, Some(h)) => MetricProvider::Http(h),
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "metric {:?} has both `prometheus` and `http`; expected exactly one provider",
-                    raw.name
-                ));
-            }
-            (None, None) => {
-                return Err(format!(
-                    "metric {:?} has no provider; expected `prometheus: {{query: ...}}` or `http: {{url: ...}}`",
-                    raw.name
-                ));
-            }
+            (Some(_), Some(_)) => return Err(ProviderChoiceError::Both(raw.name)),
+            (None, None) => return Err(ProviderChoiceError::None(raw.name)),
         };
         Ok(MetricSpec {
             name: raw.name,

@@ -225,7 +225,7 @@ async fn a_good_version_passes_and_a_bad_one_fails_with_its_query_and_values() {
     }
     assert!(
         f.reason
-            .starts_with("2 of 2 measurements failed (failureLimit 2): 0.2")
+            .starts_with("2 of 2 measurements failed (failureLimit 2): 0.")
             && f.reason.ends_with("is not below 0.01"),
         "{}",
         f.reason
@@ -267,6 +267,26 @@ async fn an_empty_result_follows_on_empty() {
         panic!("onEmpty: inconclusive: {unsure:#?}")
     };
     assert_eq!(i.query, error_ratio("absent"));
+
+    // Several series cannot be judged: inconclusive, naming them.
+    let several = template(vec![prometheus_metric(
+        "errors",
+        "rate(http_requests_total{job=\"app\"}[10s])".into(),
+        1,
+        Condition::Below(0.01),
+    )]);
+    let out = analyse(&env.config, &several).await;
+    let AnalysisPhase::Inconclusive(i) = &out.phase else {
+        panic!("several series are inconclusive: {out:#?}")
+    };
+    assert!(
+        i.reason.contains("the query returned 2 series (")
+            && i.reason.contains("code=\"500\"")
+            && i.reason
+                .ends_with("expected one: aggregate it, e.g. with sum()"),
+        "{}",
+        i.reason
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
