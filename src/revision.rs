@@ -65,6 +65,25 @@ impl AsRef<str> for Revision {
     }
 }
 
+// Comparisons with a plain string, for the edges that read one (a ref name, the status JSON).
+impl PartialEq<str> for Revision {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Revision {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<Revision> for String {
+    fn from(r: Revision) -> String {
+        r.0
+    }
+}
+
 /// The first [`SHORT_LEN`] characters of a revision, or all of it when shorter.
 pub fn short(revision: &str) -> &str {
     first_chars(revision, SHORT_LEN)
