@@ -135,12 +135,8 @@ impl Checkouts for Mutex<crate::source::Source> {
         to: &Revision,
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
         let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
-        crate::signature::commits_between(
-            source.repository(),
-            from.map(Revision::as_str),
-            to.as_str(),
-        )
-        .map_err(CheckoutError::from)
+        crate::signature::commits_between(source.repository(), from, to)
+            .map_err(CheckoutError::from)
     }
 }
 
