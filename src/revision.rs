@@ -5,7 +5,7 @@
 //! [`abbrev`] (7, git's `--oneline` length) in Kubernetes Events and the `gitopsd status`
 //! table, where width counts.
 //!
-//! A leaf module: it imports nothing from the crate.
+//! A leaf module: it imports nothing from the crate (a git2 `Oid` converts into a revision).
 
 use std::fmt;
 
@@ -78,6 +78,13 @@ impl PartialEq<&str> for Revision {
     }
 }
 
+/// A commit read from git (the source mirror, a signature range): its full hex id.
+impl From<git2::Oid> for Revision {
+    fn from(oid: git2::Oid) -> Revision {
+        Revision(oid.to_string())
+    }
+}
+
 impl From<Revision> for String {
     fn from(r: Revision) -> String {
         r.0
@@ -123,6 +130,15 @@ mod tests {
     fn a_non_ascii_revision_is_cut_at_a_character_boundary() {
         assert_eq!(abbrev("ééééééééé"), "ééééééé");
         assert_eq!(short("é"), "é");
+    }
+
+    #[test]
+    fn a_git_oid_is_its_full_hex_id_and_compares_with_a_plain_string() {
+        let oid = git2::Oid::from_str(SHA).expect("an oid");
+        let r = Revision::from(oid);
+        assert_eq!(r, Revision::new(SHA));
+        assert!(r == SHA && r == *SHA);
+        assert_eq!(String::from(r), SHA);
     }
 
     #[test]

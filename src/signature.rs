@@ -116,13 +116,13 @@ pub fn commits_between(
             Err(e) if e.code() == git2::ErrorCode::NotFound => None,
             Err(source) => {
                 return Err(SignatureError::ReadSignature {
-                    commit: Revision::new(c.to_string()),
+                    commit: Revision::from(c),
                     source,
                 });
             }
         };
         out.push(SignedCommit {
-            id: Revision::new(c.to_string()),
+            id: Revision::from(c),
             summary: commit
                 .summary()
                 .ok()

@@ -70,7 +70,7 @@ pub(super) fn checkout(
     let root = mirror.export(update.commit)?;
     Ok(Checkout {
         root,
-        revision: Some(Revision::new(update.commit.to_string())),
+        revision: Some(Revision::from(update.commit)),
         _scratch: Some(scratch),
     })
 }

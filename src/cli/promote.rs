@@ -228,7 +228,7 @@ fn promote_blocking(
             to_ref: to.git_ref.clone(),
         });
     }
-    let sha = Revision::new(revision.to_string());
+    let sha = Revision::from(revision);
     let digest = if to.gate == crate::config::PromotionGate::BaseDigest {
         source
             .export(revision)

@@ -39,7 +39,7 @@ pub(super) fn dispatch(
     for (git_ref, tx) in senders {
         let event = match &report.result {
             Ok(outcome) => match outcome.get(git_ref) {
-                Some(Ok(update)) => TierEvent::Revision(Revision::new(update.commit.to_string())),
+                Some(Ok(update)) => TierEvent::Revision(Revision::from(update.commit)),
                 Some(Err(e)) => TierEvent::FetchFailed(freshness.failure(git_ref, &e.to_string())),
                 None => continue,
             },
@@ -102,8 +102,8 @@ impl Freshness {
                     let rewrite = match (update.rewrite, update.previous) {
                         (true, Some(from)) => Some(crate::status::Rewrite {
                             git_ref: git_ref.clone(),
-                            from: Revision::new(from.to_string()),
-                            to: Revision::new(update.commit.to_string()),
+                            from: Revision::from(from),
+                            to: Revision::from(update.commit),
                             at: now,
                         }),
                         _ => None,

@@ -48,7 +48,7 @@ impl Source {
                 let Ok(commit) = r.peel_to_commit() else {
                     continue;
                 };
-                if revision != commit.id().to_string().as_str() {
+                if revision != Revision::from(commit.id()) {
                     continue;
                 }
                 let (since, base_digest) =
