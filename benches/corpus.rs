@@ -184,7 +184,7 @@ async fn gitopsd_sync(ctx: &Ctx, repo: &Path, revision: &str, state_ns: &str) ->
         status.clone(),
         gitopsd::activity::Observers::default(),
     );
-    reconciler.offer_revision(revision).await;
+    reconciler.offer_revision(&revision.into()).await;
     let s = status.snapshot();
     assert!(s.last_error.is_none(), "not accepted: {:?}", s.last_error);
     let before = counter.by_verb();

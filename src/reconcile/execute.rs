@@ -58,7 +58,7 @@ impl TierReconciler {
             && !self.refused_now
             && tally.get(Outcome::Failed) == 0
             && !cancel.is_cancelled();
-        if fully_applied && self.reported.applied.as_deref() != Some(active.revision.as_str()) {
+        if fully_applied && self.reported.applied.as_ref() != Some(&active.revision) {
             if let Some((_, at)) = self.arrived.as_ref().filter(|(r, _)| *r == active.revision) {
                 self.observers.emit(Activity::RevisionApplied {
                     tier: self.tier.name.clone(),
@@ -69,7 +69,7 @@ impl TierReconciler {
             self.reported.applied = Some(active.revision.clone());
         }
         // Applied and healthy both observed: the revision's arrival time has served.
-        if self.reported.applied.as_deref() == Some(active.revision.as_str())
+        if self.reported.applied.as_ref() == Some(&active.revision)
             && self
                 .last_healthy
                 .as_ref()
@@ -135,10 +135,10 @@ impl TierReconciler {
     }
 
     /// What outranks this sync's own result in its report ([`report::standing_error`]).
-    pub(super) fn standing_error(&self) -> Option<(String, String)> {
+    pub(super) fn standing_error(&self) -> Option<(Revision, String)> {
         report::standing_error(
             self.desired.failure(),
-            self.active.as_ref().map(|a| a.revision.as_str()),
+            self.active.as_ref().map(|a| &a.revision),
             self.source.error.as_deref(),
             self.prune_refused.as_deref(),
         )

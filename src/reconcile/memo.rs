@@ -11,6 +11,7 @@ use crate::diff::FieldPath;
 use crate::health::Health;
 use crate::live::{LiveWatch, ObjectKey};
 use crate::render::Limits;
+use crate::revision::Revision;
 
 use super::gate::{Clock, HoldKind, system_clock};
 
@@ -42,7 +43,7 @@ pub(super) struct SourceHealth {
     /// The last revision whose render failed, with the error: a render is a pure function of
     /// the commit, so a refused one (a kustomize build stopped at its memory cap, say) is not
     /// run again on every offer until the ref moves.
-    pub(super) refused_render: Option<(String, String)>,
+    pub(super) refused_render: Option<(Revision, String)>,
 }
 
 /// What was already reported (Events, logs), so that each thing is reported when it appears,
@@ -50,7 +51,7 @@ pub(super) struct SourceHealth {
 #[derive(Debug, Default)]
 pub(super) struct Reported {
     /// The revision whose first complete apply was reported.
-    pub(super) applied: Option<String>,
+    pub(super) applied: Option<Revision>,
     /// Drift seen by the previous reconcile (object, path): only new items are reported.
     pub(super) drift: HashSet<(ObjectKey, Option<FieldPath>)>,
     pub(super) health: Option<Health>,
@@ -59,7 +60,7 @@ pub(super) struct Reported {
     /// The ownership refusals last logged.
     pub(super) refusals: Vec<String>,
     /// (revision, refusal) last reported as `PruneRefused`: once per revision and reason.
-    pub(super) prune_refused: Option<(String, String)>,
+    pub(super) prune_refused: Option<(Revision, String)>,
 }
 
 /// A change window as this reconciler sees it.
@@ -111,15 +112,15 @@ impl Settings {
 /// within a leadership term).
 #[derive(Debug, Default)]
 pub(super) struct BlockedReported {
-    revision: Option<String>,
+    revision: Option<Revision>,
     kinds: Vec<HoldKind>,
 }
 
 impl BlockedReported {
     /// Whether `kind` is new for `revision` (and remembers it).
-    pub(super) fn first_time(&mut self, revision: &str, kind: HoldKind) -> bool {
-        if self.revision.as_deref() != Some(revision) {
-            self.revision = Some(revision.to_owned());
+    pub(super) fn first_time(&mut self, revision: &Revision, kind: HoldKind) -> bool {
+        if self.revision.as_ref() != Some(revision) {
+            self.revision = Some(revision.clone());
             self.kinds.clear();
         }
         if self.kinds.contains(&kind) {
@@ -138,7 +139,7 @@ impl BlockedReported {
 
 /// When each revision offered reached this tier (for commit-to-applied and deployment
 /// durations); dropped once the revision is healthy or replaced.
-pub(super) type Arrived = Option<(String, Instant)>;
+pub(super) type Arrived = Option<(Revision, Instant)>;
 
 #[cfg(test)]
 mod tests {
@@ -147,11 +148,11 @@ mod tests {
     #[test]
     fn a_hold_is_reported_once_per_revision_and_kind() {
         let mut b = BlockedReported::default();
-        assert!(b.first_time("a", HoldKind::Soak));
-        assert!(!b.first_time("a", HoldKind::Soak));
-        assert!(b.first_time("a", HoldKind::Window));
-        assert!(b.first_time("b", HoldKind::Soak));
-        assert!(!b.first_time("b", HoldKind::Soak));
+        assert!(b.first_time(&"a".into(), HoldKind::Soak));
+        assert!(!b.first_time(&"a".into(), HoldKind::Soak));
+        assert!(b.first_time(&"a".into(), HoldKind::Window));
+        assert!(b.first_time(&"b".into(), HoldKind::Soak));
+        assert!(!b.first_time(&"b".into(), HoldKind::Soak));
         assert_eq!(b.len(), 1);
     }
 }

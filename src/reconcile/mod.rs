@@ -56,7 +56,7 @@ use crate::health::{self, Health, ObjectHealth};
 use crate::live::{ApiLive, LiveObjects, Namespaces, ObjectId, ObjectKey};
 use crate::policy::{self, FightTracker};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
-use crate::revision::short;
+use crate::revision::Revision;
 use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
@@ -76,7 +76,7 @@ const CACHE_RESYNC_WAIT: Duration = Duration::from_secs(20);
 /// Gives the files of a revision: the source's export in the daemon.
 pub trait Checkouts: Send + Sync {
     /// Blocking (git). The directory holds the repo's files at `revision`.
-    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError>;
+    fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError>;
 
     /// Blocking (git). What the config repo's healthy refs
     /// (`refs/gitopsd/healthy/<tier>/<sha>`) say `tier` recorded healthy, as fetched last.
@@ -97,8 +97,8 @@ pub trait Checkouts: Send + Sync {
     /// (`None` for an unsigned commit).
     fn commits_between(
         &self,
-        _from: Option<&str>,
-        _to: &str,
+        _from: Option<&Revision>,
+        _to: &Revision,
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
         Err(CheckoutError::Unsupported {
             what: "listing commits",
@@ -107,11 +107,12 @@ pub trait Checkouts: Send + Sync {
 }
 
 impl Checkouts for Mutex<crate::source::Source> {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
-        let oid = git2::Oid::from_str(revision).map_err(|e| CheckoutError::NotACommit {
-            revision: revision.to_owned(),
-            reason: e.to_string(),
-        })?;
+    fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError> {
+        let oid =
+            git2::Oid::from_str(revision.as_str()).map_err(|e| CheckoutError::NotACommit {
+                revision: revision.clone(),
+                reason: e.to_string(),
+            })?;
         let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
         Ok(source.export(oid)?)
     }
@@ -130,8 +131,8 @@ impl Checkouts for Mutex<crate::source::Source> {
 
     fn commits_between(
         &self,
-        from: Option<&str>,
-        to: &str,
+        from: Option<&Revision>,
+        to: &Revision,
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
         let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
         crate::signature::commits_between(source.repository(), from, to)
@@ -142,7 +143,7 @@ impl Checkouts for Mutex<crate::source::Source> {
 /// A desired set the tier deploys, with the revision it came from.
 #[derive(Debug, Clone)]
 struct Active {
-    revision: String,
+    revision: Revision,
     set: Arc<DesiredSet>,
 }
 
@@ -371,7 +372,7 @@ impl TierReconciler {
         let waiting = self
             .phase
             .to_offer()
-            .map(|(revision, retry)| (revision.to_owned(), retry));
+            .map(|(revision, retry)| (revision.clone(), retry));
         match waiting {
             // Gates and windows are checked again: a held revision goes once they open; a
             // revision pending on an unreadable state is offered again.
@@ -384,7 +385,7 @@ impl TierReconciler {
                 // answer renders the revision again.
                 self.scopes.refresh_on_miss().await;
                 if self.scopes.generation().await != generation {
-                    info!(tier = %self.tier.name, revision, "API discovery changed; rendering the revision refused for unknown kinds again");
+                    info!(tier = %self.tier.name, %revision, "API discovery changed; rendering the revision refused for unknown kinds again");
                     self.offer_revision(&revision).await;
                 }
             }
@@ -396,7 +397,7 @@ impl TierReconciler {
                 // Nothing deployed yet, and the first revision is held back.
                 self.observers.emit(Activity::SyncFinished {
                     tier: self.tier.name.clone(),
-                    revision: revision.to_owned(),
+                    revision: revision.clone(),
                     reason: reason.to_string(),
                     result: SyncState::Blocked,
                     duration: Duration::ZERO,
@@ -408,7 +409,7 @@ impl TierReconciler {
             }
             return Outcomes::default();
         };
-        let span = info_span!("reconcile", tier = %self.tier.name, revision = %short(&active.revision), reason = %reason);
+        let span = info_span!("reconcile", tier = %self.tier.name, revision = %active.revision.short(), reason = %reason);
         self.reconcile_active(active, reason, cancel)
             .instrument(span)
             .await
@@ -459,9 +460,9 @@ mod tests {
     struct NoCheckouts;
 
     impl Checkouts for NoCheckouts {
-        fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+        fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError> {
             Err(CheckoutError::NotACommit {
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 reason: "no checkouts in this test".to_owned(),
             })
         }
@@ -496,7 +497,7 @@ mod tests {
                     message: "held".to_owned(),
                     opens_at: None,
                 };
-                r.hold(&format!("{i:040}"), hold).await;
+                r.hold(&Revision::new(format!("{i:040}")), hold).await;
             }
         }
         assert!(

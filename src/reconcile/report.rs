@@ -7,6 +7,7 @@ use crate::drift::DriftReport;
 use crate::health::Health;
 use crate::hold::HoldKind;
 use crate::policy::Unconvergeable;
+use crate::revision::Revision;
 use crate::status::{SyncState, TierStatus, UnhealthyObject};
 use crate::window::WindowState;
 
@@ -24,7 +25,7 @@ pub(super) struct StatusReport {
 #[derive(Debug)]
 pub(super) struct SyncStatus {
     pub window: Option<WindowState>,
-    pub revision: Option<String>,
+    pub revision: Option<Revision>,
     pub sync: SyncState,
     pub objects: usize,
     pub alerts: Vec<DriftItem>,
@@ -39,8 +40,8 @@ pub(super) struct SyncStatus {
 pub(super) struct HealthStatus {
     pub health: Health,
     pub unhealthy: Vec<UnhealthyObject>,
-    pub last_healthy_revision: Option<String>,
-    pub failed_revision: Option<String>,
+    pub last_healthy_revision: Option<Revision>,
+    pub failed_revision: Option<Revision>,
     pub rollbacks: u64,
 }
 
@@ -79,11 +80,11 @@ impl StatusReport {
 /// series of updates would have left it.
 #[derive(Debug, Default)]
 pub(super) struct StatusDelta {
-    pub source_revision: Option<String>,
+    pub source_revision: Option<Revision>,
     /// The tier state as read: last healthy, failed revision, rollbacks.
-    pub stored: Option<(Option<String>, Option<String>, u64)>,
+    pub stored: Option<(Option<Revision>, Option<Revision>, u64)>,
     /// The revision held back and by what (`Some(None)`: no longer held).
-    pub held: Option<Option<(String, HoldKind)>>,
+    pub held: Option<Option<(Revision, HoldKind)>>,
     pub window: Option<Option<WindowState>>,
     pub sync: Option<SyncState>,
     pub last_error: Option<Option<String>>,
@@ -137,10 +138,10 @@ impl StatusDelta {
 /// own outcome.
 pub(super) fn standing_error(
     newest_failure: Option<&Failure>,
-    active: Option<&str>,
+    active: Option<&Revision>,
     source_error: Option<&str>,
     prune_refused: Option<&str>,
-) -> Option<(String, String)> {
+) -> Option<(Revision, String)> {
     if let Some(f) = newest_failure {
         let (Failure::Render { revision, .. } | Failure::Blocked { revision, .. }) = f;
         return Some((revision.clone(), f.to_string()));
@@ -148,7 +149,7 @@ pub(super) fn standing_error(
     let active = active?;
     source_error
         .or(prune_refused)
-        .map(|e| (active.to_owned(), e.to_owned()))
+        .map(|e| (active.clone(), e.to_owned()))
 }
 
 #[cfg(test)]
@@ -158,26 +159,31 @@ mod tests {
     #[test]
     fn a_blocked_newer_revision_is_named_with_its_reason() {
         let failure = Failure::Render {
-            revision: "b".repeat(40),
+            revision: "b".repeat(40).into(),
             error: "base/x.yaml: not YAML".into(),
         };
         let (revision, error) =
-            standing_error(Some(&failure), Some("a"), None, None).expect("an error");
-        assert_eq!(revision, "b".repeat(40));
+            standing_error(Some(&failure), Some(&"a".into()), None, None).expect("an error");
+        assert_eq!(revision.as_str(), "b".repeat(40));
         assert!(error.contains("did not render") && error.contains("base/x.yaml"));
     }
 
     #[test]
     fn a_failing_fetch_or_a_refused_prune_is_the_active_revisions_error() {
         assert_eq!(
-            standing_error(None, Some("a"), Some("fetch failed"), Some("prune refused")),
+            standing_error(
+                None,
+                Some(&"a".into()),
+                Some("fetch failed"),
+                Some("prune refused")
+            ),
             Some(("a".into(), "fetch failed".into()))
         );
         assert_eq!(
-            standing_error(None, Some("a"), None, Some("prune refused")),
+            standing_error(None, Some(&"a".into()), None, Some("prune refused")),
             Some(("a".into(), "prune refused".into()))
         );
-        assert_eq!(standing_error(None, Some("a"), None, None), None);
+        assert_eq!(standing_error(None, Some(&"a".into()), None, None), None);
         assert_eq!(standing_error(None, None, Some("x"), None), None);
     }
 
@@ -197,11 +203,11 @@ mod tests {
         d.fail(SyncState::Blocked, "second".into());
         d.held = Some(None);
         d.write(&mut s);
-        assert_eq!(s.source_revision.as_deref(), Some("b"));
+        assert_eq!(s.source_revision, Some("b".into()));
         assert_eq!(s.sync, SyncState::Blocked);
         assert_eq!(s.last_error.as_deref(), Some("second"));
         assert_eq!((&s.held_revision, s.held_by), (&None, None));
-        assert_eq!(s.revision.as_deref(), Some("a"), "not intake's to change");
+        assert_eq!(s.revision, Some("a".into()), "not intake's to change");
 
         let cleared = StatusDelta {
             last_error: Some(None),

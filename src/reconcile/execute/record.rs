@@ -41,13 +41,13 @@ impl TierReconciler {
     }
 
     /// Reports an object's outcome, unless nothing changed.
-    pub(in crate::reconcile) fn report_object(&self, revision: &str, r: &ObjectResult) {
+    pub(in crate::reconcile) fn report_object(&self, revision: &Revision, r: &ObjectResult) {
         if r.outcome == Outcome::Unchanged {
             return;
         }
         self.observers.emit(Activity::ObjectApplied {
             tier: self.tier.name.clone(),
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             object: r.key.clone(),
             outcome: r.outcome,
             message: r.message.clone(),
@@ -57,7 +57,7 @@ impl TierReconciler {
     /// Reports the drift items the previous reconcile did not see, and remembers this one's.
     pub(in crate::reconcile) fn report_new_drift(
         &mut self,
-        revision: &str,
+        revision: &Revision,
         report: &crate::drift::DriftReport,
     ) {
         let mut seen = HashSet::new();
@@ -73,7 +73,7 @@ impl TierReconciler {
         if !new.is_empty() {
             self.observers.emit(Activity::DriftFound {
                 tier: self.tier.name.clone(),
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 items: new,
             });
         }
