@@ -138,7 +138,7 @@ async fn gitopsd_sync(
         gitopsd::activity::Observers::default(),
     );
     let t0 = Instant::now();
-    reconciler.offer_revision(revision).await;
+    reconciler.offer_revision(&revision.into()).await;
     let offer = t0.elapsed();
     let s = status.snapshot();
     assert!(
@@ -427,7 +427,7 @@ async fn small_change(m: usize, ctx: &Ctx) -> SmallChange {
     let rev2 = repo.commit("10 ConfigMaps: LOG_LEVEL debug");
     let cancel = CancellationToken::new();
     let t0 = Instant::now();
-    reconciler.offer_revision(&rev2).await;
+    reconciler.offer_revision(&rev2.as_str().into()).await;
     let change_offer = t0.elapsed();
     let before = counter.by_verb();
     let t0 = Instant::now();

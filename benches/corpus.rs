@@ -184,7 +184,7 @@ async fn gitopsd_sync(ctx: &Ctx, repo: &Path, revision: &str, state_ns: &str) ->
         status.clone(),
         gitopsd::activity::Observers::default(),
     );
-    reconciler.offer_revision(revision).await;
+    reconciler.offer_revision(&revision.into()).await;
     let s = status.snapshot();
     assert!(s.last_error.is_none(), "not accepted: {:?}", s.last_error);
     let before = counter.by_verb();
@@ -341,7 +341,7 @@ async fn main() {
     let crds = set
         .objects
         .iter()
-        .filter(|o| o.kind == "CustomResourceDefinition")
+        .filter(|o| o.key.kind == "CustomResourceDefinition")
         .count();
     let json_bytes: usize = set
         .objects

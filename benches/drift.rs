@@ -69,10 +69,12 @@ fn desired_set(tier: &str, ns: &str, n: usize) -> DesiredSet {
         .map(|i| {
             let m = manifest(tier, ns, i);
             DesiredObject {
-                api_version: m["apiVersion"].as_str().expect("apiVersion").to_owned(),
-                kind: m["kind"].as_str().expect("kind").to_owned(),
-                namespace: Some(ns.to_owned()),
-                name: m["metadata"]["name"].as_str().expect("name").to_owned(),
+                key: ObjectKey {
+                    api_version: m["apiVersion"].as_str().expect("apiVersion").to_owned(),
+                    kind: m["kind"].as_str().expect("kind").to_owned(),
+                    namespace: Some(ns.to_owned()),
+                    name: m["metadata"]["name"].as_str().expect("name").to_owned(),
+                },
                 scope: ObjectScope::Namespaced,
                 digest: hex::encode(Sha256::digest(canonical_json(&m).as_bytes())),
                 manifest: m,
@@ -98,14 +100,14 @@ fn desired_set(tier: &str, ns: &str, n: usize) -> DesiredSet {
 }
 
 fn api_of(client: &Client, o: &DesiredObject) -> Api<DynamicObject> {
-    let gvk = if o.kind == "Deployment" {
+    let gvk = if o.key.kind == "Deployment" {
         GroupVersionKind::gvk("apps", "v1", "Deployment")
     } else {
         GroupVersionKind::gvk("", "v1", "ConfigMap")
     };
     Api::namespaced_with(
         client.clone(),
-        o.namespace.as_deref().expect("namespaced"),
+        o.key.namespace.as_deref().expect("namespaced"),
         &ApiResource::from_gvk(&gvk),
     )
 }
@@ -115,13 +117,13 @@ async fn apply_all(client: &Client, set: &DesiredSet) {
         let api = api_of(client, o);
         async move {
             api.patch(
-                &o.name,
+                &o.key.name,
                 &PatchParams::apply("gitopsd").force(),
                 &Patch::Apply(&o.manifest),
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("apply {}: {e}", o.display_name()))
+            .map_err(|e| format!("apply {}: {e}", o.key))
         }
     }))
     .buffer_unordered(IN_FLIGHT)
@@ -174,7 +176,7 @@ async fn run(
 
     let (client, counter) = counted_client(config).expect("counted client");
     let kinds = set.kinds();
-    let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
+    let names: Vec<ObjectKey> = set.objects.iter().map(|o| o.key.clone()).collect();
     let cache = LiveCache::start(
         client.clone(),
         &tier,
@@ -236,7 +238,7 @@ async fn run(
     let cms: Vec<&DesiredObject> = set
         .objects
         .iter()
-        .filter(|o| o.kind == "ConfigMap")
+        .filter(|o| o.key.kind == "ConfigMap")
         .collect();
     for e in 0..EDITS {
         let o = cms[(e * cms.len()) / EDITS];
@@ -244,7 +246,7 @@ async fn run(
         changes.borrow_and_update();
         let started = Instant::now();
         api.patch(
-            &o.name,
+            &o.key.name,
             &editor,
             &Patch::Merge(json!({ "data": { "LOG_LEVEL": format!("debug-{e}") } })),
         )
@@ -256,7 +258,7 @@ async fn run(
                 let report = detect(&set, &tier_config, &cache, &confirm)
                     .await
                     .expect("detect");
-                if report.items.iter().any(|i| i.key.name == o.name) {
+                if report.items.iter().any(|i| i.key.name == o.key.name) {
                     return started.elapsed();
                 }
             }
@@ -266,7 +268,7 @@ async fn run(
         delays.push(delay);
         // Put it back as gitopsd and wait until the cache has it back, for the next edit.
         api.patch(
-            &o.name,
+            &o.key.name,
             &PatchParams::apply("gitopsd").force(),
             &Patch::Apply(&o.manifest),
         )
@@ -275,7 +277,7 @@ async fn run(
         let key = &names[set
             .objects
             .iter()
-            .position(|x| x.name == o.name)
+            .position(|x| x.key.name == o.key.name)
             .expect("index")];
         loop {
             let live = cache.get(key).await.expect("get").expect("cached");

@@ -20,6 +20,8 @@ have shellcheck || need+=(shellcheck)
 # (tests/it/metrics.rs); Debian ships it only inside the prometheus package (no server is started
 # where there is no init system, as on CI).
 have promtool || need+=(prometheus)
+# The Prometheus server itself, from the same package: tests/it/analysis.rs starts one on loopback.
+have prometheus || need+=(prometheus)
 # libfaketime steps the daemon's wall clock in tests/it/faults_clock.rs.
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || need+=(faketime)
 # wrk loads the status endpoint with 200 concurrent clients on loopback (benches/http.rs).

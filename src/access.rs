@@ -21,7 +21,7 @@ use tracing::debug;
 
 use crate::apply::Refusal;
 use crate::config::{ServiceAccountRef, TierConfig};
-use crate::live::{ApiLive, LiveError, LiveObjects, ObjectKey};
+use crate::live::{ApiLive, LiveError, LiveObjects};
 use crate::render::{DesiredObject, DesiredSet};
 use crate::validate::{Finding, Level, Rule, ScopeRule};
 
@@ -80,16 +80,16 @@ fn groups(sa: &ServiceAccountRef) -> Vec<String> {
 
 /// The plural resource of a kind whose CRD is in the same set (not served yet).
 fn plural_from_crds(set: &DesiredSet, o: &DesiredObject) -> Option<String> {
-    let group = o.api_version.split_once('/').map(|(g, _)| g)?;
+    let group = o.key.api_version.split_once('/').map(|(g, _)| g)?;
     set.objects
         .iter()
-        .filter(|c| c.kind == "CustomResourceDefinition")
+        .filter(|c| c.key.kind == "CustomResourceDefinition")
         .find(|c| {
             c.manifest.pointer("/spec/group").and_then(|v| v.as_str()) == Some(group)
                 && c.manifest
                     .pointer("/spec/names/kind")
                     .and_then(|v| v.as_str())
-                    == Some(o.kind.as_str())
+                    == Some(o.key.kind.as_str())
         })
         .and_then(|c| c.manifest.pointer("/spec/names/plural")?.as_str())
         .map(str::to_owned)
@@ -100,7 +100,7 @@ fn finding(o: &DesiredObject, level: Level, message: String) -> Finding {
         level,
         rule: RULE,
         location: o.source.to_string(),
-        object: o.display_name(),
+        object: o.key.to_string(),
         message,
     }
 }
@@ -145,15 +145,16 @@ pub async fn check(
     let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
     for o in &set.objects {
         let group = o
+            .key
             .api_version
             .split_once('/')
             .map_or("", |(g, _)| g)
             .to_owned();
-        let (resource, namespaced) = match live.resource(&o.api_version, &o.kind).await {
+        let (resource, namespaced) = match live.resource(&o.key.api_version, &o.key.kind).await {
             Ok((r, scope)) => (r.plural, scope == Scope::Namespaced),
             Err(LiveError::UnknownKind { .. }) => match plural_from_crds(set, o) {
                 // A CRD of the set defines it: its scope is the CRD's.
-                Some(plural) => (plural, o.namespace.is_some()),
+                Some(plural) => (plural, o.key.namespace.is_some()),
                 None => continue,
             },
             Err(e) => {
@@ -166,16 +167,16 @@ pub async fn check(
             }
         };
         let namespace = if namespaced {
-            o.namespace.clone()
+            o.key.namespace.clone()
         } else {
             None
         };
-        let exists = match live.get(&ObjectKey::from(o)).await {
+        let exists = match live.get(&o.key).await {
             Ok(found) => found.is_some(),
             // Unknown: ask for create as well, which a new object needs.
             Err(_) => false,
         };
-        for verb in needed(exists, &o.kind, tier) {
+        for verb in needed(exists, &o.key.kind, tier) {
             let review = SubjectAccessReview {
                 spec: SubjectAccessReviewSpec {
                     user: Some(sa.username()),
@@ -185,7 +186,7 @@ pub async fn check(
                         verb: Some(verb.as_str().to_owned()),
                         group: Some(group.clone()),
                         resource: Some(resource.clone()),
-                        name: Some(o.name.clone()),
+                        name: Some(o.key.name.clone()),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -213,7 +214,7 @@ pub async fn check(
                 continue;
             }
             let refusal = Refusal {
-                name: o.name.clone(),
+                name: o.key.name.clone(),
                 user: sa.username(),
                 verb: verb.as_str().to_owned(),
                 resource: resource.clone(),

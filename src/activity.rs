@@ -11,6 +11,7 @@ use crate::apply::{Outcome, Tally};
 use crate::classify::DriftItem;
 use crate::health::Health;
 use crate::live::ObjectKey;
+use crate::revision::Revision;
 use crate::status::SyncState;
 
 /// One thing that happened to the source or a tier.
@@ -25,7 +26,7 @@ pub enum Activity {
     /// started by a watch event or the interval): counted, not narrated.
     SyncFinished {
         tier: String,
-        revision: String,
+        revision: Revision,
         reason: String,
         result: SyncState,
         duration: Duration,
@@ -39,7 +40,7 @@ pub enum Activity {
     /// One object was created, configured, pruned, or failed to be (never `unchanged`).
     ObjectApplied {
         tier: String,
-        revision: String,
+        revision: Revision,
         object: ObjectKey,
         outcome: Outcome,
         /// Why it failed, or what a correction took back.
@@ -48,46 +49,46 @@ pub enum Activity {
     /// Drift items not seen in the tier's previous reconcile (Secret values already masked).
     DriftFound {
         tier: String,
-        revision: String,
+        revision: Revision,
         items: Vec<DriftItem>,
     },
     /// The tier's first successful sync of a revision: everything in it was applied.
     RevisionApplied {
         tier: String,
-        revision: String,
+        revision: Revision,
         /// Since the fetch that brought the revision to this tier.
         since_arrival: Duration,
     },
     /// A revision became healthy for the first time.
     RevisionHealthy {
         tier: String,
-        revision: String,
+        revision: Revision,
         since_arrival: Duration,
     },
     /// The tier's overall health changed.
     HealthChanged {
         tier: String,
-        revision: String,
+        revision: Revision,
         from: Health,
         to: Health,
     },
     RolledBack {
         tier: String,
-        from: String,
-        to: String,
+        from: Revision,
+        to: Revision,
         reason: String,
     },
     /// A promotion gate or change window holds a revision back.
     PromotionBlocked {
         tier: String,
-        revision: String,
+        revision: Revision,
         reason: String,
     },
     /// The prune guard refused to delete what left git (`prune.maxDeletePercent`, an empty
     /// desired set): reported when a revision's refusal first appears, not on every sync.
     PruneRefused {
         tier: String,
-        revision: String,
+        revision: Revision,
         /// How many objects left git and are kept.
         objects: usize,
         /// Why, and the fix.
@@ -99,8 +100,8 @@ pub enum Activity {
     HistoryRewritten {
         tier: String,
         git_ref: String,
-        from: String,
-        to: String,
+        from: Revision,
+        to: Revision,
     },
     /// The push webhook answered a delivery (`POST /webhook/git`, with a secret configured).
     WebhookDelivery { result: WebhookResult },

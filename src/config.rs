@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod analysis;
 mod checks;
 mod locate;
 mod pattern;
@@ -20,6 +21,7 @@ mod source;
 mod tier;
 mod validation;
 
+pub use analysis::*;
 pub use checks::*;
 pub use pattern::{PathPattern, PatternError};
 pub use policy::*;
@@ -72,6 +74,9 @@ pub struct Config {
     pub leader_election: LeaderElectionConfig,
     #[serde(default)]
     pub render: RenderConfig,
+    /// Metric analysis for rollouts (not yet wired: issue 16).
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
 }
 
 /// Whether a window lets changes in or keeps them out.

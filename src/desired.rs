@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use crate::config::TierConfig;
 use crate::render::{DesiredSet, RenderError};
+use crate::revision::Revision;
 use crate::validate::{self, Finding, Level};
 
 /// A desired set that passed: the revision, the set, and the warnings it passed with.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub revision: String,
+    pub revision: Revision,
     pub set: Arc<DesiredSet>,
     pub warnings: Vec<Finding>,
 }
@@ -23,11 +24,11 @@ pub struct Accepted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     Render {
-        revision: String,
+        revision: Revision,
         error: String,
     },
     Blocked {
-        revision: String,
+        revision: Revision,
         findings: Vec<Finding>,
     },
 }
@@ -91,7 +92,7 @@ impl TierDesired {
     /// Takes the render of `revision` if it rendered and nothing in it blocks.
     pub fn offer(
         &mut self,
-        revision: &str,
+        revision: &Revision,
         rendered: Result<DesiredSet, RenderError>,
         tier: &TierConfig,
         last_tier: bool,
@@ -100,7 +101,7 @@ impl TierDesired {
             Ok(set) => set,
             Err(e) => {
                 self.failure = Some(Failure::Render {
-                    revision: revision.to_owned(),
+                    revision: revision.clone(),
                     error: e.to_string(),
                 });
                 return Offer::Rejected;
@@ -109,7 +110,7 @@ impl TierDesired {
         let findings = validate::validate(&set, tier, last_tier);
         if validate::blocks(&findings) {
             self.failure = Some(Failure::Blocked {
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 findings,
             });
             return Offer::Rejected;
@@ -118,12 +119,12 @@ impl TierDesired {
         if let Some(current) = &mut self.current
             && current.set.digest == set.digest
         {
-            current.revision = revision.to_owned();
+            current.revision = revision.clone();
             current.warnings = findings;
             return Offer::Unchanged;
         }
         self.current = Some(Accepted {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             set: Arc::new(set),
             warnings: findings,
         });
@@ -134,12 +135,12 @@ impl TierDesired {
     /// not take (`crate::ownership`). Kept as the failure, so that nothing is pruned and the
     /// status says why, unless a newer revision's failure is there already (that one is what
     /// to fix next; the refusal is found again once it is gone).
-    pub fn refuse(&mut self, revision: &str, findings: Vec<Finding>) {
+    pub fn refuse(&mut self, revision: &Revision, findings: Vec<Finding>) {
         if self.failure.as_ref().is_some_and(|f| !f.is_refusal()) {
             return;
         }
         self.failure = Some(Failure::Blocked {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             findings,
         });
     }
@@ -207,11 +208,11 @@ mod tests {
         let mut d = TierDesired::default();
         let cm = config_map("info");
         assert_eq!(
-            d.offer("r1", render(&files(&cm)), &tier(), false),
+            d.offer(&"r1".into(), render(&files(&cm)), &tier(), false),
             Offer::Accepted
         );
         assert_eq!(
-            d.offer("r2", render(&files(&cm)), &tier(), false),
+            d.offer(&"r2".into(), render(&files(&cm)), &tier(), false),
             Offer::Unchanged
         );
         let current = d.current().unwrap();
@@ -224,11 +225,11 @@ mod tests {
     fn a_broken_render_keeps_the_last_good_set_and_says_why() {
         let mut d = TierDesired::default();
         let good = config_map("info");
-        d.offer("r1", render(&files(&good)), &tier(), false);
+        d.offer(&"r1".into(), render(&files(&good)), &tier(), false);
         let digest = d.current().unwrap().set.digest.clone();
         let broken = config_map("[unclosed");
         assert_eq!(
-            d.offer("r2", render(&files(&broken)), &tier(), false),
+            d.offer(&"r2".into(), render(&files(&broken)), &tier(), false),
             Offer::Rejected
         );
         assert_eq!(d.current().unwrap().revision, "r1");
@@ -244,14 +245,14 @@ mod tests {
     fn a_blocking_finding_keeps_the_last_good_set_until_a_good_revision_comes() {
         let mut d = TierDesired::default();
         let good = config_map("info");
-        d.offer("r1", render(&files(&good)), &tier(), true);
+        d.offer(&"r1".into(), render(&files(&good)), &tier(), true);
         let outside = (
             "base/cm.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: kube-system}\n"
                 .to_owned(),
         );
         assert_eq!(
-            d.offer("r2", render(&files(&outside)), &tier(), true),
+            d.offer(&"r2".into(), render(&files(&outside)), &tier(), true),
             Offer::Rejected
         );
         assert_eq!(d.current().unwrap().revision, "r1");
@@ -262,7 +263,7 @@ mod tests {
         );
         let fixed = config_map("debug");
         assert_eq!(
-            d.offer("r3", render(&files(&fixed)), &tier(), true),
+            d.offer(&"r3".into(), render(&files(&fixed)), &tier(), true),
             Offer::Accepted
         );
         assert_eq!(d.current().unwrap().revision, "r3");
@@ -283,8 +284,8 @@ mod tests {
     fn an_ownership_refusal_is_the_failure_until_cleared_and_never_hides_a_newer_failure() {
         let mut d = TierDesired::default();
         let good = config_map("info");
-        d.offer("r1", render(&files(&good)), &tier(), false);
-        d.refuse("r1", refusal("r1"));
+        d.offer(&"r1".into(), render(&files(&good)), &tier(), false);
+        d.refuse(&"r1".into(), refusal("r1"));
         let why = d.failure().unwrap().to_string();
         assert!(
             why.starts_with("revision r1 is blocked by 1 finding(s); first: error: base/cm.yaml line 1: ConfigMap exp/c: refused at r1 [ownership/not-owned]"),
@@ -294,10 +295,10 @@ mod tests {
         assert!(d.failure().is_none());
         // A newer revision that does not render outranks the refusal of the current set,
         // and clearing the refusal leaves it.
-        d.refuse("r1", refusal("r1"));
+        d.refuse(&"r1".into(), refusal("r1"));
         let broken = config_map("[unclosed");
-        d.offer("r2", render(&files(&broken)), &tier(), false);
-        d.refuse("r1", refusal("r1"));
+        d.offer(&"r2".into(), render(&files(&broken)), &tier(), false);
+        d.refuse(&"r1".into(), refusal("r1"));
         assert!(matches!(d.failure(), Some(Failure::Render { revision, .. }) if revision == "r2"));
         d.clear_refusal();
         assert!(matches!(d.failure(), Some(Failure::Render { revision, .. }) if revision == "r2"));
@@ -311,7 +312,7 @@ mod tests {
             ("base/x.yaml", "kind: ConfigMap\nmetadata: {name: x}\n"),
         ]);
         assert_eq!(
-            d.offer("r1", no_api_version, &tier(), false),
+            d.offer(&"r1".into(), no_api_version, &tier(), false),
             Offer::Rejected
         );
         assert!(d.current().is_none());

@@ -176,11 +176,6 @@ impl Observer for EventsObserver {
     }
 }
 
-/// Events show git's `--oneline` length.
-fn short(revision: &str) -> &str {
-    crate::revision::abbrev(revision)
-}
-
 fn truncate(mut s: String) -> String {
     if s.len() > MAX_NOTE {
         let mut cut = MAX_NOTE - 3;
@@ -228,7 +223,7 @@ fn sync_notes(activity: &Activity, pending: Pending) -> Vec<Note> {
     else {
         return Vec::new();
     };
-    let rev = short(revision);
+    let rev = revision.abbrev();
     let mut notes = Vec::new();
     let note = |type_, reason: &'static str, action, message: String| Note {
         tier: tier.clone(),
@@ -346,7 +341,7 @@ fn other_notes(activity: &Activity) -> Option<Note> {
                 format!(
                     "{} drift items at {} ({by_severity}): {}",
                     items.len(),
-                    short(revision),
+                    revision.abbrev(),
                     listed.join("; ")
                 ),
             )
@@ -363,8 +358,8 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             "Rollback",
             format!(
                 "rolled back from {} to {}: {reason}",
-                short(from),
-                short(to)
+                from.abbrev(),
+                to.abbrev()
             ),
         ),
         Activity::PromotionBlocked {
@@ -376,7 +371,7 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             EventType::Warning,
             "PromotionBlocked",
             "Promote",
-            format!("{} is held back: {reason}", short(revision)),
+            format!("{} is held back: {reason}", revision.abbrev()),
         ),
         Activity::PruneRefused {
             tier,
@@ -390,7 +385,7 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             "Prune",
             format!(
                 "{objects} objects that left git at {} are kept: {reason}",
-                short(revision)
+                revision.abbrev()
             ),
         ),
         Activity::HistoryRewritten {
@@ -405,9 +400,9 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             "Fetch",
             format!(
                 "the history of {git_ref} was rewritten (force-push): {} -> {}, which does not descend from it; following {}",
-                short(from),
-                short(to),
-                short(to)
+                from.abbrev(),
+                to.abbrev(),
+                to.abbrev()
             ),
         ),
         Activity::HealthChanged {
@@ -424,7 +419,7 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             },
             "HealthChanged",
             "AssessHealth",
-            format!("{from:?} -> {to:?} at {}", short(revision)),
+            format!("{from:?} -> {to:?} at {}", revision.abbrev()),
         ),
         _ => return None,
     };
@@ -707,8 +702,8 @@ mod tests {
         let notes = o.notes(&Activity::HistoryRewritten {
             tier: "validation".into(),
             git_ref: "main".into(),
-            from: format!("bbbbbbb{}", "0".repeat(33)),
-            to: format!("aaaaaaa{}", "0".repeat(33)),
+            from: format!("bbbbbbb{}", "0".repeat(33)).into(),
+            to: format!("aaaaaaa{}", "0".repeat(33)).into(),
         });
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0].tier, "validation");

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod activity;
+pub mod analysis;
 pub mod apply;
 pub mod audit;
 pub mod classify;

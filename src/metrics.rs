@@ -24,6 +24,7 @@ use crate::config::{Action, ChangeWindow};
 use crate::health::Health;
 use crate::live::RequestCounter;
 use crate::reconcile::HoldKind;
+use crate::revision::Revision;
 use crate::status::{StatusHandle, SyncState, TierStatus};
 
 /// Every health a tier can have: `gitopsd_tier_health` has one series for each.
@@ -113,7 +114,7 @@ pub struct Metrics {
     kube: Option<RequestCounter>,
     /// One scrape refreshes the gauges at a time; it holds the revision each tier's
     /// `gitopsd_tier_info` series carries, so the old one is removed when it changes.
-    scrape: Mutex<BTreeMap<String, String>>,
+    scrape: Mutex<BTreeMap<String, Revision>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,11 +161,13 @@ impl Metrics {
             if let Some(old) = revisions.get(tier)
                 && Some(old) != current.as_ref()
             {
-                let _ = self.tier_info.remove_label_values(&[tier, old]);
+                let _ = self.tier_info.remove_label_values(&[tier, old.as_str()]);
                 revisions.remove(tier);
             }
             if let Some(rev) = current {
-                self.tier_info.with_label_values(&[tier, &rev]).set(1);
+                self.tier_info
+                    .with_label_values(&[tier, rev.as_str()])
+                    .set(1);
                 revisions.insert(tier.to_owned(), rev);
             }
             self.tier_synced
@@ -560,8 +563,8 @@ mod tests {
         m.observe(&Activity::HistoryRewritten {
             tier: TIER.into(),
             git_ref: "main".into(),
-            from: "b".repeat(40),
-            to: "a".repeat(40),
+            from: "b".repeat(40).into(),
+            to: "a".repeat(40).into(),
         });
         let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
             .expect("time")

@@ -115,9 +115,9 @@ pub fn finding(
     };
     let entry = crate::config::AdoptEntry {
         api_version: None,
-        kind: object.kind.clone(),
-        namespace: object.namespace.clone(),
-        name: object.name.clone(),
+        kind: object.key.kind.clone(),
+        namespace: object.key.namespace.clone(),
+        name: object.key.name.clone(),
     };
     let (rule, holder) = match refusal {
         Refusal::Unlabelled => (
@@ -140,7 +140,7 @@ pub fn finding(
         level: Level::Block,
         rule: Rule::Ownership(rule),
         location: object.source.to_string(),
-        object: object.display_name(),
+        object: object.key.to_string(),
         message: format!(
             "tier {:?} may not take over this object: {holder}; to hand it to the tier, add `adopt: [{entry}]` to tier {:?} in gitopsd.yaml, or remove it from the repo",
             tier.name, tier.name
@@ -177,8 +177,8 @@ pub async fn check(
 ) -> Result<Vec<Finding>, LiveError> {
     let mut findings = Vec::new();
     for object in &set.objects {
-        let key = ObjectKey::from(object);
-        let found = match live.get(&key).await {
+        let key = &object.key;
+        let found = match live.get(key).await {
             Ok(found) => found,
             // A kind the server does not serve has no objects (validate reports the kind).
             Err(LiveError::UnknownKind { .. }) => None,
@@ -192,8 +192,8 @@ pub async fn check(
         };
         let decision = claim(
             &tier.name,
-            inventory.contains_key(&key),
-            adopts(tier, &key),
+            inventory.contains_key(key),
+            adopts(tier, key),
             state,
         );
         if let (Claim::Refuse(r), Some(v)) = (decision, &found) {

@@ -5,7 +5,7 @@
 //! [`abbrev`] (7, git's `--oneline` length) in Kubernetes Events and the `gitopsd status`
 //! table, where width counts.
 //!
-//! A leaf module: it imports nothing from the crate.
+//! A leaf module: it imports nothing from the crate (a git2 `Oid` converts into a revision).
 
 use std::fmt;
 
@@ -65,6 +65,32 @@ impl AsRef<str> for Revision {
     }
 }
 
+// Comparisons with a plain string, for the edges that read one (a ref name, the status JSON).
+impl PartialEq<str> for Revision {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Revision {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// A commit read from git (the source mirror, a signature range): its full hex id.
+impl From<git2::Oid> for Revision {
+    fn from(oid: git2::Oid) -> Revision {
+        Revision(oid.to_string())
+    }
+}
+
+impl From<Revision> for String {
+    fn from(r: Revision) -> String {
+        r.0
+    }
+}
+
 /// The first [`SHORT_LEN`] characters of a revision, or all of it when shorter.
 pub fn short(revision: &str) -> &str {
     first_chars(revision, SHORT_LEN)
@@ -104,6 +130,15 @@ mod tests {
     fn a_non_ascii_revision_is_cut_at_a_character_boundary() {
         assert_eq!(abbrev("ééééééééé"), "ééééééé");
         assert_eq!(short("é"), "é");
+    }
+
+    #[test]
+    fn a_git_oid_is_its_full_hex_id_and_compares_with_a_plain_string() {
+        let oid = git2::Oid::from_str(SHA).expect("an oid");
+        let r = Revision::from(oid);
+        assert_eq!(r, Revision::new(SHA));
+        assert!(r == SHA && r == *SHA);
+        assert_eq!(String::from(r), SHA);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::{Oid, Repository, Sort};
 
-use crate::revision::short;
+use crate::revision::Revision;
 
 /// Why the commits of a range could not be listed or do not all carry a good signature; the
 /// first commit that fails is named.
@@ -20,13 +20,13 @@ use crate::revision::short;
 pub enum SignatureError {
     #[error("{commit} is not a commit id: {source}")]
     NotACommitId {
-        commit: String,
+        commit: Revision,
         #[source]
         source: git2::Error,
     },
     #[error("commit {commit} is not in the mirror: {source}")]
     NotInMirror {
-        commit: String,
+        commit: Revision,
         #[source]
         source: git2::Error,
     },
@@ -35,7 +35,7 @@ pub enum SignatureError {
     Walk(#[source] git2::Error),
     #[error("cannot read the signature of {commit}: {source}")]
     ReadSignature {
-        commit: String,
+        commit: Revision,
         #[source]
         source: git2::Error,
     },
@@ -77,7 +77,7 @@ pub enum VerifyError {
 /// One commit of a range, with its signature and the bytes it signs.
 #[derive(Debug, Clone)]
 pub struct SignedCommit {
-    pub id: String,
+    pub id: Revision,
     pub summary: String,
     /// (signature, signed data); `None` when the commit is not signed.
     pub signature: Option<(Vec<u8>, Vec<u8>)>,
@@ -86,12 +86,12 @@ pub struct SignedCommit {
 /// The commits reachable from `to` and not from `from`, oldest first.
 pub fn commits_between(
     repo: &Repository,
-    from: Option<&str>,
-    to: &str,
+    from: Option<&Revision>,
+    to: &Revision,
 ) -> Result<Vec<SignedCommit>, SignatureError> {
-    let oid = |s: &str| {
-        Oid::from_str(s).map_err(|source| SignatureError::NotACommitId {
-            commit: s.to_owned(),
+    let oid = |r: &Revision| {
+        Oid::from_str(r.as_str()).map_err(|source| SignatureError::NotACommitId {
+            commit: r.clone(),
             source,
         })
     };
@@ -100,7 +100,7 @@ pub fn commits_between(
         .map_err(SignatureError::Walk)?;
     walk.push(oid(to)?)
         .map_err(|source| SignatureError::NotInMirror {
-            commit: to.to_owned(),
+            commit: to.clone(),
             source,
         })?;
     if let Some(from) = from {
@@ -116,13 +116,13 @@ pub fn commits_between(
             Err(e) if e.code() == git2::ErrorCode::NotFound => None,
             Err(source) => {
                 return Err(SignatureError::ReadSignature {
-                    commit: c.to_string(),
+                    commit: Revision::from(c),
                     source,
                 });
             }
         };
         out.push(SignedCommit {
-            id: c.to_string(),
+            id: Revision::from(c),
             summary: commit
                 .summary()
                 .ok()
@@ -138,7 +138,7 @@ pub fn commits_between(
 /// Checks every commit; the error names the first commit that fails and why.
 pub fn check_range(commits: &[SignedCommit], allowed_signers: &Path) -> Result<(), SignatureError> {
     for c in commits {
-        let commit = format!("commit {} ({:?})", short(&c.id), c.summary);
+        let commit = format!("commit {} ({:?})", c.id.short(), c.summary);
         let Some((sig, data)) = &c.signature else {
             return Err(SignatureError::Unsigned { commit });
         };

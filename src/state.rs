@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
+use crate::revision::Revision;
 pub use configmap::CodecError;
 use configmap::{FORMAT, decode, encode};
 pub use inventory::{Inventory, NOT_APPLIED};
@@ -20,10 +21,10 @@ pub use storage::StateStorage;
 pub struct TierState {
     /// Object -> the digest of the manifest last applied (`DesiredObject::digest`).
     pub inventory: Inventory,
-    pub last_applied_revision: Option<String>,
-    pub last_healthy_revision: Option<String>,
+    pub last_applied_revision: Option<Revision>,
+    pub last_healthy_revision: Option<Revision>,
     /// A revision that was rolled back because it did not become healthy in time.
-    pub failed_revision: Option<String>,
+    pub failed_revision: Option<Revision>,
     pub rollbacks: u64,
     /// The revisions this tier recorded healthy, newest last (at most [`HEALTHY_KEPT`]): the
     /// evidence a tier with `promoteFrom` checks. Absent in state written before it existed.
@@ -42,7 +43,7 @@ pub struct TierState {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRecord {
-    pub revision: String,
+    pub revision: Revision,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -55,7 +56,7 @@ pub struct FinishedJob {
     /// The short digest ([`short_digest`]) of the manifest it ran from.
     pub digest: String,
     /// The revision that applied it.
-    pub revision: String,
+    pub revision: Revision,
 }
 
 impl TierState {
@@ -73,7 +74,7 @@ impl TierState {
         namespace: &str,
         name: &str,
         digest: &str,
-        revision: &str,
+        revision: &Revision,
     ) {
         self.finished_jobs
             .retain(|j| !(j.namespace == namespace && j.name == name));
@@ -81,7 +82,7 @@ impl TierState {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             digest: short_digest(digest).to_owned(),
-            revision: revision.to_owned(),
+            revision: revision.clone(),
         });
     }
 }
@@ -93,7 +94,7 @@ pub const HEALTHY_KEPT: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthyRecord {
-    pub revision: String,
+    pub revision: Revision,
     /// When the tier first saw it healthy (a promotion's soak counts from here).
     pub since: chrono::DateTime<chrono::Utc>,
     /// The digest of the revision's `base/` files, for `gate: baseDigest`.
@@ -105,16 +106,16 @@ impl TierState {
     /// Records `revision` healthy at `since`, once (an earlier record keeps its time).
     pub fn record_healthy(
         &mut self,
-        revision: &str,
+        revision: &Revision,
         since: chrono::DateTime<chrono::Utc>,
         base_digest: Option<String>,
     ) {
-        self.last_healthy_revision = Some(revision.to_owned());
-        if self.healthy.iter().any(|h| h.revision == revision) {
+        self.last_healthy_revision = Some(revision.clone());
+        if self.healthy.iter().any(|h| h.revision == *revision) {
             return;
         }
         self.healthy.push(HealthyRecord {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             since,
             base_digest,
         });
@@ -124,10 +125,10 @@ impl TierState {
 
     /// The record of `revision`, if the tier saw it healthy. State from before the records
     /// existed knows only the last healthy revision, with no time.
-    pub fn healthy_record(&self, revision: &str) -> Option<HealthyRecord> {
+    pub fn healthy_record(&self, revision: &Revision) -> Option<HealthyRecord> {
         self.healthy
             .iter()
-            .find(|h| h.revision == revision)
+            .find(|h| h.revision == *revision)
             .cloned()
     }
 }
@@ -417,12 +418,12 @@ mod tests {
                     "fedcba9876543210".to_owned(),
                 ),
             ]),
-            last_applied_revision: Some("abc123".to_owned()),
-            last_healthy_revision: Some("abc000".to_owned()),
-            failed_revision: Some("bad999".to_owned()),
+            last_applied_revision: Some("abc123".into()),
+            last_healthy_revision: Some("abc000".into()),
+            failed_revision: Some("bad999".into()),
             rollbacks: 3,
             healthy: vec![HealthyRecord {
-                revision: "abc000".to_owned(),
+                revision: "abc000".into(),
                 since: chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a time"),
                 base_digest: Some("b45e".to_owned()),
             }],
@@ -430,10 +431,10 @@ mod tests {
                 namespace: "shop".to_owned(),
                 name: "migrate".to_owned(),
                 digest: "0123456789abcdef".to_owned(),
-                revision: "abc123".to_owned(),
+                revision: "abc123".into(),
             }],
             rollout: Some(RolloutRecord {
-                revision: "def456".to_owned(),
+                revision: "def456".into(),
                 started_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
             }),
         }

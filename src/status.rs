@@ -13,6 +13,7 @@ use crate::drift::DriftReport;
 use crate::health::{Health, ObjectHealth};
 use crate::live::ObjectKey;
 use crate::policy::Unconvergeable;
+use crate::revision::Revision;
 
 /// Syncs kept per tier.
 pub const HISTORY: usize = 20;
@@ -41,7 +42,7 @@ pub enum SyncState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRecord {
-    pub revision: String,
+    pub revision: Revision,
     /// What started it: `revision`, `live-change`, `interval`, `trigger`, `rollback`.
     pub reason: String,
     pub started_at: DateTime<Utc>,
@@ -56,7 +57,7 @@ pub struct SyncRecord {
     /// The prune guard refused, or objects it left alone: why.
     pub prune_notes: Vec<String>,
     /// A rollback happened in this sync: from which revision.
-    pub rolled_back_from: Option<String>,
+    pub rolled_back_from: Option<Revision>,
     pub error: Option<String>,
 }
 
@@ -74,9 +75,9 @@ pub struct UnhealthyObject {
 pub struct TierStatus {
     pub tier: String,
     /// The revision whose desired set the tier deploys (after a rollback: the healthy one).
-    pub revision: Option<String>,
+    pub revision: Option<Revision>,
     /// The newest revision of the tier's ref.
-    pub source_revision: Option<String>,
+    pub source_revision: Option<Revision>,
     pub sync: SyncState,
     pub health: Health,
     pub unhealthy: Vec<UnhealthyObject>,
@@ -95,12 +96,12 @@ pub struct TierStatus {
     pub last_reconcile_at: Option<DateTime<Utc>>,
     pub history: VecDeque<SyncRecord>,
     pub last_error: Option<String>,
-    pub last_healthy_revision: Option<String>,
-    pub failed_revision: Option<String>,
+    pub last_healthy_revision: Option<Revision>,
+    pub failed_revision: Option<Revision>,
     pub rollbacks: u64,
     /// The newest revision, held back by a promotion gate, a signature check or a change
     /// window (the reason is in `last_error`).
-    pub held_revision: Option<String>,
+    pub held_revision: Option<Revision>,
     /// What holds it: `promotion-gate`, `soak`, `signature` or `window`.
     pub held_by: Option<crate::hold::HoldKind>,
     /// Whether the change windows are open now and when that changes (`None`: no windows).
@@ -142,8 +143,8 @@ pub struct SourceStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Rewrite {
     pub git_ref: String,
-    pub from: String,
-    pub to: String,
+    pub from: Revision,
+    pub to: Revision,
     pub at: DateTime<Utc>,
 }
 

@@ -202,14 +202,14 @@ pub fn validate(set: &DesiredSet, tier: &TierConfig, last_tier: bool) -> Vec<Fin
                 level,
                 rule,
                 location: object.source.to_string(),
-                object: object.display_name(),
+                object: object.key.to_string(),
                 message,
             })
         };
         for (rule, message) in schema_findings(object) {
             push(Level::Block, Rule::Schema(rule), message);
         }
-        for (rule, message) in security_findings(&object.kind, &object.manifest)
+        for (rule, message) in security_findings(&object.key.kind, &object.manifest)
             .into_iter()
             .chain(rbac_findings(object, tier))
         {
@@ -230,7 +230,7 @@ pub fn blocks(findings: &[Finding]) -> bool {
 
 fn schema_findings(object: &DesiredObject) -> Vec<(SchemaRule, String)> {
     let mut out = Vec::new();
-    let av = object.api_version.as_str();
+    let av = object.key.api_version.as_str();
     let well_formed_av = match av.split_once('/') {
         None => is_version(av),
         Some((group, version)) => is_dns_subdomain(group) && is_version(version),
@@ -241,7 +241,7 @@ fn schema_findings(object: &DesiredObject) -> Vec<(SchemaRule, String)> {
             format!("apiVersion {av:?} is not `v1` or `group/version` (e.g. `apps/v1`)"),
         ));
     }
-    let kind = object.kind.as_str();
+    let kind = object.key.kind.as_str();
     if !kind.starts_with(|c: char| c.is_ascii_uppercase())
         || !kind.chars().all(|c| c.is_ascii_alphanumeric())
     {
@@ -252,7 +252,7 @@ fn schema_findings(object: &DesiredObject) -> Vec<(SchemaRule, String)> {
     }
     // RBAC objects may use path-segment names such as `system:aggregate-to-view`.
     let rbac = av.starts_with("rbac.authorization.k8s.io/");
-    let name = object.name.as_str();
+    let name = object.key.name.as_str();
     let name_ok = if rbac {
         !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
     } else {
@@ -421,13 +421,13 @@ const ESCALATING_VERBS: &[&str] = &["*", "bind", "escalate", "impersonate"];
 /// escalating verbs or every verb on every resource. RBAC stops a ServiceAccount that lacks
 /// these rights from granting them; this finds them before a commit gets that far.
 fn rbac_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(SecurityRule, String)> {
-    if crate::config::api_group(&object.api_version) != "rbac.authorization.k8s.io" {
+    if crate::config::api_group(&object.key.api_version) != "rbac.authorization.k8s.io" {
         return Vec::new();
     }
     let m = &object.manifest;
     let mut out = Vec::new();
     let mut push = |message: String| out.push((SecurityRule::RbacGrant, message));
-    match object.kind.as_str() {
+    match object.key.kind.as_str() {
         "RoleBinding" | "ClusterRoleBinding" => {
             let role = m.pointer("/roleRef/name").and_then(Value::as_str);
             if m.pointer("/roleRef/kind").and_then(Value::as_str) == Some("ClusterRole")
@@ -451,7 +451,7 @@ fn rbac_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(SecurityRule
                     let ns = subject
                         .get("namespace")
                         .and_then(Value::as_str)
-                        .or(object.namespace.as_deref());
+                        .or(object.key.namespace.as_deref());
                     match ns {
                         Some(ns) if tier.namespaces.iter().any(|n| n == ns) => {}
                         Some(ns) => push(format!(
@@ -524,8 +524,8 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(ScopeRule, 
     // tier writes only those it lists, whatever else clusterScoped lets it create. Any case
     // of the kind and any core spelling of the version count (`v1`, `core/v1`, `/v1`), so
     // another spelling the API server might accept cannot slip past.
-    if is_namespace_kind(&object.api_version, &object.kind)
-        && !tier.namespaces.iter().any(|n| n == &object.name)
+    if is_namespace_kind(&object.key.api_version, &object.key.kind)
+        && !tier.namespaces.iter().any(|n| n == &object.key.name)
     {
         return vec![(
             ScopeRule::NamespaceObject,
@@ -537,29 +537,29 @@ fn scope_findings(object: &DesiredObject, tier: &TierConfig) -> Vec<(ScopeRule, 
                 } else {
                     tier.namespaces.join(", ")
                 },
-                object.name
+                object.key.name
             ),
         )];
     }
-    let kind = &object.kind;
-    let group = match object.api_version.rsplit_once('/') {
+    let kind = &object.key.kind;
+    let group = match object.key.api_version.rsplit_once('/') {
         Some((g, _)) => format!("group {g}"),
         None => "the core group".to_owned(),
     };
     let mut out = Vec::new();
-    match (object.scope, &object.namespace) {
+    match (object.scope, &object.key.namespace) {
         (ObjectScope::Unknown { offline: false }, _) => out.push((
             ScopeRule::UnknownKind,
             format!(
                 "kind {kind} ({group}) at apiVersion {} is not served by the cluster and no CustomResourceDefinition in the tier defines it, so whether it is namespaced is unknown (is a CRD or an API service missing? a typo in apiVersion or kind?)",
-                object.api_version
+                object.key.api_version
             ),
         )),
         (ObjectScope::Unknown { offline: true }, _) => out.push((
             ScopeRule::UnknownKind,
             format!(
                 "kind {kind} ({group}) at apiVersion {} is not a Kubernetes {} kind and no CustomResourceDefinition in the tier defines it, so whether it is namespaced is unknown offline (validate against the cluster with --kubeconfig, or add the CRD to the tier)",
-                object.api_version,
+                object.key.api_version,
                 crate::render::builtin_kubernetes_version()
             ),
         )),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use gitopsd::live::RequestCounter;
 use gitopsd::reconcile::{CheckoutError, Checkouts};
+use gitopsd::revision::Revision;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -418,13 +419,13 @@ pub struct GitCheckouts {
 }
 
 impl Checkouts for GitCheckouts {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+    fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError> {
         let failed = |reason: String| CheckoutError::Failed {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             reason,
         };
         let out = Command::new("git")
-            .args(["checkout", "-q", "--detach", revision])
+            .args(["checkout", "-q", "--detach", revision.as_str()])
             .current_dir(&self.dir)
             .output()
             .map_err(|e| failed(e.to_string()))?;

@@ -617,8 +617,8 @@ mod tests {
         let (event, fields) = record(&Activity::HistoryRewritten {
             tier: "t".into(),
             git_ref: "main".into(),
-            from: "b".repeat(40),
-            to: "a".repeat(40),
+            from: "b".repeat(40).into(),
+            to: "a".repeat(40).into(),
         })
         .expect("recorded");
         assert_eq!(event, "history-rewritten");

@@ -2,12 +2,13 @@
 //! mirror and exported; the tier rendered from it, and which kinds are namespaced.
 
 use super::*;
+use crate::revision::Revision;
 
 /// A config repo read once, at one revision, for `render` and `validate`.
 pub(super) struct Checkout {
     root: PathBuf,
     /// The commit, or `None` for files read as they are on disk.
-    revision: Option<String>,
+    revision: Option<Revision>,
     /// A temporary mirror, removed when the command ends.
     _scratch: Option<Scratch>,
 }
@@ -69,7 +70,7 @@ pub(super) fn checkout(
     let root = mirror.export(update.commit)?;
     Ok(Checkout {
         root,
-        revision: Some(update.commit.to_string()),
+        revision: Some(Revision::from(update.commit)),
         _scratch: Some(scratch),
     })
 }
@@ -83,7 +84,7 @@ pub(super) async fn render_at(
     tier: String,
     limits: Limits,
     scopes: Arc<KindScopes>,
-) -> Result<(DesiredSet, Option<String>), CliError> {
+) -> Result<(DesiredSet, Option<Revision>), CliError> {
     tokio::task::spawn_blocking(move || {
         let checkout = checkout(&source, repo.as_deref(), git_ref.as_deref())?;
         let set = crate::render::render_tier(&checkout.root, &tier, &limits, &scopes)?;

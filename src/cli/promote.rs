@@ -11,7 +11,7 @@ use git2::{Oid, Sort};
 use super::{EXIT_CONFIG, Report, Scratch};
 use crate::config::{Config, TierConfig};
 use crate::reconcile::{base_digest, promotion_gate};
-use crate::revision::short;
+use crate::revision::{Revision, short};
 use crate::source::Source;
 use crate::state::{HealthyRecord, StateStore};
 
@@ -98,7 +98,7 @@ pub async fn run(args: PromoteArgs, report: Report) -> ExitCode {
 
     // FROM's evidence in the cluster, if one answers.
     let mut evidence: Vec<HealthyRecord> = Vec::new();
-    let mut last_healthy: Option<String> = None;
+    let mut last_healthy: Option<Revision> = None;
     match crate::cluster::connect(args.kubeconfig.as_deref()).await {
         Ok(conn) => {
             let store = StateStore::new(conn.client, &StateStore::default_namespace(&config.state));
@@ -179,7 +179,7 @@ fn promote_blocking(
     to: &TierConfig,
     args: &PromoteArgs,
     mut evidence: Vec<HealthyRecord>,
-    last_healthy: Option<String>,
+    last_healthy: Option<Revision>,
 ) -> Result<(), PromoteError> {
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "gitopsd-promote-{}-{}",
@@ -209,9 +209,9 @@ fn promote_blocking(
                 source: e,
             })?
             .id(),
-        (None, Some(r)) => Oid::from_str(&r)?,
+        (None, Some(r)) => Oid::from_str(r.as_str())?,
         (None, None) => match evidence.iter().max_by_key(|h| h.since) {
-            Some(h) => Oid::from_str(&h.revision)?,
+            Some(h) => Oid::from_str(h.revision.as_str())?,
             None => {
                 return Err(PromoteError::NoHealthyRevision {
                     tier: from.name.clone(),
@@ -228,7 +228,7 @@ fn promote_blocking(
             to_ref: to.git_ref.clone(),
         });
     }
-    let sha = revision.to_string();
+    let sha = Revision::from(revision);
     let digest = if to.gate == crate::config::PromotionGate::BaseDigest {
         source
             .export(revision)
@@ -244,7 +244,7 @@ fn promote_blocking(
     }
     let target = branch_ref(&to.git_ref);
     if current == Some(revision) {
-        println!("{target} is already at {}; nothing to promote", short(&sha));
+        println!("{target} is already at {}; nothing to promote", sha.short());
         return Ok(());
     }
     let fast_forward = match current {
@@ -257,7 +257,7 @@ fn promote_blocking(
             current: current
                 .map(|c| short(&c.to_string()).to_owned())
                 .unwrap_or_default(),
-            revision: short(&sha).to_owned(),
+            revision: sha.short().to_owned(),
             tier: to.name.clone(),
         });
     }
@@ -269,7 +269,7 @@ fn promote_blocking(
         current
             .map(|c| short(&c.to_string()).to_owned())
             .unwrap_or_else(|| "(new ref)".into()),
-        short(&sha)
+        sha.short()
     );
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL)?;
@@ -293,7 +293,7 @@ fn promote_blocking(
     repo.reference(&local, revision, true, "gitopsd promote")?;
     let plus = if args.force { "+" } else { "" };
     source.push(&[format!("{plus}{local}:{target}")])?;
-    println!("pushed {} to {target}", short(&sha));
+    println!("pushed {} to {target}", sha.short());
     Ok(())
 }
 

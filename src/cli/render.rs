@@ -1,6 +1,7 @@
 //! `gitopsd render`: a tier's desired set, printed as YAML or a JSON List.
 
 use super::*;
+use crate::revision::Revision;
 
 pub(super) async fn render(args: RenderArgs, report: Report) -> ExitCode {
     let config = match args.config.as_deref().map(Config::load).transpose() {
@@ -57,7 +58,7 @@ pub(super) async fn render(args: RenderArgs, report: Report) -> ExitCode {
         .objects
         .iter()
         .filter(|o| matches!(o.scope, ObjectScope::Unknown { .. }))
-        .map(|o| format!("{} {}", o.api_version, o.kind))
+        .map(|o| format!("{} {}", o.key.api_version, o.key.kind))
         .collect();
     if !unknown.is_empty() {
         if let Some(note) = note {
@@ -68,7 +69,7 @@ pub(super) async fn render(args: RenderArgs, report: Report) -> ExitCode {
             unknown.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
-    match print_set(&set, revision.as_deref(), args.output) {
+    match print_set(&set, revision.as_ref(), args.output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report.error("cannot print the desired set", &e);
@@ -79,12 +80,12 @@ pub(super) async fn render(args: RenderArgs, report: Report) -> ExitCode {
 
 pub(super) fn print_set(
     set: &DesiredSet,
-    revision: Option<&str>,
+    revision: Option<&Revision>,
     format: OutputFormat,
 ) -> Result<(), CliError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let revision = revision.unwrap_or("files on disk");
+    let revision = revision.map_or("files on disk", Revision::as_str);
     let text = match format {
         OutputFormat::Json => {
             let items: Vec<&serde_json::Value> = set.objects.iter().map(|o| &o.manifest).collect();
@@ -109,7 +110,7 @@ pub(super) fn print_set(
             );
             for o in &set.objects {
                 // A comment line: a newline in a name would end it and start YAML.
-                let about = format!("{} ({})", o.display_name(), o.source);
+                let about = format!("{} ({})", o.key, o.source);
                 text += &format!("---\n# {}\n", escape_line(&about));
                 text += &serde_yaml::to_string(&o.manifest)?;
             }

@@ -27,7 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// An answer larger than this is not a status (20 syncs of history per tier stay far below).
 const MAX_RESPONSE: u64 = 64 << 20;
-/// Characters of the last error shown in the MESSAGE column.
+/// Characters of the MESSAGE column; a longer last error wraps onto further lines, whole.
 const MESSAGE_WIDTH: usize = 60;
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +234,9 @@ pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
     ]
     .map(str::to_owned);
     let mut rows = vec![header];
+    // The message's further lines, by row: the key fact of a message (when a window opens,
+    // which object to fix) is often at its end, so it is wrapped, never cut.
+    let mut more: Vec<Vec<String>> = vec![Vec::new()];
     for t in tiers {
         let text = |key: &str| t[key].as_str().unwrap_or("-").to_owned();
         let last = t["lastReconcileAt"]
@@ -246,8 +249,13 @@ pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
             text("health"),
             drift_counts(&t["drift"]),
             last.map_or_else(|| "-".to_owned(), |at| age(at, now)),
-            message(t["lastError"].as_str()),
+            String::new(),
         ]);
+        let mut lines = message(t["lastError"].as_str()).into_iter();
+        if let Some(row) = rows.last_mut() {
+            row[6] = lines.next().unwrap_or_default();
+        }
+        more.push(lines.collect());
     }
     let mut widths = [0usize; 7];
     for row in &rows {
@@ -255,14 +263,18 @@ pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
+    let indent: usize = widths[..6].iter().map(|w| w + 3).sum();
     let mut out = String::new();
-    for row in &rows {
+    for (row, more) in rows.iter().zip(&more) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             let _ = write!(line, "{cell:<width$}   ", width = widths[i]);
         }
         out += line.trim_end();
         out.push('\n');
+        for m in more {
+            let _ = writeln!(out, "{:indent$}{m}", "");
+        }
     }
     out
 }
@@ -305,17 +317,43 @@ fn age(at: &str, now: DateTime<Utc>) -> String {
     text + " ago"
 }
 
-/// The last error on one line, cut at [`MESSAGE_WIDTH`] characters.
-fn message(error: Option<&str>) -> String {
+/// The last error on lines of at most [`MESSAGE_WIDTH`] characters, broken between words (a
+/// word longer than a line is broken inside), whitespace and newlines folded; `-` for none.
+fn message(error: Option<&str>) -> Vec<String> {
     let Some(error) = error.filter(|e| !e.trim().is_empty()) else {
-        return "-".to_owned();
+        return vec!["-".to_owned()];
     };
-    let one_line = error.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= MESSAGE_WIDTH {
-        return one_line;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in error.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let used = line.chars().count();
+            let room = if used == 0 {
+                MESSAGE_WIDTH
+            } else {
+                MESSAGE_WIDTH.saturating_sub(used + 1)
+            };
+            if word.len() <= room {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            let rest = word.split_off(MESSAGE_WIDTH);
+            lines.push(word.into_iter().collect());
+            word = rest;
+        }
     }
-    let cut: String = one_line.chars().take(MESSAGE_WIDTH - 3).collect();
-    cut.trim_end().to_owned() + "..."
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -379,16 +417,46 @@ operational    0123456    OutOfSync   Healthy   1 critical, 2 low   3h ago      
     }
 
     #[test]
-    fn a_long_error_is_cut_to_one_line() {
-        let long = format!("render failed:\n  {}", "x".repeat(200));
+    fn a_long_error_wraps_whole_between_words() {
+        let long = format!("render failed:\n  {}", "x".repeat(130));
         let m = message(Some(&long));
-        assert_eq!(m.chars().count(), MESSAGE_WIDTH);
-        assert!(
-            m.starts_with("render failed: xxx") && m.ends_with("..."),
-            "{m}"
+        assert_eq!(
+            m,
+            [
+                "render failed:".to_owned(),
+                "x".repeat(60),
+                "x".repeat(60),
+                "x".repeat(10)
+            ]
         );
-        assert_eq!(message(Some("short")), "short");
-        assert_eq!(message(None), "-");
+        let held = "held by the change window weekdays-9-17 (Mon-Fri 09:00-17:00 UTC); it opens at 2026-11-24T09:00:00Z";
+        let m = message(Some(held));
+        assert!(
+            m.iter().all(|l| l.chars().count() <= MESSAGE_WIDTH),
+            "{m:?}"
+        );
+        assert_eq!(m.join(" "), held, "nothing cut");
+        assert_eq!(message(Some("short")), ["short"]);
+        assert_eq!(message(None), ["-"]);
+    }
+
+    #[test]
+    fn a_wrapped_message_continues_under_its_column() {
+        let mut ops = tier("operational");
+        ops["sync"] = json!("Blocked");
+        ops["lastError"] = json!(
+            "held by the change window weekdays (Mon-Fri 09:00-17:00 UTC); it opens at 2026-11-24T09:00:00Z"
+        );
+        let text = table(&[ops, tier("experimental")], now());
+        assert_eq!(
+            text,
+            "\
+TIER           REVISION   SYNC      HEALTH    DRIFT   LAST SYNC   MESSAGE
+operational    0123456    Blocked   Healthy   -       12s ago     held by the change window weekdays (Mon-Fri 09:00-17:00
+                                                                  UTC); it opens at 2026-11-24T09:00:00Z
+experimental   0123456    Synced    Healthy   -       12s ago     -
+"
+        );
     }
 
     #[test]

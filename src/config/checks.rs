@@ -273,6 +273,9 @@ impl Config {
             self.validate_adopt(i, &mut adopted)
                 .map_err(|(field, message)| invalid(at(&field), message))?;
         }
+        self.analysis
+            .check()
+            .map_err(|(field, message)| invalid(format!("analysis.{field}"), message))?;
         Ok(())
     }
 

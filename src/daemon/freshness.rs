@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::TierEvent;
 use crate::activity::{Activity, Observers};
+use crate::revision::Revision;
 use crate::source::FetchReport;
 use crate::status::StatusHandle;
 
@@ -38,7 +39,7 @@ pub(super) fn dispatch(
     for (git_ref, tx) in senders {
         let event = match &report.result {
             Ok(outcome) => match outcome.get(git_ref) {
-                Some(Ok(update)) => TierEvent::Revision(update.commit.to_string()),
+                Some(Ok(update)) => TierEvent::Revision(Revision::from(update.commit)),
                 Some(Err(e)) => TierEvent::FetchFailed(freshness.failure(git_ref, &e.to_string())),
                 None => continue,
             },
@@ -101,8 +102,8 @@ impl Freshness {
                     let rewrite = match (update.rewrite, update.previous) {
                         (true, Some(from)) => Some(crate::status::Rewrite {
                             git_ref: git_ref.clone(),
-                            from: from.to_string(),
-                            to: update.commit.to_string(),
+                            from: Revision::from(from),
+                            to: Revision::from(update.commit),
                             at: now,
                         }),
                         _ => None,
@@ -268,7 +269,10 @@ mod tests {
         assert!(s.last_fetch_at.is_some() && s.fetch_error.is_none() && !s.stale);
         assert_eq!(s.rewrites, 1);
         let r = s.last_rewrite.expect("the rewrite");
-        assert_eq!((r.from, r.to), (oid('b').to_string(), oid('a').to_string()));
+        assert_eq!(
+            (r.from.as_str(), r.to.as_str()),
+            (oid('b').to_string().as_str(), oid('a').to_string().as_str())
+        );
         let activity = seen.0.lock().unwrap().clone();
         assert!(
             matches!(&activity[..], [Activity::HistoryRewritten { tier, git_ref, .. }] if tier == "dev" && git_ref == "main"),

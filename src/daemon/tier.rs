@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::leadership::leadership_lost;
 use crate::leader::LeaderView;
 use crate::reconcile::{ReconcileReason, TierReconciler};
+use crate::revision::Revision;
 use crate::status::StatusHandle;
 
 /// Live changes arriving within this time are handled by one reconcile.
@@ -19,7 +20,7 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 
 #[derive(Clone)]
 pub(super) enum TierEvent {
-    Revision(String),
+    Revision(Revision),
     FetchFailed(String),
 }
 
@@ -98,7 +99,7 @@ async fn tier_loop(
     interval: Duration,
     cancel: &CancellationToken,
 ) {
-    let mut offered: Option<String> = None;
+    let mut offered: Option<Revision> = None;
     let mut wake_at: Option<Instant> = None;
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,7 +123,7 @@ async fn tier_loop(
                     continue;
                 }
                 Some(TierEvent::Revision(rev)) => {
-                    if offered.as_deref() == Some(rev.as_str()) {
+                    if offered.as_ref() == Some(&rev) {
                         reconciler.source_recovered();
                         continue;
                     }

@@ -89,8 +89,8 @@ impl DryRun for ApiDryRun {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let key = ObjectKey::from(desired);
-        if let Some(answer) = self.cached(&key, &desired.digest, &version) {
+        let key = &desired.key;
+        if let Some(answer) = self.cached(key, &desired.digest, &version) {
             return Ok(answer);
         }
         let (resource, _) = self
@@ -98,15 +98,15 @@ impl DryRun for ApiDryRun {
             .resource(&key.api_version, &key.kind)
             .await
             .map_err(|source| DriftError::Discovery {
-                object: desired.display_name(),
+                object: desired.key.to_string(),
                 source,
             })?;
         let api = self
             .api
-            .api_for(&key)
+            .api_for(key)
             .await
             .map_err(|source| DriftError::Discovery {
-                object: desired.display_name(),
+                object: desired.key.to_string(),
                 source,
             })?;
         // force: other managers' fields would otherwise make the dry-run a conflict error
@@ -114,14 +114,14 @@ impl DryRun for ApiDryRun {
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
         self.sent.fetch_add(1, Ordering::Relaxed);
         let answer = api
-            .patch(&desired.name, &params, &Patch::Apply(&desired.manifest))
+            .patch(&desired.key.name, &params, &Patch::Apply(&desired.manifest))
             .await
             .map_err(|source| DriftError::DryRun {
-                object: desired.display_name(),
+                object: desired.key.to_string(),
                 source: masked_for(desired, source),
             })?;
         let answer = crate::live::api::to_value(answer, &resource);
-        self.remember(key, &desired.digest, version, &answer);
+        self.remember(key.clone(), &desired.digest, version, &answer);
         Ok(answer)
     }
 }
@@ -129,7 +129,7 @@ impl DryRun for ApiDryRun {
 /// The API server's answer about a Secret, with what it echoes of the Secret's values masked:
 /// the error is logged and may reach the status.
 fn masked_for(desired: &DesiredObject, e: kube::Error) -> kube::Error {
-    if desired.kind != "Secret" {
+    if desired.key.kind != "Secret" {
         return e;
     }
     match e {

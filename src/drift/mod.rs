@@ -163,9 +163,9 @@ pub async fn detect_except(
 ) -> Result<Detected, DriftError> {
     let span = info_span!("detect", tier = %set.tier);
     async {
-        // Desired manifests are borrowed, not cloned: this loop runs over every object of
-        // every reconcile.
-        let mut diffs: Vec<(ObjectKey, Cow<'_, Value>, ObjectDiff)> = Vec::new();
+        // Desired keys and manifests are borrowed, not cloned: this loop runs over every
+        // object of every reconcile.
+        let mut diffs: Vec<(Cow<'_, ObjectKey>, Cow<'_, Value>, ObjectDiff)> = Vec::new();
         // Live HPAs only (what `hpa_scale_targets` reads): holding every live object until
         // the end of the loop cost a whole copy of the cluster per reconcile.
         let mut live_hpas: Vec<Value> = Vec::new();
@@ -174,18 +174,18 @@ pub async fn detect_except(
         let mut foreign_items: Vec<DriftItem> = Vec::new();
         let mut lives: HashMap<ObjectKey, Value> = HashMap::new();
         for o in &set.objects {
-            if !skip.is_empty() && skip.contains(&ObjectKey::from(o)) {
+            if !skip.is_empty() && skip.contains(&o.key) {
                 continue;
             }
-            let span = info_span!("object", object = %o.display_name());
+            let span = info_span!("object", object = %o.key);
             let (diff, live_obj, dismissed_here, foreign) = async {
-                let current = match live.get(&ObjectKey::from(o)).await {
+                let current = match live.get(&o.key).await {
                     Ok(v) => v,
                     // A kind the server does not serve (its CRD not applied yet): not there.
                     Err(LiveError::UnknownKind { .. }) => None,
                     Err(source) => {
                         return Err(DriftError::Live {
-                            object: o.display_name(),
+                            object: o.key.to_string(),
                             source,
                         });
                     }
@@ -230,19 +230,19 @@ pub async fn detect_except(
             match live_obj {
                 Some(l) if is_hpa(&l) => {
                     if drifted {
-                        lives.insert(ObjectKey::from(o), l.clone());
+                        lives.insert(o.key.clone(), l.clone());
                     }
                     live_hpas.push(l);
                 }
                 Some(l) if drifted => {
-                    lives.insert(ObjectKey::from(o), l);
+                    lives.insert(o.key.clone(), l);
                 }
                 _ => {}
             }
             if !foreign.is_empty() {
-                foreign_items.extend(classify_foreign(&ObjectKey::from(o), &foreign, tier));
+                foreign_items.extend(classify_foreign(&o.key, &foreign, tier));
             }
-            diffs.push((ObjectKey::from(o), Cow::Borrowed(&o.manifest), diff));
+            diffs.push((Cow::Borrowed(&o.key), Cow::Borrowed(&o.manifest), diff));
         }
 
         // Extra objects: labelled for the tier, of the tier's kinds, not desired.
@@ -250,11 +250,7 @@ pub async fn detect_except(
         // By identity: a kind watched at two versions (two manifests of one group at
         // different versions) shows each object under both, and a desired object under the
         // version it is not desired at is the same object, not an extra one.
-        let desired: HashSet<ObjectId> = set
-            .objects
-            .iter()
-            .map(|o| ObjectKey::from(o).id())
-            .collect();
+        let desired: HashSet<ObjectId> = set.objects.iter().map(|o| o.key.id()).collect();
         let mut extra_seen: HashSet<ObjectId> = HashSet::new();
         let labelled = live
             .labelled_keys(&set.tier, &kinds)
@@ -283,16 +279,7 @@ pub async fn detect_except(
             if is_hpa(&l) {
                 live_hpas.push(l);
             }
-            diffs.push((
-                ObjectKey {
-                    api_version: key.api_version,
-                    kind: key.kind,
-                    namespace: key.namespace,
-                    name: key.name,
-                },
-                Cow::Owned(shown),
-                ObjectDiff::Extra,
-            ));
+            diffs.push((Cow::Owned(key), Cow::Owned(shown), ObjectDiff::Extra));
         }
 
         let hpa_targets = hpa_scale_targets(
@@ -306,7 +293,7 @@ pub async fn detect_except(
         let mut drifted = 0;
         for (object, manifest, diff) in &diffs {
             let mut found = classify(object, Some(manifest.as_ref()), diff, tier, &hpa_targets);
-            found.extend(foreign_items.iter().filter(|i| i.key == *object).cloned());
+            found.extend(foreign_items.iter().filter(|i| i.key == **object).cloned());
             if found.is_empty() {
                 in_sync += 1;
             } else {
@@ -396,7 +383,7 @@ fn foreign_drift(
     local: &[FieldDiff],
 ) -> Vec<(FieldDiff, Option<String>)> {
     let related = |a: &[PathSegment], b: &[PathSegment]| a.starts_with(b) || b.starts_with(a);
-    foreign::foreign_security_fields(&o.kind, &o.manifest, live)
+    foreign::foreign_security_fields(&o.key.kind, &o.manifest, live)
         .into_iter()
         .filter(|f| !local.iter().any(|l| related(&l.path.0, &f.diff.path.0)))
         .map(|f| {

@@ -186,15 +186,17 @@ fn testdata(name: &str) -> Value {
 
 fn set_of(manifest: Value) -> DesiredSet {
     let o = DesiredObject {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        namespace: manifest["metadata"]["namespace"]
-            .as_str()
-            .map(str::to_owned),
-        name: manifest["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .into(),
+        key: ObjectKey {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: manifest["metadata"]["namespace"]
+                .as_str()
+                .map(str::to_owned),
+            name: manifest["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+        },
         scope: crate::render::ObjectScope::Namespaced,
         manifest,
         source: crate::render::SourceLocation {
@@ -277,10 +279,10 @@ async fn extra_objects_are_found_by_identity_not_version() {
     let key = |version: &str, name: &str| ObjectKey {
         api_version: format!("apps/{version}"),
         kind: "Deployment".into(),
-        namespace: set.objects[0].namespace.clone(),
+        namespace: set.objects[0].key.namespace.clone(),
         name: name.into(),
     };
-    let name = set.objects[0].name.clone();
+    let name = set.objects[0].key.name.clone();
     let labelled = vec![
         key("v1", &name),
         // The desired object, listed again under another version of its group.

@@ -3,6 +3,7 @@
 
 use crate::drift::DriftError;
 use crate::live::LiveError;
+use crate::revision::Revision;
 use crate::signature::SignatureError;
 use crate::source::SourceError;
 use crate::state::StateError;
@@ -11,10 +12,10 @@ use crate::state::StateError;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     #[error("{revision} is not a commit id: {reason}")]
-    NotACommit { revision: String, reason: String },
+    NotACommit { revision: Revision, reason: String },
     /// A checkout outside the source mirror (a test's or a bench's) failed.
     #[error("cannot check out {revision}: {reason}")]
-    Failed { revision: String, reason: String },
+    Failed { revision: Revision, reason: String },
     #[error("the source mirror lock is poisoned")]
     LockPoisoned,
     #[error(transparent)]

@@ -58,7 +58,7 @@ impl TierReconciler {
             && !self.refused_now
             && tally.get(Outcome::Failed) == 0
             && !cancel.is_cancelled();
-        if fully_applied && self.applied_reported.as_deref() != Some(active.revision.as_str()) {
+        if fully_applied && self.reported.applied.as_ref() != Some(&active.revision) {
             if let Some((_, at)) = self.arrived.as_ref().filter(|(r, _)| *r == active.revision) {
                 self.observers.emit(Activity::RevisionApplied {
                     tier: self.tier.name.clone(),
@@ -66,10 +66,10 @@ impl TierReconciler {
                     since_arrival: at.elapsed(),
                 });
             }
-            self.applied_reported = Some(active.revision.clone());
+            self.reported.applied = Some(active.revision.clone());
         }
         // Applied and healthy both observed: the revision's arrival time has served.
-        if self.applied_reported.as_deref() == Some(active.revision.as_str())
+        if self.reported.applied.as_ref() == Some(&active.revision)
             && self
                 .last_healthy
                 .as_ref()
@@ -110,7 +110,9 @@ impl TierReconciler {
             record.error.clone(),
         );
         let mut result = SyncState::Synced;
+        let intake = std::mem::take(&mut self.pending);
         self.status.update(|s| {
+            intake.write(s);
             report.write(s, sync_error);
             s.last_reconcile_at = Some(started_at);
             if notable {
@@ -127,17 +129,17 @@ impl TierReconciler {
             outcomes: outcomes_map,
             error,
             notable,
-            window_closed: self.window_held,
+            window_closed: self.window.held,
         });
         outcomes
     }
 
     /// What outranks this sync's own result in its report ([`report::standing_error`]).
-    pub(super) fn standing_error(&self) -> Option<(String, String)> {
+    pub(super) fn standing_error(&self) -> Option<(Revision, String)> {
         report::standing_error(
             self.desired.failure(),
-            self.active.as_ref().map(|a| a.revision.as_str()),
-            self.source_error.as_deref(),
+            self.active.as_ref().map(|a| &a.revision),
+            self.source.error.as_deref(),
             self.prune_refused.as_deref(),
         )
     }
@@ -178,15 +180,15 @@ impl TierReconciler {
         self.refused_now = !refusals.is_empty();
         if self.refused_now {
             let lines: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-            if lines != self.refusals_logged {
+            if lines != self.reported.refusals {
                 for f in &refusals {
                     warn!(object = %crate::escape::escape_line(&f.object), finding = %crate::escape::escape_line(&f.to_string()), "refused: the tier may not take this object; nothing of the revision is applied");
                 }
-                self.refusals_logged = lines;
+                self.reported.refusals = lines;
             }
             self.desired.refuse(&active.revision, refusals);
         } else {
-            self.refusals_logged.clear();
+            self.reported.refusals.clear();
             self.desired.clear_refusal();
         }
         let refused = self.refused_now;
@@ -213,17 +215,18 @@ impl TierReconciler {
         let mut applied_keys = held;
         if !deploy.is_empty() {
             let items = self.items(deploy.iter().map(|o| (*o, &o.manifest))).await;
-            let results = self.applier.apply(items, cancel).await;
+            let results = self.backends.applier.apply(items, cancel).await;
             laps.lap("apply");
             self.note_results(&deploy, &results, record, tally);
             applied_keys.extend(results.iter().map(|r| r.key.clone()));
             // Kinds whose CRD this apply created can be watched now.
             let any_unserved = self
+                .live
                 .cache
                 .as_ref()
                 .is_some_and(|c| c.unserved().next().is_some());
             if any_unserved {
-                self.cache_digest = None;
+                self.live.digest = None;
                 self.follow_set(&set).await?;
                 laps.lap("live-cache-new-kinds");
             }
@@ -238,36 +241,47 @@ impl TierReconciler {
         // Drift of the objects not just applied, and what the policy does about it. The apply
         // may have outlived a watch (an API server restart mid-apply).
         self.live_synced(cancel).await?;
-        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
-        let detected = detect_except(&set, &self.tier, cache, &self.dry_run, &applied_keys).await?;
+        let cache = self
+            .live
+            .cache
+            .as_ref()
+            .ok_or(ReconcileError::CacheNotStarted)?;
+        let detected = detect_except(
+            &set,
+            &self.tier,
+            cache,
+            &self.backends.dry_run,
+            &applied_keys,
+        )
+        .await?;
         let mut report = detected.report;
         // A Job with ttlSecondsAfterFinished that finished for its manifest and was deleted by
         // the TTL controller is not drift: it runs once per manifest (issue 21 item 6).
         let mut jobs_gone: HashSet<ObjectKey> = HashSet::new();
         for o in set.objects.iter().filter(|o| is_ttl_job(o)) {
-            let key = ObjectKey::from(o);
+            let key = &o.key;
             let Some(state) = self.state.as_mut() else {
                 break;
             };
-            let namespace = o.namespace.clone().unwrap_or_default();
+            let namespace = o.key.namespace.clone().unwrap_or_default();
             let applied_here =
-                state.inventory.get(&key).map(String::as_str) == Some(short_digest(&o.digest));
-            let live = cache.get(&key).await.ok().flatten();
+                state.inventory.get(key).map(String::as_str) == Some(short_digest(&o.digest));
+            let live = cache.get(key).await.ok().flatten();
             if let Some(live) = &live {
                 if let Some(uid) = live.pointer("/metadata/uid").and_then(Value::as_str) {
-                    self.job_uids.insert(key.clone(), uid.to_owned());
+                    self.jobs.uids.insert(key.clone(), uid.to_owned());
                 }
                 if applied_here
                     && job_finished(live)
-                    && !state.job_finished(&namespace, &o.name, &o.digest)
+                    && !state.job_finished(&namespace, &o.key.name, &o.digest)
                 {
-                    info!(object = %o.display_name(), "job finished for this revision: it is not created again until git changes it");
-                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
+                    info!(object = %o.key, "job finished for this revision: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.key.name, &o.digest, &active.revision);
                 }
                 continue;
             }
-            if state.job_finished(&namespace, &o.name, &o.digest) {
-                jobs_gone.insert(key);
+            if state.job_finished(&namespace, &o.key.name, &o.digest) {
+                jobs_gone.insert(key.clone());
                 continue;
             }
             if !applied_here {
@@ -275,16 +289,16 @@ impl TierReconciler {
             }
             // Gone before a reconcile saw it finish (ttlSecondsAfterFinished: 0): the Job
             // controller's Event says whether the Job gitopsd created ran to its end.
-            let uid = self.job_uids.get(&key).cloned();
-            match job_end_event(&self.client, &namespace, &o.name, uid.as_deref()).await {
+            let uid = self.jobs.uids.get(key).cloned();
+            match job_end_event(&self.client, &namespace, &o.key.name, uid.as_deref()).await {
                 Ok(true) => {
-                    info!(object = %o.display_name(), "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
-                    state.record_job_finished(&namespace, &o.name, &o.digest, &active.revision);
-                    jobs_gone.insert(key);
+                    info!(object = %o.key, "job finished for this revision (its Event says so) and was deleted: it is not created again until git changes it");
+                    state.record_job_finished(&namespace, &o.key.name, &o.digest, &active.revision);
+                    jobs_gone.insert(key.clone());
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    debug!(object = %o.display_name(), error = %e, "cannot read the Job's Events")
+                    debug!(object = %o.key, error = %e, "cannot read the Job's Events")
                 }
             }
         }
@@ -292,15 +306,15 @@ impl TierReconciler {
             state.finished_jobs.retain(|j| {
                 set.objects.iter().any(|o| {
                     is_ttl_job(o)
-                        && o.name == j.name
-                        && o.namespace.as_deref() == Some(j.namespace.as_str())
+                        && o.key.name == j.name
+                        && o.key.namespace.as_deref() == Some(j.namespace.as_str())
                 })
             });
         }
         if !jobs_gone.is_empty() {
             report.drop_items(|i| i.field_path.is_none() && jobs_gone.contains(&i.object_key()));
         }
-        self.jobs_gone = jobs_gone;
+        self.jobs.gone = jobs_gone;
         if let Some(state) = &self.state {
             // By identity: the inventory compares group, kind, namespace and name.
             crate::drift::settle_extras(&mut report, &self.tier, &|k| {
@@ -323,11 +337,11 @@ impl TierReconciler {
         // Outside the change windows only critical drift is corrected (unless the tier holds
         // that too, or a manual sync overrode the window); the rest waits.
         let window = self.window_now();
-        let closed = !window.open && !self.override_now;
+        let closed = !window.open && !self.window.override_now;
         let critical_too = self.tier.critical_outside_windows == OutsideWindows::Hold;
         let (policy_report, waiting) = plan::outside_window(&report, closed, critical_too);
         if waiting > 0 {
-            self.window_held = true;
+            self.window.held = true;
         }
         let decision = self.fights.decide(
             &policy_report,
@@ -358,21 +372,23 @@ impl TierReconciler {
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            if version.is_some() && self.removed_at_version.get(&c.object) == version.as_ref() {
-                debug!(object = %o.display_name(), "the live cache has not seen the last removal yet");
+            if version.is_some() && self.live.removed_at_version.get(&c.object) == version.as_ref()
+            {
+                debug!(object = %o.key, "the live cache has not seen the last removal yet");
                 continue;
             }
             let r = self
+                .backends
                 .applier
                 .remove_fields(&c.object, live, &c.remove, cancel)
                 .await;
             if r.outcome != Outcome::Failed {
                 if let Some(v) = version {
-                    self.removed_at_version.insert(c.object.clone(), v);
+                    self.live.removed_at_version.insert(c.object.clone(), v);
                 }
                 self.fights.corrected(&c.object, &c.remove, &o.digest, now);
                 let fields: Vec<String> = c.remove.iter().map(ToString::to_string).collect();
-                info!(object = %o.display_name(), fields = ?fields, "foreign security fields removed");
+                info!(object = %o.key, fields = ?fields, "foreign security fields removed");
             }
             removed.push(r);
             removed_from.push(*o);
@@ -407,7 +423,7 @@ impl TierReconciler {
                     item.previous_resource_version = Some(v.to_owned());
                 }
             }
-            let results = self.applier.apply(items, cancel).await;
+            let results = self.backends.applier.apply(items, cancel).await;
             self.note_results(&objects, &results, record, tally);
             for ((c, o), r) in corrections.iter().zip(&results) {
                 if r.outcome != Outcome::Failed {
@@ -424,27 +440,29 @@ impl TierReconciler {
                         self.fights.recreated(&c.object, &o.digest, now);
                     }
                     let fields: Vec<String> = c.fields.iter().map(ToString::to_string).collect();
-                    info!(object = %o.display_name(), fields = ?fields, "drift corrected");
+                    info!(object = %o.key, fields = ?fields, "drift corrected");
                 }
             }
         }
         laps.lap("corrections");
-        let desired_keys: HashSet<ObjectKey> = by_key.keys().cloned().collect();
+        let desired_keys: HashSet<ObjectKey> = by_key.keys().map(|&k| k.clone()).collect();
         // What leaves the inventory is compared by identity: a manifest moved to another
         // version of its group is the same object (issue 21 item 4).
         let desired_ids: HashSet<ObjectId> = desired_keys.iter().map(ObjectKey::id).collect();
         self.fights.retain(|k| desired_keys.contains(k));
-        self.applied_generations
+        self.live
+            .applied_generations
             .retain(|k, _| desired_keys.contains(k));
-        self.removed_at_version
+        self.live
+            .removed_at_version
             .retain(|k, _| desired_keys.contains(k));
-        self.dry_run.retain(&desired_keys);
+        self.backends.dry_run.retain(&desired_keys);
 
         // Prune: only when the newest revision fetched, rendered and validated, and every
         // object of this sync was applied: an object refused (RBAC, a conflict) may be the
         // replacement of one prune would delete.
         let newest_ok =
-            self.source_ok && self.desired.failure().is_none() && !cancel.is_cancelled();
+            self.source.ok && self.desired.failure().is_none() && !cancel.is_cancelled();
         let apply_failed = tally.get(Outcome::Failed) > 0;
         let leftovers = self
             .state
@@ -512,7 +530,7 @@ impl TierReconciler {
             unsettled,
             prune_refused: prune_refused.as_deref(),
             newest_failure: self.desired.failure().map(ToString::to_string),
-            source_error: self.source_error.as_deref(),
+            source_error: self.source.error.as_deref(),
             held: self.phase.held().map(|(_, h)| h.message.as_str()),
             window_waiting: waiting,
             window_next: window.next_change,
@@ -529,7 +547,7 @@ impl TierReconciler {
             prune_refused,
             drift: report,
             last_error: error,
-            dry_run_cache_entries: self.dry_run.entries(),
+            dry_run_cache_entries: self.backends.dry_run.entries(),
         });
         Ok(outcomes)
     }

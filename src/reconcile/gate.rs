@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::{PromotionGate, TierConfig};
+use crate::revision::Revision;
 use crate::state::HealthyRecord;
 use crate::window::WindowState;
 
@@ -35,13 +36,13 @@ pub struct Hold {
 /// of the revision's `base/` files (for `gate: baseDigest`). `None`: the gate is open.
 pub fn promotion_gate(
     tier: &TierConfig,
-    revision: &str,
+    revision: &Revision,
     base_digest: Option<&str>,
     evidence: &[HealthyRecord],
     now: DateTime<Utc>,
 ) -> Option<Hold> {
     let from = tier.promote_from.as_deref()?;
-    let exact = evidence.iter().find(|h| h.revision == revision);
+    let exact = evidence.iter().find(|h| h.revision == *revision);
     let same_base = || {
         let base = base_digest?;
         evidence
@@ -55,9 +56,9 @@ pub fn promotion_gate(
     };
     let Some(record) = record else {
         let what = match tier.gate {
-            PromotionGate::Revision => format!("revision {}", short(revision)),
+            PromotionGate::Revision => format!("revision {}", revision.short()),
             PromotionGate::BaseDigest => {
-                format!("revision {} (or one with the same base)", short(revision))
+                format!("revision {} (or one with the same base)", revision.short())
             }
         };
         return Some(Hold {
@@ -83,7 +84,7 @@ pub fn promotion_gate(
         kind: HoldKind::Soak,
         message: format!(
             "promotion gate closed: tier {from} is healthy at {} for {} of the {} soak; it opens at {}",
-            short(&record.revision),
+            record.revision.short(),
             humantime::format_duration(for_),
             humantime::format_duration(soak),
             opens
@@ -143,10 +144,6 @@ pub fn base_digest(root: &std::path::Path) -> Option<String> {
     Some(hex::encode(h.finalize()))
 }
 
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,21 +170,21 @@ mod tests {
     #[test]
     fn a_tier_without_promote_from_has_no_gate() {
         let t: TierConfig = serde_yaml::from_str("{name: e, ref: main, namespaces: [e]}").unwrap();
-        assert_eq!(promotion_gate(&t, "abc", None, &[], at(0)), None);
+        assert_eq!(promotion_gate(&t, &"abc".into(), None, &[], at(0)), None);
     }
 
     #[test]
     fn the_gate_opens_only_for_the_revision_recorded_healthy() {
         let t = tier("");
-        let hold =
-            promotion_gate(&t, "bbbb", None, &[record("aaaa", 0, None)], at(10)).expect("closed");
+        let hold = promotion_gate(&t, &"bbbb".into(), None, &[record("aaaa", 0, None)], at(10))
+            .expect("closed");
         assert_eq!(hold.kind, HoldKind::PromotionGate);
         assert_eq!(
             hold.message,
             "promotion gate closed: tier experimental has not recorded revision bbbb healthy; it opens once experimental is healthy at it"
         );
         assert_eq!(
-            promotion_gate(&t, "aaaa", None, &[record("aaaa", 0, None)], at(10)),
+            promotion_gate(&t, &"aaaa".into(), None, &[record("aaaa", 0, None)], at(10)),
             None
         );
     }
@@ -196,7 +193,7 @@ mod tests {
     fn the_soak_counts_from_when_the_revision_became_healthy() {
         let t = tier("soak: 30m");
         let ev = [record("aaaa", 0, None)];
-        let hold = promotion_gate(&t, "aaaa", None, &ev, at(600)).expect("still soaking");
+        let hold = promotion_gate(&t, &"aaaa".into(), None, &ev, at(600)).expect("still soaking");
         assert_eq!(hold.kind, HoldKind::Soak);
         assert!(
             hold.message
@@ -214,7 +211,10 @@ mod tests {
             Some(at(1800)),
             "the tier wakes when the soak ends"
         );
-        assert_eq!(promotion_gate(&t, "aaaa", None, &ev, at(1800)), None);
+        assert_eq!(
+            promotion_gate(&t, &"aaaa".into(), None, &ev, at(1800)),
+            None
+        );
     }
 
     #[test]
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn an_unrecorded_revision_has_no_time_to_wake_for() {
-        let hold = promotion_gate(&tier(""), "bbbb", None, &[], at(0)).expect("closed");
+        let hold = promotion_gate(&tier(""), &"bbbb".into(), None, &[], at(0)).expect("closed");
         assert_eq!(hold.opens_at, None);
     }
 
@@ -243,11 +243,14 @@ mod tests {
     fn a_base_digest_gate_takes_a_revision_with_the_same_base() {
         let t = tier("gate: baseDigest");
         let ev = [record("aaaa", 0, Some("b1"))];
-        assert_eq!(promotion_gate(&t, "cccc", Some("b1"), &ev, at(5)), None);
-        assert!(promotion_gate(&t, "cccc", Some("b2"), &ev, at(5)).is_some());
-        assert!(promotion_gate(&t, "cccc", None, &ev, at(5)).is_some());
+        assert_eq!(
+            promotion_gate(&t, &"cccc".into(), Some("b1"), &ev, at(5)),
+            None
+        );
+        assert!(promotion_gate(&t, &"cccc".into(), Some("b2"), &ev, at(5)).is_some());
+        assert!(promotion_gate(&t, &"cccc".into(), None, &ev, at(5)).is_some());
         // The revision gate does not.
         let t = tier("");
-        assert!(promotion_gate(&t, "cccc", Some("b1"), &ev, at(5)).is_some());
+        assert!(promotion_gate(&t, &"cccc".into(), Some("b1"), &ev, at(5)).is_some());
     }
 }

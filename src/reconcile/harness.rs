@@ -36,6 +36,7 @@ use crate::discovery::ScopeCache;
 use crate::drift::{DriftError, DryRunCache};
 use crate::live::{Cluster, LiveError, LiveWatch, Namespaces, ObjectId, ObjectKey};
 use crate::render::{KindScopes, TIER_LABEL};
+use crate::revision::Revision;
 use crate::state::{StateError, StateStorage, TierState};
 use crate::status::{StatusHandle, SyncState, TierStatus};
 
@@ -876,10 +877,10 @@ impl FakeRepo {
     }
 
     /// A new commit holding exactly `files` (path, content); its revision.
-    pub fn commit(&self, files: &[(String, String)]) -> String {
+    pub fn commit(&self, files: &[(String, String)]) -> Revision {
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        let revision = format!("{n:0>40x}");
-        let root = self.dir.path().join(&revision);
+        let revision = Revision::new(format!("{n:0>40x}"));
+        let root = self.dir.path().join(revision.as_str());
         for (path, content) in files {
             let p = root.join(path);
             std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
@@ -888,19 +889,19 @@ impl FakeRepo {
         revision
     }
 
-    fn root(&self, revision: &str) -> PathBuf {
-        self.dir.path().join(revision)
+    fn root(&self, revision: &Revision) -> PathBuf {
+        self.dir.path().join(revision.as_str())
     }
 }
 
 impl Checkouts for FakeRepo {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+    fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError> {
         let root = self.root(revision);
         if root.is_dir() {
             Ok(root)
         } else {
             Err(CheckoutError::Failed {
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 reason: "no such commit".to_owned(),
             })
         }
@@ -996,7 +997,7 @@ impl Harness {
 
     /// A commit of the tier's files (tier.yaml, the Namespace) and `files` under `base/`
     /// (name, YAML).
-    pub fn commit(&self, files: &[(&str, &str)]) -> String {
+    pub fn commit(&self, files: &[(&str, &str)]) -> Revision {
         let mut all = vec![
             (
                 format!("tiers/{TIER}/tier.yaml"),
@@ -1016,7 +1017,7 @@ impl Harness {
     }
 
     /// The tier's ref moved to `revision`, and the tier reconciles.
-    pub async fn deploy(&mut self, revision: &str) -> Outcomes {
+    pub async fn deploy(&mut self, revision: &Revision) -> Outcomes {
         self.reconciler.offer_revision(revision).await;
         self.reconciler
             .reconcile(ReconcileReason::Revision, &self.cancel)

@@ -8,23 +8,23 @@ use crate::validate::ScopeRule;
 
 impl TierReconciler {
     pub(super) fn window_now(&self) -> WindowState {
-        window_state(&self.tier.windows, (self.clock)())
+        window_state(&self.tier.windows, (self.settings.clock)())
     }
 
     /// Why `revision` may not be deployed now: the promotion gate, the signatures, the
     /// change window, in that order. A revision already deployed passes.
-    pub(super) async fn hold_for(&mut self, revision: &str) -> Option<Hold> {
-        let deployed = self.active.as_ref().map(|a| a.revision.as_str()) == Some(revision)
+    pub(super) async fn hold_for(&mut self, revision: &Revision) -> Option<Hold> {
+        let deployed = self.active.as_ref().map(|a| &a.revision) == Some(revision)
             || self
                 .state
                 .as_ref()
-                .and_then(|s| s.last_applied_revision.as_deref())
+                .and_then(|s| s.last_applied_revision.as_ref())
                 == Some(revision);
         if deployed {
             return None;
         }
         if let Some(from) = self.tier.promote_from.clone() {
-            let mut evidence = match self.store.load(&from).await {
+            let mut evidence = match self.backends.store.load(&from).await {
                 Ok(state) => state.healthy,
                 Err(e) => {
                     return Some(Hold {
@@ -38,7 +38,7 @@ impl TierReconciler {
             };
             let checkouts = self.checkouts.clone();
             let from2 = from.clone();
-            let rev = revision.to_owned();
+            let rev = revision.clone();
             let base = self.tier.gate == crate::config::PromotionGate::BaseDigest;
             let (refs, digest) = tokio::task::spawn_blocking(move || {
                 let refs = checkouts.healthy_refs(&from2);
@@ -60,7 +60,7 @@ impl TierReconciler {
                 revision,
                 digest.as_deref(),
                 &evidence,
-                (self.clock)(),
+                (self.settings.clock)(),
             ) {
                 return Some(hold);
             }
@@ -72,10 +72,10 @@ impl TierReconciler {
                 .map(|a| a.revision.clone())
                 .or_else(|| self.state.as_ref()?.last_applied_revision.clone());
             let checkouts = self.checkouts.clone();
-            let to = revision.to_owned();
+            let to = revision.clone();
             let checked = tokio::task::spawn_blocking(move || {
                 let commits = checkouts
-                    .commits_between(from.as_deref(), &to)
+                    .commits_between(from.as_ref(), &to)
                     .map_err(|e| e.to_string())?;
                 crate::signature::check_range(&commits, &signed.ssh_allowed_signers)
                     .map_err(|e| e.to_string())
@@ -90,7 +90,7 @@ impl TierReconciler {
                 });
             }
         }
-        if !self.override_now
+        if !self.window.override_now
             && let Some(hold) = window_hold(&self.window_now())
         {
             return Some(hold);
@@ -100,30 +100,26 @@ impl TierReconciler {
 
     /// Holds `revision` back: the last deployed set stays active (rendered again after a
     /// restart), the status says why, and the block is reported once per revision and kind.
-    pub(super) async fn hold(&mut self, revision: &str, hold: Hold) {
+    pub(super) async fn hold(&mut self, revision: &Revision, hold: Hold) {
         if self.active.is_none() {
             self.active = self.restore_last_applied().await;
         }
-        if self.blocked_reported.first_time(revision, hold.kind) {
-            warn!(tier = %self.tier.name, revision, reason = %hold.message, "revision held back");
+        if self.reported.blocked.first_time(revision, hold.kind) {
+            warn!(tier = %self.tier.name, %revision, reason = %hold.message, "revision held back");
             self.observers.emit(Activity::PromotionBlocked {
                 tier: self.tier.name.clone(),
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 reason: hold.message.clone(),
             });
         }
         let message = hold.message.clone();
         let kind = hold.kind;
         let window = (!self.tier.windows.is_empty()).then(|| self.window_now());
-        self.status.update(|s| {
-            s.sync = SyncState::Blocked;
-            s.last_error = Some(message);
-            s.held_revision = Some(revision.to_owned());
-            s.held_by = Some(kind);
-            s.window = window;
-        });
+        self.pending.fail(SyncState::Blocked, message);
+        self.pending.held = Some(Some((revision.clone(), kind)));
+        self.pending.window = Some(window);
         self.advance(PhaseEvent::HeldBack {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             hold,
         });
     }
@@ -150,24 +146,37 @@ impl TierReconciler {
     }
 
     /// Takes the newest commit of the tier's ref: renders and validates it, and makes it the
-    /// active set when it passes (unless it is the revision rolled back).
-    pub async fn offer_revision(&mut self, revision: &str) {
+    /// active set when it passes (unless it is the revision rolled back). What it changes in
+    /// the status is written in one update at its end.
+    pub async fn offer_revision(&mut self, revision: &Revision) {
+        self.take_revision(revision).await;
+        self.write_pending_status();
+    }
+
+    /// Writes what intake changed in the status since the last write, in one update.
+    pub(super) fn write_pending_status(&mut self) {
+        let delta = std::mem::take(&mut self.pending);
+        if !delta.is_empty() {
+            self.status.update(|s| delta.write(s));
+        }
+    }
+
+    async fn take_revision(&mut self, revision: &Revision) {
         self.source_recovered();
         if self.arrived.as_ref().is_none_or(|(r, _)| r != revision) {
-            self.arrived = Some((revision.to_owned(), Instant::now()));
+            self.arrived = Some((revision.clone(), Instant::now()));
         }
-        self.status
-            .update(|s| s.source_revision = Some(revision.to_owned()));
+        self.pending.source_revision = Some(revision.clone());
         if !self.ensure_state().await {
             self.advance(PhaseEvent::StateUnreadable {
-                revision: revision.to_owned(),
+                revision: revision.clone(),
             });
             return;
         }
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        match state.failed_revision.as_deref() {
+        match state.failed_revision.as_ref() {
             Some(failed) if failed == revision => {
                 // Rolled back: hold the healthy set until git moves.
                 if self.active.is_none() {
@@ -175,15 +184,15 @@ impl TierReconciler {
                 }
                 let message = format!(
                     "revision {} was rolled back after it did not become healthy; waiting for a new commit on {}",
-                    short(revision),
+                    revision.short(),
                     self.tier.git_ref
                 );
                 self.health_note = Some(message.clone());
-                self.status.update(|s| s.last_error = Some(message));
+                self.pending.last_error = Some(Some(message));
                 return;
             }
             Some(_) => {
-                info!(tier = %self.tier.name, revision, "the ref moved past the rolled-back revision");
+                info!(tier = %self.tier.name, %revision, "the ref moved past the rolled-back revision");
                 state.failed_revision = None;
             }
             None => {}
@@ -193,16 +202,13 @@ impl TierReconciler {
             return;
         }
         if self.phase.held().is_some() {
-            self.status.update(|s| {
-                s.held_revision = None;
-                s.held_by = None;
-            });
+            self.pending.held = Some(None);
         }
         self.advance(PhaseEvent::Passed);
         let render_started = Instant::now();
-        let rendered = match &self.refused_render {
+        let rendered = match &self.source.refused_render {
             Some((r, message)) if r == revision => Err(crate::render::RenderError::Refused {
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 message: message.clone(),
             }),
             _ => self.render(revision).await,
@@ -220,16 +226,16 @@ impl TierReconciler {
                 | crate::render::RenderError::CrdScopeConflict { .. },
             )
             | Ok(_) => {}
-            Err(e) => self.refused_render = Some((revision.to_owned(), e.to_string())),
+            Err(e) => self.source.refused_render = Some((revision.clone(), e.to_string())),
         }
         let objects = rendered.as_ref().map_or(0, |s| s.objects.len());
         let validate_started = Instant::now();
         let offer = self
             .desired
-            .offer(revision, rendered, &self.tier, self.last_tier);
+            .offer(revision, rendered, &self.tier, self.settings.last_tier);
         info!(
             tier = %self.tier.name,
-            revision,
+            %revision,
             objects,
             render_ms = render_time.as_millis() as u64,
             validate_ms = validate_started.elapsed().as_millis() as u64,
@@ -244,10 +250,10 @@ impl TierReconciler {
                         set: current.set.clone(),
                     });
                     for w in &current.warnings {
-                        warn!(tier = %self.tier.name, revision, finding = %w, "validation warning");
+                        warn!(tier = %self.tier.name, %revision, finding = %w, "validation warning");
                     }
                 }
-                self.status.update(|s| s.last_error = None);
+                self.pending.last_error = Some(None);
             }
             Offer::Rejected => {
                 let unknown = matches!(
@@ -258,7 +264,7 @@ impl TierReconciler {
                 if unknown {
                     let generation = self.scopes.generation().await;
                     self.advance(PhaseEvent::RejectedForUnknownKinds {
-                        revision: revision.to_owned(),
+                        revision: revision.clone(),
                         generation,
                     });
                 }
@@ -267,11 +273,8 @@ impl TierReconciler {
                     .failure()
                     .map(ToString::to_string)
                     .unwrap_or_else(|| format!("revision {revision} was rejected"));
-                warn!(tier = %self.tier.name, revision, error = %failure, "the revision is not applied; the last good one stays");
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(failure);
-                });
+                warn!(tier = %self.tier.name, %revision, error = %failure, "the revision is not applied; the last good one stays");
+                self.pending.fail(SyncState::Failed, failure);
             }
         }
     }
@@ -281,7 +284,7 @@ impl TierReconciler {
     /// the render fails: the last good set stays and nothing is pruned.
     pub(super) async fn render(
         &self,
-        revision: &str,
+        revision: &Revision,
     ) -> Result<DesiredSet, crate::render::RenderError> {
         let scopes = self.scopes.current().await.map_err(|e| {
             crate::render::RenderError::ScopesUnavailable {
@@ -301,24 +304,24 @@ impl TierReconciler {
 
     pub(super) async fn render_with(
         &self,
-        revision: &str,
+        revision: &Revision,
         scopes: Arc<KindScopes>,
     ) -> Result<DesiredSet, crate::render::RenderError> {
         let checkouts = self.checkouts.clone();
         let tier = self.tier.name.clone();
-        let revision = revision.to_owned();
-        let limits = self.limits.clone();
+        let task_revision = revision.clone();
+        let limits = self.settings.limits.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let root = checkouts
-                .checkout(&revision)
-                .map_err(|e| crate::render::RenderError::checkout(&revision, &e.to_string()))?;
+            let root = checkouts.checkout(&task_revision).map_err(|e| {
+                crate::render::RenderError::checkout(&task_revision, &e.to_string())
+            })?;
             crate::render::render_tier(&root, &tier, &limits, &scopes)
         })
         .await;
         match joined {
             Ok(r) => r,
             Err(e) => Err(crate::render::RenderError::checkout(
-                "(task)",
+                revision,
                 &format!("the render task failed: {e}"),
             )),
         }
@@ -342,13 +345,10 @@ impl TierReconciler {
             Err(e) => {
                 let message = format!(
                     "cannot render the last healthy revision {} to roll back to: {e}",
-                    short(&revision)
+                    revision.short()
                 );
                 warn!(tier = %self.tier.name, error = %message, "nothing is applied");
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(message);
-                });
+                self.pending.fail(SyncState::Failed, message);
                 None
             }
         }
@@ -360,20 +360,20 @@ impl TierReconciler {
         if self.state.is_some() {
             return true;
         }
-        match self.store.load(&self.tier.name).await {
+        match self.backends.store.load(&self.tier.name).await {
             Ok(state) => {
                 info!(
                     tier = %self.tier.name,
                     objects = state.inventory.len(),
-                    last_applied = state.last_applied_revision.as_deref().unwrap_or("-"),
-                    last_healthy = state.last_healthy_revision.as_deref().unwrap_or("-"),
+                    last_applied = state.last_applied_revision.as_ref().map_or("-", Revision::as_str),
+                    last_healthy = state.last_healthy_revision.as_ref().map_or("-", Revision::as_str),
                     "tier state read"
                 );
-                self.status.update(|s| {
-                    s.last_healthy_revision = state.last_healthy_revision.clone();
-                    s.failed_revision = state.failed_revision.clone();
-                    s.rollbacks = state.rollbacks;
-                });
+                self.pending.stored = Some((
+                    state.last_healthy_revision.clone(),
+                    state.failed_revision.clone(),
+                    state.rollbacks,
+                ));
                 self.saved = Some(state.clone());
                 self.state = Some(state);
                 true
@@ -381,10 +381,7 @@ impl TierReconciler {
             Err(e) => {
                 let message = e.to_string();
                 warn!(tier = %self.tier.name, error = %message, "cannot read the tier state; nothing is applied until it can");
-                self.status.update(|s| {
-                    s.sync = SyncState::Failed;
-                    s.last_error = Some(message);
-                });
+                self.pending.fail(SyncState::Failed, message);
                 false
             }
         }

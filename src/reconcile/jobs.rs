@@ -5,8 +5,8 @@ use super::*;
 
 /// A Job the TTL-after-finished controller deletes once it finished.
 pub(super) fn is_ttl_job(o: &DesiredObject) -> bool {
-    o.kind == "Job"
-        && crate::config::api_group(&o.api_version) == "batch"
+    o.key.kind == "Job"
+        && crate::config::api_group(&o.key.api_version) == "batch"
         && o.manifest
             .pointer("/spec/ttlSecondsAfterFinished")
             .is_some_and(|t| !t.is_null())
@@ -25,9 +25,13 @@ pub fn drop_finished_jobs(
         .iter()
         .filter(|o| {
             is_ttl_job(o)
-                && state.job_finished(o.namespace.as_deref().unwrap_or(""), &o.name, &o.digest)
+                && state.job_finished(
+                    o.key.namespace.as_deref().unwrap_or(""),
+                    &o.key.name,
+                    &o.digest,
+                )
         })
-        .map(ObjectKey::from)
+        .map(|o| o.key.clone())
         .collect();
     if !done.is_empty() {
         report.drop_items(|i| i.field_path.is_none() && done.contains(&i.object_key()));

@@ -24,6 +24,7 @@ mod gate;
 mod harness;
 mod intake;
 mod jobs;
+mod memo;
 mod phase;
 mod plan;
 mod reason;
@@ -46,17 +47,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::activity::{Activity, Observers};
-use crate::apply::{Applier, Apply, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
+use crate::apply::{Applier, ApplyItem, ObjectResult, Outcome, PruneTarget, plan_prune};
 use crate::config::{Action, OutsideWindows, TierConfig};
 use crate::desired::{Failure, Offer, TierDesired};
 use crate::discovery::ScopeCache;
-use crate::drift::{ApiDryRun, DryRunCache, detect_except};
+use crate::drift::{ApiDryRun, detect_except};
 use crate::health::{self, Health, ObjectHealth};
-use crate::live::{ApiLive, Cluster, LiveObjects, LiveWatch, Namespaces, ObjectId, ObjectKey};
+use crate::live::{ApiLive, LiveObjects, Namespaces, ObjectId, ObjectKey};
 use crate::policy::{self, FightTracker};
 use crate::render::{DesiredObject, DesiredSet, KindScopes, Limits, ObjectScope};
-use crate::revision::short;
-use crate::state::{HealthyRecord, NOT_APPLIED, StateStorage, StateStore, TierState, short_digest};
+use crate::revision::Revision;
+use crate::state::{HealthyRecord, NOT_APPLIED, StateStore, TierState, short_digest};
 use crate::window::{WindowState, window_state};
 
 use crate::status::{LISTED, StatusHandle, SyncRecord, SyncState, UnhealthyObject};
@@ -75,7 +76,7 @@ const CACHE_RESYNC_WAIT: Duration = Duration::from_secs(20);
 /// Gives the files of a revision: the source's export in the daemon.
 pub trait Checkouts: Send + Sync {
     /// Blocking (git). The directory holds the repo's files at `revision`.
-    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError>;
+    fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError>;
 
     /// Blocking (git). What the config repo's healthy refs
     /// (`refs/gitopsd/healthy/<tier>/<sha>`) say `tier` recorded healthy, as fetched last.
@@ -96,8 +97,8 @@ pub trait Checkouts: Send + Sync {
     /// (`None` for an unsigned commit).
     fn commits_between(
         &self,
-        _from: Option<&str>,
-        _to: &str,
+        _from: Option<&Revision>,
+        _to: &Revision,
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
         Err(CheckoutError::Unsupported {
             what: "listing commits",
@@ -106,11 +107,12 @@ pub trait Checkouts: Send + Sync {
 }
 
 impl Checkouts for Mutex<crate::source::Source> {
-    fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
-        let oid = git2::Oid::from_str(revision).map_err(|e| CheckoutError::NotACommit {
-            revision: revision.to_owned(),
-            reason: e.to_string(),
-        })?;
+    fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError> {
+        let oid =
+            git2::Oid::from_str(revision.as_str()).map_err(|e| CheckoutError::NotACommit {
+                revision: revision.clone(),
+                reason: e.to_string(),
+            })?;
         let source = locked(self)?;
         Ok(source.export(oid)?)
     }
@@ -128,8 +130,8 @@ impl Checkouts for Mutex<crate::source::Source> {
 
     fn commits_between(
         &self,
-        from: Option<&str>,
-        to: &str,
+        from: Option<&Revision>,
+        to: &Revision,
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
         let source = locked(self)?;
         crate::signature::commits_between(source.repository(), from, to)
@@ -148,7 +150,7 @@ fn locked(
 /// A desired set the tier deploys, with the revision it came from.
 #[derive(Debug, Clone)]
 struct Active {
-    revision: String,
+    revision: Revision,
     set: Arc<DesiredSet>,
 }
 
@@ -156,28 +158,20 @@ use crate::apply::Tally;
 pub use jobs::drop_finished_jobs;
 use jobs::{is_ttl_job, job_end_event, job_finished};
 use phase::{PhaseEvent, Retry, TierPhase};
-use report::{HealthStatus, StatusReport, SyncStatus};
+use report::{HealthStatus, StatusDelta, StatusReport, SyncStatus};
 use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.
 pub struct TierReconciler {
     tier: TierConfig,
-    last_tier: bool,
     /// Reads Events (a Job's end) and API discovery (its default scope cache); everything
     /// else goes through the [`Backends`].
     client: Client,
-    api: Arc<dyn Cluster>,
-    applier: Arc<dyn Apply>,
-    dry_run: Arc<dyn DryRunCache>,
-    store: Arc<dyn StateStorage>,
+    backends: Backends,
     /// `None` until read from the cluster: nothing is applied before.
     state: Option<TierState>,
     saved: Option<TierState>,
-    cache: Option<Box<dyn LiveWatch>>,
-    /// Subscribed when the cache starts, never marked seen here: [`Self::live_changes`] hands
-    /// out clones, which see every change since the cache started.
-    live_rx: Option<tokio::sync::watch::Receiver<u64>>,
-    cache_digest: Option<String>,
+    live: memo::LiveView,
     desired: TierDesired,
     active: Option<Active>,
     last_healthy: Option<Active>,
@@ -186,70 +180,30 @@ pub struct TierReconciler {
     /// The newest revision when intake did not take it (state unreadable, held back, unknown
     /// kinds): what the next reconcile offers again.
     phase: TierPhase,
-    /// `metadata.generation` of objects as this daemon last applied them: until the live
-    /// cache shows that generation, its (older) status says nothing about the new spec.
-    applied_generations: HashMap<ObjectKey, i64>,
-    /// The live `resourceVersion` each object had when foreign fields were last removed from
-    /// it: until the live cache shows a newer one, it still shows the fields just removed, and
-    /// a second guarded patch built from that stale copy would only be refused.
-    removed_at_version: HashMap<ObjectKey, String>,
-    /// The newest fetch of the tier's ref succeeded.
-    source_ok: bool,
-    /// Why the newest fetch failed, while it does.
-    source_error: Option<String>,
+    source: memo::SourceHealth,
     /// What happened to the last revision's health (not healthy in time, rolled back): kept
     /// in the status until another revision is taken.
     health_note: Option<String>,
     status: StatusHandle,
     checkouts: Arc<dyn Checkouts>,
-    limits: Limits,
-    /// The last revision whose render failed, with the error: a render is a pure function of
-    /// the commit, so a refused one (a kustomize build stopped at its memory cap, say) is not
-    /// run again on every offer until the ref moves.
-    refused_render: Option<(String, String)>,
     /// Which kinds are namespaced (API discovery, cached): what the render stamps by.
     scopes: Arc<ScopeCache>,
     observers: Observers,
-    /// When each revision offered reached this tier (for commit-to-applied and deployment
-    /// durations); dropped once the revision is healthy or replaced.
-    arrived: Option<(String, Instant)>,
-    /// The revision whose first complete apply was reported.
-    applied_reported: Option<String>,
-    /// Drift seen by the previous reconcile (object, path): only new items are reported.
-    drift_seen: HashSet<(ObjectKey, Option<crate::diff::FieldPath>)>,
-    health_seen: Option<Health>,
-    /// "Now" for windows and soak times; the system clock unless a test sets another.
-    clock: Clock,
-    /// The hold kinds already reported as `PromotionBlocked` for the revision held now: once
-    /// each. Only the held revision is kept (bug h: a set of every revision held grew without
-    /// bound within a leadership term).
-    blocked_reported: BlockedReported,
-    /// Set by a manual sync that overrides a closed window; taken by the next reconcile.
-    window_override: Arc<AtomicBool>,
-    /// This reconcile runs with the window overridden.
-    override_now: bool,
-    /// This reconcile left a revision or drift corrections waiting for a window.
-    window_held: bool,
-    /// Publish healthy revisions as refs in the config repo (`source.publishHealthy`).
-    publish_healthy: bool,
+    arrived: memo::Arrived,
+    reported: memo::Reported,
+    window: memo::WindowSwitch,
     /// Cancelled when this replica stops leading: from then on the tier state is not written
     /// (the new leader owns it).
     write_guard: Option<CancellationToken>,
     /// This sync refused the active set: the cluster holds objects of it the tier may not
     /// take (`crate::ownership`), so nothing of the revision was applied.
     refused_now: bool,
-    /// The refusals last logged, so that a refusal is logged when it appears, not every sync.
-    refusals_logged: Vec<String>,
     /// The prune guard's refusal of the last prune (with the fix), shown in the status.
     prune_refused: Option<String>,
-    /// (revision, refusal) last reported as `PruneRefused`: once per revision and reason.
-    prune_refused_reported: Option<(String, String)>,
-    /// The uid of each Job with ttlSecondsAfterFinished as last applied or seen: its end
-    /// Event is matched by it.
-    job_uids: HashMap<ObjectKey, String>,
-    /// Jobs of this sync that finished for their manifest and are gone: neither drift nor
-    /// unhealthy.
-    jobs_gone: HashSet<ObjectKey>,
+    jobs: memo::JobWatch,
+    settings: memo::Settings,
+    /// What intake changed in the status and has not written yet.
+    pending: StatusDelta,
 }
 
 /// What one reconcile did, for the caller's log and for waking up again.
@@ -288,52 +242,33 @@ impl TierReconciler {
     ) -> TierReconciler {
         let scopes = Arc::new(ScopeCache::new(client.clone()));
         TierReconciler {
-            applier: backends.applier,
-            dry_run: backends.dry_run,
-            api: backends.cluster,
             client,
             tier,
-            last_tier,
-            store: backends.store,
+            backends,
             state: None,
             saved: None,
-            cache: None,
-            live_rx: None,
-            cache_digest: None,
+            live: memo::LiveView::default(),
             desired: TierDesired::default(),
             active: None,
             last_healthy: None,
             rollout: None,
             fights: FightTracker::default(),
             phase: TierPhase::Settled,
-            applied_generations: HashMap::new(),
-            removed_at_version: HashMap::new(),
-            source_ok: false,
-            source_error: None,
+            source: memo::SourceHealth::default(),
             health_note: None,
             status,
             checkouts,
-            limits: Limits::default(),
-            refused_render: None,
             scopes,
             observers,
             arrived: None,
-            applied_reported: None,
-            drift_seen: HashSet::new(),
-            health_seen: None,
-            clock: system_clock(),
-            blocked_reported: BlockedReported::default(),
-            window_override: Arc::new(AtomicBool::new(false)),
-            override_now: false,
-            window_held: false,
-            publish_healthy: false,
+            reported: memo::Reported::default(),
+            window: memo::WindowSwitch::default(),
             write_guard: None,
             refused_now: false,
-            refusals_logged: Vec::new(),
             prune_refused: None,
-            prune_refused_reported: None,
-            job_uids: HashMap::new(),
-            jobs_gone: HashSet::new(),
+            jobs: memo::JobWatch::default(),
+            settings: memo::Settings::new(last_tier),
+            pending: StatusDelta::default(),
         }
     }
 
@@ -343,13 +278,14 @@ impl TierReconciler {
     /// daemon's client given to [`TierReconciler::new`].
     pub fn set_write_client(&mut self, client: Client) {
         let api = ApiLive::new(client);
-        self.applier = Arc::new(Applier::new(api.clone(), &self.tier.name, &self.tier.apply));
-        self.dry_run = Arc::new(ApiDryRun::new(api));
+        self.backends.applier =
+            Arc::new(Applier::new(api.clone(), &self.tier.name, &self.tier.apply));
+        self.backends.dry_run = Arc::new(ApiDryRun::new(api));
     }
 
     /// Replaces the clock (tests: windows and soak times without waiting).
     pub fn set_clock(&mut self, clock: Clock) {
-        self.clock = clock;
+        self.settings.clock = clock;
     }
 
     /// Shares a discovery snapshot with other tiers (the daemon makes one for all).
@@ -359,18 +295,18 @@ impl TierReconciler {
 
     /// Publish `refs/gitopsd/healthy/<tier>/<sha>` when a revision becomes healthy.
     pub fn set_publish_healthy(&mut self, on: bool) {
-        self.publish_healthy = on;
+        self.settings.publish_healthy = on;
     }
 
     /// The switch a manual sync sets to override a closed change window once.
     pub fn window_override(&self) -> Arc<AtomicBool> {
-        self.window_override.clone()
+        self.window.override_flag.clone()
     }
 
     /// Shares a switch that outlives this reconciler (the daemon makes a new one per term of
     /// leadership; the sync endpoint holds the switch).
     pub fn set_window_override(&mut self, flag: Arc<AtomicBool>) {
-        self.window_override = flag;
+        self.window.override_flag = flag;
     }
 
     /// With leader election: `lost` is cancelled when this replica stops leading, and from
@@ -387,14 +323,14 @@ impl TierReconciler {
     /// before the first set). Subscribed when the cache started: a change made since then,
     /// during a reconcile included, is not missed. Keep it across reconciles.
     pub fn live_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.live_rx.clone()
+        self.live.changes.clone()
     }
 
     /// The source could not fetch the tier's ref: the last good revision stays, and prune
     /// waits until a fetch succeeds again.
     pub fn source_failed(&mut self, error: &str) {
-        self.source_ok = false;
-        self.source_error = Some(error.to_owned());
+        self.source.ok = false;
+        self.source.error = Some(error.to_owned());
         let error = error.to_owned();
         self.status.update(|s| {
             s.sync = SyncState::Failed;
@@ -404,13 +340,13 @@ impl TierReconciler {
 
     /// A fetch of the tier's ref succeeded again (with no new commit).
     pub fn source_recovered(&mut self) {
-        self.source_ok = true;
-        self.source_error = None;
+        self.source.ok = true;
+        self.source.error = None;
     }
 
     /// Sets the bounds a render of this tier runs within (`render:` in the config).
     pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+        self.settings.limits = limits;
     }
 
     /// One reconcile of the active set. `reason` names what started it.
@@ -419,13 +355,16 @@ impl TierReconciler {
         reason: ReconcileReason,
         cancel: &CancellationToken,
     ) -> Outcomes {
-        self.override_now = self.window_override.swap(false, Ordering::SeqCst);
+        self.window.override_now = self.window.override_flag.swap(false, Ordering::SeqCst);
         let mut out = self.reconcile_once(reason, cancel).await;
+        // A reconcile that ended before its report (nothing deployed yet, a revision held)
+        // still shows what intake found.
+        self.write_pending_status();
         // An override is good for this one reconcile only.
-        self.override_now = false;
+        self.window.override_now = false;
         // A hold that lifts by itself (a soak ends, a window opens) wakes the tier then.
         if let Some(opens_at) = self.phase.held().and_then(|(_, h)| h.opens_at) {
-            let at = wake_at(opens_at, (self.clock)(), Instant::now());
+            let at = wake_at(opens_at, (self.settings.clock)(), Instant::now());
             out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
         }
         out
@@ -436,11 +375,11 @@ impl TierReconciler {
         reason: ReconcileReason,
         cancel: &CancellationToken,
     ) -> Outcomes {
-        self.window_held = false;
+        self.window.held = false;
         let waiting = self
             .phase
             .to_offer()
-            .map(|(revision, retry)| (revision.to_owned(), retry));
+            .map(|(revision, retry)| (revision.clone(), retry));
         match waiting {
             // Gates and windows are checked again: a held revision goes once they open; a
             // revision pending on an unreadable state is offered again.
@@ -453,31 +392,31 @@ impl TierReconciler {
                 // answer renders the revision again.
                 self.scopes.refresh_on_miss().await;
                 if self.scopes.generation().await != generation {
-                    info!(tier = %self.tier.name, revision, "API discovery changed; rendering the revision refused for unknown kinds again");
+                    info!(tier = %self.tier.name, %revision, "API discovery changed; rendering the revision refused for unknown kinds again");
                     self.offer_revision(&revision).await;
                 }
             }
             None => {}
         }
-        self.window_held = self.phase.window_held();
+        self.window.held = self.phase.window_held();
         let Some(active) = self.active.clone() else {
             if let Some((revision, _)) = self.phase.held() {
                 // Nothing deployed yet, and the first revision is held back.
                 self.observers.emit(Activity::SyncFinished {
                     tier: self.tier.name.clone(),
-                    revision: revision.to_owned(),
+                    revision: revision.clone(),
                     reason: reason.to_string(),
                     result: SyncState::Blocked,
                     duration: Duration::ZERO,
                     outcomes: Tally::default(),
                     error: None,
                     notable: false,
-                    window_closed: self.window_held,
+                    window_closed: self.window.held,
                 });
             }
             return Outcomes::default();
         };
-        let span = info_span!("reconcile", tier = %self.tier.name, revision = %short(&active.revision), reason = %reason);
+        let span = info_span!("reconcile", tier = %self.tier.name, revision = %active.revision.short(), reason = %reason);
         self.reconcile_active(active, reason, cancel)
             .instrument(span)
             .await
@@ -486,60 +425,31 @@ impl TierReconciler {
     /// Points the live cache at the set's kinds and objects (once per set), and waits until
     /// it has listed them.
     async fn follow_set(&mut self, set: &DesiredSet) -> Result<(), ReconcileError> {
-        if self.cache_digest.as_deref() == Some(set.digest.as_str()) && self.cache.is_some() {
+        if self.live.digest.as_deref() == Some(set.digest.as_str()) && self.live.cache.is_some() {
             return Ok(());
         }
         let kinds = set.kinds();
-        let names: Vec<ObjectKey> = set.objects.iter().map(ObjectKey::from).collect();
-        match self.cache.as_mut() {
+        let names: Vec<ObjectKey> = set.objects.iter().map(|o| o.key.clone()).collect();
+        match self.live.cache.as_mut() {
             Some(cache) => cache.update_kinds(&kinds, &names).await?,
             None => {
                 // The tier's namespaces only: no desired object can be outside them (validation),
                 // and gitopsd's RBAC grants reads of namespaced kinds only there.
                 let namespaces = Namespaces::only(&self.tier.namespaces);
                 let cache = self
-                    .api
+                    .backends
+                    .cluster
                     .start_cache(&self.tier.name, namespaces, &kinds, &names)
                     .await?;
-                self.live_rx = Some(cache.changes());
-                self.cache = Some(cache);
+                self.live.changes = Some(cache.changes());
+                self.live.cache = Some(cache);
             }
         }
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = &self.live.cache {
             cache.wait_synced(CACHE_SYNC_TIMEOUT).await?;
         }
-        self.cache_digest = Some(set.digest.clone());
+        self.live.digest = Some(set.digest.clone());
         Ok(())
-    }
-}
-
-impl TierReconciler {}
-
-/// The hold kinds reported for one held revision; a newer revision held starts over.
-#[derive(Debug, Default)]
-struct BlockedReported {
-    revision: Option<String>,
-    kinds: Vec<HoldKind>,
-}
-
-impl BlockedReported {
-    /// Whether `kind` is new for `revision` (and remembers it).
-    fn first_time(&mut self, revision: &str, kind: HoldKind) -> bool {
-        if self.revision.as_deref() != Some(revision) {
-            self.revision = Some(revision.to_owned());
-            self.kinds.clear();
-        }
-        if self.kinds.contains(&kind) {
-            return false;
-        }
-        self.kinds.push(kind);
-        true
-    }
-
-    /// How many (revision, kind) pairs are remembered.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.kinds.len()
     }
 }
 
@@ -557,9 +467,9 @@ mod tests {
     struct NoCheckouts;
 
     impl Checkouts for NoCheckouts {
-        fn checkout(&self, revision: &str) -> Result<PathBuf, CheckoutError> {
+        fn checkout(&self, revision: &Revision) -> Result<PathBuf, CheckoutError> {
             Err(CheckoutError::NotACommit {
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 reason: "no checkouts in this test".to_owned(),
             })
         }
@@ -582,17 +492,6 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_hold_is_reported_once_per_revision_and_kind() {
-        let mut b = BlockedReported::default();
-        assert!(b.first_time("a", HoldKind::Soak));
-        assert!(!b.first_time("a", HoldKind::Soak));
-        assert!(b.first_time("a", HoldKind::Window));
-        assert!(b.first_time("b", HoldKind::Soak));
-        assert!(!b.first_time("b", HoldKind::Soak));
-        assert_eq!(b.len(), 1);
-    }
-
     /// Bug h: what was reported as held back is bounded within a leadership term: only the
     /// revision held now is remembered.
     #[tokio::test]
@@ -605,13 +504,13 @@ mod tests {
                     message: "held".to_owned(),
                     opens_at: None,
                 };
-                r.hold(&format!("{i:040}"), hold).await;
+                r.hold(&Revision::new(format!("{i:040}")), hold).await;
             }
         }
         assert!(
-            r.blocked_reported.len() <= HoldKind::ALL.len(),
+            r.reported.blocked.len() <= HoldKind::ALL.len(),
             "{} entries remembered",
-            r.blocked_reported.len()
+            r.reported.blocked.len()
         );
     }
 

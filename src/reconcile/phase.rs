@@ -7,6 +7,7 @@
 //! held while the one taken before rolls out.
 
 use super::gate::{Hold, HoldKind};
+use crate::revision::Revision;
 
 /// What the next reconcile offers again, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,23 +15,23 @@ pub(super) enum TierPhase {
     /// Nothing waits: the newest revision was taken, or rejected until git moves.
     Settled,
     /// The tier state could not be read: nothing is applied; the revision is offered again.
-    StateUnread { revision: String },
+    StateUnread { revision: Revision },
     /// Held back by a promotion gate, a soak, a signature or a change window: re-checked on
     /// every reconcile while the set deployed before keeps being reconciled.
-    Held { revision: String, hold: Hold },
+    Held { revision: Revision, hold: Hold },
     /// Refused for kinds of unknown scope, judged by discovery generation `generation`: offered
     /// again once discovery answers differently (its CRD installed since), not every time.
-    UnknownKinds { revision: String, generation: u64 },
+    UnknownKinds { revision: Revision, generation: u64 },
 }
 
 /// What intake found out about an offered revision.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum PhaseEvent {
     StateUnreadable {
-        revision: String,
+        revision: Revision,
     },
     HeldBack {
-        revision: String,
+        revision: Revision,
         hold: Hold,
     },
     /// The revision passed the holds: it is rendered and validated next.
@@ -39,7 +40,7 @@ pub(super) enum PhaseEvent {
     /// state is consumed (an unreadable state puts it back); the others wait until they pass.
     OfferedAgain,
     RejectedForUnknownKinds {
-        revision: String,
+        revision: Revision,
         generation: u64,
     },
 }
@@ -76,7 +77,7 @@ pub(super) fn step(phase: TierPhase, event: PhaseEvent) -> TierPhase {
 
 impl TierPhase {
     /// The revision to offer again on the next reconcile, and on what condition.
-    pub fn to_offer(&self) -> Option<(&str, Retry)> {
+    pub fn to_offer(&self) -> Option<(&Revision, Retry)> {
         match self {
             TierPhase::Settled => None,
             TierPhase::StateUnread { revision } | TierPhase::Held { revision, .. } => {
@@ -90,7 +91,7 @@ impl TierPhase {
     }
 
     /// The revision held back, and why.
-    pub fn held(&self) -> Option<(&str, &Hold)> {
+    pub fn held(&self) -> Option<(&Revision, &Hold)> {
         match self {
             TierPhase::Held { revision, hold } => Some((revision, hold)),
             _ => None,
@@ -124,7 +125,10 @@ mod tests {
         let p = steps(vec![PhaseEvent::StateUnreadable {
             revision: "a".into(),
         }]);
-        assert_eq!(p.to_offer(), Some(("a", Retry::Always)));
+        assert_eq!(
+            p.to_offer().map(|(r, x)| (r.as_str(), x)),
+            Some(("a", Retry::Always))
+        );
         assert_eq!(p.held(), None);
         // Read on the next offer, and it passes: nothing waits.
         assert_eq!(step(p.clone(), PhaseEvent::Passed), TierPhase::Settled);
@@ -138,7 +142,10 @@ mod tests {
             revision: "a".into(),
             hold: hold(HoldKind::Window),
         }]);
-        assert_eq!(p.to_offer(), Some(("a", Retry::Always)));
+        assert_eq!(
+            p.to_offer().map(|(r, x)| (r.as_str(), x)),
+            Some(("a", Retry::Always))
+        );
         assert!(p.window_held());
         let p = step(p, PhaseEvent::OfferedAgain);
         assert!(p.window_held(), "still held until it passes");
@@ -151,7 +158,7 @@ mod tests {
         );
         assert!(!p.window_held());
         assert_eq!(
-            p.held().map(|(r, h)| (r, h.kind)),
+            p.held().map(|(r, h)| (r.as_str(), h.kind)),
             Some(("a", HoldKind::PromotionGate))
         );
         assert_eq!(step(p, PhaseEvent::Passed).to_offer(), None);
@@ -163,7 +170,10 @@ mod tests {
             revision: "a".into(),
             generation: 7,
         }]);
-        assert_eq!(p.to_offer(), Some(("a", Retry::IfDiscoveryChanged(7))));
+        assert_eq!(
+            p.to_offer().map(|(r, x)| (r.as_str(), x)),
+            Some(("a", Retry::IfDiscoveryChanged(7)))
+        );
         assert_eq!(p.held(), None);
     }
 
@@ -180,7 +190,10 @@ mod tests {
                 hold: hold(HoldKind::Signature),
             },
         ]);
-        assert_eq!(p.to_offer(), Some(("b", Retry::Always)));
+        assert_eq!(
+            p.to_offer().map(|(r, x)| (r.as_str(), x)),
+            Some(("b", Retry::Always))
+        );
         // It passes: neither waits any more.
         assert_eq!(step(p, PhaseEvent::Passed), TierPhase::Settled);
     }

@@ -40,15 +40,14 @@ pub(super) fn plan_deploy<'a>(
 ) -> DeployPlan<'a> {
     let mut plan = DeployPlan::default();
     for o in &set.objects {
-        let key = ObjectKey::from(o);
-        match inventory.get(&key) {
+        match inventory.get(&o.key) {
             Some(d) if d == short_digest(&o.digest) => {}
             _ if refused => {
-                plan.held.insert(key);
+                plan.held.insert(o.key.clone());
             }
             Some(_) => plan.deploy.push(o),
             None => {
-                plan.remember.push(key);
+                plan.remember.push(o.key.clone());
                 plan.deploy.push(o);
             }
         }
@@ -194,11 +193,8 @@ pub(super) fn sync_state(f: &SyncFacts) -> (SyncState, Option<String>) {
 }
 
 /// The desired objects by key.
-pub(super) fn by_key(set: &DesiredSet) -> HashMap<ObjectKey, &DesiredObject> {
-    set.objects
-        .iter()
-        .map(|o| (ObjectKey::from(o), o))
-        .collect()
+pub(super) fn by_key(set: &DesiredSet) -> HashMap<&ObjectKey, &DesiredObject> {
+    set.objects.iter().map(|o| (&o.key, o)).collect()
 }
 
 #[cfg(test)]
@@ -212,10 +208,12 @@ mod tests {
         let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": "t"}, "data": {"k": digest}});
         DesiredObject {
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            namespace: Some("t".into()),
-            name: name.into(),
+            key: ObjectKey {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("t".into()),
+                name: name.into(),
+            },
             manifest,
             source: crate::render::SourceLocation {
                 file: "base/cm.yaml".into(),
@@ -244,12 +242,12 @@ mod tests {
             object("new", "d3"),
         ]);
         let mut inventory = Inventory::new();
-        inventory.insert(ObjectKey::from(&s.objects[0]), "d1".into());
-        inventory.insert(ObjectKey::from(&s.objects[1]), "old".into());
+        inventory.insert(s.objects[0].key.clone(), "d1".into());
+        inventory.insert(s.objects[1].key.clone(), "old".into());
         let plan = plan_deploy(&s, &inventory, false);
-        let names: Vec<&str> = plan.deploy.iter().map(|o| o.name.as_str()).collect();
+        let names: Vec<&str> = plan.deploy.iter().map(|o| o.key.name.as_str()).collect();
         assert_eq!(names, ["changed", "new"]);
-        assert_eq!(plan.remember, [ObjectKey::from(&s.objects[2])]);
+        assert_eq!(plan.remember, [s.objects[2].key.clone()]);
         assert!(plan.held.is_empty());
     }
 
@@ -261,11 +259,11 @@ mod tests {
             object("new", "d3"),
         ]);
         let mut inventory = Inventory::new();
-        inventory.insert(ObjectKey::from(&s.objects[0]), "d1".into());
-        inventory.insert(ObjectKey::from(&s.objects[1]), "old".into());
+        inventory.insert(s.objects[0].key.clone(), "d1".into());
+        inventory.insert(s.objects[1].key.clone(), "old".into());
         let plan = plan_deploy(&s, &inventory, true);
         assert!(plan.deploy.is_empty() && plan.remember.is_empty());
-        let held: HashSet<ObjectKey> = s.objects[1..].iter().map(ObjectKey::from).collect();
+        let held: HashSet<ObjectKey> = s.objects[1..].iter().map(|o| o.key.clone()).collect();
         assert_eq!(plan.held, held);
     }
 

@@ -5,7 +5,9 @@ use crate::classify::DriftItem;
 use crate::desired::Failure;
 use crate::drift::DriftReport;
 use crate::health::Health;
+use crate::hold::HoldKind;
 use crate::policy::Unconvergeable;
+use crate::revision::Revision;
 use crate::status::{SyncState, TierStatus, UnhealthyObject};
 use crate::window::WindowState;
 
@@ -23,7 +25,7 @@ pub(super) struct StatusReport {
 #[derive(Debug)]
 pub(super) struct SyncStatus {
     pub window: Option<WindowState>,
-    pub revision: Option<String>,
+    pub revision: Option<Revision>,
     pub sync: SyncState,
     pub objects: usize,
     pub alerts: Vec<DriftItem>,
@@ -38,8 +40,8 @@ pub(super) struct SyncStatus {
 pub(super) struct HealthStatus {
     pub health: Health,
     pub unhealthy: Vec<UnhealthyObject>,
-    pub last_healthy_revision: Option<String>,
-    pub failed_revision: Option<String>,
+    pub last_healthy_revision: Option<Revision>,
+    pub failed_revision: Option<Revision>,
     pub rollbacks: u64,
 }
 
@@ -72,16 +74,74 @@ impl StatusReport {
     }
 }
 
+/// What intake (offer, hold, state read, restore) changes in the tier's status, gathered and
+/// written in one update: at the end of an offer, or with the reconcile's report when intake
+/// ran inside a reconcile. Each field is the last value intake set (`None`: not touched), as a
+/// series of updates would have left it.
+#[derive(Debug, Default)]
+pub(super) struct StatusDelta {
+    pub source_revision: Option<Revision>,
+    /// The tier state as read: last healthy, failed revision, rollbacks.
+    pub stored: Option<(Option<Revision>, Option<Revision>, u64)>,
+    /// The revision held back and by what (`Some(None)`: no longer held).
+    pub held: Option<Option<(Revision, HoldKind)>>,
+    pub window: Option<Option<WindowState>>,
+    pub sync: Option<SyncState>,
+    pub last_error: Option<Option<String>>,
+}
+
+impl StatusDelta {
+    /// The tier is `sync` with `message` as its error.
+    pub fn fail(&mut self, sync: SyncState, message: String) {
+        self.sync = Some(sync);
+        self.last_error = Some(Some(message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.source_revision.is_none()
+            && self.stored.is_none()
+            && self.held.is_none()
+            && self.window.is_none()
+            && self.sync.is_none()
+            && self.last_error.is_none()
+    }
+
+    pub fn write(self, s: &mut TierStatus) {
+        if let Some(r) = self.source_revision {
+            s.source_revision = Some(r);
+        }
+        if let Some((healthy, failed, rollbacks)) = self.stored {
+            s.last_healthy_revision = healthy;
+            s.failed_revision = failed;
+            s.rollbacks = rollbacks;
+        }
+        if let Some(held) = self.held {
+            let (revision, kind) = held.unzip();
+            s.held_revision = revision;
+            s.held_by = kind;
+        }
+        if let Some(w) = self.window {
+            s.window = w;
+        }
+        if let Some(sync) = self.sync {
+            s.sync = sync;
+        }
+        if let Some(e) = self.last_error {
+            s.last_error = e;
+        }
+    }
+}
+
 /// The revision and the reason the tier is not in sync for, other than a failure of the sync
 /// itself: the newest revision rejected (render, validation, ownership; named, as it is not
 /// the one deployed), a failing fetch, a refused prune. `None` when nothing outranks the sync's
 /// own outcome.
 pub(super) fn standing_error(
     newest_failure: Option<&Failure>,
-    active: Option<&str>,
+    active: Option<&Revision>,
     source_error: Option<&str>,
     prune_refused: Option<&str>,
-) -> Option<(String, String)> {
+) -> Option<(Revision, String)> {
     if let Some(f) = newest_failure {
         let (Failure::Render { revision, .. } | Failure::Blocked { revision, .. }) = f;
         return Some((revision.clone(), f.to_string()));
@@ -89,7 +149,7 @@ pub(super) fn standing_error(
     let active = active?;
     source_error
         .or(prune_refused)
-        .map(|e| (active.to_owned(), e.to_owned()))
+        .map(|e| (active.clone(), e.to_owned()))
 }
 
 #[cfg(test)]
@@ -99,26 +159,62 @@ mod tests {
     #[test]
     fn a_blocked_newer_revision_is_named_with_its_reason() {
         let failure = Failure::Render {
-            revision: "b".repeat(40),
+            revision: "b".repeat(40).into(),
             error: "base/x.yaml: not YAML".into(),
         };
         let (revision, error) =
-            standing_error(Some(&failure), Some("a"), None, None).expect("an error");
-        assert_eq!(revision, "b".repeat(40));
+            standing_error(Some(&failure), Some(&"a".into()), None, None).expect("an error");
+        assert_eq!(revision.as_str(), "b".repeat(40));
         assert!(error.contains("did not render") && error.contains("base/x.yaml"));
     }
 
     #[test]
     fn a_failing_fetch_or_a_refused_prune_is_the_active_revisions_error() {
         assert_eq!(
-            standing_error(None, Some("a"), Some("fetch failed"), Some("prune refused")),
+            standing_error(
+                None,
+                Some(&"a".into()),
+                Some("fetch failed"),
+                Some("prune refused")
+            ),
             Some(("a".into(), "fetch failed".into()))
         );
         assert_eq!(
-            standing_error(None, Some("a"), None, Some("prune refused")),
+            standing_error(None, Some(&"a".into()), None, Some("prune refused")),
             Some(("a".into(), "prune refused".into()))
         );
-        assert_eq!(standing_error(None, Some("a"), None, None), None);
+        assert_eq!(standing_error(None, Some(&"a".into()), None, None), None);
         assert_eq!(standing_error(None, None, Some("x"), None), None);
+    }
+
+    #[test]
+    fn an_intake_delta_writes_its_last_values_and_leaves_the_rest() {
+        let mut s = TierStatus {
+            revision: Some("a".into()),
+            held_revision: Some("h".into()),
+            held_by: Some(HoldKind::Window),
+            last_error: Some("old".into()),
+            ..TierStatus::new("t")
+        };
+        let mut d = StatusDelta::default();
+        assert!(d.is_empty());
+        d.source_revision = Some("b".into());
+        d.fail(SyncState::Failed, "first".into());
+        d.fail(SyncState::Blocked, "second".into());
+        d.held = Some(None);
+        d.write(&mut s);
+        assert_eq!(s.source_revision, Some("b".into()));
+        assert_eq!(s.sync, SyncState::Blocked);
+        assert_eq!(s.last_error.as_deref(), Some("second"));
+        assert_eq!((&s.held_revision, s.held_by), (&None, None));
+        assert_eq!(s.revision, Some("a".into()), "not intake's to change");
+
+        let cleared = StatusDelta {
+            last_error: Some(None),
+            ..StatusDelta::default()
+        };
+        cleared.write(&mut s);
+        assert_eq!(s.last_error, None);
+        assert_eq!(s.sync, SyncState::Blocked, "untouched");
     }
 }

@@ -17,7 +17,7 @@ use crate::state::RolloutRecord;
 /// A revision applied and not yet healthy: when it must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Rollout {
-    pub revision: String,
+    pub revision: Revision,
     pub started: Instant,
     pub deadline: Instant,
 }
@@ -31,15 +31,15 @@ pub(super) struct Rollout {
 /// can shorten it, which the monotonic clock cannot help across processes.
 pub(super) fn take_up(
     persisted: Option<&RolloutRecord>,
-    revision: &str,
+    revision: &Revision,
     timeout: Duration,
     wall_now: DateTime<Utc>,
     now: Instant,
 ) -> (Rollout, RolloutRecord) {
     let record = match persisted {
-        Some(r) if r.revision == revision => r.clone(),
+        Some(r) if r.revision == *revision => r.clone(),
         _ => RolloutRecord {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             started_at: wall_now,
         },
     };
@@ -47,7 +47,7 @@ pub(super) fn take_up(
         .to_std()
         .unwrap_or(Duration::ZERO);
     let rollout = Rollout {
-        revision: revision.to_owned(),
+        revision: revision.clone(),
         started: now.checked_sub(elapsed).unwrap_or(now),
         deadline: now + timeout.saturating_sub(elapsed),
     };
@@ -64,7 +64,7 @@ impl super::TierReconciler {
         record: &mut SyncRecord,
         status: &mut StatusReport,
     ) -> Outcomes {
-        let Some(cache) = self.cache.as_ref() else {
+        let Some(cache) = self.live.cache.as_ref() else {
             return Outcomes::default();
         };
         let missing: HashSet<ObjectId> = report
@@ -76,22 +76,22 @@ impl super::TierReconciler {
         let mut unhealthy = Vec::new();
         let mut worst = Health::Healthy;
         for o in &active.set.objects {
-            if self.jobs_gone.contains(&ObjectKey::from(o)) {
+            if self.jobs.gone.contains(&o.key) {
                 continue;
             }
-            let h = if missing.contains(&ObjectKey::from(o).id()) {
+            let h = if missing.contains(&o.key.id()) {
                 health::assess_or_missing(None)
-            } else if !has_health(&o.kind) {
+            } else if !has_health(&o.key.kind) {
                 continue;
             } else {
-                let key = ObjectKey::from(o);
-                match cache.get(&key).await {
+                let key = &o.key;
+                match cache.get(key).await {
                     Ok(live) => {
                         let seen = live
                             .as_ref()
                             .and_then(|l| l.pointer("/metadata/generation"))
                             .and_then(Value::as_i64);
-                        match (self.applied_generations.get(&key), seen) {
+                        match (self.live.applied_generations.get(key), seen) {
                             (Some(applied), Some(seen)) if seen < *applied => ObjectHealth {
                                 health: Health::Progressing,
                                 message: format!(
@@ -107,7 +107,7 @@ impl super::TierReconciler {
             worst = worst.max(h.health);
             if h.health != Health::Healthy && unhealthy.len() < LISTED {
                 unhealthy.push(UnhealthyObject {
-                    object: ObjectKey::from(o),
+                    object: o.key.clone(),
                     health: h,
                 });
             }
@@ -123,7 +123,7 @@ impl super::TierReconciler {
                 .state
                 .as_ref()
                 .is_some_and(|s| s.healthy_record(&active.revision).is_some());
-            if last_healthy.as_deref() != Some(active.revision.as_str()) || !recorded {
+            if last_healthy.as_ref() != Some(&active.revision) || !recorded {
                 if let Some(r) = &self.rollout {
                     info!(after = ?r.started.elapsed(), "revision healthy");
                 }
@@ -141,7 +141,7 @@ impl super::TierReconciler {
                 .await
                 .ok()
                 .flatten();
-                let since = (self.clock)();
+                let since = (self.settings.clock)();
                 if let Some(state) = self.state.as_mut() {
                     state.record_healthy(&active.revision, since, base);
                     state.rollout = None;
@@ -167,15 +167,20 @@ impl super::TierReconciler {
             {
                 warn!(error = %e, "cannot clear the finished rollout from the tier state");
             }
-        } else if last_healthy.as_deref() != Some(active.revision.as_str()) {
+        } else if last_healthy.as_ref() != Some(&active.revision) {
             let timeout = self.tier.health_timeout();
             let rollout = match &self.rollout {
                 Some(r) if r.revision == active.revision => r.clone(),
                 _ => {
                     // Resumed from the tier state when a daemon before this one started it.
                     let persisted = self.state.as_ref().and_then(|s| s.rollout.as_ref());
-                    let (r, record) =
-                        rollout::take_up(persisted, &active.revision, timeout, (self.clock)(), now);
+                    let (r, record) = rollout::take_up(
+                        persisted,
+                        &active.revision,
+                        timeout,
+                        (self.settings.clock)(),
+                        now,
+                    );
                     if let Some(state) = self.state.as_mut() {
                         state.rollout = Some(record);
                     }
@@ -203,8 +208,8 @@ impl super::TierReconciler {
             .as_ref()
             .map(|s| (s.failed_revision.clone(), s.rollbacks))
             .unwrap_or_default();
-        if self.health_seen != Some(worst) {
-            if let Some(from) = self.health_seen {
+        if self.reported.health != Some(worst) {
+            if let Some(from) = self.reported.health {
                 self.observers.emit(Activity::HealthChanged {
                     tier: self.tier.name.clone(),
                     revision: active.revision.clone(),
@@ -212,7 +217,7 @@ impl super::TierReconciler {
                     to: worst,
                 });
             }
-            self.health_seen = Some(worst);
+            self.reported.health = Some(worst);
         }
         status.health = Some(HealthStatus {
             health: worst,
@@ -226,8 +231,8 @@ impl super::TierReconciler {
 
     /// Pushes the healthy ref of `revision` when the tier publishes them; a failure is a
     /// warning only.
-    pub(super) async fn publish(&self, revision: &str) {
-        if !self.publish_healthy {
+    pub(super) async fn publish(&self, revision: &Revision) {
+        if !self.settings.publish_healthy {
             return;
         }
         let Some(record) = self.state.as_ref().and_then(|s| s.healthy_record(revision)) else {
@@ -239,12 +244,12 @@ impl super::TierReconciler {
             tokio::task::spawn_blocking(move || checkouts.publish_healthy(&tier, &record)).await;
         match pushed {
             Ok(Ok(())) => {
-                info!(revision, "healthy ref published to the config repo")
+                info!(%revision, "healthy ref published to the config repo")
             }
             Ok(Err(e)) => {
-                warn!(revision, error = %e, "cannot publish the healthy ref; the gate in this cluster is unaffected")
+                warn!(%revision, error = %e, "cannot publish the healthy ref; the gate in this cluster is unaffected")
             }
-            Err(e) => warn!(revision, error = %e, "the publish task failed"),
+            Err(e) => warn!(%revision, error = %e, "the publish task failed"),
         }
     }
 
@@ -266,7 +271,7 @@ impl super::TierReconciler {
             .unwrap_or_default();
         let message = format!(
             "revision {} did not become healthy within {}{first}",
-            short(&active.revision),
+            active.revision.short(),
             humantime::format_duration(timeout)
         );
         self.rollout = None;
@@ -296,7 +301,7 @@ impl super::TierReconciler {
         if target.revision == active.revision {
             return Outcomes::default();
         }
-        warn!(to = %short(&target.revision), "{message}; rolling back");
+        warn!(to = %target.revision.short(), "{message}; rolling back");
         if let Some(state) = self.state.as_mut() {
             state.failed_revision = Some(active.revision.clone());
             state.rollbacks += 1;
@@ -316,7 +321,7 @@ impl super::TierReconciler {
         self.active = Some(target);
         self.health_note = Some(format!(
             "{message}; rolled back to {}; waiting for a new commit on {}",
-            short(&target_revision),
+            target_revision.short(),
             self.tier.git_ref
         ));
         // Apply the healthy set at once.
@@ -356,7 +361,7 @@ mod tests {
 
     fn record(revision: &str, started: i64) -> RolloutRecord {
         RolloutRecord {
-            revision: revision.to_owned(),
+            revision: revision.into(),
             started_at: at(started),
         }
     }
@@ -366,7 +371,7 @@ mod tests {
     #[test]
     fn a_new_rollout_starts_now_and_is_recorded() {
         let now = Instant::now();
-        let (r, rec) = take_up(None, "b", TIMEOUT, at(100), now);
+        let (r, rec) = take_up(None, &"b".into(), TIMEOUT, at(100), now);
         assert_eq!(r.deadline, now + TIMEOUT);
         assert_eq!(r.started, now);
         assert_eq!(rec, record("b", 100));
@@ -375,18 +380,18 @@ mod tests {
     #[test]
     fn a_recorded_rollout_resumes_its_deadline_after_a_restart() {
         let now = Instant::now();
-        let (r, rec) = take_up(Some(&record("b", 50)), "b", TIMEOUT, at(100), now);
+        let (r, rec) = take_up(Some(&record("b", 50)), &"b".into(), TIMEOUT, at(100), now);
         assert_eq!(r.deadline, now + Duration::from_secs(10));
         assert_eq!(rec, record("b", 50), "the first start is kept");
         // Past it: the deadline is now, and the reconcile rolls back.
-        let (r, _) = take_up(Some(&record("b", 0)), "b", TIMEOUT, at(100), now);
+        let (r, _) = take_up(Some(&record("b", 0)), &"b".into(), TIMEOUT, at(100), now);
         assert_eq!(r.deadline, now);
     }
 
     #[test]
     fn the_record_of_another_revision_starts_over() {
         let now = Instant::now();
-        let (r, rec) = take_up(Some(&record("a", 0)), "b", TIMEOUT, at(100), now);
+        let (r, rec) = take_up(Some(&record("a", 0)), &"b".into(), TIMEOUT, at(100), now);
         assert_eq!(r.deadline, now + TIMEOUT);
         assert_eq!(rec, record("b", 100));
     }
@@ -394,7 +399,7 @@ mod tests {
     #[test]
     fn a_start_in_the_future_counts_as_now() {
         let now = Instant::now();
-        let (r, rec) = take_up(Some(&record("b", 500)), "b", TIMEOUT, at(100), now);
+        let (r, rec) = take_up(Some(&record("b", 500)), &"b".into(), TIMEOUT, at(100), now);
         assert_eq!(r.deadline, now + TIMEOUT);
         assert_eq!(rec, record("b", 500));
     }

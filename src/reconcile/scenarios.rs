@@ -50,7 +50,7 @@ async fn a_first_revision_is_applied_and_recorded() {
     assert_eq!(h.sync(), SyncState::Synced);
     let state = h.state();
     assert!(state.inventory.contains_key(&cm("a")));
-    assert_eq!(state.last_applied_revision.as_deref(), Some(a.as_str()));
+    assert_eq!(state.last_applied_revision.as_ref(), Some(&a));
 }
 
 /// Rule: nothing is applied or pruned until the tier's state (inventory, revisions) is read.
@@ -320,8 +320,8 @@ async fn a_rolled_back_revision_is_not_deployed_again_until_the_ref_moves() {
     h.deploy(&a).await;
     assert_eq!(image(&h), Some(json!("api:1")), "{}", last_error(&h));
     assert_eq!(
-        h.state().last_healthy_revision.as_deref(),
-        Some(a.as_str()),
+        h.state().last_healthy_revision.as_ref(),
+        Some(&a),
         "{}",
         last_error(&h)
     );
@@ -331,7 +331,7 @@ async fn a_rolled_back_revision_is_not_deployed_again_until_the_ref_moves() {
     let out = h.deploy(&b).await;
     assert_eq!(image(&h), Some(json!("api:2")));
     assert!(out.wake_at.is_some(), "a rollback applies at once");
-    assert_eq!(h.state().failed_revision.as_deref(), Some(b.as_str()));
+    assert_eq!(h.state().failed_revision.as_ref(), Some(&b));
     h.reconcile().await;
     assert_eq!(image(&h), Some(json!("api:1")), "not rolled back");
 

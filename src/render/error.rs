@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::revision::Revision;
+
 /// Why a tier rendered nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -15,10 +17,10 @@ pub enum RenderError {
     #[error(
         "{message} (revision {revision} was refused before and is not rendered again until the ref moves or the daemon restarts)"
     )]
-    Refused { revision: String, message: String },
+    Refused { revision: Revision, message: String },
 
     #[error("cannot check out revision {revision}: {reason}")]
-    Checkout { revision: String, reason: String },
+    Checkout { revision: Revision, reason: String },
 
     #[error("{dir}: no such tier directory in the config repo")]
     TierNotFound { dir: String },
@@ -309,9 +311,9 @@ impl std::fmt::Display for ChildLimit {
 }
 
 impl RenderError {
-    pub fn checkout(revision: &str, reason: &str) -> RenderError {
+    pub fn checkout(revision: &Revision, reason: &str) -> RenderError {
         RenderError::Checkout {
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             reason: reason.to_owned(),
         }
     }

@@ -55,7 +55,7 @@ fn cm(name: &str) -> String {
 fn sources(set: &DesiredSet) -> Vec<(String, String)> {
     set.objects
         .iter()
-        .map(|o| (o.name.clone(), o.source.file.display().to_string()))
+        .map(|o| (o.key.name.clone(), o.source.file.display().to_string()))
         .collect()
 }
 
@@ -291,9 +291,13 @@ fn substitution_happens_only_in_the_paths_listed_under_substitute() {
         ],
     );
     let set = render(r.path()).unwrap();
-    let app = set.objects.iter().find(|o| o.name == "app").unwrap();
+    let app = set.objects.iter().find(|o| o.key.name == "app").unwrap();
     assert_eq!(app.manifest["data"], json!({"tag": "1.2", "n": 3}));
-    let dash = set.objects.iter().find(|o| o.name == "dashboard").unwrap();
+    let dash = set
+        .objects
+        .iter()
+        .find(|o| o.key.name == "dashboard")
+        .unwrap();
     assert_eq!(
         dash.manifest["data"]["legend"],
         json!("{{pod}} ${__field.name}")
@@ -314,9 +318,13 @@ fn an_annotation_turns_substitution_off_for_one_object() {
         &[("base/all.yaml", &file)],
     );
     let set = render(r.path()).unwrap();
-    let app = set.objects.iter().find(|o| o.name == "app").unwrap();
+    let app = set.objects.iter().find(|o| o.key.name == "app").unwrap();
     assert_eq!(app.manifest["data"], json!({"tag": "1.2"}));
-    let dash = set.objects.iter().find(|o| o.name == "dashboard").unwrap();
+    let dash = set
+        .objects
+        .iter()
+        .find(|o| o.key.name == "dashboard")
+        .unwrap();
     assert_eq!(
         dash.manifest["data"]["legend"],
         json!("{{pod}} ${__field.name}")

@@ -132,11 +132,10 @@ impl fmt::Display for SourceLocation {
 /// One object of a tier's desired set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredObject {
-    pub api_version: String,
-    pub kind: String,
-    /// `None` for cluster-scoped objects (validation blocks any other combination).
-    pub namespace: Option<String>,
-    pub name: String,
+    /// apiVersion, kind, namespace, name; its `Display` is how messages name the object
+    /// (`Deployment shop-exp/api`, `Namespace shop-exp`). The namespace is `None` for
+    /// cluster-scoped objects (validation blocks any other combination).
+    pub key: ObjectKey,
     /// The kind's scope as the render knew it (the caller's [`KindScopes`] plus the set's
     /// CRDs); validation blocks an unknown one, and a namespace that disagrees with it.
     pub scope: ObjectScope,
@@ -148,21 +147,6 @@ pub struct DesiredObject {
 }
 
 impl DesiredObject {
-    /// `Deployment shop-exp/api`, `Namespace shop-exp`: how messages name the object.
-    pub fn display_name(&self) -> String {
-        object_name(&self.kind, self.namespace.as_deref(), &self.name)
-    }
-
-    /// The object's identity.
-    pub fn key(&self) -> ObjectKey {
-        ObjectKey {
-            api_version: self.api_version.clone(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
-    }
-
     /// A desired object as a render would make it of `manifest` found at `file` line `line`
     /// (namespaced when it names a namespace), with no digest: for unit tests of the later
     /// stages.
@@ -176,14 +160,16 @@ impl DesiredObject {
         };
         let namespace = get("/metadata/namespace");
         DesiredObject {
-            api_version: get("/apiVersion").unwrap_or_default(),
-            kind: get("/kind").unwrap_or_default(),
             scope: match namespace {
                 Some(_) => ObjectScope::Namespaced,
                 None => ObjectScope::Cluster,
             },
-            namespace,
-            name: get("/metadata/name").unwrap_or_default(),
+            key: ObjectKey {
+                api_version: get("/apiVersion").unwrap_or_default(),
+                kind: get("/kind").unwrap_or_default(),
+                namespace,
+                name: get("/metadata/name").unwrap_or_default(),
+            },
             source: SourceLocation {
                 file: file.into(),
                 document: 0,
@@ -212,7 +198,7 @@ impl DesiredSet {
         let mut kinds: Vec<(String, String)> = self
             .objects
             .iter()
-            .map(|o| (o.api_version.clone(), o.kind.clone()))
+            .map(|o| (o.key.api_version.clone(), o.key.kind.clone()))
             .collect();
         kinds.sort();
         kinds.dedup();
@@ -443,10 +429,12 @@ pub fn render_tier_with(
             });
         }
         let obj = DesiredObject {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-            namespace: namespace.map(str::to_owned),
-            name: name.to_owned(),
+            key: ObjectKey {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+                namespace: namespace.map(str::to_owned),
+                name: name.to_owned(),
+            },
             scope,
             digest: digest::sha256_hex(json.as_bytes()),
             manifest: o.manifest,
@@ -504,12 +492,6 @@ fn parse_inputs(
             })
             .collect()
     })
-}
-
-impl From<&DesiredObject> for ObjectKey {
-    fn from(o: &DesiredObject) -> ObjectKey {
-        o.key()
-    }
 }
 
 struct Pending {
@@ -665,15 +647,15 @@ fn check_duplicates(objects: &[DesiredObject], tier: &str) -> Result<(), RenderE
         HashMap::with_capacity(objects.len());
     for o in objects {
         let key = (
-            scope::group(&o.api_version),
-            o.kind.as_str(),
-            o.namespace.as_deref(),
-            o.name.as_str(),
+            scope::group(&o.key.api_version),
+            o.key.kind.as_str(),
+            o.key.namespace.as_deref(),
+            o.key.name.as_str(),
         );
         if let Some(first) = seen.insert(key, o) {
             return Err(RenderError::Duplicate {
                 tier: tier.to_owned(),
-                object: o.display_name(),
+                object: o.key.to_string(),
                 first: first.source.to_string(),
                 second: o.source.to_string(),
             });

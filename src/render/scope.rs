@@ -228,8 +228,8 @@ pub(crate) fn compare(
 ) -> Ordering {
     a_rank
         .cmp(&b_rank)
-        .then_with(|| a.kind.cmp(&b.kind))
-        .then_with(|| a.namespace.cmp(&b.namespace))
-        .then_with(|| a.name.cmp(&b.name))
-        .then_with(|| group(&a.api_version).cmp(group(&b.api_version)))
+        .then_with(|| a.key.kind.cmp(&b.key.kind))
+        .then_with(|| a.key.namespace.cmp(&b.key.namespace))
+        .then_with(|| a.key.name.cmp(&b.key.name))
+        .then_with(|| group(&a.key.api_version).cmp(group(&b.key.api_version)))
 }

@@ -33,16 +33,13 @@ fn error(repo: &Path, tier: &str) -> String {
 }
 
 fn names(set: &DesiredSet) -> Vec<String> {
-    set.objects
-        .iter()
-        .map(DesiredObject::display_name)
-        .collect()
+    set.objects.iter().map(|o| o.key.to_string()).collect()
 }
 
 fn object<'s>(set: &'s DesiredSet, kind: &str, name: &str) -> &'s DesiredObject {
     set.objects
         .iter()
-        .find(|o| o.kind == kind && o.name == name)
+        .find(|o| o.key.kind == kind && o.key.name == name)
         .unwrap_or_else(|| panic!("{kind} {name} not in {:?}", names(set)))
 }
 
@@ -145,14 +142,17 @@ fn objects_are_ordered_namespaces_then_crds_then_cluster_scoped_then_namespaced(
 fn the_tier_namespace_goes_only_on_namespaced_objects_that_name_none() {
     let set = render(&testdata("shop"), "validation").unwrap();
     assert_eq!(
-        object(&set, "Deployment", "api").namespace.as_deref(),
+        object(&set, "Deployment", "api").key.namespace.as_deref(),
         Some("shop-val")
     );
     assert_eq!(
         object(&set, "Deployment", "api").manifest["metadata"]["namespace"],
         "shop-val"
     );
-    assert_eq!(object(&set, "PriorityClass", "shop-medium").namespace, None);
+    assert_eq!(
+        object(&set, "PriorityClass", "shop-medium").key.namespace,
+        None
+    );
     assert!(
         object(&set, "Namespace", "shop-val").manifest["metadata"]
             .get("namespace")
@@ -168,6 +168,7 @@ fn the_tier_namespace_goes_only_on_namespaced_objects_that_name_none() {
     );
     assert_eq!(
         render(repo.path(), "t").unwrap().objects[0]
+            .key
             .namespace
             .as_deref(),
         Some("own")
@@ -187,7 +188,10 @@ fn a_crd_with_cluster_scope_makes_its_kind_cluster_scoped() {
     );
     let set = render(repo.path(), "t").unwrap();
     assert_eq!(names(&set)[1], "ClusterIssuer letsencrypt");
-    assert_eq!(object(&set, "ClusterIssuer", "letsencrypt").namespace, None);
+    assert_eq!(
+        object(&set, "ClusterIssuer", "letsencrypt").key.namespace,
+        None
+    );
 }
 
 #[test]
@@ -210,9 +214,9 @@ fn tier_labels_and_the_tier_label_go_on_every_object() {
     let set = render(&testdata("shop"), "operational").unwrap();
     for o in &set.objects {
         let labels = &o.manifest["metadata"]["labels"];
-        assert_eq!(labels[TIER_LABEL], "operational", "{}", o.display_name());
-        assert_eq!(labels["env"], "operational", "{}", o.display_name());
-        assert_eq!(labels["team"], "shop", "{}", o.display_name());
+        assert_eq!(labels[TIER_LABEL], "operational", "{}", o.key);
+        assert_eq!(labels["env"], "operational", "{}", o.key);
+        assert_eq!(labels["team"], "shop", "{}", o.key);
     }
     // Labels the manifest had stay; selectors and pod templates are left alone.
     let api = &object(&set, "Deployment", "api").manifest;
@@ -929,7 +933,7 @@ fn a_tier_directory_with_a_kustomization_is_the_tiers_whole_input() {
     )
     .unwrap();
     let worker = object(&set, "Deployment", "worker");
-    assert_eq!(worker.namespace.as_deref(), Some("shop-val"));
+    assert_eq!(worker.key.namespace.as_deref(), Some("shop-val"));
     assert_eq!(worker.manifest["spec"]["replicas"], 2);
     assert_eq!(worker.manifest["metadata"]["labels"]["env"], "validation");
     // base/ came in once, through the overlay's resources, not a second time beside it.
@@ -1336,9 +1340,9 @@ fn cluster_scoped_kinds_the_old_list_missed_get_no_namespace() {
     let set = render(repo.path(), "t").unwrap();
     assert_eq!(set.objects.len(), kinds.len());
     for o in &set.objects {
-        assert_eq!(o.namespace, None, "{}", o.display_name());
+        assert_eq!(o.key.namespace, None, "{}", o.key);
         assert!(o.manifest["metadata"].get("namespace").is_none());
-        assert_eq!(o.scope, ObjectScope::Cluster, "{}", o.display_name());
+        assert_eq!(o.scope, ObjectScope::Cluster, "{}", o.key);
     }
 }
 
@@ -1355,7 +1359,7 @@ fn a_kind_nobody_knows_gets_no_namespace_and_an_unknown_scope() {
     );
     let set = render(repo.path(), "t").unwrap();
     for o in &set.objects {
-        assert_eq!(o.namespace, None, "{}", o.display_name());
+        assert_eq!(o.key.namespace, None, "{}", o.key);
         assert_eq!(o.scope, ObjectScope::Unknown { offline: true });
     }
     // The API server's answer, where it has one, is what counts.
@@ -1374,7 +1378,7 @@ fn a_kind_nobody_knows_gets_no_namespace_and_an_unknown_scope() {
     .unwrap();
     let w = object(&set, "Widget", "w");
     assert_eq!(
-        (w.scope, w.namespace.as_deref()),
+        (w.scope, w.key.namespace.as_deref()),
         (ObjectScope::Cluster, None)
     );
     // Discovery knows no ConfigMap here: it is not stamped either.
@@ -1414,7 +1418,7 @@ fn a_patch_that_makes_a_crd_cluster_scoped_leaves_the_stamped_namespace_for_vali
     let set = render(repo.path(), "t").unwrap();
     let w = object(&set, "Widget", "w");
     assert_eq!(w.scope, ObjectScope::Cluster);
-    assert_eq!(w.namespace.as_deref(), Some("app"));
+    assert_eq!(w.key.namespace.as_deref(), Some("app"));
 }
 
 #[test]
@@ -1436,13 +1440,13 @@ fn a_kustomize_patch_that_changes_kind_is_judged_by_the_kind_it_produces() {
     let crb: Vec<_> = set
         .objects
         .iter()
-        .filter(|o| o.kind == "ClusterRoleBinding")
+        .filter(|o| o.key.kind == "ClusterRoleBinding")
         .collect();
     assert!(!crb.is_empty(), "{:?}", names(&set));
     // Judged as the cluster-scoped kind it now is (validation blocks it in a tier without
     // clusterScoped), never as the ConfigMap it was.
     for o in crb {
         assert_eq!(o.scope, ObjectScope::Cluster);
-        assert_eq!(o.namespace, None);
+        assert_eq!(o.key.namespace, None);
     }
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use git2::{ObjectType, Oid, PushOptions, Signature, Time};
 
 use super::{Source, SourceError, auth, ssh_port};
+use crate::revision::Revision;
 use crate::state::HealthyRecord;
 
 /// Where healthy refs live in the config repo (and in the mirror, for the ones it publishes).
@@ -20,7 +21,7 @@ pub const EVIDENCE_PREFIX: &str = "refs/gitopsd/evidence/";
 const BASE_LINE: &str = "base-digest: ";
 
 /// `refs/gitopsd/healthy/<tier>/<sha>`.
-pub fn healthy_ref(tier: &str, revision: &str) -> String {
+pub fn healthy_ref(tier: &str, revision: &Revision) -> String {
     format!("{HEALTHY_PREFIX}{tier}/{revision}")
 }
 
@@ -41,13 +42,13 @@ impl Source {
             };
             for r in refs.flatten() {
                 let Ok(name) = r.name() else { continue };
-                let Some(revision) = name.rsplit('/').next().map(str::to_owned) else {
+                let Some(revision) = name.rsplit('/').next().map(Revision::from) else {
                     continue;
                 };
                 let Ok(commit) = r.peel_to_commit() else {
                     continue;
                 };
-                if commit.id().to_string() != revision {
+                if revision != Revision::from(commit.id()) {
                     continue;
                 }
                 let (since, base_digest) =
@@ -88,7 +89,7 @@ impl Source {
             refs: name.clone(),
             reason,
         };
-        let oid = Oid::from_str(&record.revision).map_err(|e| fail(e.to_string()))?;
+        let oid = Oid::from_str(record.revision.as_str()).map_err(|e| fail(e.to_string()))?;
         let target = self
             .repo
             .find_object(oid, Some(ObjectType::Commit))

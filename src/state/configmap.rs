@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::live::ObjectKey;
+use crate::revision::Revision;
 
 use super::{
     FIELD_MANAGER, Inventory, MAX_INVENTORY_GZ_BYTES, StateError, StateStore, TierState,
@@ -109,9 +110,9 @@ pub(super) fn encode(
         });
     }
     let mut data = BTreeMap::new();
-    let mut put = |k: &str, v: Option<&String>| {
+    let mut put = |k: &str, v: Option<&Revision>| {
         if let Some(v) = v {
-            data.insert(k.to_owned(), v.clone());
+            data.insert(k.to_owned(), v.to_string());
         }
     };
     put(KEY_LAST_APPLIED, state.last_applied_revision.as_ref());
@@ -244,9 +245,9 @@ pub(super) fn decode(namespace: &str, cm: &ConfigMap) -> Result<TierState, State
     };
     Ok(TierState {
         inventory,
-        last_applied_revision: data.get(KEY_LAST_APPLIED).cloned(),
-        last_healthy_revision: data.get(KEY_LAST_HEALTHY).cloned(),
-        failed_revision: data.get(KEY_FAILED).cloned(),
+        last_applied_revision: data.get(KEY_LAST_APPLIED).cloned().map(Revision::from),
+        last_healthy_revision: data.get(KEY_LAST_HEALTHY).cloned().map(Revision::from),
+        failed_revision: data.get(KEY_FAILED).cloned().map(Revision::from),
         rollbacks,
         healthy,
         finished_jobs,

@@ -127,3 +127,42 @@ fn run_connects_to_the_api_server_of_the_kubeconfig() {
         "no `connected to Kubernetes {version}` line in: {seen:#?}"
     );
 }
+
+/// Text logs written to a file (`2> gitopsd.log`, not a terminal) carry no colour codes.
+#[test]
+fn text_logs_to_a_file_are_plain() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gitopsd.yaml");
+    std::fs::write(
+        &config,
+        "source: {url: /nonexistent/config-repo}\ntiers:\n  - {name: plain, ref: main, namespaces: [plain]}\n",
+    )
+    .expect("write the config");
+    let log = dir.path().join("gitopsd.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(["--log-format", "text", "run", "--config"])
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--workdir")
+        .arg(dir.path().join("workdir"))
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start gitopsd");
+    // A WARN line (the tier has no serviceAccount) is one a terminal would colour.
+    let text = support::eventually_blocking(
+        "the daemon's first warning",
+        std::time::Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+            if text.contains("WARN") {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}

@@ -65,7 +65,7 @@ fn example_tier_in(ns: &str) -> DesiredSet {
     .expect("render");
     set.objects.retain(|o| {
         !matches!(
-            o.kind.as_str(),
+            o.key.kind.as_str(),
             "Namespace" | "PriorityClass" | "CustomResourceDefinition"
         )
     });
@@ -82,7 +82,7 @@ fn example_tier_in(ns: &str) -> DesiredSet {
         {
             spec.remove("priorityClassName");
         }
-        o.namespace = Some(ns.to_owned());
+        o.key.namespace = Some(ns.to_owned());
         o.digest = hex::encode(Sha256::digest(o.manifest.to_string().as_bytes()));
     }
     set.tier = ns.to_owned();
@@ -104,10 +104,10 @@ async fn apply_set(client: &Client, set: &DesiredSet) -> ApiLive {
     ensure_crd(&live).await;
     for o in &set.objects {
         let k = key(
-            &o.api_version,
-            &o.kind,
-            o.namespace.as_deref().unwrap_or_default(),
-            &o.name,
+            &o.key.api_version,
+            &o.key.kind,
+            o.key.namespace.as_deref().unwrap_or_default(),
+            &o.key.name,
         );
         apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
     }
@@ -226,7 +226,7 @@ async fn edits_by_another_field_manager_are_found_with_their_severity_and_rule()
         let mut config_only = set.clone();
         config_only
             .objects
-            .retain(|o| o.kind == "ConfigMap" && o.name == "shop-config");
+            .retain(|o| o.key.kind == "ConfigMap" && o.key.name == "shop-config");
         let before = confirm.requests_sent();
         let first = drift_with(&live, &config_only, &confirm).await;
         let second = drift_with(&live, &config_only, &confirm).await;
@@ -328,7 +328,7 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
         let live = ApiLive::new(client.clone());
         let mut state = gitopsd::state::TierState::default();
         for o in &set.objects {
-            let k = key(&o.api_version, &o.kind, &ns, &o.name);
+            let k = key(&o.key.api_version, &o.key.kind, &ns, &o.key.name);
             apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
             state.inventory.insert(k, gitopsd::state::short_digest(&o.digest).to_owned());
         }
@@ -400,13 +400,13 @@ async fn a_secrets_drift_never_shows_its_value_in_text_or_json() {
 /// Waits until every Deployment of `set` has rolled out: the Deployment controller and kwok
 /// have stopped writing to them, so their resourceVersions hold still.
 async fn wait_rolled_out(client: &Client, set: &DesiredSet) {
-    for o in set.objects.iter().filter(|o| o.kind == "Deployment") {
-        let ns = o.namespace.clone().expect("a Deployment is namespaced");
+    for o in set.objects.iter().filter(|o| o.key.kind == "Deployment") {
+        let ns = o.key.namespace.clone().expect("a Deployment is namespaced");
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let what = format!("Deployment {ns}/{} to roll out", o.name);
+        let what = format!("Deployment {ns}/{} to roll out", o.key.name);
         eventually(&what, Duration::from_secs(60), || {
             let api = api.clone();
-            let name = o.name.clone();
+            let name = o.key.name.clone();
             async move {
                 let d = api.get(&name).await.ok()?;
                 let want = d.spec.replicas?;
@@ -450,13 +450,13 @@ async fn delete_example_tiers(client: &Client, sets: &[DesiredSet]) {
     let classes: Api<PriorityClass> = Api::all(client.clone());
     for o in sets.iter().flat_map(|s| &s.objects) {
         // Deletion finishes in the background; the next run waits for it before applying.
-        let _ = match o.kind.as_str() {
+        let _ = match o.key.kind.as_str() {
             "Namespace" => namespaces
-                .delete(&o.name, &DeleteParams::background())
+                .delete(&o.key.name, &DeleteParams::background())
                 .await
                 .map(|_| ()),
             "PriorityClass" => classes
-                .delete(&o.name, &DeleteParams::default())
+                .delete(&o.key.name, &DeleteParams::default())
                 .await
                 .map(|_| ()),
             _ => Ok(()),
@@ -468,13 +468,13 @@ async fn delete_example_tiers(client: &Client, sets: &[DesiredSet]) {
 async fn wait_no_namespace_terminating(client: &Client, sets: &[DesiredSet]) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for o in sets.iter().flat_map(|s| &s.objects) {
-        if o.kind != "Namespace" {
+        if o.key.kind != "Namespace" {
             continue;
         }
-        let what = format!("namespace {} from an earlier run to be deleted", o.name);
+        let what = format!("namespace {} from an earlier run to be deleted", o.key.name);
         eventually(&what, Duration::from_secs(120), || {
             let namespaces = namespaces.clone();
-            let name = o.name.clone();
+            let name = o.key.name.clone();
             async move {
                 match namespaces.get_opt(&name).await.ok()? {
                     Some(ns) if ns.metadata.deletion_timestamp.is_some() => None,
@@ -491,16 +491,19 @@ async fn wait_no_namespace_terminating(client: &Client, sets: &[DesiredSet]) {
 async fn apply_every_tier_and_detect(client: Client, sets: Vec<DesiredSet>) {
     let live = ApiLive::new(client.clone());
     let first = |o: &gitopsd::render::DesiredObject| {
-        matches!(o.kind.as_str(), "Namespace" | "CustomResourceDefinition")
+        matches!(
+            o.key.kind.as_str(),
+            "Namespace" | "CustomResourceDefinition"
+        )
     };
     for o in sets.iter().flat_map(|s| &s.objects).filter(|o| first(o)) {
-        let k = key(&o.api_version, &o.kind, "", &o.name);
+        let k = key(&o.key.api_version, &o.key.kind, "", &o.key.name);
         apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
     }
     ensure_crd(&live).await;
     for o in sets.iter().flat_map(|s| &s.objects).filter(|o| !first(o)) {
-        let ns = o.namespace.as_deref().unwrap_or_default();
-        let k = key(&o.api_version, &o.kind, ns, &o.name);
+        let ns = o.key.namespace.as_deref().unwrap_or_default();
+        let k = key(&o.key.api_version, &o.key.kind, ns, &o.key.name);
         apply_as(&live, FIELD_MANAGER, &k, &o.manifest).await;
     }
     for set in &sets {
@@ -524,9 +527,9 @@ async fn apply_every_tier_and_detect(client: Client, sets: Vec<DesiredSet>) {
         let o = sets[0]
             .objects
             .iter()
-            .find(|o| o.kind == kind && o.name == name)
+            .find(|o| o.key.kind == kind && o.key.name == name)
             .unwrap_or_else(|| panic!("the example has a {kind} {name}"));
-        let k = key(&o.api_version, kind, EXAMPLE_NAMESPACE, name);
+        let k = key(&o.key.api_version, kind, EXAMPLE_NAMESPACE, name);
         let current = live.get(&k).await.expect("get").expect("applied");
         assert!(
             o.manifest.pointer(pointer).is_none(),
@@ -565,7 +568,7 @@ async fn every_tier_of_the_example_applied_side_by_side_has_no_drift_although_th
         .filter(|s| {
             s.objects
                 .iter()
-                .any(|o| o.kind == "CustomResourceDefinition")
+                .any(|o| o.key.kind == "CustomResourceDefinition")
         })
         .map(|s| s.tier.as_str())
         .collect();
@@ -598,7 +601,7 @@ async fn a_reconcile_with_no_change_in_git_or_the_cluster_sends_no_request_to_th
         let names: Vec<ObjectKey> = set
             .objects
             .iter()
-            .map(|o| key(&o.api_version, &o.kind, &ns, &o.name))
+            .map(|o| key(&o.key.api_version, &o.key.kind, &ns, &o.key.name))
             .collect();
         let cache = LiveCache::start(
             counted.clone(),

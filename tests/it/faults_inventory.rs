@@ -355,7 +355,7 @@ async fn a_ttl_job_runs_once_per_revision() {
         state
             .finished_jobs
             .iter()
-            .any(|j| j.name == "migrate" && j.revision == first),
+            .any(|j| j.name == "migrate" && j.revision == first.as_str()),
         "the completion is recorded for the revision: {:?}",
         state.finished_jobs
     );

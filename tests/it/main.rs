@@ -19,6 +19,7 @@ mod support;
 
 // One line per module, in the order of their names.
 mod alert_rules;
+mod analysis;
 mod apply;
 mod atomic_drift;
 mod audit;

@@ -16,6 +16,7 @@ use git_support::{Upstream, run, ssh_keygen};
 use gitopsd::activity::{Activity, Observer, Observers};
 use gitopsd::config::{SourceConfig, TierConfig};
 use gitopsd::reconcile::{Checkouts, Clock, ReconcileReason, TierReconciler};
+use gitopsd::revision::Revision;
 use gitopsd::source::Source;
 use gitopsd::state::StateStore;
 use gitopsd::status::{StatusHandle, SyncState};
@@ -205,7 +206,7 @@ impl Tier {
     }
 
     async fn offer(&mut self, sha: &str) {
-        self.reconciler.offer_revision(sha).await;
+        self.reconciler.offer_revision(&sha.into()).await;
         self.reconcile().await;
     }
 
@@ -219,7 +220,7 @@ impl Tier {
     async fn until_healthy(&mut self, sha: &str) {
         for _ in 0..40 {
             let s = self.status.snapshot();
-            if s.revision.as_deref() == Some(sha)
+            if s.revision.as_ref().is_some_and(|r| r == sha)
                 && s.sync == SyncState::Synced
                 && s.health == gitopsd::health::Health::Healthy
             {
@@ -303,7 +304,7 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         v.reconcile().await;
         let st = v.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
-        assert_eq!(st.held_revision.as_deref(), Some(c1.as_str()));
+        assert_eq!(st.held_revision.as_ref().map(Revision::as_str), Some(c1.as_str()));
         let why = st.last_error.clone().unwrap_or_default();
         assert!(
             why.contains(&format!("tier {exp} has not recorded revision {}", &c1[..12]))
@@ -351,7 +352,7 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         v.reconcile().await;
         let st = v.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
-        assert_eq!(st.revision.as_deref(), Some(c1.as_str()));
+        assert_eq!(st.revision.as_ref().map(Revision::as_str), Some(c1.as_str()));
         assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
         delete_namespaces(&client, &[&exp, &val]).await;
     })
@@ -391,7 +392,7 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
         t.reconcile().await;
         let st = t.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
-        assert_eq!(st.held_revision.as_deref(), Some(c2.as_str()));
+        assert_eq!(st.held_revision.as_ref().map(Revision::as_str), Some(c2.as_str()));
         let w = st.window.clone().expect("window state in the status");
         assert!(!w.open);
         assert_eq!(w.next_change, Some(utc(2026, 11, 23, 14, 0)));
@@ -411,7 +412,7 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         t.reconcile().await;
         assert_eq!(value_in(&client, &name).await.as_deref(), Some("two"));
-        assert_eq!(t.status.snapshot().revision.as_deref(), Some(c2.as_str()));
+        assert_eq!(t.status.snapshot().revision.as_ref().map(Revision::as_str), Some(c2.as_str()));
         // ...and only once: the next commit waits again.
         clock.set(utc(2026, 11, 23, 13, 0));
         let c3 = repo.commit_value("three", &[]);
@@ -571,7 +572,7 @@ async fn promote_refuses_while_the_gate_is_closed_then_pushes_the_healthy_revisi
         // Healthy for 10 minutes of the 30-minute soak: refused, naming the soak.
         let store = StateStore::new(client.clone(), &state_ns);
         let mut state = gitopsd::state::TierState::default();
-        state.record_healthy(&c2, Utc::now() - chrono::TimeDelta::minutes(10), None);
+        state.record_healthy(&c2.as_str().into(), Utc::now() - chrono::TimeDelta::minutes(10), None);
         store.save("experimental", &state).await.expect("save state");
         let (code, out, err) = promote(&config, &["experimental", "validation", "--kubeconfig", &kc]);
         assert_eq!(code, 1, "{out}{err}");
@@ -588,7 +589,7 @@ async fn promote_refuses_while_the_gate_is_closed_then_pushes_the_healthy_revisi
 
         // Soaked: pushed, fast-forward, with the range printed oldest... newest first.
         let mut state = gitopsd::state::TierState::default();
-        state.record_healthy(&c2, Utc::now() - chrono::TimeDelta::hours(1), None);
+        state.record_healthy(&c2.as_str().into(), Utc::now() - chrono::TimeDelta::hours(1), None);
         store.save("experimental", &state).await.expect("save state");
         let (code, out, err) = promote(&config, &["experimental", "validation", "--kubeconfig", &kc]);
         assert_eq!(code, 0, "{out}{err}");
@@ -626,7 +627,7 @@ async fn healthy_refs_in_git_open_the_gate_without_the_cluster_state() {
     // The daemon of experimental's cluster publishes its evidence (an hour-old healthy tag).
     let since = Utc::now() - chrono::TimeDelta::hours(1);
     let record = gitopsd::state::HealthyRecord {
-        revision: c1.clone(),
+        revision: c1.as_str().into(),
         since,
         base_digest: Some("b45e".into()),
     };
@@ -654,7 +655,7 @@ async fn healthy_refs_in_git_open_the_gate_without_the_cluster_state() {
     mirror.fetch(&["main".to_owned()]).expect("fetch");
     let seen = mirror.healthy_refs("experimental");
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].revision, c1);
+    assert_eq!(seen[0].revision, c1.as_str());
     assert_eq!(seen[0].since.timestamp(), since.timestamp());
     assert_eq!(seen[0].base_digest.as_deref(), Some("b45e"));
 

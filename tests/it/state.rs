@@ -58,9 +58,9 @@ async fn save_then_load_round_trips_every_field() {
                     sha256_hex("role"),
                 ),
             ]),
-            last_applied_revision: Some("1111111111111111111111111111111111111111".to_owned()),
-            last_healthy_revision: Some("2222222222222222222222222222222222222222".to_owned()),
-            failed_revision: Some("3333333333333333333333333333333333333333".to_owned()),
+            last_applied_revision: Some("1111111111111111111111111111111111111111".into()),
+            last_healthy_revision: Some("2222222222222222222222222222222222222222".into()),
+            failed_revision: Some("3333333333333333333333333333333333333333".into()),
             rollbacks: 2,
             healthy: Vec::new(),
             finished_jobs: Vec::new(),
@@ -106,7 +106,7 @@ async fn ten_thousand_objects_fit_well_under_the_object_limit() {
     with_namespace("state-10k", |client, ns| async move {
         let store = StateStore::new(client.clone(), &ns);
         let mut state = TierState {
-            last_applied_revision: Some("a".repeat(40)),
+            last_applied_revision: Some("a".repeat(40).into()),
             ..TierState::default()
         };
         for i in 0..10_000 {

@@ -390,14 +390,10 @@ pub async fn ensure_crd(live: &ApiLive) {
     let crd = set
         .objects
         .iter()
-        .find(|o| o.kind == "CustomResourceDefinition")
+        .find(|o| o.key.kind == "CustomResourceDefinition")
         .expect("the example has a CRD");
-    let k = ObjectKey {
-        api_version: crd.api_version.clone(),
-        kind: crd.kind.clone(),
-        namespace: None,
-        name: crd.name.clone(),
-    };
+    // Cluster-scoped: its key names no namespace.
+    let k = crd.key.clone();
     apply_as(live, "gitopsd", &k, &crd.manifest).await;
     eventually("the CRD to be Established", Duration::from_secs(30), || {
         let live = live.clone();

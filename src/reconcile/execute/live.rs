@@ -11,11 +11,15 @@ impl TierReconciler {
         set: &DesiredSet,
     ) -> Result<Vec<crate::validate::Finding>, ReconcileError> {
         use crate::ownership::{Claim, Live, adopts, claim, finding};
-        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let cache = self
+            .live
+            .cache
+            .as_ref()
+            .ok_or(ReconcileError::CacheNotStarted)?;
         let state = self.state.as_ref().ok_or(ReconcileError::NoState)?;
         let mut out = Vec::new();
         for o in &set.objects {
-            let key = ObjectKey::from(o);
+            let key = &o.key;
             let label = |live: &kube::api::DynamicObject| {
                 live.metadata
                     .labels
@@ -23,13 +27,13 @@ impl TierReconciler {
                     .and_then(|l| l.get(crate::render::TIER_LABEL))
                     .cloned()
             };
-            let found = match cache.peek(&key, label) {
+            let found = match cache.peek(key, label) {
                 Ok(found) => found,
                 // Not served (its CRD comes in this set): no object of it can exist yet.
                 Err(crate::live::LiveError::UnknownKind { .. }) => None,
                 Err(source) => {
                     return Err(ReconcileError::Ownership {
-                        object: o.display_name(),
+                        object: o.key.to_string(),
                         source,
                     });
                 }
@@ -41,20 +45,15 @@ impl TierReconciler {
                 },
             };
             // The inventory compares identities: another version of the group is the same object.
-            let in_inventory = state.inventory.contains_key(&key);
-            match claim(
-                &self.tier.name,
-                in_inventory,
-                adopts(&self.tier, &key),
-                live,
-            ) {
+            let in_inventory = state.inventory.contains_key(key);
+            match claim(&self.tier.name, in_inventory, adopts(&self.tier, key), live) {
                 Claim::Create | Claim::Own => {}
                 Claim::Adopt => {
-                    info!(object = %o.display_name(), holder = found.flatten().as_deref().unwrap_or("no tier"), "adopting the object, as the tier's adopt: says")
+                    info!(object = %o.key, holder = found.flatten().as_deref().unwrap_or("no tier"), "adopting the object, as the tier's adopt: says")
                 }
                 Claim::Refuse(r) => {
                     let managers = cache
-                        .peek(&key, |live| {
+                        .peek(key, |live| {
                             let mut names: Vec<String> = Vec::new();
                             for m in live.metadata.managed_fields.iter().flatten() {
                                 if let Some(m) = &m.manager
@@ -81,7 +80,11 @@ impl TierReconciler {
         &self,
         cancel: &CancellationToken,
     ) -> Result<(), ReconcileError> {
-        let cache = self.cache.as_ref().ok_or(ReconcileError::CacheNotStarted)?;
+        let cache = self
+            .live
+            .cache
+            .as_ref()
+            .ok_or(ReconcileError::CacheNotStarted)?;
         let Some(((api_version, kind), what)) = cache.not_synced() else {
             return Ok(());
         };
@@ -111,7 +114,7 @@ impl TierReconciler {
         for (o, manifest) in pairs {
             items.push(ApplyItem {
                 manifest,
-                previous_resource_version: self.resource_version(&ObjectKey::from(o)).await,
+                previous_resource_version: self.resource_version(&o.key).await,
                 take_fields: Vec::new(),
             });
         }
@@ -119,7 +122,7 @@ impl TierReconciler {
     }
 
     pub(in crate::reconcile) async fn resource_version(&self, key: &ObjectKey) -> Option<String> {
-        let cache = self.cache.as_ref()?;
+        let cache = self.live.cache.as_ref()?;
         let live = cache.get(key).await.ok()??;
         live.pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)

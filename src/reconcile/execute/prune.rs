@@ -26,7 +26,7 @@ impl TierReconciler {
         }
         let mut live: HashMap<ObjectKey, Value> = HashMap::new();
         for key in &candidates {
-            match self.api.get(key).await {
+            match self.backends.cluster.get(key).await {
                 Ok(Some(v)) => {
                     live.insert((*key).clone(), v);
                 }
@@ -64,14 +64,14 @@ impl TierReconciler {
                 "prune refused: {kept} objects that left git stay in the cluster: {refused} (or put them back in git)"
             );
             let report = (record.revision.clone(), refused.clone());
-            if self.prune_refused_reported.as_ref() != Some(&report) {
+            if self.reported.prune_refused.as_ref() != Some(&report) {
                 self.observers.emit(Activity::PruneRefused {
                     tier: self.tier.name.clone(),
                     revision: record.revision.clone(),
                     objects: kept,
                     reason: refused.clone(),
                 });
-                self.prune_refused_reported = Some(report);
+                self.reported.prune_refused = Some(report);
             }
             self.prune_refused = Some(message);
             return;
@@ -97,7 +97,7 @@ impl TierReconciler {
             return;
         }
         let targets: Vec<PruneTarget> = plan.delete.clone();
-        let results = self.applier.delete(targets, cancel).await;
+        let results = self.backends.applier.delete(targets, cancel).await;
         for r in &results {
             self.report_object(&record.revision, r);
         }

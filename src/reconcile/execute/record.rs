@@ -16,18 +16,20 @@ impl TierReconciler {
             tally.add(r.outcome);
             self.report_object(&record.revision, r);
             if r.outcome == Outcome::Failed {
-                warn!(object = %o.display_name(), error = r.message.as_deref().unwrap_or("?"), "apply failed");
+                warn!(object = %o.key, error = r.message.as_deref().unwrap_or("?"), "apply failed");
                 if record.failures.len() < LISTED {
                     record.failures.push(r.clone());
                 }
             } else {
                 if let Some(generation) = r.applied.as_ref().and_then(|a| a.generation) {
-                    self.applied_generations.insert(r.key.clone(), generation);
+                    self.live
+                        .applied_generations
+                        .insert(r.key.clone(), generation);
                 }
                 if is_ttl_job(o)
                     && let Some(uid) = r.applied.as_ref().and_then(|a| a.uid.clone())
                 {
-                    self.job_uids.insert(r.key.clone(), uid);
+                    self.jobs.uids.insert(r.key.clone(), uid);
                 }
                 if let Some(state) = self.state.as_mut() {
                     state
@@ -39,13 +41,13 @@ impl TierReconciler {
     }
 
     /// Reports an object's outcome, unless nothing changed.
-    pub(in crate::reconcile) fn report_object(&self, revision: &str, r: &ObjectResult) {
+    pub(in crate::reconcile) fn report_object(&self, revision: &Revision, r: &ObjectResult) {
         if r.outcome == Outcome::Unchanged {
             return;
         }
         self.observers.emit(Activity::ObjectApplied {
             tier: self.tier.name.clone(),
-            revision: revision.to_owned(),
+            revision: revision.clone(),
             object: r.key.clone(),
             outcome: r.outcome,
             message: r.message.clone(),
@@ -55,23 +57,23 @@ impl TierReconciler {
     /// Reports the drift items the previous reconcile did not see, and remembers this one's.
     pub(in crate::reconcile) fn report_new_drift(
         &mut self,
-        revision: &str,
+        revision: &Revision,
         report: &crate::drift::DriftReport,
     ) {
         let mut seen = HashSet::new();
         let mut new = Vec::new();
         for item in &report.items {
             let key = (item.object_key(), item.field_path.clone());
-            if !self.drift_seen.contains(&key) {
+            if !self.reported.drift.contains(&key) {
                 new.push(item.clone());
             }
             seen.insert(key);
         }
-        self.drift_seen = seen;
+        self.reported.drift = seen;
         if !new.is_empty() {
             self.observers.emit(Activity::DriftFound {
                 tier: self.tier.name.clone(),
-                revision: revision.to_owned(),
+                revision: revision.clone(),
                 items: new,
             });
         }
@@ -87,7 +89,7 @@ impl TierReconciler {
         if self.write_guard.as_ref().is_some_and(|t| t.is_cancelled()) {
             return Err(ReconcileError::NotLeading);
         }
-        self.store.save(&self.tier.name, state).await?;
+        self.backends.store.save(&self.tier.name, state).await?;
         self.saved = Some(state.clone());
         Ok(())
     }
