@@ -348,8 +348,21 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "validation");
         v.offer(&c2).await;
+        // The reconcile reads the live cache: it runs again after each change the cache sees,
+        // until one of them was the edit (the cache may see another object's change first).
+        let mut changes = v.reconciler.live_changes().expect("the live cache runs");
+        changes.borrow_and_update();
         edit_value(&client, &val).await;
-        v.reconcile().await;
+        for _ in 0..10 {
+            tokio::time::timeout(Duration::from_secs(60), changes.changed())
+                .await
+                .expect("the live cache sees the edit")
+                .expect("the live cache runs");
+            v.reconcile().await;
+            if value_in(&client, &val).await.as_deref() == Some("one") {
+                break;
+            }
+        }
         let st = v.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
         assert_eq!(st.revision.as_ref().map(Revision::as_str), Some(c1.as_str()));
