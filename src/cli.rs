@@ -6,6 +6,7 @@ mod error;
 mod promote;
 mod render;
 mod status;
+mod sync;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -86,6 +87,16 @@ pub enum Command {
         kubectl -n gitopsd port-forward deploy/gitopsd 8080 & gitopsd status\n\n\
         Dashboard: http://<http.listen>/; a tier's drift as a diff: GET /api/v1/tiers/<tier>/diff.")]
     Status(StatusArgs),
+    /// Ask a running daemon to sync a tier now (fetch, then reconcile), as `flux reconcile`
+    /// does; needs the daemon's API token. With --wait, wait for that reconcile and print its
+    /// result: exit 0 when it succeeded, 1 when it failed or the revision is held back, 2 when
+    /// the daemon cannot be asked.
+    #[command(after_help = "Examples:\n  \
+        gitopsd sync experimental --token-file /etc/gitopsd/api-token\n  \
+        GITOPSD_TOKEN=$(cat api-token) gitopsd sync operational --wait --timeout 10m\n  \
+        gitopsd sync operational --override-window --server http://gitopsd.internal:8080 --token-file api-token\n\n\
+        The token is the content of the daemon's http.tokenFile; the daemon's audit log records who asked ($USER).")]
+    Sync(sync::SyncArgs),
     /// Push a revision that is healthy in FROM to TO's ref, after the promotion gate the
     /// daemon enforces (TO's soak and gate); fast-forward only unless --force; prints the
     /// commits promoted. Exit 0 when pushed (or already there), 1 when the gate is closed or
@@ -296,6 +307,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(args, report).await,
         Command::Diff(args) => diff(args, report).await,
         Command::Status(args) => status::run(args, report).await,
+        Command::Sync(args) => sync::run(args, report).await,
         Command::Promote(args) => promote::run(args, report).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args, report),
     }

@@ -118,6 +118,16 @@ impl Server {
 
     /// GET `path`: the status code and the body. Blocking.
     pub fn get(&self, path: &str) -> Result<(u16, String), StatusError> {
+        self.request("GET", path, &[]).map(|a| (a.code, a.body))
+    }
+
+    /// `method` on `path` with extra request headers (no body): the answer. Blocking.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, StatusError> {
         let unreachable = |cause: std::io::Error| StatusError::Unreachable {
             url: self.url.clone(),
             cause,
@@ -144,12 +154,19 @@ impl Server {
         stream
             .set_write_timeout(Some(READ_TIMEOUT))
             .map_err(unreachable)?;
-        let request = format!(
-            "GET {}{path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: gitopsd/{}\r\n\r\n",
+        let mut request = format!(
+            "{method} {}{path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: gitopsd/{}\r\n",
             self.prefix,
             self.authority,
             env!("CARGO_PKG_VERSION")
         );
+        for (name, value) in headers {
+            let _ = write!(request, "{name}: {value}\r\n");
+        }
+        if method != "GET" {
+            request += "Content-Length: 0\r\n";
+        }
+        request += "\r\n";
         stream.write_all(request.as_bytes()).map_err(unreachable)?;
         let mut raw = Vec::new();
         stream
@@ -168,10 +185,28 @@ impl Server {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| garbled(format!("no HTTP status line in {head:?}")))?;
+        // The server's clock, for "after the request" in the daemon's own time.
+        let date = head.lines().skip(1).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("date")
+                .then(|| DateTime::parse_from_rfc2822(value.trim()).ok())
+                .flatten()
+                .map(|d| d.with_timezone(&Utc))
+        });
         let body = String::from_utf8(raw[end + 4..].to_vec())
             .map_err(|_| garbled("the body is not UTF-8".to_owned()))?;
-        Ok((code, body))
+        Ok(Answer { code, date, body })
     }
+}
+
+/// What the daemon answered a request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub code: u16,
+    /// The `Date` header: the daemon's clock when it answered (second resolution).
+    pub date: Option<DateTime<Utc>>,
+    pub body: String,
 }
 
 pub async fn run(args: StatusArgs, report: Report) -> ExitCode {
