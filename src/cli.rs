@@ -84,6 +84,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         gitopsd status                                      # the daemon on this machine\n  \
         gitopsd status --server http://gitopsd.internal:8080 -o json\n  \
+        gitopsd status --watch --interval 5s                # rows again as they change, until Ctrl-C\n  \
         kubectl -n gitopsd port-forward deploy/gitopsd 8080 & gitopsd status\n\n\
         Dashboard: http://<http.listen>/; a tier's drift as a diff: GET /api/v1/tiers/<tier>/diff.")]
     Status(StatusArgs),
@@ -260,6 +261,32 @@ pub struct StatusArgs {
     /// Output format: a table, or the API's JSON (GET /api/v1/tiers).
     #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
     pub output: StatusFormat,
+
+    /// Watch: print the table, then each row again when it changes (JSON: the answer again,
+    /// on one line), until Ctrl-C.
+    #[arg(short, long)]
+    pub watch: bool,
+
+    /// With --watch: how often to ask the daemon, e.g. 2s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "watch")]
+    pub interval: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IntervalError {
+    #[error(transparent)]
+    Parse(#[from] humantime::DurationError),
+    #[error("must be more than 0s")]
+    Zero,
+}
+
+/// A `--interval`: a humantime duration that is not zero (a loop without a pause).
+fn parse_interval(text: &str) -> Result<std::time::Duration, IntervalError> {
+    let d = humantime::parse_duration(text)?;
+    if d.is_zero() {
+        return Err(IntervalError::Zero);
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

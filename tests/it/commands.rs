@@ -131,3 +131,97 @@ async fn sync_asks_the_daemon_and_waits_for_the_result() {
     assert!(text.contains("base/extra-3.yaml"), "{text}");
     assert_eq!(f.status()["sourceRevision"], broken.as_str());
 }
+
+/// A stand-in for the daemon's status endpoint: each answer is one tier whose last reconcile
+/// is a second later than the one before (so every row printed by `--watch` is a new one), and
+/// `Failed` from the third answer on.
+fn changing_status_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => seen.extend_from_slice(&buf[..k]),
+                }
+            }
+            let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").expect("time")
+                + chrono::Duration::seconds(n as i64);
+            let body = serde_json::json!([{
+                "tier": "watched", "revision": "0123456789abcdef", "health": "Healthy",
+                "sync": if n >= 2 { "Failed" } else { "Synced" },
+                "lastReconcileAt": at.to_rfc3339(), "lastError": null, "drift": null,
+            }]);
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"
+            );
+        }
+    });
+    port
+}
+
+fn spawn_watch(port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(["status", "--watch", "--interval", "100ms"])
+        .env("GITOPSD_SERVER", format!("http://127.0.0.1:{port}"))
+        .env("GITOPSD_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gitopsd status --watch")
+}
+
+#[test]
+fn status_watch_prints_changed_rows_and_ends_cleanly_on_a_closed_pipe_or_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let port = changing_status_server();
+
+    // The header, then a row per answer (each one changed), until the reader goes away.
+    let mut child = spawn_watch(port);
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).expect("read") > 0, "{lines:?}");
+        lines.push(line);
+    }
+    assert!(lines[0].starts_with("TIER "), "{lines:?}");
+    assert!(
+        lines[1].starts_with("watched ") && lines[1].contains(" Synced "),
+        "{lines:?}"
+    );
+    assert!(lines[4].contains(" Failed "), "{lines:?}");
+    assert!(
+        lines[2..].iter().all(|l| !l.starts_with("TIER")),
+        "one header: {lines:?}"
+    );
+    drop(out);
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
+    assert!(
+        status.success(),
+        "a closed pipe ends the watch cleanly: {status} {err}"
+    );
+    assert_eq!(err, "", "nothing said about the closed pipe");
+
+    // Ctrl-C (SIGINT) ends it with 0 as well.
+    let mut child = spawn_watch(port);
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert!(line.starts_with("TIER "), "{line}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "Ctrl-C ends the watch cleanly: {status}");
+}
