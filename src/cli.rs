@@ -111,6 +111,20 @@ pub enum Command {
     /// Check the daemon's audit log (audit.path, default <workdir>/audit.log).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the shell completion script for SHELL (subcommands, flags, their values).
+    #[command(after_help = "Examples:\n  \
+        source <(gitopsd completions bash)                                  # this bash session\n  \
+        gitopsd completions bash > ~/.local/share/bash-completion/completions/gitopsd\n  \
+        gitopsd completions zsh > \"${fpath[1]}/_gitopsd\"\n  \
+        gitopsd completions fish > ~/.config/fish/completions/gitopsd.fish")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +351,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Sync(args) => sync::run(args, report).await,
         Command::Promote(args) => promote::run(args, report).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args, report),
+        Command::Completions(args) => completions(args.shell, report),
     }
 }
 
@@ -446,6 +461,22 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     }
 }
 
+/// `gitopsd completions SHELL`: the script on stdout, generated from the same definition that
+/// parses the command line, so it cannot fall behind it.
+fn completions(shell: clap_complete::Shell, report: Report) -> ExitCode {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "gitopsd", &mut script);
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            report.error("cannot print the completion script", &e);
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 /// `gitopsd audit verify` exit codes: 1 for a broken chain, 2 for a file that cannot be read.
 const EXIT_AUDIT_BROKEN: u8 = 1;
 const EXIT_AUDIT_UNREADABLE: u8 = 2;
@@ -542,6 +573,61 @@ mod tests {
         if std::env::var_os("GITOPSD_SERVER").is_none() {
             assert_eq!(args.server, "http://127.0.0.1:8080");
         }
+    }
+
+    #[test]
+    fn sync_takes_a_tier_and_waits_only_when_asked() {
+        let cli = Cli::try_parse_from(["gitopsd", "sync", "operational"]).unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("expected the sync command");
+        };
+        assert_eq!(args.tier, "operational");
+        assert!(!args.wait && !args.override_window);
+        assert_eq!(args.timeout, std::time::Duration::from_secs(300));
+        let cli = Cli::try_parse_from([
+            "gitopsd",
+            "sync",
+            "exp",
+            "-w",
+            "--timeout",
+            "30s",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("expected the sync command");
+        };
+        assert!(args.wait);
+        assert_eq!(args.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(args.token_file.as_deref(), Some(Path::new("/t")));
+        assert!(
+            Cli::try_parse_from(["gitopsd", "sync"]).is_err(),
+            "a tier is needed"
+        );
+    }
+
+    #[test]
+    fn status_watch_interval_defaults_to_2s_and_is_never_zero() {
+        let cli = Cli::try_parse_from(["gitopsd", "status", "-w"]).unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("expected the status command");
+        };
+        assert!(args.watch);
+        assert_eq!(args.interval, std::time::Duration::from_secs(2));
+        let err = Cli::try_parse_from(["gitopsd", "status", "-w", "--interval", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("more than 0s"), "{err}");
+        // An interval without --watch is a mistake, not silently ignored.
+        assert!(Cli::try_parse_from(["gitopsd", "status", "--interval", "5s"]).is_err());
+    }
+
+    #[test]
+    fn completions_know_the_shells() {
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let cli = Cli::try_parse_from(["gitopsd", "completions", shell]).unwrap();
+            assert!(matches!(cli.command, Command::Completions(_)), "{shell}");
+        }
+        assert!(Cli::try_parse_from(["gitopsd", "completions", "tcsh"]).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The everyday commands against a running daemon: `gitopsd sync` (the real binary, with the
-//! API token) on the local cluster.
+//! The everyday commands as a user runs them (the real binary): `gitopsd sync` against a
+//! daemon on the local cluster (with the API token), `status --watch` against a stand-in for
+//! the status endpoint, `completions`.
 
 use crate::reconcile_support;
 use crate::support;
@@ -224,4 +225,44 @@ fn status_watch_prints_changed_rows_and_ends_cleanly_on_a_closed_pipe_or_ctrl_c(
     assert!(kill.success());
     let status = child.wait().expect("wait");
     assert!(status.success(), "Ctrl-C ends the watch cleanly: {status}");
+}
+
+#[test]
+fn bash_completion_names_the_subcommands_and_parses() {
+    let out = support::gitopsd(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    for sub in [
+        "run",
+        "render",
+        "validate",
+        "diff",
+        "status",
+        "sync",
+        "promote",
+        "audit",
+        "completions",
+    ] {
+        assert!(script.contains(&format!("gitopsd,{sub})")), "{sub} missing");
+    }
+    assert!(
+        script.contains(
+            "opts=\"-h -V --log-format --help --version run render validate diff status sync"
+        ),
+        "the top-level words"
+    );
+    assert!(script.contains("--watch"), "flags are completed too");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("gitopsd.bash");
+    std::fs::write(&file, &script).expect("write script");
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .expect("bash -n");
+    assert!(check.status.success(), "bash -n: {}", stderr(&check));
+    for shell in ["zsh", "fish"] {
+        let out = support::gitopsd(&["completions", shell]);
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
 }
