@@ -6,6 +6,7 @@ mod error;
 mod promote;
 mod render;
 mod status;
+mod sync;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -83,9 +84,20 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         gitopsd status                                      # the daemon on this machine\n  \
         gitopsd status --server http://gitopsd.internal:8080 -o json\n  \
+        gitopsd status --watch --interval 5s                # rows again as they change, until Ctrl-C\n  \
         kubectl -n gitopsd port-forward deploy/gitopsd 8080 & gitopsd status\n\n\
         Dashboard: http://<http.listen>/; a tier's drift as a diff: GET /api/v1/tiers/<tier>/diff.")]
     Status(StatusArgs),
+    /// Ask a running daemon to sync a tier now (fetch, then reconcile), as `flux reconcile`
+    /// does; needs the daemon's API token. With --wait, wait for that reconcile and print its
+    /// result: exit 0 when it succeeded, 1 when it failed or the revision is held back, 2 when
+    /// the daemon cannot be asked.
+    #[command(after_help = "Examples:\n  \
+        gitopsd sync experimental --token-file /etc/gitopsd/api-token\n  \
+        GITOPSD_TOKEN=$(cat api-token) gitopsd sync operational --wait --timeout 10m\n  \
+        gitopsd sync operational --override-window --server http://gitopsd.internal:8080 --token-file api-token\n\n\
+        The token is the content of the daemon's http.tokenFile; the daemon's audit log records who asked ($USER).")]
+    Sync(sync::SyncArgs),
     /// Push a revision that is healthy in FROM to TO's ref, after the promotion gate the
     /// daemon enforces (TO's soak and gate); fast-forward only unless --force; prints the
     /// commits promoted. Exit 0 when pushed (or already there), 1 when the gate is closed or
@@ -99,6 +111,20 @@ pub enum Command {
     /// Check the daemon's audit log (audit.path, default <workdir>/source/<key>/audit.log).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the shell completion script for SHELL (subcommands, flags, their values).
+    #[command(after_help = "Examples:\n  \
+        source <(gitopsd completions bash)                                  # this bash session\n  \
+        gitopsd completions bash > ~/.local/share/bash-completion/completions/gitopsd\n  \
+        gitopsd completions zsh > \"${fpath[1]}/_gitopsd\"\n  \
+        gitopsd completions fish > ~/.config/fish/completions/gitopsd.fish")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +275,32 @@ pub struct StatusArgs {
     /// Output format: a table, or the API's JSON (GET /api/v1/tiers).
     #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
     pub output: StatusFormat,
+
+    /// Watch: print the table, then each row again when it changes (JSON: the answer again,
+    /// on one line), until Ctrl-C.
+    #[arg(short, long)]
+    pub watch: bool,
+
+    /// With --watch: how often to ask the daemon, e.g. 2s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "watch")]
+    pub interval: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IntervalError {
+    #[error(transparent)]
+    Parse(#[from] humantime::DurationError),
+    #[error("must be more than 0s")]
+    Zero,
+}
+
+/// A `--interval`: a humantime duration that is not zero (a loop without a pause).
+fn parse_interval(text: &str) -> Result<std::time::Duration, IntervalError> {
+    let d = humantime::parse_duration(text)?;
+    if d.is_zero() {
+        return Err(IntervalError::Zero);
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -310,8 +362,10 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(args, report).await,
         Command::Diff(args) => diff(args, report).await,
         Command::Status(args) => status::run(args, report).await,
+        Command::Sync(args) => sync::run(args, report).await,
         Command::Promote(args) => promote::run(args, report).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&args, report),
+        Command::Completions(args) => completions(args.shell, report),
     }
 }
 
@@ -436,6 +490,22 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         Err(e) => {
             report.error("gitopsd stopped", &e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gitopsd completions SHELL`: the script on stdout, generated from the same definition that
+/// parses the command line, so it cannot fall behind it.
+fn completions(shell: clap_complete::Shell, report: Report) -> ExitCode {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "gitopsd", &mut script);
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            report.error("cannot print the completion script", &e);
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }
@@ -573,6 +643,61 @@ mod tests {
         if std::env::var_os("GITOPSD_SERVER").is_none() {
             assert_eq!(args.server, "http://127.0.0.1:8080");
         }
+    }
+
+    #[test]
+    fn sync_takes_a_tier_and_waits_only_when_asked() {
+        let cli = Cli::try_parse_from(["gitopsd", "sync", "operational"]).unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("expected the sync command");
+        };
+        assert_eq!(args.tier, "operational");
+        assert!(!args.wait && !args.override_window);
+        assert_eq!(args.timeout, std::time::Duration::from_secs(300));
+        let cli = Cli::try_parse_from([
+            "gitopsd",
+            "sync",
+            "exp",
+            "-w",
+            "--timeout",
+            "30s",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("expected the sync command");
+        };
+        assert!(args.wait);
+        assert_eq!(args.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(args.token_file.as_deref(), Some(Path::new("/t")));
+        assert!(
+            Cli::try_parse_from(["gitopsd", "sync"]).is_err(),
+            "a tier is needed"
+        );
+    }
+
+    #[test]
+    fn status_watch_interval_defaults_to_2s_and_is_never_zero() {
+        let cli = Cli::try_parse_from(["gitopsd", "status", "-w"]).unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("expected the status command");
+        };
+        assert!(args.watch);
+        assert_eq!(args.interval, std::time::Duration::from_secs(2));
+        let err = Cli::try_parse_from(["gitopsd", "status", "-w", "--interval", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("more than 0s"), "{err}");
+        // An interval without --watch is a mistake, not silently ignored.
+        assert!(Cli::try_parse_from(["gitopsd", "status", "--interval", "5s"]).is_err());
+    }
+
+    #[test]
+    fn completions_know_the_shells() {
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let cli = Cli::try_parse_from(["gitopsd", "completions", shell]).unwrap();
+            assert!(matches!(cli.command, Command::Completions(_)), "{shell}");
+        }
+        assert!(Cli::try_parse_from(["gitopsd", "completions", "tcsh"]).is_err());
     }
 
     #[test]

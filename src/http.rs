@@ -35,6 +35,7 @@ mod webhook;
 
 pub use refused::Refusals;
 pub use secret::{Secret, SecretFileError};
+pub use sync::USER_HEADER;
 pub use webhook::Webhook;
 
 /// What the HTTP side reads and pokes (the router's state): the tiers' status and their

@@ -118,6 +118,16 @@ impl Server {
 
     /// GET `path`: the status code and the body. Blocking.
     pub fn get(&self, path: &str) -> Result<(u16, String), StatusError> {
+        self.request("GET", path, &[]).map(|a| (a.code, a.body))
+    }
+
+    /// `method` on `path` with extra request headers (no body): the answer. Blocking.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, StatusError> {
         let unreachable = |cause: std::io::Error| StatusError::Unreachable {
             url: self.url.clone(),
             cause,
@@ -144,12 +154,19 @@ impl Server {
         stream
             .set_write_timeout(Some(READ_TIMEOUT))
             .map_err(unreachable)?;
-        let request = format!(
-            "GET {}{path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: gitopsd/{}\r\n\r\n",
+        let mut request = format!(
+            "{method} {}{path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: gitopsd/{}\r\n",
             self.prefix,
             self.authority,
             env!("CARGO_PKG_VERSION")
         );
+        for (name, value) in headers {
+            let _ = write!(request, "{name}: {value}\r\n");
+        }
+        if method != "GET" {
+            request += "Content-Length: 0\r\n";
+        }
+        request += "\r\n";
         stream.write_all(request.as_bytes()).map_err(unreachable)?;
         let mut raw = Vec::new();
         stream
@@ -168,10 +185,28 @@ impl Server {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| garbled(format!("no HTTP status line in {head:?}")))?;
+        // The server's clock, for "after the request" in the daemon's own time.
+        let date = head.lines().skip(1).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("date")
+                .then(|| DateTime::parse_from_rfc2822(value.trim()).ok())
+                .flatten()
+                .map(|d| d.with_timezone(&Utc))
+        });
         let body = String::from_utf8(raw[end + 4..].to_vec())
             .map_err(|_| garbled("the body is not UTF-8".to_owned()))?;
-        Ok((code, body))
+        Ok(Answer { code, date, body })
     }
+}
+
+/// What the daemon answered a request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub code: u16,
+    /// The `Date` header: the daemon's clock when it answered (second resolution).
+    pub date: Option<DateTime<Utc>>,
+    pub body: String,
 }
 
 pub async fn run(args: StatusArgs, report: Report) -> ExitCode {
@@ -183,6 +218,30 @@ pub async fn run(args: StatusArgs, report: Report) -> ExitCode {
             return error;
         }
     };
+    if args.watch {
+        return watch(server, args.output, args.interval, report).await;
+    }
+    let (body, tiers) = match fetch(server).await {
+        Ok(v) => v,
+        Err(e) => {
+            report.error("cannot read the daemon's status", &e);
+            return error;
+        }
+    };
+    let text = match args.output {
+        StatusFormat::Json => body.trim_end().to_owned() + "\n",
+        StatusFormat::Table => table(&tiers, Utc::now()),
+    };
+    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        report.error("cannot print the status", &e);
+        return error;
+    }
+    ExitCode::SUCCESS
+}
+
+/// GET /api/v1/tiers: the body, and the tiers in it.
+async fn fetch(server: Server) -> Result<(String, Vec<Value>), StatusError> {
+    let url = server.url.clone();
     let asked = tokio::task::spawn_blocking(move || {
         let (code, body) = server.get("/api/v1/tiers")?;
         if code != 200 {
@@ -199,30 +258,155 @@ pub async fn run(args: StatusArgs, report: Report) -> ExitCode {
         Ok((body, tiers))
     })
     .await;
-    let (body, tiers) = match asked {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            report.error("cannot read the daemon's status", &e);
-            return error;
-        }
-        Err(e) => {
-            report.error("the status request failed", &e);
-            return error;
-        }
-    };
-    let text = match args.output {
-        StatusFormat::Json => body.trim_end().to_owned() + "\n",
-        StatusFormat::Table => table(&tiers, Utc::now()),
-    };
-    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
-        report.error("cannot print the status", &e);
-        return error;
-    }
-    ExitCode::SUCCESS
+    asked.unwrap_or_else(|e| {
+        Err(StatusError::Unreachable {
+            url,
+            cause: std::io::Error::other(e),
+        })
+    })
 }
 
-/// The tiers as `flux get kustomizations` shows its objects: one row each, aligned columns.
-pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
+/// `gitopsd status --watch`: the table, then each row again when it changes, as `kubectl get
+/// -w` does (JSON: the whole answer again, one line, when it changes). Runs until Ctrl-C or
+/// until stdout is closed (`| head`), both a normal end; a daemon that cannot be asked is said
+/// once on stderr, and watched on.
+async fn watch(
+    server: Server,
+    format: StatusFormat,
+    interval: Duration,
+    report: Report,
+) -> ExitCode {
+    let mut watcher = Watcher::default();
+    let mut last_error: Option<String> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One listener for the whole watch: a Ctrl-C while a table is printed is not missed.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let asked = tokio::select! {
+            _ = &mut ctrl_c => return ExitCode::SUCCESS,
+            _ = ticker.tick() => tokio::select! {
+                _ = &mut ctrl_c => return ExitCode::SUCCESS,
+                asked = fetch(server.clone()) => asked,
+            },
+        };
+        let text = match asked {
+            Ok((body, tiers)) => {
+                last_error = None;
+                match format {
+                    StatusFormat::Table => watcher.changes(&tiers, Utc::now()),
+                    StatusFormat::Json => watcher.changed_body(&body),
+                }
+            }
+            Err(e) => {
+                let said = e.to_string();
+                if last_error.as_ref() != Some(&said) {
+                    report.error("cannot read the daemon's status (still watching)", &e);
+                    last_error = Some(said);
+                }
+                continue;
+            }
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+            Err(e) => {
+                report.error("cannot print the status", &e);
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+    }
+}
+
+/// What `--watch` printed last: each tier's row as it compares (the last sync as a time, not
+/// an age, so a row does not change by getting older), and the JSON answer.
+#[derive(Debug, Default)]
+pub struct Watcher {
+    rows: Option<Vec<(String, [String; 7])>>,
+    body: Option<String>,
+}
+
+impl Watcher {
+    /// The table the first time; then the rows that changed (a new tier included), aligned as
+    /// a table of all rows is; empty when nothing changed.
+    pub fn changes(&mut self, tiers: &[Value], now: DateTime<Utc>) -> String {
+        let rows = rows(tiers, now);
+        let keys: Vec<(String, [String; 7])> = rows
+            .iter()
+            .map(|r| {
+                let mut key = r.cells.clone();
+                key[5] = r.last_at.clone().unwrap_or_default();
+                key[6] = r.message.join("\n");
+                (r.cells[0].clone(), key)
+            })
+            .collect();
+        let lines = lines(&rows);
+        let text = match &self.rows {
+            None => lines.concat(),
+            Some(before) => keys
+                .iter()
+                .zip(&lines[1..])
+                .filter(|(key, _)| !before.contains(key))
+                .map(|(_, line)| line.as_str())
+                .collect(),
+        };
+        self.rows = Some(keys);
+        text
+    }
+
+    /// The answer on one line when it changed; empty when not.
+    pub fn changed_body(&mut self, body: &str) -> String {
+        let body = body.trim_end();
+        if self.body.as_deref() == Some(body) {
+            return String::new();
+        }
+        self.body = Some(body.to_owned());
+        body.replace('\n', " ") + "\n"
+    }
+}
+
+/// One tier's row: its cells (MESSAGE: the first line), the message's lines, the last sync's
+/// time as the API gave it.
+struct Row {
+    cells: [String; 7],
+    message: Vec<String>,
+    last_at: Option<String>,
+}
+
+fn rows(tiers: &[Value], now: DateTime<Utc>) -> Vec<Row> {
+    tiers
+        .iter()
+        .map(|t| {
+            let text = |key: &str| t[key].as_str().unwrap_or("-").to_owned();
+            let last = t["lastReconcileAt"]
+                .as_str()
+                .or_else(|| t["lastSync"]["startedAt"].as_str());
+            let message = message(t["lastError"].as_str());
+            Row {
+                cells: [
+                    text("tier"),
+                    short_revision(t["revision"].as_str()),
+                    text("sync"),
+                    text("health"),
+                    drift_counts(&t["drift"]),
+                    last.map_or_else(|| "-".to_owned(), |at| age(at, now)),
+                    message.first().cloned().unwrap_or_default(),
+                ],
+                message,
+                last_at: last.map(str::to_owned),
+            }
+        })
+        .collect()
+}
+
+/// The header's line, then each row's lines (the message's further lines under its column),
+/// columns as wide as their widest cell.
+fn lines(rows: &[Row]) -> Vec<String> {
     let header = [
         "TIER",
         "REVISION",
@@ -233,50 +417,36 @@ pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
         "MESSAGE",
     ]
     .map(str::to_owned);
-    let mut rows = vec![header];
-    // The message's further lines, by row: the key fact of a message (when a window opens,
-    // which object to fix) is often at its end, so it is wrapped, never cut.
-    let mut more: Vec<Vec<String>> = vec![Vec::new()];
-    for t in tiers {
-        let text = |key: &str| t[key].as_str().unwrap_or("-").to_owned();
-        let last = t["lastReconcileAt"]
-            .as_str()
-            .or_else(|| t["lastSync"]["startedAt"].as_str());
-        rows.push([
-            text("tier"),
-            short_revision(t["revision"].as_str()),
-            text("sync"),
-            text("health"),
-            drift_counts(&t["drift"]),
-            last.map_or_else(|| "-".to_owned(), |at| age(at, now)),
-            String::new(),
-        ]);
-        let mut lines = message(t["lastError"].as_str()).into_iter();
-        if let Some(row) = rows.last_mut() {
-            row[6] = lines.next().unwrap_or_default();
-        }
-        more.push(lines.collect());
-    }
     let mut widths = [0usize; 7];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+    for cells in std::iter::once(&header).chain(rows.iter().map(|r| &r.cells)) {
+        for (w, cell) in widths.iter_mut().zip(cells) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let indent: usize = widths[..6].iter().map(|w| w + 3).sum();
-    let mut out = String::new();
-    for (row, more) in rows.iter().zip(&more) {
+    let line = |cells: &[String; 7]| {
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in cells.iter().enumerate() {
             let _ = write!(line, "{cell:<width$}   ", width = widths[i]);
         }
-        out += line.trim_end();
-        out.push('\n');
-        for m in more {
-            let _ = writeln!(out, "{:indent$}{m}", "");
+        line.trim_end().to_owned() + "\n"
+    };
+    let mut out = vec![line(&header)];
+    for row in rows {
+        let mut text = line(&row.cells);
+        // The message's further lines: the key fact of a message (when a window opens, which
+        // object to fix) is often at its end, so it is wrapped, never cut.
+        for m in row.message.iter().skip(1) {
+            let _ = writeln!(text, "{:indent$}{m}", "");
         }
+        out.push(text);
     }
     out
+}
+
+/// The tiers as `flux get kustomizations` shows its objects: one row each, aligned columns.
+pub fn table(tiers: &[Value], now: DateTime<Utc>) -> String {
+    lines(&rows(tiers, now)).concat()
 }
 
 fn short_revision(revision: Option<&str>) -> String {
@@ -393,6 +563,39 @@ experimental   0123456    Synced      Healthy   -                   12s ago     
 operational    0123456    OutOfSync   Healthy   1 critical, 2 low   3h ago      -
 "
         );
+    }
+
+    #[test]
+    fn watch_prints_the_table_then_only_rows_that_changed() {
+        let mut w = Watcher::default();
+        let tiers = [tier("experimental"), tier("operational")];
+        let first = w.changes(&tiers, now());
+        assert_eq!(first, table(&tiers, now()));
+        // Later: the rows only age, nothing to print.
+        let later = now() + chrono::Duration::seconds(30);
+        assert_eq!(w.changes(&tiers, later), "");
+        // One tier reconciled again (a new last sync) and went out of sync: its row alone.
+        let mut ops = tier("operational");
+        ops["sync"] = json!("OutOfSync");
+        ops["lastReconcileAt"] = json!("2026-11-23T12:00:20Z");
+        let text = w.changes(&[tier("experimental"), ops.clone()], later);
+        assert_eq!(
+            text,
+            "operational    0123456    OutOfSync   Healthy   -       10s ago     -\n"
+        );
+        // A message that wraps comes with its further lines.
+        ops["lastError"] = json!(format!("apply failed: {}", "y".repeat(70)));
+        let text = w.changes(&[tier("experimental"), ops], later);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.starts_with("operational "), "{text}");
+    }
+
+    #[test]
+    fn watch_json_prints_the_answer_on_one_line_when_it_changes() {
+        let mut w = Watcher::default();
+        assert_eq!(w.changed_body("[{\"a\":\n1}]\n"), "[{\"a\": 1}]\n");
+        assert_eq!(w.changed_body("[{\"a\":\n1}]"), "");
+        assert_eq!(w.changed_body("[]"), "[]\n");
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod atomic_drift;
 mod audit;
 mod cli;
 mod cli_render;
+mod commands;
 mod config;
 mod corpus;
 mod dashboard;
