@@ -327,6 +327,31 @@ mod tests {
     }
 
     #[test]
+    fn check_files_reads_the_sinks_secret_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("gitopsd.yaml");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        for (file, problem) in [
+            (dir.path().join("missing"), "cannot read"),
+            (empty, "is empty"),
+        ] {
+            let text = format!(
+                "{BASE}notifications:\n  sinks:\n    - name: chat\n      slack: {{urlFile: {}}}\n",
+                file.display()
+            );
+            std::fs::write(&config_path, &text).expect("write");
+            let c = Config::parse(&text, &config_path).expect("valid");
+            let e = c
+                .check_files(&config_path)
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains("notifications.sinks[0].slack.urlFile: "), "{e}");
+            assert!(e.contains(problem) && e.contains(" line 6"), "{e}");
+        }
+    }
+
+    #[test]
     fn a_bad_notifications_section_names_the_field() {
         let cases = [
             (
