@@ -22,9 +22,12 @@ const FIRST_SYNC: Duration = Duration::from_secs(45);
 const CHANGE: Duration = Duration::from_secs(40);
 const SECRET: &str = "notify-test-secret";
 
-/// What the webhook receiver got: each body and its `X-Gitopsd-Signature`.
+/// One delivery: its `X-Gitopsd-Signature` and its body.
+type Delivery = (Option<String>, Bytes);
+
+/// What the webhook receiver got.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Option<String>, Bytes)>>>);
+struct Received(Arc<Mutex<Vec<Delivery>>>);
 
 impl Received {
     /// The bodies whose signature is right (HMAC-SHA256 of the body with the secret), as JSON;
