@@ -51,6 +51,9 @@ pub struct Notification {
     /// Further lines: the error, the reason, the drifted fields.
     pub details: Vec<String>,
     pub at: DateTime<Utc>,
+    /// What was told is over: a tier whose sync failed synced again (Alertmanager resolves
+    /// the alert at once instead of at its `endsAt`).
+    pub resolved: bool,
 }
 
 /// How a notification ended at a sink; `label()` is the `result` label of
@@ -118,6 +121,7 @@ impl Events {
                 summary,
                 details,
                 at,
+                resolved: false,
             })
         };
         match activity {
@@ -129,8 +133,22 @@ impl Events {
                 ..
             } => {
                 if *result != SyncState::Failed {
-                    self.failing.remove(tier);
-                    return None;
+                    // The failure told is over: told too, so that its alert resolves.
+                    let (failed, _) = self.failing.remove(tier)?;
+                    let mut over = n(
+                        NotifyEvent::SyncFailed,
+                        tier,
+                        revision,
+                        Severity::High,
+                        format!(
+                            "tier {tier}: syncs again at {} (failed at {})",
+                            revision.abbrev(),
+                            failed.abbrev()
+                        ),
+                        Vec::new(),
+                    )?;
+                    over.resolved = true;
+                    return Some(over);
                 }
                 let error = error.clone().unwrap_or_default();
                 let told = (revision.clone(), error.clone());

@@ -30,7 +30,11 @@ pub fn signature(secret: &[u8], body: &[u8]) -> Option<String> {
 
 /// A Slack incoming webhook's body: `{"text": ...}`, the summary first, details below.
 pub fn slack_body(n: &Notification) -> Vec<u8> {
-    let mut text = format!("*{}* [{}] {}", n.event.as_str(), n.severity, n.summary);
+    let mut text = if n.resolved {
+        format!("*{} resolved* {}", n.event.as_str(), n.summary)
+    } else {
+        format!("*{}* [{}] {}", n.event.as_str(), n.severity, n.summary)
+    };
     for d in n.details.iter().filter(|d| !d.is_empty()) {
         text.push('\n');
         text.push_str(d);
@@ -39,10 +43,15 @@ pub fn slack_body(n: &Notification) -> Vec<u8> {
 }
 
 /// Alertmanager's `POST /api/v2/alerts` body: one alert, labelled by what it is and where
-/// (the same event of the same tier is one alert, updated), resolving `resolve_after` later.
+/// (the same event of the same tier is one alert, updated), resolving `resolve_after` later,
+/// or at once for a notification that something is over.
 pub fn alertmanager_body(n: &Notification, resolve_after: Duration) -> Vec<u8> {
-    let ends = n.at
-        + chrono::Duration::from_std(resolve_after).unwrap_or_else(|_| chrono::Duration::hours(1));
+    let ends = if n.resolved {
+        n.at
+    } else {
+        n.at + chrono::Duration::from_std(resolve_after)
+            .unwrap_or_else(|_| chrono::Duration::hours(1))
+    };
     let alert: Value = json!({
         "labels": {
             "alertname": alertname(n.event),

@@ -76,11 +76,17 @@ fn blocked(kind: HoldKind) -> Activity {
 }
 
 fn events_of(c: &Config, activities: &[Activity]) -> Vec<(NotifyEvent, String)> {
+    told_of(c, activities)
+        .into_iter()
+        .map(|n| (n.event, n.tier))
+        .collect()
+}
+
+fn told_of(c: &Config, activities: &[Activity]) -> Vec<Notification> {
     let mut events = Events::new(&c.tiers);
     activities
         .iter()
         .filter_map(|a| events.event(a, at()))
-        .map(|n| (n.event, n.tier))
         .collect()
 }
 
@@ -88,19 +94,37 @@ fn events_of(c: &Config, activities: &[Activity]) -> Vec<(NotifyEvent, String)> 
 fn a_failing_sync_is_told_once_until_it_succeeds_or_fails_otherwise() {
     let c = config("");
     let fail = |r, e| sync("dev", r, SyncState::Failed, Some(e));
-    let told = events_of(
+    let told = told_of(
         &c,
         &[
+            sync("dev", rev('a'), SyncState::Synced, None),
             fail(rev('a'), "bad yaml"),
             fail(rev('a'), "bad yaml"),
             fail(rev('b'), "bad yaml"),
-            sync("dev", rev('b'), SyncState::Synced, None),
-            sync("dev", rev('b'), SyncState::OutOfSync, None),
+            sync("dev", rev('c'), SyncState::Synced, None),
+            sync("dev", rev('c'), SyncState::OutOfSync, None),
             fail(rev('b'), "bad yaml"),
         ],
     );
-    let dev = |e| (e, "dev".to_owned());
-    assert_eq!(told, vec![dev(NotifyEvent::SyncFailed); 3]);
+    let seen: Vec<(NotifyEvent, &str, bool)> = told
+        .iter()
+        .map(|n| (n.event, n.revision.as_str(), n.resolved))
+        .collect();
+    let (a, b, c) = (rev('a'), rev('b'), rev('c'));
+    assert_eq!(
+        seen,
+        vec![
+            (NotifyEvent::SyncFailed, a.as_str(), false),
+            (NotifyEvent::SyncFailed, b.as_str(), false),
+            // Over: told once, so that an alert resolves.
+            (NotifyEvent::SyncFailed, c.as_str(), true),
+            (NotifyEvent::SyncFailed, b.as_str(), false),
+        ]
+    );
+    assert_eq!(
+        told[2].summary,
+        "tier dev: syncs again at ccccccc (failed at bbbbbbb)"
+    );
 }
 
 #[test]
@@ -212,6 +236,7 @@ fn notification() -> Notification {
         summary: "tier prod: sync of aaaaaaa failed".into(),
         details: vec!["base/x.yaml: bad".into()],
         at: at(),
+        resolved: false,
     }
 }
 
@@ -225,6 +250,7 @@ fn the_webhook_body_is_the_notification_and_its_signature_is_hmac_sha256() {
     assert_eq!(v["severity"], "high");
     assert_eq!(v["details"][0], "base/x.yaml: bad");
     assert_eq!(v["at"], "2026-01-02T03:04:05Z");
+    assert_eq!(v["resolved"], false);
     // RFC 4231 test case 2.
     assert_eq!(
         signature(b"Jefe", b"what do ya want for nothing?").as_deref(),
@@ -252,6 +278,23 @@ fn slack_gets_text_and_alertmanager_an_alert_that_resolves() {
     assert_eq!(alert["annotations"]["description"], "base/x.yaml: bad");
     assert_eq!(alert["startsAt"], "2026-01-02T03:04:05+00:00");
     assert_eq!(alert["endsAt"], "2026-01-02T03:14:05+00:00");
+    let over = Notification {
+        resolved: true,
+        ..notification()
+    };
+    let am: serde_json::Value =
+        serde_json::from_slice(&alertmanager_body(&over, Duration::from_secs(600))).expect("json");
+    assert_eq!(
+        am[0]["endsAt"], "2026-01-02T03:04:05+00:00",
+        "resolved at once"
+    );
+    assert_eq!(am[0]["labels"], alert["labels"], "the same alert");
+    let slack: serde_json::Value = serde_json::from_slice(&slack_body(&over)).expect("json");
+    assert!(
+        slack["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("*sync-failed resolved* "))
+    );
 }
 
 #[test]

@@ -240,18 +240,56 @@ async fn a_failing_sync_and_a_rollback_reach_the_webhook_signed_and_alertmanager
     )
     .await;
 
-    // The failing sync was told once, not at every reconcile of the broken revision.
+    // The fix synced: the failure's alert is resolved at once, not at its endsAt an hour on.
+    let tier = f.tier.clone();
+    support::eventually_or(
+        "Alertmanager to resolve GitopsdSyncFailed for the tier",
+        CHANGE,
+        || {
+            let tier = tier.clone();
+            async move {
+                let all = alerts(am_port).await?;
+                let left: Vec<&Value> = all
+                    .iter()
+                    .filter(|a| {
+                        a["labels"]["alertname"] == "GitopsdSyncFailed"
+                            && a["labels"]["tier"] == tier.as_str()
+                    })
+                    .collect();
+                left.is_empty()
+                    .then_some(())
+                    .ok_or_else(|| format!("still active: {left:?}"))
+            }
+        },
+    )
+    .await;
+
+    // The failing sync was told once, not at every reconcile of the broken revision; and its
+    // end was told.
     let (events, _) = events_for(&received, &f.tier);
-    let failures: Vec<&Value> = events
+    for v in &events {
+        println!(
+            "webhook: {} {} resolved={} {}",
+            v["event"], v["revision"], v["resolved"], v["summary"]
+        );
+    }
+    let failures = events
         .iter()
-        .filter(|v| v["event"] == "sync-failed" && v["revision"] == broken.as_str())
-        .collect();
+        .filter(|v| {
+            v["event"] == "sync-failed"
+                && v["revision"] == broken.as_str()
+                && v["resolved"] == false
+        })
+        .count();
+    assert_eq!(
+        failures, 1,
+        "the broken revision's failure told {failures} times"
+    );
     assert!(
-        failures.len() <= 1
-            || failures
-                .windows(2)
-                .all(|w| w[0]["details"] != w[1]["details"]),
-        "the same failure was told again: {failures:?}"
+        events
+            .iter()
+            .any(|v| v["event"] == "sync-failed" && v["resolved"] == true),
+        "the end of the failure was told"
     );
     let m = f.metrics();
     let sent = m
