@@ -23,10 +23,10 @@ use crate::apply::Refusal;
 use crate::config::{ServiceAccountRef, TierConfig};
 use crate::live::{ApiLive, LiveError, LiveObjects};
 use crate::render::{DesiredObject, DesiredSet};
-use crate::validate::{Finding, Level, Stage};
+use crate::validate::{Finding, Level, Rule, ScopeRule};
 
-/// The rule name of the findings.
-pub const RULE: &str = "service-account-permission";
+/// The rule of the findings.
+pub const RULE: Rule = Rule::Scope(ScopeRule::ServiceAccountPermission);
 
 /// A verb a tier's write needs, a closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,7 +98,6 @@ fn plural_from_crds(set: &DesiredSet, o: &DesiredObject) -> Option<String> {
 fn finding(o: &DesiredObject, level: Level, message: String) -> Finding {
     Finding {
         level,
-        stage: Stage::Scope,
         rule: RULE,
         location: o.source.to_string(),
         object: o.key.to_string(),

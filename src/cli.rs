@@ -57,7 +57,7 @@ pub enum Command {
         gitopsd run --config gitopsd.yaml --kubeconfig ~/.kube/config --workdir /var/tmp/gitopsd\n\n\
         Status: GET http://<http.listen>/api/v1/tiers; sync now: POST /api/v1/tiers/<tier>/sync.\n\
         State (inventory, last applied and healthy revisions): ConfigMaps gitopsd-state-<tier> in state.namespace.\n\
-        Audit log: audit.path (default <workdir>/audit.log); Kubernetes Events regarding gitopsd-state-<tier>.")]
+        Audit log: audit.path (default <workdir>/source/<key>/audit.log, beside the source's mirror); Kubernetes Events regarding gitopsd-state-<tier>.")]
     Run(RunArgs),
     /// Print a tier's desired set: base plus the tier's overlay, ordered, labelled, hashed.
     #[command(after_help = "Examples:\n  \
@@ -96,7 +96,7 @@ pub enum Command {
         gitopsd promote validation operational --config gitopsd.yaml --force   # rewrite operational's ref\n\n\
         Evidence: FROM's state in the cluster (gitopsd-state-FROM), or refs/gitopsd/healthy/FROM/<sha> in the config repo.")]
     Promote(promote::PromoteArgs),
-    /// Check the daemon's audit log (audit.path, default <workdir>/audit.log).
+    /// Check the daemon's audit log (audit.path, default <workdir>/source/<key>/audit.log).
     #[command(subcommand)]
     Audit(AuditCommand),
 }
@@ -282,6 +282,20 @@ fn default_workdir() -> PathBuf {
     std::env::temp_dir().join("gitopsd")
 }
 
+/// The audit log of a daemon: `audit.path`, or `audit.log` in its source's directory under
+/// `workdir`, keyed by the source URL as the mirror is, so that daemons sharing a workdir keep
+/// a chain each (and the one following a URL holds the directory, `source::MirrorLock`).
+fn audit_path(config: &Config, workdir: &Path) -> PathBuf {
+    config
+        .audit
+        .path_in(&crate::source::mirror_dir(workdir, &config.source.url))
+}
+
+/// The default audit log before it was kept per source, `<workdir>/audit.log`: left where it
+/// is and never appended to again (it may hold the records of several daemons, so no daemon
+/// can claim it); `gitopsd audit verify` still checks it, and the daemon names it at start.
+const UNKEYED_AUDIT_LOG: &str = "audit.log";
+
 /// Exit code for a config or usage error, as clap uses for usage errors.
 const EXIT_CONFIG: u8 = 2;
 
@@ -374,7 +388,25 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let audit_path = config.audit.path_in(&args.workdir);
+    // The source's directory first: a second daemon on the same repo and workdir is refused
+    // naming the mirror and its holder, before it opens the audit log kept there.
+    let source_dir = crate::source::mirror_dir(&args.workdir, &config.source.url);
+    let mirror_lock = match crate::source::MirrorLock::acquire(&source_dir, &config.source.url) {
+        Ok(lock) => lock,
+        Err(e) => {
+            report.error("cannot take the source's directory", &e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let audit_path = audit_path(&config, &args.workdir);
+    let unkeyed = args.workdir.join(UNKEYED_AUDIT_LOG);
+    if config.audit.path.is_none() && unkeyed != audit_path && unkeyed.is_file() {
+        warn!(
+            old = %unkeyed.display(),
+            path = %audit_path.display(),
+            "an audit log written by an earlier gitopsd (whose default was one file per workdir) is kept as it is and no longer appended to; `gitopsd audit verify` still checks it; this daemon's log is `path`"
+        );
+    }
     let audit = match crate::audit::AuditWriter::start(&audit_path) {
         Ok(log) => std::sync::Arc::new(log),
         Err(e) => {
@@ -419,6 +451,7 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
         leader_elect: args.leader_elect,
         kube_config: Some(conn.config.clone()),
         requests: Some(requests),
+        mirror_lock: Some(Arc::new(mirror_lock)),
     };
     let result = crate::daemon::run(config, conn.client, options, shutdown).await;
     // The observers are dropped with the daemon: the audit log is fsynced, and the Events
@@ -507,6 +540,43 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_default_audit_log_is_one_per_source_url() {
+        let config = |url: &str, audit: &str| {
+            Config::parse(
+                &format!(
+                    "source: {{url: {url}}}\ntiers:\n  - {{name: dev, ref: main, namespaces: [dev]}}\n{audit}"
+                ),
+                Path::new("gitopsd.yaml"),
+            )
+            .expect("config")
+        };
+        let work = Path::new("/var/tmp/gitopsd");
+        let a = audit_path(&config("https://git.example.com/a.git", ""), work);
+        let b = audit_path(&config("https://git.example.com/b.git", ""), work);
+        assert_ne!(a, b, "two repos, two chains");
+        for (path, url) in [
+            (&a, "https://git.example.com/a.git"),
+            (&b, "https://git.example.com/b.git"),
+        ] {
+            let url = config(url, "").source.url;
+            assert_eq!(
+                *path,
+                crate::source::mirror_dir(work, &url).join("audit.log")
+            );
+        }
+        assert_ne!(a, work.join(UNKEYED_AUDIT_LOG));
+        // A path set in the config is used as it is, by whichever daemon.
+        let set = config(
+            "https://git.example.com/a.git",
+            "audit:\n  path: /var/log/gitopsd/audit.log\n",
+        );
+        assert_eq!(
+            audit_path(&set, work),
+            Path::new("/var/log/gitopsd/audit.log")
+        );
     }
 
     #[test]

@@ -303,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn the_audit_log_defaults_to_the_workdir_and_takes_a_path() {
+    fn the_audit_log_defaults_to_the_source_directory_and_takes_a_path() {
         let base =
             "source: {url: /srv/config}\ntiers:\n  - {name: dev, ref: main, namespaces: [dev]}\n";
         let c = parse(base).unwrap();

@@ -89,19 +89,29 @@ pub struct DaemonOptions {
     pub kube_config: Option<kube::Config>,
     /// Counts the tiers' impersonating clients' requests like the daemon's own.
     pub requests: Option<crate::live::RequestCounter>,
+    /// The source's directory under `workdir`, already held by the caller (who took it before
+    /// opening the audit log kept there, so a second daemon is refused naming the mirror);
+    /// `None`: `run` takes it.
+    pub mirror_lock: Option<Arc<crate::source::MirrorLock>>,
 }
 
 /// Runs until `shutdown` is cancelled; then lets every tier finish or stop its apply.
 pub async fn run(
     config: Config,
     client: Client,
-    options: DaemonOptions,
+    mut options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     // The mirror of the source URL under the workdir, held until the daemon stops: a second
     // daemon on it is refused before it touches anything (the Lease included).
     let source_dir = crate::source::mirror_dir(&options.workdir, &config.source.url);
-    let _mirror_lock = crate::source::MirrorLock::acquire(&source_dir, &config.source.url)?;
+    let _mirror_lock = match options.mirror_lock.take() {
+        Some(held) => held,
+        None => Arc::new(crate::source::MirrorLock::acquire(
+            &source_dir,
+            &config.source.url,
+        )?),
+    };
     // Secrets first: a missing file is a start-up error, before anything is touched.
     let api_token = match &config.http.token_file {
         Some(path) => Some(Secret::read(

@@ -66,7 +66,7 @@ impl Failure {
             Failure::Blocked { findings, .. } => findings
                 .iter()
                 .filter(|f| f.level == Level::Block)
-                .all(|f| f.stage == validate::Stage::Ownership),
+                .all(|f| f.stage() == validate::Stage::Ownership),
         }
     }
 }
@@ -273,8 +273,7 @@ mod tests {
     fn refusal(revision: &str) -> Vec<Finding> {
         vec![Finding {
             level: Level::Block,
-            stage: validate::Stage::Ownership,
-            rule: "not-owned",
+            rule: validate::Rule::Ownership(validate::OwnershipRule::NotOwned),
             location: "base/cm.yaml line 1".into(),
             object: "ConfigMap exp/c".into(),
             message: format!("refused at {revision}"),

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::config::{AdoptEntry, TierConfig, api_group};
 use crate::live::{LiveError, LiveObjects, ObjectKey};
 use crate::render::{DesiredObject, DesiredSet, TIER_LABEL};
-use crate::validate::{Finding, Level, Stage};
+use crate::validate::{Finding, Level, OwnershipRule, Rule};
 
 /// What the live cluster holds under a desired object's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,15 +121,15 @@ pub fn finding(
     };
     let (rule, holder) = match refusal {
         Refusal::Unlabelled => (
-            "not-owned",
+            OwnershipRule::NotOwned,
             format!("it exists and no gitopsd tier holds it (no {TIER_LABEL} label; {managers})"),
         ),
         Refusal::OtherTier(other) => (
-            "other-tier",
+            OwnershipRule::OtherTier,
             format!("it belongs to tier {other:?} ({TIER_LABEL}={other}; {managers})"),
         ),
         Refusal::LabelOnly => (
-            "label-only",
+            OwnershipRule::LabelOnly,
             format!(
                 "it carries {TIER_LABEL}={} but is not in the tier's inventory, and a label alone is no proof ({managers})",
                 tier.name
@@ -138,8 +138,7 @@ pub fn finding(
     };
     Finding {
         level: Level::Block,
-        stage: Stage::Ownership,
-        rule,
+        rule: Rule::Ownership(rule),
         location: object.source.to_string(),
         object: object.key.to_string(),
         message: format!(
@@ -291,7 +290,7 @@ mod tests {
                 .contains("`adopt: [{kind: ConfigMap, namespace: exp, name: c}]`"),
             "{f}"
         );
-        assert_eq!(f.rule, "other-tier");
+        assert_eq!(f.rule.as_str(), "other-tier");
         let f = finding(&cm, &tier, &Refusal::LabelOnly, &[]);
         assert!(f.message.contains("a label alone is no proof"), "{f}");
     }

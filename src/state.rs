@@ -11,6 +11,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use crate::revision::Revision;
+pub use configmap::CodecError;
 use configmap::{FORMAT, decode, encode};
 pub use inventory::{Inventory, NOT_APPLIED};
 pub use storage::StateStorage;
@@ -188,13 +189,14 @@ pub enum StateError {
         source: Box<kube::Error>,
     },
     #[error(
-        "the state ConfigMap {namespace}/{name} cannot be read: {key}: {reason}; deleting the ConfigMap makes gitopsd start over without an inventory (it then prunes nothing it applied before)"
+        "the state ConfigMap {namespace}/{name} cannot be read: {key}: {source}; deleting the ConfigMap makes gitopsd start over without an inventory (it then prunes nothing it applied before)"
     )]
     Corrupt {
         namespace: String,
         name: String,
         key: &'static str,
-        reason: String,
+        #[source]
+        source: Box<CodecError>,
     },
     #[error(
         "the state ConfigMap {namespace}/{name} has format {found:?}, this gitopsd reads format {FORMAT} (was it written by a newer gitopsd?); run a gitopsd that reads it, or delete the ConfigMap to start over without an inventory (it then prunes nothing it applied before)"
@@ -213,12 +215,14 @@ pub enum StateError {
         objects: usize,
         bytes: usize,
     },
-    #[error("the state of tier {tier} cannot be written to {namespace}/{name}: {reason}")]
+    #[error("the state of tier {tier} cannot be written to {namespace}/{name}: {key}: {source}")]
     Encode {
         tier: String,
         namespace: String,
         name: String,
-        reason: String,
+        key: &'static str,
+        #[source]
+        source: Box<CodecError>,
     },
 }
 

@@ -37,13 +37,89 @@ impl fmt::Display for Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub level: Level,
-    pub stage: Stage,
-    pub rule: &'static str,
+    /// The rule, which names its stage too.
+    pub rule: Rule,
     /// `base/api.yaml line 3`
     pub location: String,
     /// `Deployment shop-exp/api`
     pub object: String,
     pub message: String,
+}
+
+/// The rule of a finding, a closed set: one enum per stage. Only the security rules have a
+/// level set in config (`validation.rules`, checked against [`SecurityRule::ALL`]); the others
+/// always block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Schema(SchemaRule),
+    Security(SecurityRule),
+    Scope(ScopeRule),
+    Ownership(OwnershipRule),
+}
+
+impl Rule {
+    /// The stage that checks the rule.
+    pub const fn stage(self) -> Stage {
+        match self {
+            Rule::Schema(_) => Stage::Schema,
+            Rule::Security(_) => Stage::Security,
+            Rule::Scope(_) => Stage::Scope,
+            Rule::Ownership(_) => Stage::Ownership,
+        }
+    }
+
+    /// The id findings show (`[stage/id]`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Schema(r) => r.as_str(),
+            Rule::Security(r) => r.id(),
+            Rule::Scope(r) => r.as_str(),
+            Rule::Ownership(r) => r.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rule ids of the schema stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaRule {
+    ApiVersion,
+    Kind,
+    Name,
+}
+
+impl SchemaRule {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SchemaRule::ApiVersion => "api-version",
+            SchemaRule::Kind => "kind",
+            SchemaRule::Name => "name",
+        }
+    }
+}
+
+/// The rule ids of the ownership stage (`crate::ownership`): why a live object is not the
+/// tier's to take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnershipRule {
+    NotOwned,
+    OtherTier,
+    LabelOnly,
+}
+
+impl OwnershipRule {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OwnershipRule::NotOwned => "not-owned",
+            OwnershipRule::OtherTier => "other-tier",
+            OwnershipRule::LabelOnly => "label-only",
+        }
+    }
 }
 
 /// The rule ids of the scope stage: the reconcile tells a revision rejected for unknown kinds
@@ -56,16 +132,20 @@ pub enum ScopeRule {
     NoNamespace,
     Namespace,
     ClusterScoped,
+    /// The tier's ServiceAccount may not write an object (`crate::access`, checked against
+    /// the cluster).
+    ServiceAccountPermission,
 }
 
 impl ScopeRule {
-    pub const ALL: [ScopeRule; 6] = [
+    pub const ALL: [ScopeRule; 7] = [
         ScopeRule::NamespaceObject,
         ScopeRule::UnknownKind,
         ScopeRule::NamespaceOnClusterScoped,
         ScopeRule::NoNamespace,
         ScopeRule::Namespace,
         ScopeRule::ClusterScoped,
+        ScopeRule::ServiceAccountPermission,
     ];
 
     /// The id findings and `validation.rules` name it by.
@@ -77,6 +157,7 @@ impl ScopeRule {
             ScopeRule::NoNamespace => "no-namespace",
             ScopeRule::Namespace => "namespace",
             ScopeRule::ClusterScoped => "cluster-scoped",
+            ScopeRule::ServiceAccountPermission => "service-account-permission",
         }
     }
 }
@@ -84,7 +165,12 @@ impl ScopeRule {
 impl Finding {
     /// The finding is of this scope rule.
     pub fn is(&self, rule: ScopeRule) -> bool {
-        self.stage == Stage::Scope && self.rule == rule.as_str()
+        self.rule == Rule::Scope(rule)
+    }
+
+    /// The stage that found it.
+    pub fn stage(&self) -> Stage {
+        self.rule.stage()
     }
 }
 
@@ -97,7 +183,11 @@ impl fmt::Display for Finding {
         write!(
             f,
             "{level}: {}: {}: {} [{}/{}]",
-            self.location, self.object, self.message, self.stage, self.rule
+            self.location,
+            self.object,
+            self.message,
+            self.stage(),
+            self.rule
         )
     }
 }
@@ -107,10 +197,9 @@ impl fmt::Display for Finding {
 pub fn validate(set: &DesiredSet, tier: &TierConfig, last_tier: bool) -> Vec<Finding> {
     let mut findings = Vec::new();
     for object in &set.objects {
-        let mut push = |level, stage, rule, message: String| {
+        let mut push = |level, rule, message: String| {
             findings.push(Finding {
                 level,
-                stage,
                 rule,
                 location: object.source.to_string(),
                 object: object.key.to_string(),
@@ -118,17 +207,17 @@ pub fn validate(set: &DesiredSet, tier: &TierConfig, last_tier: bool) -> Vec<Fin
             })
         };
         for (rule, message) in schema_findings(object) {
-            push(Level::Block, Stage::Schema, rule, message);
+            push(Level::Block, Rule::Schema(rule), message);
         }
         for (rule, message) in security_findings(&object.key.kind, &object.manifest)
             .into_iter()
             .chain(rbac_findings(object, tier))
         {
             let level = tier.validation.level(rule, last_tier);
-            push(level, Stage::Security, rule.id(), message);
+            push(level, Rule::Security(rule), message);
         }
         for (rule, message) in scope_findings(object, tier) {
-            push(Level::Block, Stage::Scope, rule.as_str(), message);
+            push(Level::Block, Rule::Scope(rule), message);
         }
     }
     findings
@@ -139,7 +228,7 @@ pub fn blocks(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.level == Level::Block)
 }
 
-fn schema_findings(object: &DesiredObject) -> Vec<(&'static str, String)> {
+fn schema_findings(object: &DesiredObject) -> Vec<(SchemaRule, String)> {
     let mut out = Vec::new();
     let av = object.key.api_version.as_str();
     let well_formed_av = match av.split_once('/') {
@@ -148,7 +237,7 @@ fn schema_findings(object: &DesiredObject) -> Vec<(&'static str, String)> {
     };
     if !well_formed_av {
         out.push((
-            "api-version",
+            SchemaRule::ApiVersion,
             format!("apiVersion {av:?} is not `v1` or `group/version` (e.g. `apps/v1`)"),
         ));
     }
@@ -157,7 +246,7 @@ fn schema_findings(object: &DesiredObject) -> Vec<(&'static str, String)> {
         || !kind.chars().all(|c| c.is_ascii_alphanumeric())
     {
         out.push((
-            "kind",
+            SchemaRule::Kind,
             format!("kind {kind:?} is not a Kubernetes kind name (e.g. `Deployment`)"),
         ));
     }
@@ -171,7 +260,7 @@ fn schema_findings(object: &DesiredObject) -> Vec<(&'static str, String)> {
     };
     if !name_ok {
         out.push((
-            "name",
+            SchemaRule::Name,
             format!(
                 "metadata.name {name:?} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)"
             ),
@@ -588,7 +677,7 @@ mod tests {
             ),
             true,
         );
-        let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = f.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(
             rules,
             ["privileged-container", "run-as-non-root", "image-tag"]
@@ -631,7 +720,7 @@ mod tests {
         };
         let f = validate(&set, &t, false);
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].rule, f[0].level), ("image-tag", Level::Warn));
+        assert_eq!((f[0].rule.as_str(), f[0].level), ("image-tag", Level::Warn));
     }
 
     #[test]
@@ -645,6 +734,46 @@ mod tests {
             e.contains("unknown security rule \"no-root\"; expected one of privileged-container, run-as-non-root, host-path, host-namespaces, plaintext-secret, image-tag, rbac-grant"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_security_rules_take_a_level_in_config() {
+        // Schema, scope and ownership rules always block: naming one is a config error.
+        for id in [
+            "namespace",
+            "not-owned",
+            "kind",
+            "service-account-permission",
+        ] {
+            let e = serde_yaml::from_str::<TierConfig>(&format!(
+                "{{name: t, ref: main, namespaces: [a], validation: {{rules: {{{id}: warn}}}}}}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(&format!("unknown security rule {id:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_rule_id_is_one_rule_of_its_stage() {
+        let all: Vec<Rule> = [SchemaRule::ApiVersion, SchemaRule::Kind, SchemaRule::Name]
+            .map(Rule::Schema)
+            .into_iter()
+            .chain(SecurityRule::ALL.map(Rule::Security))
+            .chain(ScopeRule::ALL.map(Rule::Scope))
+            .chain(
+                [
+                    OwnershipRule::NotOwned,
+                    OwnershipRule::OtherTier,
+                    OwnershipRule::LabelOnly,
+                ]
+                .map(Rule::Ownership),
+            )
+            .collect();
+        let shown: BTreeSet<String> = all.iter().map(|r| format!("{}/{}", r.stage(), r)).collect();
+        assert_eq!(shown.len(), all.len());
+        assert!(shown.contains("scope/service-account-permission"));
+        assert!(shown.contains("ownership/other-tier"));
     }
 
     #[test]
@@ -662,7 +791,10 @@ mod tests {
             }),
             true,
         );
-        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.rule, f.message.as_str())).collect();
+        let got: Vec<(&str, &str)> = f
+            .iter()
+            .map(|f| (f.rule.as_str(), f.message.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -735,7 +867,7 @@ mod tests {
         let messages = |manifest: Value| -> Vec<String> {
             findings(manifest, true)
                 .into_iter()
-                .filter(|f| f.rule == "rbac-grant")
+                .filter(|f| f.rule == Rule::Security(SecurityRule::RbacGrant))
                 .map(|f| {
                     assert_eq!(f.level, Level::Block, "{f}");
                     f.message
@@ -798,7 +930,7 @@ mod tests {
             false,
         );
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].rule, "cluster-scoped");
+        assert_eq!(f[0].rule.as_str(), "cluster-scoped");
         assert!(blocks(&f));
     }
 
@@ -821,7 +953,7 @@ mod tests {
         let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                          "metadata": {"name": "x", "namespace": "shop"}});
         let f = scoped(crb.clone(), ObjectScope::Cluster, NOT_CLUSTER);
-        let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = f.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(rules, ["namespace-on-cluster-scoped", "cluster-scoped"]);
         assert_eq!(
             f[0].to_string(),
@@ -848,7 +980,10 @@ mod tests {
         ] {
             let f = scoped(w.clone(), ObjectScope::Unknown { offline }, CLUSTER);
             assert_eq!(f.len(), 1, "{f:?}");
-            assert_eq!((f[0].rule, f[0].level), ("unknown-kind", Level::Block));
+            assert_eq!(
+                (f[0].rule.as_str(), f[0].level),
+                ("unknown-kind", Level::Block)
+            );
             assert!(f[0].is(ScopeRule::UnknownKind) && !f[0].is(ScopeRule::NoNamespace));
             assert!(
                 f[0].message.starts_with(&format!(
@@ -865,7 +1000,7 @@ mod tests {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let f = scoped(cm, ObjectScope::Namespaced, CLUSTER);
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].rule, "no-namespace");
+        assert_eq!(f[0].rule.as_str(), "no-namespace");
         assert_eq!(
             f[0].message,
             "ConfigMap (the core group) is namespaced but the object names no namespace (set metadata.namespace, or `namespace:` in tiers/t/tier.yaml)"
@@ -885,7 +1020,7 @@ mod tests {
             };
             validate(&set, &t, false)
                 .into_iter()
-                .filter(|f| f.rule == "namespace-object")
+                .filter(|f| f.is(ScopeRule::NamespaceObject))
                 .collect::<Vec<_>>()
         };
         let f = check("v1", "Namespace", "kube-system");
@@ -913,7 +1048,10 @@ mod tests {
             )],
             digest: String::new(),
         };
-        let rules: Vec<&str> = validate(&set, &t, false).iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = validate(&set, &t, false)
+            .iter()
+            .map(|f| f.rule.as_str())
+            .collect();
         assert_eq!(rules, ["cluster-scoped"]);
     }
 
@@ -923,11 +1061,11 @@ mod tests {
             json!({"apiVersion": "apps/version1", "kind": "deployment", "metadata": {"name": "Api_1", "namespace": "shop"}}),
             false,
         );
-        let rules: Vec<&str> = f.iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = f.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(rules, ["api-version", "kind", "name"]);
         assert!(
             f.iter()
-                .all(|f| f.stage == Stage::Schema && f.level == Level::Block)
+                .all(|f| f.stage() == Stage::Schema && f.level == Level::Block)
         );
     }
 

@@ -79,6 +79,29 @@ fn cluster_sh(args: &[&str]) -> std::process::Output {
 /// One test at a time in this binary: they share the API server that some of them restart.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A test's turn: this binary's control plane is up, and no other test of it runs until the
+/// guard is dropped (declare it before the fixture, so the fixture is dropped first).
+async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    faults_cluster();
+    SERIAL.lock().await
+}
+
+/// A daemon started on a repo of `n` ConfigMaps `cm-0000` .. whose value is "one".
+fn start(test: &str, n: usize, extra: TierExtra, daemon: DaemonExtra) -> Fixture {
+    let mut f = Fixture::with_daemon(test, configmaps(n, "one"), extra, daemon);
+    f.start();
+    f
+}
+
+/// Waits until the first commit (the head) is Synced.
+async fn wait_first_sync(f: &Fixture) {
+    let head = f.head();
+    f.wait_status("Synced at the first commit", FIRST_SYNC, |s| {
+        (s["revision"] == head && s["sync"] == "Synced").then_some(())
+    })
+    .await;
+}
+
 /// The cluster's lock, held from stop to start (see the module doc).
 struct ClusterLock(#[allow(dead_code)] std::fs::File);
 
@@ -167,7 +190,8 @@ fn assert_no_deletion_reported(f: &Fixture) {
         .filter(|(l, _)| l.contains("severity=\"critical\""))
         .map(|(_, v)| v)
         .sum();
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir/audit.log")).unwrap_or_default();
+    let audit = std::fs::read_to_string(support::audit_log_in(&f.dir.path().join("workdir")))
+        .unwrap_or_default();
     let deleted_in_audit = audit
         .lines()
         .filter(|l| l.contains("object-deleted"))
@@ -232,25 +256,14 @@ async fn edit_and_wait_corrected(f: &Fixture, what: &str) {
 /// objects were deleted, re-apply them, or stay blind to live edits.
 #[tokio::test]
 async fn an_api_server_restart_in_steady_state_reports_no_deletion_and_reapplies_nothing() {
-    faults_cluster();
-    let _serial = SERIAL.lock().await;
+    let _turn = turn().await;
     // No poll during the test: what gitopsd sees after the return comes from its watches.
     let daemon = DaemonExtra {
         interval: "1h".into(),
         ..DaemonExtra::default()
     };
-    let mut f = Fixture::with_daemon(
-        "fa-steady",
-        configmaps(300, "one"),
-        TierExtra::default(),
-        daemon,
-    );
-    f.start();
-    let head = f.head();
-    f.wait_status("Synced at the first commit", FIRST_SYNC, |s| {
-        (s["revision"] == head && s["sync"] == "Synced").then_some(())
-    })
-    .await;
+    let f = start("fa-steady", 300, TierExtra::default(), daemon);
+    wait_first_sync(&f).await;
     let before = patches(&f);
 
     let killed = restart_apiserver(Duration::from_secs(15)).await;
@@ -286,27 +299,21 @@ async fn an_api_server_restart_in_steady_state_reports_no_deletion_and_reapplies
 /// not "deleted" while the watches list again, and none is applied twice.
 #[tokio::test]
 async fn an_api_server_killed_mid_first_sync_reports_no_deletion() {
-    faults_cluster();
-    let _serial = SERIAL.lock().await;
+    let _turn = turn().await;
     let n = 1000;
-    let mut f = Fixture::with_daemon(
+    let f = start(
         "fa-midfirst",
-        configmaps(n, "one"),
+        n,
         TierExtra::default(),
         DaemonExtra::default(),
     );
-    f.start();
     support::eventually("the first sync to start applying", FIRST_SYNC, || {
         let started = patches(&f) > 20.0;
         async move { started.then_some(()) }
     })
     .await;
     restart_apiserver(Duration::from_secs(15)).await;
-    let head = f.head();
-    f.wait_status("Synced at the first commit", FIRST_SYNC, |s| {
-        (s["revision"] == head && s["sync"] == "Synced").then_some(())
-    })
-    .await;
+    wait_first_sync(&f).await;
     assert_no_deletion_reported(&f);
     let sent = patches(&f);
     assert!(
@@ -321,21 +328,15 @@ async fn an_api_server_killed_mid_first_sync_reports_no_deletion() {
 /// deleted.
 #[tokio::test]
 async fn an_api_server_killed_mid_apply_costs_only_the_rest_of_the_apply() {
-    faults_cluster();
-    let _serial = SERIAL.lock().await;
+    let _turn = turn().await;
     let n = 1000;
-    let mut f = Fixture::with_daemon(
+    let f = start(
         "fa-midapply",
-        configmaps(n, "one"),
+        n,
         TierExtra::default(),
         DaemonExtra::default(),
     );
-    f.start();
-    let head = f.head();
-    f.wait_status("Synced at the first commit", FIRST_SYNC, |s| {
-        (s["revision"] == head && s["sync"] == "Synced").then_some(())
-    })
-    .await;
+    wait_first_sync(&f).await;
     let before = patches(&f);
     f.write_files(&configmaps(n, "two"));
     let second = f.commit("every ConfigMap changes");
@@ -364,20 +365,13 @@ async fn an_api_server_killed_mid_apply_costs_only_the_rest_of_the_apply() {
 /// not at the next poll (an hour away here).
 #[tokio::test]
 async fn a_live_edit_during_a_reconcile_is_corrected_without_waiting_for_the_interval() {
-    faults_cluster();
-    let _serial = SERIAL.lock().await;
+    let _turn = turn().await;
     let daemon = DaemonExtra {
         interval: "1h".into(),
         ..DaemonExtra::default()
     };
     // Enough objects that the first sync runs for seconds.
-    let mut f = Fixture::with_daemon(
-        "fa-during",
-        configmaps(1500, "one"),
-        TierExtra::default(),
-        daemon,
-    );
-    f.start();
+    let f = start("fa-during", 1500, TierExtra::default(), daemon);
     let client = support::client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, &f.tier);
     let edit = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"value": "edited"}});
@@ -430,24 +424,13 @@ async fn a_live_edit_during_a_reconcile_is_corrected_without_waiting_for_the_int
 /// version.
 #[tokio::test]
 async fn the_dry_run_cache_keeps_one_entry_per_object_under_alert_only_drift() {
-    faults_cluster();
-    let _serial = SERIAL.lock().await;
+    let _turn = turn().await;
     let extra = TierExtra(vec![
         "policy: {critical: alert, high: alert, medium: alert, low: alert}".into(),
     ]);
     let objects = 5;
-    let mut f = Fixture::with_daemon(
-        "fa-dryrun",
-        configmaps(objects, "one"),
-        extra,
-        DaemonExtra::default(),
-    );
-    f.start();
-    let head = f.head();
-    f.wait_status("Synced at the first commit", FIRST_SYNC, |s| {
-        (s["revision"] == head && s["sync"] == "Synced").then_some(())
-    })
-    .await;
+    let f = start("fa-dryrun", objects, extra, DaemonExtra::default());
+    wait_first_sync(&f).await;
     let client = support::client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, &f.tier);
     let writes = 40;

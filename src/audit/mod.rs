@@ -8,7 +8,8 @@
 //! someone who rewrites every line after it: it is evidence of accidents and careless edits,
 //! not a signature (ship the file elsewhere for that).
 //!
-//! Writes: the file is opened with `O_APPEND` and never truncated or rewritten. The daemon
+//! Writes: the file is opened with `O_APPEND` and never truncated or rewritten, and locked
+//! (`flock`) while open: a second writer is refused ([`AuditError::InUse`]). The daemon
 //! writes through [`AuditWriter`]: an observer stamps each record with its time and queues it
 //! on a bounded channel (waiting for room when full, never dropping one), and a thread of its
 //! own gives each its `seq` and `prev` in queue order and appends what is queued with one
@@ -23,7 +24,7 @@
 //! whose `prev` is the sha256 of the torn bytes, so the chain goes on through it and `verify`
 //! accepts it as acknowledged.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -73,6 +74,10 @@ pub enum AuditError {
         line: usize,
         reason: RecordError,
     },
+    #[error(
+        "the audit log {path} is held by another running gitopsd (each daemon locks its audit log while it runs, so two chains never interleave in one file): give this daemon its own `audit.path` (or its own --workdir)"
+    )]
+    InUse { path: PathBuf },
     #[error("cannot write the audit log {path}: {source}")]
     Write {
         path: PathBuf,
@@ -136,6 +141,22 @@ impl AuditLog {
                 path: path.to_owned(),
                 source,
             })?;
+        // Held (`flock`) as long as the file is open: a second writer would continue the chain
+        // from a `seq` and `prev` of its own. Released by the kernel however the process ends.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(AuditError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(AuditError::Open {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
         let log = AuditLog {
             path: path.to_owned(),
             inner: Mutex::new(Inner {
@@ -649,6 +670,39 @@ mod tests {
             check(&path),
             Verdict::Intact {
                 lines: 5,
+                torn: vec![]
+            }
+        );
+    }
+
+    /// Two writers of one file would each continue the chain from their own `seq` and `prev`:
+    /// the second is refused while the first has it open, and takes it once it is closed.
+    #[test]
+    fn a_second_writer_of_one_log_is_refused_until_the_first_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let first = AuditWriter::start(&path).unwrap();
+        first.observe(&applied("a", Outcome::Created));
+        let Err(err) = AuditWriter::start(&path) else {
+            panic!("a second writer of {} was let in", path.display());
+        };
+        assert!(
+            matches!(&err, AuditError::InUse { path: p } if p == &path),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("is held by another running gitopsd"),
+            "{err}"
+        );
+        drop(first);
+        let again = AuditWriter::start(&path).unwrap();
+        again.observe(&applied("b", Outcome::Created));
+        drop(again);
+        assert_eq!(
+            check(&path),
+            Verdict::Intact {
+                lines: 2,
                 torn: vec![]
             }
         );

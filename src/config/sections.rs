@@ -149,16 +149,17 @@ impl Default for LeaderElectionConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuditConfig {
-    /// The file to append to. Default: `audit.log` in the daemon's `--workdir`.
+    /// The file to append to. Default: `audit.log` in the directory of the daemon's source
+    /// under its `--workdir` (`<workdir>/source/<key>/`, keyed by the source URL).
     pub path: Option<PathBuf>,
 }
 
 impl AuditConfig {
-    /// The file the daemon appends to, given its work directory.
-    pub fn path_in(&self, workdir: &std::path::Path) -> PathBuf {
+    /// The file the daemon appends to, given the directory its source is kept in.
+    pub fn path_in(&self, source_dir: &std::path::Path) -> PathBuf {
         self.path
             .clone()
-            .unwrap_or_else(|| workdir.join("audit.log"))
+            .unwrap_or_else(|| source_dir.join("audit.log"))
     }
 }
 

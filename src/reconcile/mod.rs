@@ -113,19 +113,18 @@ impl Checkouts for Mutex<crate::source::Source> {
                 revision: revision.clone(),
                 reason: e.to_string(),
             })?;
-        let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
+        let source = locked(self)?;
         Ok(source.export(oid)?)
     }
 
     fn healthy_refs(&self, tier: &str) -> Vec<HealthyRecord> {
-        match self.lock() {
-            Ok(source) => source.healthy_refs(tier),
-            Err(_) => Vec::new(),
-        }
+        locked(self)
+            .map(|source| source.healthy_refs(tier))
+            .unwrap_or_default()
     }
 
     fn publish_healthy(&self, tier: &str, record: &HealthyRecord) -> Result<(), CheckoutError> {
-        let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
+        let source = locked(self)?;
         Ok(source.publish_healthy(tier, record)?)
     }
 
@@ -134,10 +133,18 @@ impl Checkouts for Mutex<crate::source::Source> {
         from: Option<&Revision>,
         to: &Revision,
     ) -> Result<Vec<crate::signature::SignedCommit>, CheckoutError> {
-        let source = self.lock().map_err(|_| CheckoutError::LockPoisoned)?;
+        let source = locked(self)?;
         crate::signature::commits_between(source.repository(), from, to)
             .map_err(CheckoutError::from)
     }
+}
+
+/// The source, locked. A poisoned lock (a git operation panicked holding it) is an error: the
+/// mirror may be mid-update.
+fn locked(
+    source: &Mutex<crate::source::Source>,
+) -> Result<std::sync::MutexGuard<'_, crate::source::Source>, CheckoutError> {
+    source.lock().map_err(|_| CheckoutError::LockPoisoned)
 }
 
 /// A desired set the tier deploys, with the revision it came from.

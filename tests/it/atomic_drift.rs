@@ -189,10 +189,9 @@ async fn kubectl_patches(client: &Client, ns: &str, value: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_inside_atomic_maps_and_structs_is_corrected_and_only_it() {
     let client = support::client().await;
-    let mut f = Fixture::new("atomic", atomic_files(), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("atomic", atomic_files(), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     other_team_annotates(&client, &f.tier).await;
     // Settled after the annotations (each a reconcile, no correction): then count requests.
     f.wait_status("Synced after the annotations", CHANGE, |s| {
@@ -295,10 +294,9 @@ async fn drift_inside_atomic_maps_and_structs_is_corrected_and_only_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_keeps_changing_an_atomic_field_is_given_up() {
     let client = support::client().await;
-    let mut f = Fixture::new("atomic-fight", atomic_files(), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("atomic-fight", atomic_files(), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     // A controller that puts its selector back whenever gitopsd took it.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -462,16 +460,15 @@ const NOT_IN_INVENTORY: &str = "not in this tier's inventory: gitopsd never dele
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_rule() {
     let client = support::client().await;
-    let mut f = Fixture::new(
+    let (f, _) = Fixture::new(
         "extra",
         reconcile_support::base_files(reconcile_support::IMAGE_1),
         TierExtra(vec![
             "policy: {critical: apply, high: apply, medium: apply, low: alert}".into(),
         ]),
-    );
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    )
+    .started(FIRST_SYNC)
+    .await;
     let tier = f.tier.clone();
     let synced = format!(r#"tier="{tier}""#);
 
@@ -494,7 +491,7 @@ async fn an_extra_object_is_reported_as_what_happens_and_drift_follows_one_sync_
     })
     .await;
     // The audit log's writer thread appends after the status is published: wait for the line.
-    let audit_log = f.dir.path().join("workdir").join("audit.log");
+    let audit_log = support::audit_log_in(&f.dir.path().join("workdir"));
     let pruned_item =
         support::eventually_or("the audit log's drift item for extra-4", CHANGE, || async {
             let audit = std::fs::read_to_string(&audit_log).map_err(|e| e.to_string())?;

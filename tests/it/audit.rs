@@ -223,7 +223,7 @@ async fn a_daemon_records_its_story_as_events_and_a_chained_audit_log() {
     assert_eq!(triggered[0].series.as_ref().map(|s| s.count), Some(3));
 
     // The audit log: the first sync and each object it created, chained.
-    let path = f.dir.path().join("workdir").join("audit.log");
+    let path = support::audit_log_in(&f.dir.path().join("workdir"));
     let lines = audit_lines(&path);
     let sync_lines = lines.iter().filter(|l| l["event"] == "sync").count();
     let applies: Vec<&Value> = lines.iter().filter(|l| l["event"] == "apply").collect();

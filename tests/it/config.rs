@@ -57,6 +57,67 @@ async fn a_second_daemon_on_the_same_workdir_and_repo_is_refused_naming_the_mirr
     );
 }
 
+/// Two daemons sharing a workdir but following different repositories keep an audit log each,
+/// beside their mirrors: neither chain is interleaved with the other (both appended to
+/// `<workdir>/audit.log` before).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_sharing_a_workdir_with_different_repos_keep_an_audit_chain_each() {
+    let sync = Duration::from_secs(120);
+    let (a, _) = Fixture::new("audit-a", base_files(IMAGE_1), TierExtra::default())
+        .started(sync)
+        .await;
+    let b = Fixture::new("audit-b", base_files(IMAGE_1), TierExtra::default());
+    let workdir = a.dir.path().join("workdir");
+    let log = b.dir.path().join("second.log");
+    let second = Command::new(env!("CARGO_BIN_EXE_gitopsd"))
+        .args(["run", "--config"])
+        .arg(&b.config)
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--workdir")
+        .arg(&workdir)
+        .env_remove("GITOPSD_CONFIG")
+        .env_remove("GITOPSD_KUSTOMIZE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the second gitopsd");
+    let _second = KillOnDrop(second);
+    b.wait_synced_healthy(&b.head(), sync).await;
+
+    let logs: Vec<_> = std::fs::read_dir(workdir.join("source"))
+        .expect("the workdir's sources")
+        .map(|e| e.expect("a source directory").path().join("audit.log"))
+        .collect();
+    assert_eq!(logs.len(), 2, "one source directory per repo: {logs:?}");
+    for (mine, other) in [(&a.tier, &b.tier), (&b.tier, &a.tier)] {
+        // The writer thread appends a moment after the status is published.
+        let path = support::eventually("each daemon's audit log", sync, || {
+            let found = logs
+                .iter()
+                .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(mine.as_str())))
+                .cloned();
+            async move { found }
+        })
+        .await;
+        let text = std::fs::read_to_string(&path).expect("read the audit log");
+        assert!(
+            !text.contains(other.as_str()),
+            "{}: {mine}'s log holds {other}'s records",
+            path.display()
+        );
+        let out = support::gitopsd(&["audit", "verify", path.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            path.display(),
+            support::stdout(&out),
+            support::stderr(&out)
+        );
+    }
+}
+
 /// Kills the child when the test ends, however it ends.
 struct KillOnDrop(Child);
 

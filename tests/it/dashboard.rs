@@ -167,10 +167,7 @@ async fn critical_drift_shows_on_the_dashboard_in_the_diff_and_in_gitopsd_status
         "policy: {critical: alert, high: alert, medium: alert, low: alert}".into(),
         "validation: {rules: {plaintext-secret: warn}}".into(),
     ]);
-    let mut f = Fixture::new("dash", files, extra);
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("dash", files, extra).started(FIRST_SYNC).await;
 
     edit_live(&client, &f.tier).await;
     // The edited image rolls out (kwok's pods become ready at once), so the tier is healthy

@@ -577,7 +577,8 @@ impl Replica {
     /// Objects this replica applied (created or configured: unchanged ones are not audited),
     /// from its audit log.
     fn applied(&self) -> BTreeSet<String> {
-        let text = std::fs::read_to_string(self.workdir.join("audit.log")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(support::audit_log_in(&self.workdir)).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["event"] == "apply" && v["outcome"] != "failed")

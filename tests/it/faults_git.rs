@@ -327,10 +327,9 @@ fn audit_lines(path: &Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audit_and_events() {
     let client = support::client().await;
-    let mut f = Fixture::new("rewrite", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("rewrite", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     f.write_files(&vec![(
         "base/api-config.yaml".to_owned(),
         configmap("api-config", &[("release", "two")]),
@@ -358,7 +357,7 @@ async fn a_force_push_back_to_an_older_commit_is_reported_in_status_metrics_audi
         "{text}"
     );
 
-    let audit = f.dir.path().join("workdir").join("audit.log");
+    let audit = support::audit_log_in(&f.dir.path().join("workdir"));
     let line = support::eventually(
         "the rewrite in the audit log",
         Duration::from_secs(20),

@@ -62,10 +62,9 @@ fn base_with_doomed() -> reconcile_support::Files {
 /// pruned while the sync fails, over several reconciles; once git is fixed, the 10 go.
 async fn no_prune_while_one_object_fails(test: &str, bad: &str, expect_sync: &str) {
     let client = support::client().await;
-    let mut f = Fixture::new(test, base_with_doomed(), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new(test, base_with_doomed(), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     assert_eq!(existing(&client, &f.tier, "doomed-").await.len(), 10);
 
     f.remove_files(&["base/doomed.yaml"]);
@@ -392,10 +391,9 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
     let client = support::client().await;
     let mut base = base_files(IMAGE_1);
     base.push(("base/reaped.yaml".into(), configmaps("reaped", 1)));
-    let mut f = Fixture::new("reaped", base, TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("reaped", base, TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     // The "controller": marks the ConfigMap as its own, then deletes it, whenever it exists.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
@@ -489,10 +487,9 @@ async fn an_object_deleted_again_and_again_is_given_up_naming_the_deleter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_prune_is_reported_in_status_and_events() {
     let client = support::client().await;
-    let mut f = Fixture::new("refusedprune", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("refusedprune", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     // 6 of the 8 objects leave git: 75%, over the default maxDeletePercent of 50.
     f.remove_files(&[
         "base/service.yaml",

@@ -31,10 +31,9 @@ fn failure_messages(s: &Value) -> Vec<String> {
 async fn a_hung_fail_webhook_refuses_one_object_by_name_and_the_rest_is_applied_and_nothing_pruned()
 {
     let client = support::client().await;
-    let mut f = Fixture::new("hook", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("hook", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     // Only ConfigMaps labelled with this test's value go through the webhook, so other tests'
     // objects never meet it.

@@ -21,10 +21,9 @@ const DASHBOARD: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: das
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_moved_into_a_subdirectory_keeps_its_object_and_subdirectories_are_read() {
     let client = support::client().await;
-    let mut f = Fixture::new("layout-mv", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("layout-mv", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
     let uid_before = cms.get("extra-1").await.expect("extra-1").uid();
 

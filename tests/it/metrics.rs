@@ -60,10 +60,9 @@ fn promtool_check_metrics(exposition: &str) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synced_tier_shows_on_metrics_and_promtool_finds_nothing_to_lint() {
-    let mut f = Fixture::new("metrics", base_files(IMAGE_1), TierExtra::default());
-    let sha = f.head();
-    f.start();
-    f.wait_synced_healthy(&sha, FIRST_SYNC).await;
+    let (f, sha) = Fixture::new("metrics", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     let tier = format!(r#"tier="{}""#, f.tier);
     // The status turns Synced inside the sync; the revision's commit-to-applied duration is

@@ -32,10 +32,9 @@ async fn the_health_deadline_survives_restarts() {
     let extra = TierExtra(vec![
         "rollback: {onHealthFailure: true, healthTimeout: 12s}".into(),
     ]);
-    let mut f = Fixture::new("deadline", base_files(IMAGE_1), extra);
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (mut f, first) = Fixture::new("deadline", base_files(IMAGE_1), extra)
+        .started(FIRST_SYNC)
+        .await;
 
     f.write_files(&vec![(
         "base/deployment.yaml".to_owned(),
@@ -87,10 +86,9 @@ async fn the_health_deadline_survives_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_revision_is_reported_as_itself_with_the_reason() {
     let client = support::client().await;
-    let mut f = Fixture::new("blocked", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("blocked", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     // A Namespace the tier does not list: a blocking finding (`namespace-object`).
     f.write_files(&vec![(

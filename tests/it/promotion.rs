@@ -348,8 +348,21 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "validation");
         v.offer(&c2).await;
+        // The reconcile reads the live cache: it runs again after each change the cache sees,
+        // until one of them was the edit (the cache may see another object's change first).
+        let mut changes = v.reconciler.live_changes().expect("the live cache runs");
+        changes.borrow_and_update();
         edit_value(&client, &val).await;
-        v.reconcile().await;
+        for _ in 0..10 {
+            tokio::time::timeout(Duration::from_secs(60), changes.changed())
+                .await
+                .expect("the live cache sees the edit")
+                .expect("the live cache runs");
+            v.reconcile().await;
+            if value_in(&client, &val).await.as_deref() == Some("one") {
+                break;
+            }
+        }
         let st = v.status.snapshot();
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
         assert_eq!(st.revision.as_ref().map(Revision::as_str), Some(c1.as_str()));
@@ -388,9 +401,29 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "main");
         t.offer(&c2).await;
+        // Reconciled until a reconcile has seen the edit (its drift report shows it), so that
+        // the edit left in place below was left by the window, not missed by a lagging cache.
+        let mut changes = t.reconciler.live_changes().expect("the live cache runs");
+        changes.borrow_and_update();
         edit_value(&client, &name).await;
-        t.reconcile().await;
+        for _ in 0..10 {
+            tokio::time::timeout(Duration::from_secs(60), changes.changed())
+                .await
+                .expect("the live cache sees the edit")
+                .expect("the live cache runs");
+            t.reconcile().await;
+            let drift = t.status.snapshot().drift;
+            if drift.is_some_and(|d| d.items.iter().any(|i| i.key.name == "settings")) {
+                break;
+            }
+        }
         let st = t.status.snapshot();
+        assert!(
+            st.drift
+                .as_ref()
+                .is_some_and(|d| d.items.iter().any(|i| i.key.name == "settings")),
+            "the edit is seen as drift: {st:?}"
+        );
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
         assert_eq!(st.held_revision.as_ref().map(Revision::as_str), Some(c2.as_str()));
         let w = st.window.clone().expect("window state in the status");
@@ -772,7 +805,8 @@ async fn the_daemon_blocks_a_promotion_until_the_earlier_tier_is_healthy() {
         .await;
         assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
         drop(child);
-        let audit = std::fs::read_to_string(dir.path().join("workdir/audit.log")).unwrap_or_default();
+        let audit_log = support::audit_log_in(&dir.path().join("workdir"));
+        let audit = std::fs::read_to_string(audit_log).unwrap_or_default();
         let blocked_lines = audit
             .lines()
             .filter(|l| l.contains("promotion-blocked") && l.contains(&val))

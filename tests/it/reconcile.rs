@@ -228,10 +228,9 @@ async fn first_sync_creates_every_object_labelled_and_owned_and_records_state() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_image_in_git_is_rolled_out_and_becomes_healthy() {
     let client = support::client().await;
-    let mut f = Fixture::new("image", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("image", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     f.write_files(&vec![(
         "base/deployment.yaml".to_owned(),
@@ -287,10 +286,9 @@ async fn a_removed_configmap_is_pruned_unless_its_prune_is_disabled() {
         "base/extra-2.yaml".to_owned(),
         configmap("extra-2", &[(PRUNE_ANNOTATION, "disabled")]),
     ));
-    let mut f = Fixture::new("prune", base, TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("prune", base, TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     f.remove_files(&["base/extra-1.yaml", "base/extra-2.yaml"]);
     let second = f.commit("remove extra-1 and extra-2");
@@ -341,10 +339,9 @@ async fn a_removed_configmap_is_pruned_unless_its_prune_is_disabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
     let client = support::client().await;
-    let mut f = Fixture::new("broken", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("broken", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let before = tier_objects(&client, &f.tier).await;
     assert_eq!(before.len(), BASE_OBJECTS);
 
@@ -410,10 +407,9 @@ async fn a_broken_commit_fails_the_sync_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prune_guard_refuses_to_delete_most_objects() {
     let client = support::client().await;
-    let mut f = Fixture::new("guard", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("guard", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let before = tier_objects(&client, &f.tier).await;
 
     // 6 of the 8 objects leave git: 75%, over the default maxDeletePercent of 50.
@@ -457,10 +453,9 @@ async fn the_prune_guard_refuses_to_delete_most_objects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_edit_is_reverted_under_policy_apply() {
     let client = support::client().await;
-    let mut f = Fixture::new("revert", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("revert", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     let edited = "registry.example.com/shop/api:6.6.6";
     edit_image(&client, &f.tier, edited).await;
@@ -508,10 +503,9 @@ async fn a_live_edit_is_alerted_and_left_under_policy_alert() {
     let extra = TierExtra(vec![
         "policy: {critical: alert, high: apply, medium: apply, low: apply}".into(),
     ]);
-    let mut f = Fixture::new("alert", base_files(IMAGE_1), extra);
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("alert", base_files(IMAGE_1), extra)
+        .started(FIRST_SYNC)
+        .await;
 
     let edited = "registry.example.com/shop/api:6.6.6";
     edit_image(&client, &f.tier, edited).await;
@@ -565,10 +559,9 @@ async fn an_unhealthy_revision_is_rolled_back_and_not_retried() {
     let extra = TierExtra(vec![
         "rollback: {onHealthFailure: true, healthTimeout: 10s}".into(),
     ]);
-    let mut f = Fixture::new("rollback", base_files(IMAGE_1), extra);
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("rollback", base_files(IMAGE_1), extra)
+        .started(FIRST_SYNC)
+        .await;
 
     f.write_files(&vec![(
         "base/deployment.yaml".to_owned(),
@@ -757,10 +750,9 @@ async fn a_daemon_killed_mid_apply_converges_after_restart_and_prunes_exactly() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_daemon_with_exit_code_0() {
-    let mut f = Fixture::new("sigterm", base_files(IMAGE_1), TierExtra::default());
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (mut f, _) = Fixture::new("sigterm", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let started = std::time::Instant::now();
     let status = f
         .terminate(Duration::from_secs(5))
@@ -829,10 +821,9 @@ async fn a_controller_fighting_over_a_field_is_given_up_after_the_configured_cor
     let extra = TierExtra(vec![
         "policy: {critical: apply, high: apply, medium: apply, low: apply}".into(),
     ]);
-    let mut f = Fixture::new("fight", base_files(IMAGE_1), extra);
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (mut f, _) = Fixture::new("fight", base_files(IMAGE_1), extra)
+        .started(FIRST_SYNC)
+        .await;
 
     // What a quiet reconcile of this tier costs, before the fight.
     let (r0, q0, _) = reconciles_and_requests(&f);

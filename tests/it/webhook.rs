@@ -87,15 +87,14 @@ async fn poke(f: &Fixture, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_is_applied_at_once_with_an_hourly_poll_and_a_forged_one_is_not() {
     let secrets = tempfile::tempdir().expect("temp dir");
-    let mut f = Fixture::with_daemon(
+    let (mut f, _) = Fixture::with_daemon(
         "hook",
         base_files(IMAGE_1),
         TierExtra::default(),
         secured(secrets.path()),
-    );
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    )
+    .started(FIRST_SYNC)
+    .await;
 
     // (a) A GitHub push of a followed ref: fetched, applied and healthy within seconds.
     f.write_files(&vec![(
@@ -199,15 +198,14 @@ async fn a_signed_push_is_applied_at_once_with_an_hourly_poll_and_a_forged_one_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_over_the_api_needs_the_token() {
     let secrets = tempfile::tempdir().expect("temp dir");
-    let mut f = Fixture::with_daemon(
+    let (mut f, _) = Fixture::with_daemon(
         "apitoken",
         base_files(IMAGE_1),
         TierExtra::default(),
         secured(secrets.path()),
-    );
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    )
+    .started(FIRST_SYNC)
+    .await;
     let path = format!("/api/v1/tiers/{}/sync", f.tier);
 
     let (code, body) = post(&f, &path, &[], b"");

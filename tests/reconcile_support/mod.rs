@@ -252,6 +252,16 @@ impl Fixture {
         git(&self.repo, &["rev-parse", "HEAD"])
     }
 
+    /// Starts the daemon and waits until the first commit (the head) is Synced and Healthy,
+    /// within `timeout`: `Fixture::new(..).started(FIRST_SYNC).await`. Returns the fixture
+    /// and that commit.
+    pub async fn started(mut self, timeout: Duration) -> (Fixture, String) {
+        self.start();
+        let first = self.head();
+        self.wait_synced_healthy(&first, timeout).await;
+        (self, first)
+    }
+
     /// Starts `gitopsd --log-format json run` and waits for its status endpoint.
     pub fn start(&mut self) {
         assert!(self.daemon.is_none(), "a daemon is already running");

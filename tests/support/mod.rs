@@ -318,6 +318,28 @@ pub fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 
 /// Runs the gitopsd binary from the repo root, with text logs and no config from the
 /// environment, as a user at a terminal would.
+/// The audit log a `gitopsd run` with no `audit.path` writes under its `workdir`:
+/// `source/<key>/audit.log`, in the one source directory a daemon made there (a path that does
+/// not exist before the daemon made it).
+pub fn audit_log_in(workdir: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(workdir.join("source"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    match dirs.as_slice() {
+        [one] => one.join("audit.log"),
+        [] => workdir.join("source/(none yet)/audit.log"),
+        many => panic!(
+            "{} holds the sources of {} daemons; which audit log is meant?",
+            workdir.display(),
+            many.len()
+        ),
+    }
+}
+
 pub fn gitopsd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gitopsd"))
         .args(args)

@@ -220,10 +220,9 @@ fn the_real_kustomize_builds_in_its_box() {
 
 #[tokio::test]
 async fn the_daemon_refuses_the_bomb_and_keeps_the_last_good_set() {
-    let mut f = Fixture::new("box-bomb", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let good = f.head();
-    f.wait_synced_healthy(&good, SYNC).await;
+    let (f, good) = Fixture::new("box-bomb", base_files(IMAGE_1), TierExtra::default())
+        .started(SYNC)
+        .await;
 
     // The tier directory becomes a kustomization pulling in the bomb beside a new ConfigMap.
     let t = f.tier.clone();
@@ -340,15 +339,14 @@ async fn a_commit_naming_one_blob_many_times_is_refused_before_anything_is_writt
         source: vec!["exportLimits: {maxBytes: 4000000}".into()],
         ..DaemonExtra::default()
     };
-    let mut f = Fixture::with_daemon(
+    let (f, good) = Fixture::with_daemon(
         "box-export",
         base_files(IMAGE_1),
         TierExtra::default(),
         daemon,
-    );
-    f.start();
-    let good = f.head();
-    f.wait_synced_healthy(&good, SYNC).await;
+    )
+    .started(SYNC)
+    .await;
     // The mirror of the fixture's repo under the daemon's workdir, as the daemon keys it.
     let url = f.repo.display().to_string().parse().expect("the repo URL");
     let revisions =
@@ -481,10 +479,9 @@ async fn an_extra_secrets_last_applied_copy_is_masked_in_diff_status_and_audit()
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-secret\nstringData:\n  user: app\n"
             .into(),
     ));
-    let mut f = Fixture::new("box-secret", base, plaintext_secrets_allowed());
-    f.start();
-    let good = f.head();
-    f.wait_synced_healthy(&good, SYNC).await;
+    let (mut f, _) = Fixture::new("box-secret", base, plaintext_secrets_allowed())
+        .started(SYNC)
+        .await;
     kubectl_apply_secret(&f.tier).await;
 
     let kc = support::kubeconfig();
@@ -528,7 +525,8 @@ async fn an_extra_secrets_last_applied_copy_is_masked_in_diff_status_and_audit()
         assert_eq!(code, 200, "{path}: {body}");
         assert_no_secret(&path, &body);
     }
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir/audit.log")).unwrap_or_default();
+    let audit = std::fs::read_to_string(support::audit_log_in(&f.dir.path().join("workdir")))
+        .unwrap_or_default();
     assert_no_secret("the audit log", &audit);
     let log = f.daemon().log_tail(100_000);
     assert_no_secret("the log", &log);
@@ -536,14 +534,13 @@ async fn an_extra_secrets_last_applied_copy_is_masked_in_diff_status_and_audit()
 
 #[tokio::test]
 async fn an_api_error_that_echoes_a_secret_value_is_masked_in_status_and_audit_log() {
-    let mut f = Fixture::new(
+    let (mut f, _) = Fixture::new(
         "box-apierr",
         base_files(IMAGE_1),
         plaintext_secrets_allowed(),
-    );
-    f.start();
-    let good = f.head();
-    f.wait_synced_healthy(&good, SYNC).await;
+    )
+    .started(SYNC)
+    .await;
 
     // A number where the API wants a string: the server's error quotes the value.
     f.write_files(&vec![(
@@ -567,7 +564,8 @@ async fn an_api_error_that_echoes_a_secret_value_is_masked_in_status_and_audit_l
         !body.contains("987654321987"),
         "the status shows the value: {body}"
     );
-    let audit = std::fs::read_to_string(f.dir.path().join("workdir/audit.log")).unwrap_or_default();
+    let audit = std::fs::read_to_string(support::audit_log_in(&f.dir.path().join("workdir")))
+        .unwrap_or_default();
     assert!(
         audit.contains("stringData.password"),
         "the audit log has the failure: {audit}"
@@ -635,10 +633,9 @@ async fn escape_sequences_in_repo_file_names_are_shown_escaped() {
     }
 
     // The daemon's status and log show the name escaped too.
-    let mut f = Fixture::new("box-escape", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let good = f.head();
-    f.wait_synced_healthy(&good, SYNC).await;
+    let (mut f, _) = Fixture::new("box-escape", base_files(IMAGE_1), TierExtra::default())
+        .started(SYNC)
+        .await;
     f.write_files(&vec![(red.to_owned(), "kind: [\n".to_owned())]);
     let bad = f.commit("a file name with escapes");
     let s = f

@@ -107,14 +107,13 @@ async fn another_sync(f: &Fixture, n: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_privileged_container_patched_in_is_critical_drift_and_left_alone_under_alert() {
     let client = support::client().await;
-    let mut f = Fixture::new(
+    let (f, _) = Fixture::new(
         "foreign-alert",
         base_files(IMAGE_1),
         TierExtra(vec!["policy: {critical: alert}".into()]),
-    );
-    let sha = f.head();
-    f.start();
-    f.wait_synced_healthy(&sha, FIRST_SYNC).await;
+    )
+    .started(FIRST_SYNC)
+    .await;
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &f.tier);
 
     // The attack: the manifest does not set `privileged`; a separate client adds it.
@@ -188,10 +187,9 @@ async fn a_privileged_container_patched_in_is_critical_drift_and_left_alone_unde
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_apply_the_foreign_field_is_removed_and_a_writer_that_keeps_adding_it_is_given_up() {
     let client = support::client().await;
-    let mut f = Fixture::new("foreign-apply", base_files(IMAGE_1), TierExtra::default());
-    let sha = f.head();
-    f.start();
-    f.wait_synced_healthy(&sha, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("foreign-apply", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &f.tier);
 
     let before = kube_requests(&f);
@@ -322,14 +320,13 @@ async fn every_variant_of_a_foreign_security_addition_is_critical_drift() {
         ("base/role.yaml".into(), ROLE.into()),
         ("base/rolebinding.yaml".into(), ROLE_BINDING.into()),
     ];
-    let mut f = Fixture::new(
+    let (f, _) = Fixture::new(
         "foreign-variants",
         files,
         TierExtra(vec!["policy: {critical: alert}".into()]),
-    );
-    let sha = f.head();
-    f.start();
-    f.wait_synced_healthy(&sha, FIRST_SYNC).await;
+    )
+    .started(FIRST_SYNC)
+    .await;
     let ns = f.tier.clone();
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
@@ -432,10 +429,9 @@ async fn under_apply_every_variant_is_taken_away_and_the_manifests_own_fields_st
         ("base/deployment.yaml".into(), INIT_DEPLOYMENT.into()),
         ("base/rolebinding.yaml".into(), ROLE_BINDING.into()),
     ];
-    let mut f = Fixture::new("foreign-apply-all", files, TierExtra::default());
-    let sha = f.head();
-    f.start();
-    f.wait_synced_healthy(&sha, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("foreign-apply-all", files, TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let ns = f.tier.clone();
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);

@@ -154,15 +154,14 @@ fn log_of(f: &mut Fixture) -> Vec<u8> {
 }
 
 async fn started(test: &str, secrets: &Path) -> (Fixture, String) {
-    let mut f = Fixture::with_daemon(
+    let (f, first) = Fixture::with_daemon(
         test,
         base_files(IMAGE_1),
         TierExtra::default(),
         secured(secrets),
-    );
-    let first = f.head();
-    f.start();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    )
+    .started(FIRST_SYNC)
+    .await;
     (f, first)
 }
 

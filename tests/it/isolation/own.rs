@@ -184,10 +184,9 @@ async fn a_pre_existing_namespace_is_not_relabelled_privileged_until_the_tier_ad
 #[tokio::test]
 async fn a_namespace_outside_the_tiers_namespaces_is_blocked_by_validation() {
     let client = support::client().await;
-    let mut f = Fixture::new("own-list", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let first = f.head();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("own-list", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     let other = format!("own-other-{}", random_suffix());
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -249,10 +248,9 @@ async fn a_namespace_outside_the_tiers_namespaces_is_blocked_by_validation() {
 #[tokio::test]
 async fn an_unlabelled_configmap_is_refused_until_adopted() {
     let client = support::client().await;
-    let mut f = Fixture::new("own-cm", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let first = f.head();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (mut f, first) = Fixture::new("own-cm", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
     let legacy: ConfigMap = serde_json::from_value(json!({
@@ -330,10 +328,9 @@ async fn an_unlabelled_configmap_is_refused_until_adopted() {
 #[tokio::test]
 async fn objects_labelled_for_another_tier_or_only_labelled_for_this_one_are_refused() {
     let client = support::client().await;
-    let mut f = Fixture::new("own-other", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let first = f.head();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, first) = Fixture::new("own-other", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
     let other_tier = format!("other-{}", random_suffix());
@@ -421,10 +418,9 @@ async fn objects_labelled_for_another_tier_or_only_labelled_for_this_one_are_ref
 #[tokio::test]
 async fn a_second_tier_rendering_the_first_tiers_objects_takes_none_of_them() {
     let client = support::client().await;
-    let mut f = Fixture::new("own-two", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let first = f.head();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (mut f, _) = Fixture::new("own-two", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
     let before = cms.get("api-config").await.expect("get api-config");
 
@@ -532,10 +528,9 @@ fn requests(f: &Fixture) -> Vec<String> {
 #[tokio::test]
 async fn a_refused_revision_reconciled_again_sends_no_request() {
     let client = support::client().await;
-    let mut f = Fixture::new("own-quiet", base_files(IMAGE_1), TierExtra::default());
-    f.start();
-    let first = f.head();
-    f.wait_synced_healthy(&first, FIRST_SYNC).await;
+    let (f, _) = Fixture::new("own-quiet", base_files(IMAGE_1), TierExtra::default())
+        .started(FIRST_SYNC)
+        .await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &f.tier);
     let legacy: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "legacy"}, "data": {"note": "mine"}}))

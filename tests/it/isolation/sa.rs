@@ -361,14 +361,13 @@ async fn without_impersonation_the_daemons_identity_would_have_written_it() {
         let live = ApiLive::new(client.clone());
         let mut files = base_files(IMAGE_1);
         files.push(("base/secret.yaml".into(), SECRET.into()));
-        let mut f = Fixture::new(
+        let (f, _) = Fixture::new(
             "sa-ctl",
             files,
             TierExtra(vec![PLAINTEXT_SECRET_WARNS.to_owned()]),
-        );
-        let head = f.head();
-        f.start();
-        f.wait_synced_healthy(&head, SYNC).await;
+        )
+        .started(SYNC)
+        .await;
         assert!(
             exists(&live, &key("v1", "Secret", Some(&f.tier), "db")).await,
             "the daemon's own identity writes Secrets"
