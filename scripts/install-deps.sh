@@ -22,6 +22,8 @@ have shellcheck || need+=(shellcheck)
 have promtool || need+=(prometheus)
 # The Prometheus server itself, from the same package: tests/it/analysis.rs starts one on loopback.
 have prometheus || need+=(prometheus)
+# Alertmanager: tests/it/notify.rs starts one on loopback to receive notifications.
+have prometheus-alertmanager || need+=(prometheus-alertmanager)
 # libfaketime steps the daemon's wall clock in tests/it/faults_clock.rs.
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || need+=(faketime)
 # wrk loads the status endpoint with 200 concurrent clients on loopback (benches/http.rs).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::apply::{Outcome, Tally};
 use crate::classify::DriftItem;
 use crate::health::Health;
+use crate::hold::HoldKind;
 use crate::live::ObjectKey;
 use crate::revision::Revision;
 use crate::status::SyncState;
@@ -83,6 +84,9 @@ pub enum Activity {
         tier: String,
         revision: Revision,
         reason: String,
+        /// Which hold: notifications tell a gate that stays closed from a window that is
+        /// simply closed.
+        kind: HoldKind,
     },
     /// The prune guard refused to delete what left git (`prune.maxDeletePercent`, an empty
     /// desired set): reported when a revision's refusal first appears, not on every sync.

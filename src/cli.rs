@@ -472,9 +472,35 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     let state_namespace = crate::state::StateStore::default_namespace(&config.state);
     let (events, events_task) =
         crate::events::EventsObserver::start(conn.client.clone(), &state_namespace);
+    let mut observers: Vec<std::sync::Arc<dyn crate::activity::Observer>> =
+        vec![metrics.clone(), audit, events];
+    // Only when configured: no delivery task, no client, otherwise.
+    let mut notify_tasks = Vec::new();
+    if let Some(n) = &config.notifications {
+        match crate::notify::Notifier::start(
+            n,
+            &config.tiers,
+            Some(metrics.notifications()),
+            shutdown.clone(),
+        ) {
+            Ok((notifier, tasks)) => {
+                info!(
+                    sinks = n.sinks.len(),
+                    routes = n.routes.len(),
+                    "notifications"
+                );
+                observers.push(notifier);
+                notify_tasks = tasks;
+            }
+            Err(e) => {
+                report.error("cannot start notifications", &e);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let options = crate::daemon::DaemonOptions {
         workdir: args.workdir.clone(),
-        observers: crate::activity::Observers::new(vec![metrics.clone(), audit, events]),
+        observers: crate::activity::Observers::new(observers),
         metrics: Some(metrics),
         leader_elect: args.leader_elect,
         kube_config: Some(conn.config.clone()),
@@ -485,6 +511,12 @@ async fn run(args: RunArgs, report: Report) -> ExitCode {
     // The observers are dropped with the daemon: the audit log is fsynced, and the Events
     // still queued get a moment to be published.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), events_task).await;
+    // Notifications already queued get the same moment (their retries stopped at shutdown).
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        futures::future::join_all(notify_tasks),
+    )
+    .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod analysis;
 mod checks;
 mod locate;
+mod notify;
 mod pattern;
 mod policy;
 mod sections;
@@ -23,6 +24,7 @@ mod validation;
 
 pub use analysis::*;
 pub use checks::*;
+pub use notify::*;
 pub use pattern::{PathPattern, PatternError};
 pub use policy::*;
 pub use sections::*;
@@ -77,6 +79,9 @@ pub struct Config {
     /// Metric analysis for rollouts (not yet wired: issue 16).
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    /// Outbound notifications (webhook, Slack, Alertmanager); none when absent.
+    #[serde(default)]
+    pub notifications: Option<NotificationsConfig>,
 }
 
 /// Whether a window lets changes in or keeps them out.

@@ -366,6 +366,7 @@ fn other_notes(activity: &Activity) -> Option<Note> {
             tier,
             revision,
             reason,
+            ..
         } => (
             tier,
             EventType::Warning,

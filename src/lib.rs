@@ -36,7 +36,9 @@ pub mod logging;
 pub mod metrics;
 #[cfg(test)]
 mod module_cycles;
+pub mod notify;
 pub mod object;
+pub mod outbound;
 pub mod ownership;
 pub mod podspec;
 pub mod policy;

@@ -104,6 +104,7 @@ pub struct Metrics {
     source_rewrites: IntCounterVec,
     kube_requests: IntCounterVec,
     webhook_requests: IntCounterVec,
+    notifications: IntCounterVec,
     http_refused: IntCounterVec,
     window_open: IntGaugeVec,
     promotion_blocked: IntGaugeVec,
@@ -128,6 +129,11 @@ impl Metrics {
     /// into (a handle on the same counters).
     pub fn http_refused(&self) -> IntCounterVec {
         self.http_refused.clone()
+    }
+
+    /// `gitopsd_notifications_total{sink, result}`, for the notifier to count deliveries into.
+    pub fn notifications(&self) -> IntCounterVec {
+        self.notifications.clone()
     }
 
     /// Whether this replica leads, for `gitopsd_leader` (set at each scrape).

@@ -10,10 +10,12 @@
 //! inconclusive. `run` (`driver.rs`) is the async loop that takes the measurements, stops at
 //! the first decision and at once when cancelled, and returns every measurement taken.
 //!
-//! A leaf: it imports only `config`; the rollout engine calls it and reports the outcome
+//! A leaf: it imports only `config` and `outbound` (the HTTP client, shared with
+//! notifications); the rollout engine calls it and reports the outcome
 //! (status, Events, audit, metrics).
 
-mod client;
+// The client moved to `outbound` (notifications send with it too); `client` names it here.
+use crate::outbound as client;
 mod driver;
 mod http_check;
 mod measure;

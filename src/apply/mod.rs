@@ -22,7 +22,7 @@ pub use applier::{
 pub use forbidden::Refusal;
 pub use prune::{PRUNE_ANNOTATION, PrunePlan, kept_reason, plan_prune};
 pub use remove::{RemovalError, removal_patch};
-pub use retry::{Backoff, is_transient};
+pub use retry::{Backoff, is_transient, retry};
 pub use seam::Apply;
 pub use status::mask_secret_message;
 pub use tally::Tally;

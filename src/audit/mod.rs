@@ -453,6 +453,7 @@ pub fn record(activity: &Activity) -> Option<(&'static str, Vec<(&'static str, V
             tier,
             revision,
             reason,
+            ..
         } => (
             "promotion-blocked",
             vec![

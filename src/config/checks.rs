@@ -276,6 +276,10 @@ impl Config {
         self.analysis
             .check()
             .map_err(|(field, message)| invalid(format!("analysis.{field}"), message))?;
+        if let Some(n) = &self.notifications {
+            n.check(&self.tiers)
+                .map_err(|(field, message)| invalid(format!("notifications.{field}"), message))?;
+        }
         Ok(())
     }
 
@@ -365,6 +369,9 @@ impl Config {
                     false,
                 ));
             }
+        }
+        if let Some(n) = &self.notifications {
+            files.extend(n.files());
         }
         for (field, file, secret) in files {
             let problem = match std::fs::read(file) {

@@ -248,6 +248,11 @@ impl Metrics {
                 "Push webhook deliveries, by result (accepted, ignored, duplicate, unauthorized, rate_limited, bad_request).",
                 &["result"],
             )?,
+            notifications: r.counters(
+                "gitopsd_notifications_total",
+                "Outbound notifications, by sink and result (sent, failed after every attempt, dropped from a full queue).",
+                &["sink", "result"],
+            )?,
             http_refused: r.counters(
                 "gitopsd_http_refused_total",
                 "Requests and connections the status endpoint refused, by reason (every one counted, whereas the log samples them).",

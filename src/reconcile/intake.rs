@@ -110,6 +110,7 @@ impl TierReconciler {
                 tier: self.tier.name.clone(),
                 revision: revision.clone(),
                 reason: hold.message.clone(),
+                kind: hold.kind,
             });
         }
         let message = hold.message.clone();

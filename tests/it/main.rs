@@ -43,6 +43,7 @@ mod layout;
 mod live_cache;
 mod local_control_plane;
 mod metrics;
+mod notify;
 mod plan;
 mod promotion;
 mod reconcile;

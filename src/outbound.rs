@@ -1,5 +1,6 @@
-//! The HTTP client the providers share: hyper over rustls (both already in the tree through
-//! kube), HTTP/1.1, a deadline on the whole exchange and a bound on the body read.
+//! The outbound HTTP client that analysis providers and notification sinks share: hyper over
+//! rustls (both already in the tree through kube), HTTP/1.1, a deadline on the whole exchange
+//! and a bound on the body read.
 
 use std::time::Duration;
 
@@ -17,20 +18,22 @@ const MAX_BODY_BYTES: usize = 4 << 20;
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot load the system's root certificates for https analysis checks: {0}")]
+    #[error(
+        "cannot load the system's root certificates for outbound https (analysis checks, notifications): {0}"
+    )]
     Roots(#[source] std::io::Error),
 }
 
 /// Why one exchange failed (the provider names what was asked).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum SendError {
+pub enum SendError {
     Timeout,
     Request(String),
     Body(String),
 }
 
 /// An answer: its status and body.
-pub(super) struct Answer {
+pub struct Answer {
     pub status: u16,
     pub body: Bytes,
 }
@@ -55,7 +58,7 @@ impl HttpClient {
     }
 
     /// Sends one request and reads its answer, all within `timeout`.
-    pub(super) async fn send(
+    pub async fn send(
         &self,
         request: ::http::Request<Full<Bytes>>,
         timeout: Duration,
