@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 # installs what is missing, builds the local control plane (cached in ~/.cache/gitopsd),
-# starts it unless one is already up, checks formatting and lints, runs every test, and stops
+# starts the tests' own control plane (~/.cache/gitopsd/cluster-test, ports 16450-16455) unless
+# it is already up, checks formatting and lints, runs every test, and stops
 # the control plane again if it started it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +17,11 @@ export GITOPSD_KUSTOMIZE
 GITOPSD_CORPUS=$(scripts/corpus.sh | tail -n 1)
 export GITOPSD_CORPUS
 
+# A control plane of the tests' own (this directory and port unless set), never the default one
+# the quickstart runs: its daemon reconciles the example's shop-* namespaces, which the drift
+# tests apply too, and the two would fight.
+export GITOPSD_CLUSTER_DIR=${GITOPSD_CLUSTER_DIR:-${GITOPSD_CACHE:-$HOME/.cache/gitopsd}/cluster-test}
+export GITOPSD_CLUSTER_PORT=${GITOPSD_CLUSTER_PORT:-16450}
 started=0
 if ! scripts/cluster.sh status >/dev/null 2>&1; then
   started=1
