@@ -99,6 +99,8 @@ pub struct Metrics {
     fetch_errors: IntCounter,
     last_successful_fetch: Gauge,
     last_sync: GaugeVec,
+    /// Set from `SyncFinished` (the status keeps no such time): no series before the first.
+    last_successful_sync: GaugeVec,
     source_last_fetch: GaugeVec,
     source_stale: IntGaugeVec,
     source_rewrites: IntCounterVec,
@@ -272,8 +274,14 @@ impl Observer for Metrics {
                 result,
                 duration,
                 window_closed,
+                error,
                 ..
             } => {
+                if succeeded(*result, error.as_deref()) {
+                    self.last_successful_sync
+                        .with_label_values(&[tier])
+                        .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+                }
                 // Objects are counted from ObjectApplied, not from `outcomes`, so never twice.
                 let result = if *window_closed {
                     WINDOW_CLOSED
@@ -327,6 +335,13 @@ impl Observer for Metrics {
     }
 }
 
+/// A sync that ran to its end without an error: the tier matches git, or differs only where
+/// the policy says to alert. Failed and Blocked syncs, and one whose record carries an error (a
+/// refused prune, a failing fetch), are not.
+fn succeeded(result: SyncState, error: Option<&str>) -> bool {
+    matches!(result, SyncState::Synced | SyncState::OutOfSync) && error.is_none()
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -363,6 +378,42 @@ mod tests {
         text.lines()
             .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
             .collect()
+    }
+
+    #[test]
+    fn the_last_successful_sync_is_set_by_a_sync_that_ended_without_an_error() {
+        let (m, tiers) = metrics();
+        let finished = |result: SyncState, error: Option<&str>| Activity::SyncFinished {
+            tier: TIER.into(),
+            revision: "abc".into(),
+            reason: "interval".into(),
+            result,
+            duration: Duration::from_millis(10),
+            outcomes: crate::apply::Tally::default(),
+            error: error.map(str::to_owned),
+            notable: false,
+            window_closed: false,
+        };
+        let name = "gitopsd_last_successful_sync_timestamp_seconds";
+        for (result, error) in [
+            (SyncState::Failed, Some("render failed")),
+            (SyncState::Blocked, None),
+            (SyncState::OutOfSync, Some("prune refused")),
+        ] {
+            m.observe(&finished(result, error));
+            assert!(series(&m.render(&tiers), name).is_empty(), "{result:?}");
+        }
+        let before = Utc::now().timestamp() as f64;
+        m.observe(&finished(SyncState::OutOfSync, None));
+        let at = value(&m.render(&tiers), &format!(r#"{name}{{tier="{TIER}"}}"#))
+            .expect("set by an OutOfSync sync with only alerts");
+        assert!(at >= before, "{at} < {before}");
+        m.observe(&finished(SyncState::Failed, Some("fetch failed")));
+        assert_eq!(
+            value(&m.render(&tiers), &format!(r#"{name}{{tier="{TIER}"}}"#)),
+            Some(at),
+            "a failure leaves the last success"
+        );
     }
 
     fn drift_item(kind: &str, severity: Severity) -> DriftItem {

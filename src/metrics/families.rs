@@ -238,6 +238,17 @@ impl Metrics {
                 )
                 .map_err(err("gitopsd_last_sync_timestamp_seconds"))?,
             )?,
+            last_successful_sync: r.add(
+                "gitopsd_last_successful_sync_timestamp_seconds",
+                GaugeVec::new(
+                    Opts::new(
+                        "gitopsd_last_successful_sync_timestamp_seconds",
+                        "When the tier's last sync that ran to its end without an error ended (Unix time): Synced, or OutOfSync with drift the policy only alerts on.",
+                    ),
+                    &["tier"],
+                )
+                .map_err(err("gitopsd_last_successful_sync_timestamp_seconds"))?,
+            )?,
             kube_requests: r.counters(
                 "gitopsd_kube_requests_total",
                 "Requests to the Kubernetes API server, by verb and response code (or class).",

@@ -137,6 +137,14 @@ async fn a_synced_tier_shows_on_metrics_and_promtool_finds_nothing_to_lint() {
     assert!(
         value(
             &text,
+            &format!("gitopsd_last_successful_sync_timestamp_seconds{{{tier}}}")
+        )
+        .is_some_and(|t| t > 1e9),
+        "{text}"
+    );
+    assert!(
+        value(
+            &text,
             &format!("gitopsd_commit_to_applied_seconds_count{{{tier}}}")
         )
         .is_some_and(|n| n >= 1.0),
