@@ -380,6 +380,28 @@ mod tests {
             .collect()
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_metrics_are_exported() {
+        let (m, tiers) = metrics();
+        let text = m.render(&tiers);
+        // A test process may not have used a whole second of CPU yet: present is enough there.
+        assert!(
+            value(&text, "process_cpu_seconds_total").is_some(),
+            "{text}"
+        );
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                value(&text, name).is_some_and(|v| v > 0.0),
+                "{name} in:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn the_last_successful_sync_is_set_by_a_sync_that_ended_without_an_error() {
         let (m, tiers) = metrics();

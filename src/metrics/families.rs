@@ -300,6 +300,14 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // The process's own CPU, memory, open files and start time (`process_*`, as every
+        // Prometheus client exports them), read from /proc at scrape time (Linux only).
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .map_err(err("process_*"))?;
         // Series that exist from the start, at 0: a rate or increase() over them works from
         // the first event on, and an alert can tell "never failed" from "no data".
         for t in tiers {

@@ -135,6 +135,10 @@ async fn a_synced_tier_shows_on_metrics_and_promtool_finds_nothing_to_lint() {
         "{text}"
     );
     assert!(
+        value(&text, "process_resident_memory_bytes").is_some_and(|b| b > 0.0),
+        "{text}"
+    );
+    assert!(
         value(
             &text,
             &format!("gitopsd_last_successful_sync_timestamp_seconds{{{tier}}}")
