@@ -78,7 +78,7 @@ impl StatusReport {
 /// written in one update: at the end of an offer, or with the reconcile's report when intake
 /// ran inside a reconcile. Each field is the last value intake set (`None`: not touched), as a
 /// series of updates would have left it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct StatusDelta {
     pub source_revision: Option<Revision>,
     /// The tier state as read: last healthy, failed revision, rollbacks.
@@ -97,13 +97,9 @@ impl StatusDelta {
         self.last_error = Some(Some(message));
     }
 
+    /// Nothing to write (derived from `Default`, so a new field cannot be forgotten here).
     pub fn is_empty(&self) -> bool {
-        self.source_revision.is_none()
-            && self.stored.is_none()
-            && self.held.is_none()
-            && self.window.is_none()
-            && self.sync.is_none()
-            && self.last_error.is_none()
+        *self == StatusDelta::default()
     }
 
     pub fn write(self, s: &mut TierStatus) {
