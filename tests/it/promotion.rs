@@ -19,7 +19,7 @@ use gitopsd::reconcile::{Checkouts, Clock, ReconcileReason, TierReconciler};
 use gitopsd::revision::Revision;
 use gitopsd::source::Source;
 use gitopsd::state::StateStore;
-use gitopsd::status::{StatusHandle, SyncState};
+use gitopsd::status::{StatusHandle, SyncState, TierStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -216,6 +216,32 @@ impl Tier {
             .await;
     }
 
+    /// Edits the value as a person would, then reconciles after each change the live cache
+    /// sees (it may see another object's change first) until a reconcile saw the edit (its
+    /// drift report shows it): a reconcile run before the cache showed it proves nothing
+    /// either way. Returns the status of that reconcile.
+    async fn edit_and_reconcile_until_seen(&mut self, client: &Client, ns: &str) -> TierStatus {
+        let mut changes = self.reconciler.live_changes().expect("the live cache runs");
+        changes.borrow_and_update();
+        edit_value(client, ns).await;
+        for _ in 0..10 {
+            tokio::time::timeout(Duration::from_secs(60), changes.changed())
+                .await
+                .expect("the live cache sees the edit")
+                .expect("the live cache runs");
+            self.reconcile().await;
+            let st = self.status.snapshot();
+            if edit_seen(&st) {
+                return st;
+            }
+        }
+        panic!(
+            "no reconcile of tier {} saw the edit: {:?}",
+            self.name,
+            self.status.snapshot()
+        );
+    }
+
     /// Reconciles until the tier is Synced and Healthy at `sha`.
     async fn until_healthy(&mut self, sha: &str) {
         for _ in 0..40 {
@@ -235,6 +261,13 @@ impl Tier {
             self.status.snapshot()
         );
     }
+}
+
+/// The status's drift report shows the edit of [`edit_value`].
+fn edit_seen(st: &TierStatus) -> bool {
+    st.drift
+        .as_ref()
+        .is_some_and(|d| d.items.iter().any(|i| i.key.name == "settings"))
 }
 
 async fn value_in(client: &Client, ns: &str) -> Option<String> {
@@ -348,22 +381,7 @@ async fn a_revision_not_healthy_upstream_is_blocked_then_deploys_after_the_soak(
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "validation");
         v.offer(&c2).await;
-        // The reconcile reads the live cache: it runs again after each change the cache sees,
-        // until one of them was the edit (the cache may see another object's change first).
-        let mut changes = v.reconciler.live_changes().expect("the live cache runs");
-        changes.borrow_and_update();
-        edit_value(&client, &val).await;
-        for _ in 0..10 {
-            tokio::time::timeout(Duration::from_secs(60), changes.changed())
-                .await
-                .expect("the live cache sees the edit")
-                .expect("the live cache runs");
-            v.reconcile().await;
-            if value_in(&client, &val).await.as_deref() == Some("one") {
-                break;
-            }
-        }
-        let st = v.status.snapshot();
+        let st = v.edit_and_reconcile_until_seen(&client, &val).await;
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
         assert_eq!(st.revision.as_ref().map(Revision::as_str), Some(c1.as_str()));
         assert_eq!(value_in(&client, &val).await.as_deref(), Some("one"));
@@ -401,29 +419,8 @@ async fn a_tier_inside_a_deny_window_applies_nothing_until_the_window_closes() {
         let c2 = repo.commit_value("two", &[]);
         repo.push_and_fetch(&c2, "main");
         t.offer(&c2).await;
-        // Reconciled until a reconcile has seen the edit (its drift report shows it), so that
-        // the edit left in place below was left by the window, not missed by a lagging cache.
-        let mut changes = t.reconciler.live_changes().expect("the live cache runs");
-        changes.borrow_and_update();
-        edit_value(&client, &name).await;
-        for _ in 0..10 {
-            tokio::time::timeout(Duration::from_secs(60), changes.changed())
-                .await
-                .expect("the live cache sees the edit")
-                .expect("the live cache runs");
-            t.reconcile().await;
-            let drift = t.status.snapshot().drift;
-            if drift.is_some_and(|d| d.items.iter().any(|i| i.key.name == "settings")) {
-                break;
-            }
-        }
-        let st = t.status.snapshot();
-        assert!(
-            st.drift
-                .as_ref()
-                .is_some_and(|d| d.items.iter().any(|i| i.key.name == "settings")),
-            "the edit is seen as drift: {st:?}"
-        );
+        // A reconcile saw the edit: what is left in place below was left by the window.
+        let st = t.edit_and_reconcile_until_seen(&client, &name).await;
         assert_eq!(st.sync, SyncState::Blocked, "{st:?}");
         assert_eq!(st.held_revision.as_ref().map(Revision::as_str), Some(c2.as_str()));
         let w = st.window.clone().expect("window state in the status");
