@@ -121,6 +121,15 @@ async fn alerts(port: u16) -> Result<Vec<Value>, String> {
     serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
 }
 
+/// Alertmanager's alerts named `name` for `tier`.
+async fn tier_alerts(port: u16, tier: &str, name: &str) -> Result<Vec<Value>, String> {
+    Ok(alerts(port)
+        .await?
+        .into_iter()
+        .filter(|a| a["labels"]["alertname"] == name && a["labels"]["tier"] == tier)
+        .collect())
+}
+
 /// Appends a `notifications:` section to the fixture's gitopsd.yaml (before it starts).
 fn add_notifications(f: &Fixture, section: &str) {
     let mut text = std::fs::read_to_string(&f.config).expect("read gitopsd.yaml");
@@ -185,14 +194,10 @@ async fn a_failing_sync_and_a_rollback_reach_the_webhook_signed_and_alertmanager
         || {
             let tier = tier.clone();
             async move {
-                let all = alerts(am_port).await?;
-                all.iter()
-                    .find(|a| {
-                        a["labels"]["alertname"] == "GitopsdSyncFailed"
-                            && a["labels"]["tier"] == tier.as_str()
-                    })
-                    .cloned()
-                    .ok_or_else(|| format!("alerts: {all:?}"))
+                let held = tier_alerts(am_port, &tier, "GitopsdSyncFailed").await?;
+                held.into_iter()
+                    .next()
+                    .ok_or_else(|| "no GitopsdSyncFailed alert yet".to_owned())
             }
         },
     )
@@ -227,14 +232,10 @@ async fn a_failing_sync_and_a_rollback_reach_the_webhook_signed_and_alertmanager
         || {
             let tier = tier.clone();
             async move {
-                let all = alerts(am_port).await?;
-                all.iter()
-                    .any(|a| {
-                        a["labels"]["alertname"] == "GitopsdRolledBack"
-                            && a["labels"]["tier"] == tier.as_str()
-                    })
+                let held = tier_alerts(am_port, &tier, "GitopsdRolledBack").await?;
+                (!held.is_empty())
                     .then_some(())
-                    .ok_or_else(|| format!("alerts: {all:?}"))
+                    .ok_or_else(|| "no GitopsdRolledBack alert yet".to_owned())
             }
         },
     )
@@ -248,14 +249,7 @@ async fn a_failing_sync_and_a_rollback_reach_the_webhook_signed_and_alertmanager
         || {
             let tier = tier.clone();
             async move {
-                let all = alerts(am_port).await?;
-                let left: Vec<&Value> = all
-                    .iter()
-                    .filter(|a| {
-                        a["labels"]["alertname"] == "GitopsdSyncFailed"
-                            && a["labels"]["tier"] == tier.as_str()
-                    })
-                    .collect();
+                let left = tier_alerts(am_port, &tier, "GitopsdSyncFailed").await?;
                 left.is_empty()
                     .then_some(())
                     .ok_or_else(|| format!("still active: {left:?}"))
