@@ -234,8 +234,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn deploy_takes_new_and_changed_objects_and_remembers_new_ones_first() {
+    /// Three objects: one unchanged since the inventory's digest, one changed, one new.
+    fn same_changed_new() -> (DesiredSet, Inventory) {
         let s = set(vec![
             object("same", "d1"),
             object("changed", "d2"),
@@ -244,6 +244,12 @@ mod tests {
         let mut inventory = Inventory::new();
         inventory.insert(s.objects[0].key.clone(), "d1".into());
         inventory.insert(s.objects[1].key.clone(), "old".into());
+        (s, inventory)
+    }
+
+    #[test]
+    fn deploy_takes_new_and_changed_objects_and_remembers_new_ones_first() {
+        let (s, inventory) = same_changed_new();
         let plan = plan_deploy(&s, &inventory, false);
         let names: Vec<&str> = plan.deploy.iter().map(|o| o.key.name.as_str()).collect();
         assert_eq!(names, ["changed", "new"]);
@@ -253,14 +259,7 @@ mod tests {
 
     #[test]
     fn a_refused_sync_deploys_nothing_and_holds_what_it_would_have_changed() {
-        let s = set(vec![
-            object("same", "d1"),
-            object("changed", "d2"),
-            object("new", "d3"),
-        ]);
-        let mut inventory = Inventory::new();
-        inventory.insert(s.objects[0].key.clone(), "d1".into());
-        inventory.insert(s.objects[1].key.clone(), "old".into());
+        let (s, inventory) = same_changed_new();
         let plan = plan_deploy(&s, &inventory, true);
         assert!(plan.deploy.is_empty() && plan.remember.is_empty());
         let held: HashSet<ObjectKey> = s.objects[1..].iter().map(|o| o.key.clone()).collect();
