@@ -370,11 +370,7 @@ impl TierReconciler {
                     last_healthy = state.last_healthy_revision.as_ref().map_or("-", Revision::as_str),
                     "tier state read"
                 );
-                self.pending.stored = Some((
-                    state.last_healthy_revision.clone(),
-                    state.failed_revision.clone(),
-                    state.rollbacks,
-                ));
+                self.pending.stored = Some(StoredOutcomes::of(&state));
                 self.saved = Some(state.clone());
                 self.state = Some(state);
                 true

@@ -158,7 +158,7 @@ use crate::apply::Tally;
 pub use jobs::drop_finished_jobs;
 use jobs::{is_ttl_job, job_end_event, job_finished};
 use phase::{PhaseEvent, Retry, TierPhase};
-use report::{HealthStatus, StatusDelta, StatusReport, SyncStatus};
+use report::{HealthStatus, StatusDelta, StatusReport, StoredOutcomes, SyncStatus};
 use rollout::Rollout;
 
 /// One tier's reconcile state, owned by its task: reconciles of a tier never overlap.

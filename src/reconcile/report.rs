@@ -8,6 +8,7 @@ use crate::health::Health;
 use crate::hold::HoldKind;
 use crate::policy::Unconvergeable;
 use crate::revision::Revision;
+use crate::state::TierState;
 use crate::status::{SyncState, TierStatus, UnhealthyObject};
 use crate::window::WindowState;
 
@@ -40,9 +41,32 @@ pub(super) struct SyncStatus {
 pub(super) struct HealthStatus {
     pub health: Health,
     pub unhealthy: Vec<UnhealthyObject>,
+    pub stored: StoredOutcomes,
+}
+
+/// What the tier state says of past rollouts, as the status shows it: written when the state
+/// is read (intake) and with each health assessment.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct StoredOutcomes {
     pub last_healthy_revision: Option<Revision>,
     pub failed_revision: Option<Revision>,
     pub rollbacks: u64,
+}
+
+impl StoredOutcomes {
+    pub fn of(state: &TierState) -> StoredOutcomes {
+        StoredOutcomes {
+            last_healthy_revision: state.last_healthy_revision.clone(),
+            failed_revision: state.failed_revision.clone(),
+            rollbacks: state.rollbacks,
+        }
+    }
+
+    fn write(self, s: &mut TierStatus) {
+        s.last_healthy_revision = self.last_healthy_revision;
+        s.failed_revision = self.failed_revision;
+        s.rollbacks = self.rollbacks;
+    }
 }
 
 impl StatusReport {
@@ -51,9 +75,7 @@ impl StatusReport {
         if let Some(h) = self.health {
             s.health = h.health;
             s.unhealthy = h.unhealthy;
-            s.last_healthy_revision = h.last_healthy_revision;
-            s.failed_revision = h.failed_revision;
-            s.rollbacks = h.rollbacks;
+            h.stored.write(s);
         }
         if let Some(r) = self.sync {
             s.window = r.window;
@@ -81,8 +103,8 @@ impl StatusReport {
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct StatusDelta {
     pub source_revision: Option<Revision>,
-    /// The tier state as read: last healthy, failed revision, rollbacks.
-    pub stored: Option<(Option<Revision>, Option<Revision>, u64)>,
+    /// The tier state as read.
+    pub stored: Option<StoredOutcomes>,
     /// The revision held back and by what (`Some(None)`: no longer held).
     pub held: Option<Option<(Revision, HoldKind)>>,
     pub window: Option<Option<WindowState>>,
@@ -106,10 +128,8 @@ impl StatusDelta {
         if let Some(r) = self.source_revision {
             s.source_revision = Some(r);
         }
-        if let Some((healthy, failed, rollbacks)) = self.stored {
-            s.last_healthy_revision = healthy;
-            s.failed_revision = failed;
-            s.rollbacks = rollbacks;
+        if let Some(stored) = self.stored {
+            stored.write(s);
         }
         if let Some(held) = self.held {
             let (revision, kind) = held.unzip();

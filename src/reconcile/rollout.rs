@@ -199,14 +199,10 @@ impl super::TierReconciler {
                     .await;
             }
         }
-        let last_healthy = self
+        let stored = self
             .state
             .as_ref()
-            .and_then(|s| s.last_healthy_revision.clone());
-        let (failed, rollbacks) = self
-            .state
-            .as_ref()
-            .map(|s| (s.failed_revision.clone(), s.rollbacks))
+            .map(StoredOutcomes::of)
             .unwrap_or_default();
         if self.reported.health != Some(worst) {
             if let Some(from) = self.reported.health {
@@ -222,9 +218,7 @@ impl super::TierReconciler {
         status.health = Some(HealthStatus {
             health: worst,
             unhealthy,
-            last_healthy_revision: last_healthy,
-            failed_revision: failed,
-            rollbacks,
+            stored,
         });
         out
     }
