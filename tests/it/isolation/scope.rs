@@ -560,32 +560,36 @@ async fn the_builtin_table_matches_discovery() {
     // discovery, so a disagreement is looked at again until it persists: a kind Kubernetes
     // serves stays, a test's CRD leaves discovery.
     let builtin = KindScopes::builtin();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let (compared, wrong) = loop {
-        let mut groups = crd_groups().await;
-        let live = served(&client).await;
-        groups.extend(crd_groups().await);
-        let mut wrong = Vec::new();
-        let mut compared = 0;
-        for (av, kind, scope) in live.entries() {
-            let group = av.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
-            if groups.contains(group) {
-                continue;
+    let compared = support::eventually_every(
+        "the built-in table to agree with the API server (run scripts/builtin-kinds.sh)",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(2),
+        || async {
+            let mut groups = crd_groups().await;
+            let live = served(&client).await;
+            groups.extend(crd_groups().await);
+            let mut wrong = Vec::new();
+            let mut compared = 0;
+            for (av, kind, scope) in live.entries() {
+                let group = av.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
+                if groups.contains(group) {
+                    continue;
+                }
+                compared += 1;
+                match builtin.get(av, kind) {
+                    Some(s) if s == scope => {}
+                    other => {
+                        wrong.push(format!("{av} {kind}: served {scope:?}, built-in {other:?}"))
+                    }
+                }
             }
-            compared += 1;
-            match builtin.get(av, kind) {
-                Some(s) if s == scope => {}
-                other => wrong.push(format!("{av} {kind}: served {scope:?}, built-in {other:?}")),
+            if wrong.is_empty() {
+                Ok(compared)
+            } else {
+                Err(format!("disagreements: {wrong:#?}"))
             }
-        }
-        if wrong.is_empty() || std::time::Instant::now() > deadline {
-            break (compared, wrong);
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    };
+        },
+    )
+    .await;
     assert!(compared > 40, "only {compared} kinds compared");
-    assert!(
-        wrong.is_empty(),
-        "the built-in table disagrees with the API server (run scripts/builtin-kinds.sh): {wrong:#?}"
-    );
 }
